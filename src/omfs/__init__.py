@@ -1,0 +1,94 @@
+"""omfs: a local-first store and runtime for data science.
+
+``import omfs as om`` gives the default context: ``om.datasets``, ``om.models``,
+``om.runtime``, ``om.buckets`` and ``om["bucket"]`` work with no configuration (a folder
+in your home directory). ``om.setup(...)`` opens other contexts. Heavy libraries (pyarrow,
+s3fs, dask, scikit-learn) are imported only when first used.
+"""
+
+from __future__ import annotations
+
+import sys
+import threading
+import types
+from typing import TYPE_CHECKING, Any
+
+from omfs import errors
+from omfs.context import Omega, setup
+
+if TYPE_CHECKING:
+    from omfs.datasets import DatasetStore
+    from omfs.models import ModelStore
+    from omfs.runtime import Runtime
+
+    datasets: DatasetStore
+    models: ModelStore
+    runtime: Runtime
+    buckets: list[str]
+
+__all__ = ["Omega", "buckets", "datasets", "errors", "get_default", "models", "runtime", "setup"]
+__version__ = "0.1.0"
+
+_default: Omega | None = None
+_default_lock = threading.Lock()
+
+
+def get_default() -> Omega:
+    """The default context, opened from the environment and config on first use."""
+    global _default
+    with _default_lock:
+        if _default is None:
+            _default = setup()
+        return _default
+
+
+def _reset_default() -> None:
+    """Forget the default context, so the next use reads the environment again."""
+    global _default
+    with _default_lock:
+        _default = None
+
+
+def __getattr__(name: str) -> Any:  # PEP 562: the module is the default instance
+    if name in ("root", "bucket", "storage"):
+        return getattr(get_default(), name)
+    raise AttributeError(f"module 'omfs' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), "datasets", "models", "runtime", "buckets"])
+
+
+def _default_attribute(name: str) -> property:
+    """A module property for the default context's ``name``.
+
+    ``omfs.datasets`` etc. are also subpackages; importing one makes the import system set
+    the module attribute, which the setter keeps aside so that the property still wins.
+    """
+
+    def get(module: types.ModuleType) -> Any:
+        return getattr(get_default(), name)
+
+    def set_(module: types.ModuleType, value: Any) -> None:
+        module.__dict__.setdefault("_subpackages", {})[name] = value
+
+    return property(get, set_)
+
+
+class _OmfsModule(types.ModuleType):
+    """The module is the default instance: ``om.datasets``, ``om["bucket"]`` and so on."""
+
+    datasets = _default_attribute("datasets")
+    models = _default_attribute("models")
+    runtime = _default_attribute("runtime")
+    buckets = _default_attribute("buckets")
+
+    def __getitem__(self, bucket: str) -> Omega:
+        return get_default()[bucket]
+
+
+_module = sys.modules[__name__]
+for _name in ("datasets", "models", "runtime"):  # submodules imported before the swap
+    if isinstance(_module.__dict__.get(_name), types.ModuleType):
+        _module.__dict__.setdefault("_subpackages", {})[_name] = _module.__dict__.pop(_name)
+_module.__class__ = _OmfsModule

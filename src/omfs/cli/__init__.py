@@ -1,0 +1,37 @@
+"""The ``om`` command line: one Typer app per noun, thin calls into the library."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from omfs.cli import buckets, datasets
+from omfs.cli._common import run_with_errors, state
+
+__all__ = ["app", "main"]
+
+app = typer.Typer(
+    name="om",
+    help="omfs: datasets, models and runtime tasks in contexts and buckets.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+app.add_typer(datasets.app, name="datasets")
+app.add_typer(buckets.app, name="buckets")
+
+
+@app.callback()
+def _options(
+    root: Annotated[str | None, typer.Option(help="context root URL or folder [env: OMFS_ROOT]")] = None,
+    bucket: Annotated[str | None, typer.Option(help="bucket [env: OMFS_BUCKET; default: omega]")] = None,
+    cluster: Annotated[str | None, typer.Option(help="Dask scheduler address [env: OMFS_CLUSTER]")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="machine-readable output")] = False,
+) -> None:
+    state.root, state.bucket, state.cluster, state.as_json = root, bucket, cluster, as_json
+
+
+def main() -> None:
+    """Entry point of the ``om`` script."""
+    run_with_errors(app)

@@ -1,0 +1,122 @@
+"""What every ``om`` command shares: the context options, output and error reporting."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+__all__ = ["State", "emit_table", "emit_value", "progress_bar", "state"]
+
+
+@dataclass
+class State:
+    root: str | None = None
+    bucket: str | None = None
+    cluster: str | None = None
+    as_json: bool = False
+
+    def omega(self) -> Any:
+        import omfs
+
+        return omfs.setup(self.root, bucket=self.bucket, cluster=self.cluster)
+
+
+state = State()
+
+
+def _console(stderr: bool = False) -> Any:
+    from rich.console import Console
+
+    return Console(stderr=stderr, highlight=False, soft_wrap=True)
+
+
+def is_terminal() -> bool:
+    return sys.stdout.isatty()
+
+
+def _jsonable(value: Any) -> Any:
+    if hasattr(value, "to_dict") and callable(value.to_dict):
+        return value.to_dict()
+    return value
+
+
+def emit_value(value: Any) -> None:
+    """A document: JSON (highlighted on a terminal)."""
+    value = _jsonable(value)
+    if is_terminal() and not state.as_json:
+        _console().print_json(data=value, default=str)
+    else:
+        print(json.dumps(value, indent=None if state.as_json else 2, default=str))
+
+
+def emit_table(
+    rows: Sequence[dict[str, Any]], columns: Sequence[str], *, title: str | None = None,
+    plain: Callable[[dict[str, Any]], str] | None = None,
+) -> None:
+    """Rows: a table on a terminal, JSON with --json, tab-separated lines when piped."""
+    if state.as_json:
+        print(json.dumps([{c: r.get(c) for c in columns} for r in rows], default=str))
+        return
+    if is_terminal():
+        from rich.table import Table
+
+        table = Table(title=title)
+        for c in columns:
+            table.add_column(c)
+        for r in rows:
+            table.add_row(*("" if r.get(c) is None else str(r.get(c)) for c in columns))
+        _console().print(table)
+        return
+    for r in rows:
+        print(plain(r) if plain else "\t".join("" if r.get(c) is None else str(r.get(c)) for c in columns))
+
+
+@contextmanager
+def progress_bar(description: str, total: int | None) -> Iterator[Callable[[int], None]]:
+    """Yields a callback taking byte counts; shows a bar on a terminal, nothing otherwise."""
+    if not sys.stderr.isatty() or state.as_json:
+        yield lambda n: None
+        return
+    from rich.progress import (
+        BarColumn,
+        DownloadColumn,
+        Progress,
+        TextColumn,
+        TimeRemainingColumn,
+        TransferSpeedColumn,
+    )
+
+    columns = [TextColumn("{task.description}"), BarColumn(), DownloadColumn(),
+               TransferSpeedColumn(), TimeRemainingColumn()]
+    with Progress(*columns, console=_console(stderr=True), transient=True) as progress:
+        task = progress.add_task(description, total=total)
+        yield lambda n: progress.advance(task, n)
+
+
+def fail(message: str, code: int = 1) -> None:
+    """Print one line to stderr and exit."""
+    print(f"om: error: {message}", file=sys.stderr)
+    raise SystemExit(code)
+
+
+def run_with_errors(app: Callable[[], Any]) -> None:
+    """Run the Typer app; library errors end as one line and exit code 1 (OMFS_DEBUG=1 shows
+    the traceback)."""
+    from omfs.errors import OmfsError
+
+    try:
+        app()
+    except (OmfsError, OSError, ValueError, TypeError, KeyError) as exc:
+        if os.environ.get("OMFS_DEBUG"):
+            raise
+        text = exc.args[0] if isinstance(exc, KeyError) and exc.args else str(exc)
+        if isinstance(exc, OSError) and not isinstance(exc, OmfsError) and exc.filename:
+            text = f"{exc.strerror or exc}: {exc.filename}"
+        fail(" ".join(str(text).split()) or type(exc).__name__)
+    except KeyboardInterrupt:
+        fail("interrupted", 130)

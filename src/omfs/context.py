@@ -1,0 +1,114 @@
+"""Contexts and buckets: :class:`Omega` and :func:`setup`.
+
+A context is a storage root (any fsspec URL) plus its runtime cluster. A bucket is a
+top-level folder of the root; ``om["name"]`` gives the same context on another bucket.
+"""
+
+from __future__ import annotations
+
+import os
+from functools import cached_property
+from typing import TYPE_CHECKING, Any
+
+from omfs import config
+from omfs._names import check_bucket
+from omfs._storage import Storage
+
+if TYPE_CHECKING:
+    from omfs.datasets import DatasetStore
+    from omfs.models import ModelStore
+    from omfs.runtime import Runtime
+    from omfs.runtime.cluster import ClusterHandle
+
+__all__ = ["Omega", "setup"]
+
+
+class Omega:
+    """One context on one bucket: ``datasets``, ``models``, ``runtime`` and ``buckets``."""
+
+    def __init__(
+        self,
+        storage: Storage,
+        bucket: str = config.DEFAULT_BUCKET,
+        cluster: Any = None,
+        *,
+        _cluster_handle: ClusterHandle | None = None,
+    ):
+        self.storage = storage
+        self.bucket = check_bucket(bucket)
+        if _cluster_handle is None:
+            from omfs.runtime.cluster import ClusterHandle
+
+            _cluster_handle = ClusterHandle(cluster)
+        self._cluster = _cluster_handle
+
+    @property
+    def root(self) -> str:
+        """The context's root URL."""
+        return self.storage.url
+
+    def __repr__(self) -> str:
+        return f"Omega(root={self.root!r}, bucket={self.bucket!r})"
+
+    def __eq__(self, other: object) -> bool:
+        return (
+            isinstance(other, Omega)
+            and self.storage == other.storage
+            and self.bucket == other.bucket
+        )
+
+    def __hash__(self) -> int:
+        return hash((self.storage.url, self.bucket))
+
+    def __getitem__(self, bucket: str) -> Omega:
+        """The same context (storage and runtime) on another bucket."""
+        return Omega(self.storage, bucket, _cluster_handle=self._cluster)
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # what travels to a worker: root URL and non-secret options (Storage pickles so)
+        return (Omega, (self.storage, self.bucket))
+
+    @cached_property
+    def datasets(self) -> DatasetStore:
+        from omfs.datasets import DatasetStore
+
+        return DatasetStore(self.storage, self.bucket, self)
+
+    @cached_property
+    def models(self) -> ModelStore:
+        from omfs.models import ModelStore
+
+        return ModelStore(self.storage, self.bucket, self)
+
+    @cached_property
+    def runtime(self) -> Runtime:
+        from omfs.runtime import Runtime
+
+        return Runtime(self)
+
+    @property
+    def buckets(self) -> list[str]:
+        """Names of the buckets in this context (always includes this one)."""
+        found = {b for b in self.storage.list_dirs("") if not b.startswith((".", "_"))}
+        return sorted(found | {self.bucket})
+
+
+def setup(
+    root: str | os.PathLike[str] | None = None,
+    *,
+    bucket: str | None = None,
+    storage_options: dict[str, Any] | None = None,
+    cluster: Any = None,
+) -> Omega:
+    """Open a context.
+
+    ``root`` is a local folder or fsspec URL (``s3://bucket/prefix``, ``memory://name``);
+    ``None`` means ``$OMFS_ROOT``, then the config file, then ``~/.omfs``. ``bucket``
+    defaults to ``$OMFS_BUCKET`` or ``omega``. ``cluster`` is a Dask scheduler address or a
+    ``distributed.Client``; ``None`` means ``$OMFS_CLUSTER``, else a LocalCluster started on
+    first remote use.
+    """
+    settings = config.resolve(root, bucket, cluster, storage_options)
+    storage = Storage(settings.root, settings.storage_options)
+    storage.check_root()
+    return Omega(storage, settings.bucket, settings.cluster)

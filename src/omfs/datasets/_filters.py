@@ -1,0 +1,143 @@
+"""Row filters for ``datasets.get``: DNF tuples and omega|ml-style keywords, both turned into
+one pyarrow expression that the Parquet reader pushes down to row groups."""
+
+from __future__ import annotations
+
+from typing import Any
+
+__all__ = ["OPERATORS", "build_filter"]
+
+#: keyword suffix -> what it means; ``a=1`` alone means ``a__eq=1``
+OPERATORS = {
+    "eq": "equal to",
+    "ne": "not equal to",
+    "lt": "less than",
+    "lte": "less than or equal to",
+    "le": "less than or equal to",
+    "gt": "greater than",
+    "gte": "greater than or equal to",
+    "ge": "greater than or equal to",
+    "in": "one of a list",
+    "nin": "none of a list",
+    "not_in": "none of a list",
+    "between": "between (lo, hi), both included",
+    "isnull": "missing (True) or present (False)",
+    "notnull": "present (True) or missing (False)",
+    "contains": "a string containing",
+    "startswith": "a string starting with",
+    "endswith": "a string ending with",
+}
+
+
+def _keyword_expression(key: str, value: Any, columns: list[str]) -> Any:
+    import pyarrow.compute as pc
+
+    column, op = key, "eq"
+    if "__" in key:
+        head, _, tail = key.rpartition("__")
+        if tail in OPERATORS and key not in columns:
+            column, op = head, tail
+    if column not in columns:
+        raise ValueError(
+            f"Filter {key}={value!r} names the column {column!r}, which the dataset does not "
+            f"have. Columns: {columns}. Operators: "
+            + ", ".join(f"__{o}" for o in OPERATORS)
+        )
+    field = pc.field(column)
+    if op == "eq":
+        return field == value
+    if op == "ne":
+        return field != value
+    if op == "lt":
+        return field < value
+    if op in ("lte", "le"):
+        return field <= value
+    if op == "gt":
+        return field > value
+    if op in ("gte", "ge"):
+        return field >= value
+    if op in ("in", "nin", "not_in"):
+        if isinstance(value, str) or not hasattr(value, "__iter__"):
+            raise ValueError(f"Filter {key}= takes a list of values, got {value!r}")
+        expr = field.isin(list(value))
+        return expr if op == "in" else ~expr
+    if op == "between":
+        try:
+            lo, hi = value
+        except (TypeError, ValueError):
+            raise ValueError(f"Filter {key}= takes a pair (lo, hi), got {value!r}") from None
+        return (field >= lo) & (field <= hi)
+    if op in ("isnull", "notnull"):
+        missing = field.is_null(nan_is_null=True)
+        return missing if bool(value) == (op == "isnull") else ~missing
+    if op == "contains":
+        return pc.match_substring(field, str(value))
+    if op == "startswith":
+        return pc.starts_with(field, str(value))
+    return pc.ends_with(field, str(value))
+
+
+def build_filter(
+    filters: Any, keywords: dict[str, Any], columns: list[str]
+) -> Any:
+    """Combine DNF ``filters`` (list of tuples, or list of lists of tuples) and keyword
+    filters with AND; return a pyarrow Expression or None."""
+    import pyarrow.dataset as ds
+    import pyarrow.parquet as pq
+
+    parts = []
+    if filters is not None:
+        if isinstance(filters, ds.Expression):
+            parts.append(filters)
+        else:
+            try:
+                parts.append(pq.filters_to_expression(filters))
+            except (TypeError, ValueError) as exc:
+                raise ValueError(
+                    f"Invalid filters {filters!r}: {exc}. Use DNF tuples such as "
+                    "[('a', '>', 1)] or [[('a', '>', 1)], [('b', '==', 'x')]]"
+                ) from None
+    for key, value in keywords.items():
+        parts.append(_keyword_expression(key, value, columns))
+    if not parts:
+        return None
+    expr = parts[0]
+    for part in parts[1:]:
+        expr = expr & part
+    return expr
+
+
+_DNF_OPS = {
+    "eq": "==",
+    "ne": "!=",
+    "lt": "<",
+    "lte": "<=",
+    "le": "<=",
+    "gt": ">",
+    "gte": ">=",
+    "ge": ">=",
+    "in": "in",
+    "nin": "not in",
+    "not_in": "not in",
+}
+
+
+def keywords_to_dnf(keywords: dict[str, Any], columns: list[str]) -> list[tuple[str, str, Any]]:
+    """Keyword filters as DNF tuples, for readers that take only DNF (Dask's read_parquet)."""
+    out: list[tuple[str, str, Any]] = []
+    for key, value in keywords.items():
+        _keyword_expression(key, value, columns)  # validates column and operator
+        column, op = key, "eq"
+        if "__" in key and key not in columns:
+            column, _, op = key.rpartition("__")
+        if op == "between":
+            lo, hi = value
+            out += [(column, ">=", lo), (column, "<=", hi)]
+        elif op in _DNF_OPS:
+            out.append((column, _DNF_OPS[op], list(value) if "in" in op else value))
+        else:
+            raise ValueError(
+                f"Filter {key}= cannot be pushed into a lazy (Dask) read; use it with "
+                "lazy=False, or filter the Dask DataFrame after reading"
+            )
+    return out

@@ -1,0 +1,1 @@
+"""Models (issue 3)."""

@@ -1,0 +1,101 @@
+"""Column selection, filters (DNF and keywords), chunks and lazy reads."""
+
+from __future__ import annotations
+
+import dask.dataframe as dd
+import numpy as np
+import pandas as pd
+import pytest
+
+
+@pytest.fixture
+def sales(ctx):
+    df = pd.DataFrame(
+        {
+            "a": np.arange(100),
+            "b": np.where(np.arange(100) % 2 == 0, "even", "odd"),
+            "c": [None if i % 10 == 0 else float(i) for i in range(100)],
+        }
+    )
+    ctx.datasets.put(df, "sales", row_group_size=10)
+    return ctx, df
+
+
+def test_columns(sales):
+    ctx, df = sales
+    out = ctx.datasets.get("sales", columns=["b"])
+    pd.testing.assert_frame_equal(out, df[["b"]])
+    with pytest.raises(KeyError, match="no columns"):
+        ctx.datasets.get("sales", columns=["zzz"])
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "expected"),
+    [
+        ({"filters": [("a", ">", 95)]}, lambda d: d[d.a > 95]),
+        ({"filters": [[("a", "<", 2)], [("a", ">", 97)]]}, lambda d: d[(d.a < 2) | (d.a > 97)]),
+        ({"a__gt": 95}, lambda d: d[d.a > 95]),
+        ({"a__gte": 95, "b": "odd"}, lambda d: d[(d.a >= 95) & (d.b == "odd")]),
+        ({"a__lt": 3}, lambda d: d[d.a < 3]),
+        ({"a__in": [1, 5, 7]}, lambda d: d[d.a.isin([1, 5, 7])]),
+        ({"a__nin": list(range(3, 100))}, lambda d: d[d.a < 3]),
+        ({"a__between": (10, 12)}, lambda d: d[d.a.between(10, 12)]),
+        ({"c__isnull": True}, lambda d: d[d.c.isna()]),
+        ({"c__isnull": False, "a__lt": 12}, lambda d: d[d.c.notna() & (d.a < 12)]),
+        ({"b__startswith": "ev", "a__lt": 5}, lambda d: d[(d.b == "even") & (d.a < 5)]),
+        ({"a__ne": 0, "a__lte": 2}, lambda d: d[(d.a != 0) & (d.a <= 2)]),
+    ],
+)
+def test_filters(sales, kwargs, expected):
+    ctx, df = sales
+    out = ctx.datasets.get("sales", **kwargs)
+    want = expected(df)
+    assert list(out["a"]) == list(want["a"])
+    pd.testing.assert_frame_equal(out.reset_index(drop=True), want.reset_index(drop=True))
+
+
+def test_unknown_filter_column_is_explained(sales):
+    ctx, _ = sales
+    with pytest.raises(ValueError, match="names the column 'zz'"):
+        ctx.datasets.get("sales", zz__gt=1)
+    with pytest.raises(ValueError, match="Invalid filters"):
+        ctx.datasets.get("sales", filters=[("a", "~~", 1)])
+
+
+def test_chunks_have_exact_sizes_and_a_continuing_index(sales):
+    ctx, df = sales
+    chunks = list(ctx.datasets.get("sales", chunksize=30))
+    assert [len(c) for c in chunks] == [30, 30, 30, 10]
+    pd.testing.assert_frame_equal(pd.concat(chunks), df)
+    filtered = list(ctx.datasets.get("sales", chunksize=4, a__lt=10, columns=["a"]))
+    assert [len(c) for c in filtered] == [4, 4, 2]
+
+
+def test_chunks_keep_a_named_index(ctx):
+    df = pd.DataFrame({"v": range(10)}, index=pd.Index(range(100, 110), name="k"))
+    ctx.datasets.put(df, "ix")
+    chunks = list(ctx.datasets.get("ix", chunksize=3, columns=["v"]))
+    pd.testing.assert_frame_equal(pd.concat(chunks), df)
+
+
+def test_lazy_returns_dask_with_pushdown(sales):
+    ctx, df = sales
+    lazy = ctx.datasets.get("sales", lazy=True)
+    assert isinstance(lazy, dd.DataFrame)
+    assert int(lazy["a"].sum().compute()) == int(df["a"].sum())
+    lazy = ctx.datasets.get("sales", lazy=True, columns=["a"], a__gt=89)
+    assert sorted(lazy.compute()["a"]) == list(range(90, 100))
+
+
+def test_dask_put_writes_partitions_and_roundtrips(ctx):
+    df = pd.DataFrame({"a": np.arange(40), "s": [str(i) for i in range(40)]})
+    ddf = dd.from_pandas(df, npartitions=4)
+    meta = ctx.datasets.put(ddf, "big")
+    assert len(meta["parts"]) == 4 and meta["rows"] == 40
+    out = ctx.datasets.get("big")
+    # exactly what the Dask DataFrame holds (Dask itself turns str into string[pyarrow])
+    pd.testing.assert_frame_equal(out, ddf.compute(), check_index_type="equiv")
+    back = ctx.datasets.get("big", lazy=True)
+    assert back.npartitions >= 1 and int(back["a"].sum().compute()) == int(df["a"].sum())
+    ctx.datasets.put(df.iloc[:5], "big", append=True)
+    assert len(ctx.datasets.get("big")) == 45

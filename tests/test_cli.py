@@ -1,0 +1,122 @@
+"""The installed ``om`` command, run as a user would: a subprocess."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+OM = shutil.which("om", path=str(Path(sys.executable).parent)) or shutil.which("om")
+
+
+@pytest.fixture(params=["local", "s3"])
+def om(request, tmp_path):
+    """Runs ``om`` with a context given by the environment, like a CI script would."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("OMFS_")}
+    if request.param == "local":
+        env["OMFS_ROOT"] = str(tmp_path / "ctx")
+    else:
+        options = request.getfixturevalue("s3_options")
+        env["OMFS_ROOT"] = request.getfixturevalue("s3_root_factory")()
+        env["OMFS_STORAGE_OPTIONS"] = json.dumps(options)
+
+    def run(*args, ok=True):
+        assert OM, "the om script is not installed"
+        result = subprocess.run([OM, *args], capture_output=True, text=True, env=env, cwd=tmp_path)
+        if ok:
+            assert result.returncode == 0, result.stderr
+        return result
+
+    run.env = env
+    return run
+
+
+def test_help_lists_the_nouns(om):
+    out = om("--help").stdout
+    for noun in ("datasets", "buckets"):
+        assert noun in out
+
+
+def test_put_get_roundtrip_csv_parquet_jsonl(om, tmp_path):
+    src = tmp_path / "in.csv"
+    pd.DataFrame({"a": [1, 2, 3], "b": ["x", "y", "z"]}).to_csv(src, index=False)
+    assert om("datasets", "put", str(src), "sales/2024").stdout.split() == ["sales/2024", "v1", "3"]
+    om("datasets", "put", str(src), "sales/2024", "--append")
+    assert om("datasets", "list").stdout.split() == ["sales/2024"]
+    om("datasets", "get", "sales/2024", str(tmp_path / "out.parquet"))
+    assert len(pd.read_parquet(tmp_path / "out.parquet")) == 6
+    om("datasets", "get", "sales/2024@v1", str(tmp_path / "out.csv"))
+    pd.testing.assert_frame_equal(pd.read_csv(tmp_path / "out.csv"), pd.read_csv(src))
+    om("datasets", "get", "sales/2024", str(tmp_path / "out.jsonl"), "--columns", "b")
+    assert pd.read_json(tmp_path / "out.jsonl", lines=True).columns.tolist() == ["b"]
+    jl = tmp_path / "more.jsonl"
+    jl.write_text('{"a": 7, "b": "q"}\n')
+    om("datasets", "put", str(jl), "sales/2024", "--append")
+    versions = json.loads(om("--json", "datasets", "versions", "sales/2024").stdout)
+    assert [v["version"] for v in versions] == [1, 2, 3] and versions[-1]["rows"] == 7
+
+
+def test_raw_files_and_metadata(om, tmp_path):
+    blob = tmp_path / "model.bin"
+    blob.write_bytes(os.urandom(3000))
+    om("datasets", "put", str(blob), "blobs/one", "--attr", "owner=ana", "--attr", "n=3")
+    meta = json.loads(om("datasets", "metadata", "blobs/one").stdout)
+    assert meta["kind"] == "raw" and meta["bytes"] == 3000
+    assert meta["attributes"] == {"owner": "ana", "n": 3}
+    om("datasets", "get", "blobs/one", str(tmp_path / "back.bin"))
+    assert (tmp_path / "back.bin").read_bytes() == blob.read_bytes()
+
+
+def test_buckets(om, tmp_path):
+    src = tmp_path / "x.csv"
+    src.write_text("a\n1\n")
+    om("--bucket", "dev", "datasets", "put", str(src), "x")
+    assert om("buckets", "list").stdout.split() == ["dev", "omega"]
+    assert om("datasets", "list").stdout == ""
+    assert om("--bucket", "dev", "datasets", "list").stdout.split() == ["x"]
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["datasets", "get", "nope", "out.csv"], "Dataset 'nope' does not exist in bucket 'omega'"),
+        (["datasets", "put", "missing.csv", "x"], "No such file"),
+        (["datasets", "drop", "nope"], "does not exist"),
+        (["--bucket", "a/b", "datasets", "list"], "Invalid bucket name"),
+    ],
+)
+def test_errors_are_one_line_without_traceback(om, args, message):
+    result = om(*args, ok=False)
+    assert result.returncode == 1
+    assert message in result.stderr
+    assert "Traceback" not in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_bad_names_and_appends_change_nothing(om, tmp_path):
+    src = tmp_path / "x.csv"
+    src.write_text("a\n1\n")
+    assert "Invalid name" in om("datasets", "put", str(src), "../escape", ok=False).stderr
+    om("datasets", "put", str(src), "x")
+    other = tmp_path / "y.csv"
+    other.write_text("zz\nq\n")
+    result = om("datasets", "put", str(other), "x", "--append", ok=False)
+    assert "Cannot append to dataset 'x'" in result.stderr
+    assert [v["version"] for v in json.loads(om("--json", "datasets", "versions", "x").stdout)] == [1]
+    assert not list(tmp_path.glob("**/escape*"))
+
+
+def test_debug_shows_the_traceback(om):
+    om.env["OMFS_DEBUG"] = "1"
+    result = om("datasets", "get", "nope", "x.csv", ok=False)
+    assert "Traceback" in result.stderr and result.returncode != 0
+
+
+def test_usage_errors_exit_2(om):
+    assert om("datasets", "get", ok=False).returncode == 2
