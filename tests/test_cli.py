@@ -120,3 +120,46 @@ def test_debug_shows_the_traceback(om):
 
 def test_usage_errors_exit_2(om):
     assert om("datasets", "get", ok=False).returncode == 2
+
+
+def test_models_commands_and_promotion(om, tmp_path):
+    import joblib
+    import numpy as np
+    from sklearn.linear_model import LinearRegression
+
+    X = np.arange(10.0).reshape(-1, 1)
+    joblib.dump(LinearRegression().fit(X, X.ravel()), tmp_path / "reg.joblib")
+    out = om("models", "put", str(tmp_path / "reg.joblib"), "reg", "--tag", "prod").stdout
+    assert out.split() == ["reg", "v1", "sklearn.linear_model.LinearRegression"]
+    assert om("models", "list").stdout.split() == ["reg"]
+    meta = json.loads(om("models", "metadata", "reg@prod").stdout)
+    assert meta["fitted"] is True and meta["kind"].endswith("LinearRegression")
+    om("models", "get", "reg", str(tmp_path / "back.joblib"))
+    import hashlib
+
+    back = (tmp_path / "back.joblib").read_bytes()
+    assert hashlib.sha256(back).hexdigest() == meta["sha256"]
+    assert joblib.load(tmp_path / "back.joblib").coef_[0] == pytest.approx(1.0)
+    plan = json.loads(om("models", "promote", "reg", "--to-bucket", "prod", "--dry-run").stdout)
+    assert plan["files"] == 1 and plan["target"]["bucket"] == "prod"
+    assert "prod" not in om("buckets", "list").stdout
+    out = om("models", "promote", "reg", "--to-bucket", "prod", "--condition", "fitted").stdout
+    assert out.split()[:2] == ["reg", "v1"]
+    promoted = json.loads(om("--bucket", "prod", "models", "metadata", "reg").stdout)
+    assert promoted["lineage"]["promoted_from"]["bucket"] == "omega"
+    om("models", "drop", "reg@v1")
+    assert "does not exist" in om("models", "get", "reg", "x.joblib", ok=False).stderr
+
+
+def test_datasets_promote_to_another_root(om, tmp_path):
+    src = tmp_path / "s.csv"
+    src.write_text("a\n1\n2\n")
+    om("datasets", "put", str(src), "sales")
+    other = tmp_path / "prod-root"
+    out = om("datasets", "promote", "sales", "--to-root", str(other), "--to-bucket", "live",
+             "--as", "sales-live").stdout
+    assert out.split() == ["sales-live", "v1", str(other), "live"]
+    result = om("--root", str(other), "--bucket", "live", "datasets", "get", "sales-live",
+                str(tmp_path / "o.csv"))
+    assert result.returncode == 0 and (tmp_path / "o.csv").read_text() == "a\n1\n2\n"
+    assert "onto itself" in om("datasets", "promote", "sales", "--to-bucket", "omega", ok=False).stderr

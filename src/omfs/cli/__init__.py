@@ -6,7 +6,7 @@ from typing import Annotated
 
 import typer
 
-from omfs.cli import buckets, datasets
+from omfs.cli import buckets, datasets, models
 from omfs.cli._common import run_with_errors, state
 
 __all__ = ["app", "main"]
@@ -19,6 +19,7 @@ app = typer.Typer(
     add_completion=False,
 )
 app.add_typer(datasets.app, name="datasets")
+app.add_typer(models.app, name="models")
 app.add_typer(buckets.app, name="buckets")
 
 

@@ -120,3 +120,34 @@ def run_with_errors(app: Callable[[], Any]) -> None:
         fail(" ".join(str(text).split()) or type(exc).__name__)
     except KeyboardInterrupt:
         fail("interrupted", 130)
+
+
+def promote_command(store: str, name: str, to_bucket: str | None, to_root: str | None,
+                    to_options: str | None, asname: str | None, dry_run: bool,
+                    conditions: list[str] | None) -> None:
+    """``om datasets|models promote``: copy a version to another bucket and/or context."""
+    import json
+
+    import omfs
+
+    if to_bucket is None and to_root is None:
+        fail("promote needs --to-bucket and/or --to-root")
+    source = state.omega()
+    if to_root is not None:
+        options = json.loads(to_options) if to_options else None
+        target = omfs.setup(to_root, bucket=to_bucket or source.bucket, storage_options=options)
+    else:
+        target = source[to_bucket]  # type: ignore[index]
+    src_store, dst_store = getattr(source, store), getattr(target, store)
+    if dry_run:
+        emit_value(src_store.promote(name, dst_store, asname=asname, dry_run=True,
+                                     conditions=conditions))
+        return
+    plan = src_store.promote(name, dst_store, asname=asname, dry_run=True, conditions=conditions)
+    with progress_bar(f"promote {name}", plan["bytes"]) as advance:
+        meta = src_store.promote(name, dst_store, asname=asname, conditions=conditions,
+                                 progress=advance)
+    if state.as_json:
+        emit_value(meta)
+    else:
+        print(f"{meta.name}\tv{meta.version}\t{target.root}\t{target.bucket}")

@@ -8,7 +8,7 @@ from typing import Annotated, Any
 
 import typer
 
-from omfs.cli._common import emit_table, emit_value, fail, progress_bar, state
+from omfs.cli._common import emit_table, emit_value, fail, progress_bar, promote_command, state
 
 app = typer.Typer(help="Datasets: Parquet tables and raw files.", no_args_is_help=True)
 
@@ -169,3 +169,17 @@ def versions(name: Annotated[str, typer.Argument(help="dataset name")]) -> None:
     """List the versions of a dataset."""
     metas = state.omega().datasets.versions(name)
     emit_table(_version_rows(metas), ["version", "created", "kind", "rows", "bytes", "tag", "operation"])
+
+
+@app.command()
+def promote(
+    name: Annotated[str, typer.Argument(help="dataset name, optionally name@vN")],
+    to_bucket: Annotated[str | None, typer.Option("--to-bucket", help="target bucket")] = None,
+    to_root: Annotated[str | None, typer.Option("--to-root", help="target context root URL")] = None,
+    to_options: Annotated[str | None, typer.Option("--to-options", help="JSON storage options of --to-root")] = None,
+    asname: Annotated[str | None, typer.Option("--as", help="name in the target")] = None,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="say what would be copied")] = False,
+    condition: Annotated[list[str] | None, typer.Option("--condition", help="e.g. schema-matches")] = None,
+) -> None:
+    """Copy a dataset version to another bucket or context, with lineage."""
+    promote_command("datasets", name, to_bucket, to_root, to_options, asname, dry_run, condition)

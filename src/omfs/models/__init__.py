@@ -1,1 +1,5 @@
-"""Models (issue 3)."""
+"""Models: joblib payloads with JSON sidecars, versioned."""
+
+from omfs.models.store import ModelStore
+
+__all__ = ["ModelStore"]

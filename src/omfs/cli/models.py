@@ -1,0 +1,105 @@
+"""``om models ...``"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from omfs.cli._common import emit_table, emit_value, fail, progress_bar, promote_command, state
+from omfs.cli.datasets import parse_attributes
+
+app = typer.Typer(help="Models: joblib payloads with JSON sidecars.", no_args_is_help=True)
+
+
+def _rows(metas: list[Any]) -> list[dict[str, Any]]:
+    return [
+        {"version": m.version, "created": m.created, "kind": m.kind, "tag": m.tag,
+         "fitted": m.get("fitted"), "size": m.get("size"), "operation": m.get("operation")}
+        for m in metas
+    ]
+
+
+@app.command("list")
+def list_(pattern: Annotated[str | None, typer.Argument(help="glob, e.g. 'churn/*'")] = None) -> None:
+    """List models."""
+    emit_table([{"name": n} for n in state.omega().models.list(pattern)], ["name"])
+
+
+@app.command()
+def put(
+    file: Annotated[Path, typer.Argument(help="a joblib or pickle file (it is loaded: trust it)")],
+    name: Annotated[str, typer.Argument(help="model name")],
+    attr: Annotated[list[str] | None, typer.Option("--attr", help="KEY=VALUE attribute")] = None,
+    tag: Annotated[str | None, typer.Option(help="tag this version")] = None,
+) -> None:
+    """Store a model saved with joblib as a new version."""
+    import joblib
+
+    if not file.is_file():
+        fail(f"No such file: {str(file)!r}")
+    meta = state.omega().models.put(joblib.load(file), name, attributes=parse_attributes(attr), tag=tag)
+    emit_table(_rows([meta]), ["version", "kind", "fitted", "size"],
+               plain=lambda r: f"{name}\tv{r['version']}\t{r['kind']}")
+
+
+@app.command()
+def get(
+    name: Annotated[str, typer.Argument(help="model name, name@vN or name@tag")],
+    path: Annotated[Path, typer.Argument(help="joblib file to write")],
+    version: Annotated[int | None, typer.Option(help="this version")] = None,
+) -> None:
+    """Write a model's verified joblib payload to a local file (it is not unpickled)."""
+    models = state.omega().models
+    meta = models.metadata(name, version=version)
+    tmp = path.with_name(f".{path.name}.om-tmp")
+    try:
+        with progress_bar(f"get {name}", meta.get("size")) as advance:
+            tmp.write_bytes(models.read_payload(meta, progress=advance))
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    print(str(path)) if not state.as_json else emit_value({"name": meta.name, "version": meta.version, "path": str(path)})
+
+
+@app.command()
+def drop(
+    name: Annotated[str, typer.Argument(help="model name, or name@vN for one version")],
+    force: Annotated[bool, typer.Option("--force", help="no error if it does not exist")] = False,
+) -> None:
+    """Delete a model with all its versions (or one version)."""
+    dropped = state.omega().models.drop(name, force=force)
+    if state.as_json:
+        emit_value({"name": name, "dropped": dropped})
+
+
+@app.command()
+def metadata(
+    name: Annotated[str, typer.Argument(help="model name, name@vN or name@tag")],
+    version: Annotated[int | None, typer.Option(help="this version")] = None,
+) -> None:
+    """Show a version's sidecar (JSON)."""
+    emit_value(state.omega().models.metadata(name, version=version))
+
+
+@app.command()
+def versions(name: Annotated[str, typer.Argument(help="model name")]) -> None:
+    """List the versions of a model."""
+    emit_table(_rows(state.omega().models.versions(name)),
+               ["version", "created", "kind", "tag", "fitted", "size", "operation"])
+
+
+@app.command()
+def promote(
+    name: Annotated[str, typer.Argument(help="model name, name@vN or name@tag")],
+    to_bucket: Annotated[str | None, typer.Option("--to-bucket", help="target bucket")] = None,
+    to_root: Annotated[str | None, typer.Option("--to-root", help="target context root URL")] = None,
+    to_options: Annotated[str | None, typer.Option("--to-options", help="JSON storage options of --to-root")] = None,
+    asname: Annotated[str | None, typer.Option("--as", help="name in the target")] = None,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="say what would be copied")] = False,
+    condition: Annotated[list[str] | None, typer.Option("--condition", help="e.g. fitted")] = None,
+) -> None:
+    """Copy a model version to another bucket or context, with lineage."""
+    promote_command("models", name, to_bucket, to_root, to_options, asname, dry_run, condition)

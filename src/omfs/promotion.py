@@ -1,0 +1,183 @@
+"""Promotion: copy one version of a dataset or model to another bucket or context.
+
+The target gets a new version whose ``lineage`` records where it came from. Payload files
+are copied first under fresh names (server-side within one filesystem, streamed in chunks
+across filesystems), then the target's version is committed atomically, so the target never
+shows a half-promoted object and a failure leaves it as it was.
+
+Conditions are callables ``condition(meta, source, target, target_name)`` that raise
+ConditionFailedError (or return a message string) to refuse; omfs ships ``"fitted"`` and
+``"schema-matches"`` (see :data:`CONDITIONS`).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from omfs._names import check_name
+from omfs._storage import unique_name
+from omfs._store import VersionedStore
+from omfs.errors import ConditionFailedError, PromotionError
+from omfs.metadata import Metadata, utcnow
+
+__all__ = ["CONDITIONS", "model_is_fitted", "promote", "schema_matches_target"]
+
+Condition = Callable[[Metadata, VersionedStore, VersionedStore, str], "str | None"]
+
+
+def model_is_fitted(meta: Metadata, source: Any, target: Any, target_name: str) -> str | None:
+    """Refuse a model that is not a fitted estimator."""
+    if meta.store != "models":
+        return "the 'fitted' condition applies to models"
+    if meta.info.get("fitted") is not True:
+        state = "not fitted" if meta.info.get("fitted") is False else "not known to be fitted"
+        return f"model {meta.name!r} version {meta.version} is {state}"
+    return None
+
+
+def schema_matches_target(meta: Metadata, source: Any, target: Any, target_name: str) -> str | None:
+    """Refuse a dataset whose columns and types differ from the target's latest version."""
+    if meta.store != "datasets":
+        return "the 'schema-matches' condition applies to datasets"
+    current = target._latest(target_name)
+    if current is None:
+        return None
+    if current.kind != meta.kind or current.info.get("columns") != meta.info.get("columns"):
+        return (
+            f"the schema of {meta.name!r} v{meta.version} ({meta.info.get('columns')}) differs "
+            f"from {target_name!r} v{current.version} in the target ({current.info.get('columns')})"
+        )
+    return None
+
+
+CONDITIONS: dict[str, Condition] = {
+    "fitted": model_is_fitted,
+    "schema-matches": schema_matches_target,
+}
+
+
+def _conditions(conditions: Sequence[str | Condition] | None) -> list[tuple[str, Condition]]:
+    out = []
+    for cond in conditions or ():
+        if isinstance(cond, str):
+            if cond not in CONDITIONS:
+                raise ValueError(
+                    f"Unknown promotion condition {cond!r}; known: {sorted(CONDITIONS)}, or "
+                    "pass a callable"
+                )
+            out.append((cond, CONDITIONS[cond]))
+        elif callable(cond):
+            out.append((getattr(cond, "__name__", repr(cond)), cond))
+        else:
+            raise TypeError(f"A promotion condition is a name or a callable, got {cond!r}")
+    return out
+
+
+def promote(
+    source: VersionedStore,
+    name: str,
+    target: VersionedStore,
+    *,
+    asname: str | None = None,
+    conditions: Sequence[str | Condition] | None = None,
+    dry_run: bool = False,
+    progress: Callable[[int], None] | None = None,
+) -> Any:
+    """Copy ``name`` (or ``name@v3``) from ``source`` to ``target`` as a new version.
+
+    Returns the target's new Metadata, or with ``dry_run=True`` a dict saying what would be
+    copied (nothing is written).
+    """
+    if type(source) is not type(target):
+        raise PromotionError(
+            f"Cannot promote from {source.kind} to {target.kind}: promote a dataset to "
+            "another datasets store and a model to another models store"
+        )
+    meta = source._resolve(name)
+    target_name = check_name(asname) if asname is not None else meta.name
+    if source == target and target_name == meta.name:
+        raise PromotionError(
+            f"Cannot promote {source.noun.lower()} {meta.name!r} onto itself (same bucket "
+            f"{source.bucket!r} of context {source.storage.url!r}). Promote to another bucket "
+            "or context, or pass asname= for a copy under another name."
+        )
+    for label, cond in _conditions(conditions):
+        try:
+            problem = cond(meta, source, target, target_name)
+        except ConditionFailedError as exc:
+            problem = str(exc)
+        if problem:
+            raise ConditionFailedError(
+                f"Promotion of {meta.name!r} v{meta.version} refused by condition "
+                f"{label!r}: {problem}"
+            )
+    files = source._payload_files(meta)
+    sizes = _sizes(meta)
+    if dry_run:
+        return {
+            "source": {"context": source.storage.url, "bucket": source.bucket,
+                       "name": meta.name, "version": meta.version},
+            "target": {"context": target.storage.url, "bucket": target.bucket,
+                       "name": target_name},
+            "files": len(files),
+            "bytes": sum(sizes.values()),
+            "server_side": source.storage.same_filesystem(target.storage),
+            "conditions": [label for label, _ in _conditions(conditions)],
+        }
+    renamed = {f: unique_name(os.path.splitext(f)[1]) for f in files}
+    dst_keys = [target._data_key(target_name, renamed[f]) for f in files]
+    try:
+        source.storage.copy(
+            [source._data_key(meta.name, f) for f in files], target.storage, dst_keys, progress
+        )
+        promoted = _promoted_metadata(meta, source, target, target_name, renamed)
+        return target._commit(target_name, lambda _latest: promoted, retry=True)
+    except BaseException:
+        target.storage.delete(dst_keys)
+        target._forget_if_empty(target_name)
+        raise
+
+
+def _sizes(meta: Metadata) -> dict[str, int]:
+    if "parts" in meta.info:
+        return {p["file"]: p["size"] for p in meta.info["parts"]}
+    if "payload" in meta.info:
+        return {meta.info["payload"]: meta.info["size"]}
+    return {}
+
+
+def _promoted_metadata(
+    meta: Metadata, source: VersionedStore, target: VersionedStore, target_name: str,
+    renamed: dict[str, str],
+) -> Metadata:
+    info = dict(meta.info)
+    if "parts" in info:
+        info["parts"] = [{**p, "file": renamed[p["file"]]} for p in info["parts"]]
+    if "payload" in info:
+        info["payload"] = renamed[info["payload"]]
+    info["operation"] = "promote"
+    lineage: dict[str, Any] = {
+        "promoted_from": {
+            "context": source.storage.url,
+            "bucket": source.bucket,
+            "name": meta.name,
+            "version": meta.version,
+            "sha256": meta.info.get("sha256"),
+            "created": meta.created,
+            "promoted_at": utcnow(),
+        }
+    }
+    if meta.lineage:
+        lineage["previous"] = meta.lineage
+    return Metadata(
+        name=target_name,
+        bucket=target.bucket,
+        store=target.kind,
+        kind=meta.kind,
+        attributes=dict(meta.attributes),
+        lineage=lineage,
+        context=target.storage.url,
+        info=info,
+    )

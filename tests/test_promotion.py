@@ -1,0 +1,130 @@
+"""Promotion of datasets and models between buckets and contexts."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+from sklearn.linear_model import LinearRegression
+
+import omfs
+from omfs.errors import ConditionFailedError, PromotionError
+
+X = np.arange(10, dtype=float).reshape(-1, 1)
+
+
+def test_seed_examples_between_buckets(ctx):
+    om_dev, om_prod = ctx["dev"], ctx["prod"]
+    om_dev.datasets.put(pd.DataFrame({"units": [1, 2, 3]}), "sales")
+    om_dev.models.put(LinearRegression().fit(X, X.ravel()), "sales-prediction")
+
+    om_dev.datasets.promote("sales", om_prod.datasets)
+    meta = om_dev.models.promote("sales-prediction", om_prod.models)
+
+    assert list(om_prod.datasets.get("sales")["units"]) == [1, 2, 3]
+    assert meta.lineage["promoted_from"] == {
+        **meta.lineage["promoted_from"],
+        "context": ctx.root, "bucket": "dev", "name": "sales-prediction", "version": 1,
+    }
+    assert meta["sha256"] == om_dev.models.metadata("sales-prediction")["sha256"]
+    np.testing.assert_allclose(om_prod.models.get("sales-prediction").predict(X), X.ravel(), atol=1e-9)
+
+
+def test_promoted_copy_is_independent_and_versioned(ctx):
+    dev, prod = ctx["dev"], ctx["prod"]
+    dev.datasets.put(pd.DataFrame({"a": [1]}), "d")
+    dev.datasets.put(pd.DataFrame({"a": [2]}), "d")
+    prod.datasets.put(pd.DataFrame({"a": [0]}), "d")
+    meta = dev.datasets.promote("d@v1", prod.datasets)
+    assert meta.version == 2 and meta.lineage["promoted_from"]["version"] == 1
+    dev.datasets.drop("d")
+    assert list(prod.datasets.get("d")["a"]) == [1]
+    assert list(prod.datasets.get("d@v1")["a"]) == [0]
+
+
+def test_asname_dry_run_and_self_promotion(ctx):
+    ctx.datasets.put(pd.DataFrame({"a": [1]}), "d")
+    with pytest.raises(PromotionError, match="onto itself"):
+        ctx.datasets.promote("d", ctx.datasets)
+    plan = ctx.datasets.promote("d", ctx["prod"].datasets, dry_run=True)
+    assert plan["files"] == 1 and plan["bytes"] > 0 and plan["server_side"] is True
+    assert ctx["prod"].datasets.list() == []
+    ctx.datasets.promote("d", ctx.datasets, asname="d-copy")
+    assert ctx.datasets.list() == ["d", "d-copy"]
+
+
+def test_conditions(ctx):
+    dev, prod = ctx["dev"], ctx["prod"]
+    dev.models.put(LinearRegression(), "m")
+    with pytest.raises(ConditionFailedError, match="'fitted'.*not fitted"):
+        dev.models.promote("m", prod.models, conditions=["fitted"])
+    dev.models.put(LinearRegression().fit(X, X.ravel()), "m")
+    assert dev.models.promote("m", prod.models, conditions=["fitted"]).version == 1
+
+    dev.datasets.put(pd.DataFrame({"a": [1]}), "s")
+    prod.datasets.put(pd.DataFrame({"a": ["x"]}), "s")
+    with pytest.raises(ConditionFailedError, match="schema-matches"):
+        dev.datasets.promote("s", prod.datasets, conditions=["schema-matches"])
+    assert prod.datasets.metadata("s").version == 1
+
+    def never(meta, source, target, name):
+        return "frozen this week"
+
+    with pytest.raises(ConditionFailedError, match="never.*frozen this week"):
+        dev.datasets.promote("s", prod.datasets, conditions=[never])
+    with pytest.raises(ValueError, match="Unknown promotion condition"):
+        dev.datasets.promote("s", prod.datasets, conditions=["nope"])
+
+
+def test_failure_halfway_leaves_target_unchanged(ctx, monkeypatch):
+    dev, prod = ctx["dev"], ctx["prod"]
+    frame = pd.DataFrame({"a": range(10)})
+    dev.datasets.put(frame, "d")
+    dev.datasets.put(frame, "d", append=True)  # two part files
+    prod.datasets.put(pd.DataFrame({"a": [-1]}), "d")
+    before = ctx.storage.list(f"prod/datasets/d/_data")
+    real_create = ctx.storage.create
+
+    def crash(key, data):
+        raise OSError("connection reset while committing")
+
+    monkeypatch.setattr(ctx.storage, "create", crash)
+    with pytest.raises(OSError, match="connection reset"):
+        dev.datasets.promote("d", prod.datasets)
+    monkeypatch.setattr(ctx.storage, "create", real_create)
+    assert list(prod.datasets.get("d")["a"]) == [-1]
+    assert ctx.storage.list("prod/datasets/d/_data") == before
+    with pytest.raises(OSError):
+        monkeypatch.setattr(ctx.storage, "create", crash)
+        dev.datasets.promote("d", ctx["fresh"].datasets)
+    monkeypatch.setattr(ctx.storage, "create", real_create)
+    assert ctx["fresh"].datasets.list() == []
+
+
+def test_kinds_must_match(ctx):
+    ctx.datasets.put(pd.DataFrame({"a": [1]}), "d")
+    with pytest.raises(PromotionError, match="promote a dataset to another datasets store"):
+        ctx.datasets.promote("d", ctx["prod"].models)
+
+
+@pytest.mark.parametrize("direction", ["local->s3", "s3->local"])
+def test_across_contexts_local_and_s3(direction, tmp_path, s3_root_factory, s3_options):
+    local = omfs.setup(tmp_path / "local")
+    s3 = omfs.setup(s3_root_factory(), storage_options=s3_options)
+    source, target = (local, s3) if direction == "local->s3" else (s3, local)
+    frame = pd.DataFrame({"a": np.arange(1000), "b": np.random.default_rng(0).random(1000)})
+    source.datasets.put(frame, "sales")
+    source.datasets.put(b"raw bytes", "blob")
+    source.models.put(LinearRegression().fit(X, X.ravel()), "reg")
+
+    plan = source.datasets.promote("sales", target["prod"].datasets, dry_run=True)
+    assert plan["server_side"] is False
+    source.datasets.promote("sales", target["prod"].datasets)
+    source.datasets.promote("blob", target["prod"].datasets)
+    meta = source.models.promote("reg", target["prod"].models)
+
+    pd.testing.assert_frame_equal(target["prod"].datasets.get("sales"), frame)
+    assert target["prod"].datasets.get("blob") == b"raw bytes"
+    assert meta.lineage["promoted_from"]["context"] == source.root
+    assert meta.context == target.root
+    np.testing.assert_allclose(target["prod"].models.get("reg").predict(X), X.ravel(), atol=1e-9)
