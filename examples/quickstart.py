@@ -1,4 +1,5 @@
-"""omfs quickstart: runs on the default context (a folder in your home directory).
+"""omfs quickstart: runs on the default context (a folder in your home directory) and,
+for the runtime part, a local Dask cluster that omfs starts on first use.
 
     python examples/quickstart.py
 """
@@ -7,6 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+from sklearn.linear_model import LinearRegression
 
 import omfs as om
 
@@ -35,6 +37,27 @@ def main() -> None:
     dev = om["dev"]
     dev.datasets.put(sales.head(5), "quickstart/sales")
     print(f"buckets: {om.buckets}; dev has {len(dev.datasets.get('quickstart/sales'))} rows")
+
+    # models: joblib + JSON sidecar, a new version on every put
+    om.models.put(LinearRegression(), "quickstart/units", attributes={"target": "units"})
+
+    # runtime: the task runs on a local Dask cluster (started now, on first remote use)
+    fitted = om.runtime.model("quickstart/units").fit(
+        "quickstart/sales[price]", "quickstart/sales[units]"
+    ).get(timeout=300)
+    print(f"fitted v{fitted.version} on {[i['dataset'] for i in fitted.lineage['trained_on']]}")
+    om.runtime.model("quickstart/units").predict("quickstart/sales[price]", rName="quickstart/pred").get()
+    print("workers:", [w["address"] for w in om.runtime.workers()])
+    local = om.runtime.mode(local=True).model("quickstart/units").score(
+        "quickstart/sales[price]", "quickstart/sales[units]"
+    )
+    print(f"score (computed in this process): {local.get():.4f}")
+
+    # promotion: copy the fitted model and its predictions to the 'prod' bucket, with lineage
+    prod = om["prod"]
+    meta = om.models.promote("quickstart/units", prod.models, conditions=["fitted"])
+    om.datasets.promote("quickstart/pred", prod.datasets)
+    print(f"prod: {prod.models.list()} v{meta.version} from {meta.lineage['promoted_from']['bucket']}")
 
 
 if __name__ == "__main__":

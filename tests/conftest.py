@@ -30,6 +30,16 @@ sys.path.insert(0, str(HELPERS))
 
 
 @pytest.fixture(scope="session")
+def om_script() -> str:
+    """The installed ``om`` command of the Python running the tests."""
+    import shutil
+
+    path = shutil.which("om", path=str(Path(sys.executable).parent)) or shutil.which("om")
+    assert path, "the om script is not installed: pip install -e .[test]"
+    return path
+
+
+@pytest.fixture(scope="session")
 def s3_server():
     """A real S3 API server (moto) over HTTP on a free loopback port."""
     from moto.server import ThreadedMotoServer
@@ -113,3 +123,59 @@ def ctx_factory(request, tmp_path):
 
     make.backend = request.param
     return make
+
+
+def _wait_for_file(path: Path, seconds: float = 60) -> None:
+    import time
+
+    deadline = time.monotonic() + seconds
+    while not path.exists():
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{path} did not appear within {seconds}s")
+        time.sleep(0.1)
+
+
+@pytest.fixture(scope="session")
+def dask_processes(tmp_path_factory):
+    """A real ``dask scheduler`` and two ``dask worker`` processes: 'gpu-worker' offers
+    gpu=1, 'cpu-worker' offers cpu=1. Unrunnable tasks fail after 5 s (no-workers-timeout)."""
+    import subprocess
+
+    from distributed import Client
+
+    folder = tmp_path_factory.mktemp("dask")
+    scheduler_file = folder / "scheduler.json"
+    env = {**os.environ, "DASK_DISTRIBUTED__SCHEDULER__NO_WORKERS_TIMEOUT": "5s"}
+    bin_dir = Path(sys.executable).parent
+    dask_cli = str(bin_dir / "dask")
+    procs = [
+        subprocess.Popen(
+            [dask_cli, "scheduler", "--scheduler-file", str(scheduler_file), "--port", "0",
+             "--no-dashboard", "--host", "127.0.0.1"],
+            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )
+    ]
+    _wait_for_file(scheduler_file)
+    for name, resources in (("gpu-worker", "gpu=1"), ("cpu-worker", "cpu=1")):
+        procs.append(
+            subprocess.Popen(
+                [dask_cli, "worker", "--scheduler-file", str(scheduler_file), "--name", name,
+                 "--resources", resources, "--nthreads", "1", "--no-dashboard",
+                 "--host", "127.0.0.1"],
+                env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            )
+        )
+    client = Client(scheduler_file=str(scheduler_file))
+    client.wait_for_workers(2, timeout=120)
+    info = client.scheduler_info(n_workers=-1)["workers"]
+    addresses = {w["name"]: addr for addr, w in info.items()}
+    yield {"client": client, "scheduler_file": str(scheduler_file), "env": env,
+           "address": client.scheduler.address, "workers": addresses, "dask": dask_cli}
+    client.close()
+    for proc in reversed(procs):
+        proc.terminate()
+    for proc in procs:
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()

@@ -4,19 +4,13 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
-import sys
-from pathlib import Path
 
 import pandas as pd
 import pytest
 
-OM = shutil.which("om", path=str(Path(sys.executable).parent)) or shutil.which("om")
-
-
 @pytest.fixture(params=["local", "s3"])
-def om(request, tmp_path):
+def om(request, tmp_path, om_script):
     """Runs ``om`` with a context given by the environment, like a CI script would."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("OMFS_")}
     if request.param == "local":
@@ -27,8 +21,7 @@ def om(request, tmp_path):
         env["OMFS_STORAGE_OPTIONS"] = json.dumps(options)
 
     def run(*args, ok=True):
-        assert OM, "the om script is not installed"
-        result = subprocess.run([OM, *args], capture_output=True, text=True, env=env, cwd=tmp_path)
+        result = subprocess.run([om_script, *args], capture_output=True, text=True, env=env, cwd=tmp_path)
         if ok:
             assert result.returncode == 0, result.stderr
         return result

@@ -1,0 +1,162 @@
+"""The runtime: model tasks on a context's Dask cluster, routed by worker resources.
+
+``om.runtime.require("gpu").model("m").fit("X", "Y").get()`` runs on a worker that offers
+the ``gpu`` resource; ``om.runtime.mode(local=True)`` runs the same task in this process.
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import TYPE_CHECKING, Any
+
+from omfs.errors import ConfigError
+from omfs.runtime._routing import (
+    check_satisfiable,
+    describe_workers,
+    resources_from,
+    resources_from_attributes,
+)
+from omfs.runtime.tasks import METHODS, run_model_task
+
+if TYPE_CHECKING:
+    from omfs.context import Omega
+
+__all__ = ["ModelProxy", "Runtime", "TaskResult"]
+
+
+class TaskResult:
+    """The outcome of a task: ``get(timeout=None)`` waits for it; ``future`` is the Dask
+    future (None in local mode). Errors raised by the task are raised by ``get``."""
+
+    def __init__(self, future: Any = None, *, value: Any = None, error: BaseException | None = None,
+                 description: str = ""):
+        self.future = future
+        self._value = value
+        self._error = error
+        self.description = description
+
+    def get(self, timeout: float | None = None) -> Any:
+        if self.future is not None:
+            return self.future.result(timeout=timeout)
+        if self._error is not None:
+            raise self._error
+        return self._value
+
+    def done(self) -> bool:
+        return self.future.done() if self.future is not None else True
+
+    def __repr__(self) -> str:
+        state = self.future.status if self.future is not None else ("error" if self._error else "finished")
+        return f"<TaskResult {self.description} {state}>"
+
+
+class Runtime:
+    """Submits model tasks for one context and bucket. ``require`` and ``mode`` return a new
+    Runtime for the chain they start; ``om.runtime`` itself never changes."""
+
+    def __init__(self, omega: Omega, *, resources: dict[str, float] | None = None,
+                 local: bool = False):
+        self._omega = omega
+        self._resources = resources  # None: not said by the caller (model attributes apply)
+        self._local = local
+
+    def __repr__(self) -> str:
+        where = "local" if self._local else self._omega._cluster.describe()
+        return f"Runtime({where}, require={self._resources})"
+
+    def require(self, label: str | None = None, **resources: float) -> Runtime:
+        """Route the chain to workers offering ``label`` (amount 1) and/or ``resources``."""
+        return Runtime(self._omega, resources=resources_from(label, **resources), local=self._local)
+
+    def mode(self, local: bool = True) -> Runtime:
+        """``local=True`` runs tasks in this process (no cluster is started)."""
+        return Runtime(self._omega, resources=self._resources, local=local)
+
+    def model(self, name: str) -> ModelProxy:
+        return ModelProxy(self, name)
+
+    def workers(self) -> list[dict[str, Any]]:
+        """The cluster's workers and the resources each offers."""
+        return describe_workers(self._omega._cluster.client().scheduler_info(n_workers=-1))
+
+    @property
+    def client(self) -> Any:
+        """The ``distributed.Client`` of this context (connected or started on first use)."""
+        return self._omega._cluster.client()
+
+    def _run(self, meta: Any, method: str, X: Any, Y: Any, params: dict[str, Any],
+             result_name: str | None) -> TaskResult:
+        description = f"{method}({meta.name}@v{meta.version})"
+        args = (meta, method, X, Y, params, result_name)
+        if self._local:
+            try:
+                return TaskResult(value=run_model_task(self._omega, *args), description=description)
+            except Exception as exc:
+                return TaskResult(error=exc, description=description)
+        if self._omega.storage.protocol == "memory":
+            raise ConfigError(
+                f"The context {self._omega.root!r} lives in this process's memory, which Dask "
+                "workers cannot see. Use runtime.mode(local=True), or a folder or s3:// root."
+            )
+        resources = self._resources
+        if resources is None:
+            resources = resources_from_attributes(meta.attributes.get("require"))
+        client = self._omega._cluster.client()
+        check_satisfiable(
+            describe_workers(client.scheduler_info(n_workers=-1)), resources,
+            f"{method} of model {meta.name!r}",
+        )
+        future = client.submit(
+            run_model_task, self._omega, *args,
+            resources=resources or None, pure=False,
+            key=f"omfs-{method}-{meta.name.replace('/', '.')}-{uuid.uuid4().hex[:12]}",
+        )
+        return TaskResult(future, description=description)
+
+
+class ModelProxy:
+    """``runtime.model(name)``: each method submits one task and returns a TaskResult.
+
+    ``X`` and ``Y`` are dataset names (read on the worker, with ``"name[a,b]"`` selecting
+    columns) or data sent with the task.
+    """
+
+    def __init__(self, runtime: Runtime, name: str):
+        self._runtime = runtime
+        self.name = name
+
+    def __repr__(self) -> str:
+        return f"ModelProxy({self.name!r}, {self._runtime!r})"
+
+    def _call(self, method: str, X: Any = None, Y: Any = None, *, rName: str | None = None,
+              **params: Any) -> TaskResult:
+        meta = self._runtime._omega.models.metadata(self.name)
+        return self._runtime._run(meta, method, X, Y, params, rName)
+
+    def fit(self, X: Any = None, Y: Any = None, **params: Any) -> TaskResult:
+        return self._call("fit", X, Y, **params)
+
+    def partial_fit(self, X: Any = None, Y: Any = None, **params: Any) -> TaskResult:
+        return self._call("partial_fit", X, Y, **params)
+
+    def predict(self, X: Any, rName: str | None = None, **params: Any) -> TaskResult:
+        return self._call("predict", X, rName=rName, **params)
+
+    def predict_proba(self, X: Any, rName: str | None = None, **params: Any) -> TaskResult:
+        return self._call("predict_proba", X, rName=rName, **params)
+
+    def decision_function(self, X: Any, rName: str | None = None, **params: Any) -> TaskResult:
+        return self._call("decision_function", X, rName=rName, **params)
+
+    def transform(self, X: Any, rName: str | None = None, **params: Any) -> TaskResult:
+        return self._call("transform", X, rName=rName, **params)
+
+    def score(self, X: Any, Y: Any = None, **params: Any) -> TaskResult:
+        return self._call("score", X, Y, **params)
+
+    def task(self, method: str, X: Any = None, Y: Any = None, *, rName: str | None = None,
+             **params: Any) -> TaskResult:
+        """Any of :data:`METHODS` by name (what the CLI uses)."""
+        if method not in METHODS:
+            raise ValueError(f"Unknown model action {method!r}; use one of {list(METHODS)}")
+        return self._call(method, X, Y, rName=rName, **params)

@@ -1,0 +1,130 @@
+"""What runs on a worker (or in-process in local mode): one model task.
+
+Workers open the context from its root URL and non-secret storage options (the pickled
+Omega carries nothing else); credentials come from the worker's own environment. Loaded
+models are kept in a small per-process cache keyed by location, version and sha256.
+"""
+
+from __future__ import annotations
+
+import copy
+import re
+import socket
+import threading
+from collections import OrderedDict
+from typing import Any
+
+from omfs.metadata import Metadata, utcnow
+
+__all__ = ["METHODS", "cache_stats", "clear_cache", "run_model_task"]
+
+METHODS = ("fit", "partial_fit", "predict", "predict_proba", "decision_function", "transform", "score")
+_FITTING = ("fit", "partial_fit")
+_INPUT = re.compile(r"^(?P<name>[^\[\]]+?)(?:\[(?P<columns>[^\[\]]*)\])?$")
+_CACHE_SIZE = 8
+_cache: OrderedDict[tuple[str, ...], Any] = OrderedDict()
+_cache_lock = threading.Lock()
+_stats = {"hits": 0, "loads": 0}
+
+
+def cache_stats() -> dict[str, int]:
+    """How often this process reused a loaded model and how often it read one from storage."""
+    return {**_stats, "size": len(_cache)}
+
+
+def clear_cache() -> None:
+    with _cache_lock:
+        _cache.clear()
+        _stats.update(hits=0, loads=0)
+
+
+def _load_model(omega: Any, meta: Metadata) -> Any:
+    key = (omega.storage.url, meta.bucket, meta.name, str(meta.version), meta.info["sha256"])
+    with _cache_lock:
+        if key in _cache:
+            _cache.move_to_end(key)
+            _stats["hits"] += 1
+            return _cache[key]
+    model = omega.models.get(meta.name, version=meta.version)
+    with _cache_lock:
+        _stats["loads"] += 1
+        _cache[key] = model
+        while len(_cache) > _CACHE_SIZE:
+            _cache.popitem(last=False)
+    return model
+
+
+def _resolve_input(omega: Any, value: Any, lineage: list[dict[str, Any]], role: str) -> Any:
+    """A dataset name (``"sales"``, ``"sales@v2[a,b]"``) is read here; data passes through."""
+    if not isinstance(value, str):
+        return value
+    match = _INPUT.match(value.strip())
+    if not match:
+        raise ValueError(
+            f"Input {value!r} is neither data nor a dataset name such as 'sales' or 'sales[a,b]'"
+        )
+    name = match.group("name").strip()
+    columns = None
+    if match.group("columns") is not None:
+        columns = [c.strip() for c in match.group("columns").split(",") if c.strip()]
+    meta = omega.datasets.metadata(name)
+    data = omega.datasets.get(name, version=meta.version, columns=columns)
+    lineage.append({"role": role, "dataset": meta.name, "version": meta.version,
+                    "columns": columns, "bucket": meta.bucket})
+    if role == "Y" and getattr(data, "ndim", 1) == 2 and data.shape[1] == 1:
+        data = data.iloc[:, 0] if hasattr(data, "iloc") else data.ravel()
+    return data
+
+
+def run_model_task(
+    omega: Any,
+    model_meta: Metadata,
+    method: str,
+    X: Any = None,
+    Y: Any = None,
+    params: dict[str, Any] | None = None,
+    result_name: str | None = None,
+) -> Any:
+    """Run ``model.<method>(X, Y, **params)`` for one stored model version.
+
+    ``fit``/``partial_fit`` store the fitted model as a new version whose lineage names the
+    datasets and versions it was trained on, and return its Metadata. Other methods return
+    their result, or store it as dataset ``result_name`` and return that Metadata.
+    """
+    if method not in METHODS:
+        raise ValueError(f"Unknown model task {method!r}; use one of {list(METHODS)}")
+    params = dict(params or {})
+    lineage: list[dict[str, Any]] = []
+    model = _load_model(omega, model_meta)
+    args = []
+    if X is not None:
+        args.append(_resolve_input(omega, X, lineage, "X"))
+    if Y is not None:
+        args.append(_resolve_input(omega, Y, lineage, "Y"))
+    if method in _FITTING:
+        model = copy.deepcopy(model)  # the cached instance stays as stored
+        getattr(model, method)(*args, **params)
+        return omega.models.put(
+            model,
+            model_meta.name,
+            attributes=dict(model_meta.attributes),
+            lineage={
+                "trained_on": lineage,
+                "task": {"method": method, "params": {k: repr(v) for k, v in params.items()},
+                         "from_version": model_meta.version, "at": utcnow(),
+                         "host": socket.gethostname()},
+            },
+        )
+    func = getattr(model, method, None)
+    if func is None:
+        raise AttributeError(
+            f"Model {model_meta.name!r} ({model_meta.kind}) has no method {method!r}"
+        )
+    result = func(*args, **params)
+    if result_name is not None:
+        return omega.datasets.put(
+            result, result_name,
+            attributes={"produced_by": {"model": model_meta.name, "version": model_meta.version,
+                                        "method": method, "inputs": lineage}},
+        )
+    return result

@@ -1,0 +1,28 @@
+"""Estimators for runtime tests, importable on Dask workers (PYTHONPATH is set by conftest)."""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+import numpy as np
+from sklearn.base import BaseEstimator, RegressorMixin
+
+
+class SlowRegressor(RegressorMixin, BaseEstimator):
+    """Fits a mean after sleeping; writes its pid to ``started_file`` when fit begins."""
+
+    def __init__(self, seconds: float = 3.0, started_file: str | None = None):
+        self.seconds = seconds
+        self.started_file = started_file
+
+    def fit(self, X, y):
+        if self.started_file:
+            Path(self.started_file).write_text(str(os.getpid()))
+        time.sleep(self.seconds)
+        self.mean_ = float(np.mean(y))
+        return self
+
+    def predict(self, X):
+        return np.full(len(X), self.mean_)
