@@ -38,15 +38,27 @@ def best(fn: Callable[[], Any], repeat: int = 3) -> float:
     return min(times)
 
 
-def record(name: str, omfs_s: float, plain_s: float | None, target: str, ok: bool, note: str = "") -> None:
+def record(
+    name: str, omfs_s: float, plain_s: float | None, target: str, ok: bool, note: str = ""
+) -> None:
     ratio = omfs_s / plain_s if plain_s else None
-    ROWS.append({"benchmark": name, "omfs_s": round(omfs_s, 4),
-                 "plain_s": round(plain_s, 4) if plain_s else None,
-                 "ratio": round(ratio, 3) if ratio else None, "target": target,
-                 "met": ok, "note": note})
+    ROWS.append(
+        {
+            "benchmark": name,
+            "omfs_s": round(omfs_s, 4),
+            "plain_s": round(plain_s, 4) if plain_s else None,
+            "ratio": round(ratio, 3) if ratio else None,
+            "target": target,
+            "met": ok,
+            "note": note,
+        }
+    )
     shown = f"{ratio:.2f}x" if ratio else "-"
-    print(f"  {name}: omfs {omfs_s:.3f}s plain {plain_s or 0:.3f}s ratio {shown} "
-          f"target {target} {'OK' if ok else 'MISSED'} {note}", flush=True)
+    print(
+        f"  {name}: omfs {omfs_s:.3f}s plain {plain_s or 0:.3f}s ratio {shown} "
+        f"target {target} {'OK' if ok else 'MISSED'} {note}",
+        flush=True,
+    )
 
 
 def s3_server() -> tuple[Any, dict[str, Any]]:
@@ -65,13 +77,15 @@ def frame_5m():
 
     n = 5_000_000
     rng = np.random.default_rng(0)
-    return pd.DataFrame({
-        "id": np.arange(n, dtype="int64"),
-        "value": rng.random(n),
-        "ts": pd.date_range("2020-01-01", periods=n, freq="s"),
-        "region": pd.Categorical(rng.choice(["north", "south", "east", "west"], n)),
-        "qty": rng.integers(0, 1000, n, dtype="int32"),
-    })
+    return pd.DataFrame(
+        {
+            "id": np.arange(n, dtype="int64"),
+            "value": rng.random(n),
+            "ts": pd.date_range("2020-01-01", periods=n, freq="s"),
+            "region": pd.Categorical(rng.choice(["north", "south", "east", "west"], n)),
+            "qty": rng.integers(0, 1000, n, dtype="int32"),
+        }
+    )
 
 
 def bench_datasets(tmp: Path) -> None:
@@ -111,8 +125,14 @@ def bench_filter(tmp: Path) -> None:
     part = best(lambda: om.datasets.get("sorted", t__between=(lo, hi)))
     assert len(om.datasets.get("sorted", t__between=(lo, hi))) == n // 100
     speedup = full / part
-    record("filtered get (1% of 20M) vs full get", part, full, ">= 10x faster", speedup >= 10,
-           f"{speedup:.1f}x faster")
+    record(
+        "filtered get (1% of 20M) vs full get",
+        part,
+        full,
+        ">= 10x faster",
+        speedup >= 10,
+        f"{speedup:.1f}x faster",
+    )
 
 
 class _Requests:
@@ -164,10 +184,15 @@ def bench_list(tmp: Path) -> None:
         before = counter.count
         small_counter = _Requests(small.storage.fs)
         small.datasets.list()
-        record("list() 10,000 datasets, S3 (moto)", s3_time, None,
-               "constant round trips", per_list <= 10_000 / 1000 + 1,
-               f"{per_list:.0f} requests (S3 pages of 1,000 keys) vs {small_counter.count} for 1 "
-               "dataset; not one per dataset")
+        record(
+            "list() 10,000 datasets, S3 (moto)",
+            s3_time,
+            None,
+            "constant round trips",
+            per_list <= 10_000 / 1000 + 1,
+            f"{per_list:.0f} requests (S3 pages of 1,000 keys) vs {small_counter.count} for 1 "
+            "dataset; not one per dataset",
+        )
     finally:
         server.stop()
 
@@ -196,20 +221,32 @@ def bench_models(tmp: Path) -> None:
 
     print("models.put/get of a 50-tree random forest (local folder)")
     rng = np.random.default_rng(0)
-    X = rng.random((14_000, 8))
-    y = X @ rng.random(8) + rng.random(14_000)
+    X = rng.random((20_000, 8))
+    y = X @ rng.random(8) + rng.random(20_000)
     model = RandomForestRegressor(n_estimators=50, random_state=0, n_jobs=2).fit(X, y)
     om = omfs.setup(tmp / "models")
     raw = tmp / "raw.joblib"
     plain_put = best(lambda: joblib.dump(model, raw))
     size_mb = raw.stat().st_size / 2**20
     omfs_put = best(lambda: om.models.put(model, "forest"))
-    record(f"models.put ({size_mb:.0f} MB forest)", omfs_put, plain_put, "<= 1.25x",
-           omfs_put <= 1.25 * plain_put, "sha256 computed while writing")
+    record(
+        f"models.put ({size_mb:.0f} MB forest)",
+        omfs_put,
+        plain_put,
+        "<= 1.25x",
+        omfs_put <= 1.25 * plain_put,
+        "sha256 computed while writing",
+    )
     plain_get = best(lambda: joblib.load(raw))
     omfs_get = best(lambda: om.models.get("forest"))
-    record(f"models.get ({size_mb:.0f} MB forest)", omfs_get, plain_get, "<= 1.25x",
-           omfs_get <= 1.25 * plain_get, "sha256 verified before unpickling")
+    record(
+        f"models.get ({size_mb:.0f} MB forest)",
+        omfs_get,
+        plain_get,
+        "<= 1.25x",
+        omfs_get <= 1.25 * plain_get,
+        "sha256 verified before unpickling",
+    )
 
 
 def bench_promotion() -> None:
@@ -229,7 +266,7 @@ def bench_promotion() -> None:
         rng = np.random.default_rng(2)
         df = pd.DataFrame(rng.random((2_500_000, 10)), columns=[f"c{i}" for i in range(10)])
         for i in range(4):  # four parts of ~50 MB
-            om.datasets.put(df.iloc[i * 625_000:(i + 1) * 625_000], "big", append=i > 0)
+            om.datasets.put(df.iloc[i * 625_000 : (i + 1) * 625_000], "big", append=i > 0)
         meta = om.datasets.metadata("big")
         mb = meta["bytes"] / 2**20
         src = [om.storage.path(om.datasets._data_key("big", p["file"])) for p in meta["parts"]]
@@ -241,8 +278,14 @@ def bench_promotion() -> None:
 
         plain_s = best(plain)
         omfs_s = best(lambda: om.datasets.promote("big", om["prod"].datasets))
-        record(f"promote {mb:.0f} MB dataset, S3 bucket to bucket", omfs_s, plain_s, "<= 1.2x",
-               omfs_s <= 1.2 * plain_s, "server-side copy + one commit")
+        record(
+            f"promote {mb:.0f} MB dataset, S3 bucket to bucket",
+            omfs_s,
+            plain_s,
+            "<= 1.2x",
+            omfs_s <= 1.2 * plain_s,
+            "server-side copy + one commit",
+        )
     finally:
         server.stop()
 
@@ -255,7 +298,9 @@ def bench_runtime(tmp: Path) -> None:
     import omfs
 
     print("runtime on a warm two-worker LocalCluster")
-    cluster = LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None)
+    cluster = LocalCluster(
+        n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None
+    )
     client = Client(cluster)
     try:
         om = omfs.setup(tmp / "rt", cluster=client)
@@ -283,8 +328,13 @@ def bench_runtime(tmp: Path) -> None:
 
         plain_rt = median(lambda: client.submit(predict, on_worker, X, pure=False).result())
         omfs_rt = median(lambda: proxy.predict(X).get())
-        record("runtime predict round trip (median)", omfs_rt, plain_rt, "<= 2x",
-               omfs_rt <= 2 * plain_rt)
+        record(
+            "runtime predict round trip (median)",
+            omfs_rt,
+            plain_rt,
+            "<= 2x",
+            omfs_rt <= 2 * plain_rt,
+        )
 
         small = X[:10]
 
@@ -298,15 +348,29 @@ def bench_runtime(tmp: Path) -> None:
 
         plain_s = best(many_plain, repeat=2)
         omfs_s = best(many_omfs, repeat=2)
-        record("1,000 predicts at once", omfs_s, plain_s, "throughput, side by side", True,
-               f"omfs {1000 / omfs_s:.0f} tasks/s, plain Dask {1000 / plain_s:.0f} tasks/s")
+        record(
+            "1,000 predicts at once",
+            omfs_s,
+            plain_s,
+            "throughput, side by side",
+            True,
+            f"omfs {1000 / omfs_s:.0f} tasks/s, plain Dask {1000 / plain_s:.0f} tasks/s",
+        )
     finally:
         client.close()
         cluster.close()
 
 
 def main(argv: list[str]) -> None:
-    chosen = set(argv) or {"datasets", "filter", "list", "startup", "models", "promotion", "runtime"}
+    chosen = set(argv) or {
+        "datasets",
+        "filter",
+        "list",
+        "startup",
+        "models",
+        "promotion",
+        "runtime",
+    }
     tmp = Path(tempfile.mkdtemp(prefix="omfs-bench-"))
     try:
         for name in ("startup", "datasets", "filter", "list", "models", "promotion", "runtime"):
@@ -316,12 +380,15 @@ def main(argv: list[str]) -> None:
             fn() if name in ("startup", "promotion") else fn(tmp)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-    print("\n| benchmark | omfs | plain | ratio | target | met | note |\n|---|---|---|---|---|---|---|")
+    print("\n| benchmark | omfs | plain | ratio | target | met | note |")
+    print("|---|---|---|---|---|---|---|")
     for r in ROWS:
         plain = f"{r['plain_s']:.3f} s" if r["plain_s"] else "-"
         ratio = f"{r['ratio']:.2f}x" if r["ratio"] else "-"
-        print(f"| {r['benchmark']} | {r['omfs_s']:.3f} s | {plain} | {ratio} | {r['target']} | "
-              f"{'yes' if r['met'] else 'NO'} | {r['note']} |")
+        print(
+            f"| {r['benchmark']} | {r['omfs_s']:.3f} s | {plain} | {ratio} | {r['target']} | "
+            f"{'yes' if r['met'] else 'NO'} | {r['note']} |"
+        )
     out = Path(__file__).parent / "results"
     out.mkdir(exist_ok=True)
     (out / "latest.json").write_text(json.dumps(ROWS, indent=2))

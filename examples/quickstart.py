@@ -42,14 +42,20 @@ def main() -> None:
     om.models.put(LinearRegression(), "quickstart/units", attributes={"target": "units"})
 
     # runtime: the task runs on a local Dask cluster (started now, on first remote use)
-    fitted = om.runtime.model("quickstart/units").fit(
-        "quickstart/sales[price]", "quickstart/sales[units]"
-    ).get(timeout=300)
+    fitted = (
+        om.runtime.model("quickstart/units")
+        .fit("quickstart/sales[price]", "quickstart/sales[units]")
+        .get(timeout=300)
+    )
     print(f"fitted v{fitted.version} on {[i['dataset'] for i in fitted.lineage['trained_on']]}")
-    om.runtime.model("quickstart/units").predict("quickstart/sales[price]", rName="quickstart/pred").get()
+    om.runtime.model("quickstart/units").predict(
+        "quickstart/sales[price]", rName="quickstart/pred"
+    ).get()
     print("workers:", [w["address"] for w in om.runtime.workers()])
-    local = om.runtime.mode(local=True).model("quickstart/units").score(
-        "quickstart/sales[price]", "quickstart/sales[units]"
+    local = (
+        om.runtime.mode(local=True)
+        .model("quickstart/units")
+        .score("quickstart/sales[price]", "quickstart/sales[units]")
     )
     print(f"score (computed in this process): {local.get():.4f}")
 
@@ -57,7 +63,9 @@ def main() -> None:
     prod = om["prod"]
     meta = om.models.promote("quickstart/units", prod.models, conditions=["fitted"])
     om.datasets.promote("quickstart/pred", prod.datasets)
-    print(f"prod: {prod.models.list()} v{meta.version} from {meta.lineage['promoted_from']['bucket']}")
+    print(
+        f"prod: {prod.models.list()} v{meta.version} from {meta.lineage['promoted_from']['bucket']}"
+    )
 
 
 if __name__ == "__main__":

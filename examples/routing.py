@@ -29,14 +29,32 @@ def start_cluster(folder: Path) -> tuple[list[subprocess.Popen], str]:
     dask = str(Path(sys.executable).parent / "dask")
     scheduler_file = folder / "scheduler.json"
     common = ["--no-dashboard", "--host", "127.0.0.1"]
-    procs = [subprocess.Popen([dask, "scheduler", "--scheduler-file", str(scheduler_file),
-                               "--port", "0", *common], stderr=subprocess.DEVNULL)]
+    procs = [
+        subprocess.Popen(
+            [dask, "scheduler", "--scheduler-file", str(scheduler_file), "--port", "0", *common],
+            stderr=subprocess.DEVNULL,
+        )
+    ]
     while not scheduler_file.exists():
         time.sleep(0.1)
     for name, extra in (("cpu-worker", []), ("gpu-worker", ["--resources", "gpu=1"])):
-        procs.append(subprocess.Popen([dask, "worker", "--scheduler-file", str(scheduler_file),
-                                       "--name", name, "--nthreads", "1", *extra, *common],
-                                      stderr=subprocess.DEVNULL))
+        procs.append(
+            subprocess.Popen(
+                [
+                    dask,
+                    "worker",
+                    "--scheduler-file",
+                    str(scheduler_file),
+                    "--name",
+                    name,
+                    "--nthreads",
+                    "1",
+                    *extra,
+                    *common,
+                ],
+                stderr=subprocess.DEVNULL,
+            )
+        )
     return procs, str(scheduler_file)
 
 
@@ -75,9 +93,11 @@ def main() -> None:
         dev.models.promote("mymodel", prod.models, conditions=["fitted"])
         dev.datasets.promote("predictions", prod.datasets)
         promoted = prod.models.metadata("mymodel")
-        print(f"prod has {prod.models.list()} and {prod.datasets.list()}; "
-              f"mymodel came from {promoted.lineage['promoted_from']['bucket']} "
-              f"v{promoted.lineage['promoted_from']['version']}")
+        print(
+            f"prod has {prod.models.list()} and {prod.datasets.list()}; "
+            f"mymodel came from {promoted.lineage['promoted_from']['bucket']} "
+            f"v{promoted.lineage['promoted_from']['version']}"
+        )
         client.close()
     finally:
         for proc in reversed(procs):

@@ -150,27 +150,58 @@ def dask_processes(tmp_path_factory):
     dask_cli = str(bin_dir / "dask")
     procs = [
         subprocess.Popen(
-            [dask_cli, "scheduler", "--scheduler-file", str(scheduler_file), "--port", "0",
-             "--no-dashboard", "--host", "127.0.0.1"],
-            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            [
+                dask_cli,
+                "scheduler",
+                "--scheduler-file",
+                str(scheduler_file),
+                "--port",
+                "0",
+                "--no-dashboard",
+                "--host",
+                "127.0.0.1",
+            ],
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
         )
     ]
     _wait_for_file(scheduler_file)
     for name, resources in (("gpu-worker", "gpu=1"), ("cpu-worker", "cpu=1")):
         procs.append(
             subprocess.Popen(
-                [dask_cli, "worker", "--scheduler-file", str(scheduler_file), "--name", name,
-                 "--resources", resources, "--nthreads", "1", "--no-dashboard",
-                 "--host", "127.0.0.1"],
-                env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                [
+                    dask_cli,
+                    "worker",
+                    "--scheduler-file",
+                    str(scheduler_file),
+                    "--name",
+                    name,
+                    "--resources",
+                    resources,
+                    "--nthreads",
+                    "1",
+                    "--no-dashboard",
+                    "--host",
+                    "127.0.0.1",
+                ],
+                env=env,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
             )
         )
     client = Client(scheduler_file=str(scheduler_file))
     client.wait_for_workers(2, timeout=120)
     info = client.scheduler_info(n_workers=-1)["workers"]
     addresses = {w["name"]: addr for addr, w in info.items()}
-    yield {"client": client, "scheduler_file": str(scheduler_file), "env": env,
-           "address": client.scheduler.address, "workers": addresses, "dask": dask_cli}
+    yield {
+        "client": client,
+        "scheduler_file": str(scheduler_file),
+        "env": env,
+        "address": client.scheduler.address,
+        "workers": addresses,
+        "dask": dask_cli,
+    }
     client.close()
     for proc in reversed(procs):
         proc.terminate()

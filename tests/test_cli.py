@@ -9,6 +9,7 @@ import subprocess
 import pandas as pd
 import pytest
 
+
 @pytest.fixture(params=["local", "s3"])
 def om(request, tmp_path, om_script):
     """Runs ``om`` with a context given by the environment, like a CI script would."""
@@ -21,7 +22,9 @@ def om(request, tmp_path, om_script):
         env["OMFS_STORAGE_OPTIONS"] = json.dumps(options)
 
     def run(*args, ok=True):
-        result = subprocess.run([om_script, *args], capture_output=True, text=True, env=env, cwd=tmp_path)
+        result = subprocess.run(
+            [om_script, *args], capture_output=True, text=True, env=env, cwd=tmp_path
+        )
         if ok:
             assert result.returncode == 0, result.stderr
         return result
@@ -101,7 +104,9 @@ def test_bad_names_and_appends_change_nothing(om, tmp_path):
     other.write_text("zz\nq\n")
     result = om("datasets", "put", str(other), "x", "--append", ok=False)
     assert "Cannot append to dataset 'x'" in result.stderr
-    assert [v["version"] for v in json.loads(om("--json", "datasets", "versions", "x").stdout)] == [1]
+    assert [v["version"] for v in json.loads(om("--json", "datasets", "versions", "x").stdout)] == [
+        1
+    ]
     assert not list(tmp_path.glob("**/escape*"))
 
 
@@ -149,10 +154,29 @@ def test_datasets_promote_to_another_root(om, tmp_path):
     src.write_text("a\n1\n2\n")
     om("datasets", "put", str(src), "sales")
     other = tmp_path / "prod-root"
-    out = om("datasets", "promote", "sales", "--to-root", str(other), "--to-bucket", "live",
-             "--as", "sales-live").stdout
+    out = om(
+        "datasets",
+        "promote",
+        "sales",
+        "--to-root",
+        str(other),
+        "--to-bucket",
+        "live",
+        "--as",
+        "sales-live",
+    ).stdout
     assert out.split() == ["sales-live", "v1", str(other), "live"]
-    result = om("--root", str(other), "--bucket", "live", "datasets", "get", "sales-live",
-                str(tmp_path / "o.csv"))
+    result = om(
+        "--root",
+        str(other),
+        "--bucket",
+        "live",
+        "datasets",
+        "get",
+        "sales-live",
+        str(tmp_path / "o.csv"),
+    )
     assert result.returncode == 0 and (tmp_path / "o.csv").read_text() == "a\n1\n2\n"
-    assert "onto itself" in om("datasets", "promote", "sales", "--to-bucket", "omega", ok=False).stderr
+    assert (
+        "onto itself" in om("datasets", "promote", "sales", "--to-bucket", "omega", ok=False).stderr
+    )

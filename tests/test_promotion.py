@@ -24,10 +24,15 @@ def test_seed_examples_between_buckets(ctx):
     assert list(om_prod.datasets.get("sales")["units"]) == [1, 2, 3]
     assert meta.lineage["promoted_from"] == {
         **meta.lineage["promoted_from"],
-        "context": ctx.root, "bucket": "dev", "name": "sales-prediction", "version": 1,
+        "context": ctx.root,
+        "bucket": "dev",
+        "name": "sales-prediction",
+        "version": 1,
     }
     assert meta["sha256"] == om_dev.models.metadata("sales-prediction")["sha256"]
-    np.testing.assert_allclose(om_prod.models.get("sales-prediction").predict(X), X.ravel(), atol=1e-9)
+    np.testing.assert_allclose(
+        om_prod.models.get("sales-prediction").predict(X), X.ravel(), atol=1e-9
+    )
 
 
 def test_promoted_copy_is_independent_and_versioned(ctx):
@@ -56,7 +61,7 @@ def test_asname_dry_run_and_self_promotion(ctx):
 def test_conditions(ctx):
     dev, prod = ctx["dev"], ctx["prod"]
     dev.models.put(LinearRegression(), "m")
-    with pytest.raises(ConditionFailedError, match="'fitted'.*not fitted"):
+    with pytest.raises(ConditionFailedError, match=r"'fitted'.*not fitted"):
         dev.models.promote("m", prod.models, conditions=["fitted"])
     dev.models.put(LinearRegression().fit(X, X.ravel()), "m")
     assert dev.models.promote("m", prod.models, conditions=["fitted"]).version == 1
@@ -70,7 +75,7 @@ def test_conditions(ctx):
     def never(meta, source, target, name):
         return "frozen this week"
 
-    with pytest.raises(ConditionFailedError, match="never.*frozen this week"):
+    with pytest.raises(ConditionFailedError, match=r"never.*frozen this week"):
         dev.datasets.promote("s", prod.datasets, conditions=[never])
     with pytest.raises(ValueError, match="Unknown promotion condition"):
         dev.datasets.promote("s", prod.datasets, conditions=["nope"])
@@ -82,7 +87,7 @@ def test_failure_halfway_leaves_target_unchanged(ctx, monkeypatch):
     dev.datasets.put(frame, "d")
     dev.datasets.put(frame, "d", append=True)  # two part files
     prod.datasets.put(pd.DataFrame({"a": [-1]}), "d")
-    before = ctx.storage.list(f"prod/datasets/d/_data")
+    before = ctx.storage.list("prod/datasets/d/_data")
     real_create = ctx.storage.create
 
     def crash(key, data):

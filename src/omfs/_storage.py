@@ -54,6 +54,19 @@ def unique_name(suffix: str = "") -> str:
     return f"{uuid.uuid4().hex}{suffix}"
 
 
+def _place_local(path: str, data: bytes, place: Callable[[str, str], None]) -> None:
+    """Write ``data`` to a temporary file beside ``path``, then ``place`` it there whole."""
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    tmp = f"{path}.{unique_name('.tmp')}"
+    try:
+        with open(tmp, "wb") as f:
+            f.write(data)
+        place(tmp, path)
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+
+
 def _normalise_url(url: str | os.PathLike[str]) -> str:
     text = os.fspath(url)
     if "://" not in text:
@@ -155,15 +168,7 @@ class Storage:
         """Write a small object whole; readers see the old or the new content, never a mix."""
         path = self.path(key)
         if self.is_local:
-            os.makedirs(os.path.dirname(path), exist_ok=True)
-            tmp = f"{path}.{unique_name('.tmp')}"
-            try:
-                with open(tmp, "wb") as f:
-                    f.write(data)
-                os.replace(tmp, path)
-            finally:
-                with contextlib.suppress(FileNotFoundError):
-                    os.unlink(tmp)
+            _place_local(path, data, os.replace)
         else:
             self.fs.pipe_file(path, data)
 
@@ -176,15 +181,7 @@ class Storage:
         """
         path = self.path(key)
         if self.is_local:
-            os.makedirs(os.path.dirname(path), exist_ok=True)
-            tmp = f"{path}.{unique_name('.tmp')}"
-            try:
-                with open(tmp, "wb") as f:
-                    f.write(data)
-                os.link(tmp, path)
-            finally:
-                with contextlib.suppress(FileNotFoundError):
-                    os.unlink(tmp)
+            _place_local(path, data, os.link)  # link fails if the name exists
         elif self.protocol == "memory":
             with _memory_lock:
                 self.fs.pipe_file(path, data, mode="create")

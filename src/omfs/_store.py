@@ -86,7 +86,8 @@ class VersionedStore:
         return f"{self.bucket}/{self.kind}/_index/{name.replace('/', '~')}"
 
     def _where(self, name: str) -> str:
-        return f"{self.noun.lower()} {name!r} in bucket {self.bucket!r} of context {self.storage.url!r}"
+        noun = self.noun.lower()
+        return f"{noun} {name!r} in bucket {self.bucket!r} of context {self.storage.url!r}"
 
     def _not_found(self, name: str, detail: str = "") -> NotFoundError:
         return NotFoundError(
@@ -126,8 +127,7 @@ class VersionedStore:
         name, selector = split_selector(spec)
         if version is not None and selector is not None and version != selector:
             raise ValueError(
-                f"{spec!r} selects a version and version={version!r} selects another; "
-                "give only one"
+                f"{spec!r} selects a version and version={version!r} selects another; give only one"
             )
         selector = version if version is not None else selector
         if selector is None:

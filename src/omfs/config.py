@@ -85,9 +85,9 @@ def resolve(
     """Fill in each setting from the argument, ``$OMFS_*``, the config file or the default."""
     env = os.environ
     needs_file = (
-        root is None and not env.get("OMFS_ROOT")
-        or bucket is None and not env.get("OMFS_BUCKET")
-        or cluster is None and not env.get("OMFS_CLUSTER")
+        (root is None and not env.get("OMFS_ROOT"))
+        or (bucket is None and not env.get("OMFS_BUCKET"))
+        or (cluster is None and not env.get("OMFS_CLUSTER"))
     )
     conf = _read_config() if needs_file else {}
     chosen_root = os.fspath(root) if root is not None else env.get("OMFS_ROOT") or conf.get("root")

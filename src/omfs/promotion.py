@@ -117,10 +117,13 @@ def promote(
     sizes = _sizes(meta)
     if dry_run:
         return {
-            "source": {"context": source.storage.url, "bucket": source.bucket,
-                       "name": meta.name, "version": meta.version},
-            "target": {"context": target.storage.url, "bucket": target.bucket,
-                       "name": target_name},
+            "source": {
+                "context": source.storage.url,
+                "bucket": source.bucket,
+                "name": meta.name,
+                "version": meta.version,
+            },
+            "target": {"context": target.storage.url, "bucket": target.bucket, "name": target_name},
             "files": len(files),
             "bytes": sum(sizes.values()),
             "server_side": source.storage.same_filesystem(target.storage),
@@ -149,7 +152,10 @@ def _sizes(meta: Metadata) -> dict[str, int]:
 
 
 def _promoted_metadata(
-    meta: Metadata, source: VersionedStore, target: VersionedStore, target_name: str,
+    meta: Metadata,
+    source: VersionedStore,
+    target: VersionedStore,
+    target_name: str,
     renamed: dict[str, str],
 ) -> Metadata:
     info = dict(meta.info)

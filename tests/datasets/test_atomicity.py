@@ -34,8 +34,17 @@ def start_writers(ctx, options, names, mode, rows, count):
     """Start one writer process per name, wait until all are ready, then let them go."""
     procs = [
         subprocess.Popen(
-            [sys.executable, str(WRITER), ctx.root, json.dumps(options), name, mode,
-             str(rows), str(count), str(i)],
+            [
+                sys.executable,
+                str(WRITER),
+                ctx.root,
+                json.dumps(options),
+                name,
+                mode,
+                str(rows),
+                str(count),
+                str(i),
+            ],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             text=True,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -17,10 +18,14 @@ def _frame(n: int = 50) -> pd.DataFrame:
             "i": np.arange(n, dtype="int32"),
             "f": rng.random(n),
             "s": [f"s{i}" for i in range(n)],
-            "cat": pd.Categorical(rng.choice(["lo", "mid", "hi"], n), categories=["lo", "mid", "hi"], ordered=True),
+            "cat": pd.Categorical(
+                rng.choice(["lo", "mid", "hi"], n), categories=["lo", "mid", "hi"], ordered=True
+            ),
             "ts": pd.date_range("2024-03-30", periods=n, freq="h", tz="Europe/Zurich"),
             "nint": pd.array([None if i % 7 == 0 else i for i in range(n)], dtype="Int64"),
-            "nbool": pd.array([None if i % 5 == 0 else i % 2 == 0 for i in range(n)], dtype="boolean"),
+            "nbool": pd.array(
+                [None if i % 5 == 0 else i % 2 == 0 for i in range(n)], dtype="boolean"
+            ),
             "nstr": pd.array([None if i % 3 == 0 else str(i) for i in range(n)], dtype="string"),
             "td": pd.to_timedelta(np.arange(n), unit="s"),
         }
@@ -111,7 +116,7 @@ def test_raw_bytes_file_object_and_path(ctx, tmp_path):
     meta = ctx.datasets.put(str(src), "raw/path")
     assert meta.kind == "raw" and meta["filename"] == "notes.txt" and meta["bytes"] == 100_000
     out = ctx.datasets.get("raw/path", local_path=tmp_path / "copy.txt")
-    assert open(out, "rb").read() == src.read_bytes()
+    assert Path(out).read_bytes() == src.read_bytes()
     assert b"".join(ctx.datasets.get("raw/path", chunksize=30_000)) == src.read_bytes()
 
 
@@ -129,7 +134,7 @@ def test_string_that_is_not_a_file_is_refused(ctx):
 
 
 def test_unsupported_objects_get_a_clear_error(ctx):
-    with pytest.raises(TypeError, match="om.models.put"):
+    with pytest.raises(TypeError, match=r"om\.models\.put"):
         ctx.datasets.put(object(), "x")
     with pytest.raises(ValueError, match="duplicate column names"):
         ctx.datasets.put(pd.DataFrame([[1, 2]], columns=["a", "a"]), "x")

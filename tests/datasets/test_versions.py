@@ -71,7 +71,7 @@ def test_append_with_another_schema_is_refused_and_changes_nothing(ctx, bad, mes
 
 def test_append_of_another_kind_is_refused(ctx):
     ctx.datasets.put(pd.Series([1, 2]), "s")
-    with pytest.raises(SchemaMismatchError, match="holds a pandas.Series"):
+    with pytest.raises(SchemaMismatchError, match=r"holds a pandas\.Series"):
         ctx.datasets.put(pd.DataFrame({"a": [1]}), "s", append=True)
 
 
@@ -143,7 +143,9 @@ def test_attributes_tags_and_update(ctx):
     assert ds.metadata("t@v1").attributes == {"owner": "ana"}
 
 
-@pytest.mark.parametrize("bad", ["", "../x", "/etc/passwd", "a//b", "a\\b", "a\x00b", "_x", "a@b@c"])
+@pytest.mark.parametrize(
+    "bad", ["", "../x", "/etc/passwd", "a//b", "a\\b", "a\x00b", "_x", "a@b@c"]
+)
 def test_bad_names_are_refused_before_any_io(ctx, bad):
     with pytest.raises(InvalidNameError):
         ctx.datasets.put(frame(0), bad)

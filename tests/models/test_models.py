@@ -85,7 +85,9 @@ def test_update_attributes_is_recorded_without_rewriting_payload(ctx):
 
 
 def _payload_key(ctx, name, version=1):
-    return f"{ctx.bucket}/models/{name}/_data/{ctx.models.metadata(name, version=version)['payload']}"
+    return (
+        f"{ctx.bucket}/models/{name}/_data/{ctx.models.metadata(name, version=version)['payload']}"
+    )
 
 
 def test_tampered_payload_is_never_unpickled(ctx):
@@ -125,7 +127,8 @@ def test_concurrent_puts_get_distinct_versions(tmp_path):
     code = (
         "import sys, omfs; from sklearn.linear_model import LinearRegression\n"
         "om = omfs.setup(sys.argv[1])\n"
-        "for i in range(10): om.models.put(LinearRegression(), 'race', attributes={'w': sys.argv[2], 'i': i})\n"
+        "for i in range(10):\n"
+        "    om.models.put(LinearRegression(), 'race', attributes={'w': sys.argv[2], 'i': i})\n"
     )
     procs = [subprocess.Popen([sys.executable, "-c", code, str(root), str(w)]) for w in range(3)]
     assert [p.wait(timeout=120) for p in procs] == [0, 0, 0]

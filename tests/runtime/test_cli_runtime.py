@@ -30,9 +30,21 @@ def test_seed_command_line(tmp_path, dask_processes, om_script):
 
     with get_task_stream(dask_processes["client"]) as stream:
         assert run("runtime", "--require", "gpu", "model", "mymodel", "fit", "X", "Y").split() == [
-            "models", "mymodel", "v2"]
-        out = run("runtime", "--require", "gpu", "model", "mymodel", "predict", "X[x]",
-                  "--result", "preds")
+            "models",
+            "mymodel",
+            "v2",
+        ]
+        out = run(
+            "runtime",
+            "--require",
+            "gpu",
+            "model",
+            "mymodel",
+            "predict",
+            "X[x]",
+            "--result",
+            "preds",
+        )
     assert out.split() == ["datasets", "preds", "v1"]
     workers = {t["worker"] for t in stream.data if str(t["key"]).startswith("omfs-")}
     assert workers == {dask_processes["workers"]["gpu-worker"]}
@@ -41,8 +53,15 @@ def test_seed_command_line(tmp_path, dask_processes, om_script):
     score = json.loads(run("runtime", "--local", "model", "mymodel", "score", "X", "Y"))
     assert score == 1.0
     listed = json.loads(run("--json", "runtime", "workers"))
-    assert {w["name"]: w["resources"] for w in listed} == {"gpu-worker": {"gpu": 1}, "cpu-worker": {"cpu": 1}}
+    assert {w["name"]: w["resources"] for w in listed} == {
+        "gpu-worker": {"gpu": 1},
+        "cpu-worker": {"cpu": 1},
+    }
 
-    bad = subprocess.run([OM, "runtime", "--require", "tpu", "model", "mymodel", "fit", "X", "Y"],
-                         capture_output=True, text=True, env=env)
+    bad = subprocess.run(
+        [OM, "runtime", "--require", "tpu", "model", "mymodel", "fit", "X", "Y"],
+        capture_output=True,
+        text=True,
+        env=env,
+    )
     assert bad.returncode == 1 and "'tpu'" in bad.stderr and "Traceback" not in bad.stderr

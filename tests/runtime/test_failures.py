@@ -25,10 +25,25 @@ def special_workers(dask_processes):
     """Two nanny-less workers offering 'special=1', so that killing one kills its task."""
     procs = [
         subprocess.Popen(
-            [dask_processes["dask"], "worker", "--scheduler-file", dask_processes["scheduler_file"],
-             "--name", f"special-{i}", "--resources", "special=1", "--nthreads", "1",
-             "--no-nanny", "--no-dashboard", "--host", "127.0.0.1"],
-            env=dask_processes["env"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            [
+                dask_processes["dask"],
+                "worker",
+                "--scheduler-file",
+                dask_processes["scheduler_file"],
+                "--name",
+                f"special-{i}",
+                "--resources",
+                "special=1",
+                "--nthreads",
+                "1",
+                "--no-nanny",
+                "--no-dashboard",
+                "--host",
+                "127.0.0.1",
+            ],
+            env=dask_processes["env"],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
         )
         for i in range(2)
     ]
@@ -61,8 +76,11 @@ def test_worker_killed_during_fit(tmp_path, dask_processes, special_workers):
     om.datasets.put(X, "X")
     om.datasets.put(Y, "Y")
     started = tmp_path / "started"
-    om.models.put(SlowRegressor(seconds=2, started_file=str(started)), "slow",
-                  attributes={"require": {"special": 1}})
+    om.models.put(
+        SlowRegressor(seconds=2, started_file=str(started)),
+        "slow",
+        attributes={"require": {"special": 1}},
+    )
 
     # 1. the worker running fit dies: Dask runs the task again on the other one
     result = om.runtime.model("slow").fit("X", "Y")
@@ -76,7 +94,7 @@ def test_worker_killed_during_fit(tmp_path, dask_processes, special_workers):
     result = om.runtime.model("slow").fit("X", "Y")
     _kill_when_fit_starts(started, special_workers)
     t0 = time.monotonic()
-    with pytest.raises(Exception, match="(?i)no.*worker|special|killed") as info:
+    with pytest.raises(Exception, match=r"(?i)no.*worker|special|killed") as info:
         result.get(timeout=90)
     assert time.monotonic() - t0 < 45, f"took {time.monotonic() - t0:.0f}s: {info.value!r}"
     assert [v.version for v in om.models.versions("slow")] == [1, 2]

@@ -27,9 +27,11 @@ def cctx(request, tmp_path, dask_processes):
     if request.param == "local":
         om = omfs.setup(tmp_path / "ctx", cluster=dask_processes["client"])
     else:
-        om = omfs.setup(request.getfixturevalue("s3_root_factory")(),
-                        storage_options=request.getfixturevalue("s3_options"),
-                        cluster=dask_processes["client"])
+        om = omfs.setup(
+            request.getfixturevalue("s3_root_factory")(),
+            storage_options=request.getfixturevalue("s3_options"),
+            cluster=dask_processes["client"],
+        )
     om.datasets.put(X, "X")
     om.datasets.put(Y, "Y")
     return om
@@ -72,7 +74,9 @@ def test_unsatisfiable_require_fails_fast_naming_the_resource(cctx):
         cctx.runtime.require("tpu").model("m").fit("X", "Y")
     assert time.monotonic() - started < 5
     text = str(info.value)
-    assert "'tpu'" in text and "gpu-worker offers gpu=1" in text and "cpu-worker offers cpu=1" in text
+    assert (
+        "'tpu'" in text and "gpu-worker offers gpu=1" in text and "cpu-worker offers cpu=1" in text
+    )
     with pytest.raises(ResourceUnavailableError, match="enough of gpu=2"):
         cctx.runtime.require(gpu=2).model("m").fit("X", "Y")
 
@@ -82,10 +86,14 @@ def test_same_results_in_local_mode_and_on_the_cluster(cctx):
     remote = cctx.runtime.model("m").fit("X", "Y").get(timeout=60)
     local = cctx.runtime.mode(local=True).model("m").fit("X", "Y").get()
     assert (remote.version, local.version) == (2, 3)
-    assert remote.lineage["trained_on"] == local.lineage["trained_on"] == [
-        {"role": "X", "dataset": "X", "version": 1, "columns": None, "bucket": "omega"},
-        {"role": "Y", "dataset": "Y", "version": 1, "columns": None, "bucket": "omega"},
-    ]
+    assert (
+        remote.lineage["trained_on"]
+        == local.lineage["trained_on"]
+        == [
+            {"role": "X", "dataset": "X", "version": 1, "columns": None, "bucket": "omega"},
+            {"role": "Y", "dataset": "Y", "version": 1, "columns": None, "bucket": "omega"},
+        ]
+    )
     a = cctx.models.get("m@v2")
     b = cctx.models.get("m@v3")
     np.testing.assert_allclose(a.coef_, b.coef_)

@@ -26,9 +26,15 @@ app.add_typer(runtime.app, name="runtime")
 
 @app.callback()
 def _options(
-    root: Annotated[str | None, typer.Option(help="context root URL or folder [env: OMFS_ROOT]")] = None,
-    bucket: Annotated[str | None, typer.Option(help="bucket [env: OMFS_BUCKET; default: omega]")] = None,
-    cluster: Annotated[str | None, typer.Option(help="Dask scheduler address [env: OMFS_CLUSTER]")] = None,
+    root: Annotated[
+        str | None, typer.Option(help="context root URL or folder [env: OMFS_ROOT]")
+    ] = None,
+    bucket: Annotated[
+        str | None, typer.Option(help="bucket [env: OMFS_BUCKET; default: omega]")
+    ] = None,
+    cluster: Annotated[
+        str | None, typer.Option(help="Dask scheduler address [env: OMFS_CLUSTER]")
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="machine-readable output")] = False,
 ) -> None:
     state.root, state.bucket, state.cluster, state.as_json = root, bucket, cluster, as_json

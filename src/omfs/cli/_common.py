@@ -55,7 +55,10 @@ def emit_value(value: Any) -> None:
 
 
 def emit_table(
-    rows: Sequence[dict[str, Any]], columns: Sequence[str], *, title: str | None = None,
+    rows: Sequence[dict[str, Any]],
+    columns: Sequence[str],
+    *,
+    title: str | None = None,
     plain: Callable[[dict[str, Any]], str] | None = None,
 ) -> None:
     """Rows: a table on a terminal, JSON with --json, tab-separated lines when piped."""
@@ -73,7 +76,11 @@ def emit_table(
         _console().print(table)
         return
     for r in rows:
-        print(plain(r) if plain else "\t".join("" if r.get(c) is None else str(r.get(c)) for c in columns))
+        print(
+            plain(r)
+            if plain
+            else "\t".join("" if r.get(c) is None else str(r.get(c)) for c in columns)
+        )
 
 
 @contextmanager
@@ -91,8 +98,13 @@ def progress_bar(description: str, total: int | None) -> Iterator[Callable[[int]
         TransferSpeedColumn,
     )
 
-    columns = [TextColumn("{task.description}"), BarColumn(), DownloadColumn(),
-               TransferSpeedColumn(), TimeRemainingColumn()]
+    columns = [
+        TextColumn("{task.description}"),
+        BarColumn(),
+        DownloadColumn(),
+        TransferSpeedColumn(),
+        TimeRemainingColumn(),
+    ]
     with Progress(*columns, console=_console(stderr=True), transient=True) as progress:
         task = progress.add_task(description, total=total)
         yield lambda n: progress.advance(task, n)
@@ -122,9 +134,31 @@ def run_with_errors(app: Callable[[], Any]) -> None:
         fail("interrupted", 130)
 
 
-def promote_command(store: str, name: str, to_bucket: str | None, to_root: str | None,
-                    to_options: str | None, asname: str | None, dry_run: bool,
-                    conditions: list[str] | None) -> None:
+def drop_command(store: str, name: str, force: bool) -> None:
+    """``om datasets|models drop``."""
+    dropped = getattr(state.omega(), store).drop(name, force=force)
+    if state.as_json:
+        emit_value({"name": name, "dropped": dropped})
+
+
+def report_written(meta: Any, path: Any) -> None:
+    """After ``get NAME PATH``: the path, or a JSON record with --json."""
+    if state.as_json:
+        emit_value({"name": meta.name, "version": meta.version, "path": str(path)})
+    else:
+        print(str(path))
+
+
+def promote_command(
+    store: str,
+    name: str,
+    to_bucket: str | None,
+    to_root: str | None,
+    to_options: str | None,
+    asname: str | None,
+    dry_run: bool,
+    conditions: list[str] | None,
+) -> None:
     """``om datasets|models promote``: copy a version to another bucket and/or context."""
     import json
 
@@ -140,13 +174,15 @@ def promote_command(store: str, name: str, to_bucket: str | None, to_root: str |
         target = source[to_bucket]  # type: ignore[index]
     src_store, dst_store = getattr(source, store), getattr(target, store)
     if dry_run:
-        emit_value(src_store.promote(name, dst_store, asname=asname, dry_run=True,
-                                     conditions=conditions))
+        emit_value(
+            src_store.promote(name, dst_store, asname=asname, dry_run=True, conditions=conditions)
+        )
         return
     plan = src_store.promote(name, dst_store, asname=asname, dry_run=True, conditions=conditions)
     with progress_bar(f"promote {name}", plan["bytes"]) as advance:
-        meta = src_store.promote(name, dst_store, asname=asname, conditions=conditions,
-                                 progress=advance)
+        meta = src_store.promote(
+            name, dst_store, asname=asname, conditions=conditions, progress=advance
+        )
     if state.as_json:
         emit_value(meta)
     else:

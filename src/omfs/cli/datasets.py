@@ -8,11 +8,30 @@ from typing import Annotated, Any
 
 import typer
 
-from omfs.cli._common import emit_table, emit_value, fail, progress_bar, promote_command, state
+from omfs.cli._common import (
+    drop_command,
+    emit_table,
+    emit_value,
+    fail,
+    progress_bar,
+    promote_command,
+    report_written,
+    state,
+)
 
 app = typer.Typer(help="Datasets: Parquet tables and raw files.", no_args_is_help=True)
 
-_TABLE_SUFFIXES = {".csv", ".tsv", ".parquet", ".pq", ".jsonl", ".ndjson", ".json", ".feather", ".arrow"}
+_TABLE_SUFFIXES = {
+    ".csv",
+    ".tsv",
+    ".parquet",
+    ".pq",
+    ".jsonl",
+    ".ndjson",
+    ".json",
+    ".feather",
+    ".arrow",
+}
 
 
 def parse_attributes(items: list[str] | None) -> dict[str, Any] | None:
@@ -67,7 +86,9 @@ def write_table_file(df: Any, path: Path) -> None:
         elif suffix in (".jsonl", ".ndjson"):
             (df.reset_index() if keep_index else df).to_json(tmp, orient="records", lines=True)
         else:
-            fail(f"Cannot write a table to {str(path)!r}: use a .csv, .tsv, .parquet or .jsonl file")
+            fail(
+                f"Cannot write a table to {str(path)!r}: use a .csv, .tsv, .parquet or .jsonl file"
+            )
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
@@ -89,7 +110,9 @@ def _version_rows(metas: list[Any]) -> list[dict[str, Any]]:
 
 
 @app.command("list")
-def list_(pattern: Annotated[str | None, typer.Argument(help="glob, e.g. 'sales/*'")] = None) -> None:
+def list_(
+    pattern: Annotated[str | None, typer.Argument(help="glob, e.g. 'sales/*'")] = None,
+) -> None:
     """List datasets (names, one per line when piped)."""
     names = state.omega().datasets.list(pattern)
     emit_table([{"name": n} for n in names], ["name"])
@@ -97,10 +120,16 @@ def list_(pattern: Annotated[str | None, typer.Argument(help="glob, e.g. 'sales/
 
 @app.command()
 def put(
-    path: Annotated[Path, typer.Argument(help="CSV, Parquet, JSON lines, Feather; other files are stored raw")],
+    path: Annotated[
+        Path, typer.Argument(help="CSV, Parquet, JSON lines, Feather; other files are stored raw")
+    ],
     name: Annotated[str, typer.Argument(help="dataset name, e.g. sales/2024")],
-    append: Annotated[bool, typer.Option("--append", help="append rows instead of replacing")] = False,
-    raw: Annotated[bool, typer.Option("--raw", help="store the file as is, whatever its type")] = False,
+    append: Annotated[
+        bool, typer.Option("--append", help="append rows instead of replacing")
+    ] = False,
+    raw: Annotated[
+        bool, typer.Option("--raw", help="store the file as is, whatever its type")
+    ] = False,
     attr: Annotated[list[str] | None, typer.Option("--attr", help="KEY=VALUE attribute")] = None,
     tag: Annotated[str | None, typer.Option(help="tag this version")] = None,
 ) -> None:
@@ -115,15 +144,22 @@ def put(
                 str(path), name, append=append, attributes=attributes, tag=tag, progress=advance
             )
     else:
-        meta = om.datasets.put(read_table_file(path), name, append=append, attributes=attributes, tag=tag)
-    emit_table(_version_rows([meta]), ["version", "kind", "rows", "bytes", "operation"],
-               plain=lambda r: f"{name}\tv{r['version']}\t{r['rows'] or r['bytes']}")
+        meta = om.datasets.put(
+            read_table_file(path), name, append=append, attributes=attributes, tag=tag
+        )
+    emit_table(
+        _version_rows([meta]),
+        ["version", "kind", "rows", "bytes", "operation"],
+        plain=lambda r: f"{name}\tv{r['version']}\t{r['rows'] or r['bytes']}",
+    )
 
 
 @app.command()
 def get(
     name: Annotated[str, typer.Argument(help="dataset name, optionally name@vN")],
-    path: Annotated[Path, typer.Argument(help="file to write: .csv, .parquet or .jsonl (raw: any)")],
+    path: Annotated[
+        Path, typer.Argument(help="file to write: .csv, .parquet or .jsonl (raw: any)")
+    ],
     version: Annotated[int | None, typer.Option(help="read this version")] = None,
     columns: Annotated[str | None, typer.Option(help="comma-separated columns")] = None,
 ) -> None:
@@ -136,10 +172,7 @@ def get(
     else:
         cols = [c.strip() for c in columns.split(",")] if columns else None
         write_table_file(ds.get(name, version=version, columns=cols), path)
-    if not state.as_json:
-        print(str(path))
-    else:
-        emit_value({"name": meta.name, "version": meta.version, "path": str(path)})
+    report_written(meta, path)
 
 
 @app.command()
@@ -148,9 +181,7 @@ def drop(
     force: Annotated[bool, typer.Option("--force", help="no error if it does not exist")] = False,
 ) -> None:
     """Delete a dataset with all its versions (or one version)."""
-    dropped = state.omega().datasets.drop(name, force=force)
-    if state.as_json:
-        emit_value({"name": name, "dropped": dropped})
+    drop_command("datasets", name, force)
 
 
 @app.command()
@@ -168,18 +199,26 @@ def metadata(
 def versions(name: Annotated[str, typer.Argument(help="dataset name")]) -> None:
     """List the versions of a dataset."""
     metas = state.omega().datasets.versions(name)
-    emit_table(_version_rows(metas), ["version", "created", "kind", "rows", "bytes", "tag", "operation"])
+    emit_table(
+        _version_rows(metas), ["version", "created", "kind", "rows", "bytes", "tag", "operation"]
+    )
 
 
 @app.command()
 def promote(
     name: Annotated[str, typer.Argument(help="dataset name, optionally name@vN")],
     to_bucket: Annotated[str | None, typer.Option("--to-bucket", help="target bucket")] = None,
-    to_root: Annotated[str | None, typer.Option("--to-root", help="target context root URL")] = None,
-    to_options: Annotated[str | None, typer.Option("--to-options", help="JSON storage options of --to-root")] = None,
+    to_root: Annotated[
+        str | None, typer.Option("--to-root", help="target context root URL")
+    ] = None,
+    to_options: Annotated[
+        str | None, typer.Option("--to-options", help="JSON storage options of --to-root")
+    ] = None,
     asname: Annotated[str | None, typer.Option("--as", help="name in the target")] = None,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="say what would be copied")] = False,
-    condition: Annotated[list[str] | None, typer.Option("--condition", help="e.g. schema-matches")] = None,
+    condition: Annotated[
+        list[str] | None, typer.Option("--condition", help="e.g. schema-matches")
+    ] = None,
 ) -> None:
     """Copy a dataset version to another bucket or context, with lineage."""
     promote_command("datasets", name, to_bucket, to_root, to_options, asname, dry_run, condition)

@@ -8,7 +8,16 @@ from typing import Annotated, Any
 
 import typer
 
-from omfs.cli._common import emit_table, emit_value, fail, progress_bar, promote_command, state
+from omfs.cli._common import (
+    drop_command,
+    emit_table,
+    emit_value,
+    fail,
+    progress_bar,
+    promote_command,
+    report_written,
+    state,
+)
 from omfs.cli.datasets import parse_attributes
 
 app = typer.Typer(help="Models: joblib payloads with JSON sidecars.", no_args_is_help=True)
@@ -16,14 +25,23 @@ app = typer.Typer(help="Models: joblib payloads with JSON sidecars.", no_args_is
 
 def _rows(metas: list[Any]) -> list[dict[str, Any]]:
     return [
-        {"version": m.version, "created": m.created, "kind": m.kind, "tag": m.tag,
-         "fitted": m.get("fitted"), "size": m.get("size"), "operation": m.get("operation")}
+        {
+            "version": m.version,
+            "created": m.created,
+            "kind": m.kind,
+            "tag": m.tag,
+            "fitted": m.get("fitted"),
+            "size": m.get("size"),
+            "operation": m.get("operation"),
+        }
         for m in metas
     ]
 
 
 @app.command("list")
-def list_(pattern: Annotated[str | None, typer.Argument(help="glob, e.g. 'churn/*'")] = None) -> None:
+def list_(
+    pattern: Annotated[str | None, typer.Argument(help="glob, e.g. 'churn/*'")] = None,
+) -> None:
     """List models."""
     emit_table([{"name": n} for n in state.omega().models.list(pattern)], ["name"])
 
@@ -40,9 +58,14 @@ def put(
 
     if not file.is_file():
         fail(f"No such file: {str(file)!r}")
-    meta = state.omega().models.put(joblib.load(file), name, attributes=parse_attributes(attr), tag=tag)
-    emit_table(_rows([meta]), ["version", "kind", "fitted", "size"],
-               plain=lambda r: f"{name}\tv{r['version']}\t{r['kind']}")
+    meta = state.omega().models.put(
+        joblib.load(file), name, attributes=parse_attributes(attr), tag=tag
+    )
+    emit_table(
+        _rows([meta]),
+        ["version", "kind", "fitted", "size"],
+        plain=lambda r: f"{name}\tv{r['version']}\t{r['kind']}",
+    )
 
 
 @app.command()
@@ -61,7 +84,7 @@ def get(
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
-    print(str(path)) if not state.as_json else emit_value({"name": meta.name, "version": meta.version, "path": str(path)})
+    report_written(meta, path)
 
 
 @app.command()
@@ -70,9 +93,7 @@ def drop(
     force: Annotated[bool, typer.Option("--force", help="no error if it does not exist")] = False,
 ) -> None:
     """Delete a model with all its versions (or one version)."""
-    dropped = state.omega().models.drop(name, force=force)
-    if state.as_json:
-        emit_value({"name": name, "dropped": dropped})
+    drop_command("models", name, force)
 
 
 @app.command()
@@ -87,16 +108,22 @@ def metadata(
 @app.command()
 def versions(name: Annotated[str, typer.Argument(help="model name")]) -> None:
     """List the versions of a model."""
-    emit_table(_rows(state.omega().models.versions(name)),
-               ["version", "created", "kind", "tag", "fitted", "size", "operation"])
+    emit_table(
+        _rows(state.omega().models.versions(name)),
+        ["version", "created", "kind", "tag", "fitted", "size", "operation"],
+    )
 
 
 @app.command()
 def promote(
     name: Annotated[str, typer.Argument(help="model name, name@vN or name@tag")],
     to_bucket: Annotated[str | None, typer.Option("--to-bucket", help="target bucket")] = None,
-    to_root: Annotated[str | None, typer.Option("--to-root", help="target context root URL")] = None,
-    to_options: Annotated[str | None, typer.Option("--to-options", help="JSON storage options of --to-root")] = None,
+    to_root: Annotated[
+        str | None, typer.Option("--to-root", help="target context root URL")
+    ] = None,
+    to_options: Annotated[
+        str | None, typer.Option("--to-options", help="JSON storage options of --to-root")
+    ] = None,
     asname: Annotated[str | None, typer.Option("--as", help="name in the target")] = None,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="say what would be copied")] = False,
     condition: Annotated[list[str] | None, typer.Option("--condition", help="e.g. fitted")] = None,

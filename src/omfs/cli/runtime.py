@@ -13,7 +13,7 @@ app = typer.Typer(help="Runtime: model tasks on the context's Dask cluster.", no
 
 
 class _RuntimeOptions:
-    require: list[str] = []  # noqa: RUF012
+    require: list[str] = []
     local: bool = False
 
 
@@ -22,7 +22,12 @@ options = _RuntimeOptions()
 
 @app.callback()
 def _runtime_options(
-    require: Annotated[list[str] | None, typer.Option("--require", help="route to workers offering LABEL or NAME=AMOUNT (repeatable)")] = None,
+    require: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--require", help="route to workers offering LABEL or NAME=AMOUNT (repeatable)"
+        ),
+    ] = None,
     local: Annotated[bool, typer.Option("--local", help="run in this process, no cluster")] = False,
 ) -> None:
     options.require = list(require or [])
@@ -52,16 +57,29 @@ def _runtime() -> Any:
 @app.command()
 def model(
     name: Annotated[str, typer.Argument(help="model name")],
-    action: Annotated[str, typer.Argument(help="fit, partial_fit, predict, predict_proba, decision_function, transform, score")],
-    x: Annotated[str | None, typer.Argument(metavar="[X]", help="input dataset, e.g. sales or 'sales[a,b]'")] = None,
+    action: Annotated[
+        str,
+        typer.Argument(
+            help="fit, partial_fit, predict, predict_proba, decision_function, transform, score"
+        ),
+    ],
+    x: Annotated[
+        str | None, typer.Argument(metavar="[X]", help="input dataset, e.g. sales or 'sales[a,b]'")
+    ] = None,
     y: Annotated[str | None, typer.Argument(metavar="[Y]", help="target dataset")] = None,
-    result: Annotated[str | None, typer.Option("--result", help="store the output as this dataset")] = None,
-    param: Annotated[list[str] | None, typer.Option("--param", help="KEY=VALUE passed to the method")] = None,
+    result: Annotated[
+        str | None, typer.Option("--result", help="store the output as this dataset")
+    ] = None,
+    param: Annotated[
+        list[str] | None, typer.Option("--param", help="KEY=VALUE passed to the method")
+    ] = None,
     timeout: Annotated[float | None, typer.Option(help="seconds to wait for the result")] = None,
 ) -> None:
     """Run a model task and print its result."""
     proxy = _runtime().model(name)
-    outcome = proxy.task(action, x, y, rName=result, **(parse_attributes(param) or {})).get(timeout=timeout)
+    outcome = proxy.task(action, x, y, rName=result, **(parse_attributes(param) or {})).get(
+        timeout=timeout
+    )
     if hasattr(outcome, "to_dict") and hasattr(outcome, "version"):
         if state.as_json:
             emit_value(outcome)
@@ -78,5 +96,9 @@ def workers() -> None:
     """List the cluster's workers and the resources they offer."""
     rows = _runtime().workers()
     for row in rows:
-        row["resources"] = ",".join(f"{k}={v:g}" for k, v in sorted(row["resources"].items())) if not state.as_json else row["resources"]
+        row["resources"] = (
+            ",".join(f"{k}={v:g}" for k, v in sorted(row["resources"].items()))
+            if not state.as_json
+            else row["resources"]
+        )
     emit_table(rows, ["address", "name", "resources", "nthreads", "memory_limit"])

@@ -89,9 +89,7 @@ def _restore_categories(frame: Any, spec: dict[str, Any]) -> Any:
     return frame
 
 
-def to_table(
-    obj: Any, name: str, preserve_index: bool = False
-) -> tuple[Any, str, dict[str, Any]]:
+def to_table(obj: Any, name: str, preserve_index: bool = False) -> tuple[Any, str, dict[str, Any]]:
     """Return ``(pyarrow.Table, kind, info)`` for a tabular object.
 
     ``preserve_index=True`` stores even a RangeIndex as a column (as Dask-written datasets do).
@@ -128,9 +126,11 @@ def to_table(
         table = pa.Table.from_arrays(arrays, names=[str(i) for i in range(flat.shape[1])])
         return table, KIND_ARRAY, {"shape": list(obj.shape), "dtype": obj.dtype.str}
     if isinstance(obj, list | tuple) and all(isinstance(r, dict) for r in obj):
-        return _from_pandas(pd.DataFrame.from_records(list(obj)), name), KIND_FRAME, {
-            "source": "records"
-        }
+        return (
+            _from_pandas(pd.DataFrame.from_records(list(obj)), name),
+            KIND_FRAME,
+            {"source": "records"},
+        )
     if isinstance(obj, dict):
         return _from_pandas(pd.DataFrame(obj), name), KIND_FRAME, {"source": "dict"}
     raise TypeError(

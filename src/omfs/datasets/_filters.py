@@ -40,8 +40,7 @@ def _keyword_expression(key: str, value: Any, columns: list[str]) -> Any:
     if column not in columns:
         raise ValueError(
             f"Filter {key}={value!r} names the column {column!r}, which the dataset does not "
-            f"have. Columns: {columns}. Operators: "
-            + ", ".join(f"__{o}" for o in OPERATORS)
+            f"have. Columns: {columns}. Operators: " + ", ".join(f"__{o}" for o in OPERATORS)
         )
     field = pc.field(column)
     if op == "eq":
@@ -77,9 +76,7 @@ def _keyword_expression(key: str, value: Any, columns: list[str]) -> Any:
     return pc.ends_with(field, str(value))
 
 
-def build_filter(
-    filters: Any, keywords: dict[str, Any], columns: list[str]
-) -> Any:
+def build_filter(filters: Any, keywords: dict[str, Any], columns: list[str]) -> Any:
     """Combine DNF ``filters`` (list of tuples, or list of lists of tuples) and keyword
     filters with AND; return a pyarrow Expression or None."""
     import pyarrow.dataset as ds

@@ -37,6 +37,12 @@ def _plain_type(t: Any) -> Any:
     return t.value_type if pa.types.is_dictionary(t) else t
 
 
+def _is_null(t: Any) -> bool:
+    import pyarrow as pa
+
+    return bool(pa.types.is_null(t))
+
+
 def _write_part(storage: Any, key: str, table: Any, row_group_size: int | None) -> dict[str, Any]:
     """Write one Parquet part file; module-level so Dask can run it on workers."""
     import pyarrow.parquet as pq
@@ -140,8 +146,11 @@ class DatasetStore(VersionedStore):
                 if append and latest is not None:
                     self._check_compatible(name, schema, kind, latest)
                     base_parts = list(latest.info["parts"])
-                    details = {k: latest.info[k] for k in ("shape", "dtype", "series_name",
-                               "index_freq", "source") if k in latest.info}
+                    details = {
+                        k: latest.info[k]
+                        for k in ("shape", "dtype", "series_name", "index_freq", "source")
+                        if k in latest.info
+                    }
                     if kind == _convert.KIND_ARRAY:
                         rows = sum(p["rows"] for p in base_parts + parts)
                         details["shape"] = [rows, *latest.info["shape"][1:]]
@@ -159,8 +168,11 @@ class DatasetStore(VersionedStore):
                     bucket=self.bucket,
                     store=self.kind,
                     kind=kind,
-                    attributes=dict(attributes if attributes is not None else
-                                    (latest.attributes if append and latest else {})),
+                    attributes=dict(
+                        attributes
+                        if attributes is not None
+                        else (latest.attributes if append and latest else {})
+                    ),
                     tag=tag,
                     context=self.storage.url,
                     info={
@@ -224,9 +236,7 @@ class DatasetStore(VersionedStore):
         for field in schema:
             if field.name in stored.names and not problems:
                 want = stored.field(field.name).type
-                if _plain_type(want) != _plain_type(field.type) and not (
-                    field.type == "null"
-                ):
+                if _plain_type(want) != _plain_type(field.type) and not _is_null(field.type):
                     problems.append(
                         f"column {field.name!r} is {want} in the dataset but {field.type} in "
                         "the new data"
@@ -291,11 +301,19 @@ class DatasetStore(VersionedStore):
                 "sha256": digest.hexdigest(),
                 "parts": [{"file": key.rsplit("/", 1)[-1], "rows": 0, "size": size}],
             }
-            meta = Metadata(name=name, bucket=self.bucket, store=self.kind, kind=_convert.KIND_RAW,
-                            attributes=dict(attributes or {}), tag=tag,
-                            context=self.storage.url, info=info)
-            return self._commit(name, lambda _latest: meta, retry=False,
-                                expected=numbers[-1] if numbers else 0)
+            meta = Metadata(
+                name=name,
+                bucket=self.bucket,
+                store=self.kind,
+                kind=_convert.KIND_RAW,
+                attributes=dict(attributes or {}),
+                tag=tag,
+                context=self.storage.url,
+                info=info,
+            )
+            return self._commit(
+                name, lambda _latest: meta, retry=False, expected=numbers[-1] if numbers else 0
+            )
         except BaseException:
             self.storage.delete([key])
             self._forget_if_empty(name)
@@ -406,8 +424,13 @@ class DatasetStore(VersionedStore):
         return ddf
 
     def _iter_chunks(
-        self, meta: Metadata, schema: Any, paths: list[str], columns: list[str] | None,
-        expr: Any, chunksize: int,
+        self,
+        meta: Metadata,
+        schema: Any,
+        paths: list[str],
+        columns: list[str] | None,
+        expr: Any,
+        chunksize: int,
     ) -> Iterator[Any]:
         import pyarrow as pa
         import pyarrow.dataset as ds
@@ -436,7 +459,10 @@ class DatasetStore(VersionedStore):
 
                 if expr is None and len(meta.info["parts"]) == 1:
                     # unfiltered rows of one part: continue the stored range exactly
-                    start, step = rng.get("start", 0) + offset * rng.get("step", 1), rng.get("step", 1)
+                    start, step = (
+                        rng.get("start", 0) + offset * rng.get("step", 1),
+                        rng.get("step", 1),
+                    )
                     obj.index = pd.RangeIndex(
                         start, start + len(obj) * step, step, name=rng.get("name")
                     )

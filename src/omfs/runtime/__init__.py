@@ -28,8 +28,14 @@ class TaskResult:
     """The outcome of a task: ``get(timeout=None)`` waits for it; ``future`` is the Dask
     future (None in local mode). Errors raised by the task are raised by ``get``."""
 
-    def __init__(self, future: Any = None, *, value: Any = None, error: BaseException | None = None,
-                 description: str = ""):
+    def __init__(
+        self,
+        future: Any = None,
+        *,
+        value: Any = None,
+        error: BaseException | None = None,
+        description: str = "",
+    ):
         self.future = future
         self._value = value
         self._error = error
@@ -46,7 +52,11 @@ class TaskResult:
         return self.future.done() if self.future is not None else True
 
     def __repr__(self) -> str:
-        state = self.future.status if self.future is not None else ("error" if self._error else "finished")
+        state = (
+            self.future.status
+            if self.future is not None
+            else ("error" if self._error else "finished")
+        )
         return f"<TaskResult {self.description} {state}>"
 
 
@@ -54,8 +64,9 @@ class Runtime:
     """Submits model tasks for one context and bucket. ``require`` and ``mode`` return a new
     Runtime for the chain they start; ``om.runtime`` itself never changes."""
 
-    def __init__(self, omega: Omega, *, resources: dict[str, float] | None = None,
-                 local: bool = False):
+    def __init__(
+        self, omega: Omega, *, resources: dict[str, float] | None = None, local: bool = False
+    ):
         self._omega = omega
         self._resources = resources  # None: not said by the caller (model attributes apply)
         self._local = local
@@ -84,8 +95,15 @@ class Runtime:
         """The ``distributed.Client`` of this context (connected or started on first use)."""
         return self._omega._cluster.client()
 
-    def _run(self, meta: Any, method: str, X: Any, Y: Any, params: dict[str, Any],
-             result_name: str | None) -> TaskResult:
+    def _run(
+        self,
+        meta: Any,
+        method: str,
+        X: Any,
+        Y: Any,
+        params: dict[str, Any],
+        result_name: str | None,
+    ) -> TaskResult:
         description = f"{method}({meta.name}@v{meta.version})"
         args = (meta, method, X, Y, params, result_name)
         if self._local:
@@ -103,12 +121,16 @@ class Runtime:
             resources = resources_from_attributes(meta.attributes.get("require"))
         client = self._omega._cluster.client()
         check_satisfiable(
-            describe_workers(client.scheduler_info(n_workers=-1)), resources,
+            describe_workers(client.scheduler_info(n_workers=-1)),
+            resources,
             f"{method} of model {meta.name!r}",
         )
         future = client.submit(
-            run_model_task, self._omega, *args,
-            resources=resources or None, pure=False,
+            run_model_task,
+            self._omega,
+            *args,
+            resources=resources or None,
+            pure=False,
             key=f"omfs-{method}-{meta.name.replace('/', '.')}-{uuid.uuid4().hex[:12]}",
         )
         return TaskResult(future, description=description)
@@ -128,8 +150,9 @@ class ModelProxy:
     def __repr__(self) -> str:
         return f"ModelProxy({self.name!r}, {self._runtime!r})"
 
-    def _call(self, method: str, X: Any = None, Y: Any = None, *, rName: str | None = None,
-              **params: Any) -> TaskResult:
+    def _call(
+        self, method: str, X: Any = None, Y: Any = None, *, rName: str | None = None, **params: Any
+    ) -> TaskResult:
         meta = self._runtime._omega.models.metadata(self.name)
         return self._runtime._run(meta, method, X, Y, params, rName)
 
@@ -154,8 +177,9 @@ class ModelProxy:
     def score(self, X: Any, Y: Any = None, **params: Any) -> TaskResult:
         return self._call("score", X, Y, **params)
 
-    def task(self, method: str, X: Any = None, Y: Any = None, *, rName: str | None = None,
-             **params: Any) -> TaskResult:
+    def task(
+        self, method: str, X: Any = None, Y: Any = None, *, rName: str | None = None, **params: Any
+    ) -> TaskResult:
         """Any of :data:`METHODS` by name (what the CLI uses)."""
         if method not in METHODS:
             raise ValueError(f"Unknown model action {method!r}; use one of {list(METHODS)}")

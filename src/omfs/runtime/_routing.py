@@ -76,7 +76,9 @@ def check_satisfiable(workers: list[dict[str, Any]], needs: dict[str, float], wh
     lacking = f"resource {missing[0]!r}" if len(missing) == 1 else f"resources {missing}"
     if not missing:
         lacking = "enough of " + _offers(needs)
-    listing = "; ".join(f"{w['name'] or w['address']} offers {_offers(w['resources'])}" for w in workers)
+    listing = "; ".join(
+        f"{w['name'] or w['address']} offers {_offers(w['resources'])}" for w in workers
+    )
     flag = ",".join(f"{k}={v:g}" for k, v in needs.items())
     raise ResourceUnavailableError(
         f"No worker can run {what}: it requires {_offers(needs)} and no worker offers "

@@ -18,7 +18,15 @@ from omfs.metadata import Metadata, utcnow
 
 __all__ = ["METHODS", "cache_stats", "clear_cache", "run_model_task"]
 
-METHODS = ("fit", "partial_fit", "predict", "predict_proba", "decision_function", "transform", "score")
+METHODS = (
+    "fit",
+    "partial_fit",
+    "predict",
+    "predict_proba",
+    "decision_function",
+    "transform",
+    "score",
+)
 _FITTING = ("fit", "partial_fit")
 _INPUT = re.compile(r"^(?P<name>[^\[\]]+?)(?:\[(?P<columns>[^\[\]]*)\])?$")
 _CACHE_SIZE = 8
@@ -69,8 +77,15 @@ def _resolve_input(omega: Any, value: Any, lineage: list[dict[str, Any]], role: 
         columns = [c.strip() for c in match.group("columns").split(",") if c.strip()]
     meta = omega.datasets.metadata(name)
     data = omega.datasets.get(name, version=meta.version, columns=columns)
-    lineage.append({"role": role, "dataset": meta.name, "version": meta.version,
-                    "columns": columns, "bucket": meta.bucket})
+    lineage.append(
+        {
+            "role": role,
+            "dataset": meta.name,
+            "version": meta.version,
+            "columns": columns,
+            "bucket": meta.bucket,
+        }
+    )
     if role == "Y" and getattr(data, "ndim", 1) == 2 and data.shape[1] == 1:
         data = data.iloc[:, 0] if hasattr(data, "iloc") else data.ravel()
     return data
@@ -110,9 +125,13 @@ def run_model_task(
             attributes=dict(model_meta.attributes),
             lineage={
                 "trained_on": lineage,
-                "task": {"method": method, "params": {k: repr(v) for k, v in params.items()},
-                         "from_version": model_meta.version, "at": utcnow(),
-                         "host": socket.gethostname()},
+                "task": {
+                    "method": method,
+                    "params": {k: repr(v) for k, v in params.items()},
+                    "from_version": model_meta.version,
+                    "at": utcnow(),
+                    "host": socket.gethostname(),
+                },
             },
         )
     func = getattr(model, method, None)
@@ -123,8 +142,15 @@ def run_model_task(
     result = func(*args, **params)
     if result_name is not None:
         return omega.datasets.put(
-            result, result_name,
-            attributes={"produced_by": {"model": model_meta.name, "version": model_meta.version,
-                                        "method": method, "inputs": lineage}},
+            result,
+            result_name,
+            attributes={
+                "produced_by": {
+                    "model": model_meta.name,
+                    "version": model_meta.version,
+                    "method": method,
+                    "inputs": lineage,
+                }
+            },
         )
     return result
