@@ -148,48 +148,30 @@ def dask_processes(tmp_path_factory):
     env = {**os.environ, "DASK_DISTRIBUTED__SCHEDULER__NO_WORKERS_TIMEOUT": "5s"}
     bin_dir = Path(sys.executable).parent
     dask_cli = str(bin_dir / "dask")
-    procs = [
-        subprocess.Popen(
-            [
-                dask_cli,
-                "scheduler",
-                "--scheduler-file",
-                str(scheduler_file),
-                "--port",
-                "0",
-                "--no-dashboard",
-                "--host",
-                "127.0.0.1",
-            ],
-            env=env,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
+    common = ["--no-dashboard", "--host", "127.0.0.1"]
+
+    def spawn(*args: str) -> subprocess.Popen:
+        quiet = {"stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL}
+        return subprocess.Popen([dask_cli, *args, *common], env=env, **quiet)
+
+    def start_worker(name: str, resources: str, *extra: str) -> subprocess.Popen:
+        """A ``dask worker`` process offering ``resources`` ("gpu=1") to this scheduler."""
+        return spawn(
+            "worker",
+            "--scheduler-file",
+            str(scheduler_file),
+            "--name",
+            name,
+            "--resources",
+            resources,
+            "--nthreads",
+            "1",
+            *extra,
         )
-    ]
+
+    procs = [spawn("scheduler", "--scheduler-file", str(scheduler_file), "--port", "0")]
     _wait_for_file(scheduler_file)
-    for name, resources in (("gpu-worker", "gpu=1"), ("cpu-worker", "cpu=1")):
-        procs.append(
-            subprocess.Popen(
-                [
-                    dask_cli,
-                    "worker",
-                    "--scheduler-file",
-                    str(scheduler_file),
-                    "--name",
-                    name,
-                    "--resources",
-                    resources,
-                    "--nthreads",
-                    "1",
-                    "--no-dashboard",
-                    "--host",
-                    "127.0.0.1",
-                ],
-                env=env,
-                stdout=subprocess.DEVNULL,
-                stderr=subprocess.DEVNULL,
-            )
-        )
+    procs += [start_worker("gpu-worker", "gpu=1"), start_worker("cpu-worker", "cpu=1")]
     client = Client(scheduler_file=str(scheduler_file))
     client.wait_for_workers(2, timeout=120)
     info = client.scheduler_info(n_workers=-1)["workers"]
@@ -200,7 +182,7 @@ def dask_processes(tmp_path_factory):
         "env": env,
         "address": client.scheduler.address,
         "workers": addresses,
-        "dask": dask_cli,
+        "start_worker": start_worker,
     }
     client.close()
     for proc in reversed(procs):

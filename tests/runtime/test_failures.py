@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import signal
-import subprocess
 import time
 
 import numpy as np
@@ -23,30 +22,8 @@ Y = pd.DataFrame({"y": np.arange(10.0)})
 @pytest.fixture
 def special_workers(dask_processes):
     """Two nanny-less workers offering 'special=1', so that killing one kills its task."""
-    procs = [
-        subprocess.Popen(
-            [
-                dask_processes["dask"],
-                "worker",
-                "--scheduler-file",
-                dask_processes["scheduler_file"],
-                "--name",
-                f"special-{i}",
-                "--resources",
-                "special=1",
-                "--nthreads",
-                "1",
-                "--no-nanny",
-                "--no-dashboard",
-                "--host",
-                "127.0.0.1",
-            ],
-            env=dask_processes["env"],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        for i in range(2)
-    ]
+    start = dask_processes["start_worker"]
+    procs = [start(f"special-{i}", "special=1", "--no-nanny") for i in range(2)]
     dask_processes["client"].wait_for_workers(4, timeout=120)
     yield procs
     for proc in procs:

@@ -8,7 +8,9 @@ import sys
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any
+from typing import Annotated, Any
+
+import typer
 
 __all__ = ["State", "emit_table", "emit_value", "progress_bar", "state"]
 
@@ -132,6 +134,20 @@ def run_with_errors(app: Callable[[], Any]) -> None:
         fail(" ".join(str(text).split()) or type(exc).__name__)
     except KeyboardInterrupt:
         fail("interrupted", 130)
+
+
+# options of `om datasets|models promote`, declared once for both nouns
+ToBucket = Annotated[str | None, typer.Option("--to-bucket", help="target bucket")]
+ToRoot = Annotated[str | None, typer.Option("--to-root", help="target context root URL")]
+ToOptions = Annotated[
+    str | None, typer.Option("--to-options", help="JSON storage options of --to-root")
+]
+AsName = Annotated[str | None, typer.Option("--as", help="name in the target")]
+DryRun = Annotated[bool, typer.Option("--dry-run", help="say what would be copied")]
+Conditions = Annotated[
+    list[str] | None,
+    typer.Option("--condition", help="fitted, schema-matches (repeatable)"),
+]
 
 
 def drop_command(store: str, name: str, force: bool) -> None:

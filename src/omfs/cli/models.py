@@ -9,6 +9,12 @@ from typing import Annotated, Any
 import typer
 
 from omfs.cli._common import (
+    AsName,
+    Conditions,
+    DryRun,
+    ToBucket,
+    ToOptions,
+    ToRoot,
     drop_command,
     emit_table,
     emit_value,
@@ -117,16 +123,12 @@ def versions(name: Annotated[str, typer.Argument(help="model name")]) -> None:
 @app.command()
 def promote(
     name: Annotated[str, typer.Argument(help="model name, name@vN or name@tag")],
-    to_bucket: Annotated[str | None, typer.Option("--to-bucket", help="target bucket")] = None,
-    to_root: Annotated[
-        str | None, typer.Option("--to-root", help="target context root URL")
-    ] = None,
-    to_options: Annotated[
-        str | None, typer.Option("--to-options", help="JSON storage options of --to-root")
-    ] = None,
-    asname: Annotated[str | None, typer.Option("--as", help="name in the target")] = None,
-    dry_run: Annotated[bool, typer.Option("--dry-run", help="say what would be copied")] = False,
-    condition: Annotated[list[str] | None, typer.Option("--condition", help="e.g. fitted")] = None,
+    to_bucket: ToBucket = None,
+    to_root: ToRoot = None,
+    to_options: ToOptions = None,
+    asname: AsName = None,
+    dry_run: DryRun = False,
+    condition: Conditions = None,
 ) -> None:
     """Copy a model version to another bucket or context, with lineage."""
     promote_command("models", name, to_bucket, to_root, to_options, asname, dry_run, condition)
