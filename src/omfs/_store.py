@@ -288,6 +288,14 @@ class VersionedStore:
 
     def _payload_files(self, meta: Metadata) -> list[str]:
         """File names under ``_data/`` that ``meta`` refers to."""
+        return list(self._payload_sizes(meta))
+
+    def _payload_sizes(self, meta: Metadata) -> dict[str, int]:
+        """Each file under ``_data/`` that ``meta`` refers to, with its size in bytes."""
+        raise NotImplementedError
+
+    def _renamed_payload(self, info: dict[str, Any], renamed: dict[str, str]) -> dict[str, Any]:
+        """``info`` with its payload file names replaced per ``renamed`` (for copies)."""
         raise NotImplementedError
 
     def _check_payload_present(self, meta: Metadata, filename: str) -> str:

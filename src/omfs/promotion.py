@@ -103,7 +103,8 @@ def promote(
             f"{source.bucket!r} of context {source.storage.url!r}). Promote to another bucket "
             "or context, or pass asname= for a copy under another name."
         )
-    for label, cond in _conditions(conditions):
+    checks = _conditions(conditions)
+    for label, cond in checks:
         try:
             problem = cond(meta, source, target, target_name)
         except ConditionFailedError as exc:
@@ -113,8 +114,8 @@ def promote(
                 f"Promotion of {meta.name!r} v{meta.version} refused by condition "
                 f"{label!r}: {problem}"
             )
-    files = source._payload_files(meta)
-    sizes = _sizes(meta)
+    sizes = source._payload_sizes(meta)
+    files = list(sizes)
     if dry_run:
         return {
             "source": {
@@ -127,7 +128,7 @@ def promote(
             "files": len(files),
             "bytes": sum(sizes.values()),
             "server_side": source.storage.same_filesystem(target.storage),
-            "conditions": [label for label, _ in _conditions(conditions)],
+            "conditions": [label for label, _ in checks],
         }
     renamed = {f: unique_name(os.path.splitext(f)[1]) for f in files}
     dst_keys = [target._data_key(target_name, renamed[f]) for f in files]
@@ -143,14 +144,6 @@ def promote(
         raise
 
 
-def _sizes(meta: Metadata) -> dict[str, int]:
-    if "parts" in meta.info:
-        return {p["file"]: p["size"] for p in meta.info["parts"]}
-    if "payload" in meta.info:
-        return {meta.info["payload"]: meta.info["size"]}
-    return {}
-
-
 def _promoted_metadata(
     meta: Metadata,
     source: VersionedStore,
@@ -158,12 +151,7 @@ def _promoted_metadata(
     target_name: str,
     renamed: dict[str, str],
 ) -> Metadata:
-    info = dict(meta.info)
-    if "parts" in info:
-        info["parts"] = [{**p, "file": renamed[p["file"]]} for p in info["parts"]]
-    if "payload" in info:
-        info["payload"] = renamed[info["payload"]]
-    info["operation"] = "promote"
+    info = {**source._renamed_payload(meta.info, renamed), "operation": "promote"}
     lineage: dict[str, Any] = {
         "promoted_from": {
             "context": source.storage.url,

@@ -12,7 +12,7 @@ from typing import Annotated, Any
 
 import typer
 
-__all__ = ["State", "emit_table", "emit_value", "progress_bar", "state"]
+__all__ = ["State", "emit_table", "emit_value", "parse_attributes", "progress_bar", "state"]
 
 
 @dataclass
@@ -116,6 +116,24 @@ def fail(message: str, code: int = 1) -> None:
     """Print one line to stderr and exit."""
     print(f"om: error: {message}", file=sys.stderr)
     raise SystemExit(code)
+
+
+def parse_attributes(items: list[str] | None) -> dict[str, Any] | None:
+    """``["k=v", ...]`` into a dict; values that parse as JSON are taken as JSON."""
+    import json
+
+    if not items:
+        return None
+    out: dict[str, Any] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            fail(f"--attr takes KEY=VALUE, got {item!r}")
+        try:
+            out[key] = json.loads(value)
+        except ValueError:
+            out[key] = value
+    return out
 
 
 def run_with_errors(app: Callable[[], Any]) -> None:

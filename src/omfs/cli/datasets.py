@@ -19,6 +19,7 @@ from omfs.cli._common import (
     emit_table,
     emit_value,
     fail,
+    parse_attributes,
     progress_bar,
     promote_command,
     report_written,
@@ -38,24 +39,6 @@ _TABLE_SUFFIXES = {
     ".feather",
     ".arrow",
 }
-
-
-def parse_attributes(items: list[str] | None) -> dict[str, Any] | None:
-    """``["k=v", ...]`` into a dict; values that parse as JSON are taken as JSON."""
-    import json
-
-    if not items:
-        return None
-    out: dict[str, Any] = {}
-    for item in items:
-        key, sep, value = item.partition("=")
-        if not sep or not key:
-            fail(f"--attr takes KEY=VALUE, got {item!r}")
-        try:
-            out[key] = json.loads(value)
-        except ValueError:
-            out[key] = value
-    return out
 
 
 def read_table_file(path: Path) -> Any:

@@ -19,12 +19,12 @@ from omfs.cli._common import (
     emit_table,
     emit_value,
     fail,
+    parse_attributes,
     progress_bar,
     promote_command,
     report_written,
     state,
 )
-from omfs.cli.datasets import parse_attributes
 
 app = typer.Typer(help="Models: joblib payloads with JSON sidecars.", no_args_is_help=True)
 

@@ -6,8 +6,7 @@ from typing import Annotated, Any
 
 import typer
 
-from omfs.cli._common import emit_table, emit_value, fail, state
-from omfs.cli.datasets import parse_attributes
+from omfs.cli._common import emit_table, emit_value, fail, parse_attributes, state
 
 app = typer.Typer(help="Runtime: model tasks on the context's Dask cluster.", no_args_is_help=True)
 

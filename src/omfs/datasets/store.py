@@ -522,8 +522,11 @@ class DatasetStore(VersionedStore):
                 "its recorded sha256: it was changed or truncated outside omfs."
             )
 
-    def _payload_files(self, meta: Metadata) -> list[str]:
-        return [p["file"] for p in meta.info.get("parts", [])]
+    def _payload_sizes(self, meta: Metadata) -> dict[str, int]:
+        return {p["file"]: p["size"] for p in meta.info.get("parts", [])}
+
+    def _renamed_payload(self, info: dict[str, Any], renamed: dict[str, str]) -> dict[str, Any]:
+        return {**info, "parts": [{**p, "file": renamed[p["file"]]} for p in info["parts"]]}
 
     # -- promotion --------------------------------------------------------------------------
     def promote(self, name: str, other: DatasetStore, **kwargs: Any) -> Metadata:

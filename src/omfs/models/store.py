@@ -204,8 +204,11 @@ class ModelStore(VersionedStore):
                 "omfs and was not loaded. Put the model again, or drop that version."
             )
 
-    def _payload_files(self, meta: Metadata) -> list[str]:
-        return [meta.info["payload"]] if "payload" in meta.info else []
+    def _payload_sizes(self, meta: Metadata) -> dict[str, int]:
+        return {meta.info["payload"]: meta.info["size"]} if "payload" in meta.info else {}
+
+    def _renamed_payload(self, info: dict[str, Any], renamed: dict[str, str]) -> dict[str, Any]:
+        return {**info, "payload": renamed[info["payload"]]}
 
     def promote(self, name: str, other: ModelStore, **kwargs: Any) -> Metadata:
         """Copy one version of ``name`` to ``other`` (another bucket or context) as a new

@@ -88,7 +88,7 @@ class Runtime:
 
     def workers(self) -> list[dict[str, Any]]:
         """The cluster's workers and the resources each offers."""
-        return describe_workers(self._omega._cluster.client().scheduler_info(n_workers=-1))
+        return describe_workers(self.client.scheduler_info(n_workers=-1))
 
     @property
     def client(self) -> Any:
@@ -119,13 +119,8 @@ class Runtime:
         resources = self._resources
         if resources is None:
             resources = resources_from_attributes(meta.attributes.get("require"))
-        client = self._omega._cluster.client()
-        check_satisfiable(
-            describe_workers(client.scheduler_info(n_workers=-1)),
-            resources,
-            f"{method} of model {meta.name!r}",
-        )
-        future = client.submit(
+        check_satisfiable(self.workers(), resources, f"{method} of model {meta.name!r}")
+        future = self.client.submit(
             run_model_task,
             self._omega,
             *args,
