@@ -14,7 +14,7 @@ import unicodedata
 
 from omfs.errors import InvalidNameError
 
-__all__ = ["MAX_NAME_LENGTH", "check_bucket", "check_name", "split_selector"]
+__all__ = ["MAX_NAME_LENGTH", "check_bucket", "check_name", "check_tag", "split_selector"]
 
 MAX_NAME_LENGTH = 512
 _PART = re.compile(r"[^\W_][\w.\-]*", re.UNICODE)
@@ -70,9 +70,21 @@ def check_bucket(bucket: object) -> str:
     return name
 
 
+def check_tag(tag: object) -> str:
+    """Return ``tag`` if it is a valid tag: a single name part that cannot be read as a
+    version (``v3``, ``3``) nor as ``latest``."""
+    name = check_name(tag, "tag")
+    if "/" in name or _VERSION.fullmatch(name) or name == "latest":
+        raise InvalidNameError(
+            f"Invalid tag {name!r}: it would read as a version selector ('v3', '3', 'latest'); "
+            "tags are names such as 'prod' or 'prod-2024'"
+        )
+    return name
+
+
 def split_selector(spec: object) -> tuple[str, int | str | None]:
-    """Split ``"m@v3"`` into ``("m", 3)``, ``"m@prod"`` into ``("m", "prod")``, ``"m"`` into
-    ``("m", None)``; the name part is validated."""
+    """Split ``"m@v3"`` into ``("m", 3)``, ``"m@prod"`` into ``("m", "prod")``, ``"m"`` and
+    ``"m@latest"`` into ``("m", None)``; the name part is validated."""
     if not isinstance(spec, str):
         raise InvalidNameError(f"Invalid name: expected a string, got {type(spec).__name__}")
     name, sep, selector = spec.partition("@")
@@ -87,5 +99,7 @@ def split_selector(spec: object) -> tuple[str, int | str | None]:
     match = _VERSION.fullmatch(selector)
     if match:
         return name, int(match.group(1))
+    if selector == "latest":
+        return name, None
     check_name(selector, "tag")
     return name, selector

@@ -55,9 +55,13 @@ def unique_name(suffix: str = "") -> str:
 
 
 def _place_local(path: str, data: bytes, place: Callable[[str, str], None]) -> None:
-    """Write ``data`` to a temporary file beside ``path``, then ``place`` it there whole."""
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    tmp = f"{path}.{unique_name('.tmp')}"
+    """Write ``data`` to a temporary file beside ``path``, then ``place`` it there whole.
+
+    The temporary name starts with a dot, so no listing of omfs ever shows it.
+    """
+    folder, base = os.path.split(path)
+    os.makedirs(folder, exist_ok=True)
+    tmp = os.path.join(folder, f".{base}.{unique_name('.tmp')}")
     try:
         with open(tmp, "wb") as f:
             f.write(data)
@@ -152,6 +156,38 @@ class Storage:
         return sorted(
             e["name"].rstrip("/").rsplit("/", 1)[-1] for e in entries if e["type"] == "file"
         )
+
+    def list_names(self, prefix: str, startswith: str = "") -> list[str]:
+        """Names of the entries directly below ``prefix`` that start with ``startswith``,
+        without a stat per entry: a directory scan locally, one paginated LIST on object
+        storage, narrowed to ``startswith`` where the backend can."""
+        path = self.path(prefix)
+        if self.is_local:
+            try:
+                with os.scandir(path) as entries:
+                    return sorted(
+                        e.name
+                        for e in entries
+                        if e.name.startswith(startswith) and e.is_file(follow_symlinks=False)
+                    )
+            except (FileNotFoundError, NotADirectoryError):
+                return []
+        try:
+            if startswith and self.protocol in ("s3", "s3a"):
+                found = self.fs.find(path, maxdepth=1, prefix=startswith)
+            else:
+                found = self.fs.ls(path, detail=False)
+        except FileNotFoundError:
+            return []
+        base = self.fs._strip_protocol(path).rstrip("/") + "/"
+        names = []
+        for entry in found:
+            entry = entry.rstrip("/")
+            if entry.startswith(base) and "/" not in entry[len(base) :]:
+                name = entry[len(base) :]
+                if name.startswith(startswith):
+                    names.append(name)
+        return sorted(names)
 
     def list_dirs(self, prefix: str) -> list[str]:
         """Names of the folders directly below ``prefix`` (one listing call)."""

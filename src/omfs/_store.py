@@ -1,17 +1,21 @@
-"""What datasets and models share: versioned objects committed atomically under one prefix.
+"""What datasets and models share: versioned objects, each with its own commit log.
 
-Layout of one object ``name`` in store ``kind`` (``datasets`` or ``models``)::
+Layout of one object ``name`` in store ``datasets`` or ``models``::
 
-    {bucket}/{kind}/{name}/_versions/v000001.json   one sidecar per version: the commit
-    {bucket}/{kind}/{name}/_data/<uuid>.<ext>         payload files, written before the commit
-    {bucket}/{kind}/_index/{name with '/' as '~'}      empty marker: list() is one listing call
+    {bucket}/{store}/{name}/_log/...       the commit log (see :mod:`omfs._log`)
+    {bucket}/{store}/{name}/_data/<id>.*   payload files, written before their commit
+    {bucket}/{store}/_index/{name, '/' as '~'}   empty marker: list() is one listing call
 
-A write puts its payload under fresh names, then creates the next ``vNNNNNN.json`` with
-put-if-absent semantics (:meth:`Storage.create`). Whoever creates it first wins; the loser
-retries on top of the winner (appends, model puts) or fails with CommitConflictError and
-removes its payload (replacing puts). Readers only follow sidecars, so a crash at any point
-leaves the previous version readable. Version numbers are never reused while the object
-exists: dropping one version leaves a small tombstone sidecar.
+A write puts its payload under fresh names, then creates the next commit with
+put-if-absent semantics. Every change to an existing object (a new version, a dropped
+version, an attribute update, a tag move, dropping the object) is such a commit, so each is
+conditional on the state it was computed from: a writer that loses the race re-reads and
+re-applies its change (appends, model puts, attribute updates, drops) or fails with
+CommitConflictError (replacing puts), and no update is lost. Readers follow the log only, so
+a crash at any point leaves the previous state readable.
+
+Stores written by omfs 0.1 (``_versions/v000001.json`` sidecars) are read as they are;
+writing to them needs ``om upgrade`` (:meth:`VersionedStore.upgrade`) first.
 """
 
 from __future__ import annotations
@@ -22,33 +26,22 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from omfs import _log
+from omfs._log import Commit, ObjectLog, State, VersionRecord
 from omfs._names import check_bucket, check_name, split_selector
 from omfs._storage import Storage
-from omfs.errors import CommitConflictError, IntegrityError, NotFoundError
+from omfs.errors import CommitConflictError, FormatError, IntegrityError, NotFoundError
 from omfs.metadata import Metadata, utcnow
 
 __all__ = ["VersionedStore"]
 
 _MAX_ATTEMPTS = 200
-_VERSION_WIDTH = 6
-
-
-def _version_file(version: int) -> str:
-    return f"v{version:0{_VERSION_WIDTH}d}.json"
-
-
-def _parse_version_file(filename: str) -> int | None:
-    if filename.startswith("v") and filename.endswith(".json"):
-        digits = filename[1:-5]
-        if digits.isdigit():
-            return int(digits)
-    return None
 
 
 class VersionedStore:
     """Base of DatasetStore and ModelStore: naming, listing, versions, commits, drop."""
 
-    kind: str = ""  # "datasets" or "models", set by subclasses
+    kind: str = ""  # the store: "datasets" or "models", set by subclasses
     noun: str = ""  # "Dataset" or "Model", for messages
 
     def __init__(self, storage: Storage, bucket: str, context: Any = None):
@@ -76,14 +69,15 @@ class VersionedStore:
     def _prefix(self, name: str) -> str:
         return f"{self.bucket}/{self.kind}/{name}"
 
-    def _version_key(self, name: str, version: int) -> str:
-        return f"{self._prefix(name)}/_versions/{_version_file(version)}"
-
     def _data_key(self, name: str, filename: str) -> str:
         return f"{self._prefix(name)}/_data/{filename}"
 
     def _index_key(self, name: str) -> str:
         return f"{self.bucket}/{self.kind}/_index/{name.replace('/', '~')}"
+
+    def _log(self, name: str) -> ObjectLog:
+        identity = {"store": self.kind, "bucket": self.bucket, "name": name}
+        return ObjectLog(self.storage, self._prefix(name), identity, self.validate_info)
 
     def _where(self, name: str) -> str:
         noun = self.noun.lower()
@@ -95,72 +89,137 @@ class VersionedStore:
             f"{self.storage.url!r}. list() shows the {self.kind} there."
         )
 
-    # -- reading versions -------------------------------------------------------------------
-    def _version_numbers(self, name: str) -> list[int]:
-        files = self.storage.list(f"{self._prefix(name)}/_versions")
-        return sorted(v for v in map(_parse_version_file, files) if v is not None)
+    # -- what subclasses define ------------------------------------------------------------
+    def validate_info(self, info: dict[str, Any]) -> None:
+        """Raise (via omfs._log helpers) when a version's ``info`` read from storage is not
+        what this store writes. Called on every record before it is used."""
+        raise NotImplementedError
 
-    def _read_version(self, name: str, version: int) -> Metadata:
-        key = self._version_key(name, version)
-        try:
-            data = self.storage.read_bytes(key)
-        except FileNotFoundError:
-            raise self._not_found(name, f" at version {version}") from None
-        return Metadata.from_json(data, where=self.storage.path(key))
+    def _public_info(self, name: str, rec: VersionRecord) -> dict[str, Any]:
+        """The store-specific items of a version's Metadata."""
+        return dict(rec.info)
 
-    def _live(self, name: str, numbers: list[int] | None = None) -> list[Metadata]:
-        """All live (not dropped) versions, oldest first."""
-        numbers = self._version_numbers(name) if numbers is None else numbers
-        metas = [self._read_version(name, v) for v in numbers]
-        return [m for m in metas if not m.info.get("dropped")]
+    def payload_sizes(self, meta: Metadata) -> dict[str, int]:
+        """Each file under the object's ``_data/`` that version ``meta`` uses, with its size."""
+        raise NotImplementedError
 
-    def _latest(self, name: str, numbers: list[int] | None = None) -> Metadata | None:
-        numbers = self._version_numbers(name) if numbers is None else numbers
-        for v in reversed(numbers):
-            meta = self._read_version(name, v)
-            if not meta.info.get("dropped"):
-                return meta
-        return None
+    def _legacy_info(self, name: str, info: dict[str, Any]) -> dict[str, Any]:
+        """A format-1 sidecar's store-specific items as a format-2 ``info``."""
+        raise NotImplementedError
+
+    def _upgrade_record(self, name: str, rec: VersionRecord) -> VersionRecord:
+        """Write what format 2 keeps outside the log for ``rec`` (schemas, payload sidecars)."""
+        return rec
+
+    def _export(
+        self, name: str, rec: VersionRecord, state: State
+    ) -> tuple[dict[str, Any], dict[str, int]]:
+        """A version's ``info`` made self-contained (for a copy into another store), and
+        the payload files to copy with their sizes."""
+        files = {f: 0 for f in self._own_files(rec)}
+        return dict(rec.info), files
+
+    def _import_info(
+        self, name: str, kind: str, info: dict[str, Any], renamed: dict[str, str], created: str
+    ) -> dict[str, Any]:
+        """``info`` exported from another store, for a version of ``name`` here whose payload
+        files were copied under the ``renamed`` names (writes what lives beside the log)."""
+        raise NotImplementedError
+
+    # -- reading the log --------------------------------------------------------------------
+    def _state(self, name: str, *, full: bool = False) -> State:
+        log = self._log(name)
+        head = log.head()
+        if head.seq == 0:
+            legacy = self._legacy_state(name)
+            if legacy is not None:
+                return legacy
+        return log.full(head) if full and not head.complete else head
+
+    def _select(
+        self, spec: str, version: int | str | None = None, *, full: bool = False
+    ) -> tuple[str, VersionRecord, State]:
+        """The name, version record and state that ``spec`` (``name``, ``name@v3``,
+        ``name@tag``, ``name@latest``) selects; the state is complete with ``full=True``."""
+        name, selector = split_selector(spec)
+        if version is not None:
+            _, from_version = split_selector(f"{name}@{version}")
+            if selector is not None and from_version != selector:
+                raise ValueError(
+                    f"{spec!r} selects a version and version={version!r} selects another; "
+                    "give only one"
+                )
+            selector = from_version
+        state = self._state(name)
+        if not state.exists:
+            detail = f" at version {selector}" if isinstance(selector, int) else ""
+            raise self._not_found(name, detail)
+        if selector is None:
+            number = state.latest
+        elif isinstance(selector, str):
+            if selector not in state.tags:
+                raise self._not_found(name, f" with tag {selector!r}")
+            number = state.tags[selector]
+        else:
+            number = selector
+        if (number not in state.records or full) and not state.complete:
+            state = self._log(name).full(state)
+        rec = state.records.get(number)  # type: ignore[arg-type]
+        if rec is None:
+            raise self._not_found(name, f" at version {number}")
+        if rec.dropped is not None:
+            raise self._not_found(name, f" at version {number} (it was dropped)")
+        return name, rec, state
+
+    def _metadata(self, name: str, rec: VersionRecord) -> Metadata:
+        return Metadata(
+            name=name,
+            bucket=self.bucket,
+            store=self.kind,
+            kind=rec.kind,
+            version=rec.version,
+            created=rec.created,
+            attributes=dict(rec.attributes),
+            tag=rec.tag,
+            lineage=rec.lineage,
+            context=self.storage.url,
+            history=list(rec.history),
+            info={"operation": rec.op, **self._public_info(name, rec)},
+        )
 
     def _resolve(self, spec: str, version: int | str | None = None) -> Metadata:
-        """The metadata that ``spec`` (``name``, ``name@v3``, ``name@tag``) selects."""
-        name, selector = split_selector(spec)
-        if version is not None and selector is not None and version != selector:
-            raise ValueError(
-                f"{spec!r} selects a version and version={version!r} selects another; give only one"
-            )
-        selector = version if version is not None else selector
-        if selector is None:
-            meta = self._latest(name)
-            if meta is None:
-                raise self._not_found(name)
-            return meta
-        if isinstance(selector, int):
-            meta = self._read_version(name, selector)
-            if meta.info.get("dropped"):
-                raise self._not_found(name, f" at version {selector} (it was dropped)")
-            return meta
-        tagged = [m for m in self._live(name) if m.tag == selector]
-        if not tagged:
-            raise self._not_found(name, f" with tag {selector!r}")
-        return tagged[-1]
+        """The metadata that ``spec`` selects."""
+        name, rec, _ = self._select(spec, version)
+        return self._metadata(name, rec)
 
     # -- public reading API ----------------------------------------------------------------
     def list(self, pattern: str | None = None) -> list[str]:
-        """Names in this bucket, sorted; ``pattern`` is a glob (``sales/*``, ``*2024*``)."""
+        """Names in this bucket, sorted; ``pattern`` is a glob (``sales/*``, ``*2024*``).
+
+        One listing of the bucket's index; a pattern with a literal start (``team1/*``)
+        lists only names with that start where the storage can.
+        """
+        literal = ""
+        if pattern is not None:
+            for c in pattern:
+                if c in "*?[":
+                    break
+                literal += c
         names = [
             f.replace("~", "/")
-            for f in self.storage.list(f"{self.bucket}/{self.kind}/_index")
-            if not f.startswith(".")
+            for f in self.storage.list_names(
+                f"{self.bucket}/{self.kind}/_index", startswith=literal.replace("/", "~")
+            )
+            if not f.startswith((".", "_"))
         ]
         if pattern is not None:
-            names = [n for n in names if fnmatch.fnmatchcase(n, pattern)]
+            names = fnmatch.filter(names, pattern)
         return sorted(names)
 
     def exists(self, name: str) -> bool:
         """True when ``name`` (or the version it selects) exists."""
         try:
-            self._resolve(name)
+            self._select(name)
         except NotFoundError:
             return False
         return True
@@ -172,60 +231,95 @@ class VersionedStore:
     def versions(self, name: str) -> list[Metadata]:
         """Every live version of ``name``, oldest first."""
         name = check_name(name)
-        metas = self._live(name)
-        if not metas:
+        state = self._state(name, full=True)
+        live = state.live() if state.exists else []
+        if not live:
             raise self._not_found(name)
-        return metas
+        return [self._metadata(name, rec) for rec in live]
+
+    def tags(self, name: str) -> dict[str, int]:
+        """The tags of ``name`` and the versions they point at."""
+        name = check_name(name)
+        state = self._state(name)
+        if not state.exists:
+            raise self._not_found(name)
+        return dict(sorted(state.tags.items()))
 
     def update_attributes(
         self, name: str, attributes: dict[str, Any], *, version: int | None = None
     ) -> Metadata:
         """Merge ``attributes`` into one version's metadata without touching its payload.
 
-        The change is recorded in the sidecar's ``history``.
+        The change is a commit of its own, recorded in the version's ``history``; concurrent
+        updates are all kept (each re-applies on top of the other).
         """
-        meta = self._resolve(name, version)
-        before = dict(meta.attributes)
-        meta.attributes = {**meta.attributes, **attributes}
-        meta.history.append(
-            {"at": utcnow(), "op": "update-attributes", "before": before, "set": attributes}
-        )
-        self.storage.write_bytes(self._version_key(meta.name, meta.version), meta.to_json())
-        return meta
+        if not isinstance(attributes, dict):
+            raise TypeError(f"attributes must be a dict, got {type(attributes).__name__}")
+        base, rec, _ = self._select(name, version)
+        number = rec.version
+
+        def change(state: State) -> Commit:
+            self._check_live(base, state, number)
+            return Commit(op="update-attributes", attributes=(number, dict(attributes), utcnow()))
+
+        state = self._commit(base, change, retry=True)
+        return self._metadata(base, state.records[number])
+
+    def _check_live(self, name: str, state: State, number: int) -> None:
+        rec = state.records.get(number)
+        if not state.exists or rec is None or rec.dropped is not None:
+            raise self._not_found(name, f" at version {number}")
 
     # -- writing ---------------------------------------------------------------------------
     def _commit(
         self,
         name: str,
-        build: Callable[[Metadata | None], Metadata],
+        change: Callable[[State], Commit],
         *,
         retry: bool,
-        expected: int | None = None,
-    ) -> Metadata:
-        """Create the next version from ``build(latest_live_or_None)``, atomically.
+        expected_next: int | None = None,
+        full: bool = False,
+    ) -> State:
+        """Commit ``change(state)`` on top of the newest state, atomically.
 
-        ``expected`` is the version number the caller read before writing its payload; a
-        non-retrying commit fails when another writer has moved past it.
+        ``change`` is called again with the new state when another writer committed first
+        (``retry=True``); otherwise that is a CommitConflictError. ``expected_next`` is the
+        next version number the caller saw before writing its payload: a replacing write
+        fails when another version was created meanwhile (tag moves and attribute updates
+        do not count). ``full=True`` hands ``change`` the complete state.
         """
-        self.storage.write_bytes(self._index_key(name), b"")
+        state = self._writable_state(name, full)
+        if state.latest is None:
+            self.storage.write_bytes(self._index_key(name), b"")  # listed before its commit
+        log = self._log(name)
         for attempt in range(_MAX_ATTEMPTS):
-            numbers = self._version_numbers(name)
-            top = numbers[-1] if numbers else 0
-            if not retry and expected is not None and top != expected:
-                raise self._conflict(name, top)
-            meta = build(self._latest(name, numbers))
-            meta.version = top + 1
+            if expected_next is not None and state.next_version != expected_next:
+                raise self._conflict(name, state.next_version - 1)
             try:
-                self.storage.create(self._version_key(name, meta.version), meta.to_json())
-                return meta
+                return log.try_commit(state, change(state))
             except FileExistsError:
                 if not retry:
-                    raise self._conflict(name, top + 1) from None
+                    raise self._conflict(name, state.next_version) from None
                 time.sleep(random.uniform(0.001, 0.01) * min(attempt + 1, 20))
+                state = self._writable_state(name, full)
         raise CommitConflictError(
             f"Gave up committing {self._where(name)} after {_MAX_ATTEMPTS} attempts: other "
             "writers kept committing first. Nothing of this write became visible; try again."
         )
+
+    def _writable_state(self, name: str, full: bool) -> State:
+        state = self._state(name, full=full)
+        if state.legacy:
+            raise FormatError(
+                f"{self._where(name)} was written by omfs 0.1 (sidecars in _versions/). It "
+                "can be read as it is; to write to it, convert it first with 'om upgrade' "
+                "(or store.upgrade(name))."
+            )
+        return state
+
+    def _next_state(self, name: str) -> State:
+        """The state a new write starts from (refuses the format-1 layout)."""
+        return self._writable_state(name, full=False)
 
     def _conflict(self, name: str, version: int) -> CommitConflictError:
         return CommitConflictError(
@@ -236,74 +330,216 @@ class VersionedStore:
 
     def _forget_if_empty(self, name: str) -> None:
         """After a failed first write: remove the listing marker if no version exists."""
-        if not self._version_numbers(name):
+        try:
+            state = self._state(name)
+        except IntegrityError:
+            return
+        if not state.exists and not state.legacy:
             self.storage.delete([self._index_key(name)])
 
     def drop(self, name: str, *, force: bool = False) -> bool:
         """Delete ``name`` with all its versions, or one version with ``name@v3``.
 
         Raises NotFoundError when it does not exist, unless ``force=True``; returns whether
-        something was dropped.
+        something was dropped. Dropping the object commits a tombstone first (from then on
+        readers see nothing of it), then deletes its files.
         """
         base, selector = split_selector(name)
         try:
             if selector is not None:
-                self._drop_version(self._resolve(name))
+                self._drop_version(base, name)
                 return True
-            numbers = self._version_numbers(base)
-            if not numbers:
+            before = self._state(base, full=True)
+            if not before.exists:
                 raise self._not_found(base)
         except NotFoundError:
             if force:
                 self._forget_if_empty(base)
                 return False
             raise
-        # oldest sidecars first: until the last one goes, readers still see the latest version
-        self.storage.delete([self._version_key(base, v) for v in numbers[:-1]])
-        self.storage.delete([self._version_key(base, numbers[-1])])
+        if before.legacy:
+            self._drop_legacy(base, before)
+            return True
+        files = self._files_of(base, before.records.values())
+        after = self._commit(base, lambda _s: Commit(op="delete", delete=True), retry=True)
         self.storage.delete([self._index_key(base)])
-        self.storage.delete_tree(f"{self._prefix(base)}/_data")
-        self.storage.delete_tree(f"{self._prefix(base)}/_versions")
+        self.storage.delete(self._data_key(base, f) for f in files)
+        log = self._log(base)
+        keep = {_log.commit_file(after.seq), "_last.json"}
+        log.storage.delete(
+            log.key(f)
+            for f in log.files()
+            if f not in keep and (not f[:1].isdigit() or int(f.split(".", 1)[0]) < after.seq)
+        )
         return True
 
-    def _drop_version(self, meta: Metadata) -> None:
-        """Replace one version's sidecar by a tombstone, then delete its unshared payload."""
-        live = [m for m in self._live(meta.name) if m.version != meta.version]
-        tomb = Metadata(
-            name=meta.name,
-            bucket=meta.bucket,
-            store=meta.store,
-            kind=meta.kind,
-            version=meta.version,
-            context=meta.context,
-            info={"dropped": True, "dropped_at": utcnow()},
-        )
-        self.storage.write_bytes(self._version_key(meta.name, meta.version), tomb.to_json())
-        still_used = {f for m in live for f in self._payload_files(m)}
-        self.storage.delete(
-            self._data_key(meta.name, f) for f in self._payload_files(meta) if f not in still_used
-        )
-        if not live:
-            self.storage.delete([self._index_key(meta.name)])
+    def _files_of(self, name: str, records: Any) -> set[str]:
+        files: set[str] = set()
+        for rec in records:
+            if rec.dropped is None:
+                files.update(self._own_files(rec))
+        return files
 
-    def _payload_files(self, meta: Metadata) -> list[str]:
-        """File names under ``_data/`` that ``meta`` refers to."""
-        return list(self._payload_sizes(meta))
-
-    def _payload_sizes(self, meta: Metadata) -> dict[str, int]:
-        """Each file under ``_data/`` that ``meta`` refers to, with its size in bytes."""
+    def _own_files(self, rec: VersionRecord) -> list[str]:
+        """The payload files that ``rec`` itself added (and, for models, their sidecars)."""
         raise NotImplementedError
 
-    def _renamed_payload(self, info: dict[str, Any], renamed: dict[str, str]) -> dict[str, Any]:
-        """``info`` with its payload file names replaced per ``renamed`` (for copies)."""
-        raise NotImplementedError
+    def _drop_version(self, name: str, spec: str) -> None:
+        """Commit that one version is dropped, then delete the payload no live version uses."""
+        _, rec, _ = self._select(spec)
+        number = rec.version
 
-    def _check_payload_present(self, meta: Metadata, filename: str) -> str:
-        key = self._data_key(meta.name, filename)
+        def change(state: State) -> Commit:
+            self._check_live(name, state, number)
+            return Commit(op="drop-version", drop=number)
+
+        state = self._commit(name, change, retry=True, full=True)
+        still_used: set[str] = set()
+        for live in state.live():
+            still_used.update(self._version_files(state, live))
+        unused = set(self._version_files(state, state.records[number])) - still_used
+        self.storage.delete(self._data_key(name, f) for f in unused)
+        if not state.exists:
+            self.storage.delete([self._index_key(name)])
+
+    def _version_files(self, state: State, rec: VersionRecord) -> list[str]:
+        """Every payload file version ``rec`` reads (for datasets: its parents' parts too)."""
+        return self._own_files(rec)
+
+    # -- format 1 (omfs 0.1): read, drop, upgrade ---------------------------------------------
+    def _legacy_state(self, name: str) -> State | None:
+        """The state of an object written in the format-1 layout, or None if there is none."""
+        import json
+
+        folder = f"{self._prefix(name)}/_versions"
+        files = self.storage.list_names(folder)
+        numbers = sorted(
+            int(f[1:-5])
+            for f in files
+            if f.startswith("v") and f.endswith(".json") and f[1:-5].isdigit()
+        )
+        if not numbers:
+            return None
+        records: dict[int, VersionRecord] = {}
+        for number in numbers:
+            key = f"{folder}/v{number:06d}.json"
+            where = self.storage.path(key)
+            try:
+                doc = json.loads(self.storage.read_bytes(key))
+                if not isinstance(doc, dict) or doc.get("format") != 1:
+                    raise ValueError("not a format-1 sidecar")
+                if (doc.get("name"), doc.get("bucket"), doc.get("store")) != (
+                    name,
+                    self.bucket,
+                    self.kind,
+                ) or doc.get("version") != number:
+                    raise ValueError("it names another object or version")
+                if doc.get("dropped"):
+                    records[number] = VersionRecord(
+                        number, str(doc.get("created", "")), "dropped", "put", dropped="legacy"
+                    )
+                    continue
+                known = {"format", "name", "bucket", "store", "kind", "version", "created"}
+                known |= {"attributes", "tag", "lineage", "context", "history"}
+                info = {k: v for k, v in doc.items() if k not in known}
+                rec_doc = {
+                    "v": number,
+                    "created": doc.get("created"),
+                    "kind": doc.get("kind"),
+                    "op": info.pop("operation", "put"),
+                    "attributes": doc.get("attributes"),
+                    "tag": doc.get("tag"),
+                    "lineage": doc.get("lineage"),
+                    "history": doc.get("history"),
+                    "info": self._legacy_info(name, info),
+                }
+                records[number] = _log.validate_record(rec_doc, self.validate_info)
+            except (ValueError, TypeError, KeyError, _log._Corrupt) as exc:
+                raise IntegrityError(
+                    f"The metadata file {where!r} is corrupt ({exc}); omfs did not follow it. "
+                    "Restore it from a backup or drop that version."
+                ) from None
+        live = [v for v in numbers if records[v].dropped is None]
+        tags: dict[str, int] = {}
+        for v in live:
+            if records[v].tag:
+                tags[records[v].tag] = v  # type: ignore[index]
+        return State(
+            next_version=numbers[-1] + 1,
+            latest=live[-1] if live else None,
+            tags=tags,
+            records=records,
+            legacy=True,
+        )
+
+    def _drop_legacy(self, name: str, state: State) -> None:
+        self.storage.delete([self._index_key(name)])
+        self.storage.delete_tree(f"{self._prefix(name)}/_versions")
+        self.storage.delete_tree(f"{self._prefix(name)}/_data")
+
+    def upgrade(self, name: str) -> bool:
+        """Convert one object from the omfs 0.1 layout to the commit log, in place.
+
+        Schemas and payload sidecars are written first, then one commit holding every
+        version appears atomically (readers see the old layout until then, the new after);
+        the old sidecars are removed last. Returns False when there was nothing to convert.
+        """
+        name = check_name(name)
+        log = self._log(name)
+        if log.head().seq:
+            return False
+        legacy = self._legacy_state(name)
+        if legacy is None:
+            return False
+        records = {
+            v: (rec if rec.dropped else self._upgrade_record(name, rec))
+            for v, rec in legacy.records.items()
+        }
+        state = State(
+            seq=1,
+            next_version=legacy.next_version,
+            latest=legacy.latest,
+            tags=legacy.tags,
+            records=records,
+            checkpoint=1,
+        )
+        log._write_checkpoint(state)
+        try:
+            log.try_commit(State(seq=0, checkpoint=1), Commit(op="upgrade"), head=state)
+        except FileExistsError:
+            return False
+        self.storage.delete_tree(f"{self._prefix(name)}/_versions")
+        return True
+
+    def upgrade_all(self) -> list[str]:
+        """Upgrade every object of this store in this bucket; the names converted."""
+        return [n for n in self.list() if self.upgrade(n)]
+
+    # -- integrity ------------------------------------------------------------------------
+    def _check_payload_present(self, name: str, version: int, filename: str) -> str:
+        key = self._data_key(name, filename)
         if not self.storage.exists(key):
-            raise IntegrityError(
-                f"The payload {filename!r} of {self._where(meta.name)} version {meta.version} "
-                "is missing. The version's sidecar refers to a file that was deleted outside "
-                "omfs; drop that version or restore the file."
-            )
+            raise self._missing_payload(name, version, filename)
         return key
+
+    def _missing_payload(self, name: str, version: int, filename: str) -> IntegrityError:
+        return IntegrityError(
+            f"The payload {filename!r} of {self._where(name)} version {version} is missing. "
+            "The log refers to a file that was deleted outside omfs; drop that version or "
+            "restore the file ('om fsck' lists every such problem)."
+        )
+
+    def fsck(self, name: str) -> list[str]:
+        """Problems with ``name``: its log, and every live version's payload files
+        (present, of the recorded size and sha256). An empty list means all is well."""
+        try:
+            state = self._state(name, full=True)
+        except (IntegrityError, OSError) as exc:
+            return [str(exc)]
+        problems: list[str] = []
+        for rec in state.live() if state.exists else []:
+            problems.extend(self._check_version(name, state, rec))
+        return problems
+
+    def _check_version(self, name: str, state: State, rec: VersionRecord) -> list[str]:
+        raise NotImplementedError

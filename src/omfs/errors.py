@@ -10,6 +10,7 @@ __all__ = [
     "CommitConflictError",
     "ConditionFailedError",
     "ConfigError",
+    "FormatError",
     "IntegrityError",
     "InvalidNameError",
     "NotFoundError",
@@ -45,6 +46,10 @@ class CommitConflictError(OmfsError):
 
 class IntegrityError(OmfsError):
     """A stored payload or sidecar that is corrupt, truncated or tampered with."""
+
+
+class FormatError(IntegrityError):
+    """A store written in a format this omfs does not read (newer, or the old layout on write)."""
 
 
 class PromotionError(OmfsError):

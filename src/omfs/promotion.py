@@ -16,10 +16,11 @@ import os
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from omfs._log import Commit, State, VersionRecord
 from omfs._names import check_name
 from omfs._storage import unique_name
 from omfs._store import VersionedStore
-from omfs.errors import ConditionFailedError, PromotionError
+from omfs.errors import ConditionFailedError, NotFoundError, PromotionError
 from omfs.metadata import Metadata, utcnow
 
 __all__ = ["CONDITIONS", "model_is_fitted", "promote", "schema_matches_target"]
@@ -41,8 +42,9 @@ def schema_matches_target(meta: Metadata, source: Any, target: Any, target_name:
     """Refuse a dataset whose columns and types differ from the target's latest version."""
     if meta.store != "datasets":
         return "the 'schema-matches' condition applies to datasets"
-    current = target._latest(target_name)
-    if current is None:
+    try:
+        current = target.metadata(target_name)
+    except NotFoundError:
         return None
     if current.kind != meta.kind or current.info.get("columns") != meta.info.get("columns"):
         return (
@@ -95,7 +97,8 @@ def promote(
             f"Cannot promote from {source.kind} to {target.kind}: promote a dataset to "
             "another datasets store and a model to another models store"
         )
-    meta = source._resolve(name)
+    source_name, rec, state = source._select(name, full=True)
+    meta = source._metadata(source_name, rec)
     target_name = check_name(asname) if asname is not None else meta.name
     if source == target and target_name == meta.name:
         raise PromotionError(
@@ -114,7 +117,7 @@ def promote(
                 f"Promotion of {meta.name!r} v{meta.version} refused by condition "
                 f"{label!r}: {problem}"
             )
-    sizes = source._payload_sizes(meta)
+    info, sizes = source._export(source_name, rec, state)
     files = list(sizes)
     if dry_run:
         return {
@@ -132,26 +135,39 @@ def promote(
         }
     renamed = {f: unique_name(os.path.splitext(f)[1]) for f in files}
     dst_keys = [target._data_key(target_name, renamed[f]) for f in files]
+    written = list(dst_keys)
     try:
         source.storage.copy(
             [source._data_key(meta.name, f) for f in files], target.storage, dst_keys, progress
         )
-        promoted = _promoted_metadata(meta, source, target, target_name, renamed)
-        return target._commit(target_name, lambda _latest: promoted, retry=True)
+        new_info = target._import_info(target_name, meta.kind, info, renamed, meta.created)
+        written += [
+            target._data_key(target_name, f)
+            for f in target._own_files(VersionRecord(0, "", meta.kind, "promote", info=new_info))
+        ]
+        lineage = _lineage(meta, source)
+
+        def change(state: State) -> Commit:
+            new = VersionRecord(
+                version=state.next_version,
+                created=utcnow(),
+                kind=meta.kind,
+                op="promote",
+                attributes=dict(meta.attributes),
+                lineage=lineage,
+                info=new_info,
+            )
+            return Commit(op="promote", version=new)
+
+        state = target._commit(target_name, change, retry=True)
+        return target._metadata(target_name, state.records[state.latest])  # type: ignore[index]
     except BaseException:
-        target.storage.delete(dst_keys)
+        target.storage.delete(written)
         target._forget_if_empty(target_name)
         raise
 
 
-def _promoted_metadata(
-    meta: Metadata,
-    source: VersionedStore,
-    target: VersionedStore,
-    target_name: str,
-    renamed: dict[str, str],
-) -> Metadata:
-    info = {**source._renamed_payload(meta.info, renamed), "operation": "promote"}
+def _lineage(meta: Metadata, source: VersionedStore) -> dict[str, Any]:
     lineage: dict[str, Any] = {
         "promoted_from": {
             "context": source.storage.url,
@@ -165,13 +181,4 @@ def _promoted_metadata(
     }
     if meta.lineage:
         lineage["previous"] = meta.lineage
-    return Metadata(
-        name=target_name,
-        bucket=target.bucket,
-        store=target.kind,
-        kind=meta.kind,
-        attributes=dict(meta.attributes),
-        lineage=lineage,
-        context=target.storage.url,
-        info=info,
-    )
+    return lineage

@@ -61,12 +61,14 @@ def start_writers(ctx, options, names, mode, rows, count):
 
 def check_dataset(ctx, name, mode, initial_rows):
     """Every committed version is whole: each part file it lists has a valid Parquet footer
-    with the row count the sidecar records, and the newest two read back consistently."""
+    with the row count the log records, and the newest two read back consistently."""
     import pyarrow.parquet as pq
 
     ds = ctx.datasets
     versions = ds.versions(name)
-    parts = {p["file"]: p["rows"] for meta in versions for p in meta["parts"]}
+    parts = {
+        p["file"]: p["rows"] for meta in versions for p in ds.parts(name, version=meta.version)
+    }
     for filename, rows in parts.items():  # versions share parts: check each file once
         with ctx.storage.open(f"{ctx.bucket}/datasets/{name}/_data/{filename}") as f:
             assert pq.ParquetFile(f).metadata.num_rows == rows

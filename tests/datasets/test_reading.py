@@ -91,7 +91,7 @@ def test_dask_put_writes_partitions_and_roundtrips(ctx):
     df = pd.DataFrame({"a": np.arange(40), "s": [str(i) for i in range(40)]})
     ddf = dd.from_pandas(df, npartitions=4)
     meta = ctx.datasets.put(ddf, "big")
-    assert len(meta["parts"]) == 4 and meta["rows"] == 40
+    assert meta["parts"] == 4 == len(ctx.datasets.parts("big")) and meta["rows"] == 40
     out = ctx.datasets.get("big")
     # exactly what the Dask DataFrame holds (Dask itself turns str into string[pyarrow])
     pd.testing.assert_frame_equal(out, ddf.compute(), check_index_type="equiv")

@@ -25,14 +25,20 @@ def fitted():
 
 def test_put_get_and_sidecar(ctx):
     meta = ctx.models.put(fitted(), "reg", attributes={"owner": "ana"})
-    assert meta.version == 1
-    doc = json.loads(ctx.storage.read_bytes(f"{ctx.bucket}/models/reg/_versions/v000001.json"))
+    assert meta.version == 1 and meta.attributes == {"owner": "ana"} and meta["fitted"] is True
+    # the payload describes itself: <id>.json beside <id>.joblib
+    stem = meta["payload"].removesuffix(".joblib")
+    doc = json.loads(ctx.storage.read_bytes(f"{ctx.bucket}/models/reg/_data/{stem}.json"))
     assert doc["kind"] == "sklearn.linear_model.LinearRegression"
-    assert doc["name"] == "reg" and doc["bucket"] == "omega" and doc["version"] == 1
-    assert doc["fitted"] is True and doc["attributes"] == {"owner": "ana"}
-    assert len(doc["sha256"]) == 64 and doc["size"] > 0
+    assert doc["fitted"] is True and doc["sha256"] == meta["sha256"]
+    assert len(doc["sha256"]) == 64 and doc["size"] == meta["size"] > 0
     assert {"python", "joblib", "scikit-learn"} <= set(doc["libraries"])
-    assert doc["created"].endswith("+00:00")
+    assert doc["created"].endswith("+00:00") and doc["created"] == meta.created
+    # the commit names the object and the version it adds
+    commit = json.loads(ctx.storage.read_bytes(f"{ctx.bucket}/models/reg/_log/{1:020d}.json"))
+    assert commit["format"] == 2 and commit["seq"] == 1
+    assert (commit["store"], commit["bucket"], commit["name"]) == ("models", "omega", "reg")
+    assert commit["actions"][0]["add_version"]["v"] == 1
     model = ctx.models.get("reg")
     np.testing.assert_allclose(model.predict(X), Y, atol=1e-9)
 
@@ -61,7 +67,7 @@ def test_versions_tags_and_selection(ctx):
     assert hasattr(ctx.models.get("m", version=2), "coef_")
     with pytest.raises(NotFoundError, match="tag 'nope'"):
         ctx.models.get("m@nope")
-    with pytest.raises(InvalidNameError, match="version number"):
+    with pytest.raises(InvalidNameError, match="version selector"):
         ctx.models.put(fitted(), "m", tag="v7")
 
 
@@ -70,7 +76,8 @@ def test_drop_one_version_and_whole(ctx):
         ctx.models.put(fitted(), "d")
     ctx.models.drop("d@v2")
     assert [v.version for v in ctx.models.versions("d")] == [1, 3]
-    assert len(ctx.storage.list(f"{ctx.bucket}/models/d/_data")) == 2
+    # two payloads left, each with its sidecar
+    assert len(ctx.storage.list(f"{ctx.bucket}/models/d/_data")) == 4
     ctx.models.drop("d")
     assert not ctx.models.exists("d") and ctx.models.list() == []
 
@@ -114,11 +121,12 @@ def test_missing_payload_and_missing_or_corrupt_sidecar(ctx):
     ctx.storage.delete([_payload_key(ctx, "s", 2)])
     with pytest.raises(IntegrityError, match="is missing"):
         ctx.models.get("s")
-    ctx.storage.write_bytes(f"{ctx.bucket}/models/s/_versions/v000002.json", b"{not json")
+    commit = f"{ctx.bucket}/models/s/_log/{2:020d}.json"
+    ctx.storage.write_bytes(commit, b"{not json")
     with pytest.raises(IntegrityError, match="is corrupt"):
         ctx.models.get("s")
-    ctx.storage.delete([f"{ctx.bucket}/models/s/_versions/v000002.json"])
-    assert ctx.models.metadata("s").version == 1, "without its sidecar, v2 does not exist"
+    ctx.storage.delete([commit])
+    assert ctx.models.metadata("s").version == 1, "without its commit, v2 does not exist"
     assert hasattr(ctx.models.get("s"), "coef_")
 
 

@@ -1,34 +1,54 @@
-"""The dataset store: versioned Parquet tables (and raw files) under one bucket."""
+"""The dataset store: versioned Parquet tables (and raw files) under one bucket.
+
+A version's ``info`` in the log holds the parts it adds (``add``: file, rows, size and
+per-column statistics), the version it appends to (``parent``, None for a replacing put),
+the id of its Arrow schema (stored once per object, named by content), and running totals.
+The part list of a version is its parent's parts plus its own: an append records only the
+part it adds, whatever the history.
+"""
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import os
+import re
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from omfs._names import check_name
+from omfs._log import Commit, State, VersionRecord, _Corrupt, _dict, _int, _list
+from omfs._names import check_name, check_tag
 from omfs._storage import unique_name
 from omfs._store import VersionedStore
 from omfs.datasets import _convert
 from omfs.datasets._filters import build_filter, keywords_to_dnf
-from omfs.errors import IntegrityError, SchemaMismatchError
+from omfs.datasets._parts import arrow_dataset, validate_part, write_part
+from omfs.errors import CommitConflictError, IntegrityError, SchemaMismatchError
 from omfs.metadata import Metadata
 
 __all__ = ["DatasetStore"]
 
 _RAW_CHUNK = 8 * 2**20
+#: ``compact()`` merges parts into files of about this size.
+COMPACT_TARGET = 128 * 2**20
+_SCHEMA_ID = re.compile(r"[0-9a-f]{32}")
+_SHA256 = re.compile(r"[0-9a-f]{64}")
+_schemas: dict[bytes, Any] = {}
 
 
-def _schema_to_text(schema: Any) -> str:
-    return base64.b64encode(schema.serialize().to_pybytes()).decode("ascii")
+def _schema_bytes(schema: Any) -> bytes:
+    return schema.serialize().to_pybytes()
 
 
-def _schema_from_text(text: str) -> Any:
+def _schema_from_bytes(data: bytes) -> Any:
     import pyarrow as pa
 
-    return pa.ipc.read_schema(pa.py_buffer(base64.b64decode(text)))
+    schema = _schemas.get(data)
+    if schema is None:
+        schema = pa.ipc.read_schema(pa.py_buffer(data))
+        if len(_schemas) > 64:
+            _schemas.clear()
+        _schemas[data] = schema
+    return schema
 
 
 def _plain_type(t: Any) -> Any:
@@ -41,23 +61,6 @@ def _is_null(t: Any) -> bool:
     import pyarrow as pa
 
     return bool(pa.types.is_null(t))
-
-
-def _write_part(storage: Any, key: str, table: Any, row_group_size: int | None) -> dict[str, Any]:
-    """Write one Parquet part file; module-level so Dask can run it on workers."""
-    import pyarrow.parquet as pq
-
-    options = {"row_group_size": row_group_size} if row_group_size else {}
-    if storage.is_local:
-        path = storage.path(key)
-        os.makedirs(os.path.dirname(path), exist_ok=True)
-        pq.write_table(table, path, **options)
-        size = os.path.getsize(path)
-    else:
-        with storage.open(key, "wb") as f:
-            pq.write_table(table, f, **options)
-            size = f.tell()
-    return {"file": key.rsplit("/", 1)[-1], "rows": table.num_rows, "size": size}
 
 
 def _write_dask_partition(
@@ -73,15 +76,188 @@ def _write_dask_partition(
             f"A partition of the Dask DataFrame does not match its meta ({exc}); fix the "
             "partition dtypes, e.g. with ddf.astype(...)"
         ) from None
-    return _write_part(storage, key, table, row_group_size)
+    return write_part(storage, key, table, row_group_size)
+
+
+def _merged_stats(parts: list[dict[str, Any]]) -> dict[str, list[Any]]:
+    """The statistics of parts written as one: min of mins, max of maxes, sum of nulls."""
+    out: dict[str, list[Any]] = {}
+    for column in parts[0].get("stats", {}):
+        values = [p.get("stats", {}).get(column) for p in parts]
+        if any(v is None for v in values):
+            continue
+        nulls = sum(v[2] for v in values)
+        bounds = [v for v in values if v[0] is not None]
+        if len(bounds) < len([p for p, v in zip(parts, values, strict=True) if v[2] < p["rows"]]):
+            out[column] = [None, None, nulls]
+            continue
+        try:
+            lo = min(v[0] for v in bounds) if bounds else None
+            hi = max(v[1] for v in bounds) if bounds else None
+        except TypeError:
+            lo = hi = None
+        out[column] = [lo, hi, nulls]
+    return out
 
 
 class DatasetStore(VersionedStore):
     """Datasets of one bucket: ``put``, ``get``, ``list``, ``exists``, ``drop``, ``metadata``,
-    ``versions``, ``promote``."""
+    ``versions``, ``compact``, ``promote``."""
 
     kind = "datasets"
     noun = "Dataset"
+
+    # -- the log's view of a version --------------------------------------------------------
+    def validate_info(self, info: dict[str, Any]) -> None:
+        for part in _list(info.get("add"), "add"):
+            validate_part(part)
+        parent = info.get("parent")
+        if parent is not None:
+            _int(parent, "parent")
+        for key in ("rows", "bytes", "parts"):
+            if key in info:
+                _int(info[key], key, 0)
+        schema = info.get("schema")
+        if schema is not None and not (isinstance(schema, str) and _SCHEMA_ID.fullmatch(schema)):
+            raise _Corrupt(f"the schema id {str(schema)[:40]!r} is not 32 hex digits")
+        if "schema_inline" in info and not isinstance(info["schema_inline"], str):
+            raise _Corrupt("schema_inline must be a string")
+        sha = info.get("sha256")
+        if sha is not None and not (isinstance(sha, str) and _SHA256.fullmatch(sha)):
+            raise _Corrupt("sha256 must be 64 hex digits")
+        if "shape" in info:
+            shape = _list(info["shape"], "shape")
+            for n in shape:
+                _int(n, "a dimension", 0)
+        for key in ("dtype", "index_freq", "source", "filename"):
+            if info.get(key) is not None and not isinstance(info[key], str):
+                raise _Corrupt(f"{key} must be a string")
+        _dict(info.get("categories"), "categories")
+
+    def _public_info(self, name: str, rec: VersionRecord) -> dict[str, Any]:
+        info = {k: v for k, v in rec.info.items() if k not in ("add", "schema_inline", "parent")}
+        if rec.kind != _convert.KIND_RAW and rec.dropped is None:
+            schema = self._schema(name, rec)
+            info["columns"] = {f.name: str(f.type) for f in schema}
+        return info
+
+    def _schema(self, name: str, rec: VersionRecord) -> Any:
+        inline = rec.info.get("schema_inline")
+        if inline is not None:
+            import base64
+
+            return _schema_from_bytes(base64.b64decode(inline))
+        return _schema_from_bytes(self._log(name).read_schema(rec.info["schema"]))
+
+    def _parts_of(self, name: str, state: State, rec: VersionRecord) -> list[dict[str, Any]]:
+        """Every part version ``rec`` reads, oldest first (its parents' parts, then its own)."""
+        chain = [rec]
+        while chain[-1].info.get("parent") is not None:
+            parent = chain[-1].info["parent"]
+            if parent >= chain[-1].version:
+                raise IntegrityError(
+                    f"The log of {self._where(name)} is corrupt: version {chain[-1].version} "
+                    f"names version {parent} as its parent. Run 'om fsck'."
+                )
+            if parent not in state.records:
+                if not state.complete:
+                    state = self._log(name).full(state)
+                    continue
+                raise IntegrityError(
+                    f"The log of {self._where(name)} is corrupt: version {chain[-1].version} "
+                    f"appends to version {parent}, which it does not hold. Run 'om fsck'."
+                )
+            chain.append(state.records[parent])
+        return [part for r in reversed(chain) for part in r.info.get("add", [])]
+
+    def _own_files(self, rec: VersionRecord) -> list[str]:
+        return [p["file"] for p in rec.info.get("add", [])]
+
+    def _version_files(self, state: State, rec: VersionRecord) -> list[str]:
+        return [p["file"] for p in self._parts_of("", state, rec)]
+
+    def parts(self, name: str, *, version: int | str | None = None) -> list[dict[str, Any]]:
+        """The part files of a version: file, rows, size and per-column [min, max, nulls]."""
+        base, rec, state = self._select(name, version)
+        return [dict(p) for p in self._parts_of(base, state, rec)]
+
+    def payload_sizes(self, meta: Metadata) -> dict[str, int]:
+        return {p["file"]: p["size"] for p in self.parts(meta.name, version=meta.version)}
+
+    def _export(
+        self, name: str, rec: VersionRecord, state: State
+    ) -> tuple[dict[str, Any], dict[str, int]]:
+        import base64
+
+        parts = self._parts_of(name, state, rec)
+        info = {k: v for k, v in rec.info.items() if k not in ("add", "parent", "schema")}
+        info.update(parent=None, add=parts)
+        if rec.kind != _convert.KIND_RAW:
+            info["schema_inline"] = base64.b64encode(
+                _schema_bytes(self._schema(name, rec))
+            ).decode()
+        return info, {p["file"]: p["size"] for p in parts}
+
+    def _import_info(
+        self, name: str, kind: str, info: dict[str, Any], renamed: dict[str, str], created: str
+    ) -> dict[str, Any]:
+        import base64
+
+        info = {**info, "add": [{**p, "file": renamed[p["file"]]} for p in info["add"]]}
+        inline = info.pop("schema_inline", None)
+        if inline is not None:
+            info["schema"] = self._log(name).write_schema(base64.b64decode(inline))
+        return info
+
+    def _legacy_info(self, name: str, info: dict[str, Any]) -> dict[str, Any]:
+        out = {k: v for k, v in info.items() if k not in ("parts", "schema", "columns")}
+        parts = info.get("parts") or []
+        out["add"] = [{"file": p["file"], "rows": p["rows"], "size": p["size"]} for p in parts]
+        out["parent"] = None
+        out["parts"] = len(parts)
+        out.setdefault("rows", sum(p["rows"] for p in parts))
+        out.setdefault("bytes", sum(p["size"] for p in parts))
+        if info.get("schema"):
+            out["schema_inline"] = info["schema"]
+        return out
+
+    def _upgrade_record(self, name: str, rec: VersionRecord) -> VersionRecord:
+        import base64
+        from dataclasses import replace
+
+        info = dict(rec.info)
+        inline = info.pop("schema_inline", None)
+        if inline is not None:
+            info["schema"] = self._log(name).write_schema(base64.b64decode(inline))
+        return replace(rec, info=info)
+
+    def _check_version(self, name: str, state: State, rec: VersionRecord) -> list[str]:
+        problems = []
+        where = f"dataset {name!r} version {rec.version}"
+        try:
+            parts = self._parts_of(name, state, rec)
+            if rec.kind != _convert.KIND_RAW:
+                self._schema(name, rec)
+        except (IntegrityError, FileNotFoundError) as exc:
+            return [f"{where}: {exc}"]
+        for part in parts:
+            key = self._data_key(name, part["file"])
+            try:
+                size = self.storage.size(key)
+            except FileNotFoundError:
+                problems.append(f"{where}: part {part['file']} is missing")
+                continue
+            if size != part["size"]:
+                problems.append(
+                    f"{where}: part {part['file']} has {size} bytes, the log says {part['size']}"
+                )
+        if rec.kind == _convert.KIND_RAW and not problems and parts:
+            digest = hashlib.sha256()
+            for chunk in self.storage.iter_chunks(self._data_key(name, parts[0]["file"])):
+                digest.update(chunk)
+            if digest.hexdigest() != rec.info.get("sha256"):
+                problems.append(f"{where}: the raw payload does not match its sha256")
+        return problems
 
     # -- put --------------------------------------------------------------------------------
     def put(
@@ -101,7 +277,7 @@ class DatasetStore(VersionedStore):
         """
         name = check_name(name)
         if tag is not None:
-            check_name(tag, "tag")
+            check_tag(tag)
         if isinstance(obj, str) and not os.path.isfile(obj):
             raise FileNotFoundError(
                 f"Cannot put {obj!r} as dataset {name!r}: a string is read as the path of a "
@@ -115,22 +291,28 @@ class DatasetStore(VersionedStore):
                     "whole. Put it without append=True to store a new version."
                 )
             return self._put_raw(obj, name, attributes, tag, progress)
-        numbers = self._version_numbers(name)
-        expected = numbers[-1] if numbers else 0
-        prev = self._latest(name, numbers) if append else None
+        state = self._next_state(name)
+        prev = state.records[state.latest] if append and state.exists else None  # type: ignore[index]
+        if prev is not None and prev.kind == _convert.KIND_RAW:
+            raise SchemaMismatchError(
+                f"Cannot append to dataset {name!r}: it holds a raw file. Put the data without "
+                "append=True to store a new version."
+            )
+        stored = self._schema(name, prev) if prev is not None else None
+        parts: list[dict[str, Any]] = []
         written: list[str] = []
         try:
             if _convert.is_dask(obj):
-                parts, schema, kind, info = self._write_dask(obj, name, prev, row_group_size)
+                parts, schema, kind, info = self._write_dask(obj, name, stored, row_group_size)
             else:
-                keep_index = prev is not None and any(
-                    c.startswith("__index_level_") for c in prev.info.get("columns", {})
+                keep_index = stored is not None and any(
+                    c.startswith("__index_level_") for c in stored.names
                 )
                 table, kind, info = _convert.to_table(obj, name, preserve_index=keep_index)
                 if prev is not None:
-                    table = self._conform(name, table, kind, prev)
+                    table = self._conform(name, table, kind, prev.kind, stored)
                 parts = [
-                    _write_part(
+                    write_part(
                         self.storage,
                         self._data_key(name, unique_name(".parquet")),
                         table,
@@ -139,68 +321,79 @@ class DatasetStore(VersionedStore):
                 ]
                 schema = table.schema
             written = [p["file"] for p in parts]
+            schema_id = (
+                prev.info.get("schema")
+                if prev is not None and "schema" in prev.info
+                else self._log(name).write_schema(_schema_bytes(schema))
+            )
 
-            def build(latest: Metadata | None) -> Metadata:
-                base_parts: list[dict[str, Any]] = []
-                details = dict(info)
+            def change(state: State) -> Commit:
+                latest = state.records[state.latest] if state.exists else None  # type: ignore[index]
                 if append and latest is not None:
-                    self._check_compatible(name, schema, kind, latest)
-                    base_parts = list(latest.info["parts"])
-                    details = {
-                        k: latest.info[k]
-                        for k in ("shape", "dtype", "series_name", "index_freq", "source")
-                        if k in latest.info
-                    }
-                    if kind == _convert.KIND_ARRAY:
-                        rows = sum(p["rows"] for p in base_parts + parts)
-                        details["shape"] = [rows, *latest.info["shape"][1:]]
-                    details.pop("index_freq", None)  # appended rows rarely keep a frequency
-                    if "categories" in latest.info or "categories" in info:
-                        details["categories"] = _convert.merge_categories(
-                            latest.info.get("categories", {}), info.get("categories", {})
+                    if latest.info.get("schema") != schema_id or latest.kind != kind:
+                        raise SchemaMismatchError(
+                            f"Dataset {name!r} in bucket {self.bucket!r} was replaced by "
+                            "another writer while this append was running; nothing was "
+                            "appended. Read the new version and append again."
                         )
-                    stored_schema = latest.info["schema"]
+                    details = self._appended_details(latest, kind, info, parts)
+                    parent: int | None = latest.version
+                    attrs = latest.attributes if attributes is None else attributes
+                    op = "append"
                 else:
-                    stored_schema = _schema_to_text(schema)
-                all_parts = base_parts + parts
-                return Metadata(
-                    name=name,
-                    bucket=self.bucket,
-                    store=self.kind,
+                    details, parent, op = dict(info), None, "put"
+                    attrs = attributes or {}
+                    details["rows"] = sum(p["rows"] for p in parts)
+                    details["bytes"] = sum(p["size"] for p in parts)
+                    details["parts"] = len(parts)
+                rec = VersionRecord(
+                    version=state.next_version,
+                    created=_now(),
                     kind=kind,
-                    attributes=dict(
-                        attributes
-                        if attributes is not None
-                        else (latest.attributes if append and latest else {})
-                    ),
+                    op=op,
+                    attributes=dict(attrs),
                     tag=tag,
-                    context=self.storage.url,
-                    info={
-                        "operation": "append" if append and latest is not None else "put",
-                        "rows": sum(p["rows"] for p in all_parts),
-                        "bytes": sum(p["size"] for p in all_parts),
-                        "columns": {f.name: str(f.type) for f in schema},
-                        **details,
-                        "parts": all_parts,
-                        "schema": stored_schema,
-                    },
+                    info={**details, "schema": schema_id, "parent": parent, "add": parts},
                 )
+                return Commit(op=op, version=rec)
 
-            return self._commit(name, build, retry=append, expected=None if append else expected)
+            state = self._commit(
+                name, change, retry=append, expected_next=None if append else state.next_version
+            )
+            return self._metadata(name, state.records[state.latest])  # type: ignore[index]
         except BaseException:
             self.storage.delete(self._data_key(name, f) for f in written)
             self._forget_if_empty(name)
             raise
 
+    def _appended_details(
+        self, latest: VersionRecord, kind: str, info: dict[str, Any], parts: list[dict[str, Any]]
+    ) -> dict[str, Any]:
+        keep = ("shape", "dtype", "series_name", "source", "categories")
+        details = {k: latest.info[k] for k in keep if k in latest.info}
+        rows = sum(p["rows"] for p in parts)
+        details["rows"] = latest.info.get("rows", 0) + rows
+        details["bytes"] = latest.info.get("bytes", 0) + sum(p["size"] for p in parts)
+        details["parts"] = latest.info.get("parts", 0) + len(parts)
+        if kind == _convert.KIND_ARRAY and "shape" in details:
+            details["shape"] = [details["rows"], *details["shape"][1:]]
+        if "categories" in latest.info or "categories" in info:
+            details["categories"] = _convert.merge_categories(
+                latest.info.get("categories", {}), info.get("categories", {})
+            )
+        return details  # an index freq rarely survives an append: not carried over
+
     def _write_dask(
-        self, ddf: Any, name: str, prev: Metadata | None, row_group_size: int | None
+        self, ddf: Any, name: str, stored: Any, row_group_size: int | None
     ) -> tuple[list[dict[str, Any]], Any, str, dict[str, Any]]:
         import dask
         import pyarrow as pa
 
         schema = pa.Schema.from_pandas(ddf._meta, preserve_index=True)
-        if prev is not None:
-            empty = self._conform(name, schema.empty_table(), _convert.KIND_FRAME, prev)
+        if stored is not None:
+            empty = self._conform(
+                name, schema.empty_table(), _convert.KIND_FRAME, _convert.KIND_FRAME, stored
+            )
             schema = empty.schema
         keys = [self._data_key(name, unique_name(".parquet")) for _ in range(ddf.npartitions)]
         tasks = [
@@ -214,33 +407,34 @@ class DatasetStore(VersionedStore):
             raise
         return parts, schema, _convert.KIND_FRAME, {"source": "dask"}
 
-    def _check_compatible(self, name: str, schema: Any, kind: str, latest: Metadata) -> None:
-        if latest.kind != kind:
+    def _check_compatible(
+        self, name: str, schema: Any, kind: str, stored_kind: str, stored: Any
+    ) -> None:
+        """Refuse data whose kind, columns or types differ from the dataset's (O(columns))."""
+        if stored_kind != kind:
             raise SchemaMismatchError(
-                f"Cannot append a {kind} to dataset {name!r}, which holds a {latest.kind}. "
+                f"Cannot append a {kind} to dataset {name!r}, which holds a {stored_kind}. "
                 "Append the same kind of object, or put() without append=True to replace it."
             )
-        stored = _schema_from_text(latest.info["schema"])
+        want = {f.name: f.type for f in stored}
+        have = {f.name: f.type for f in schema}
         problems = []
-        if list(stored.names) != list(schema.names):
-            missing = [n for n in stored.names if n not in schema.names]
-            extra = [n for n in schema.names if n not in stored.names]
-            if missing or extra:
-                problems.append(
-                    f"the new data lacks columns {missing} and has extra columns {extra}"
-                    if missing and extra
-                    else f"the new data lacks columns {missing}"
-                    if missing
-                    else f"the new data has extra columns {extra}"
-                )
-        for field in schema:
-            if field.name in stored.names and not problems:
-                want = stored.field(field.name).type
-                if _plain_type(want) != _plain_type(field.type) and not _is_null(field.type):
+        missing = [n for n in want if n not in have]
+        extra = [n for n in have if n not in want]
+        if missing and extra:
+            problems.append(f"the new data lacks columns {missing} and has extra columns {extra}")
+        elif missing:
+            problems.append(f"the new data lacks columns {missing}")
+        elif extra:
+            problems.append(f"the new data has extra columns {extra}")
+        else:
+            for column, t in have.items():
+                if _plain_type(want[column]) != _plain_type(t) and not _is_null(t):
                     problems.append(
-                        f"column {field.name!r} is {want} in the dataset but {field.type} in "
-                        "the new data"
+                        f"column {column!r} is {want[column]} in the dataset but {t} in the "
+                        "new data"
                     )
+                    break
         if problems:
             raise SchemaMismatchError(
                 f"Cannot append to dataset {name!r} in bucket {self.bucket!r}: "
@@ -249,11 +443,11 @@ class DatasetStore(VersionedStore):
                 "append=True to replace the dataset."
             )
 
-    def _conform(self, name: str, table: Any, kind: str, prev: Metadata) -> Any:
+    def _conform(self, name: str, table: Any, kind: str, stored_kind: str, stored: Any) -> Any:
         """Check ``table`` against the dataset's schema and cast it to exactly that schema."""
-        self._check_compatible(name, table.schema, kind, prev)
-        stored = _schema_from_text(prev.info["schema"])
-        table = table.select(stored.names)
+        self._check_compatible(name, table.schema, kind, stored_kind, stored)
+        if table.schema.names != stored.names:
+            table = table.select(stored.names)
         try:
             return table.cast(stored)
         except (ValueError, TypeError) as exc:
@@ -281,7 +475,7 @@ class DatasetStore(VersionedStore):
         else:
             source = obj
             filename = os.path.basename(str(getattr(obj, "name", ""))) or None
-        numbers = self._version_numbers(name)
+        state = self._next_state(name)
         key = self._data_key(name, unique_name(".bin"))
         digest, size = hashlib.sha256(), 0
         try:
@@ -295,25 +489,29 @@ class DatasetStore(VersionedStore):
                     if progress:
                         progress(len(chunk))
             info = {
-                "operation": "put",
                 "filename": filename,
+                "rows": 0,
                 "bytes": size,
+                "parts": 1,
                 "sha256": digest.hexdigest(),
-                "parts": [{"file": key.rsplit("/", 1)[-1], "rows": 0, "size": size}],
+                "parent": None,
+                "add": [{"file": key.rsplit("/", 1)[-1], "rows": 0, "size": size}],
             }
-            meta = Metadata(
-                name=name,
-                bucket=self.bucket,
-                store=self.kind,
-                kind=_convert.KIND_RAW,
-                attributes=dict(attributes or {}),
-                tag=tag,
-                context=self.storage.url,
-                info=info,
-            )
-            return self._commit(
-                name, lambda _latest: meta, retry=False, expected=numbers[-1] if numbers else 0
-            )
+
+            def change(state: State) -> Commit:
+                rec = VersionRecord(
+                    version=state.next_version,
+                    created=_now(),
+                    kind=_convert.KIND_RAW,
+                    op="put",
+                    attributes=dict(attributes or {}),
+                    tag=tag,
+                    info=info,
+                )
+                return Commit(op="put", version=rec)
+
+            state = self._commit(name, change, retry=False, expected_next=state.next_version)
+            return self._metadata(name, state.records[state.latest])  # type: ignore[index]
         except BaseException:
             self.storage.delete([key])
             self._forget_if_empty(name)
@@ -321,6 +519,86 @@ class DatasetStore(VersionedStore):
         finally:
             if isinstance(obj, str | os.PathLike | bytes | bytearray | memoryview):
                 source.close()
+
+    # -- compact ------------------------------------------------------------------------------
+    def compact(self, name: str, *, target_size: int = COMPACT_TARGET) -> Metadata:
+        """Rewrite the latest version's many small parts into few of about ``target_size``
+        bytes, as a new version with the same rows, order and dtypes. Older versions stay
+        readable; appends committed meanwhile are kept on top. Returns the new version's
+        metadata (the latest unchanged when there is nothing to merge)."""
+        base, rec, state = self._select(name, full=True)
+        if rec.kind == _convert.KIND_RAW:
+            raise TypeError(f"Dataset {base!r} is a raw file: there are no parts to compact.")
+        parts = self._parts_of(base, state, rec)
+        groups: list[list[dict[str, Any]]] = []
+        for part in parts:
+            if groups and sum(p["size"] for p in groups[-1]) + part["size"] <= target_size:
+                groups[-1].append(part)
+            else:
+                groups.append([part])
+        if all(len(g) == 1 for g in groups):
+            return self._metadata(base, rec)
+        schema = self._schema(base, rec)
+        new_parts: list[dict[str, Any]] = []
+        written: list[str] = []
+        try:
+            for group in groups:
+                if len(group) == 1:
+                    new_parts.append(group[0])
+                    continue
+                merged = self._merge_parts(base, group, schema)
+                written.append(merged["file"])
+                new_parts.append(merged)
+
+            def change(state: State) -> Commit:
+                latest = state.records[state.latest]  # type: ignore[index]
+                now = self._parts_of(base, state, latest)
+                if [p["file"] for p in now[: len(parts)]] != [p["file"] for p in parts] or (
+                    latest.info.get("schema") != rec.info.get("schema")
+                ):
+                    raise CommitConflictError(
+                        f"Dataset {base!r} in bucket {self.bucket!r} was replaced while it was "
+                        "being compacted; nothing was changed. Compact it again."
+                    )
+                add = new_parts + now[len(parts) :]
+                info = {k: v for k, v in latest.info.items() if k not in ("add", "parent")}
+                info.update(parts=len(add), bytes=sum(p["size"] for p in add))
+                new = VersionRecord(
+                    version=state.next_version,
+                    created=_now(),
+                    kind=latest.kind,
+                    op="compact",
+                    attributes=dict(latest.attributes),
+                    info={**info, "parent": None, "add": add},
+                )
+                return Commit(op="compact", version=new)
+
+            state = self._commit(base, change, retry=True, full=True)
+            return self._metadata(base, state.records[state.latest])  # type: ignore[index]
+        except BaseException:
+            self.storage.delete(self._data_key(base, f) for f in written)
+            raise
+
+    def _merge_parts(self, name: str, group: list[dict[str, Any]], schema: Any) -> dict[str, Any]:
+        """Write the rows of ``group`` as one part, one row group at a time."""
+        import pyarrow.parquet as pq
+
+        key = self._data_key(name, unique_name(".parquet"))
+        rows = 0
+        with self.storage.open(key, "wb") as out, pq.ParquetWriter(out, schema) as writer:
+            for part in group:
+                with self.storage.open(self._data_key(name, part["file"]), "rb") as f:
+                    reader = pq.ParquetFile(f)
+                    for i in range(reader.num_row_groups):
+                        table = reader.read_row_group(i).cast(schema)
+                        writer.write_table(table)
+                        rows += table.num_rows
+        return {
+            "file": key.rsplit("/", 1)[-1],
+            "rows": rows,
+            "size": self.storage.size(key),
+            "stats": _merged_stats(group),
+        }
 
     # -- get --------------------------------------------------------------------------------
     def get(
@@ -339,75 +617,81 @@ class DatasetStore(VersionedStore):
         """Read dataset ``name`` back as the kind it was stored as.
 
         ``columns`` and ``filters`` (DNF tuples, or keywords such as ``a__gt=1``) are pushed
-        down into the Parquet read; ``lazy=True`` gives a Dask DataFrame; ``chunksize=N`` an
-        iterator of frames of N rows. Raw files come back as bytes, or are written to
-        ``local_path``.
+        down into the Parquet read: parts whose statistics cannot match are not opened.
+        ``lazy=True`` gives a Dask DataFrame; ``chunksize=N`` an iterator of frames of N rows
+        (one row group in memory at a time). Raw files come back as bytes, or are written
+        to ``local_path``.
         """
-        meta = self._resolve(name, version)
-        if meta.kind == _convert.KIND_RAW:
+        base, rec, state = self._select(name, version)
+        parts = self._parts_of(base, state, rec)
+        if rec.kind == _convert.KIND_RAW:
             if columns is not None or filters is not None or filter_kw or lazy:
                 raise TypeError(
-                    f"Dataset {meta.name!r} is a raw file: columns, filters and lazy do not "
+                    f"Dataset {base!r} is a raw file: columns, filters and lazy do not "
                     "apply. Read it as bytes, with chunksize=, or into local_path=."
                 )
-            return self._get_raw(meta, chunksize, local_path, progress)
+            return self._get_raw(base, rec, parts, chunksize, local_path, progress)
         if local_path is not None:
             raise TypeError("local_path= applies to raw files; use columns/filters for tables")
-        schema = _schema_from_text(meta.info["schema"])
-        paths = [
-            self.storage.path(self._data_key(meta.name, p["file"])) for p in meta.info["parts"]
-        ]
+        schema = self._schema(base, rec)
+        keys = [self._data_key(base, p["file"]) for p in parts]
         names = list(schema.names)
         if columns is not None:
             columns = [columns] if isinstance(columns, str) else list(columns)
-            unknown = [c for c in columns if c not in names]
+            unknown = [c for c in columns if c not in set(names)]
             if unknown:
                 raise KeyError(
-                    f"Dataset {meta.name!r} has no columns {unknown}; it has "
+                    f"Dataset {base!r} has no columns {unknown}; it has "
                     f"{[n for n in names if not n.startswith('__index_level')]}"
                 )
+        expr = build_filter(filters, filter_kw, names) if not lazy else None
         if lazy:
-            return self._get_lazy(meta, paths, columns, filters, filter_kw, names)
-        expr = build_filter(filters, filter_kw, names)
+            return self._get_lazy(base, rec, schema, keys, parts, columns, filters, filter_kw)
+        read_columns = None
+        if columns is not None:
+            index = [c for c in _pandas_index_columns(schema) if c in names and c not in columns]
+            read_columns = columns + index
         if chunksize is not None:
             if int(chunksize) < 1:
                 raise ValueError(f"chunksize must be a positive number of rows, got {chunksize!r}")
-            return self._iter_chunks(meta, schema, paths, columns, expr, int(chunksize))
-        import pyarrow.parquet as pq
-
+            dataset = arrow_dataset(self.storage, keys, parts, schema, whole_file_limit=0)
+            return self._iter_chunks(rec, schema, dataset, read_columns, expr, int(chunksize))
+        dataset = arrow_dataset(self.storage, keys, parts, schema)
         try:
-            table = pq.read_table(
-                paths[0] if len(paths) == 1 else paths,
-                filesystem=self.storage.arrow_filesystem(),
-                columns=columns,
-                filters=expr,
-                use_pandas_metadata=True,
-                schema=schema,
-            )
+            table = dataset.to_table(columns=read_columns, filter=expr)
         except FileNotFoundError:
-            for p in meta.info["parts"]:
-                self._check_payload_present(meta, p["file"])
+            self._raise_missing_part(base, rec, parts)
             raise
+        table = table.replace_schema_metadata(schema.metadata)
         return _convert.from_table(
-            table, meta.kind, meta.info, whole=columns is None and expr is None
+            table, rec.kind, rec.info, whole=columns is None and expr is None
         )
+
+    def _raise_missing_part(
+        self, name: str, rec: VersionRecord, parts: list[dict[str, Any]]
+    ) -> None:
+        for p in parts:
+            self._check_payload_present(name, rec.version, p["file"])
 
     def _get_lazy(
         self,
-        meta: Metadata,
-        paths: list[str],
+        name: str,
+        rec: VersionRecord,
+        schema: Any,
+        keys: list[str],
+        parts: list[dict[str, Any]],
         columns: list[str] | None,
         filters: Any,
         filter_kw: dict[str, Any],
-        names: list[str],
     ) -> Any:
         import dask.dataframe as dd
 
-        if meta.kind not in (_convert.KIND_FRAME, _convert.KIND_SERIES, _convert.KIND_ARROW):
+        if rec.kind not in (_convert.KIND_FRAME, _convert.KIND_SERIES, _convert.KIND_ARROW):
             raise TypeError(
-                f"Dataset {meta.name!r} holds a {meta.kind}; lazy=True gives Dask DataFrames "
+                f"Dataset {name!r} holds a {rec.kind}; lazy=True gives Dask DataFrames "
                 "of tables only. Read it with lazy=False."
             )
+        names = list(schema.names)
         dnf = list(filters or [])
         if filter_kw:
             extra = keywords_to_dnf(filter_kw, names)
@@ -415,54 +699,50 @@ class DatasetStore(VersionedStore):
                 dnf = [conj + extra for conj in dnf]
             else:
                 dnf = dnf + extra
+        paths = [self.storage.path(k) for k in keys]
+        if dnf:  # only the parts whose statistics can match
+            expr = build_filter(dnf, {}, names)
+            dataset = arrow_dataset(self.storage, keys, parts, schema)
+            matching = {f.path for f in dataset.get_fragments(filter=expr)}
+            paths = [p for p in paths if p in matching] or paths[:1]
         ddf = dd.read_parquet(
             paths, filesystem=self.storage.fs, columns=columns, filters=dnf or None
         )
-        if meta.kind == _convert.KIND_SERIES:
+        if rec.kind == _convert.KIND_SERIES:
             series = ddf[_convert._SERIES_COLUMN]
-            return series.rename(meta.info.get("series_name"))
+            return series.rename(rec.info.get("series_name"))
         return ddf
 
     def _iter_chunks(
         self,
-        meta: Metadata,
+        rec: VersionRecord,
         schema: Any,
-        paths: list[str],
-        columns: list[str] | None,
+        dataset: Any,
+        read_columns: list[str] | None,
         expr: Any,
         chunksize: int,
     ) -> Iterator[Any]:
+        """Frames of ``chunksize`` rows, reading one row group of one part at a time."""
         import pyarrow as pa
-        import pyarrow.dataset as ds
 
-        dataset = ds.dataset(
-            paths, schema=schema, format="parquet", filesystem=self.storage.arrow_filesystem()
-        )
-        read_columns = None
-        if columns is not None:
-            index_columns = [
-                c for c in _pandas_index_columns(schema) if c in schema.names and c not in columns
-            ]
-            read_columns = columns + index_columns
         pending: list[Any] = []
         buffered = 0
         offset = 0
+        rng = _pandas_range_index(schema)
+        single = len(dataset.files) == 1
 
         def emit(batches: list[Any]) -> Any:
             nonlocal offset
             table = pa.Table.from_batches(batches, schema=batches[0].schema)
             table = table.replace_schema_metadata(schema.metadata)
-            obj = _convert.from_table(table, meta.kind, meta.info, whole=False)
-            rng = _pandas_range_index(schema)
+            obj = _convert.from_table(table, rec.kind, rec.info, whole=False)
             if hasattr(obj, "index") and rng is not None:
                 import pandas as pd
 
-                if expr is None and len(meta.info["parts"]) == 1:
+                if expr is None and single:
                     # unfiltered rows of one part: continue the stored range exactly
-                    start, step = (
-                        rng.get("start", 0) + offset * rng.get("step", 1),
-                        rng.get("step", 1),
-                    )
+                    step = rng.get("step", 1)
+                    start = rng.get("start", 0) + offset * step
                     obj.index = pd.RangeIndex(
                         start, start + len(obj) * step, step, name=rng.get("name")
                     )
@@ -471,62 +751,72 @@ class DatasetStore(VersionedStore):
             offset += table.num_rows
             return obj
 
-        for batch in dataset.to_batches(columns=read_columns, filter=expr, batch_size=chunksize):
-            while batch.num_rows:
-                take = min(chunksize - buffered, batch.num_rows)
-                pending.append(batch.slice(0, take))
-                buffered += take
-                batch = batch.slice(take)
-                if buffered == chunksize:
-                    yield emit(pending)
-                    pending, buffered = [], 0
+        for fragment in dataset.get_fragments(filter=expr):
+            for row_group in fragment.split_by_row_group(filter=expr, schema=schema):
+                batches = row_group.to_batches(
+                    schema=schema,
+                    columns=read_columns,
+                    filter=expr,
+                    batch_size=chunksize,
+                    batch_readahead=0,
+                    fragment_readahead=0,
+                    use_threads=False,
+                )
+                for batch in batches:
+                    while batch.num_rows:
+                        take = min(chunksize - buffered, batch.num_rows)
+                        pending.append(batch.slice(0, take))
+                        buffered += take
+                        batch = batch.slice(take)
+                        if buffered == chunksize:
+                            yield emit(pending)
+                            pending, buffered = [], 0
         if pending:
             yield emit(pending)
 
     def _get_raw(
         self,
-        meta: Metadata,
+        name: str,
+        rec: VersionRecord,
+        parts: list[dict[str, Any]],
         chunksize: int | None,
         local_path: str | os.PathLike[str] | None,
         progress: Callable[[int], None] | None,
     ) -> Any:
-        key = self._check_payload_present(meta, meta.info["parts"][0]["file"])
+        key = self._data_key(name, parts[0]["file"])
         if chunksize is not None:
             return self.storage.iter_chunks(key, int(chunksize))
         digest = hashlib.sha256()
-        if local_path is None:
-            data = self.storage.read_bytes(key)
-            digest.update(data)
-            self._verify(meta, digest.hexdigest())
-            return data
-        target = os.fspath(local_path)
-        tmp = f"{target}.{unique_name('.part')}"
         try:
-            with open(tmp, "wb") as out:
-                for chunk in self.storage.iter_chunks(key):
-                    digest.update(chunk)
-                    out.write(chunk)
-                    if progress:
-                        progress(len(chunk))
-            self._verify(meta, digest.hexdigest())
-            os.replace(tmp, target)
-        finally:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
-        return target
+            if local_path is None:
+                data = self.storage.read_bytes(key)
+                digest.update(data)
+                self._verify(name, rec, digest.hexdigest())
+                return data
+            target = os.fspath(local_path)
+            tmp = f"{target}.{unique_name('.part')}"
+            try:
+                with open(tmp, "wb") as out:
+                    for chunk in self.storage.iter_chunks(key):
+                        digest.update(chunk)
+                        out.write(chunk)
+                        if progress:
+                            progress(len(chunk))
+                self._verify(name, rec, digest.hexdigest())
+                os.replace(tmp, target)
+            finally:
+                if os.path.exists(tmp):
+                    os.unlink(tmp)
+            return target
+        except FileNotFoundError:
+            raise self._missing_payload(name, rec.version, parts[0]["file"]) from None
 
-    def _verify(self, meta: Metadata, sha256: str) -> None:
-        if sha256 != meta.info.get("sha256"):
+    def _verify(self, name: str, rec: VersionRecord, sha256: str) -> None:
+        if sha256 != rec.info.get("sha256"):
             raise IntegrityError(
-                f"The payload of dataset {meta.name!r} version {meta.version} does not match "
+                f"The payload of dataset {name!r} version {rec.version} does not match "
                 "its recorded sha256: it was changed or truncated outside omfs."
             )
-
-    def _payload_sizes(self, meta: Metadata) -> dict[str, int]:
-        return {p["file"]: p["size"] for p in meta.info.get("parts", [])}
-
-    def _renamed_payload(self, info: dict[str, Any], renamed: dict[str, str]) -> dict[str, Any]:
-        return {**info, "parts": [{**p, "file": renamed[p["file"]]} for p in info["parts"]]}
 
     # -- promotion --------------------------------------------------------------------------
     def promote(self, name: str, other: DatasetStore, **kwargs: Any) -> Metadata:
@@ -535,6 +825,12 @@ class DatasetStore(VersionedStore):
         from omfs.promotion import promote
 
         return promote(self, name, other, **kwargs)
+
+
+def _now() -> str:
+    from omfs.metadata import utcnow
+
+    return utcnow()
 
 
 def _pandas_meta(schema: Any) -> dict[str, Any]:

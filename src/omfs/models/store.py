@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import json
 import mmap
 import platform
 import queue
@@ -18,11 +19,12 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
-from omfs._names import check_name, split_selector
+from omfs._log import Commit, State, VersionRecord, _Corrupt, _dumps, check_payload_name
+from omfs._names import check_name, check_tag
 from omfs._storage import unique_name
 from omfs._store import VersionedStore
-from omfs.errors import IntegrityError, InvalidNameError
-from omfs.metadata import Metadata
+from omfs.errors import IntegrityError
+from omfs.metadata import Metadata, utcnow
 
 __all__ = ["ModelStore", "describe_kind", "is_fitted"]
 
@@ -111,10 +113,94 @@ def _library_versions() -> dict[str, str]:
 
 class ModelStore(VersionedStore):
     """Models of one bucket: ``put``, ``get``, ``list``, ``exists``, ``drop``, ``metadata``,
-    ``versions``, ``update_attributes``, ``promote``."""
+    ``versions``, ``update_attributes``, ``promote``.
+
+    Each payload ``_data/<id>.joblib`` has an immutable sidecar ``_data/<id>.json`` beside
+    it (kind, size, sha256, library versions, created), so the file describes itself to a
+    person or a tool that finds it without omfs.
+    """
 
     kind = "models"
     noun = "Model"
+
+    def validate_info(self, info: dict[str, Any]) -> None:
+        if "payload" in info:
+            payload = check_payload_name(info["payload"], "the payload file name")
+            if not payload.endswith(".joblib"):
+                raise _Corrupt(f"the payload {payload!r} is not a .joblib file")
+            size = info.get("size")
+            if type(size) is not int or size < 0:
+                raise _Corrupt(f"size must be a whole number, got {size!r}")
+            sha = info.get("sha256")
+            if not isinstance(sha, str) or len(sha) != 64 or not all(c in _HEX for c in sha):
+                raise _Corrupt("sha256 must be 64 hex digits")
+        if info.get("fitted") not in (True, False, None):
+            raise _Corrupt("fitted must be true, false or null")
+        libraries = info.get("libraries", {})
+        if not isinstance(libraries, dict) or not all(
+            isinstance(v, str) for v in libraries.values()
+        ):
+            raise _Corrupt("libraries must map names to version strings")
+
+    def _own_files(self, rec: VersionRecord) -> list[str]:
+        payload = rec.info.get("payload")
+        return [payload, _sidecar_name(payload)] if payload else []
+
+    def payload_sizes(self, meta: Metadata) -> dict[str, int]:
+        return {meta.info["payload"]: meta.info["size"]} if "payload" in meta.info else {}
+
+    def _export(
+        self, name: str, rec: VersionRecord, state: State
+    ) -> tuple[dict[str, Any], dict[str, int]]:
+        info = dict(rec.info)
+        return info, ({info["payload"]: info["size"]} if "payload" in info else {})
+
+    def _import_info(
+        self, name: str, kind: str, info: dict[str, Any], renamed: dict[str, str], created: str
+    ) -> dict[str, Any]:
+        info = {**info, "payload": renamed[info["payload"]]}
+        self._write_sidecar(name, info, kind, created)
+        return info
+
+    def _legacy_info(self, name: str, info: dict[str, Any]) -> dict[str, Any]:
+        return {k: v for k, v in info.items() if k != "tag"}
+
+    def _upgrade_record(self, name: str, rec: VersionRecord) -> VersionRecord:
+        self._write_sidecar(name, rec.info, rec.kind, rec.created)
+        return rec
+
+    def _write_sidecar(self, name: str, info: dict[str, Any], kind: str, created: str) -> None:
+        """The payload's own description, written once beside it before its commit."""
+        doc = {
+            "format": 2,
+            "kind": kind,
+            "size": info["size"],
+            "sha256": info["sha256"],
+            "libraries": info.get("libraries", {}),
+            "fitted": info.get("fitted"),
+            "created": created,
+        }
+        key = self._data_key(name, _sidecar_name(info["payload"]))
+        self.storage.write_bytes(key, _dumps(doc))
+
+    def _check_version(self, name: str, state: State, rec: VersionRecord) -> list[str]:
+        where = f"model {name!r} version {rec.version}"
+        payload = rec.info.get("payload")
+        if not payload:
+            return []
+        try:
+            self.read_payload(self._metadata(name, rec))
+        except IntegrityError as exc:
+            return [f"{where}: {exc}"]
+        try:
+            side = json.loads(self.storage.read_bytes(self._data_key(name, _sidecar_name(payload))))
+        except FileNotFoundError:
+            return [f"{where}: the payload's sidecar {_sidecar_name(payload)} is missing"]
+        except ValueError:
+            return [f"{where}: the payload's sidecar {_sidecar_name(payload)} is not JSON"]
+        if not isinstance(side, dict) or side.get("sha256") != rec.info.get("sha256"):
+            return [f"{where}: the payload's sidecar does not match the log (sha256)"]
+        return []
 
     def put(
         self,
@@ -130,33 +216,43 @@ class ModelStore(VersionedStore):
 
         name = check_name(name)
         if tag is not None:
-            _check_tag(tag)
-        key = self._data_key(name, unique_name(".joblib"))
+            check_tag(tag)
+        self._next_state(name)  # refuses the old layout before anything is written
+        payload = unique_name(".joblib")
+        key = self._data_key(name, payload)
+        written = [key, self._data_key(name, _sidecar_name(payload))]
         try:
             with self.storage.open(key, "wb") as f:
                 writer = _HashingWriter(f)
                 joblib.dump(obj, writer)
             info = {
-                "payload": key.rsplit("/", 1)[-1],
+                "payload": payload,
                 "size": writer.size,
                 "sha256": writer.hasher.hexdigest(),
                 "fitted": is_fitted(obj),
                 "libraries": _library_versions(),
             }
-            meta = Metadata(
-                name=name,
-                bucket=self.bucket,
-                store=self.kind,
-                kind=describe_kind(obj),
-                attributes=dict(attributes or {}),
-                tag=tag,
-                lineage=lineage,
-                context=self.storage.url,
-                info=info,
-            )
-            return self._commit(name, lambda _latest: meta, retry=True)
+            created = utcnow()
+            kind = describe_kind(obj)
+            self._write_sidecar(name, info, kind, created)
+
+            def change(state: State) -> Commit:
+                rec = VersionRecord(
+                    version=state.next_version,
+                    created=created,
+                    kind=kind,
+                    op="put",
+                    attributes=dict(attributes or {}),
+                    tag=tag,
+                    lineage=lineage,
+                    info=info,
+                )
+                return Commit(op="put", version=rec)
+
+            state = self._commit(name, change, retry=True)
+            return self._metadata(name, state.records[state.latest])  # type: ignore[index]
         except BaseException:
-            self.storage.delete([key])
+            self.storage.delete(written)
             self._forget_if_empty(name)
             raise
 
@@ -166,28 +262,33 @@ class ModelStore(VersionedStore):
         import joblib
 
         meta = self._resolve(name, version)
-        key = self._check_payload_present(meta, meta.info["payload"])
+        key = self._data_key(meta.name, meta.info["payload"])
         if self.storage.is_local and meta.info.get("size"):
             # map the file once: hash the mapping, then unpickle from the same mapping
-            with (
-                open(self.storage.path(key), "rb") as f,
-                mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as mapped,
-            ):
+            try:
+                f = open(self.storage.path(key), "rb")  # noqa: SIM115 - closed below
+            except FileNotFoundError:
+                raise self._missing_payload(meta.name, meta.version, meta.info["payload"]) from None
+            with f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as mapped:
                 self._verify(meta, len(mapped), hashlib.sha256(mapped).hexdigest())
                 return joblib.load(mapped)
         return joblib.load(io.BytesIO(self.read_payload(meta)))
 
     def read_payload(self, meta: Metadata, progress: Callable[[int], None] | None = None) -> bytes:
         """The verified payload bytes of one version (hashed while they are read)."""
-        key = self._check_payload_present(meta, meta.info["payload"])
+        key = self._data_key(meta.name, meta.info["payload"])
         chunks = []
         hasher = _Hasher()
-        with self.storage.open(key, "rb") as f:
-            while chunk := f.read(_CHUNK):
-                hasher.update(chunk)
-                chunks.append(chunk)
-                if progress:
-                    progress(len(chunk))
+        try:
+            with self.storage.open(key, "rb") as f:
+                while chunk := f.read(_CHUNK):
+                    hasher.update(chunk)
+                    chunks.append(chunk)
+                    if progress:
+                        progress(len(chunk))
+        except FileNotFoundError:
+            hasher.hexdigest()
+            raise self._missing_payload(meta.name, meta.version, meta.info["payload"]) from None
         data = b"".join(chunks)
         self._verify(meta, len(data), hasher.hexdigest())
         return data
@@ -204,12 +305,6 @@ class ModelStore(VersionedStore):
                 "omfs and was not loaded. Put the model again, or drop that version."
             )
 
-    def _payload_sizes(self, meta: Metadata) -> dict[str, int]:
-        return {meta.info["payload"]: meta.info["size"]} if "payload" in meta.info else {}
-
-    def _renamed_payload(self, info: dict[str, Any], renamed: dict[str, str]) -> dict[str, Any]:
-        return {**info, "payload": renamed[info["payload"]]}
-
     def promote(self, name: str, other: ModelStore, **kwargs: Any) -> Metadata:
         """Copy one version of ``name`` to ``other`` (another bucket or context) as a new
         version there, recording where it came from. See :func:`omfs.promotion.promote`."""
@@ -218,11 +313,8 @@ class ModelStore(VersionedStore):
         return promote(self, name, other, **kwargs)
 
 
-def _check_tag(tag: str) -> None:
-    check_name(tag, "tag")
-    _, selector = split_selector(f"x@{tag}")
-    if isinstance(selector, int) or "/" in tag:
-        raise InvalidNameError(
-            f"Invalid tag {tag!r}: it would read as a version number; tags are names such as "
-            "'prod' or 'prod-2024'"
-        )
+_HEX = frozenset("0123456789abcdef")
+
+
+def _sidecar_name(payload: str) -> str:
+    return payload.rsplit(".", 1)[0] + ".json"

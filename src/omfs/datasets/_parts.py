@@ -1,0 +1,219 @@
+"""Parquet parts: writing them with their statistics, and reading a set of them back.
+
+Each part's row count, byte size and per-column min / max / null count are recorded in the
+log when it is written. A read builds one pyarrow ``FileSystemDataset`` whose fragments carry
+those statistics as guarantees and their sizes as known, so pyarrow skips every part whose
+statistics cannot match a filter without opening it, and never asks the storage for a size.
+On object storage a part up to :data:`WHOLE_FILE_LIMIT` is fetched with one GET.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from typing import Any
+
+from omfs._log import _Corrupt, _dict, _int, check_payload_name
+
+__all__ = ["arrow_dataset", "part_stats", "validate_part", "write_part"]
+
+#: Parts up to this size are read from object storage in one request.
+WHOLE_FILE_LIMIT = 64 * 2**20
+_MAX_STAT_TEXT = 128
+
+
+def _temporal(t: Any) -> bool:
+    import pyarrow as pa
+
+    return bool(
+        pa.types.is_timestamp(t)
+        or pa.types.is_date(t)
+        or pa.types.is_time(t)
+        or pa.types.is_duration(t)
+    )
+
+
+def _encode(value: Any, t: Any) -> Any:
+    """A min or max as JSON: numbers, short strings, booleans; temporal types as integers."""
+    import pyarrow as pa
+
+    if value is None or not value.is_valid:
+        return None
+    if _temporal(t):
+        return value.cast(pa.int64()).as_py() if not pa.types.is_date32(t) else value.value
+    out = value.as_py()
+    if isinstance(out, bool | int | str) and not (
+        isinstance(out, str) and len(out) > _MAX_STAT_TEXT
+    ):
+        return out
+    if isinstance(out, float) and math.isfinite(out):
+        return out
+    return None
+
+
+def part_stats(table: Any) -> dict[str, list[Any]]:
+    """``{column: [min, max, null_count]}`` for the columns whose values can be compared."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    stats: dict[str, list[Any]] = {}
+    for field, column in zip(table.schema, table.columns, strict=True):
+        t = field.type
+        nulls = column.null_count
+        lo = hi = None
+        comparable = (
+            pa.types.is_integer(t)
+            or pa.types.is_floating(t)
+            or pa.types.is_boolean(t)
+            or pa.types.is_string(t)
+            or pa.types.is_large_string(t)
+            or _temporal(t)
+        )
+        if comparable and nulls < len(column):
+            try:
+                mm = pc.min_max(column)
+                lo, hi = _encode(mm["min"], t), _encode(mm["max"], t)
+            except (pa.ArrowNotImplementedError, pa.ArrowInvalid, pa.ArrowTypeError):
+                lo = hi = None
+            if lo is None or hi is None:
+                lo = hi = None
+        stats[field.name] = [lo, hi, nulls]
+    return stats
+
+
+def write_part(
+    storage: Any, key: str, table: Any, row_group_size: int | None, stats: bool = True
+) -> dict[str, Any]:
+    """Write one Parquet part; module-level so Dask can run it on workers."""
+    import pyarrow.parquet as pq
+
+    options = {"row_group_size": row_group_size} if row_group_size else {}
+    if storage.is_local:
+        path = storage.path(key)
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        pq.write_table(table, path, **options)
+        size = os.path.getsize(path)
+    else:
+        with storage.open(key, "wb") as f:
+            pq.write_table(table, f, **options)
+            size = f.tell()
+    part: dict[str, Any] = {"file": key.rsplit("/", 1)[-1], "rows": table.num_rows, "size": size}
+    if stats:
+        part["stats"] = part_stats(table)
+    return part
+
+
+def validate_part(part: Any) -> dict[str, Any]:
+    """A part record read from the log, checked: a plain file name and whole numbers."""
+    part = _dict(part, "a part", optional=False)
+    check_payload_name(part.get("file"))
+    _int(part.get("rows"), "rows", 0)
+    _int(part.get("size"), "size", 0)
+    for column, value in _dict(part.get("stats"), "stats").items():
+        if not isinstance(value, list) or len(value) != 3:
+            raise _Corrupt(f"the statistics of column {column!r} are not [min, max, nulls]")
+        lo, hi, nulls = value
+        _int(nulls, "a null count", 0)
+        for v in (lo, hi):
+            if v is not None and not isinstance(v, bool | int | float | str):
+                raise _Corrupt(f"a statistic of column {column!r} is not a plain value")
+    return part
+
+
+def _guarantee(schema: Any, part: dict[str, Any]) -> Any:
+    """What every row of ``part`` satisfies, as a pyarrow expression (None: nothing known)."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    terms = []
+    rows = part["rows"]
+    names = set(schema.names)
+    for column, (lo, hi, nulls) in part.get("stats", {}).items():
+        if column not in names:
+            continue
+        t = schema.field(column).type
+        field = pc.field(column)
+        if rows and nulls == rows:
+            terms.append(field.is_null())
+            continue
+        if lo is None or hi is None or nulls:
+            continue  # with nulls, a range would not hold for every row
+        try:
+            if _temporal(t):
+                physical = pa.int32() if pa.types.is_date32(t) else pa.int64()
+                lo_s = pa.scalar(lo, physical).cast(t)
+                hi_s = pa.scalar(hi, physical).cast(t)
+            else:
+                lo_s, hi_s = pa.scalar(lo, t), pa.scalar(hi, t)
+        except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError, OverflowError):
+            continue
+        terms.append((field >= lo_s) & (field <= hi_s))
+    if not terms:
+        return None
+    expr = terms[0]
+    for term in terms[1:]:
+        expr = expr & term
+    return expr
+
+
+def arrow_dataset(
+    storage: Any,
+    keys: list[str],
+    parts: list[dict[str, Any]],
+    schema: Any,
+    whole_file_limit: int = WHOLE_FILE_LIMIT,
+) -> Any:
+    """A pyarrow dataset over ``parts`` (stored at ``keys``), with statistics and sizes."""
+    import pyarrow.dataset as ds
+
+    fmt = ds.ParquetFileFormat()
+    filesystem = _filesystem(storage, keys, parts, whole_file_limit)
+    fragments = []
+    for key, part in zip(keys, parts, strict=True):
+        guarantee = _guarantee(schema, part)
+        kwargs: dict[str, Any] = {"file_size": part["size"]}
+        if guarantee is not None:
+            kwargs["partition_expression"] = guarantee
+        fragments.append(fmt.make_fragment(storage.path(key), filesystem=filesystem, **kwargs))
+    return ds.FileSystemDataset(fragments, schema, fmt, filesystem)
+
+
+def _filesystem(storage: Any, keys: list[str], parts: list[dict[str, Any]], limit: int) -> Any:
+    if storage.is_local:
+        return storage.arrow_filesystem()
+    import pyarrow.fs as pafs
+
+    if storage.protocol == "memory":
+        limit = 2**62  # already in memory: never stream
+    sizes = {storage.path(k): p["size"] for k, p in zip(keys, parts, strict=True)}
+    return pafs.PyFileSystem(_known_size_handler()(storage.fs, sizes, limit))
+
+
+_HANDLER: Any = None
+
+
+def _known_size_handler() -> Any:
+    """fsspec for pyarrow, using the sizes the log knows: small files in one GET, larger
+    ones opened with their size (no HEAD request either way). Defined on first use, so that
+    importing omfs does not import pyarrow."""
+    global _HANDLER
+    if _HANDLER is None:
+        import pyarrow as pa
+        import pyarrow.fs as pafs
+
+        class KnownSizeHandler(pafs.FSSpecHandler):  # type: ignore[misc]
+            def __init__(self, fs: Any, sizes: dict[str, int], limit: int):
+                super().__init__(fs)
+                self.sizes = sizes
+                self.limit = limit
+
+            def open_input_file(self, path: str) -> Any:
+                size = self.sizes.get(path)
+                if size is not None and size <= self.limit:
+                    return pa.BufferReader(self.fs.cat_file(path))
+                if size is not None:
+                    return pa.PythonFile(self.fs.open(path, mode="rb", size=size), mode="r")
+                return super().open_input_file(path)
+
+        _HANDLER = KnownSizeHandler
+    return _HANDLER
