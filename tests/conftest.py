@@ -40,16 +40,21 @@ def om_script() -> str:
 
 
 @pytest.fixture(scope="session")
-def s3_server():
-    """A real S3 API server (moto) over HTTP on a free loopback port."""
-    from moto.server import ThreadedMotoServer
+def s3_counter():
+    """A real S3 API server (moto) over HTTP on a free loopback port, counting requests."""
+    from omfs_s3counter import CountingMotoServer
 
     logging.getLogger("werkzeug").setLevel(logging.ERROR)
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server = CountingMotoServer()
     server.start()
-    host, port = server.get_host_and_port()
-    yield f"http://{host}:{port}"
+    yield server
     server.stop()
+
+
+@pytest.fixture(scope="session")
+def s3_server(s3_counter):
+    """The URL of the session's S3 server."""
+    return s3_counter.url
 
 
 @pytest.fixture

@@ -272,15 +272,26 @@ def _tag(value: Any) -> str:
         raise _Corrupt(str(exc)) from None
 
 
-def validate_record(doc: Any, validate_info: Callable[[dict[str, Any]], None]) -> VersionRecord:
+#: The kind of a format-1 tombstone (a version dropped by omfs 0.1): it holds no payload.
+DROPPED_KIND = "dropped"
+
+
+def validate_record(
+    doc: Any, validate_info: Callable[[dict[str, Any], str], None]
+) -> VersionRecord:
     """A VersionRecord from its JSON form, every field checked."""
     doc = _dict(doc, "a version record", optional=False)
     info = _dict(doc.get("info"), "info")
-    validate_info(info)
+    kind = _text(doc.get("kind"), "kind")
+    if kind == DROPPED_KIND:
+        if info or doc.get("dropped") is None:
+            raise _Corrupt("a tombstone holds no payload and is dropped")
+    else:
+        validate_info(info, kind)
     return VersionRecord(
         version=_int(doc.get("v"), "a version number"),
         created=_text(doc.get("created"), "created"),
-        kind=_text(doc.get("kind"), "kind"),
+        kind=kind,
         op=_text(doc.get("op"), "op"),
         attributes=_dict(doc.get("attributes"), "attributes"),
         tag=None if doc.get("tag") is None else _tag(doc.get("tag")),
@@ -344,7 +355,7 @@ class ObjectLog:
         storage: Storage,
         prefix: str,
         identity: dict[str, str],
-        validate_info: Callable[[dict[str, Any]], None],
+        validate_info: Callable[[dict[str, Any], str], None],
     ):
         self.storage = storage
         self.prefix = prefix  # {bucket}/{store}/{name}
@@ -473,7 +484,7 @@ class ObjectLog:
             return _int(doc.get("seq"), "seq", 0), _int(doc.get("checkpoint"), "checkpoint", 0)
         except FileNotFoundError:
             return 0, 0
-        except _Corrupt:
+        except (_Corrupt, IntegrityError):
             return 0, 0  # a hint is only a hint: fall back to probing
 
     def head(self) -> State:

@@ -7,6 +7,7 @@ to the context root, built from validated names, so they cannot leave the root.
 from __future__ import annotations
 
 import contextlib
+import inspect
 import os
 import threading
 import uuid
@@ -95,6 +96,12 @@ class Storage:
         self.protocol = protocols if isinstance(protocols, str) else protocols[0]
         self.is_local = isinstance(self.fs, LocalFileSystem)
         self._arrow_fs: Any = None
+        # s3fs asks for the size (a HEAD) before a whole-object GET, to split large ones
+        # into parallel ranges; omfs' whole-object reads are small or of known size
+        self._cat_options: dict[str, Any] = {}
+        cat = getattr(self.fs, "_cat_file", None)
+        if cat is not None and "max_concurrency" in inspect.signature(cat).parameters:
+            self._cat_options = {"max_concurrency": 1}
 
     # -- identity -------------------------------------------------------------------------
     def __repr__(self) -> str:
@@ -134,7 +141,12 @@ class Storage:
 
     # -- reading --------------------------------------------------------------------------
     def read_bytes(self, key: str) -> bytes:
-        return self.fs.cat_file(self.path(key))
+        """A whole object in one request."""
+        return self.cat_path(self.path(key))
+
+    def cat_path(self, path: str) -> bytes:
+        """The whole file at filesystem ``path``, in one request (no size lookup first)."""
+        return self.fs.cat_file(path, **self._cat_options)
 
     def open(self, key: str, mode: str = "rb", **kwargs: Any) -> IO[bytes]:
         if "w" in mode and self.is_local:

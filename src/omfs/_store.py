@@ -90,9 +90,9 @@ class VersionedStore:
         )
 
     # -- what subclasses define ------------------------------------------------------------
-    def validate_info(self, info: dict[str, Any]) -> None:
-        """Raise (via omfs._log helpers) when a version's ``info`` read from storage is not
-        what this store writes. Called on every record before it is used."""
+    def validate_info(self, info: dict[str, Any], kind: str) -> None:
+        """Raise (via omfs._log helpers) when the ``info`` of a version of ``kind`` read from
+        storage is not what this store writes. Called on every record before it is used."""
         raise NotImplementedError
 
     def _public_info(self, name: str, rec: VersionRecord) -> dict[str, Any]:
@@ -436,7 +436,11 @@ class VersionedStore:
                     raise ValueError("it names another object or version")
                 if doc.get("dropped"):
                     records[number] = VersionRecord(
-                        number, str(doc.get("created", "")), "dropped", "put", dropped="legacy"
+                        number,
+                        str(doc.get("created", "")),
+                        _log.DROPPED_KIND,
+                        "put",
+                        dropped="legacy",
                     )
                     continue
                 known = {"format", "name", "bucket", "store", "kind", "version", "created"}

@@ -1,13 +1,21 @@
 """A writer process for crash and concurrency tests.
 
 usage: python omfs_writer.py ROOT OPTIONS_JSON NAME MODE ROWS COUNT WRITER_ID
-MODE is ``put`` (replace) or ``append``; COUNT 0 means loop until killed. Prints ``ready``
-once imports are done, waits for a line on stdin, and prints ``committed N`` after each commit.
+MODE is ``put`` (replace), ``append``, or ``compact`` (append, and compact every third
+time); COUNT 0 means loop until killed. Prints ``ready`` once imports are done, waits for a
+line on stdin, and prints ``committed N`` after each commit.
+
+``OMFS_TEST_KILL_AT=checkpoint|checkpoint-written|compact-part|compact-commit`` makes the
+process SIGKILL itself at that point of the N-th time it gets there (``OMFS_TEST_KILL_AFTER``,
+default 1): just before a checkpoint is created, just after (before the hint follows it),
+after a merged part of a compaction is written, or just before a compaction commits.
 """
 
 from __future__ import annotations
 
 import json
+import os
+import signal
 import sys
 
 import numpy as np
@@ -28,16 +36,65 @@ def frame(writer: int, generation: int, rows: int) -> pd.DataFrame:
     )
 
 
+def _kill_at(point: str) -> None:
+    """Patch omfs so that the process kills itself at ``point`` (see the module doc)."""
+    from omfs import _log
+    from omfs.datasets import store
+
+    left = [int(os.environ.get("OMFS_TEST_KILL_AFTER", "1"))]
+
+    def maybe_die() -> None:
+        left[0] -= 1
+        if left[0] <= 0:
+            os.kill(os.getpid(), signal.SIGKILL)
+
+    if point in ("checkpoint", "checkpoint-written"):
+        real = _log.ObjectLog._write_checkpoint
+
+        def write_checkpoint(self, full):
+            if point == "checkpoint":
+                maybe_die()
+            real(self, full)
+            if point == "checkpoint-written":
+                maybe_die()
+
+        _log.ObjectLog._write_checkpoint = write_checkpoint
+    elif point == "compact-part":
+        real_merge = store.DatasetStore._merge_parts
+
+        def merge(self, *args, **kwargs):
+            out = real_merge(self, *args, **kwargs)
+            maybe_die()
+            return out
+
+        store.DatasetStore._merge_parts = merge
+    elif point == "compact-commit":
+        real_commit = _log.ObjectLog.try_commit
+
+        def try_commit(self, state, commit, head=None):
+            if commit.op == "compact":
+                maybe_die()
+            return real_commit(self, state, commit, head)
+
+        _log.ObjectLog.try_commit = try_commit
+
+
 def main() -> None:
     root, options, name, mode, rows, count, writer = sys.argv[1:8]
+    if os.environ.get("OMFS_TEST_KILL_AT"):
+        _kill_at(os.environ["OMFS_TEST_KILL_AT"])
     om = omfs.setup(root, storage_options=json.loads(options))
     print("ready", flush=True)
     sys.stdin.readline()  # start when the test says "go", so kill times are measured from here
     generation = 0
     while int(count) == 0 or generation < int(count):
         generation += 1
-        om.datasets.put(frame(int(writer), generation, int(rows)), name, append=mode == "append")
+        data = frame(int(writer), generation, int(rows))
+        om.datasets.put(data, name, append=mode in ("append", "compact"))
         print(f"committed {generation}", flush=True)
+        if mode == "compact" and generation % 3 == 0:
+            om.datasets.compact(name)
+            print(f"compacted {generation}", flush=True)
 
 
 if __name__ == "__main__":

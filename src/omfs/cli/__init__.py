@@ -6,7 +6,7 @@ from typing import Annotated
 
 import typer
 
-from omfs.cli import buckets, datasets, models, runtime
+from omfs.cli import buckets, datasets, maintenance, models, runtime
 from omfs.cli._common import run_with_errors, state
 
 __all__ = ["app", "main"]
@@ -22,6 +22,8 @@ app.add_typer(datasets.app, name="datasets")
 app.add_typer(models.app, name="models")
 app.add_typer(buckets.app, name="buckets")
 app.add_typer(runtime.app, name="runtime")
+app.command("fsck")(maintenance.fsck)
+app.command("upgrade")(maintenance.upgrade)
 
 
 @app.callback()

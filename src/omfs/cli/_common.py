@@ -62,10 +62,17 @@ def emit_table(
     *,
     title: str | None = None,
     plain: Callable[[dict[str, Any]], str] | None = None,
+    empty: str | None = None,
 ) -> None:
-    """Rows: a table on a terminal, JSON with --json, tab-separated lines when piped."""
+    """Rows: a table on a terminal, JSON with --json, tab-separated lines when piped.
+
+    ``empty`` is said (on stderr) instead of an empty table.
+    """
     if state.as_json:
         print(json.dumps([{c: r.get(c) for c in columns} for r in rows], default=str))
+        return
+    if not rows and empty is not None:
+        print(f"om: {empty}", file=sys.stderr)
         return
     if is_terminal():
         from rich.table import Table
@@ -116,6 +123,31 @@ def fail(message: str, code: int = 1) -> None:
     """Print one line to stderr and exit."""
     print(f"om: error: {message}", file=sys.stderr)
     raise SystemExit(code)
+
+
+_UNITS = {
+    "": 1,
+    "B": 1,
+    "KB": 10**3,
+    "MB": 10**6,
+    "GB": 10**9,
+    "TB": 10**12,
+    "KIB": 2**10,
+    "MIB": 2**20,
+    "GIB": 2**30,
+    "TIB": 2**40,
+}
+
+
+def parse_size(text: str) -> int:
+    """``128MB``, ``1GiB``, ``500000`` as a number of bytes; a usage error otherwise."""
+    import re
+
+    match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([A-Za-z]*)\s*", text)
+    unit = match.group(2).upper() if match else ""
+    if not match or unit not in _UNITS or float(match.group(1)) <= 0:
+        fail(f"Invalid size {text!r}: use a number with an optional unit, e.g. 128MB or 1GiB", 2)
+    return int(float(match.group(1)) * _UNITS[unit])  # type: ignore[union-attr]
 
 
 def parse_attributes(items: list[str] | None) -> dict[str, Any] | None:

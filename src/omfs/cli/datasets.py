@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -20,6 +21,7 @@ from omfs.cli._common import (
     emit_value,
     fail,
     parse_attributes,
+    parse_size,
     progress_bar,
     promote_command,
     report_written,
@@ -180,7 +182,6 @@ def metadata(
 ) -> None:
     """Show a version's metadata (JSON)."""
     meta = state.omega().datasets.metadata(name, version=version).to_dict()
-    meta.pop("schema", None)  # base64 Arrow schema: 'columns' says it readably
     emit_value(meta)
 
 
@@ -191,6 +192,34 @@ def versions(name: Annotated[str, typer.Argument(help="dataset name")]) -> None:
     emit_table(
         _version_rows(metas), ["version", "created", "kind", "rows", "bytes", "tag", "operation"]
     )
+
+
+@app.command()
+def compact(
+    name: Annotated[str, typer.Argument(help="dataset name")],
+    target_size: Annotated[
+        str, typer.Option(help="size of the merged parts, e.g. 128MB, 1GB")
+    ] = "128MB",
+) -> None:
+    """Merge a dataset's small parts into few large ones, as a new version (same rows)."""
+    ds = state.omega().datasets
+    before = ds.metadata(name)
+    meta = ds.compact(name, target_size=parse_size(target_size))
+    if meta.version == before.version:
+        print(
+            f"om: {name} v{meta.version} has nothing to merge ({meta['parts']} parts)",
+            file=sys.stderr,
+        )
+    rows = [
+        {
+            "version": meta.version,
+            "parts before": before["parts"],
+            "parts": meta["parts"],
+            "rows": meta["rows"],
+            "bytes": meta["bytes"],
+        }
+    ]
+    emit_table(rows, ["version", "parts before", "parts", "rows", "bytes"])
 
 
 @app.command()

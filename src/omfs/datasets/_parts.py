@@ -186,7 +186,7 @@ def _filesystem(storage: Any, keys: list[str], parts: list[dict[str, Any]], limi
     if storage.protocol == "memory":
         limit = 2**62  # already in memory: never stream
     sizes = {storage.path(k): p["size"] for k, p in zip(keys, parts, strict=True)}
-    return pafs.PyFileSystem(_known_size_handler()(storage.fs, sizes, limit))
+    return pafs.PyFileSystem(_known_size_handler()(storage, sizes, limit))
 
 
 _HANDLER: Any = None
@@ -202,15 +202,16 @@ def _known_size_handler() -> Any:
         import pyarrow.fs as pafs
 
         class KnownSizeHandler(pafs.FSSpecHandler):  # type: ignore[misc]
-            def __init__(self, fs: Any, sizes: dict[str, int], limit: int):
-                super().__init__(fs)
+            def __init__(self, storage: Any, sizes: dict[str, int], limit: int):
+                super().__init__(storage.fs)
+                self.storage = storage
                 self.sizes = sizes
                 self.limit = limit
 
             def open_input_file(self, path: str) -> Any:
                 size = self.sizes.get(path)
                 if size is not None and size <= self.limit:
-                    return pa.BufferReader(self.fs.cat_file(path))
+                    return pa.BufferReader(self.storage.cat_path(path))
                 if size is not None:
                     return pa.PythonFile(self.fs.open(path, mode="rb", size=size), mode="r")
                 return super().open_input_file(path)

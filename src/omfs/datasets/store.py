@@ -108,9 +108,15 @@ class DatasetStore(VersionedStore):
     noun = "Dataset"
 
     # -- the log's view of a version --------------------------------------------------------
-    def validate_info(self, info: dict[str, Any]) -> None:
-        for part in _list(info.get("add"), "add"):
+    def validate_info(self, info: dict[str, Any], kind: str) -> None:
+        add = _list(info.get("add"), "add")
+        for part in add:
             validate_part(part)
+        if kind == _convert.KIND_RAW:
+            if len(add) != 1 or not isinstance(info.get("sha256"), str):
+                raise _Corrupt("a raw file has exactly one part and a sha256")
+        elif "schema" not in info and "schema_inline" not in info:
+            raise _Corrupt("a table version names its schema")
         parent = info.get("parent")
         if parent is not None:
             _int(parent, "parent")

@@ -123,17 +123,18 @@ class ModelStore(VersionedStore):
     kind = "models"
     noun = "Model"
 
-    def validate_info(self, info: dict[str, Any]) -> None:
-        if "payload" in info:
-            payload = check_payload_name(info["payload"], "the payload file name")
-            if not payload.endswith(".joblib"):
-                raise _Corrupt(f"the payload {payload!r} is not a .joblib file")
-            size = info.get("size")
-            if type(size) is not int or size < 0:
-                raise _Corrupt(f"size must be a whole number, got {size!r}")
-            sha = info.get("sha256")
-            if not isinstance(sha, str) or len(sha) != 64 or not all(c in _HEX for c in sha):
-                raise _Corrupt("sha256 must be 64 hex digits")
+    def validate_info(self, info: dict[str, Any], kind: str) -> None:
+        if "payload" not in info:
+            raise _Corrupt("a model version names its payload")
+        payload = check_payload_name(info["payload"], "the payload file name")
+        if not payload.endswith(".joblib"):
+            raise _Corrupt(f"the payload {payload!r} is not a .joblib file")
+        size = info.get("size")
+        if type(size) is not int or size < 0:
+            raise _Corrupt(f"size must be a whole number, got {size!r}")
+        sha = info.get("sha256")
+        if not isinstance(sha, str) or len(sha) != 64 or not all(c in _HEX for c in sha):
+            raise _Corrupt("sha256 must be 64 hex digits")
         if info.get("fitted") not in (True, False, None):
             raise _Corrupt("fitted must be true, false or null")
         libraries = info.get("libraries", {})
