@@ -20,6 +20,8 @@ os.environ.pop("AWS_PROFILE", None)
 os.environ.pop("OMFS_ROOT", None)
 os.environ.pop("OMFS_BUCKET", None)
 os.environ.pop("OMFS_CLUSTER", None)
+os.environ.pop("OMFS_CONTEXT", None)
+os.environ.pop("OMFS_CONFIG", None)
 
 HELPERS = Path(__file__).parent / "helpers"
 # subprocesses (writers, Dask workers) import the test helpers from here

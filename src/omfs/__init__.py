@@ -26,7 +26,17 @@ if TYPE_CHECKING:
     runtime: Runtime
     buckets: list[str]
 
-__all__ = ["Omega", "buckets", "datasets", "errors", "get_default", "models", "runtime", "setup"]
+__all__ = [
+    "Omega",
+    "buckets",
+    "datasets",
+    "errors",
+    "gc",
+    "get_default",
+    "models",
+    "runtime",
+    "setup",
+]
 __version__ = "0.1.0"
 
 _default: Omega | None = None
@@ -47,6 +57,11 @@ def _reset_default() -> None:
     global _default
     with _default_lock:
         _default = None
+
+
+def gc(*, grace: Any = "1h", dry_run: bool = False, buckets: list[str] | None = None) -> Any:
+    """Garbage collection in the default context: see :meth:`Omega.gc`."""
+    return get_default().gc(grace=grace, dry_run=dry_run, buckets=buckets)
 
 
 def __getattr__(name: str) -> Any:  # PEP 562: the module is the default instance

@@ -52,6 +52,7 @@ __all__ = [
     "Commit",
     "ObjectLog",
     "State",
+    "TagMove",
     "VersionRecord",
 ]
 
@@ -134,6 +135,7 @@ class State:
     checkpoint: int = 0  # the newest checkpoint its writer knew of
     base: int = 0  # the commit that last deleted the object: history starts after it
     legacy: bool = False  # read from the format-1 layout (``_versions/``)
+    tag_log: list[dict[str, Any]] = field(default_factory=list)  # every tag move (complete)
 
     @property
     def exists(self) -> bool:
@@ -156,37 +158,69 @@ class State:
 
 
 @dataclass
+class TagMove:
+    """Point ``tag`` at ``version`` (None: remove it), with an optional reason and, for a tag
+    that came with a promotion, where it came from."""
+
+    tag: str
+    version: int | None
+    reason: str | None = None
+    source: dict[str, Any] | None = None
+
+    def to_doc(self) -> dict[str, Any]:
+        doc: dict[str, Any] = {"name": self.tag, "v": self.version}
+        if self.reason:
+            doc["reason"] = self.reason
+        if self.source:
+            doc["source"] = self.source
+        return doc
+
+
+@dataclass
 class Commit:
     """The changes of one commit: at most one new version, plus metadata actions."""
 
     op: str
     version: VersionRecord | None = None
-    drop: int | None = None
+    drops: list[int] = field(default_factory=list)
     attributes: tuple[int, dict[str, Any], str] | None = None  # version, values set, time
-    tag: tuple[str, int | None] | None = None  # tag name, version (None: untag)
+    moves: list[TagMove] = field(default_factory=list)
     delete: bool = False
 
     def actions(self) -> list[dict[str, Any]]:
         out: list[dict[str, Any]] = []
         if self.version is not None:
             out.append({"add_version": self.version.to_doc()})
-        if self.drop is not None:
-            out.append({"drop": self.drop})
+        out.extend({"drop": v} for v in self.drops)
         if self.attributes is not None:
             v, values, at = self.attributes
             out.append({"attributes": {"v": v, "set": values, "at": at}})
-        if self.tag is not None:
-            out.append({"tag": {"name": self.tag[0], "v": self.tag[1]}})
+        out.extend({"tag": m.to_doc()} for m in self.moves)
         if self.delete:
             out.append({"delete": True})
         return out
 
 
-def apply(state: State, commit: Commit, at: str) -> State:
+def apply(state: State, commit: Commit, at: str, user: str = "") -> State:
     """The state after ``commit`` (a new State; ``state`` is not changed)."""
     records = dict(state.records)
     tags = dict(state.tags)
+    tag_log = list(state.tag_log) if state.complete else []
     next_version, latest, deleted = state.next_version, state.latest, state.deleted
+
+    def move(tag: str, version: int | None, reason: Any = None, source: Any = None) -> None:
+        prev = tags.get(tag)
+        if version is None:
+            tags.pop(tag, None)
+        else:
+            tags[tag] = version
+        entry = {"tag": tag, "v": version, "prev": prev, "at": at, "user": user}
+        if reason:
+            entry["reason"] = reason
+        if source:
+            entry["source"] = source
+        tag_log.append(entry)
+
     if commit.delete:
         seq = state.seq + 1
         return State(seq=seq, deleted=True, complete=state.complete, base=seq)
@@ -195,14 +229,16 @@ def apply(state: State, commit: Commit, at: str) -> State:
         records[rec.version] = rec
         next_version = rec.version + 1
         latest, deleted = rec.version, False
-        if rec.tag:
-            tags[rec.tag] = rec.version
-    if commit.drop is not None and commit.drop in records:
-        records[commit.drop] = replace(records[commit.drop], dropped=at)
-        tags = {t: v for t, v in tags.items() if v != commit.drop}
-        if latest == commit.drop:
-            live = [v for v, r in records.items() if r.dropped is None]
-            latest = max(live) if live else None
+        if rec.tag:  # put(..., tag=) moves the tag to the new version
+            move(rec.tag, rec.version)
+    for dropped in commit.drops:
+        if dropped in records:
+            records[dropped] = replace(records[dropped], dropped=at)
+            for tag in [t for t, v in tags.items() if v == dropped]:
+                move(tag, None, f"version {dropped} was dropped")
+    if commit.drops and latest in commit.drops:
+        live = [v for v, r in records.items() if r.dropped is None]
+        latest = max(live) if live else None
     if commit.attributes is not None:
         v, values, when = commit.attributes
         if v in records:
@@ -211,12 +247,8 @@ def apply(state: State, commit: Commit, at: str) -> State:
             records[v] = replace(
                 rec, attributes={**rec.attributes, **values}, history=[*rec.history, entry]
             )
-    if commit.tag is not None:
-        name, v = commit.tag
-        if v is None:
-            tags.pop(name, None)
-        else:
-            tags[name] = v
+    for m in commit.moves:
+        move(m.tag, m.version, m.reason, m.source)
     return State(
         seq=state.seq + 1,
         next_version=next_version,
@@ -227,6 +259,7 @@ def apply(state: State, commit: Commit, at: str) -> State:
         complete=state.complete,
         checkpoint=state.checkpoint,
         base=state.base,
+        tag_log=tag_log,
     )
 
 
@@ -274,6 +307,23 @@ def _tag(value: Any) -> str:
 
 #: The kind of a format-1 tombstone (a version dropped by omfs 0.1): it holds no payload.
 DROPPED_KIND = "dropped"
+
+
+def _tag_entry(doc: Any) -> dict[str, Any]:
+    """One entry of a checkpoint's tag history, checked."""
+    doc = _dict(doc, "a tag move", optional=False)
+    entry = {
+        "tag": _tag(doc.get("tag")),
+        "v": None if doc.get("v") is None else _int(doc.get("v"), "a version"),
+        "prev": None if doc.get("prev") is None else _int(doc.get("prev"), "a version"),
+        "at": _text(doc.get("at"), "at"),
+        "user": _text(doc.get("user", ""), "user"),
+    }
+    if doc.get("reason") is not None:
+        entry["reason"] = _text(doc["reason"], "reason")
+    if doc.get("source") is not None:
+        entry["source"] = _dict(doc["source"], "source")
+    return entry
 
 
 def validate_record(
@@ -437,18 +487,19 @@ class ObjectLog:
             base=base,
         )
 
-    def _parse_commit(self, doc: dict[str, Any], seq: int) -> tuple[Commit, State, str]:
+    def _parse_commit(self, doc: dict[str, Any], seq: int) -> tuple[Commit, State, str, str]:
         if doc.get("seq") != seq:
             raise _Corrupt(f"it says it is commit {doc.get('seq')!r}")
         op = _text(doc.get("op"), "op")
         at = _text(doc.get("at"), "at")
+        user = _text(doc.get("user", ""), "user")
         commit = Commit(op=op)
         for action in _list(doc.get("actions"), "actions"):
             action = _dict(action, "an action", optional=False)
             if "add_version" in action:
                 commit.version = validate_record(action["add_version"], self.validate_info)
             elif "drop" in action:
-                commit.drop = _int(action["drop"], "a dropped version")
+                commit.drops.append(_int(action["drop"], "a dropped version"))
             elif "attributes" in action:
                 a = _dict(action["attributes"], "attributes", optional=False)
                 commit.attributes = (
@@ -459,16 +510,23 @@ class ObjectLog:
             elif "tag" in action:
                 t = _dict(action["tag"], "a tag action", optional=False)
                 v = t.get("v")
-                commit.tag = (_tag(t.get("name")), None if v is None else _int(v, "a version"))
+                commit.moves.append(
+                    TagMove(
+                        _tag(t.get("name")),
+                        None if v is None else _int(v, "a version"),
+                        _text(t.get("reason"), "reason", optional=True),
+                        _dict(t.get("source"), "source") or None,
+                    )
+                )
             elif action.get("delete") is True:
                 commit.delete = True
             else:
                 raise _Corrupt(f"unknown action {sorted(action)[:3]}")
         head = self._parse_state(_dict(doc.get("head"), "head", optional=False), seq)
         head.complete = False
-        return commit, head, at
+        return commit, head, at, user
 
-    def _commit_at(self, seq: int) -> tuple[Commit, State, str] | None:
+    def _commit_at(self, seq: int) -> tuple[Commit, State, str, str] | None:
         """Commit ``seq``, parsed and validated, or None when it does not exist."""
         try:
             return self._load_parsed(
@@ -522,8 +580,8 @@ class ObjectLog:
         for seq in seqs:
             if found[seq] is None:
                 raise self._corrupt(self.key(commit_file(seq)), "the commit is missing")
-            commit, _, at = found[seq]
-            state = apply(state, commit, at)
+            commit, _, at, user = found[seq]
+            state = apply(state, commit, at, user)
         return replace(state, complete=True, checkpoint=max(cp, head.checkpoint))
 
     def _fetch_commits(self, seqs: list[int]) -> dict[int, Any]:
@@ -535,8 +593,10 @@ class ObjectLog:
     def _parse_checkpoint(self, doc: dict[str, Any], seq: int) -> State:
         if doc.get("checkpoint") != seq:
             raise _Corrupt(f"it says it is the checkpoint of commit {doc.get('checkpoint')!r}")
-        state = self._parse_state(_dict(doc.get("state"), "state", optional=False), seq)
-        return replace(state, complete=True, checkpoint=seq)
+        body = _dict(doc.get("state"), "state", optional=False)
+        state = self._parse_state(body, seq)
+        tag_log = [_tag_entry(e) for e in _list(body.get("tag_log"), "tag_log")]
+        return replace(state, complete=True, checkpoint=seq, tag_log=tag_log)
 
     # -- schemas (content-addressed) -------------------------------------------------------
     def read_schema(self, schema_id: str) -> bytes:
@@ -569,8 +629,8 @@ class ObjectLog:
         ``head`` is the state after the commit when it is not derived from ``commit`` (an
         upgrade from the old layout, whose versions are all in a checkpoint).
         """
-        at = utcnow()
-        new = apply(state, commit, at) if head is None else replace(head, seq=state.seq + 1)
+        at, user = utcnow(), _user()
+        new = apply(state, commit, at, user) if head is None else replace(head, seq=state.seq + 1)
         seq = state.seq + 1
         doc = {
             "format": FORMAT,
@@ -578,7 +638,7 @@ class ObjectLog:
             "seq": seq,
             "op": commit.op,
             "at": at,
-            "user": _user(),
+            "user": user,
             "actions": commit.actions(),
             "head": new.head_doc(),
         }
@@ -612,6 +672,7 @@ class ObjectLog:
                 **full.head_doc(),
                 "checkpoint": 0,
                 "records": [r.to_doc() for _, r in sorted(full.records.items())],
+                "tag_log": full.tag_log,
             },
         }
         key = self.key(checkpoint_file(full.seq))

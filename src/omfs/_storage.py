@@ -170,20 +170,16 @@ class Storage:
         )
 
     def list_names(self, prefix: str, startswith: str = "") -> list[str]:
-        """Names of the entries directly below ``prefix`` that start with ``startswith``,
-        without a stat per entry: a directory scan locally, one paginated LIST on object
-        storage, narrowed to ``startswith`` where the backend can."""
+        """Names of the entries directly below ``prefix`` that start with ``startswith``, in
+        no particular order, without a stat per entry: one directory read locally, one
+        paginated LIST on object storage (narrowed to ``startswith`` where it can be)."""
         path = self.path(prefix)
         if self.is_local:
             try:
-                with os.scandir(path) as entries:
-                    return sorted(
-                        e.name
-                        for e in entries
-                        if e.name.startswith(startswith) and e.is_file(follow_symlinks=False)
-                    )
+                names = os.listdir(path)
             except (FileNotFoundError, NotADirectoryError):
                 return []
+            return [n for n in names if n.startswith(startswith)] if startswith else names
         try:
             if startswith and self.protocol in ("s3", "s3a"):
                 found = self.fs.find(path, maxdepth=1, prefix=startswith)
@@ -199,7 +195,33 @@ class Storage:
                 name = entry[len(base) :]
                 if name.startswith(startswith):
                     names.append(name)
-        return sorted(names)
+        return names
+
+    def walk(self, prefix: str) -> list[tuple[str, int, float]]:
+        """Every file below ``prefix`` as ``(key, size, modified)``, ``modified`` in seconds
+        since the epoch (one recursive listing on object storage; for gc)."""
+        path = self.path(prefix)
+        out: list[tuple[str, int, float]] = []
+        if self.is_local:
+            for folder, _, files in os.walk(path):
+                for name in files:
+                    full = os.path.join(folder, name)
+                    with contextlib.suppress(FileNotFoundError):
+                        st = os.stat(full)
+                        out.append((self._key(full), st.st_size, st.st_mtime))
+            return out
+        try:
+            found = self.fs.find(path, detail=True)
+        except FileNotFoundError:
+            return []
+        for name, info in found.items():
+            if info.get("type") == "directory":
+                continue
+            stamp = info.get("LastModified") or info.get("mtime") or info.get("created") or 0
+            if hasattr(stamp, "timestamp"):
+                stamp = stamp.timestamp()
+            out.append((self._key(name), int(info.get("size") or 0), float(stamp)))
+        return out
 
     def list_dirs(self, prefix: str) -> list[str]:
         """Names of the folders directly below ``prefix`` (one listing call)."""

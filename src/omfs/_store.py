@@ -22,20 +22,62 @@ from __future__ import annotations
 
 import fnmatch
 import random
+import re
 import time
 from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from omfs import _log
-from omfs._log import Commit, ObjectLog, State, VersionRecord
-from omfs._names import check_bucket, check_name, split_selector
+from omfs._log import Commit, ObjectLog, State, TagMove, VersionRecord
+from omfs._names import check_bucket, check_name, check_tag, split_selector
 from omfs._storage import Storage
 from omfs.errors import CommitConflictError, FormatError, IntegrityError, NotFoundError
 from omfs.metadata import Metadata, utcnow
 
-__all__ = ["VersionedStore"]
+__all__ = ["VersionedStore", "parse_duration", "parse_time"]
 
 _MAX_ATTEMPTS = 200
+
+
+def parse_time(value: Any) -> datetime:
+    """An ISO 8601 time (``2026-03-01T12:00:00Z``) or datetime, as an aware UTC datetime."""
+    if isinstance(value, datetime):
+        when = value
+    else:
+        try:
+            when = datetime.fromisoformat(str(value).strip())
+        except ValueError:
+            raise ValueError(
+                f"Invalid time {value!r}: use ISO 8601, e.g. '2026-03-01T12:00:00Z'"
+            ) from None
+    return when.replace(tzinfo=UTC) if when.tzinfo is None else when.astimezone(UTC)
+
+
+_DURATION = re.compile(r"\s*(\d+(?:\.\d+)?)\s*(s|m|h|d|w)\s*")
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
+
+
+def parse_duration(value: Any) -> timedelta:
+    """``"30d"``, ``"1h"``, ``"90m"``, ``"45s"``, ``"2w"``, seconds, or a timedelta."""
+    if isinstance(value, timedelta):
+        return value
+    if isinstance(value, int | float) and not isinstance(value, bool) and value >= 0:
+        return timedelta(seconds=value)
+    match = _DURATION.fullmatch(str(value))
+    if not match:
+        raise ValueError(
+            f"Invalid duration {value!r}: use a number and a unit (s, m, h, d, w), e.g. '30d'"
+        )
+    return timedelta(seconds=float(match.group(1)) * _UNITS[match.group(2)])
+
+
+def _before(stamp: str, when: datetime) -> bool:
+    """True when the ISO time ``stamp`` (as omfs writes them) is at or before ``when``."""
+    try:
+        return parse_time(stamp) <= when
+    except ValueError:
+        return False
 
 
 class VersionedStore:
@@ -137,10 +179,20 @@ class VersionedStore:
         return log.full(head) if full and not head.complete else head
 
     def _select(
-        self, spec: str, version: int | str | None = None, *, full: bool = False
+        self,
+        spec: str,
+        version: int | str | None = None,
+        *,
+        full: bool = False,
+        at: Any = None,
     ) -> tuple[str, VersionRecord, State]:
         """The name, version record and state that ``spec`` (``name``, ``name@v3``,
-        ``name@tag``, ``name@latest``) selects; the state is complete with ``full=True``."""
+        ``name@tag``, ``name@latest``) selects; the state is complete with ``full=True``.
+
+        ``at`` (an ISO 8601 time or datetime) selects what the name or tag meant then.
+        """
+        if at is not None:
+            return self._select_at(spec, version, parse_time(at))
         name, selector = split_selector(spec)
         if version is not None:
             _, from_version = split_selector(f"{name}@{version}")
@@ -171,6 +223,44 @@ class VersionedStore:
             raise self._not_found(name, f" at version {number} (it was dropped)")
         return name, rec, state
 
+    def _select_at(
+        self, spec: str, version: int | str | None, when: datetime
+    ) -> tuple[str, VersionRecord, State]:
+        name, selector = split_selector(spec)
+        if version is not None:
+            selector = split_selector(f"{name}@{version}")[1]
+        state = self._state(name, full=True)
+        if not state.exists:
+            raise self._not_found(name)
+        stamp = when.isoformat()
+        if isinstance(selector, str):
+            moves = [e for e in state.tag_log if e["tag"] == selector and _before(e["at"], when)]
+            number = moves[-1]["v"] if moves else None
+            if number is None:
+                raise self._not_found(name, f" with tag {selector!r} at {stamp}")
+        else:
+            alive = [
+                r.version
+                for r in state.records.values()
+                if _before(r.created, when) and (r.dropped is None or not _before(r.dropped, when))
+            ]
+            if selector is None:
+                if not alive:
+                    raise self._not_found(name, f" at {stamp} (it had no version yet)")
+                number = max(alive)
+            elif selector in alive:
+                number = selector
+            else:
+                raise self._not_found(name, f" at version {selector} at {stamp}")
+        rec = state.records.get(number)
+        if rec is None or rec.dropped is not None:
+            raise self._not_found(
+                name,
+                f" at version {number}, which {selector or 'it'} pointed at on {stamp} "
+                "(that version was dropped since)",
+            )
+        return name, rec, state
+
     def _metadata(self, name: str, rec: VersionRecord) -> Metadata:
         return Metadata(
             name=name,
@@ -187,9 +277,9 @@ class VersionedStore:
             info={"operation": rec.op, **self._public_info(name, rec)},
         )
 
-    def _resolve(self, spec: str, version: int | str | None = None) -> Metadata:
+    def _resolve(self, spec: str, version: int | str | None = None, at: Any = None) -> Metadata:
         """The metadata that ``spec`` selects."""
-        name, rec, _ = self._select(spec, version)
+        name, rec, _ = self._select(spec, version, at=at)
         return self._metadata(name, rec)
 
     # -- public reading API ----------------------------------------------------------------
@@ -205,16 +295,14 @@ class VersionedStore:
                 if c in "*?[":
                     break
                 literal += c
-        names = [
-            f.replace("~", "/")
-            for f in self.storage.list_names(
-                f"{self.bucket}/{self.kind}/_index", startswith=literal.replace("/", "~")
-            )
-            if not f.startswith((".", "_"))
-        ]
-        if pattern is not None:
+        found = self.storage.list_names(
+            f"{self.bucket}/{self.kind}/_index", startswith=literal.replace("/", "~")
+        )
+        names = [f.replace("~", "/") for f in found if f[0] != "."]  # not temporary files
+        if pattern is not None and pattern != literal + "*":  # 'team1/*': the prefix said it all
             names = fnmatch.filter(names, pattern)
-        return sorted(names)
+        names.sort()
+        return names
 
     def exists(self, name: str) -> bool:
         """True when ``name`` (or the version it selects) exists."""
@@ -224,26 +312,162 @@ class VersionedStore:
             return False
         return True
 
-    def metadata(self, name: str, *, version: int | str | None = None) -> Metadata:
-        """The metadata of the latest version, or of the one ``name@v3``/``version=`` selects."""
-        return self._resolve(name, version)
+    def metadata(self, name: str, *, version: int | str | None = None, at: Any = None) -> Metadata:
+        """The metadata of the latest version, or of the one ``name@v3``, ``name@tag`` or
+        ``version=`` selects; ``at=`` (ISO 8601) as it was selected at that time."""
+        return self._resolve(name, version, at)
 
-    def versions(self, name: str) -> list[Metadata]:
-        """Every live version of ``name``, oldest first."""
+    def versions(self, name: str, *, at: Any = None) -> list[Metadata]:
+        """Every live version of ``name``, oldest first; ``at=``: those live at that time
+        (and still readable)."""
         name = check_name(name)
         state = self._state(name, full=True)
         live = state.live() if state.exists else []
+        if at is not None:
+            when = parse_time(at)
+            live = [r for r in live if _before(r.created, when)]
         if not live:
             raise self._not_found(name)
         return [self._metadata(name, rec) for rec in live]
 
+    # -- tags ------------------------------------------------------------------------------
     def tags(self, name: str) -> dict[str, int]:
-        """The tags of ``name`` and the versions they point at."""
+        """The tags of ``name`` and the versions they point at now."""
         name = check_name(name)
         state = self._state(name)
         if not state.exists:
             raise self._not_found(name)
         return dict(sorted(state.tags.items()))
+
+    def tag(self, spec: str, tag: str, *, reason: str | None = None) -> Metadata:
+        """Point ``tag`` at the version ``spec`` selects (``m@v3``; the latest by default),
+        moving it if it pointed elsewhere. Every move is kept: see :meth:`tag_history`."""
+        tag = check_tag(tag)
+        name, rec, _ = self._select(spec)
+        number = rec.version
+
+        def change(state: State) -> Commit:
+            self._check_live(name, state, number)
+            return Commit(op="tag", moves=[TagMove(tag, number, reason)])
+
+        # the full state: the head after the move holds the newly tagged version's record
+        state = self._commit(name, change, retry=True, full=True)
+        return self._metadata(name, state.records[number])
+
+    def untag(self, name: str, tag: str, *, reason: str | None = None) -> None:
+        """Remove ``tag`` from ``name`` (recorded in its history)."""
+        name, tag = check_name(name), check_tag(tag)
+
+        def change(state: State) -> Commit:
+            if not state.exists or tag not in state.tags:
+                raise self._not_found(name, f" with tag {tag!r}")
+            return Commit(op="untag", moves=[TagMove(tag, None, reason)])
+
+        self._commit(name, change, retry=True)
+
+    def tag_history(self, name: str, tag: str | None = None) -> list[dict[str, Any]]:
+        """Every move of ``tag`` (of every tag by default), oldest first: ``tag``,
+        ``version`` (None: removed), ``previous``, ``at``, ``user``, ``reason``, ``source``."""
+        name = check_name(name)
+        if tag is not None:
+            check_tag(tag)
+        state = self._state(name, full=True)
+        if not state.exists:
+            raise self._not_found(name)
+        return [
+            {
+                "tag": e["tag"],
+                "version": e["v"],
+                "previous": e["prev"],
+                "at": e["at"],
+                "user": e.get("user", ""),
+                "reason": e.get("reason"),
+                "source": e.get("source"),
+            }
+            for e in state.tag_log
+            if tag is None or e["tag"] == tag
+        ]
+
+    def rollback(self, name: str, tag: str, *, reason: str | None = None) -> Metadata:
+        """Move ``tag`` back to the version it pointed at before its last move (recorded as
+        a move of its own)."""
+        name, tag = check_name(name), check_tag(tag)
+
+        def change(state: State) -> Commit:
+            if not state.exists or tag not in state.tags:
+                raise self._not_found(name, f" with tag {tag!r}")
+            moves = [e for e in state.tag_log if e["tag"] == tag]
+            previous = moves[-1]["prev"] if moves else None
+            if previous is None:
+                raise ValueError(
+                    f"Tag {tag!r} of {self._where(name)} has no previous version to roll "
+                    f"back to; tag_history({name!r}, {tag!r}) shows its moves."
+                )
+            self._check_live(name, state, previous)
+            why = reason or f"rollback from version {state.tags[tag]}"
+            return Commit(op="rollback", moves=[TagMove(tag, previous, why)])
+
+        state = self._commit(name, change, retry=True, full=True)
+        return self._metadata(name, state.records[state.tags[tag]])
+
+    # -- retention -------------------------------------------------------------------------
+    def prune(
+        self,
+        name: str,
+        *,
+        keep_last: int | None = None,
+        older_than: Any = None,
+        dry_run: bool = False,
+    ) -> list[int]:
+        """Drop old versions of ``name``: those not among the ``keep_last`` newest and (with
+        ``older_than``, e.g. ``"30d"``) created longer ago than that. A version a tag points
+        at is never dropped, nor a payload file that a kept version still uses. One commit
+        drops them all, then the files go. Returns the versions dropped (or, with
+        ``dry_run=True``, that would be)."""
+        if keep_last is None and older_than is None:
+            raise ValueError("prune() needs keep_last=, older_than= or both")
+        if keep_last is not None and (type(keep_last) is not int or keep_last < 0):
+            raise ValueError(f"keep_last must be a whole number >= 0, got {keep_last!r}")
+        cutoff = None
+        if older_than is not None:
+            cutoff = datetime.now(UTC) - parse_duration(older_than)
+        name = check_name(name)
+
+        def chosen(state: State) -> list[int]:
+            live = state.live()
+            if keep_last is not None:
+                live = live[: max(0, len(live) - keep_last)]
+            tagged = set(state.tags.values())
+            return [
+                r.version
+                for r in live
+                if r.version not in tagged and (cutoff is None or _before(r.created, cutoff))
+            ]
+
+        state = self._state(name, full=True)
+        if not state.exists:
+            raise self._not_found(name)
+        if dry_run or not chosen(state):
+            return chosen(state)
+        picked: list[int] = []
+
+        def change(state: State) -> Commit:
+            picked[:] = chosen(state)
+            return Commit(op="prune", drops=list(picked))
+
+        state = self._commit(name, change, retry=True, full=True)
+        self._delete_unused(name, state, picked)
+        return picked
+
+    def _delete_unused(self, name: str, state: State, dropped: list[int]) -> None:
+        """Delete the payload files of ``dropped`` versions that no live version uses."""
+        still_used: set[str] = set()
+        for live in state.live():
+            still_used.update(self._version_files(state, live))
+        unused: set[str] = set()
+        for number in dropped:
+            unused.update(self._version_files(state, state.records[number]))
+        self.storage.delete(self._data_key(name, f) for f in unused - still_used)
 
     def update_attributes(
         self, name: str, attributes: dict[str, Any], *, version: int | None = None
@@ -255,14 +479,15 @@ class VersionedStore:
         """
         if not isinstance(attributes, dict):
             raise TypeError(f"attributes must be a dict, got {type(attributes).__name__}")
-        base, rec, _ = self._select(name, version)
+        base, rec, head = self._select(name, version)
         number = rec.version
+        needs_full = head.complete or number not in head.records
 
         def change(state: State) -> Commit:
             self._check_live(base, state, number)
             return Commit(op="update-attributes", attributes=(number, dict(attributes), utcnow()))
 
-        state = self._commit(base, change, retry=True)
+        state = self._commit(base, change, retry=True, full=needs_full)
         return self._metadata(base, state.records[number])
 
     def _check_live(self, name: str, state: State, number: int) -> None:
@@ -391,14 +616,10 @@ class VersionedStore:
 
         def change(state: State) -> Commit:
             self._check_live(name, state, number)
-            return Commit(op="drop-version", drop=number)
+            return Commit(op="drop-version", drops=[number])
 
         state = self._commit(name, change, retry=True, full=True)
-        still_used: set[str] = set()
-        for live in state.live():
-            still_used.update(self._version_files(state, live))
-        unused = set(self._version_files(state, state.records[number])) - still_used
-        self.storage.delete(self._data_key(name, f) for f in unused)
+        self._delete_unused(name, state, [number])
         if not state.exists:
             self.storage.delete([self._index_key(name)])
 

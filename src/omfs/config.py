@@ -2,14 +2,20 @@
 then built-in defaults that work offline with no configuration.
 
 The config file is TOML, at ``$OMFS_CONFIG`` or ``$XDG_CONFIG_HOME/omfs/config.toml``
-(``~/.config/omfs/config.toml``)::
+(``~/.config/omfs/config.toml``). It names contexts, one of them the default::
 
-    root = "s3://acme-ml/dev"
-    bucket = "omega"
-    cluster = "tcp://scheduler:8786"
+    default = "dev"
 
-    [storage_options]
-    client_kwargs = { endpoint_url = "http://localhost:9000" }
+    [contexts.dev]
+    root = "~/omfs-dev"
+
+    [contexts.prod]
+    root = "s3://acme-ml/prod"
+    cluster = "tcp://sched:8786"
+    storage_options = { client_kwargs = { endpoint_url = "http://minio:9000" } }
+
+A file of the first release (top-level ``root``, ``bucket``, ``cluster`` and
+``[storage_options]``) still works: it is the context used when no named one is chosen.
 
 ``$OMFS_STORAGE_OPTIONS`` (a JSON object) gives storage options from the environment.
 Credentials belong in the environment the storage library reads (``AWS_ACCESS_KEY_ID`` ...).
@@ -26,7 +32,16 @@ from typing import Any
 
 from omfs.errors import ConfigError
 
-__all__ = ["DEFAULT_BUCKET", "Settings", "config_path", "default_root", "resolve"]
+__all__ = [
+    "DEFAULT_BUCKET",
+    "Settings",
+    "add_context",
+    "config_path",
+    "contexts",
+    "default_root",
+    "remove_context",
+    "resolve",
+]
 
 DEFAULT_BUCKET = "omega"
 
@@ -44,12 +59,18 @@ def default_root() -> str:
     return str(Path.home() / ".omfs")
 
 
+_CONTEXT_KEYS = {"root", "bucket", "cluster", "storage_options"}
+_TOP_KEYS = _CONTEXT_KEYS | {"default", "remote", "contexts"}
+
+
 @dataclass(frozen=True)
 class Settings:
     root: str
     bucket: str
     cluster: Any = None
     storage_options: dict[str, Any] = field(default_factory=dict)
+    context: str | None = None  # the named context these came from, if any
+    sources: dict[str, str] = field(default_factory=dict)  # setting -> where it came from
 
 
 def _read_config() -> dict[str, Any]:
@@ -67,13 +88,105 @@ def _read_config() -> dict[str, Any]:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"The config file {str(path)!r} is not valid TOML: {exc}") from None
-    unknown = set(data) - {"root", "bucket", "cluster", "storage_options"}
+    unknown = set(data) - _TOP_KEYS
     if unknown:
         raise ConfigError(
             f"The config file {str(path)!r} has unknown keys {sorted(unknown)}; allowed are "
-            "root, bucket, cluster and [storage_options]."
+            "default, remote, [contexts.NAME], and root, bucket, cluster, [storage_options]."
         )
+    named = data.get("contexts", {})
+    if not isinstance(named, dict):
+        raise ConfigError(f"In {str(path)!r}, 'contexts' must be a table of [contexts.NAME]")
+    for name, ctx in named.items():
+        if not isinstance(ctx, dict) or not isinstance(ctx.get("root"), str):
+            raise ConfigError(
+                f'In {str(path)!r}, [contexts.{name}] needs a root, e.g. root = "~/omfs-dev"'
+            )
+        extra = set(ctx) - _CONTEXT_KEYS
+        if extra:
+            raise ConfigError(
+                f"In {str(path)!r}, [contexts.{name}] has unknown keys {sorted(extra)}; allowed "
+                "are root, bucket, cluster and storage_options."
+            )
+    for key in ("default", "remote"):
+        if key in data and data[key] not in named:
+            raise ConfigError(
+                f"In {str(path)!r}, {key} = {data[key]!r} names no context; known: {sorted(named)}"
+            )
     return data
+
+
+def contexts() -> dict[str, dict[str, Any]]:
+    """The named contexts of the config file (``{}`` without one), and which is default:
+    ``{name: {"root", "bucket", "cluster", "storage_options", "default": bool}}``."""
+    conf = _read_config()
+    default = conf.get("default")
+    return {
+        name: {**ctx, "default": name == default}
+        for name, ctx in sorted(conf.get("contexts", {}).items())
+    }
+
+
+def _check_context_name(name: str) -> str:
+    from omfs._names import check_bucket
+
+    try:
+        return check_bucket(name)
+    except ValueError:
+        raise ConfigError(
+            f"Invalid context name {name!r}: use letters, digits, '_', '-' and '.'"
+        ) from None
+
+
+def _write_config(data: dict[str, Any]) -> Path:
+    import tomli_w
+
+    path = config_path()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(tomli_w.dumps(data), encoding="utf-8")
+    os.replace(tmp, path)  # whole or not at all
+    return path
+
+
+def add_context(
+    name: str,
+    root: str,
+    *,
+    bucket: str | None = None,
+    cluster: str | None = None,
+    storage_options: dict[str, Any] | None = None,
+    default: bool = False,
+) -> Path:
+    """Add (or replace) context ``name`` in the config file; returns the file's path."""
+    name = _check_context_name(name)
+    conf = _read_config() if config_path().exists() else {}
+    entry: dict[str, Any] = {"root": root}
+    if bucket:
+        entry["bucket"] = bucket
+    if cluster:
+        entry["cluster"] = cluster
+    if storage_options:
+        entry["storage_options"] = storage_options
+    conf.setdefault("contexts", {})[name] = entry
+    if default or "default" not in conf:
+        conf["default"] = name
+    return _write_config(conf)
+
+
+def remove_context(name: str) -> Path:
+    """Remove context ``name`` from the config file."""
+    conf = _read_config()
+    if name not in conf.get("contexts", {}):
+        raise ConfigError(
+            f"There is no context {name!r} in {str(config_path())!r}; known: "
+            f"{sorted(conf.get('contexts', {}))}"
+        )
+    del conf["contexts"][name]
+    for key in ("default", "remote"):
+        if conf.get(key) == name:
+            del conf[key]
+    return _write_config(conf)
 
 
 def resolve(
@@ -81,30 +194,81 @@ def resolve(
     bucket: str | None = None,
     cluster: Any = None,
     storage_options: dict[str, Any] | None = None,
+    context: str | None = None,
 ) -> Settings:
-    """Fill in each setting from the argument, ``$OMFS_*``, the config file or the default."""
+    """Fill in each setting: the argument, then ``$OMFS_*``, then the named context
+    (``context=``, ``$OMFS_CONTEXT``, the file's ``default``), then the file's top-level
+    settings, then the built-in default. ``sources`` says where each came from."""
     env = os.environ
-    needs_file = (
-        (root is None and not env.get("OMFS_ROOT"))
-        or (bucket is None and not env.get("OMFS_BUCKET"))
-        or (cluster is None and not env.get("OMFS_CLUSTER"))
-    )
-    conf = _read_config() if needs_file else {}
-    chosen_root = os.fspath(root) if root is not None else env.get("OMFS_ROOT") or conf.get("root")
+    if root is not None and context is not None:
+        raise ConfigError("Give root= or context=, not both: a context names its own root")
+    conf = _read_config()
+    named = conf.get("contexts", {})
+    sources: dict[str, str] = {}
+    name = context
+    if name is None and root is None and not env.get("OMFS_ROOT"):
+        name = env.get("OMFS_CONTEXT") or conf.get("default")
+        origin = "$OMFS_CONTEXT" if env.get("OMFS_CONTEXT") else f"default in {config_path()}"
+    else:
+        origin = "argument"
+    ctx: dict[str, Any] = {}
+    if name is not None:
+        if name not in named:
+            raise ConfigError(
+                f"There is no context {name!r} in {str(config_path())!r}; known: "
+                f"{sorted(named) or 'none'}. 'om contexts add {name} --root URL' adds it."
+            )
+        ctx = named[name]
+        sources["context"] = origin
+
+    def pick(key: str, arg: Any, env_key: str) -> Any:
+        if arg is not None:
+            sources[key] = "argument"
+            return arg
+        if env.get(env_key) and not (key == "root" and context is not None):
+            sources[key] = f"${env_key}"
+            return env[env_key]
+        if ctx.get(key) is not None:
+            sources[key] = f"context {name!r} in {config_path()}"
+            return ctx[key]
+        if conf.get(key) is not None and not ctx:
+            sources[key] = str(config_path())
+            return conf[key]
+        return None
+
+    chosen_root = pick("root", os.fspath(root) if root is not None else None, "OMFS_ROOT")
     options = storage_options
-    if options is None and env.get("OMFS_STORAGE_OPTIONS"):
+    if options is not None:
+        sources["storage_options"] = "argument"
+    elif env.get("OMFS_STORAGE_OPTIONS"):
         try:
             options = json.loads(env["OMFS_STORAGE_OPTIONS"])
         except ValueError as exc:
             raise ConfigError(f"$OMFS_STORAGE_OPTIONS is not valid JSON: {exc}") from None
         if not isinstance(options, dict):
             raise ConfigError("$OMFS_STORAGE_OPTIONS must be a JSON object")
-    if options is None:
+        sources["storage_options"] = "$OMFS_STORAGE_OPTIONS"
+    elif ctx and chosen_root == ctx.get("root"):
+        options = ctx.get("storage_options", {})
+        sources["storage_options"] = f"context {name!r} in {config_path()}"
+    elif not ctx and chosen_root == conf.get("root"):
         # the file's storage options belong to the file's root only
-        options = conf.get("storage_options", {}) if chosen_root == conf.get("root") else {}
+        options = conf.get("storage_options", {})
+    if chosen_root is None:
+        chosen_root = default_root()
+        sources["root"] = "built-in default"
+    chosen_bucket = pick("bucket", bucket, "OMFS_BUCKET")
+    if chosen_bucket is None:
+        chosen_bucket = DEFAULT_BUCKET
+        sources["bucket"] = "built-in default"
+    chosen_cluster = pick("cluster", cluster, "OMFS_CLUSTER")
+    if chosen_cluster is None:
+        sources["cluster"] = "built-in default (a local Dask cluster on first use)"
     return Settings(
-        root=chosen_root or default_root(),
-        bucket=bucket or env.get("OMFS_BUCKET") or conf.get("bucket") or DEFAULT_BUCKET,
-        cluster=cluster if cluster is not None else env.get("OMFS_CLUSTER") or conf.get("cluster"),
-        storage_options=dict(options),
+        root=chosen_root,
+        bucket=chosen_bucket,
+        cluster=chosen_cluster,
+        storage_options=dict(options or {}),
+        context=name if ctx else None,
+        sources=sources,
     )

@@ -86,6 +86,15 @@ class Omega:
 
         return Runtime(self)
 
+    def gc(
+        self, *, grace: Any = "1h", dry_run: bool = False, buckets: list[str] | None = None
+    ) -> dict[str, Any]:
+        """Remove files no live version references, older than ``grace`` (all buckets by
+        default). See :func:`omfs.retention.collect_garbage`."""
+        from omfs.retention import collect_garbage
+
+        return collect_garbage(self, buckets=buckets, grace=grace, dry_run=dry_run)
+
     @property
     def buckets(self) -> list[str]:
         """Names of the buckets in this context (always includes this one)."""
@@ -99,8 +108,12 @@ def setup(
     bucket: str | None = None,
     storage_options: dict[str, Any] | None = None,
     cluster: Any = None,
+    context: str | None = None,
 ) -> Omega:
     """Open a context.
+
+    ``context="prod"`` opens a context named in the config file (``$OMFS_CONTEXT`` and the
+    file's ``default`` name one too).
 
     ``root`` is a local folder or fsspec URL (``s3://bucket/prefix``, ``memory://name``);
     ``None`` means ``$OMFS_ROOT``, then the config file, then ``~/.omfs``. ``bucket``
@@ -108,7 +121,7 @@ def setup(
     ``distributed.Client``; ``None`` means ``$OMFS_CLUSTER``, else a LocalCluster started on
     first remote use.
     """
-    settings = config.resolve(root, bucket, cluster, storage_options)
+    settings = config.resolve(root, bucket, cluster, storage_options, context)
     storage = Storage(settings.root, settings.storage_options)
     storage.check_root()
     return Omega(storage, settings.bucket, settings.cluster)

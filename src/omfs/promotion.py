@@ -16,7 +16,7 @@ import os
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from omfs._log import Commit, State, VersionRecord
+from omfs._log import Commit, State, TagMove, VersionRecord
 from omfs._names import check_name
 from omfs._storage import unique_name
 from omfs._store import VersionedStore
@@ -80,7 +80,7 @@ def _conditions(conditions: Sequence[str | Condition] | None) -> list[tuple[str,
 def promote(
     source: VersionedStore,
     name: str,
-    target: VersionedStore,
+    target: VersionedStore | str,
     *,
     asname: str | None = None,
     conditions: Sequence[str | Condition] | None = None,
@@ -92,6 +92,8 @@ def promote(
     Returns the target's new Metadata, or with ``dry_run=True`` a dict saying what would be
     copied (nothing is written).
     """
+    if isinstance(target, str):
+        target = _named_target(source, target)
     if type(source) is not type(target):
         raise PromotionError(
             f"Cannot promote from {source.kind} to {target.kind}: promote a dataset to "
@@ -146,6 +148,8 @@ def promote(
             for f in target._own_files(VersionRecord(0, "", meta.kind, "promote", info=new_info))
         ]
         lineage = _lineage(meta, source)
+        origin = dict(lineage["promoted_from"])
+        travelling = sorted(t for t, v in state.tags.items() if v == meta.version)
 
         def change(state: State) -> Commit:
             new = VersionRecord(
@@ -157,7 +161,8 @@ def promote(
                 lineage=lineage,
                 info=new_info,
             )
-            return Commit(op="promote", version=new)
+            moves = [TagMove(t, new.version, "promoted", {**origin, "tag": t}) for t in travelling]
+            return Commit(op="promote", version=new, moves=moves)
 
         state = target._commit(target_name, change, retry=True)
         return target._metadata(target_name, state.records[state.latest])  # type: ignore[index]
@@ -165,6 +170,15 @@ def promote(
         target.storage.delete(written)
         target._forget_if_empty(target_name)
         raise
+
+
+def _named_target(source: VersionedStore, spec: str) -> VersionedStore:
+    """``"prod"`` or ``"prod:bucket"``: the same store in a named context of the config."""
+    from omfs.context import setup
+
+    name, _, bucket = spec.partition(":")
+    target = setup(context=name, bucket=bucket or None)
+    return getattr(target, source.kind)  # type: ignore[no-any-return]
 
 
 def _lineage(meta: Metadata, source: VersionedStore) -> dict[str, Any]:

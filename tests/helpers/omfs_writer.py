@@ -5,6 +5,9 @@ MODE is ``put`` (replace), ``append``, or ``compact`` (append, and compact every
 time); COUNT 0 means loop until killed. Prints ``ready`` once imports are done, waits for a
 line on stdin, and prints ``committed N`` after each commit.
 
+``OMFS_TEST_KILL_AT=pause-commit`` makes each new version wait, after its payload is written
+and before its commit, for another line on stdin (it prints ``paused``).
+
 ``OMFS_TEST_KILL_AT=checkpoint|checkpoint-written|compact-part|compact-commit`` makes the
 process SIGKILL itself at that point of the N-th time it gets there (``OMFS_TEST_KILL_AFTER``,
 default 1): just before a checkpoint is created, just after (before the hint follows it),
@@ -68,6 +71,16 @@ def _kill_at(point: str) -> None:
             return out
 
         store.DatasetStore._merge_parts = merge
+    elif point == "pause-commit":  # wait for a second line on stdin before committing
+        real_try = _log.ObjectLog.try_commit
+
+        def paused(self, state, commit, head=None):
+            if commit.version is not None:
+                print("paused", flush=True)
+                sys.stdin.readline()
+            return real_try(self, state, commit, head)
+
+        _log.ObjectLog.try_commit = paused
     elif point == "compact-commit":
         real_commit = _log.ObjectLog.try_commit
 

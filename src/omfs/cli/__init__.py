@@ -6,7 +6,7 @@ from typing import Annotated
 
 import typer
 
-from omfs.cli import buckets, datasets, maintenance, models, runtime
+from omfs.cli import buckets, contexts, datasets, maintenance, models, runtime
 from omfs.cli._common import run_with_errors, state
 
 __all__ = ["app", "main"]
@@ -21,9 +21,11 @@ app = typer.Typer(
 app.add_typer(datasets.app, name="datasets")
 app.add_typer(models.app, name="models")
 app.add_typer(buckets.app, name="buckets")
+app.add_typer(contexts.app, name="contexts")
 app.add_typer(runtime.app, name="runtime")
 app.command("fsck")(maintenance.fsck)
 app.command("upgrade")(maintenance.upgrade)
+app.command("gc")(maintenance.gc)
 
 
 @app.callback()
@@ -37,9 +39,13 @@ def _options(
     cluster: Annotated[
         str | None, typer.Option(help="Dask scheduler address [env: OMFS_CLUSTER]")
     ] = None,
+    context: Annotated[
+        str | None, typer.Option(help="a named context of the config file [env: OMFS_CONTEXT]")
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="machine-readable output")] = False,
 ) -> None:
     state.root, state.bucket, state.cluster, state.as_json = root, bucket, cluster, as_json
+    state.context = context
 
 
 def main() -> None:

@@ -21,11 +21,12 @@ class State:
     bucket: str | None = None
     cluster: str | None = None
     as_json: bool = False
+    context: str | None = None
 
     def omega(self) -> Any:
         import omfs
 
-        return omfs.setup(self.root, bucket=self.bucket, cluster=self.cluster)
+        return omfs.setup(self.root, bucket=self.bucket, cluster=self.cluster, context=self.context)
 
 
 state = State()
@@ -192,6 +193,9 @@ ToRoot = Annotated[str | None, typer.Option("--to-root", help="target context ro
 ToOptions = Annotated[
     str | None, typer.Option("--to-options", help="JSON storage options of --to-root")
 ]
+ToContext = Annotated[
+    str | None, typer.Option("--to-context", help="target: a named context of the config file")
+]
 AsName = Annotated[str | None, typer.Option("--as", help="name in the target")]
 DryRun = Annotated[bool, typer.Option("--dry-run", help="say what would be copied")]
 Conditions = Annotated[
@@ -224,16 +228,21 @@ def promote_command(
     asname: str | None,
     dry_run: bool,
     conditions: list[str] | None,
+    to_context: str | None = None,
 ) -> None:
     """``om datasets|models promote``: copy a version to another bucket and/or context."""
     import json
 
     import omfs
 
-    if to_bucket is None and to_root is None:
-        fail("promote needs --to-bucket and/or --to-root")
+    if to_bucket is None and to_root is None and to_context is None:
+        fail("promote needs --to-bucket, --to-root or --to-context", 2)
+    if to_root is not None and to_context is not None:
+        fail("give --to-root or --to-context, not both", 2)
     source = state.omega()
-    if to_root is not None:
+    if to_context is not None:
+        target = omfs.setup(context=to_context, bucket=to_bucket)
+    elif to_root is not None:
         options = json.loads(to_options) if to_options else None
         target = omfs.setup(to_root, bucket=to_bucket or source.bucket, storage_options=options)
     else:

@@ -14,6 +14,7 @@ from omfs.cli._common import (
     Conditions,
     DryRun,
     ToBucket,
+    ToContext,
     ToOptions,
     ToRoot,
     drop_command,
@@ -27,6 +28,7 @@ from omfs.cli._common import (
     report_written,
     state,
 )
+from omfs.cli._versions import add_commands
 
 app = typer.Typer(help="Datasets: Parquet tables and raw files.", no_args_is_help=True)
 
@@ -228,9 +230,15 @@ def promote(
     to_bucket: ToBucket = None,
     to_root: ToRoot = None,
     to_options: ToOptions = None,
+    to_context: ToContext = None,
     asname: AsName = None,
     dry_run: DryRun = False,
     condition: Conditions = None,
 ) -> None:
     """Copy a dataset version to another bucket or context, with lineage."""
-    promote_command("datasets", name, to_bucket, to_root, to_options, asname, dry_run, condition)
+    promote_command(
+        "datasets", name, to_bucket, to_root, to_options, asname, dry_run, condition, to_context
+    )
+
+
+add_commands(app, "datasets")

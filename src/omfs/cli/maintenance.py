@@ -1,7 +1,8 @@
-"""``om fsck`` and ``om upgrade``."""
+"""``om fsck``, ``om upgrade`` and ``om gc``."""
 
 from __future__ import annotations
 
+import sys
 from typing import Annotated
 
 import typer
@@ -37,3 +38,23 @@ def upgrade(bucket: Buckets = None) -> None:
 
     done = run(state.omega(), bucket)
     emit_table(done, ["bucket", "store", "name"], empty="nothing to upgrade")
+
+
+def gc(
+    bucket: Buckets = None,
+    grace: Annotated[
+        str, typer.Option(help="only files older than this, e.g. 1h, 2d (protects writers)")
+    ] = "1h",
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="list, delete nothing")] = False,
+) -> None:
+    """Remove files no live version references: payloads of crashed or dropped writes,
+    temporary files, superseded checkpoints, index markers of objects with no version."""
+    from omfs.retention import collect_garbage
+
+    report = collect_garbage(state.omega(), buckets=bucket, grace=grace, dry_run=dry_run)
+    files = report["files"]
+    verb = "would remove" if dry_run else "removed"
+    emit_table(files, ["bucket", "store", "key", "bytes", "why"], empty="nothing to remove")
+    print(f"om: {verb} {len(files)} file(s), {report['bytes']:,} bytes", file=sys.stderr)
+    for skip in report["skipped"]:
+        print(f"om: skipped {skip['store']} {skip['name']!r}: {skip['why']}", file=sys.stderr)

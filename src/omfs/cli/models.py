@@ -13,6 +13,7 @@ from omfs.cli._common import (
     Conditions,
     DryRun,
     ToBucket,
+    ToContext,
     ToOptions,
     ToRoot,
     drop_command,
@@ -25,6 +26,7 @@ from omfs.cli._common import (
     report_written,
     state,
 )
+from omfs.cli._versions import add_commands
 
 app = typer.Typer(help="Models: joblib payloads with JSON sidecars.", no_args_is_help=True)
 
@@ -126,9 +128,15 @@ def promote(
     to_bucket: ToBucket = None,
     to_root: ToRoot = None,
     to_options: ToOptions = None,
+    to_context: ToContext = None,
     asname: AsName = None,
     dry_run: DryRun = False,
     condition: Conditions = None,
 ) -> None:
     """Copy a model version to another bucket or context, with lineage."""
-    promote_command("models", name, to_bucket, to_root, to_options, asname, dry_run, condition)
+    promote_command(
+        "models", name, to_bucket, to_root, to_options, asname, dry_run, condition, to_context
+    )
+
+
+add_commands(app, "models")

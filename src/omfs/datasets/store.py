@@ -618,6 +618,7 @@ class DatasetStore(VersionedStore):
         chunksize: int | None = None,
         local_path: str | os.PathLike[str] | None = None,
         progress: Callable[[int], None] | None = None,
+        at: Any = None,
         **filter_kw: Any,
     ) -> Any:
         """Read dataset ``name`` back as the kind it was stored as.
@@ -626,9 +627,10 @@ class DatasetStore(VersionedStore):
         down into the Parquet read: parts whose statistics cannot match are not opened.
         ``lazy=True`` gives a Dask DataFrame; ``chunksize=N`` an iterator of frames of N rows
         (one row group in memory at a time). Raw files come back as bytes, or are written
-        to ``local_path``.
+        to ``local_path``. ``at=`` (ISO 8601) reads what ``name`` or ``name@tag`` selected
+        at that time.
         """
-        base, rec, state = self._select(name, version)
+        base, rec, state = self._select(name, version, at=at)
         parts = self._parts_of(base, state, rec)
         if rec.kind == _convert.KIND_RAW:
             if columns is not None or filters is not None or filter_kw or lazy:
@@ -825,9 +827,10 @@ class DatasetStore(VersionedStore):
             )
 
     # -- promotion --------------------------------------------------------------------------
-    def promote(self, name: str, other: DatasetStore, **kwargs: Any) -> Metadata:
+    def promote(self, name: str, other: DatasetStore | str, **kwargs: Any) -> Metadata:
         """Copy one version of ``name`` to ``other`` (another bucket or context) as a new
-        version there, recording where it came from. See :func:`omfs.promotion.promote`."""
+        version there, recording where it came from; ``other`` may name a context of the
+        config file (``"prod"``, ``"prod:bucket"``). See :func:`omfs.promotion.promote`."""
         from omfs.promotion import promote
 
         return promote(self, name, other, **kwargs)

@@ -257,12 +257,13 @@ class ModelStore(VersionedStore):
             self._forget_if_empty(name)
             raise
 
-    def get(self, name: str, *, version: int | str | None = None) -> Any:
+    def get(self, name: str, *, version: int | str | None = None, at: Any = None) -> Any:
         """Load the latest version, or the one ``name@v3``, ``name@tag`` or ``version=``
-        selects. The payload is hashed as it is read and never unpickled on a mismatch."""
+        selects (``at=``: as selected at that time). The payload is hashed as it is read and
+        never unpickled on a mismatch."""
         import joblib
 
-        meta = self._resolve(name, version)
+        meta = self._resolve(name, version, at)
         key = self._data_key(meta.name, meta.info["payload"])
         if self.storage.is_local and meta.info.get("size"):
             # map the file once: hash the mapping, then unpickle from the same mapping
@@ -306,9 +307,10 @@ class ModelStore(VersionedStore):
                 "omfs and was not loaded. Put the model again, or drop that version."
             )
 
-    def promote(self, name: str, other: ModelStore, **kwargs: Any) -> Metadata:
+    def promote(self, name: str, other: ModelStore | str, **kwargs: Any) -> Metadata:
         """Copy one version of ``name`` to ``other`` (another bucket or context) as a new
-        version there, recording where it came from. See :func:`omfs.promotion.promote`."""
+        version there, recording where it came from; ``other`` may name a context of the
+        config file (``"prod"``, ``"prod:bucket"``). See :func:`omfs.promotion.promote`."""
         from omfs.promotion import promote
 
         return promote(self, name, other, **kwargs)

@@ -1,0 +1,82 @@
+"""``om contexts ...``: the named contexts of the config file."""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import Annotated
+
+import typer
+
+from omfs.cli._common import emit_table, fail
+
+app = typer.Typer(
+    help="Contexts: named roots (with cluster and options) in the config file.",
+    no_args_is_help=True,
+)
+
+
+@app.command("list")
+def list_() -> None:
+    """List the named contexts: name, root, bucket, cluster, and which is the default."""
+    from omfs import config
+
+    rows = [
+        {
+            "name": name,
+            "root": ctx["root"],
+            "bucket": ctx.get("bucket"),
+            "cluster": ctx.get("cluster"),
+            "default": "*" if ctx["default"] else "",
+        }
+        for name, ctx in config.contexts().items()
+    ]
+    emit_table(
+        rows,
+        ["name", "root", "bucket", "cluster", "default"],
+        empty=f"no named contexts in {config.config_path()}; 'om contexts add' adds one",
+    )
+
+
+@app.command()
+def add(
+    name: Annotated[str, typer.Argument(help="context name, e.g. prod")],
+    root: Annotated[str, typer.Option(help="root folder or URL, e.g. s3://acme-ml/prod")],
+    bucket: Annotated[str | None, typer.Option(help="default bucket of this context")] = None,
+    cluster: Annotated[str | None, typer.Option(help="Dask scheduler, e.g. tcp://s:8786")] = None,
+    storage_option: Annotated[
+        list[str] | None,
+        typer.Option("--storage-option", help="KEY=VALUE (repeatable; dotted keys nest)"),
+    ] = None,
+    default: Annotated[bool, typer.Option("--default", help="make it the default")] = False,
+) -> None:
+    """Add (or replace) a named context in the config file."""
+    from omfs import config
+
+    options: dict = {}
+    for item in storage_option or []:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            fail(f"--storage-option takes KEY=VALUE, got {item!r}", 2)
+        try:
+            parsed = json.loads(value)
+        except ValueError:
+            parsed = value
+        target = options
+        *parents, last = key.split(".")
+        for part in parents:  # client_kwargs.endpoint_url=... nests
+            target = target.setdefault(part, {})
+        target[last] = parsed
+    path = config.add_context(
+        name, root, bucket=bucket, cluster=cluster, storage_options=options, default=default
+    )
+    print(f"om: context {name!r} saved in {path}", file=sys.stderr)
+
+
+@app.command()
+def remove(name: Annotated[str, typer.Argument(help="context name")]) -> None:
+    """Remove a named context from the config file (its data is not touched)."""
+    from omfs import config
+
+    path = config.remove_context(name)
+    print(f"om: context {name!r} removed from {path}", file=sys.stderr)

@@ -1,0 +1,154 @@
+"""Garbage collection: remove what no live version references, after a grace period.
+
+What a crashed or interrupted write leaves behind is never read, but it takes space: payload
+files that were written and never committed, temporary files of commits, index markers of
+objects that never got a version, and the remains of dropped versions and objects. ``gc``
+finds them from the commit logs (one recursive listing per store) and deletes those older
+than the grace period, so a writer that is still between writing its payload and committing
+it is never hurt: its files are younger than the grace period.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import defaultdict
+from typing import TYPE_CHECKING, Any
+
+from omfs._log import CHECKPOINT_INTERVAL, State
+from omfs._store import VersionedStore, parse_duration
+from omfs.errors import IntegrityError
+
+if TYPE_CHECKING:
+    from omfs.context import Omega
+
+__all__ = ["collect_garbage"]
+
+_KEEP_CHECKPOINTS = 2
+
+
+def collect_garbage(
+    omega: Omega,
+    *,
+    buckets: list[str] | None = None,
+    grace: Any = "1h",
+    dry_run: bool = False,
+) -> dict[str, Any]:
+    """Delete unreferenced files older than ``grace`` in ``buckets`` (default: all).
+
+    Returns ``{"files": [{"bucket", "store", "key", "bytes", "why"}], "bytes": total,
+    "dry_run": bool, "skipped": [...]}``; with ``dry_run=True`` nothing is deleted.
+    """
+    cutoff = time.time() - parse_duration(grace).total_seconds()
+    found: list[dict[str, Any]] = []
+    skipped: list[dict[str, str]] = []
+    chosen = buckets if buckets is not None else omega.buckets
+    for bucket in chosen:
+        for store in (omega[bucket].datasets, omega[bucket].models):
+            _collect_store(store, cutoff, found, skipped)
+    if not dry_run:
+        for store_files in _by_store(omega, found):
+            store, keys = store_files
+            store.storage.delete(keys)
+    return {
+        "files": found,
+        "bytes": sum(f["bytes"] for f in found),
+        "dry_run": dry_run,
+        "skipped": skipped,
+    }
+
+
+def _by_store(omega: Omega, found: list[dict[str, Any]]) -> list[tuple[Any, list[str]]]:
+    groups: dict[tuple[str, str], list[str]] = defaultdict(list)
+    for f in found:
+        groups[(f["bucket"], f["store"])].append(f["key"])
+    return [(getattr(omega[b], s), keys) for (b, s), keys in groups.items()]
+
+
+def _collect_store(
+    store: VersionedStore,
+    cutoff: float,
+    found: list[dict[str, Any]],
+    skipped: list[dict[str, str]],
+) -> None:
+    top = f"{store.bucket}/{store.kind}/"
+    objects: dict[str, list[tuple[str, str, int, float]]] = defaultdict(list)
+    markers: dict[str, tuple[str, int, float]] = {}
+    for key, size, modified in store.storage.walk(top.rstrip("/")):
+        rest = key[len(top) :]
+        if rest.startswith("_index/"):
+            markers[rest[len("_index/") :]] = (key, size, modified)
+            continue
+        for folder in ("/_data/", "/_log/", "/_versions/"):
+            name, sep, filename = rest.partition(folder)
+            if sep and "/" not in filename:
+                objects[name].append((folder.strip("/"), filename, size, modified))
+                break
+
+    def drop(key: str, size: int, why: str) -> None:
+        found.append(
+            {"bucket": store.bucket, "store": store.kind, "key": key, "bytes": size, "why": why}
+        )
+
+    for name, files in objects.items():
+        if any(folder == "_versions" for folder, *_ in files):
+            continue  # the omfs 0.1 layout: 'om upgrade' first
+        try:
+            state = store._state(name, full=True)
+        except (IntegrityError, ValueError) as exc:
+            skipped.append(
+                {"bucket": store.bucket, "store": store.kind, "name": name, "why": str(exc)}
+            )
+            continue
+        keep_data, keep_log = _referenced(store, name, state)
+        prefix = f"{top}{name}"
+        for folder, filename, size, modified in files:
+            if modified > cutoff:
+                continue
+            keep = keep_data if folder == "_data" else keep_log
+            if filename not in keep:
+                why = (
+                    "temporary file"
+                    if filename.startswith(".")
+                    else (
+                        "payload no live version uses"
+                        if folder == "_data"
+                        else "superseded log file"
+                    )
+                )
+                drop(f"{prefix}/{folder}/{filename}", size, why)
+    for marker, (key, size, modified) in markers.items():
+        if modified > cutoff:
+            continue
+        if marker.startswith("."):
+            drop(key, size, "temporary file")
+            continue
+        name = marker.replace("~", "/")
+        try:
+            state = store._state(name)
+        except (IntegrityError, ValueError):
+            continue
+        if not state.exists and not state.legacy:
+            drop(key, size, "index marker of an object with no version")
+
+
+def _referenced(store: VersionedStore, name: str, state: State) -> tuple[set[str], set[str]]:
+    """The ``_data/`` and ``_log/`` file names that ``state`` still needs."""
+    from omfs._log import checkpoint_file, commit_file
+
+    data: set[str] = set()
+    schemas: set[str] = set()
+    for rec in state.live() if state.exists else []:
+        data.update(store._version_files(state, rec))
+        schema = rec.info.get("schema")
+        if isinstance(schema, str):
+            schemas.add(f"s-{schema}.schema")
+    log = {"_last.json", *schemas}
+    log.update(commit_file(s) for s in range(max(state.base, 1), state.seq + 1))
+    newest = state.seq - state.seq % CHECKPOINT_INTERVAL
+    for i in range(_KEEP_CHECKPOINTS):
+        seq = newest - i * CHECKPOINT_INTERVAL
+        if seq > state.base:
+            log.add(checkpoint_file(seq))
+    if state.deleted and not state.records:
+        log = {"_last.json", commit_file(state.seq)}  # the tombstone, until a new version
+    return data, log

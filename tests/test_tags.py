@@ -1,0 +1,202 @@
+"""Movable tags with history, for datasets and models: tag, untag, tags, tag_history,
+time travel with ``at=``, rollback, tags travelling with promotion, and the CLI."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import subprocess
+import sys
+import time
+from datetime import UTC, datetime
+
+import pandas as pd
+import pytest
+
+import omfs
+from omfs.errors import InvalidNameError, NotFoundError
+
+
+def put_versions(store, name, n):
+    for i in range(n):
+        if store.kind == "models":
+            store.put({"i": i + 1}, name)
+        else:
+            store.put(pd.DataFrame({"i": [i + 1]}), name)
+
+
+def value(store, spec, **kw):
+    got = store.get(spec, **kw)
+    return got["i"] if store.kind == "models" else int(got["i"].iloc[0])
+
+
+@pytest.fixture(params=["datasets", "models"])
+def store(request, ctx):
+    return getattr(ctx, request.param)
+
+
+def test_tags_move_and_are_followed(store):
+    put_versions(store, "m", 4)
+    assert store.tags("m") == {}
+    meta = store.tag("m@v3", "prod", reason="AUC 0.91")
+    assert meta.version == 3 and store.tags("m") == {"prod": 3}
+    assert value(store, "m@prod") == 3 and store.metadata("m@prod").version == 3
+    store.tag("m@v2", "prod")
+    store.tag("m", "staging")  # the latest
+    assert store.tags("m") == {"prod": 2, "staging": 4}
+    assert value(store, "m@latest") == 4
+    store.untag("m", "staging", reason="done")
+    assert store.tags("m") == {"prod": 2}
+    with pytest.raises(NotFoundError, match="tag 'staging'"):
+        store.get("m@staging")
+    with pytest.raises(NotFoundError, match="tag 'nope'"):
+        store.untag("m", "nope")
+    for bad in ("v3", "3", "latest", "a/b", ""):
+        with pytest.raises(InvalidNameError):
+            store.tag("m@v1", bad)
+    with pytest.raises(NotFoundError, match="version 9"):
+        store.tag("m@v9", "x")
+
+
+def test_history_is_complete_and_oldest_first(store):
+    put_versions(store, "m", 3)
+    store.tag("m@v1", "prod", reason="first")
+    store.tag("m@v2", "prod")
+    store.tag("m@v3", "prod", reason="better")
+    store.untag("m", "prod")
+    history = store.tag_history("m", "prod")
+    assert [(h["version"], h["previous"]) for h in history] == [
+        (1, None),
+        (2, 1),
+        (3, 2),
+        (None, 3),
+    ]
+    assert [h["reason"] for h in history] == ["first", None, "better", None]
+    assert all(h["user"] and h["at"].endswith("+00:00") for h in history)
+    assert history == sorted(history, key=lambda h: h["at"])
+
+
+def test_put_with_tag_moves_it_and_dropping_the_version_untags(store):
+    if store.kind == "models":
+        store.put({"i": 1}, "m", tag="prod")
+        store.put({"i": 2}, "m", tag="prod")
+    else:
+        store.put(pd.DataFrame({"i": [1]}), "m", tag="prod")
+        store.put(pd.DataFrame({"i": [2]}), "m", tag="prod")
+    assert store.tags("m") == {"prod": 2}
+    store.drop("m@v2")
+    assert store.tags("m") == {}
+    last = store.tag_history("m", "prod")[-1]
+    assert last["version"] is None and "dropped" in last["reason"]
+
+
+def test_at_answers_what_a_tag_pointed_to_then(store):
+    put_versions(store, "m", 3)
+    store.tag("m@v1", "prod")
+    time.sleep(0.02)
+    t1 = datetime.now(UTC)
+    time.sleep(0.02)
+    store.tag("m@v3", "prod")
+    assert value(store, "m@prod") == 3
+    assert value(store, "m@prod", at=t1) == 1
+    assert value(store, "m@prod", at=t1.isoformat().replace("+00:00", "Z")) == 1
+    assert store.metadata("m@prod", at=t1).version == 1
+    assert value(store, "m", at=t1) == 3  # the latest then
+    before = "2000-01-01T00:00:00Z"
+    with pytest.raises(NotFoundError, match="tag 'prod' at 2000"):
+        store.get("m@prod", at=before)
+    with pytest.raises(NotFoundError):
+        store.versions("m", at=before)
+    put_versions(store, "m", 1)
+    assert [v.version for v in store.versions("m", at=t1)] == [1, 2, 3]
+    with pytest.raises(ValueError, match="Invalid time"):
+        store.get("m@prod", at="yesterday")
+
+
+def test_rollback_moves_back_and_is_recorded(store):
+    put_versions(store, "m", 3)
+    store.tag("m@v2", "prod")
+    store.tag("m@v3", "prod")
+    assert store.rollback("m", "prod").version == 2
+    assert store.tags("m") == {"prod": 2}
+    last = store.tag_history("m", "prod")[-1]
+    assert (last["version"], last["previous"]) == (2, 3)
+    assert last["reason"] == "rollback from version 3"
+    store.tag("m@v1", "first")
+    with pytest.raises(ValueError, match="no previous version"):
+        store.rollback("m", "first")
+
+
+def test_tags_travel_with_promotion(store, ctx):
+    put_versions(store, "m", 2)
+    store.tag("m@v1", "prod")
+    store.tag("m@v1", "gold")
+    target = getattr(ctx["prod"], store.kind)
+    put_versions(target, "m", 2)  # the target has history of its own
+    target.tag("m@v1", "prod")
+    meta = store.promote("m@v1", target)
+    assert meta.version == 3
+    assert target.tags("m") == {"gold": 3, "prod": 3}
+    moved = target.tag_history("m", "prod")
+    assert [(h["version"], h["previous"]) for h in moved] == [(1, None), (3, 1)]
+    assert moved[-1]["source"]["version"] == 1 and moved[-1]["source"]["bucket"] == "omega"
+    assert moved[-1]["reason"] == "promoted"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("backend", ["local", "s3"])
+def test_concurrent_tag_moves_are_never_lost(backend, tmp_path, request):
+    """4 processes x 25 moves of the same tag: all 100 moves are in the history."""
+    if backend == "local":
+        root, options = str(tmp_path / "ctx"), {}
+    else:
+        options = request.getfixturevalue("s3_options")
+        root = request.getfixturevalue("s3_root_factory")()
+    om = omfs.setup(root, storage_options=options)
+    put_versions(om.models, "m", 4)
+    script = f"""
+import json, sys, omfs
+om = omfs.setup({root!r}, storage_options=json.loads({json.dumps(json.dumps(options))}))
+w = int(sys.argv[1])
+for i in range(25):
+    om.models.tag(f"m@v{{(w + i) % 4 + 1}}", "prod", reason=f"w{{w}}-{{i}}")
+"""
+    procs = [subprocess.Popen([sys.executable, "-c", script, str(w)]) for w in range(4)]
+    assert [p.wait(timeout=300) for p in procs] == [0, 0, 0, 0]
+    history = om.models.tag_history("m", "prod")
+    assert len(history) == 100
+    assert {h["reason"] for h in history} == {f"w{w}-{i}" for w in range(4) for i in range(25)}
+    # each move's 'previous' is the move before it: a chain, nothing overwritten
+    for before, after in itertools.pairwise(history):
+        assert after["previous"] == before["version"]
+    assert om.models.tags("m")["prod"] == history[-1]["version"]
+
+
+def test_tag_commands(tmp_path, om_script):
+    import os
+
+    root = tmp_path / "ctx"
+    om = omfs.setup(root)
+    put_versions(om.models, "m", 3)
+    put_versions(om.datasets, "d", 2)
+    env = {**os.environ, "OMFS_ROOT": str(root)}
+
+    def run(*args, ok=True):
+        out = subprocess.run([om_script, *args], capture_output=True, text=True, env=env)
+        assert (out.returncode == 0) == ok, (args, out.stderr)
+        return out
+
+    for noun, name in (("models", "m"), ("datasets", "d")):
+        run(noun, "tag", f"{name}@v1", "prod", "--reason", "first")
+        run(noun, "tag", f"{name}@v2", "prod")
+        assert run(noun, "tags", name).stdout.split() == ["prod", "2"]
+        rows = json.loads(run("--json", noun, "history", name, "--tag", "prod").stdout)
+        assert [(r["version"], r["previous"], r["reason"]) for r in rows] == [
+            (1, None, "first"),
+            (2, 1, None),
+        ]
+        assert "prod\t1" in run(noun, "rollback", name, "prod").stdout
+        run(noun, "untag", name, "prod")
+        assert run(noun, "tags", name).stdout == ""
+        out = run(noun, "tag", f"{name}@v1", "v2", ok=False)
+        assert out.stderr.count("\n") == 1 and "Invalid tag 'v2'" in out.stderr
