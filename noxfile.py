@@ -25,10 +25,27 @@ def lint(session: nox.Session) -> None:
 
 
 @nox.session
+def crash(session: nox.Session) -> None:
+    """The full crash campaign: every mutating operation killed at every storage write and
+    at timed points (at least 30 kills per operation and backend); prints the counts."""
+    session.install("-e", ".[test]")
+    session.run(
+        "pytest",
+        "tests/test_crash_campaign.py",
+        "-s",
+        "-q",
+        *session.posargs,
+        env={"OMFS_CRASH_FULL": "1"},
+    )
+
+
+@nox.session
 def bench(session: nox.Session) -> None:
     """The benchmarks quoted in the README (several GB of temporary data; takes minutes)."""
-    session.install("-e", ".[test]")
+    session.install("-e", ".[bench]")
     session.run("python", "benchmarks/run.py", *session.posargs)
+    if not session.posargs:
+        session.run("python", "benchmarks/log_growth.py")
 
 
 @nox.session

@@ -232,27 +232,23 @@ def bench_s3_versions(tmp: Path) -> None:
                 'drop("m@v5")': lambda om=om: om.models.drop("m@v5"),
             }
             found = {op: count(server, fn) for op, fn in ops.items()}
-            d_latest = count(
-                server,
-                lambda uri=uri: deltalake.DeltaTable(uri, storage_options=_delta_options(server)),
-            )
-            d_v3 = count(
-                server,
-                lambda uri=uri: deltalake.DeltaTable(
-                    uri, version=3, storage_options=_delta_options(server)
+            quick = _delta_quick(server)
+            peers = [
+                count_peer(
+                    server, lambda uri=uri, q=quick: deltalake.DeltaTable(uri, storage_options=q)
                 ),
-            )
-            d_hist = count(
-                server,
-                lambda uri=uri: deltalake.DeltaTable(
-                    uri, storage_options=_delta_options(server)
-                ).history(),
-            )
-            rows.append(
-                [n]
-                + [f"{c} ({ms(t)})" for c, t in found.values()]
-                + [f"{c} ({ms(t)})" for c, t in (d_latest, d_v3, d_hist)]
-            )
+                count_peer(
+                    server,
+                    lambda uri=uri, q=quick: deltalake.DeltaTable(
+                        uri, version=3, storage_options=q
+                    ),
+                ),
+                count_peer(
+                    server,
+                    lambda uri=uri, q=quick: deltalake.DeltaTable(uri, storage_options=q).history(),
+                ),
+            ]
+            rows.append([n] + [f"{c} ({ms(t)})" for c, t in found.values()] + peers)
     finally:
         server.stop()
     table(

@@ -20,6 +20,7 @@ writing to them needs ``om upgrade`` (:meth:`VersionedStore.upgrade`) first.
 
 from __future__ import annotations
 
+import contextlib
 import fnmatch
 import random
 import re
@@ -169,7 +170,12 @@ class VersionedStore:
         raise NotImplementedError
 
     # -- reading the log --------------------------------------------------------------------
-    def _state(self, name: str, *, full: bool = False) -> State:
+    def _state(self, name: str, *, full: bool = False, reader: bool = True) -> State:
+        """The log's state of ``name``. For readers an object is visible only while its
+        index marker exists too, so that ``list()``, ``exists()``, ``get()`` and
+        ``versions()`` always agree (see :meth:`_commit`); writers see the log as it is."""
+        if reader and not self._listed(name):
+            return State()
         log = self._log(name)
         head = log.head()
         if head.seq == 0:
@@ -177,6 +183,17 @@ class VersionedStore:
             if legacy is not None:
                 return legacy
         return log.full(head) if full and not head.complete else head
+
+    def _listed(self, name: str) -> bool:
+        """True while ``name``'s index marker exists (one small read)."""
+        try:
+            self.storage.read_bytes(self._index_key(name))
+        except FileNotFoundError:
+            return False
+        return True
+
+    def _dropping_key(self, name: str) -> str:
+        return f"{self._prefix(name)}/_log/_dropping"
 
     def _select(
         self,
@@ -514,26 +531,65 @@ class VersionedStore:
         do not count). ``full=True`` hands ``change`` the complete state.
         """
         state = self._writable_state(name, full)
-        if state.latest is None:
-            self.storage.write_bytes(self._index_key(name), b"")  # listed before its commit
+        listed = self._listed(name)
+        if not listed and state.exists:
+            state = self._finish_interrupted_drop(name, state, full)
         log = self._log(name)
         for attempt in range(_MAX_ATTEMPTS):
             if expected_next is not None and state.next_version != expected_next:
                 raise self._conflict(name, state.next_version - 1)
+            commit = change(state)
+            if listed and state.exists and not _log.apply(state, commit, "").exists:
+                # the object stops existing: hiding it (the marker) is the readers' point
+                self.storage.write_bytes(self._dropping_key(name), b"")
+                self.storage.delete([self._index_key(name)])
+                listed = False
             try:
-                return log.try_commit(state, change(state))
+                new = log.try_commit(state, commit)
             except FileExistsError:
                 if not retry:
                     raise self._conflict(name, state.next_version) from None
                 time.sleep(random.uniform(0.001, 0.01) * min(attempt + 1, 20))
                 state = self._writable_state(name, full)
+                continue
+            if new.exists and not listed:
+                # a new object (or one a retry kept alive): listing it is the readers' point
+                self.storage.write_bytes(self._index_key(name), b"")
+            elif not new.exists:
+                self.storage.delete([self._dropping_key(name), self._index_key(name)])
+            return new
         raise CommitConflictError(
             f"Gave up committing {self._where(name)} after {_MAX_ATTEMPTS} attempts: other "
             "writers kept committing first. Nothing of this write became visible; try again."
         )
 
+    def _bury(self, name: str, state: State) -> State:
+        """Commit a tombstone on a log that no reader sees (gc of a killed write or drop)."""
+        log = self._log(name)
+        for _ in range(_MAX_ATTEMPTS):
+            if not state.exists:
+                return state
+            try:
+                return log.try_commit(state, Commit(op="delete", delete=True))
+            except FileExistsError:
+                state = self._state(name, full=True, reader=False)
+        return state
+
+    def _finish_interrupted_drop(self, name: str, state: State, full: bool) -> State:
+        """A live log without a marker: a drop that was killed after hiding the object
+        (its intent file says so) is completed with a tombstone; otherwise it is a first
+        write in flight or killed before its marker, and writes go on on top of it."""
+        try:
+            self.storage.read_bytes(self._dropping_key(name))
+        except FileNotFoundError:
+            return state
+        with contextlib.suppress(FileExistsError):  # else someone moved on: read that
+            self._log(name).try_commit(state, Commit(op="delete", delete=True))
+        self.storage.delete([self._dropping_key(name)])
+        return self._writable_state(name, full)
+
     def _writable_state(self, name: str, full: bool) -> State:
-        state = self._state(name, full=full)
+        state = self._state(name, full=full, reader=False)
         if state.legacy:
             raise FormatError(
                 f"{self._where(name)} was written by omfs 0.1 (sidecars in _versions/). It "
@@ -553,15 +609,6 @@ class VersionedStore:
             "and write again."
         )
 
-    def _forget_if_empty(self, name: str) -> None:
-        """After a failed first write: remove the listing marker if no version exists."""
-        try:
-            state = self._state(name)
-        except IntegrityError:
-            return
-        if not state.exists and not state.legacy:
-            self.storage.delete([self._index_key(name)])
-
     def drop(self, name: str, *, force: bool = False) -> bool:
         """Delete ``name`` with all its versions, or one version with ``name@v3``.
 
@@ -579,7 +626,6 @@ class VersionedStore:
                 raise self._not_found(base)
         except NotFoundError:
             if force:
-                self._forget_if_empty(base)
                 return False
             raise
         if before.legacy:
@@ -587,7 +633,6 @@ class VersionedStore:
             return True
         files = self._files_of(base, before.records.values())
         after = self._commit(base, lambda _s: Commit(op="delete", delete=True), retry=True)
-        self.storage.delete([self._index_key(base)])
         self.storage.delete(self._data_key(base, f) for f in files)
         log = self._log(base)
         keep = {_log.commit_file(after.seq), "_last.json"}
@@ -620,8 +665,6 @@ class VersionedStore:
 
         state = self._commit(name, change, retry=True, full=True)
         self._delete_unused(name, state, [number])
-        if not state.exists:
-            self.storage.delete([self._index_key(name)])
 
     def _version_files(self, state: State, rec: VersionRecord) -> list[str]:
         """Every payload file version ``rec`` reads (for datasets: its parents' parts too)."""

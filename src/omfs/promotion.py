@@ -168,7 +168,6 @@ def promote(
         return target._metadata(target_name, state.records[state.latest])  # type: ignore[index]
     except BaseException:
         target.storage.delete(written)
-        target._forget_if_empty(target_name)
         raise
 
 

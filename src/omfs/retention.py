@@ -44,7 +44,7 @@ def collect_garbage(
     chosen = buckets if buckets is not None else omega.buckets
     for bucket in chosen:
         for store in (omega[bucket].datasets, omega[bucket].models):
-            _collect_store(store, cutoff, found, skipped)
+            _collect_store(store, cutoff, found, skipped, dry_run)
     if not dry_run:
         for store_files in _by_store(omega, found):
             store, keys = store_files
@@ -69,6 +69,7 @@ def _collect_store(
     cutoff: float,
     found: list[dict[str, Any]],
     skipped: list[dict[str, str]],
+    dry_run: bool,
 ) -> None:
     top = f"{store.bucket}/{store.kind}/"
     objects: dict[str, list[tuple[str, str, int, float]]] = defaultdict(list)
@@ -92,8 +93,17 @@ def _collect_store(
     for name, files in objects.items():
         if any(folder == "_versions" for folder, *_ in files):
             continue  # the omfs 0.1 layout: 'om upgrade' first
+        quiet = all(modified <= cutoff for *_, modified in files)
         try:
-            state = store._state(name, full=True)
+            state = store._state(name, full=True, reader=False)
+            if state.exists and not store._listed(name):
+                if not quiet:
+                    continue  # a first write or a drop may be in flight: leave it be
+                # a first write or a drop killed before it was listed / after it was hidden
+                if dry_run:
+                    state = State(seq=state.seq + 1, deleted=True, base=state.seq + 1)
+                else:
+                    state = store._bury(name, state)
         except (IntegrityError, ValueError) as exc:
             skipped.append(
                 {"bucket": store.bucket, "store": store.kind, "name": name, "why": str(exc)}

@@ -369,7 +369,6 @@ class DatasetStore(VersionedStore):
             return self._metadata(name, state.records[state.latest])  # type: ignore[index]
         except BaseException:
             self.storage.delete(self._data_key(name, f) for f in written)
-            self._forget_if_empty(name)
             raise
 
     def _appended_details(
@@ -520,7 +519,6 @@ class DatasetStore(VersionedStore):
             return self._metadata(name, state.records[state.latest])  # type: ignore[index]
         except BaseException:
             self.storage.delete([key])
-            self._forget_if_empty(name)
             raise
         finally:
             if isinstance(obj, str | os.PathLike | bytes | bytearray | memoryview):

@@ -254,7 +254,6 @@ class ModelStore(VersionedStore):
             return self._metadata(name, state.records[state.latest])  # type: ignore[index]
         except BaseException:
             self.storage.delete(written)
-            self._forget_if_empty(name)
             raise
 
     def get(self, name: str, *, version: int | str | None = None, at: Any = None) -> Any:

@@ -1,0 +1,177 @@
+"""The crash campaign: run one mutating operation in a child process, SIGKILL it at many
+points, and check what a reader sees afterwards.
+
+    python omfs_crash.py ROOT OPTIONS_JSON OP MODE
+
+MODE is ``run`` (no kill), ``count`` (print how many storage writes the operation makes),
+``call:K`` (kill the process just before its K-th storage write), or ``timed`` (print
+``go`` and wait to be killed by the parent at some point of the operation).
+
+A *storage write* is any call that changes storage: ``Storage.create`` (commits),
+``write_bytes`` (hints, markers, sidecars), ``delete``, ``delete_tree``, ``copy``, ``open``
+for writing, and the Parquet part writer (which writes local files directly).
+
+The parent side (:func:`seed`, :func:`snapshot`, :func:`check`) is used by
+``tests/test_crash_campaign.py``: after every kill, ``list()``, ``exists()``,
+``versions()``, ``get()`` and ``tags()`` agree, no temporary or internal name is listed,
+the visible state is exactly the one before the operation or the one after it, and a
+later write to the same names works.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import signal
+import sys
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+import omfs
+
+
+def frame(i: int, rows: int = 20) -> pd.DataFrame:
+    return pd.DataFrame(
+        {"id": np.arange(i * rows, (i + 1) * rows, dtype="int64"), "x": np.full(rows, i * 0.5)}
+    )
+
+
+def seed(om: Any) -> None:
+    """The state every kill starts from: a dataset, a model and a bystander, with tags."""
+    for i in range(3):
+        om.datasets.put(frame(i), "d", append=i > 0)
+    om.datasets.tag("d@v2", "prod")
+    for i in range(3):
+        om.models.put({"m": i}, "m")
+    om.models.tag("m@v1", "prod")
+    om.models.tag("m@v2", "prod")
+    om.datasets.put(frame(9), "bystander")
+    om.storage.write_bytes(f"{om.bucket}/datasets/d/_data/{'e' * 32}.parquet", b"orphan")
+
+
+OPS: dict[str, Callable[[Any], Any]] = {
+    "put": lambda om: om.datasets.put(frame(5), "d"),
+    "append": lambda om: om.datasets.put(frame(5), "d", append=True),
+    "put-new": lambda om: om.datasets.put(frame(6), "fresh"),
+    "model-put": lambda om: om.models.put({"m": 5}, "m", tag="prod"),
+    "promote": lambda om: om.datasets.promote("d@prod", om["prod"].datasets),
+    "promote-model": lambda om: om.models.promote("m@prod", om["prod"].models),
+    "drop-object": lambda om: om.datasets.drop("d"),
+    "drop-model": lambda om: om.models.drop("m"),
+    "drop-version": lambda om: om.datasets.drop("d@v3"),
+    "update-attributes": lambda om: om.models.update_attributes("m", {"stage": "review"}),
+    "tag": lambda om: om.models.tag("m@v3", "prod", reason="crash test"),
+    "untag": lambda om: om.datasets.untag("d", "prod"),
+    "rollback": lambda om: om.models.rollback("m", "prod"),
+    "compact": lambda om: om.datasets.compact("d"),
+    "prune": lambda om: om.models.prune("m", keep_last=1),
+    "gc": lambda om: om.gc(grace=0),
+}
+
+_WRITES = ("create", "write_bytes", "delete", "delete_tree", "copy")
+
+
+def _instrument(mode: str) -> list[int]:
+    """Patch omfs' storage writes: count them, and kill the process at the chosen one."""
+    from omfs import _storage
+    from omfs.datasets import _parts, store
+
+    calls = [0]
+    kill_at = int(mode.split(":", 1)[1]) if mode.startswith("call:") else 0
+
+    def counted(fn: Callable[..., Any]) -> Callable[..., Any]:
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            calls[0] += 1
+            if calls[0] == kill_at:
+                os.kill(os.getpid(), signal.SIGKILL)
+            return fn(*args, **kwargs)
+
+        return wrapper
+
+    for name in _WRITES:
+        setattr(_storage.Storage, name, counted(getattr(_storage.Storage, name)))
+    real_open = _storage.Storage.open
+
+    def open_(self: Any, key: str, mode: str = "rb", **kwargs: Any) -> Any:
+        if "w" in mode:
+            return counted(real_open)(self, key, mode, **kwargs)
+        return real_open(self, key, mode, **kwargs)
+
+    _storage.Storage.open = open_
+    store.write_part = counted(_parts.write_part)
+    return calls
+
+
+def child(root: str, options: str, op: str, mode: str) -> None:
+    calls = _instrument(mode)
+    om = omfs.setup(root, storage_options=json.loads(options))
+    if mode == "timed":
+        print("go", flush=True)
+    OPS[op](om)
+    if mode == "count":
+        print(calls[0], flush=True)
+
+
+# -- the parent's side ------------------------------------------------------------------------
+def _digest(store: Any, name: str, version: int) -> str:
+    if store.kind == "models":
+        return str(store.get(name, version=version))
+    df = store.get(name, version=version)
+    return hashlib.sha256(pd.util.hash_pandas_object(df).values.tobytes()).hexdigest()[:16]
+
+
+def snapshot(om: Any, buckets: tuple[str, ...] = ("omega", "prod")) -> dict[str, Any]:
+    """What a reader sees, checking on the way that every reader call agrees."""
+    seen: dict[str, Any] = {}
+    for bucket in buckets:
+        for store in (om[bucket].datasets, om[bucket].models):
+            listed = store.list()
+            for name in listed:
+                assert not name.startswith(".") and ".tmp" not in name, f"listed {name!r}"
+                assert store.exists(name), f"{name!r} is listed but does not exist"
+                versions = store.versions(name)
+                assert versions, f"{name!r} is listed with no version"
+                tags = store.tags(name)
+                live = {v.version for v in versions}
+                assert set(tags.values()) <= live, (name, tags, live)
+                assert store.metadata(name).version == max(live)
+                seen[f"{bucket}/{store.kind}/{name}"] = {
+                    "versions": {v.version: _digest(store, name, v.version) for v in versions},
+                    "tags": tags,
+                    "attributes": {v.version: v.attributes for v in versions},
+                }
+            for name in ("d", "m", "fresh", "bystander"):
+                if name not in listed:
+                    assert not store.exists(name), f"{name!r} exists but is not listed"
+    return seen
+
+
+def check(om: Any, before: dict[str, Any], after: dict[str, Any]) -> None:
+    """The invariants after a kill (see the module doc); raises AssertionError."""
+    now = snapshot(om)
+    assert now in (before, after), _diff(now, before, after)
+    # a later write to the same names is never disturbed by what the kill left
+    om.datasets.put(frame(7), "d", append=om.datasets.exists("d"))
+    om.models.put({"m": 7}, "m")
+    om.datasets.put(frame(8), "fresh", append=om.datasets.exists("fresh"))
+    assert om.models.get("m") == {"m": 7}
+    assert frame(7)["id"].isin(om.datasets.get("d")["id"]).all()
+    snapshot(om)
+
+
+def _diff(now: dict[str, Any], before: dict[str, Any], after: dict[str, Any]) -> str:
+    def changed(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
+        keys = set(a) | set(b)
+        return {k: (a.get(k), b.get(k)) for k in sorted(keys) if a.get(k) != b.get(k)}
+
+    return f"neither before nor after: vs before {changed(now, before)}; vs after " + str(
+        changed(now, after)
+    )
+
+
+if __name__ == "__main__":
+    child(*sys.argv[1:5])
