@@ -119,6 +119,13 @@ def ctx(request, tmp_path):
     return omfs.setup(root, storage_options=options)
 
 
+@pytest.fixture(params=["local", "s3"])
+def shared_root(request, tmp_path):
+    """``(root, storage_options)`` of a fresh context that other processes can open too
+    (a memory:// root lives in one process only)."""
+    return make_root(request.param, tmp_path, request)
+
+
 @pytest.fixture(params=BACKENDS)
 def ctx_factory(request, tmp_path):
     """Makes fresh contexts on one backend (for cross-context tests)."""

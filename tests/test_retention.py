@@ -71,15 +71,10 @@ def test_gc_after_drops_and_prune_frees_their_files(ctx):
     assert ctx.models.get("m") == {"i": 5}
 
 
-@pytest.mark.parametrize("backend", ["local", "s3"])
-def test_gc_never_hurts_a_writer_in_flight(backend, tmp_path, request):
+def test_gc_never_hurts_a_writer_in_flight(shared_root):
     """A writer stopped between writing its part and committing it: gc with a grace period
     leaves its part alone, and the commit that follows reads back whole."""
-    if backend == "local":
-        root, options = str(tmp_path / "ctx"), {}
-    else:
-        options = request.getfixturevalue("s3_options")
-        root = request.getfixturevalue("s3_root_factory")()
+    root, options = shared_root
     from omfs_writer import frame as writer_frame
 
     om = omfs.setup(root, storage_options=options)

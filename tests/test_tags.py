@@ -144,14 +144,9 @@ def test_tags_travel_with_promotion(store, ctx):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("backend", ["local", "s3"])
-def test_concurrent_tag_moves_are_never_lost(backend, tmp_path, request):
+def test_concurrent_tag_moves_are_never_lost(shared_root):
     """4 processes x 25 moves of the same tag: all 100 moves are in the history."""
-    if backend == "local":
-        root, options = str(tmp_path / "ctx"), {}
-    else:
-        options = request.getfixturevalue("s3_options")
-        root = request.getfixturevalue("s3_root_factory")()
+    root, options = shared_root
     om = omfs.setup(root, storage_options=options)
     put_versions(om.models, "m", 4)
     script = f"""

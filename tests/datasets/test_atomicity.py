@@ -19,14 +19,10 @@ from omfs.errors import CommitConflictError
 WRITER = Path(__file__).parents[1] / "helpers" / "omfs_writer.py"
 
 
-@pytest.fixture(params=["local", "s3"])
-def shared_ctx(request, tmp_path):
+@pytest.fixture
+def shared_ctx(shared_root):
     """A context that several processes can open (memory:// lives in one process)."""
-    if request.param == "local":
-        root, options = str(tmp_path / "ctx"), {}
-    else:
-        options = request.getfixturevalue("s3_options")
-        root = request.getfixturevalue("s3_root_factory")()
+    root, options = shared_root
     return omfs.setup(root, storage_options=options), options
 
 

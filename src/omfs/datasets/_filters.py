@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["OPERATORS", "build_filter"]
+__all__ = ["OPERATORS", "all_of", "build_filter"]
 
 #: keyword suffix -> what it means; ``a=1`` alone means ``a__eq=1``
 OPERATORS = {
@@ -96,12 +96,15 @@ def build_filter(filters: Any, keywords: dict[str, Any], columns: list[str]) -> 
                 ) from None
     for key, value in keywords.items():
         parts.append(_keyword_expression(key, value, columns))
-    if not parts:
-        return None
-    expr = parts[0]
-    for part in parts[1:]:
-        expr = expr & part
-    return expr
+    return all_of(parts)
+
+
+def all_of(expressions: list[Any]) -> Any:
+    """The AND of pyarrow ``expressions``; None for none."""
+    import functools
+    import operator
+
+    return functools.reduce(operator.and_, expressions) if expressions else None
 
 
 _DNF_OPS = {

@@ -14,6 +14,7 @@ import os
 from typing import Any
 
 from omfs._log import _Corrupt, _dict, _int, check_payload_name
+from omfs.datasets._filters import all_of
 
 __all__ = ["arrow_dataset", "part_stats", "validate_part", "write_part"]
 
@@ -148,12 +149,7 @@ def _guarantee(schema: Any, part: dict[str, Any]) -> Any:
         except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError, OverflowError):
             continue
         terms.append((field >= lo_s) & (field <= hi_s))
-    if not terms:
-        return None
-    expr = terms[0]
-    for term in terms[1:]:
-        expr = expr & term
-    return expr
+    return all_of(terms)
 
 
 def arrow_dataset(
