@@ -188,3 +188,42 @@ def test_gc_and_prune_from_the_command_line(tmp_path, om_script):
     assert "nothing to remove" in out.stderr
     out = run("gc", "--grace", "whenever")
     assert out.returncode == 1 and "Invalid duration 'whenever'" in out.stderr
+
+
+def _hide(ctx, store, name):
+    """What a kill leaves between a first commit and its marker, or after a drop hid it."""
+    ctx.storage.delete([f"{ctx.bucket}/{store.kind}/_index/{name}"])
+
+
+def test_a_first_write_killed_before_its_marker_is_invisible_and_collected(ctx):
+    ctx.datasets.put(frame(0), "half")
+    _hide(ctx, ctx.datasets, "half")
+    assert ctx.datasets.list() == [] and not ctx.datasets.exists("half")
+    with pytest.raises(FileNotFoundError):
+        ctx.datasets.versions("half")
+    assert ctx.gc(grace="1h")["files"] == []  # maybe still in flight: left alone
+    report = ctx.gc(grace=0)
+    assert {f["why"] for f in report["files"]} >= {"payload no live version uses"}
+    assert ctx.storage.list_names(f"{ctx.bucket}/datasets/half/_data") == []
+    ctx.datasets.put(frame(1), "half")  # a new write starts afresh
+    assert ctx.datasets.metadata("half").version == 1
+    assert list(ctx.datasets.get("half")["a"]) == list(range(5, 10))
+
+
+def test_a_later_write_completes_an_interrupted_drop(ctx):
+    for i in range(3):
+        ctx.models.put({"i": i}, "m")
+    ctx.storage.write_bytes(f"{ctx.bucket}/models/m/_log/_dropping", b"")  # the drop's intent
+    _hide(ctx, ctx.models, "m")  # killed right after hiding the object
+    assert not ctx.models.exists("m") and ctx.models.list() == []
+    meta = ctx.models.put({"i": 9}, "m")
+    assert meta.version == 1, "the drop was completed first: no old version comes back"
+    assert [v.version for v in ctx.models.versions("m")] == [1]
+    assert not ctx.storage.list_names(f"{ctx.bucket}/models/m/_log", startswith="_dropping")
+
+
+def test_a_first_write_in_flight_is_continued_not_dropped(ctx):
+    ctx.models.put({"i": 0}, "m")
+    _hide(ctx, ctx.models, "m")  # between its commit and its marker (no drop intent)
+    ctx.models.put({"i": 1}, "m")
+    assert [v.version for v in ctx.models.versions("m")] == [1, 2]
