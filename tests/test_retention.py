@@ -213,13 +213,17 @@ def test_a_first_write_killed_before_its_marker_is_invisible_and_collected(ctx):
 def test_a_later_write_completes_an_interrupted_drop(ctx):
     for i in range(3):
         ctx.models.put({"i": i}, "m")
-    ctx.storage.write_bytes(f"{ctx.bucket}/models/m/_log/_dropping", b"")  # the drop's intent
-    _hide(ctx, ctx.models, "m")  # killed right after hiding the object
-    assert not ctx.models.exists("m") and ctx.models.list() == []
+        ctx.datasets.put(frame(i), "d", append=i > 0)
+    for store, name in ((ctx.models, "m"), (ctx.datasets, "d")):
+        ctx.storage.write_bytes(f"{ctx.bucket}/{store.kind}/{name}/_log/_dropping", b"")
+        _hide(ctx, store, name)  # killed right after hiding the object
+        assert not store.exists(name) and store.list() == []
     meta = ctx.models.put({"i": 9}, "m")
     assert meta.version == 1, "the drop was completed first: no old version comes back"
     assert [v.version for v in ctx.models.versions("m")] == [1]
     assert not ctx.storage.list_names(f"{ctx.bucket}/models/m/_log", startswith="_dropping")
+    assert ctx.datasets.put(frame(7), "d").version == 1  # a replacing put: no false conflict
+    assert list(ctx.datasets.get("d")["a"]) == list(range(35, 40))
 
 
 def test_a_first_write_in_flight_is_continued_not_dropped(ctx):

@@ -599,8 +599,12 @@ class VersionedStore:
         return state
 
     def _next_state(self, name: str) -> State:
-        """The state a new write starts from (refuses the format-1 layout)."""
-        return self._writable_state(name, full=False)
+        """The state a new write starts from (refuses the format-1 layout; completes a drop
+        that was killed after it hid the object, so the write starts afresh)."""
+        state = self._writable_state(name, full=False)
+        if state.exists and not self._listed(name):
+            state = self._finish_interrupted_drop(name, state, full=False)
+        return state
 
     def _conflict(self, name: str, version: int) -> CommitConflictError:
         return CommitConflictError(
