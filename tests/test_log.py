@@ -121,6 +121,7 @@ def test_filtered_get_never_opens_parts_that_cannot_match(ctx):
         ctx.datasets.put(frame(i), "d", append=i > 0)
     parts = ctx.datasets.parts("d")
     assert [p["stats"]["a"] for p in parts[:2]] == [[0, 9, 0], [10, 19, 0]]
+    assert parts[0]["stats"]["s"] == ["r0", "r0", 0]
     keep = {p["file"] for p in parts if p["stats"]["a"][0] <= 125 <= p["stats"]["a"][1]}
     assert len(keep) == 1
     ctx.storage.delete(
@@ -181,6 +182,17 @@ def test_statistics_of_nulls_strings_and_timestamps_never_skip_wrongly(ctx):
         mask = compare(series, value)
         want = full[mask.fillna(False).astype(bool)].reset_index(drop=True)
         pd.testing.assert_frame_equal(got, want, check_dtype=False, obj=str(kw))
+
+
+def test_nan_in_a_float_part_never_lets_a_filter_skip_it(ctx):
+    import pyarrow as pa
+
+    ctx.datasets.put(pa.table({"x": pa.array([1.0, float("nan"), 3.0])}), "f")
+    ctx.datasets.put(pa.table({"x": pa.array([5.0, 6.0])}), "f", append=True)
+    assert ctx.datasets.parts("f")[0]["stats"]["x"] == [None, None, 0]
+    assert ctx.datasets.parts("f")[1]["stats"]["x"] == [5.0, 6.0, 0]
+    assert ctx.datasets.get("f", x__isnull=True).num_rows == 1  # NaN counts as missing
+    assert ctx.datasets.get("f", x__gt=4).num_rows == 2
 
 
 def test_compact_keeps_rows_order_and_dtypes(ctx):

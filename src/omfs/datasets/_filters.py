@@ -29,7 +29,9 @@ OPERATORS = {
 }
 
 
-def _keyword_expression(key: str, value: Any, columns: list[str]) -> Any:
+def _keyword_expression(
+    key: str, value: Any, columns: list[str], floats: frozenset[str] = frozenset()
+) -> Any:
     import pyarrow.compute as pc
 
     column, op = key, "eq"
@@ -67,7 +69,9 @@ def _keyword_expression(key: str, value: Any, columns: list[str]) -> Any:
             raise ValueError(f"Filter {key}= takes a pair (lo, hi), got {value!r}") from None
         return (field >= lo) & (field <= hi)
     if op in ("isnull", "notnull"):
-        missing = field.is_null(nan_is_null=True)
+        # is_null(nan_is_null=True) would be right, but pyarrow's Parquet row-group
+        # pruning skips NaN rows for it; is_nan() it evaluates faithfully
+        missing = field.is_null() | pc.is_nan(field) if column in floats else field.is_null()
         return missing if bool(value) == (op == "isnull") else ~missing
     if op == "contains":
         return pc.match_substring(field, str(value))
@@ -76,9 +80,12 @@ def _keyword_expression(key: str, value: Any, columns: list[str]) -> Any:
     return pc.ends_with(field, str(value))
 
 
-def build_filter(filters: Any, keywords: dict[str, Any], columns: list[str]) -> Any:
+def build_filter(
+    filters: Any, keywords: dict[str, Any], columns: list[str], floats: frozenset[str] = frozenset()
+) -> Any:
     """Combine DNF ``filters`` (list of tuples, or list of lists of tuples) and keyword
-    filters with AND; return a pyarrow Expression or None."""
+    filters with AND; return a pyarrow Expression or None. ``floats`` names the floating
+    point columns (where NaN counts as missing for ``__isnull``)."""
     import pyarrow.dataset as ds
     import pyarrow.parquet as pq
 
@@ -95,7 +102,7 @@ def build_filter(filters: Any, keywords: dict[str, Any], columns: list[str]) -> 
                     "[('a', '>', 1)] or [[('a', '>', 1)], [('b', '==', 'x')]]"
                 ) from None
     for key, value in keywords.items():
-        parts.append(_keyword_expression(key, value, columns))
+        parts.append(_keyword_expression(key, value, columns, floats))
     return all_of(parts)
 
 

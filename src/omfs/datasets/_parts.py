@@ -52,8 +52,26 @@ def _encode(value: Any, t: Any) -> Any:
     return None
 
 
+def _float_bounds(column: Any) -> tuple[Any, Any]:
+    """Min and max of a null-free float column, or (None, None) if it holds a NaN (Arrow's
+    min/max skip NaN, so a range would not hold for every row)."""
+
+    lows, highs = [], []
+    for chunk in column.chunks:
+        if len(chunk):
+            values = chunk.to_numpy(zero_copy_only=False)
+            lows.append(values.min())
+            highs.append(values.max())
+    lo, hi = min(lows), max(highs)  # a NaN anywhere makes these NaN
+    if not (math.isfinite(lo) and math.isfinite(hi)):
+        return None, None
+    return float(lo), float(hi)
+
+
 def part_stats(table: Any) -> dict[str, list[Any]]:
-    """``{column: [min, max, null_count]}`` for the columns whose values can be compared."""
+    """``{column: [min, max, null_count]}``. Bounds are kept for null-free columns whose
+    values compare (numbers, booleans, short strings, temporal types) and never for a
+    float column holding NaN: a part's bounds must hold for every one of its rows."""
     import pyarrow as pa
     import pyarrow.compute as pc
 
@@ -62,18 +80,19 @@ def part_stats(table: Any) -> dict[str, list[Any]]:
         t = field.type
         nulls = column.null_count
         lo = hi = None
-        comparable = (
-            pa.types.is_integer(t)
-            or pa.types.is_floating(t)
-            or pa.types.is_boolean(t)
-            or pa.types.is_string(t)
-            or pa.types.is_large_string(t)
-            or _temporal(t)
-        )
-        if comparable and nulls < len(column):
+        if nulls == 0 and len(column):
             try:
-                mm = pc.min_max(column)
-                lo, hi = _encode(mm["min"], t), _encode(mm["max"], t)
+                if pa.types.is_floating(t):
+                    lo, hi = _float_bounds(column)
+                elif (
+                    pa.types.is_integer(t)
+                    or pa.types.is_boolean(t)
+                    or pa.types.is_string(t)
+                    or pa.types.is_large_string(t)
+                    or _temporal(t)
+                ):
+                    mm = pc.min_max(column)
+                    lo, hi = _encode(mm["min"], t), _encode(mm["max"], t)
             except (pa.ArrowNotImplementedError, pa.ArrowInvalid, pa.ArrowTypeError):
                 lo = hi = None
             if lo is None or hi is None:

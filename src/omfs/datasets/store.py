@@ -650,7 +650,10 @@ class DatasetStore(VersionedStore):
                     f"Dataset {base!r} has no columns {unknown}; it has "
                     f"{[n for n in names if not n.startswith('__index_level')]}"
                 )
-        expr = build_filter(filters, filter_kw, names) if not lazy else None
+        floats = frozenset(
+            f.name for f in schema if str(f.type) in ("float", "double", "halffloat")
+        )
+        expr = build_filter(filters, filter_kw, names, floats) if not lazy else None
         if lazy:
             return self._get_lazy(base, rec, schema, keys, parts, columns, filters, filter_kw)
         read_columns = None
