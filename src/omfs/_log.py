@@ -13,8 +13,9 @@ win commit ``n``. It records only what it changes (a new version record with the
 adds, a dropped version, an attribute update, a tag move) plus a *head*: the counters, the
 tags and the records of the latest live version and of every tagged version. The head has
 a size bounded by the number of tags, never by the history, so the latest version, a tag,
-``exists()`` and an append need three small reads: the hint, the commit it names, and a
-probe for the next commit (the hint may be stale; probing forward corrects it).
+``exists()`` and an append need three small reads of the log: the hint, the commit it
+names, and a probe for the next commit (the hint may be stale; probing forward corrects
+it). (Readers also check the object's index marker: see ``omfs._store``.)
 
 Everything older (all versions, the parts of appended datasets) is folded into a checkpoint
 every :data:`CHECKPOINT_INTERVAL` commits; readers of the full state read the newest
