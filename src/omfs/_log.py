@@ -37,7 +37,7 @@ import json
 import re
 import threading
 from collections import OrderedDict
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -62,9 +62,7 @@ FORMAT = 2
 #: replay at most this many commits after the newest checkpoint.
 CHECKPOINT_INTERVAL = 5
 _SEQ_WIDTH = 20
-_COMMIT = re.compile(r"(\d{20})\.json")
 _PAYLOAD = re.compile(r"[0-9a-f]{32}\.(parquet|joblib|bin)")
-_SCHEMA_ID = re.compile(r"[0-9a-f]{32}")
 _MAX_TEXT = 4096
 _CACHE_ENTRIES = 128
 
@@ -683,10 +681,6 @@ class ObjectLog:
     def files(self) -> list[str]:
         """Every file under ``_log/`` (one listing; for drop and fsck)."""
         return self.storage.list(f"{self.prefix}/_log")
-
-    def delete_all(self, keep: Iterable[str] = ()) -> None:
-        keep = set(keep)
-        self.storage.delete(self.key(f) for f in self.files() if f not in keep)
 
 
 def _user() -> str:
