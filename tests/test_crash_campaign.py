@@ -90,6 +90,7 @@ def kill_points(writes: int, backend: str) -> list[str]:
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(3600 if FULL else 300)  # the full campaign kills 30 times per test
 @pytest.mark.parametrize("backend", ["local", "s3"])
 @pytest.mark.parametrize("op", sorted(omfs_crash.OPS))
 def test_crash_campaign(op, backend, tmp_path, request):
