@@ -159,8 +159,7 @@ class VersionedStore:
     ) -> tuple[dict[str, Any], dict[str, int]]:
         """A version's ``info`` made self-contained (for a copy into another store), and
         the payload files to copy with their sizes."""
-        files = {f: 0 for f in self._own_files(rec)}
-        return dict(rec.info), files
+        raise NotImplementedError
 
     def _import_info(
         self, name: str, kind: str, info: dict[str, Any], renamed: dict[str, str], created: str
@@ -635,7 +634,7 @@ class VersionedStore:
         if before.legacy:
             self._drop_legacy(base, before)
             return True
-        files = self._files_of(base, before.records.values())
+        files = {f for rec in before.live() for f in self._own_files(rec)}
         after = self._commit(base, lambda _s: Commit(op="delete", delete=True), retry=True)
         self.storage.delete(self._data_key(base, f) for f in files)
         log = self._log(base)
@@ -646,13 +645,6 @@ class VersionedStore:
             if f not in keep and (not f[:1].isdigit() or int(f.split(".", 1)[0]) < after.seq)
         )
         return True
-
-    def _files_of(self, name: str, records: Any) -> set[str]:
-        files: set[str] = set()
-        for rec in records:
-            if rec.dropped is None:
-                files.update(self._own_files(rec))
-        return files
 
     def _own_files(self, rec: VersionRecord) -> list[str]:
         """The payload files that ``rec`` itself added (and, for models, their sidecars)."""
