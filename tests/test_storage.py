@@ -63,7 +63,7 @@ def test_credentials_never_pickle():
 
 def test_missing_s3_bucket_is_a_clear_error(s3_options):
     import omfs
-    from omfs.errors import ConfigError
+    from omfs.errors import StorageUnavailableError
 
-    with pytest.raises(ConfigError, match="bucket 'no-such-bucket' does not exist"):
+    with pytest.raises(StorageUnavailableError, match="bucket 'no-such-bucket' does not exist"):
         omfs.setup("s3://no-such-bucket/x", storage_options=s3_options)

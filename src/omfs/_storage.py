@@ -7,47 +7,176 @@ to the context root, built from validated names, so they cannot leave the root.
 from __future__ import annotations
 
 import contextlib
+import functools
 import inspect
 import os
+import socket
 import threading
 import uuid
 from collections.abc import Callable, Iterable, Iterator
-from typing import IO, Any
+from typing import IO, Any, TypeVar
+from urllib.parse import urlsplit
 
 import fsspec
 from fsspec.implementations.local import LocalFileSystem
 
-__all__ = ["SECRET_OPTION_KEYS", "Storage", "public_options", "unique_name"]
+from omfs.errors import (
+    OmfsError,
+    StorageAccessError,
+    StorageUnavailableError,
+    UnsafeStorageError,
+)
 
-#: Storage options that are credentials: never pickled into Dask tasks or written to metadata.
-SECRET_OPTION_KEYS = frozenset(
+__all__ = ["PUBLIC_OPTION_KEYS", "Storage", "public_options", "unique_name"]
+
+#: Storage options known to be safe to pickle into Dask tasks and to show: where the data
+#: is and how to talk to it, never who you are. Every other option (``key``, ``secret``,
+#: ``token``, ``credential``, ``connection_string``, ``account_key``, ``sas_token``, any
+#: option a backend adds later) stays in the process that was given it.
+PUBLIC_OPTION_KEYS = frozenset(
     {
-        "key",
-        "secret",
-        "token",
-        "password",
-        "session_token",
-        "aws_access_key_id",
-        "aws_secret_access_key",
-        "aws_session_token",
-        "account_key",
-        "sas_token",
-        "client_secret",
-        "credentials",
+        # s3fs
+        "anon",
+        "endpoint_url",
+        "client_kwargs",
+        "config_kwargs",
+        "region_name",
+        "use_ssl",
+        "verify",
+        "requester_pays",
+        "default_block_size",
+        "default_fill_cache",
+        "default_cache_type",
+        "version_aware",
+        "cache_regions",
+        "use_listings_cache",
+        "listings_expiry_time",
+        "max_concurrency",
+        "fixed_upload_size",
+        "s3_additional_kwargs",
+        "addressing_style",
+        "profile",
+        # gcsfs
+        "project",
+        "access",
+        "consistency",
+        "requests_timeout",
+        "endpoint",
+        "default_location",
+        # adlfs
+        "account_name",
+        "account_host",
+        "blocksize",
+        "location_mode",
+        # omfs and fsspec in general
+        "auto_mkdir",
+        "skip_instance_cache",
+    }
+)
+#: The safe keys inside ``client_kwargs`` and ``config_kwargs`` (boto client and config).
+_NESTED_PUBLIC = frozenset(
+    {
+        "endpoint_url",
+        "region_name",
+        "verify",
+        "use_ssl",
+        "signature_version",
+        "s3",
+        "retries",
+        "connect_timeout",
+        "read_timeout",
+        "max_pool_connections",
+        "addressing_style",
+        "max_attempts",
+        "mode",
+        "tcp_keepalive",
+        "request_checksum_calculation",
+        "response_checksum_validation",
     }
 )
 _COPY_CHUNK = 8 * 2**20
 _memory_lock = threading.Lock()
+#: Protocols on which omfs has an atomic put-if-absent (its commit point).
+_ATOMIC_PROTOCOLS = ("file", "local", "memory", "s3", "s3a")
+#: S3-compatible endpoints already checked to honour ``If-None-Match`` in this process.
+_checked_endpoints: dict[str, bool] = {}
+_checked_lock = threading.Lock()
+_F = TypeVar("_F", bound=Callable[..., Any])
 
 
-def public_options(options: dict[str, Any]) -> dict[str, Any]:
-    """Return ``options`` without credentials (recursively, e.g. inside ``client_kwargs``)."""
-    out: dict[str, Any] = {}
-    for key, value in options.items():
-        if key.lower() in SECRET_OPTION_KEYS:
-            continue
-        out[key] = public_options(value) if isinstance(value, dict) else value
-    return out
+def public_options(options: dict[str, Any], *, _nested: bool = False) -> dict[str, Any]:
+    """Return the options of ``options`` known to hold no credentials (an allow-list,
+    applied inside ``client_kwargs`` and ``config_kwargs`` too)."""
+    allowed = _NESTED_PUBLIC if _nested else PUBLIC_OPTION_KEYS
+    return {
+        key: public_options(value, _nested=True) if isinstance(value, dict) else value
+        for key, value in options.items()
+        if key in allowed
+    }
+
+
+_UNREACHABLE = {
+    "EndpointConnectionError",
+    "ConnectTimeoutError",
+    "ReadTimeoutError",
+    "ConnectionClosedError",
+    "ProxyConnectionError",
+    "SSLError",
+    "ClientConnectorError",
+    "ClientConnectionError",
+    "ServerDisconnectedError",
+    "ServerTimeoutError",
+    "FSTimeoutError",
+}
+_NO_CREDENTIALS = {
+    "NoCredentialsError",
+    "PartialCredentialsError",
+    "CredentialRetrievalError",
+    "NoAuthTokenError",
+    "DefaultCredentialsError",
+    "ClientAuthenticationError",
+}
+
+
+def _storage_error(exc: BaseException, url: str) -> OmfsError | None:
+    """The omfs error for a failure of the storage itself (None: not such a failure)."""
+    if isinstance(exc, OmfsError):
+        return None
+    names = {t.__name__ for t in type(exc).__mro__}
+    cause = " ".join(str(exc).split()) or type(exc).__name__
+    if names & _NO_CREDENTIALS:
+        return StorageAccessError(
+            f"No usable credentials for {url} ({cause}). Set them in the environment "
+            "(e.g. AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or AWS_PROFILE) or in the "
+            "context's storage_options."
+        )
+    if isinstance(exc, PermissionError):
+        return StorageAccessError(
+            f"Access denied by {url} ({cause}). Check the credentials and that they may "
+            "read and write this location."
+        )
+    if names & _UNREACHABLE or isinstance(exc, ConnectionError | TimeoutError | socket.gaierror):
+        return StorageUnavailableError(
+            f"Cannot reach the storage of {url} ({cause}). Check the network and the "
+            "endpoint, or work on a local context meanwhile."
+        )
+    return None
+
+
+def _translated(method: _F) -> _F:
+    """Failures of the storage itself leave a Storage method as omfs errors."""
+
+    @functools.wraps(method)
+    def wrapper(self: Storage, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return method(self, *args, **kwargs)
+        except Exception as exc:
+            error = _storage_error(exc, self.url)
+            if error is None:
+                raise
+            raise error from exc
+
+    return wrapper  # type: ignore[return-value]
 
 
 def unique_name(suffix: str = "") -> str:
@@ -55,10 +184,23 @@ def unique_name(suffix: str = "") -> str:
     return f"{uuid.uuid4().hex}{suffix}"
 
 
-def _place_local(path: str, data: bytes, place: Callable[[str, str], None]) -> None:
+def fsync_dir(folder: str) -> None:
+    """Make the entries of ``folder`` (a new or renamed file) durable."""
+    fd = os.open(folder, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _place_local(
+    path: str, data: bytes, place: Callable[[str, str], None], durable: bool = True
+) -> None:
     """Write ``data`` to a temporary file beside ``path``, then ``place`` it there whole.
 
-    The temporary name starts with a dot, so no listing of omfs ever shows it.
+    The temporary name starts with a dot, so no listing of omfs ever shows it. ``durable``
+    fsyncs the file before placing it and the folder after, so a power loss cannot leave
+    a placed name with missing content.
     """
     folder, base = os.path.split(path)
     os.makedirs(folder, exist_ok=True)
@@ -66,10 +208,59 @@ def _place_local(path: str, data: bytes, place: Callable[[str, str], None]) -> N
     try:
         with open(tmp, "wb") as f:
             f.write(data)
+            if durable:
+                f.flush()
+                os.fsync(f.fileno())
         place(tmp, path)
+        if durable:
+            fsync_dir(folder)
     finally:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
+
+
+def _endpoint(options: dict[str, Any]) -> str | None:
+    """The S3 endpoint URL named by storage options or the environment (None: AWS)."""
+    client = options.get("client_kwargs") or {}
+    return (
+        options.get("endpoint_url")
+        or client.get("endpoint_url")
+        or os.environ.get("AWS_ENDPOINT_URL_S3")
+        or os.environ.get("AWS_ENDPOINT_URL")
+    )
+
+
+def _preflight(url: str, endpoint: str, timeout: float = 3.0) -> None:
+    """Fail at once, with the cause, when ``endpoint``'s host is unknown or refuses
+    connections (the S3 client would retry for several seconds first)."""
+    parts = urlsplit(endpoint if "://" in endpoint else f"https://{endpoint}")
+    host = parts.hostname
+    if not host:
+        return
+    port = parts.port or (443 if parts.scheme == "https" else 80)
+    where = f"the endpoint {endpoint} of {url}"
+    try:
+        with socket.create_connection((host, port), timeout=timeout):
+            pass
+    except socket.gaierror as exc:
+        raise StorageUnavailableError(
+            f"Cannot reach {where}: the host name {host!r} does not resolve ({exc.strerror}). "
+            "Check the endpoint_url and the network (DNS)."
+        ) from None
+    except ConnectionRefusedError:
+        raise StorageUnavailableError(
+            f"Cannot reach {where}: {host}:{port} refused the connection. Start the server "
+            "or fix the endpoint_url."
+        ) from None
+    except TimeoutError:
+        raise StorageUnavailableError(
+            f"Cannot reach {where}: {host}:{port} did not answer within {timeout:g} s. Check "
+            "the network."
+        ) from None
+    except OSError as exc:
+        raise StorageUnavailableError(
+            f"Cannot reach {where}: {exc.strerror or exc}. Check the network."
+        ) from None
 
 
 def _normalise_url(url: str | os.PathLike[str]) -> str:
@@ -82,9 +273,21 @@ def _normalise_url(url: str | os.PathLike[str]) -> str:
 class Storage:
     """A context root URL resolved once into ``(fs, root)``; all I/O of omfs goes through it."""
 
-    def __init__(self, url: str | os.PathLike[str], storage_options: dict[str, Any] | None = None):
+    def __init__(
+        self,
+        url: str | os.PathLike[str],
+        storage_options: dict[str, Any] | None = None,
+        *,
+        unsafe_commits: bool = False,
+        durable: bool = True,
+    ):
         self.url = _normalise_url(url)
         self.options: dict[str, Any] = dict(storage_options or {})
+        #: write on a protocol without an atomic put-if-absent (concurrent writers may
+        #: then overwrite each other's commits)
+        self.unsafe_commits = unsafe_commits
+        #: fsync files and folders of local commits
+        self.durable = durable
         options = dict(self.options)
         protocol = self.url.split("://", 1)[0] if "://" in self.url else "file"
         if protocol in ("s3", "s3a"):
@@ -119,7 +322,15 @@ class Storage:
 
     def __reduce__(self) -> tuple[Any, ...]:
         # credentials never travel: the receiving process uses its own environment
-        return (Storage, (self.url, public_options(self.options)))
+        return (
+            _rebuild,
+            (self.url, public_options(self.options), self.unsafe_commits, self.durable),
+        )
+
+    @property
+    def endpoint(self) -> str | None:
+        """The S3 endpoint URL (None for AWS itself and for other protocols)."""
+        return _endpoint(self.options) if self.protocol in ("s3", "s3a") else None
 
     def same_filesystem(self, other: Storage) -> bool:
         """True when a copy between the two can be done by the storage itself."""
@@ -140,25 +351,33 @@ class Storage:
         return path[len(prefix) :] if path.startswith(prefix) else path
 
     # -- reading --------------------------------------------------------------------------
+    @_translated
     def read_bytes(self, key: str) -> bytes:
         """A whole object in one request."""
         return self.cat_path(self.path(key))
 
+    @_translated
     def cat_path(self, path: str) -> bytes:
         """The whole file at filesystem ``path``, in one request (no size lookup first)."""
         return self.fs.cat_file(path, **self._cat_options)
 
+    @_translated
     def open(self, key: str, mode: str = "rb", **kwargs: Any) -> IO[bytes]:
+        if "w" in mode:
+            self.check_writable()
         if "w" in mode and self.is_local:
             os.makedirs(os.path.dirname(self.path(key)), exist_ok=True)
         return self.fs.open(self.path(key), mode, **kwargs)
 
+    @_translated
     def exists(self, key: str) -> bool:
         return self.fs.exists(self.path(key))
 
+    @_translated
     def size(self, key: str) -> int:
         return int(self.fs.size(self.path(key)))
 
+    @_translated
     def list(self, prefix: str) -> list[str]:
         """Names of the files directly below ``prefix`` (one listing call; [] if none)."""
         try:
@@ -169,6 +388,7 @@ class Storage:
             e["name"].rstrip("/").rsplit("/", 1)[-1] for e in entries if e["type"] == "file"
         )
 
+    @_translated
     def list_names(self, prefix: str, startswith: str = "") -> list[str]:
         """Names of the entries directly below ``prefix`` that start with ``startswith``, in
         no particular order, without a stat per entry: one directory read locally, one
@@ -197,6 +417,7 @@ class Storage:
                     names.append(name)
         return names
 
+    @_translated
     def walk(self, prefix: str) -> list[tuple[str, int, float]]:
         """Every file below ``prefix`` as ``(key, size, modified)``, ``modified`` in seconds
         since the epoch (one recursive listing on object storage; for gc)."""
@@ -223,6 +444,7 @@ class Storage:
             out.append((self._key(name), int(info.get("size") or 0), float(stamp)))
         return out
 
+    @_translated
     def list_dirs(self, prefix: str) -> list[str]:
         """Names of the folders directly below ``prefix`` (one listing call)."""
         try:
@@ -234,35 +456,89 @@ class Storage:
         )
 
     # -- writing --------------------------------------------------------------------------
+    @_translated
     def write_bytes(self, key: str, data: bytes) -> None:
         """Write a small object whole; readers see the old or the new content, never a mix."""
+        self.check_writable()
         path = self.path(key)
         if self.is_local:
-            _place_local(path, data, os.replace)
+            _place_local(path, data, os.replace, self.durable)
         else:
             self.fs.pipe_file(path, data)
 
+    @_translated
     def create(self, key: str, data: bytes) -> None:
         """Write ``key`` only if it does not exist yet (put-if-absent), else FileExistsError.
 
-        This is the commit point of every write: locally a complete temporary file is
-        hard-linked into place (the link fails if the name exists); on S3 the PUT carries
-        ``If-None-Match: *``. Either way the object appears whole or not at all.
+        This is the commit point of every write: locally a complete, fsynced temporary file
+        is hard-linked into place (the link fails if the name exists); on S3 the PUT carries
+        ``If-None-Match: *`` (an S3-compatible server is first checked to honour it).
+        Either way the object appears whole or not at all. Other protocols are refused
+        unless ``unsafe_commits``.
         """
+        self.check_writable()
         path = self.path(key)
         if self.is_local:
-            _place_local(path, data, os.link)  # link fails if the name exists
+            _place_local(path, data, os.link, self.durable)  # link fails if the name exists
         elif self.protocol == "memory":
             with _memory_lock:
                 self.fs.pipe_file(path, data, mode="create")
-        else:
+        elif self.protocol in ("s3", "s3a"):
+            self._check_conditional_writes()
             self.fs.pipe_file(path, data, mode="create")
+        else:  # unsafe_commits: check, then write (another writer may slip in between)
+            if self.fs.exists(path):
+                raise FileExistsError(path)
+            self.fs.pipe_file(path, data)
 
+    def check_writable(self) -> None:
+        """Refuse writes where omfs cannot commit atomically (before anything is written)."""
+        if self.is_local or self.protocol in _ATOMIC_PROTOCOLS or self.unsafe_commits:
+            return
+        raise UnsafeStorageError(
+            f"omfs cannot commit atomically on {self.protocol}:// storage ({self.url}): it "
+            "has no put-if-absent for this protocol, so two writers could overwrite each "
+            "other's versions. Reading works. To write anyway, open the context with "
+            "unsafe_commits=True (and make sure only one writer runs at a time)."
+        )
+
+    def _check_conditional_writes(self) -> None:
+        """Once per process and S3-compatible endpoint: a second create of one key must
+        fail, or the server ignores ``If-None-Match`` and writes are refused."""
+        endpoint = self.endpoint
+        if endpoint is None:  # AWS S3 itself honours If-None-Match
+            return
+        with _checked_lock:
+            known = _checked_endpoints.get(endpoint)
+        if known is None:
+            probe = self.path(f".omfs-probe-{unique_name()}")
+            self.fs.pipe_file(probe, b"1", mode="create")
+            try:
+                self.fs.pipe_file(probe, b"2", mode="create")
+            except FileExistsError:
+                known = True
+            else:
+                known = False
+            finally:
+                with contextlib.suppress(FileNotFoundError):
+                    self.fs.rm(probe)
+            with _checked_lock:
+                _checked_endpoints[endpoint] = known
+        if not known:
+            raise UnsafeStorageError(
+                f"The S3-compatible server at {endpoint} ignores If-None-Match (a second "
+                f"create of one key succeeded), so omfs cannot commit atomically to {self.url}. "
+                "Use a server that supports conditional writes (AWS S3, recent MinIO, Ceph "
+                "RGW), or open the context with unsafe_commits=True for a single writer."
+            )
+
+    @_translated
     def delete(self, keys: Iterable[str]) -> None:
         """Delete files; missing ones are ignored. One batched call where the backend has it."""
         paths = [self.path(k) for k in keys]
         if not paths:
             return
+        self.check_writable()
         try:
             self.fs.rm(paths)
         except FileNotFoundError:
@@ -271,10 +547,13 @@ class Storage:
                 with contextlib.suppress(FileNotFoundError):
                     self.fs.rm(path)
 
+    @_translated
     def delete_tree(self, prefix: str) -> None:
+        self.check_writable()
         with contextlib.suppress(FileNotFoundError):
             self.fs.rm(self.path(prefix), recursive=True)
 
+    @_translated
     def copy(
         self,
         src_keys: list[str],
@@ -283,6 +562,7 @@ class Storage:
         progress: Callable[[int], None] | None = None,
     ) -> None:
         """Copy files to ``target``: server-side on one filesystem, streamed otherwise."""
+        target.check_writable()
         if self.same_filesystem(target):
             if target.is_local:
                 for dst in dst_keys:
@@ -315,21 +595,33 @@ class Storage:
         return self._arrow_fs
 
     def check_root(self) -> None:
-        """Raise a clear error when the root cannot be used (e.g. a missing S3 bucket)."""
-        from omfs.errors import ConfigError
-
+        """Raise a clear error when the root cannot be used: an S3 endpoint that is down or
+        unknown (at once, not after the client's retries), missing credentials, a missing
+        S3 bucket, or access denied."""
         if self.is_local or self.protocol == "memory":
             return
+        endpoint = self.endpoint
+        if endpoint is not None:
+            with _checked_lock:
+                seen = endpoint in _checked_endpoints
+            if not seen:
+                _preflight(self.url, endpoint)
+        elif self.protocol in ("s3", "s3a"):
+            _preflight(self.url, "https://s3.amazonaws.com")
         top = self.root.split("/", 1)[0]
         try:
             self.fs.ls(top, detail=False)
         except FileNotFoundError:
-            raise ConfigError(
+            raise StorageUnavailableError(
                 f"The storage root {self.url!r} is not reachable: the bucket {top!r} does not "
                 "exist. Create it first, or pass another root."
             ) from None
-        except PermissionError as exc:
-            raise ConfigError(
-                f"Access to the storage root {self.url!r} was denied ({exc}). Check the "
-                "credentials in the environment or the storage_options."
-            ) from None
+        except Exception as exc:
+            error = _storage_error(exc, self.url)
+            if error is None:
+                raise
+            raise error from None
+
+
+def _rebuild(url: str, options: dict[str, Any], unsafe_commits: bool, durable: bool) -> Storage:
+    return Storage(url, options, unsafe_commits=unsafe_commits, durable=durable)

@@ -7,17 +7,23 @@ Each also subclasses the builtin a caller would naturally catch: a missing objec
 from __future__ import annotations
 
 __all__ = [
+    "ClusterUnavailableError",
     "CommitConflictError",
     "ConditionFailedError",
     "ConfigError",
     "FormatError",
     "IntegrityError",
+    "InvalidModelError",
     "InvalidNameError",
     "NotFoundError",
     "OmfsError",
     "PromotionError",
     "ResourceUnavailableError",
     "SchemaMismatchError",
+    "StorageAccessError",
+    "StorageUnavailableError",
+    "TaskCancelledError",
+    "UnsafeStorageError",
 ]
 
 
@@ -66,3 +72,29 @@ class ConfigError(OmfsError, ValueError):
 
 class ResourceUnavailableError(OmfsError):
     """A runtime task that no worker of the cluster can run."""
+
+
+class StorageUnavailableError(OmfsError, ConnectionError):
+    """The storage of a context cannot be reached: endpoint down or unknown, network or DNS
+    failure, a timeout, or a missing storage bucket."""
+
+
+class StorageAccessError(StorageUnavailableError, PermissionError):
+    """The storage refused omfs: credentials missing, wrong or without permission."""
+
+
+class UnsafeStorageError(OmfsError):
+    """A storage on which omfs cannot commit atomically, refused for writes."""
+
+
+class ClusterUnavailableError(OmfsError, ConnectionError):
+    """The Dask cluster of a context cannot be reached or started."""
+
+
+class TaskCancelledError(OmfsError):
+    """A runtime task that was cancelled before it could write anything."""
+
+
+class InvalidModelError(OmfsError, ValueError):
+    """A file or object that is not a model omfs can store or run (not joblib, empty,
+    truncated, or without the method a task calls)."""

@@ -12,7 +12,7 @@ from distributed import get_task_stream
 from sklearn.linear_model import LinearRegression, LogisticRegression
 
 import omfs
-from omfs.errors import ConfigError, ResourceUnavailableError
+from omfs.errors import ConfigError, InvalidModelError, ResourceUnavailableError
 from omfs.runtime.tasks import cache_stats, clear_cache
 
 pytestmark = pytest.mark.cluster
@@ -117,7 +117,7 @@ def test_all_model_methods_and_inline_data(cctx):
     cctx.models.put(LinearRegression(), "nope-fit")
     with pytest.raises(ValueError):  # raised on the worker, re-raised here with its type
         cctx.runtime.model("nope-fit").fit(np.ones((3, 2)), np.ones(4)).get(timeout=60)
-    with pytest.raises(AttributeError, match="has no method 'transform'"):
+    with pytest.raises(InvalidModelError, match=r"has no transform\(\) method"):
         cctx.runtime.mode(local=True).model("clf").transform(X).get()
 
 

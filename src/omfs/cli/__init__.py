@@ -6,8 +6,8 @@ from typing import Annotated
 
 import typer
 
-from omfs.cli import buckets, contexts, datasets, maintenance, models, runtime
-from omfs.cli._common import run_with_errors, state
+from omfs.cli import buckets, cluster, contexts, datasets, maintenance, models, runtime
+from omfs.cli._common import quiet_libraries, run_with_errors, state
 
 __all__ = ["app", "main"]
 
@@ -23,6 +23,7 @@ app.add_typer(models.app, name="models")
 app.add_typer(buckets.app, name="buckets")
 app.add_typer(contexts.app, name="contexts")
 app.add_typer(runtime.app, name="runtime")
+app.add_typer(cluster.app, name="cluster")
 app.command("fsck")(maintenance.fsck)
 app.command("upgrade")(maintenance.upgrade)
 app.command("gc")(maintenance.gc)
@@ -43,9 +44,13 @@ def _options(
         str | None, typer.Option(help="a named context of the config file [env: OMFS_CONTEXT]")
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="machine-readable output")] = False,
+    verbose: Annotated[
+        bool, typer.Option("--verbose", "-v", help="show the logs of Dask and storage")
+    ] = False,
 ) -> None:
     state.root, state.bucket, state.cluster, state.as_json = root, bucket, cluster, as_json
     state.context = context
+    quiet_libraries(verbose)
 
 
 def main() -> None:

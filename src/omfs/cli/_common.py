@@ -169,9 +169,37 @@ def parse_attributes(items: list[str] | None) -> dict[str, Any] | None:
     return out
 
 
+def quiet_libraries(verbose: bool) -> None:
+    """Dask's and the storage libraries' logs and warnings stay out of the CLI's output
+    unless ``-v``: omfs says what went wrong in one line."""
+    import logging
+    import warnings
+
+    if verbose:
+        os.environ.pop("DASK_LOGGING__DISTRIBUTED", None)
+        logging.basicConfig(level=logging.INFO, format="%(name)s: %(message)s")
+        return
+    # read by dask's config when distributed is first imported (after this)
+    os.environ["DASK_LOGGING__DISTRIBUTED"] = "critical"
+    for name in ("distributed", "tornado", "asyncio", "aiobotocore", "botocore", "s3fs"):
+        logging.getLogger(name).setLevel(logging.CRITICAL)
+    warnings.filterwarnings("ignore", module="distributed")
+    warnings.filterwarnings("ignore", category=ResourceWarning)
+
+
+def one_line(exc: BaseException) -> str:
+    """An exception as one line of text (its type when it has no message)."""
+    from omfs.errors import OmfsError
+
+    text = exc.args[0] if isinstance(exc, KeyError) and exc.args else str(exc)
+    if isinstance(exc, OSError) and not isinstance(exc, OmfsError) and exc.filename:
+        text = f"{exc.strerror or exc}: {exc.filename}"
+    return " ".join(str(text).split()) or type(exc).__name__
+
+
 def run_with_errors(app: Callable[[], Any]) -> None:
-    """Run the Typer app; library errors end as one line and exit code 1 (OMFS_DEBUG=1 shows
-    the traceback)."""
+    """Run the Typer app; library errors end as one line and exit code 1, Ctrl-C as
+    ``om: error: interrupted`` and exit code 130 (OMFS_DEBUG=1 shows the traceback)."""
     from omfs.errors import OmfsError
 
     try:
@@ -179,11 +207,10 @@ def run_with_errors(app: Callable[[], Any]) -> None:
     except (OmfsError, OSError, ValueError, TypeError, KeyError) as exc:
         if os.environ.get("OMFS_DEBUG"):
             raise
-        text = exc.args[0] if isinstance(exc, KeyError) and exc.args else str(exc)
-        if isinstance(exc, OSError) and not isinstance(exc, OmfsError) and exc.filename:
-            text = f"{exc.strerror or exc}: {exc.filename}"
-        fail(" ".join(str(text).split()) or type(exc).__name__)
+        fail(one_line(exc))
     except KeyboardInterrupt:
+        if os.environ.get("OMFS_DEBUG"):
+            raise
         fail("interrupted", 130)
 
 

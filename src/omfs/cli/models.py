@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -62,13 +63,18 @@ def put(
     tag: Annotated[str | None, typer.Option(help="tag this version")] = None,
 ) -> None:
     """Store a model saved with joblib as a new version."""
-    import joblib
+    from omfs.models.store import describe_kind, is_estimator, load_model_file
 
     if not file.is_file():
         fail(f"No such file: {str(file)!r}")
-    meta = state.omega().models.put(
-        joblib.load(file), name, attributes=parse_attributes(attr), tag=tag
-    )
+    model = load_model_file(file)
+    meta = state.omega().models.put(model, name, attributes=parse_attributes(attr), tag=tag)
+    if not is_estimator(model):
+        print(
+            f"om: warning: {str(file)!r} holds a {describe_kind(model)}, which has no fit, "
+            "predict or transform method: it is stored, but `om runtime` cannot run it",
+            file=sys.stderr,
+        )
     emit_table(
         _rows([meta]),
         ["version", "kind", "fitted", "size"],

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import sys
 from typing import Annotated, Any
 
 import typer
 
-from omfs.cli._common import emit_table, emit_value, fail, parse_attributes, state
+from omfs.cli._common import emit_table, emit_value, fail, one_line, parse_attributes, state
 
 app = typer.Typer(help="Runtime: model tasks on the context's Dask cluster.", no_args_is_help=True)
 
@@ -74,11 +75,14 @@ def model(
     ] = None,
     timeout: Annotated[float | None, typer.Option(help="seconds to wait for the result")] = None,
 ) -> None:
-    """Run a model task and print its result."""
+    """Run a model task and print its result.
+
+    With --timeout, a task that has not finished is cancelled and writes nothing (or, if it
+    was already writing, its result is waited for and shown).
+    """
     proxy = _runtime().model(name)
-    outcome = proxy.task(action, x, y, rName=result, **(parse_attributes(param) or {})).get(
-        timeout=timeout
-    )
+    task = proxy.task(action, x, y, rName=result, **(parse_attributes(param) or {}))
+    outcome = _wait(task, timeout)
     if hasattr(outcome, "to_dict") and hasattr(outcome, "version"):
         if state.as_json:
             emit_value(outcome)
@@ -88,6 +92,43 @@ def model(
     if hasattr(outcome, "tolist"):
         outcome = outcome.tolist()
     emit_value(outcome)
+
+
+def _wait(task: Any, timeout: float | None) -> Any:
+    """The task's result; a timeout cancels it, Ctrl-C too, a task error is one line."""
+    import os
+
+    from omfs.errors import TaskCancelledError
+
+    try:
+        return task.get(timeout=timeout)
+    except TimeoutError:
+        if task.cancel():
+            fail(
+                f"{task.description} did not finish within {timeout:g} s; it was cancelled "
+                "and wrote nothing. Give a longer --timeout, or none to wait."
+            )
+        print(
+            f"om: {task.description} was already writing its result at the timeout; waiting for it",
+            file=sys.stderr,
+        )
+        return task.get()
+    except KeyboardInterrupt:
+        task.cancel()
+        raise
+    except TaskCancelledError as exc:
+        fail(one_line(exc))
+    except Exception as exc:
+        if os.environ.get("OMFS_DEBUG"):
+            raise
+        from omfs.errors import OmfsError
+
+        if isinstance(exc, OmfsError):
+            fail(one_line(exc))
+        fail(
+            f"{task.description} failed: {type(exc).__name__}: {one_line(exc)} "
+            "(OMFS_DEBUG=1 shows the worker's traceback)"
+        )
 
 
 @app.command()

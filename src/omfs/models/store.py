@@ -23,13 +23,55 @@ from omfs._log import Commit, State, VersionRecord, _Corrupt, _dumps, check_payl
 from omfs._names import check_name, check_tag
 from omfs._storage import unique_name
 from omfs._store import VersionedStore
-from omfs.errors import IntegrityError
+from omfs.errors import IntegrityError, InvalidModelError
 from omfs.metadata import Metadata, utcnow
 
-__all__ = ["ModelStore", "describe_kind", "is_fitted"]
+__all__ = ["ModelStore", "describe_kind", "is_estimator", "is_fitted", "load_model_file"]
 
 _CHUNK = 16 * 2**20
 _LIBRARIES = ("numpy", "scipy", "pandas", "sklearn", "xgboost", "lightgbm", "torch")
+
+
+def is_estimator(obj: Any) -> bool:
+    """True for objects with the methods runtime tasks call (fit, predict or transform)."""
+    return any(callable(getattr(obj, m, None)) for m in ("fit", "predict", "transform"))
+
+
+def load_model_file(path: Any) -> Any:
+    """Load a model saved with ``joblib.dump`` (or pickle) from a local file, with a clear
+    error when it is not one: empty, truncated, text, or needing a module not installed."""
+    import os
+
+    import joblib
+
+    where = os.fspath(path)
+    try:
+        size = os.path.getsize(where)
+    except OSError as exc:
+        raise InvalidModelError(f"Cannot read the model file {where!r}: {exc.strerror}") from None
+    if size == 0:
+        raise InvalidModelError(
+            f"The model file {where!r} is empty. Save a model with joblib.dump(model, path)."
+        )
+    try:
+        return joblib.load(where)
+    except ModuleNotFoundError as exc:
+        with open(where, "rb") as f:
+            head = f.read(2)
+        if head[:1] == b"\x80" or head[:2] in (b"\x78\x9c", b"\x1f\x8b"):  # pickle / zlib / gzip
+            raise InvalidModelError(
+                f"The model file {where!r} needs the module {exc.name!r}, which is not "
+                "installed here. Install it, then try again."
+            ) from None
+        reason = "it is not a joblib or pickle file"
+    except (EOFError, MemoryError):
+        reason = "it is truncated"
+    except Exception as exc:
+        reason = f"{type(exc).__name__}: {' '.join(str(exc).split())[:200]}"
+    raise InvalidModelError(
+        f"Cannot load the model file {where!r}: {reason}. Save a model with "
+        "joblib.dump(model, path) and pass that file."
+    )
 
 
 class _Hasher:

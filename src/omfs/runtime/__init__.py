@@ -16,7 +16,7 @@ from omfs.runtime._routing import (
     resources_from,
     resources_from_attributes,
 )
-from omfs.runtime.tasks import METHODS, run_model_task
+from omfs.runtime.tasks import _FITTING, METHODS, run_model_task
 
 if TYPE_CHECKING:
     from omfs.context import Omega
@@ -26,7 +26,12 @@ __all__ = ["ModelProxy", "Runtime", "TaskResult"]
 
 class TaskResult:
     """The outcome of a task: ``get(timeout=None)`` waits for it; ``future`` is the Dask
-    future (None in local mode). Errors raised by the task are raised by ``get``."""
+    future (None in local mode). Errors raised by the task are raised by ``get``.
+
+    ``cancel()`` stops the task; a task that writes (fit, or a result stored with
+    ``rName``) checks before it writes, so after a successful ``cancel()`` nothing of it
+    is ever written.
+    """
 
     def __init__(
         self,
@@ -35,21 +40,49 @@ class TaskResult:
         value: Any = None,
         error: BaseException | None = None,
         description: str = "",
+        guard: str | None = None,
     ):
         self.future = future
         self._value = value
         self._error = error
         self.description = description
+        self._guard = guard
 
     def get(self, timeout: float | None = None) -> Any:
+        """The task's result; raises what the task raised, or TimeoutError after
+        ``timeout`` seconds (the task goes on running: call ``get`` again or ``cancel``)."""
         if self.future is not None:
-            return self.future.result(timeout=timeout)
+            from distributed import TimeoutError as DaskTimeout
+
+            try:
+                return self.future.result(timeout=timeout)
+            except (TimeoutError, DaskTimeout):
+                if self.future.status in ("finished", "error"):
+                    return self.future.result()
+                raise TimeoutError(
+                    f"{self.description} did not finish within {timeout:g} s; it goes on "
+                    "running. Call get() again to wait for it, or cancel() to stop it."
+                ) from None
         if self._error is not None:
             raise self._error
         return self._value
 
     def done(self) -> bool:
         return self.future.done() if self.future is not None else True
+
+    def cancel(self) -> bool:
+        """Stop the task. True: it will write nothing. False: it had already finished or
+        begun to write; ``get()`` returns its result."""
+        if self.future is None or self.future.done():
+            return False
+        if self._guard is not None:
+            from distributed import Lock
+
+            # the task takes this lock before it writes; whoever holds it decides
+            if not Lock(self._guard, client=self.future.client).acquire(timeout=5):
+                return False
+        self.future.cancel()
+        return True
 
     def __repr__(self) -> str:
         state = (
@@ -105,6 +138,9 @@ class Runtime:
         result_name: str | None,
     ) -> TaskResult:
         description = f"{method}({meta.name}@v{meta.version})"
+        writes = method in _FITTING or result_name is not None
+        key = f"omfs-{method}-{meta.name.replace('/', '.')}-{uuid.uuid4().hex[:12]}"
+        guard = f"{key}-commit" if writes and not self._local else None
         args = (meta, method, X, Y, params, result_name)
         if self._local:
             try:
@@ -114,7 +150,8 @@ class Runtime:
         if self._omega.storage.protocol == "memory":
             raise ConfigError(
                 f"The context {self._omega.root!r} lives in this process's memory, which Dask "
-                "workers cannot see. Use runtime.mode(local=True), or a folder or s3:// root."
+                "workers cannot see. Run the task locally (runtime.mode(local=True), `om "
+                "runtime --local`), or use a folder or s3:// root."
             )
         resources = self._resources
         if resources is None:
@@ -124,11 +161,13 @@ class Runtime:
             run_model_task,
             self._omega,
             *args,
+            guard=guard,
             resources=resources or None,
             pure=False,
-            key=f"omfs-{method}-{meta.name.replace('/', '.')}-{uuid.uuid4().hex[:12]}",
+            key=key,
         )
-        return TaskResult(future, description=description)
+        self._omega._cluster.track(future, description)
+        return TaskResult(future, description=description, guard=guard)
 
 
 class ModelProxy:

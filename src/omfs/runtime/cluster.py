@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import atexit
 import os
+import sys
 import threading
 from typing import Any
 
-from omfs.errors import ConfigError
+from omfs.errors import ClusterUnavailableError, ConfigError
 
 __all__ = ["ClusterHandle"]
 
@@ -15,9 +16,11 @@ __all__ = ["ClusterHandle"]
 class ClusterHandle:
     """Holds a context's cluster spec and, once needed, its ``distributed.Client``.
 
-    The spec is a scheduler address (``tcp://host:8786``), a ``distributed.Client``, or None
-    for a LocalCluster with process workers started on first use and closed at exit.
-    Buckets of one context share one handle.
+    The spec is a scheduler address (``tcp://host:8786``), a ``distributed.Client``, or None:
+    then the background cluster of ``om cluster start`` when it runs, else a private cluster
+    (worker subprocesses) started on first use and stopped at exit. Buckets of one context
+    share one handle. Tasks submitted through it are kept until they finish: a script that
+    ends with tasks pending waits for them, saying which.
     """
 
     def __init__(self, spec: Any = None):
@@ -28,8 +31,11 @@ class ClusterHandle:
             )
         self.spec = spec
         self._client: Any = spec if _is_client(spec) else None
-        self._cluster: Any = None
+        self._private: Any = None
+        self._source = "client" if _is_client(spec) else None
         self._lock = threading.Lock()
+        self._pending: dict[str, tuple[Any, str]] = {}
+        self._exit_registered = False
 
     def __repr__(self) -> str:
         return f"ClusterHandle({self.describe()})"
@@ -42,47 +48,106 @@ class ClusterHandle:
     def describe(self) -> str:
         if _is_client(self.spec):
             return f"client of {self.spec.scheduler.address}"
-        return self.spec or "LocalCluster (started on first use)"
+        if self.spec:
+            return self.spec
+        if self._private is not None:
+            return f"private cluster at {self._private.address}"
+        from omfs.runtime.processes import background
+
+        running = background()
+        if running is not None:
+            return f"background cluster at {running.address} (om cluster start)"
+        return "private cluster (started on first use; `om cluster start` keeps one running)"
 
     def client(self) -> Any:
         with self._lock:
             if self._client is None or self._client.status in ("closed", "closing"):
                 self._client = self._connect()
+                if not self._exit_registered:
+                    # pending tasks are awaited before the interpreter stops its thread
+                    # pools (which Dask's client needs to send them), the rest at exit
+                    early = getattr(threading, "_register_atexit", None)
+                    if early is not None:
+                        early(self.wait_pending)
+                    atexit.register(self.close)
+                    self._exit_registered = True
             return self._client
 
     def _connect(self) -> Any:
-        from distributed import Client, LocalCluster
+        from distributed import Client
 
-        if isinstance(self.spec, str):
+        from omfs.runtime.processes import PrivateCluster, background, check_reachable
+
+        address = self.spec
+        if address is None:
+            running = background()
+            address = running.address if running is not None else None
+        if address is not None:
+            check_reachable(address)
             try:
-                return Client(self.spec, timeout=os.environ.get("OMFS_CONNECT_TIMEOUT", "10s"))
+                client = Client(address, timeout=os.environ.get("OMFS_CONNECT_TIMEOUT", "10s"))
             except OSError as exc:
-                raise ConfigError(
-                    f"Cannot reach the Dask scheduler at {self.spec!r} ({exc}). Start it "
-                    "(`dask scheduler`), or fix --cluster / $OMFS_CLUSTER."
+                raise ClusterUnavailableError(
+                    f"Cannot connect to the Dask scheduler at {address} ({exc}). Start it "
+                    "(`om cluster start` or `dask scheduler`), or fix --cluster / $OMFS_CLUSTER."
                 ) from None
-        import dask
+            self._source = "address" if self.spec else "background"
+            return client
+        try:
+            self._private = PrivateCluster()
+        except ClusterUnavailableError:
+            raise
+        except Exception as exc:
+            raise ClusterUnavailableError(
+                f"Could not start a local Dask cluster ({type(exc).__name__}: {exc}). Start "
+                "one with `om cluster start`, or run tasks with runtime.mode(local=True)."
+            ) from exc
+        self._source = "private"
+        return self._private.client
 
-        with dask.config.set({"distributed.scheduler.no-workers-timeout": "30s"}):
-            self._cluster = LocalCluster(
-                processes=True,
-                n_workers=min(2, os.cpu_count() or 1),
-                threads_per_worker=1,
-                dashboard_address=None,
-            )
-        atexit.register(self.close)
-        return Client(self._cluster)
+    # -- tasks --------------------------------------------------------------------------
+    def track(self, future: Any, description: str) -> None:
+        """Keep ``future`` (and so its task) alive until it finishes."""
+        key = future.key
+        with self._lock:
+            self._pending[key] = (future, description)
+        future.add_done_callback(lambda f: self._pending.pop(f.key, None))
+
+    def pending(self) -> list[tuple[Any, str]]:
+        with self._lock:
+            return [(f, d) for f, d in self._pending.values() if not f.done()]
+
+    def wait_pending(self) -> None:
+        """Wait for tasks still running, saying once which (Ctrl-C abandons them)."""
+        pending = self.pending()
+        if not pending:
+            return
+        from distributed import wait
+
+        names = ", ".join(d for _, d in pending)
+        print(
+            f"omfs: waiting for {len(pending)} unfinished task(s) before exiting: {names} "
+            "(Ctrl-C abandons them)",
+            file=sys.stderr,
+        )
+        try:
+            wait([f for f, _ in pending])
+        except KeyboardInterrupt:
+            print(f"omfs: abandoned unfinished task(s): {names}", file=sys.stderr)
+            for future, _ in pending:
+                future.cancel()
 
     def close(self) -> None:
-        """Close a client and cluster that this handle started (not a caller's own client)."""
+        """Wait for pending tasks, then close a client and cluster this handle started (not
+        a caller's own client)."""
+        if self._source in ("private", "background", "address"):
+            self.wait_pending()
         with self._lock:
-            if self._cluster is not None:
-                if self._client is not None:
-                    self._client.close()
-                self._cluster.close()
-                self._cluster = None
+            if self._private is not None:
+                self._private.close()
+                self._private = None
                 self._client = None
-            elif isinstance(self.spec, str) and self._client is not None:
+            elif self._source in ("background", "address") and self._client is not None:
                 self._client.close()
                 self._client = None
 

@@ -14,6 +14,7 @@ import threading
 from collections import OrderedDict
 from typing import Any
 
+from omfs.errors import InvalidModelError, TaskCancelledError
 from omfs.metadata import Metadata, utcnow
 
 __all__ = ["METHODS", "cache_stats", "clear_cache", "run_model_task"]
@@ -91,6 +92,18 @@ def _resolve_input(omega: Any, value: Any, lineage: list[dict[str, Any]], role: 
     return data
 
 
+def _claim(guard: str | None, meta: Metadata, method: str) -> None:
+    """Take the task's write lock, or stop: the client cancelled it."""
+    if guard is None:
+        return
+    from distributed import Lock
+
+    if not Lock(guard).acquire(blocking=False):
+        raise TaskCancelledError(
+            f"{method}({meta.name}@v{meta.version}) was cancelled before it wrote anything."
+        )
+
+
 def run_model_task(
     omega: Any,
     model_meta: Metadata,
@@ -99,12 +112,16 @@ def run_model_task(
     Y: Any = None,
     params: dict[str, Any] | None = None,
     result_name: str | None = None,
+    *,
+    guard: str | None = None,
 ) -> Any:
     """Run ``model.<method>(X, Y, **params)`` for one stored model version.
 
     ``fit``/``partial_fit`` store the fitted model as a new version whose lineage names the
     datasets and versions it was trained on, and return its Metadata. Other methods return
     their result, or store it as dataset ``result_name`` and return that Metadata.
+    ``guard`` names the Dask lock the task must take before it writes (a client that
+    cancels takes it first, so a cancelled task writes nothing).
     """
     if method not in METHODS:
         raise ValueError(f"Unknown model task {method!r}; use one of {list(METHODS)}")
@@ -116,9 +133,16 @@ def run_model_task(
         args.append(_resolve_input(omega, X, lineage, "X"))
     if Y is not None:
         args.append(_resolve_input(omega, Y, lineage, "Y"))
+    func = getattr(model, method, None)
+    if not callable(func):
+        raise InvalidModelError(
+            f"Model {model_meta.name!r}@v{model_meta.version} is a {model_meta.kind}, which "
+            f"has no {method}() method. Store an estimator that has one."
+        )
     if method in _FITTING:
         model = copy.deepcopy(model)  # the cached instance stays as stored
         getattr(model, method)(*args, **params)
+        _claim(guard, model_meta, method)
         return omega.models.put(
             model,
             model_meta.name,
@@ -134,13 +158,9 @@ def run_model_task(
                 },
             },
         )
-    func = getattr(model, method, None)
-    if func is None:
-        raise AttributeError(
-            f"Model {model_meta.name!r} ({model_meta.kind}) has no method {method!r}"
-        )
     result = func(*args, **params)
     if result_name is not None:
+        _claim(guard, model_meta, method)
         return omega.datasets.put(
             result,
             result_name,

@@ -1,0 +1,101 @@
+"""``om cluster start|status|stop``: a Dask cluster on this machine that outlives commands."""
+
+from __future__ import annotations
+
+import time
+from typing import Annotated, Any
+
+import typer
+
+from omfs.cli._common import emit_table, emit_value, fail, state
+
+app = typer.Typer(
+    help="A local Dask cluster in the background, used by every context without a cluster "
+    "of its own.",
+    no_args_is_help=True,
+)
+
+
+def _rows(record: Any) -> list[dict[str, Any]]:
+    return [
+        {
+            "name": w.name,
+            "resources": w.resource_text() or "-",
+            "pid": pid,
+        }
+        for w, pid in zip(record.workers, record.worker_pids, strict=False)
+    ]
+
+
+@app.command()
+def start(
+    worker: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--worker",
+            metavar="RESOURCES",
+            help="add a worker offering RESOURCES, e.g. gpu=1 or gpu=1,memory=16e9 (repeatable)",
+        ),
+    ] = None,
+    workers: Annotated[
+        int | None,
+        typer.Option(
+            "--workers", min=0, help="plain workers (default: 2, or 0 when --worker is given)"
+        ),
+    ] = None,
+    port: Annotated[int, typer.Option(help="scheduler port (0: any free port)")] = 0,
+) -> None:
+    """Start a scheduler and workers in the background."""
+    from omfs.runtime.processes import WorkerSpec, parse_worker_spec, start_background
+
+    specs = []
+    for i, text in enumerate(worker or []):
+        resources = parse_worker_spec(text)
+        label = "-".join(sorted(resources)) or "worker"
+        specs.append(WorkerSpec(f"{label}-{i}", resources))
+    plain = workers if workers is not None else (0 if specs else 2)
+    specs += [WorkerSpec(f"worker-{i}") for i in range(plain)]
+    if not specs:
+        fail("a cluster needs at least one worker: give --workers N or --worker RESOURCES", 2)
+    began = time.monotonic()
+    record = start_background(specs, port=port)
+    if state.as_json:
+        emit_value(record.to_dict())
+        return
+    print(
+        f"om: cluster started at {record.address} with {len(specs)} worker(s) in "
+        f"{time.monotonic() - began:.1f} s; `om cluster stop` stops it",
+    )
+
+
+@app.command()
+def status() -> None:
+    """Say whether the background cluster runs, where, and its workers."""
+    from omfs.runtime.processes import background
+
+    record = background()
+    if record is None:
+        if state.as_json:
+            emit_value({"running": False})
+            return
+        fail("no background cluster runs; start one with `om cluster start`", 3)
+    if state.as_json:
+        emit_value({"running": True, **record.to_dict()})  # type: ignore[union-attr]
+        return
+    print(f"running at {record.address} (log: {record.log})")  # type: ignore[union-attr]
+    emit_table(_rows(record), ["name", "resources", "pid"])
+
+
+@app.command()
+def stop() -> None:
+    """Stop the background cluster."""
+    from omfs.runtime.processes import stop_background
+
+    record = stop_background()
+    if state.as_json:
+        emit_value({"stopped": record is not None})
+        return
+    if record is None:
+        print("om: no background cluster was running")
+    else:
+        print(f"om: stopped the cluster at {record.address}")
