@@ -598,7 +598,7 @@ class Storage:
         """Raise a clear error when the root cannot be used: an S3 endpoint that is down or
         unknown (at once, not after the client's retries), missing credentials, a missing
         S3 bucket, or access denied."""
-        if self.is_local or self.protocol == "memory":
+        if self.protocol not in ("s3", "s3a", "gcs", "gs", "abfs", "az", "adl"):
             return
         endpoint = self.endpoint
         if endpoint is not None:

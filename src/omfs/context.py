@@ -109,6 +109,7 @@ def setup(
     storage_options: dict[str, Any] | None = None,
     cluster: Any = None,
     context: str | None = None,
+    unsafe_commits: bool = False,
 ) -> Omega:
     """Open a context.
 
@@ -119,9 +120,14 @@ def setup(
     ``None`` means ``$OMFS_ROOT``, then the config file, then ``~/.omfs``. ``bucket``
     defaults to ``$OMFS_BUCKET`` or ``omega``. ``cluster`` is a Dask scheduler address or a
     ``distributed.Client``; ``None`` means ``$OMFS_CLUSTER``, else a LocalCluster started on
-    first remote use.
+    first remote use: the background cluster of ``om cluster start`` when it runs, else
+    a private one stopped at exit.
+
+    Writes need an atomic put-if-absent, which omfs has for local folders, ``memory://``
+    and S3 (S3-compatible servers are checked to honour ``If-None-Match`` on first write);
+    other protocols are refused for writes unless ``unsafe_commits=True``.
     """
     settings = config.resolve(root, bucket, cluster, storage_options, context)
-    storage = Storage(settings.root, settings.storage_options)
+    storage = Storage(settings.root, settings.storage_options, unsafe_commits=unsafe_commits)
     storage.check_root()
     return Omega(storage, settings.bucket, settings.cluster)

@@ -19,8 +19,13 @@ __all__ = ["CountingMotoServer"]
 class CountingMotoServer(ThreadedMotoServer):
     """``ThreadedMotoServer`` whose ``requests`` counts what it served since ``reset()``."""
 
-    def __init__(self, ip_address: str = "127.0.0.1", port: int = 0):
+    def __init__(
+        self, ip_address: str = "127.0.0.1", port: int = 0, *, ignore_conditions: bool = False
+    ):
+        """``ignore_conditions`` drops If-None-Match and If-Match from every request, as
+        S3-compatible servers without conditional writes do."""
         super().__init__(ip_address=ip_address, port=port, verbose=False)
+        self.ignore_conditions = ignore_conditions
         self.requests: Counter[str] = Counter()
         self._lock = threading.Lock()
 
@@ -32,6 +37,9 @@ class CountingMotoServer(ThreadedMotoServer):
         def counting(environ: dict[str, Any], start_response: Any) -> Any:
             with self._lock:
                 self.requests[environ.get("REQUEST_METHOD", "?")] += 1
+            if self.ignore_conditions:
+                environ.pop("HTTP_IF_NONE_MATCH", None)
+                environ.pop("HTTP_IF_MATCH", None)
             return app(environ, start_response)
 
         self._server = make_server(

@@ -212,6 +212,20 @@ def run_with_errors(app: Callable[[], Any]) -> None:
         if os.environ.get("OMFS_DEBUG"):
             raise
         fail("interrupted", 130)
+    except SystemExit as exc:
+        # Typer turns Ctrl-C into a silent exit 130: say so
+        if exc.code == 130 and _caused_by_interrupt(exc):
+            fail("interrupted", 130)
+        raise
+
+
+def _caused_by_interrupt(exc: BaseException) -> bool:
+    seen: BaseException | None = exc
+    for _ in range(5):
+        seen = seen.__cause__ or seen.__context__ if seen is not None else None
+        if isinstance(seen, KeyboardInterrupt):
+            return True
+    return False
 
 
 # options of `om datasets|models promote`, declared once for both nouns

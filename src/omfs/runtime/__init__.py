@@ -41,12 +41,14 @@ class TaskResult:
         error: BaseException | None = None,
         description: str = "",
         guard: str | None = None,
+        forget: Any = None,
     ):
         self.future = future
         self._value = value
         self._error = error
         self.description = description
         self._guard = guard
+        self._forget = forget  # called once cancelled: the exit no longer waits for it
 
     def get(self, timeout: float | None = None) -> Any:
         """The task's result; raises what the task raised, or TimeoutError after
@@ -79,9 +81,11 @@ class TaskResult:
             from distributed import Lock
 
             # the task takes this lock before it writes; whoever holds it decides
-            if not Lock(self._guard, client=self.future.client).acquire(timeout=5):
+            if not Lock(self._guard).acquire(timeout=5):
                 return False
         self.future.cancel()
+        if self._forget is not None:
+            self._forget()
         return True
 
     def __repr__(self) -> str:
@@ -166,8 +170,14 @@ class Runtime:
             pure=False,
             key=key,
         )
-        self._omega._cluster.track(future, description)
-        return TaskResult(future, description=description, guard=guard)
+        handle = self._omega._cluster
+        handle.track(future, description)
+        return TaskResult(
+            future,
+            description=description,
+            guard=guard,
+            forget=lambda: handle.forget(future.key),
+        )
 
 
 class ModelProxy:

@@ -113,6 +113,11 @@ class ClusterHandle:
             self._pending[key] = (future, description)
         future.add_done_callback(lambda f: self._pending.pop(f.key, None))
 
+    def forget(self, key: str) -> None:
+        """Stop keeping the task ``key`` (it was cancelled)."""
+        with self._lock:
+            self._pending.pop(key, None)
+
     def pending(self) -> list[tuple[Any, str]]:
         with self._lock:
             return [(f, d) for f, d in self._pending.values() if not f.done()]

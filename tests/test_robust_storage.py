@@ -1,0 +1,329 @@
+"""Storage in the real world: unreachable endpoints, missing credentials, bad model files,
+concurrent writers, servers without conditional writes, fsync, credentials by allow-list."""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import subprocess
+import sys
+import time
+
+import pandas as pd
+import pytest
+from fsspec.implementations.memory import MemoryFileSystem
+
+import omfs
+from omfs import _storage
+from omfs._storage import Storage, public_options
+from omfs.errors import (
+    InvalidModelError,
+    StorageAccessError,
+    StorageUnavailableError,
+    UnsafeStorageError,
+)
+from omfs.models.store import load_model_file
+
+DOWN = {"client_kwargs": {"endpoint_url": "http://127.0.0.1:1"}}
+NO_DNS = {"client_kwargs": {"endpoint_url": "http://no-such-host.invalid:9000"}}
+
+
+@pytest.mark.parametrize(
+    ("options", "cause"),
+    [(DOWN, "127.0.0.1:1 refused the connection"), (NO_DNS, "does not resolve")],
+)
+def test_unreachable_endpoint_is_reported_at_once(options, cause, om_script):
+    began = time.monotonic()
+    with pytest.raises(StorageUnavailableError, match=cause):
+        omfs.setup("s3://bucket/root", storage_options=options)
+    assert time.monotonic() - began < 2, "no retries before saying so"
+    endpoint = options["client_kwargs"]["endpoint_url"]
+    env = {**os.environ, "OMFS_STORAGE_OPTIONS": f'{{"endpoint_url": "{endpoint}"}}'}
+    out = subprocess.run(
+        [om_script, "--root", "s3://bucket/root", "datasets", "list"],
+        capture_output=True,
+        text=True,
+        env=env,
+    )
+    assert out.returncode == 1
+    assert len(out.stderr.splitlines()) == 1 and out.stdout == ""
+    assert out.stderr.startswith(f"om: error: Cannot reach the endpoint {endpoint} of s3://")
+    assert cause in out.stderr
+
+
+def test_a_failure_after_setup_is_an_omfs_error_too(s3_root, s3_options):
+    om = omfs.setup(s3_root, storage_options=s3_options)
+    storage = om.storage
+    # the same context, now pointed at a server that went away (setup checked it earlier)
+    gone = Storage(
+        s3_root,
+        {
+            "client_kwargs": {"endpoint_url": "http://127.0.0.1:1"},
+            "config_kwargs": {"retries": {"max_attempts": 1}},
+        },
+    )
+    with pytest.raises(StorageUnavailableError, match="Cannot reach the storage of s3://"):
+        gone.read_bytes("omega/anything")
+    assert storage.list_names("omega") == []
+
+
+def test_missing_credentials_are_one_line(s3_server, om_script, tmp_path):
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith("AWS_") or k in ("AWS_DEFAULT_REGION",)
+    }
+    env.update(
+        AWS_CONFIG_FILE=str(tmp_path / "none"),
+        AWS_SHARED_CREDENTIALS_FILE=str(tmp_path / "none"),
+        AWS_EC2_METADATA_DISABLED="true",
+        OMFS_STORAGE_OPTIONS=f'{{"endpoint_url": "{s3_server}"}}',
+    )
+    out = subprocess.run(
+        [om_script, "--root", "s3://any-bucket/root", "models", "list"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+    )
+    assert out.returncode == 1
+    assert out.stderr.splitlines() == [
+        "om: error: No usable credentials for s3://any-bucket/root (Unable to locate "
+        "credentials). Set them in the environment (e.g. AWS_ACCESS_KEY_ID and "
+        "AWS_SECRET_ACCESS_KEY, or AWS_PROFILE) or in the context's storage_options."
+    ]
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root ignores file permissions")
+def test_permission_denied_is_a_storage_access_error(tmp_path):
+    om = omfs.setup(tmp_path / "ctx")
+    om.datasets.put(pd.DataFrame({"a": [1]}), "d")
+    os.chmod(tmp_path / "ctx" / "omega", 0o500)
+    try:
+        with pytest.raises(StorageAccessError, match="Access denied"):
+            om.datasets.put(pd.DataFrame({"a": [2]}), "e")
+    finally:
+        os.chmod(tmp_path / "ctx" / "omega", 0o700)
+
+
+def test_permission_errors_translate(tmp_path):
+    error = _storage._storage_error(PermissionError(13, "Permission denied"), "s3://b/r")
+    assert isinstance(error, StorageAccessError) and isinstance(error, PermissionError)
+    assert str(error).startswith("Access denied by s3://b/r (")
+
+
+# -- model files -----------------------------------------------------------------------------
+def _om_put(om_script, root, file):
+    return subprocess.run(
+        [om_script, "--root", str(root), "models", "put", str(file), "m"],
+        capture_output=True,
+        text=True,
+    )
+
+
+def test_bad_model_files_are_one_line_and_store_nothing(tmp_path, om_script):
+    import joblib
+    from sklearn.linear_model import LinearRegression
+
+    root = tmp_path / "ctx"
+    csv = tmp_path / "customers.csv"
+    csv.write_text("customer_id\tname\n1\tAda\n")
+    empty = tmp_path / "empty.joblib"
+    empty.write_bytes(b"")
+    good = tmp_path / "model.joblib"
+    joblib.dump(LinearRegression(), good)
+    truncated = tmp_path / "truncated.joblib"
+    truncated.write_bytes(good.read_bytes()[:40])
+    cases = {
+        csv: "it is not a joblib or pickle file",
+        empty: "is empty",
+        truncated: "it is truncated",
+    }
+    for file, reason in cases.items():
+        out = _om_put(om_script, root, file)
+        assert out.returncode == 1, out
+        assert len(out.stderr.splitlines()) == 1, out.stderr
+        assert str(file) in out.stderr and reason in out.stderr
+        with pytest.raises(InvalidModelError, match=reason):
+            load_model_file(file)
+    assert not omfs.setup(root).models.exists("m")
+
+
+def test_a_file_needing_a_missing_module_says_which(tmp_path, om_script):
+    pickled = tmp_path / "needs.joblib"
+    script = (
+        "import joblib, sys, types\n"
+        "mod = types.ModuleType('private_lib'); sys.modules['private_lib'] = mod\n"
+        "class Model: pass\n"
+        "Model.__module__ = 'private_lib'; mod.Model = Model\n"
+        f"joblib.dump(Model(), {str(pickled)!r})\n"
+    )
+    subprocess.run([sys.executable, "-c", script], check=True)
+    out = _om_put(om_script, tmp_path / "ctx", pickled)
+    assert out.returncode == 1
+    assert "needs the module 'private_lib', which is not installed here" in out.stderr
+
+
+def test_a_non_estimator_is_stored_with_a_warning(tmp_path, om_script):
+    import joblib
+
+    file = tmp_path / "lookup.joblib"
+    joblib.dump({"a": 1}, file)
+    out = _om_put(om_script, tmp_path / "ctx", file)
+    assert out.returncode == 0
+    assert out.stderr.startswith("om: warning: ") and "builtins.dict" in out.stderr
+    assert omfs.setup(tmp_path / "ctx").models.get("m") == {"a": 1}
+
+
+# -- no lost update: 4 processes x 25 changes each -------------------------------------------
+def _updater(root, options, worker, count):
+    om = omfs.setup(root, storage_options=options)
+    for i in range(count):
+        om.models.update_attributes("m", {f"w{worker}-{i}": i})
+        om.models.tag(f"m@v{1 + (i % 2)}", f"t{worker}")
+
+
+@pytest.mark.slow
+def test_concurrent_attribute_updates_and_tag_moves_all_land(shared_root):
+    root, options = shared_root
+    om = omfs.setup(root, storage_options=options)
+    om.models.put({"v": 1}, "m")
+    om.models.put({"v": 2}, "m")
+    context = multiprocessing.get_context("spawn")
+    procs = [context.Process(target=_updater, args=(root, options, w, 25)) for w in range(4)]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(timeout=600)
+        assert p.exitcode == 0
+    attributes = om.models.metadata("m").attributes
+    assert {k for k in attributes if k.startswith("w")} == {
+        f"w{w}-{i}" for w in range(4) for i in range(25)
+    }
+    history = om.models.tag_history("m")
+    for w in range(4):
+        moves = [h for h in history if h["tag"] == f"t{w}"]
+        assert len(moves) == 25, (w, len(moves))
+    assert om.models.tags("m") == {f"t{w}": 1 + (24 % 2) for w in range(4)}
+
+
+# -- atomic commits per protocol ---------------------------------------------------------------
+class _PlainMemory(MemoryFileSystem):
+    """A filesystem without any put-if-absent of its own (as many fsspec backends)."""
+
+    protocol = "plainmem"
+    store: dict = {}
+    pseudo_dirs = [""]
+
+
+def test_a_protocol_without_atomic_create_is_refused_for_writes():
+    import fsspec
+
+    fsspec.register_implementation("plainmem", _PlainMemory, clobber=True)
+    om = omfs.setup("plainmem://ctx")
+    with pytest.raises(UnsafeStorageError, match=r"cannot commit atomically on plainmem://"):
+        om.datasets.put(pd.DataFrame({"a": [1]}), "d")
+    assert not _PlainMemory.store, "nothing was written before the refusal"
+    assert om.datasets.list() == []  # reading works
+    unsafe = omfs.setup("plainmem://ctx", unsafe_commits=True)
+    unsafe.datasets.put(pd.DataFrame({"a": [1]}), "d")
+    assert unsafe.datasets.get("d")["a"].tolist() == [1]
+    storage = unsafe.storage
+    storage.create("x", b"1")
+    with pytest.raises(FileExistsError):
+        storage.create("x", b"2")
+
+
+def test_an_s3_server_ignoring_if_none_match_is_refused(s3_options, s3_root_factory):
+    import s3fs
+    from omfs_s3counter import CountingMotoServer
+
+    server = CountingMotoServer(ignore_conditions=True)
+    server.start()
+    try:
+        options = {"client_kwargs": {"endpoint_url": server.url}}
+        s3fs.S3FileSystem(**options).mkdir("lax-bucket")
+        om = omfs.setup("s3://lax-bucket/root", storage_options=options)
+        with pytest.raises(UnsafeStorageError, match=f"server at {server.url} ignores If-None"):
+            om.models.put({"a": 1}, "m")
+        assert om.models.list() == []
+        # a compliant server (the session's) is checked once and accepted
+        good = omfs.setup(s3_root_factory(), storage_options=s3_options)
+        good.models.put({"a": 1}, "m")
+        assert good.models.get("m") == {"a": 1}
+    finally:
+        server.stop()
+
+
+# -- durability --------------------------------------------------------------------------------
+def test_local_commits_are_fsynced(tmp_path, monkeypatch):
+    calls = []
+    real = os.fsync
+    monkeypatch.setattr(os, "fsync", lambda fd: calls.append(fd) or real(fd))
+    om = omfs.setup(tmp_path / "ctx")
+    om.datasets.put(pd.DataFrame({"a": [1]}), "d")
+    assert len(calls) >= 4, "commit file and folder, index marker and folder"
+
+    def broken(fd):
+        raise OSError(5, "Input/output error")
+
+    monkeypatch.setattr(os, "fsync", broken)
+    with pytest.raises(OSError, match="Input/output error"):
+        om.datasets.put(pd.DataFrame({"a": [2]}), "d")
+    monkeypatch.setattr(os, "fsync", real)
+    assert om.datasets.get("d")["a"].tolist() == [1], "a failed fsync commits nothing"
+    leftovers = [p.name for p in (tmp_path / "ctx").rglob(".*.tmp")]
+    assert leftovers == []
+
+
+# -- credentials by allow-list -----------------------------------------------------------------
+@pytest.mark.parametrize(
+    ("options", "kept"),
+    [
+        (  # s3fs
+            {
+                "key": "AKIA",
+                "secret": "s3cr3t",
+                "token": "tok",
+                "profile": "team",
+                "client_kwargs": {
+                    "endpoint_url": "http://minio:9000",
+                    "aws_secret_access_key": "s3cr3t",
+                },
+                "config_kwargs": {"signature_version": "s3v4", "proxies": {"http": "u:p@h"}},
+            },
+            {
+                "profile": "team",
+                "client_kwargs": {"endpoint_url": "http://minio:9000"},
+                "config_kwargs": {"signature_version": "s3v4"},
+            },
+        ),
+        (  # gcsfs
+            {"project": "p", "token": "/home/u/key.json", "access": "read_write"},
+            {"project": "p", "access": "read_write"},
+        ),
+        (  # adlfs
+            {
+                "account_name": "acct",
+                "account_key": "k",
+                "credential": "c",
+                "connection_string": "DefaultEndpointsProtocol=https;AccountKey=k",
+                "sas_token": "s",
+                "client_secret": "cs",
+                "tenant_id": "t",
+                "client_id": "c",
+            },
+            {"account_name": "acct"},
+        ),
+    ],
+    ids=["s3fs", "gcsfs", "adlfs"],
+)
+def test_only_known_safe_options_travel(options, kept):
+    import pickle
+
+    assert public_options(options) == kept
+    storage = Storage("memory://allow", options)
+    payload = pickle.dumps(storage)
+    for secret in ("AKIA", "s3cr3t", "tok", "key.json", "AccountKey", b"cs"):
+        assert (secret if isinstance(secret, bytes) else secret.encode()) not in payload
+    assert pickle.loads(payload).options == kept
