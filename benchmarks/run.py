@@ -1,6 +1,7 @@
 """omfs benchmarks, each side by side with the plain library doing the same work.
 
-    python benchmarks/run.py [datasets|filter|list|startup|models|promotion|runtime ...]
+    python benchmarks/run.py [datasets|filter|list|startup|models|promotion|runtime|
+                              durability|cli_runtime ...]
 
 Without arguments every benchmark runs (needs ~6 GB of RAM and a few GB of /tmp; minutes).
 Prints a Markdown table (what the README quotes) and writes benchmarks/results/latest.json.
@@ -361,6 +362,88 @@ def bench_runtime(tmp: Path) -> None:
         cluster.close()
 
 
+def bench_durability(tmp: Path) -> None:
+    """What fsync (file and folder, on every local commit) costs: puts with it and without."""
+    import numpy as np
+    import pandas as pd
+
+    from omfs._storage import Storage
+    from omfs.context import Omega
+
+    print("durability: local puts with fsync (the default) and without")
+    for n in (10, 100, 1000):
+        small = pd.DataFrame({"a": np.arange(100)})
+        timings = {}
+        for durable in (True, False):
+            om = Omega(Storage(tmp / f"dur-{n}-{durable}", durable=durable))
+            t0 = time.perf_counter()
+            for i in range(n):
+                om.datasets.put(small, f"d{i % 10}", append=True)
+            timings[durable] = (time.perf_counter() - t0) / n
+        record(
+            f"small append, mean of N = {n:,}",
+            timings[True],
+            timings[False],
+            "cost of fsync, side by side",
+            True,
+            f"{1000 * timings[True]:.2f} ms with fsync, {1000 * timings[False]:.2f} ms without",
+        )
+    df = frame_5m()
+    with_sync = Omega(Storage(tmp / "dur-big-1"))
+    without = Omega(Storage(tmp / "dur-big-0", durable=False))
+    synced = best(lambda: with_sync.datasets.put(df, "big"))
+    unsynced = best(lambda: without.datasets.put(df, "big"))
+    record("datasets.put 5M rows, fsync on", synced, unsynced, "cost of fsync", True, "")
+
+
+def bench_cli_runtime(tmp: Path) -> None:
+    """Wall time of `om runtime model m predict X` as a user types it: with the background
+    cluster of `om cluster start`, and without one (a private cluster per command)."""
+    import numpy as np
+    import pandas as pd
+    from sklearn.linear_model import LinearRegression
+
+    import omfs
+
+    print("om runtime ... predict, wall time per command")
+    root = tmp / "cli-rt"
+    om = omfs.setup(root)
+    om.datasets.put(pd.DataFrame({"x": np.arange(100.0)}), "X")
+    om.models.put(LinearRegression().fit([[0.0], [1.0]], [0.0, 1.0]), "m")
+    env = {**os.environ, "OMFS_STATE_DIR": str(tmp / "state"), "OMFS_ROOT": str(root)}
+    env.pop("OMFS_CLUSTER", None)
+    om_cli = str(Path(sys.executable).parent / "om")
+
+    def run(*args: str) -> float:
+        t0 = time.perf_counter()
+        subprocess.run([om_cli, *args], env=env, check=True, capture_output=True)
+        return time.perf_counter() - t0
+
+    predict = ("runtime", "model", "m", "predict", "X")
+    private = statistics.median(run(*predict) for _ in range(3))
+    run("cluster", "start")
+    try:
+        run(*predict)  # the workers import scikit-learn once
+        warm = statistics.median(run(*predict) for _ in range(10))
+    finally:
+        run("cluster", "stop")
+    import_only = statistics.median(run_python(["-c", "import distributed"]) for _ in range(5))
+    record(
+        "om runtime predict (median)",
+        warm,
+        private,
+        "background cluster well under 1 s",
+        warm < 1.0,
+        f"plain: a private cluster per command; `import distributed` alone {import_only:.2f} s",
+    )
+
+
+def run_python(args: list[str]) -> float:
+    t0 = time.perf_counter()
+    subprocess.run([sys.executable, *args], check=True)
+    return time.perf_counter() - t0
+
+
 def main(argv: list[str]) -> None:
     chosen = set(argv) or {
         "datasets",
@@ -370,10 +453,13 @@ def main(argv: list[str]) -> None:
         "models",
         "promotion",
         "runtime",
+        "durability",
+        "cli_runtime",
     }
     tmp = Path(tempfile.mkdtemp(prefix="omfs-bench-"))
     try:
-        for name in ("startup", "datasets", "filter", "list", "models", "promotion", "runtime"):
+        names = ("startup", "datasets", "filter", "list", "models", "promotion", "runtime")
+        for name in (*names, "durability", "cli_runtime"):
             if name not in chosen:
                 continue
             fn = globals()[f"bench_{name}"]

@@ -42,6 +42,8 @@ __all__ = [
 
 _STATE_FILE = "cluster.json"
 _START_TIMEOUT = float(os.environ.get("OMFS_CLUSTER_START_TIMEOUT", "90"))
+#: a task whose resources no worker offers any more fails after this (Dask: never)
+_NO_WORKERS_TIMEOUT = "30s"
 
 
 def state_dir() -> Path:
@@ -210,14 +212,17 @@ class PrivateCluster:
         folder = state_dir() / "logs"
         folder.mkdir(parents=True, exist_ok=True)
         self.log = folder / f"private-{os.getpid()}.log"
-        self._cluster = LocalCluster(
-            n_workers=0,
-            processes=False,
-            dashboard_address=None,
-            silence_logs=logging.CRITICAL,
-            host="127.0.0.1",
-            protocol="tcp",
-        )
+        import dask
+
+        with dask.config.set({"distributed.scheduler.no-workers-timeout": _NO_WORKERS_TIMEOUT}):
+            self._cluster = LocalCluster(
+                n_workers=0,
+                processes=False,
+                dashboard_address=None,
+                silence_logs=logging.CRITICAL,
+                host="127.0.0.1",
+                protocol="tcp",
+            )
         self.address = self._cluster.scheduler_address
         self.procs: list[subprocess.Popen] = []
         try:
@@ -344,8 +349,10 @@ def start_background(
     scheduler_file = folder / "scheduler.json"
     scheduler_file.unlink(missing_ok=True)
     log = folder / "cluster.log"
+    env = _env()
+    env.setdefault("DASK_DISTRIBUTED__SCHEDULER__NO_WORKERS_TIMEOUT", _NO_WORKERS_TIMEOUT)
     detached: dict[str, Any] = {
-        "env": _env(),
+        "env": env,
         "stdin": subprocess.DEVNULL,
         "stderr": subprocess.STDOUT,
         "start_new_session": True,
