@@ -61,10 +61,12 @@ def test_put_get_roundtrip_csv_parquet_jsonl(om, tmp_path):
 def test_raw_files_and_metadata(om, tmp_path):
     blob = tmp_path / "model.bin"
     blob.write_bytes(os.urandom(3000))
-    om("datasets", "put", str(blob), "blobs/one", "--attr", "owner=ana", "--attr", "n=3")
+    refused = om("datasets", "put", str(blob), "blobs/one", ok=False)
+    assert "unknown table format" in refused.stderr and "--raw" in refused.stderr
+    om("datasets", "put", str(blob), "blobs/one", "--raw", "--attr", "owner=ana", "--attr", "n=3")
     meta = json.loads(om("datasets", "metadata", "blobs/one").stdout)
     assert meta["kind"] == "raw" and meta["bytes"] == 3000
-    assert meta["attributes"] == {"owner": "ana", "n": 3}
+    assert meta["attributes"] == {"owner": "ana", "n": "3"}
     om("datasets", "get", "blobs/one", str(tmp_path / "back.bin"))
     assert (tmp_path / "back.bin").read_bytes() == blob.read_bytes()
 
@@ -138,10 +140,14 @@ def test_models_commands_and_promotion(om, tmp_path):
     back = (tmp_path / "back.joblib").read_bytes()
     assert hashlib.sha256(back).hexdigest() == meta["sha256"]
     assert joblib.load(tmp_path / "back.joblib").coef_[0] == pytest.approx(1.0)
-    plan = json.loads(om("models", "promote", "reg", "--to-bucket", "prod", "--dry-run").stdout)
+    assert (
+        "--create-bucket" in om("models", "promote", "reg", "--to-bucket", "prod", ok=False).stderr
+    )
+    new_bucket = ("--to-bucket", "prod", "--create-bucket")
+    plan = json.loads(om("models", "promote", "reg", *new_bucket, "--dry-run").stdout)
     assert plan["files"] == 1 and plan["target"]["bucket"] == "prod"
     assert "prod" not in om("buckets", "list").stdout
-    out = om("models", "promote", "reg", "--to-bucket", "prod", "--condition", "fitted").stdout
+    out = om("models", "promote", "reg", *new_bucket, "--condition", "fitted").stdout
     assert out.split()[:2] == ["reg", "v1"]
     promoted = json.loads(om("--bucket", "prod", "models", "metadata", "reg").stdout)
     assert promoted["lineage"]["promoted_from"]["bucket"] == "omega"

@@ -58,7 +58,7 @@ def test_promote_to_a_context_by_name(two_contexts):
     dev.datasets.put(pd.DataFrame({"a": [1, 2]}), "sales")
     dev.models.put({"m": 1}, "model", tag="prod")
     dev.models.promote("model", "prod")
-    dev.datasets.promote("sales", "prod:team")
+    dev.datasets.promote("sales", "prod:team", create_bucket=True)
     prod = omfs.setup(context="prod")
     assert prod.models.get("model@prod") == {"m": 1}
     assert prod["team"].datasets.get("sales")["a"].tolist() == [1, 2]

@@ -18,8 +18,8 @@ def test_seed_examples_between_buckets(ctx):
     om_dev.datasets.put(pd.DataFrame({"units": [1, 2, 3]}), "sales")
     om_dev.models.put(LinearRegression().fit(X, X.ravel()), "sales-prediction")
 
-    om_dev.datasets.promote("sales", om_prod.datasets)
-    meta = om_dev.models.promote("sales-prediction", om_prod.models)
+    om_dev.datasets.promote("sales", om_prod.datasets, create_bucket=True)
+    meta = om_dev.models.promote("sales-prediction", om_prod.models, create_bucket=True)
 
     assert list(om_prod.datasets.get("sales")["units"]) == [1, 2, 3]
     assert meta.lineage["promoted_from"] == {
@@ -51,9 +51,9 @@ def test_asname_dry_run_and_self_promotion(ctx):
     ctx.datasets.put(pd.DataFrame({"a": [1]}), "d")
     with pytest.raises(PromotionError, match="onto itself"):
         ctx.datasets.promote("d", ctx.datasets)
-    plan = ctx.datasets.promote("d", ctx["prod"].datasets, dry_run=True)
+    plan = ctx.datasets.promote("d", ctx["prod"].datasets, dry_run=True, create_bucket=True)
     assert plan["files"] == 1 and plan["bytes"] > 0 and plan["server_side"] is True
-    assert ctx["prod"].datasets.list() == []
+    assert not ctx["prod"].datasets.exists("d")
     ctx.datasets.promote("d", ctx.datasets, asname="d-copy")
     assert ctx.datasets.list() == ["d", "d-copy"]
 
@@ -62,9 +62,10 @@ def test_conditions(ctx):
     dev, prod = ctx["dev"], ctx["prod"]
     dev.models.put(LinearRegression(), "m")
     with pytest.raises(ConditionFailedError, match=r"'fitted'.*not fitted"):
-        dev.models.promote("m", prod.models, conditions=["fitted"])
+        dev.models.promote("m", prod.models, conditions=["fitted"], create_bucket=True)
     dev.models.put(LinearRegression().fit(X, X.ravel()), "m")
-    assert dev.models.promote("m", prod.models, conditions=["fitted"]).version == 1
+    promoted = dev.models.promote("m", prod.models, conditions=["fitted"], create_bucket=True)
+    assert promoted.version == 1
 
     dev.datasets.put(pd.DataFrame({"a": [1]}), "s")
     prod.datasets.put(pd.DataFrame({"a": ["x"]}), "s")
@@ -101,9 +102,9 @@ def test_failure_halfway_leaves_target_unchanged(ctx, monkeypatch):
     assert ctx.storage.list("prod/datasets/d/_data") == before
     with pytest.raises(OSError):
         monkeypatch.setattr(ctx.storage, "create", crash)
-        dev.datasets.promote("d", ctx["fresh"].datasets)
+        dev.datasets.promote("d", ctx["fresh"].datasets, create_bucket=True)
     monkeypatch.setattr(ctx.storage, "create", real_create)
-    assert ctx["fresh"].datasets.list() == []
+    assert not ctx["fresh"].datasets.exists("d")
 
 
 def test_kinds_must_match(ctx):
@@ -122,9 +123,11 @@ def test_across_contexts_local_and_s3(direction, tmp_path, s3_root_factory, s3_o
     source.datasets.put(b"raw bytes", "blob")
     source.models.put(LinearRegression().fit(X, X.ravel()), "reg")
 
-    plan = source.datasets.promote("sales", target["prod"].datasets, dry_run=True)
+    plan = source.datasets.promote(
+        "sales", target["prod"].datasets, dry_run=True, create_bucket=True
+    )
     assert plan["server_side"] is False
-    source.datasets.promote("sales", target["prod"].datasets)
+    source.datasets.promote("sales", target["prod"].datasets, create_bucket=True)
     source.datasets.promote("blob", target["prod"].datasets)
     meta = source.models.promote("reg", target["prod"].models)
 

@@ -134,7 +134,7 @@ def test_tags_travel_with_promotion(store, ctx):
     target = getattr(ctx["prod"], store.kind)
     put_versions(target, "m", 2)  # the target has history of its own
     target.tag("m@v1", "prod")
-    meta = store.promote("m@v1", target)
+    meta = store.promote("m@v1", target)  # (the target bucket exists: it was written to)
     assert meta.version == 3
     assert target.tags("m") == {"gold": 3, "prod": 3}
     moved = target.tag_history("m", "prod")

@@ -14,7 +14,7 @@ import types
 from typing import TYPE_CHECKING, Any
 
 from omfs import errors
-from omfs.context import Omega, setup
+from omfs.context import Omega, info, setup
 
 if TYPE_CHECKING:
     from omfs.datasets import DatasetStore
@@ -33,6 +33,7 @@ __all__ = [
     "errors",
     "gc",
     "get_default",
+    "info",
     "models",
     "runtime",
     "setup",

@@ -4,7 +4,8 @@ A name is one or more ``/``-separated parts. Each part starts with a letter or d
 holds letters, digits, ``_``, ``-`` and ``.``. That excludes empty parts, ``.``/``..``,
 absolute paths, backslashes, control characters and the ``@`` of version selectors, so a
 valid name can never address anything outside its bucket and store. Parts starting with
-``_`` are reserved for omfs' own folders (``_versions``, ``_data``, ``_index``).
+``_`` are reserved for omfs' own folders (``_versions``, ``_data``, ``_index``). Names
+are NFC-normalised first, so one name has one spelling in storage.
 """
 
 from __future__ import annotations
@@ -56,6 +57,8 @@ def check_name(name: object, what: str = "name") -> str:
     """Return ``name`` if it is a valid object name, else raise InvalidNameError."""
     if not isinstance(name, str):
         raise InvalidNameError(f"Invalid {what}: expected a string, got {type(name).__name__}")
+    # one spelling per name: 'é' typed as e + combining accent (NFD, macOS file names) is 'é'
+    name = unicodedata.normalize("NFC", name)
     problem = _problem(name)
     if problem:
         raise InvalidNameError(f"Invalid {what} ({problem}): {name!r}")
@@ -88,7 +91,7 @@ def split_selector(spec: object) -> tuple[str, int | str | None]:
     if not isinstance(spec, str):
         raise InvalidNameError(f"Invalid name: expected a string, got {type(spec).__name__}")
     name, sep, selector = spec.partition("@")
-    check_name(name)
+    name = check_name(name)
     if not sep:
         return name, None
     if not selector or "@" in selector:
@@ -101,5 +104,4 @@ def split_selector(spec: object) -> tuple[str, int | str | None]:
         return name, int(match.group(1))
     if selector == "latest":
         return name, None
-    check_name(selector, "tag")
-    return name, selector
+    return name, check_name(selector, "tag")

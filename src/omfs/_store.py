@@ -33,7 +33,13 @@ from omfs import _log
 from omfs._log import Commit, ObjectLog, State, TagMove, VersionRecord
 from omfs._names import check_bucket, check_name, check_tag, split_selector
 from omfs._storage import Storage
-from omfs.errors import CommitConflictError, FormatError, IntegrityError, NotFoundError
+from omfs.errors import (
+    CommitConflictError,
+    FormatError,
+    IntegrityError,
+    InvalidNameError,
+    NotFoundError,
+)
 from omfs.metadata import Metadata, utcnow
 
 __all__ = ["VersionedStore", "parse_duration", "parse_time"]
@@ -79,6 +85,55 @@ def _before(stamp: str, when: datetime) -> bool:
         return parse_time(stamp) <= when
     except ValueError:
         return False
+
+
+class _NotFound(NotFoundError):
+    """A NotFoundError whose message (which may need a listing, to name the buckets that
+    exist) is made only when someone reads it, not when ``exists()`` catches it."""
+
+    def __init__(self, message: Callable[[], str]):
+        super().__init__()
+        self._message = message
+        self._text: str | None = None
+
+    def __str__(self) -> str:
+        if self._text is None:
+            self._text = self._message()
+            self.args = (self._text,)
+        return self._text
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (NotFoundError, (str(self),))
+
+
+def bucket_problem(storage: Storage, bucket: str, creating: bool = False) -> str | None:
+    """Why ``bucket`` of ``storage`` does not exist (naming what does), or None when it
+    exists, or is the default bucket of an empty or new root."""
+    from omfs.config import DEFAULT_BUCKET, default_root
+
+    buckets = sorted(b for b in storage.list_dirs("") if not b.startswith((".", "_")))
+    if bucket in buckets:
+        return None
+    if bucket == DEFAULT_BUCKET and (buckets or storage.exists("")):
+        return None  # the default bucket of an existing context always reads (maybe empty)
+    if not buckets:
+        if creating:
+            return None
+        if not storage.exists(""):
+            if bucket == DEFAULT_BUCKET and storage.url == default_root():
+                return None  # a fresh install: nothing stored yet
+            return (
+                f"the context root {storage.url!r} does not exist (nothing was ever stored "
+                "there). Check the root; writing creates it."
+            )
+        return (
+            f"bucket {bucket!r} does not exist in context {storage.url!r}, which has no "
+            "buckets yet. Writing creates it."
+        )
+    return (
+        f"bucket {bucket!r} does not exist in context {storage.url!r}; its buckets are "
+        f"{', '.join(buckets)}. Check the name; writing creates a new bucket."
+    )
 
 
 class VersionedStore:
@@ -127,10 +182,23 @@ class VersionedStore:
         return f"{noun} {name!r} in bucket {self.bucket!r} of context {self.storage.url!r}"
 
     def _not_found(self, name: str, detail: str = "") -> NotFoundError:
-        return NotFoundError(
-            f"{self.noun} {name!r} does not exist{detail} in bucket {self.bucket!r} of context "
-            f"{self.storage.url!r}. list() shows the {self.kind} there."
-        )
+        def message() -> str:
+            problem = self._bucket_problem()
+            text = (
+                f"{self.noun} {name!r} does not exist{detail} in bucket {self.bucket!r} of "
+                f"context {self.storage.url!r}"
+            )
+            if problem:
+                return f"{text}: {problem}"
+            return f"{text}. list() shows the {self.kind} there."
+
+        return _NotFound(message)
+
+    def _bucket_problem(self, creating: bool = False) -> str | None:
+        """Why this bucket cannot be read (a typo in the root or bucket?), or None. A fresh
+        context on the default bucket is fine; ``creating``: only a missing bucket in a
+        context that has other buckets is a problem."""
+        return bucket_problem(self.storage, self.bucket, creating)
 
     # -- what subclasses define ------------------------------------------------------------
     def validate_info(self, info: dict[str, Any], kind: str) -> None:
@@ -303,8 +371,18 @@ class VersionedStore:
         """Names in this bucket, sorted; ``pattern`` is a glob (``sales/*``, ``*2024*``).
 
         One listing of the bucket's index; a pattern with a literal start (``team1/*``)
-        lists only names with that start where the storage can.
+        lists only names with that start where the storage can. A bucket that does not
+        exist in a context that has others (a typo?) is a NotFoundError naming them; an
+        empty or new context lists nothing.
         """
+        names = self._names(pattern)
+        if not names:
+            problem = self._bucket_problem(creating=True)
+            if problem:
+                raise NotFoundError(f"Cannot list {self.kind}: {problem}")
+        return names
+
+    def _names(self, pattern: str | None = None) -> list[str]:
         literal = ""
         if pattern is not None:
             for c in pattern:
@@ -603,7 +681,21 @@ class VersionedStore:
         state = self._writable_state(name, full=False)
         if state.exists and not self._listed(name):
             state = self._finish_interrupted_drop(name, state, full=False)
+        if not state.exists:
+            self._check_case(name)
         return state
+
+    def _check_case(self, name: str) -> None:
+        """Refuse a new name that differs from an existing one only in case: on a
+        case-insensitive disk (macOS, Windows) the two would be one folder."""
+        folded = name.casefold()
+        for other in self._names():
+            if other != name and other.casefold() == folded:
+                raise InvalidNameError(
+                    f"Cannot create {self.noun.lower()} {name!r}: {other!r} exists in bucket "
+                    f"{self.bucket!r}, and names that differ only in case would collide on "
+                    f"case-insensitive disks. Use {other!r}, or another name."
+                )
 
     def _conflict(self, name: str, version: int) -> CommitConflictError:
         return CommitConflictError(

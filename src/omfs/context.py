@@ -20,7 +20,7 @@ if TYPE_CHECKING:
     from omfs.runtime import Runtime
     from omfs.runtime.cluster import ClusterHandle
 
-__all__ = ["Omega", "setup"]
+__all__ = ["Omega", "info", "setup"]
 
 
 class Omega:
@@ -100,6 +100,73 @@ class Omega:
         """Names of the buckets in this context (always includes this one)."""
         found = {b for b in self.storage.list_dirs("") if not b.startswith((".", "_"))}
         return sorted(found | {self.bucket})
+
+    def check_location(self) -> None:
+        """Raise NotFoundError when this bucket or the context's root does not exist (for
+        reads: a typo in the root or bucket would otherwise read as empty)."""
+        from omfs._store import bucket_problem
+        from omfs.errors import NotFoundError
+
+        problem = bucket_problem(self.storage, self.bucket)
+        if problem:
+            raise NotFoundError(problem[0].upper() + problem[1:])
+
+    def drop_bucket(self, bucket: str) -> dict[str, int]:
+        """Drop every dataset and model of ``bucket`` (each with all its versions), then the
+        bucket's folder. Returns how many of each were dropped."""
+        from omfs._store import bucket_problem
+        from omfs.errors import NotFoundError
+
+        target = self[bucket]
+        problem = bucket_problem(self.storage, target.bucket)
+        if problem or target.bucket not in self.buckets:
+            raise NotFoundError(f"Cannot drop bucket {bucket!r}: {problem or 'it is empty'}")
+        counts = {}
+        for store in (target.datasets, target.models):
+            names = store.list()
+            for name in names:
+                store.drop(name, force=True)
+            counts[store.kind] = len(names)
+        self.storage.delete_tree(target.bucket)
+        return counts
+
+
+def info(
+    root: str | os.PathLike[str] | None = None,
+    *,
+    bucket: str | None = None,
+    context: str | None = None,
+    cluster: Any = None,
+) -> dict[str, Any]:
+    """What a ``setup()`` with these arguments would use, and where each setting comes
+    from: root, bucket, context, cluster, storage protocol and options (credentials left
+    out), the config file and the omfs version. Nothing is connected or started."""
+    import omfs
+    from omfs._storage import public_options
+    from omfs.runtime.cluster import ClusterHandle
+    from omfs.runtime.processes import state_dir
+
+    settings = config.resolve(root, bucket, cluster, None, context)
+    storage = Storage(settings.root, settings.storage_options)
+    handle = ClusterHandle(settings.cluster)
+    sources = dict(settings.sources)
+    if settings.cluster is None:
+        sources["cluster"] = "built-in default"
+    return {
+        "version": omfs.__version__,
+        "root": storage.url,
+        "bucket": settings.bucket,
+        "context": settings.context,
+        "cluster": handle.describe(),
+        "storage": storage.protocol,
+        "storage_options": public_options(settings.storage_options),
+        "config_file": str(config.config_path()),
+        "state_folder": str(state_dir()),
+        "sources": {
+            key: sources.get(key, "not set")
+            for key in ("context", "root", "bucket", "cluster", "storage_options")
+        },
+    }
 
 
 def setup(

@@ -86,11 +86,16 @@ def promote(
     conditions: Sequence[str | Condition] | None = None,
     dry_run: bool = False,
     progress: Callable[[int], None] | None = None,
+    create_bucket: bool = False,
+    force: bool = False,
 ) -> Any:
     """Copy ``name`` (or ``name@v3``) from ``source`` to ``target`` as a new version.
 
     Returns the target's new Metadata, or with ``dry_run=True`` a dict saying what would be
-    copied (nothing is written).
+    copied (nothing is written). A version the target already holds (promoted from the same
+    source version, same sha256) is not copied again: its Metadata comes back with
+    ``unchanged=True``, unless ``force=True``. A target bucket that does not exist in a
+    context that has other buckets (a typo?) is refused unless ``create_bucket=True``.
     """
     if isinstance(target, str):
         target = _named_target(source, target)
@@ -108,6 +113,25 @@ def promote(
             f"{source.bucket!r} of context {source.storage.url!r}). Promote to another bucket "
             "or context, or pass asname= for a copy under another name."
         )
+    problem = target._bucket_problem(creating=True)
+    if problem and not create_bucket:
+        raise PromotionError(
+            f"Cannot promote {meta.name!r} v{meta.version}: "
+            f"{problem.replace('; writing creates a new bucket', '')} Pass create_bucket=True "
+            "to create it."
+        )
+    if not force:
+        existing = _already_promoted(meta, source, target, target_name)
+        if existing is not None:
+            if dry_run:
+                return {
+                    "source": {"name": meta.name, "version": meta.version},
+                    "target": {"name": target_name, "version": existing.version},
+                    "files": 0,
+                    "bytes": 0,
+                    "unchanged": True,
+                }
+            return existing
     checks = _conditions(conditions)
     for label, cond in checks:
         try:
@@ -169,6 +193,26 @@ def promote(
     except BaseException:
         target.storage.delete(written)
         raise
+
+
+def _already_promoted(
+    meta: Metadata, source: VersionedStore, target: VersionedStore, target_name: str
+) -> Metadata | None:
+    """The live target version promoted from exactly this source version, if any."""
+    if not target.exists(target_name):
+        return None
+    for candidate in reversed(target.versions(target_name)):
+        origin = (candidate.lineage or {}).get("promoted_from") or {}
+        if (
+            origin.get("context") == source.storage.url
+            and origin.get("bucket") == source.bucket
+            and origin.get("name") == meta.name
+            and origin.get("version") == meta.version
+            and origin.get("sha256") == meta.info.get("sha256")
+        ):
+            candidate.unchanged = True
+            return candidate
+    return None
 
 
 def _named_target(source: VersionedStore, spec: str) -> VersionedStore:

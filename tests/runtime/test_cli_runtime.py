@@ -48,7 +48,8 @@ def test_seed_command_line(tmp_path, dask_processes, om_script):
     assert out.split() == ["datasets", "preds", "v1"]
     workers = {t["worker"] for t in stream.data if str(t["key"]).startswith("omfs-")}
     assert workers == {dask_processes["workers"]["gpu-worker"]}
-    np.testing.assert_allclose(om.datasets.get("preds"), 2 * np.arange(20.0), atol=1e-9)
+    preds = om.datasets.get("preds")  # a column on the input's index
+    np.testing.assert_allclose(preds["predict"], 2 * np.arange(20.0), atol=1e-9)
 
     score = json.loads(run("runtime", "--local", "model", "mymodel", "score", "X", "Y"))
     assert score == 1.0

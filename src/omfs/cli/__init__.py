@@ -7,16 +7,17 @@ from typing import Annotated
 import typer
 
 from omfs.cli import buckets, cluster, contexts, datasets, maintenance, models, runtime
-from omfs.cli._common import quiet_libraries, run_with_errors, state
+from omfs.cli._common import hoist_global_options, quiet_libraries, run_with_errors, state
 
 __all__ = ["app", "main"]
 
 app = typer.Typer(
     name="om",
-    help="omfs: datasets, models and runtime tasks in contexts and buckets.",
+    help="omfs: datasets, models and runtime tasks in contexts and buckets. Global options "
+    "(--root, --bucket, --context, --cluster, --json, -v) may also follow the command.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
-    add_completion=False,
+    rich_markup_mode=None,
 )
 app.add_typer(datasets.app, name="datasets")
 app.add_typer(models.app, name="models")
@@ -27,6 +28,33 @@ app.add_typer(cluster.app, name="cluster")
 app.command("fsck")(maintenance.fsck)
 app.command("upgrade")(maintenance.upgrade)
 app.command("gc")(maintenance.gc)
+
+
+@app.command("info")
+def info() -> None:
+    """Show the root, bucket, cluster and storage in effect, and where each came from."""
+    import omfs
+    from omfs.cli._common import emit_value
+
+    found = omfs.info(state.root, bucket=state.bucket, context=state.context, cluster=state.cluster)
+    if state.as_json:
+        emit_value(found)
+        return
+    for key in ("root", "bucket", "context", "cluster", "storage"):
+        source = found["sources"].get(key, "")
+        value = found[key] if found[key] is not None else "-"
+        print(f"{key:<9} {value}" + (f"  ({source})" if source and source != "not set" else ""))
+    print(f"{'config':<9} {found['config_file']}")
+    print(f"{'state':<9} {found['state_folder']}")
+    print(f"{'version':<9} omfs {found['version']}")
+
+
+def _show_version(value: bool) -> None:
+    if value:
+        import omfs
+
+        print(f"omfs {omfs.__version__}")
+        raise typer.Exit()
 
 
 @app.callback()
@@ -47,6 +75,10 @@ def _options(
     verbose: Annotated[
         bool, typer.Option("--verbose", "-v", help="show the logs of Dask and storage")
     ] = False,
+    version: Annotated[
+        bool,
+        typer.Option("--version", is_eager=True, callback=_show_version, help="show the version"),
+    ] = False,
 ) -> None:
     state.root, state.bucket, state.cluster, state.as_json = root, bucket, cluster, as_json
     state.context = context
@@ -55,4 +87,7 @@ def _options(
 
 def main() -> None:
     """Entry point of the ``om`` script."""
+    import sys
+
+    sys.argv[1:] = hoist_global_options(typer.main.get_command(app), sys.argv[1:])
     run_with_errors(app)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import sys
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -48,10 +49,29 @@ def _jsonable(value: Any) -> Any:
     return value
 
 
+_SUMMARY_AT = 100
+
+
+def summarise(value: Any) -> str | None:
+    """A one-paragraph summary of a long list (None when it is short enough to show)."""
+    if not isinstance(value, list) or len(value) <= _SUMMARY_AT:
+        return None
+    head = ", ".join(json.dumps(v, default=str) for v in value[:5])
+    tail = ", ".join(json.dumps(v, default=str) for v in value[-3:])
+    return (
+        f"[{head}, ..., {tail}]  ({len(value):,} values; pipe the output or use --json for "
+        "all of them, or --result NAME to store them)"
+    )
+
+
 def emit_value(value: Any) -> None:
-    """A document: JSON (highlighted on a terminal)."""
+    """A document: JSON (highlighted on a terminal; a long list is summarised there)."""
     value = _jsonable(value)
     if is_terminal() and not state.as_json:
+        summary = summarise(value)
+        if summary is not None:
+            print(summary)
+            return
         _console().print_json(data=value, default=str)
     else:
         print(json.dumps(value, indent=None if state.as_json else 2, default=str))
@@ -121,9 +141,49 @@ def progress_bar(description: str, total: int | None) -> Iterator[Callable[[int]
 
 
 def fail(message: str, code: int = 1) -> None:
-    """Print one line to stderr and exit."""
-    print(f"om: error: {message}", file=sys.stderr)
+    """Print one line to stderr (a JSON object with --json) and exit."""
+    if state.as_json:
+        print(json.dumps({"error": message, "exit_code": code}), file=sys.stderr)
+    else:
+        print(f"om: error: {message}", file=sys.stderr)
     raise SystemExit(code)
+
+
+def hoist_global_options(command: Any, args: list[str]) -> list[str]:
+    """Move the top-level options (``--root X``, ``--json``, ``-v`` ...) that follow a
+    subcommand to the front, where Click expects them, unless that subcommand has an
+    option of the same name (``om contexts add NAME --root URL``)."""
+    globals_: dict[str, bool] = {}  # option -> takes a value
+    for param in command.params:
+        if getattr(param, "param_type_name", "") == "option":
+            for opt in param.opts:
+                globals_[opt] = not param.is_flag
+    front: list[str] = []
+    rest: list[str] = []
+    current = command
+    i = 0
+    while i < len(args):
+        token = args[i]
+        if token == "--":
+            rest += args[i:]
+            break
+        if token in (getattr(current, "commands", None) or {}):
+            current = current.commands[token]
+            rest.append(token)
+            i += 1
+            continue
+        name = token.split("=", 1)[0]
+        own = {o for p in current.params for o in getattr(p, "opts", [])}
+        if current is not command and name in globals_ and name not in own:
+            takes_value = globals_[name] and "=" not in token
+            front += args[i : i + 1 + int(takes_value)]
+            i += 1 + int(takes_value)
+            continue
+        rest.append(token)
+        i += 1
+    if "--json" in front or "--json" in rest[:1]:
+        state.as_json = True
+    return front + rest
 
 
 _UNITS = {
@@ -151,21 +211,29 @@ def parse_size(text: str) -> int:
     return int(float(match.group(1)) * _UNITS[unit])  # type: ignore[union-attr]
 
 
-def parse_attributes(items: list[str] | None) -> dict[str, Any] | None:
-    """``["k=v", ...]`` into a dict; values that parse as JSON are taken as JSON."""
-    import json
-
+def parse_attributes(
+    items: list[str] | None, *, as_json: bool = False, option: str = "--attr"
+) -> dict[str, Any] | None:
+    """``["k=v", ...]`` into a dict of strings (``v=1.10`` stays ``"1.10"``); with
+    ``as_json`` each value is JSON (``n=3``, ``tags=["a","b"]``)."""
     if not items:
         return None
     out: dict[str, Any] = {}
     for item in items:
         key, sep, value = item.partition("=")
         if not sep or not key:
-            fail(f"--attr takes KEY=VALUE, got {item!r}")
+            fail(f"{option} takes KEY=VALUE, got {item!r}", 2)
+        if not as_json:
+            out[key] = value
+            continue
         try:
             out[key] = json.loads(value)
         except ValueError:
-            out[key] = value
+            fail(
+                f"{option} {item!r}: the value is not JSON (quote strings: "
+                f"{key}='\"{value}\"'), or leave out --attr-json to store it as text",
+                2,
+            )
     return out
 
 
@@ -187,14 +255,49 @@ def quiet_libraries(verbose: bool) -> None:
     warnings.filterwarnings("ignore", category=ResourceWarning)
 
 
+#: the library's advice in Python terms, as the CLI says it
+_CLI_TERMS = [
+    (re.compile(r"\blist\(\) shows the (datasets|models) there"), r"`om \1 list` shows them"),
+    (re.compile(r"runtime\.mode\(local=True\)"), "`om runtime --local`"),
+    (re.compile(r"\bput\(\) without append=True"), "put without --append"),
+    (re.compile(r"\bwithout append=True"), "without --append"),
+    (re.compile(r"\bwith append=True"), "with --append"),
+    (re.compile(r"om\.models\.put\(\)"), "`om models put`"),
+    (
+        re.compile(r"open the context with unsafe_commits=True"),
+        "use the API with unsafe_commits=True",
+    ),
+    (re.compile(r"Pass create_bucket=True"), "Pass --create-bucket"),
+]
+
+
 def one_line(exc: BaseException) -> str:
-    """An exception as one line of text (its type when it has no message)."""
+    """An exception as one line of text (its type when it has no message), with advice in
+    CLI terms."""
     from omfs.errors import OmfsError
 
     text = exc.args[0] if isinstance(exc, KeyError) and exc.args else str(exc)
     if isinstance(exc, OSError) and not isinstance(exc, OmfsError) and exc.filename:
         text = f"{exc.strerror or exc}: {exc.filename}"
-    return " ".join(str(text).split()) or type(exc).__name__
+    text = " ".join(str(text).split()) or type(exc).__name__
+    for pattern, replacement in _CLI_TERMS:
+        text = pattern.sub(replacement, text)
+    return text
+
+
+def parse_params(items: list[str] | None) -> dict[str, Any]:
+    """``--param k=v`` of a runtime task: JSON where it parses (``n=3``, ``fit_intercept=
+    false``), else text, as keyword arguments of the model's method."""
+    out: dict[str, Any] = {}
+    for item in items or []:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            fail(f"--param takes KEY=VALUE, got {item!r}", 2)
+        try:
+            out[key] = json.loads(value)
+        except ValueError:
+            out[key] = value
+    return out
 
 
 def run_with_errors(app: Callable[[], Any]) -> None:
@@ -243,11 +346,36 @@ Conditions = Annotated[
     list[str] | None,
     typer.Option("--condition", help="fitted, schema-matches (repeatable)"),
 ]
+CreateBucket = Annotated[
+    bool, typer.Option("--create-bucket", help="create the target bucket if it does not exist")
+]
+Force = Annotated[
+    bool,
+    typer.Option("--force", help="copy even if the target already has this version"),
+]
 
 
-def drop_command(store: str, name: str, force: bool) -> None:
-    """``om datasets|models drop``."""
-    dropped = getattr(state.omega(), store).drop(name, force=force)
+def confirm(question: str, yes: bool) -> None:
+    """Ask ``question`` on a terminal unless ``yes``; 'no' ends the command (exit 1)."""
+    if yes or not (sys.stdin.isatty() and sys.stderr.isatty()):
+        return
+    print(f"{question} [y/N] ", end="", file=sys.stderr, flush=True)
+    answer = sys.stdin.readline().strip().lower()
+    if answer not in ("y", "yes"):
+        fail("not confirmed; nothing was changed")
+
+
+def drop_command(store: str, name: str, force: bool, yes: bool = False) -> None:
+    """``om datasets|models drop``: asks on a terminal before dropping every version."""
+    target = getattr(state.omega(), store)
+    if "@" not in name and target.exists(name):
+        count = len(target.versions(name))
+        confirm(
+            f"Drop {store[:-1]} {name!r} in bucket {target.bucket!r} with all its {count} "
+            "version(s)?",
+            yes,
+        )
+    dropped = target.drop(name, force=force)
     if state.as_json:
         emit_value({"name": name, "dropped": dropped})
 
@@ -270,6 +398,8 @@ def promote_command(
     dry_run: bool,
     conditions: list[str] | None,
     to_context: str | None = None,
+    create_bucket: bool = False,
+    force: bool = False,
 ) -> None:
     """``om datasets|models promote``: copy a version to another bucket and/or context."""
     import json
@@ -289,15 +419,23 @@ def promote_command(
     else:
         target = source[to_bucket]  # type: ignore[index]
     src_store, dst_store = getattr(source, store), getattr(target, store)
+    how = {
+        "asname": asname,
+        "conditions": conditions,
+        "create_bucket": create_bucket,
+        "force": force,
+    }
+    plan = src_store.promote(name, dst_store, dry_run=True, **how)
     if dry_run:
-        emit_value(
-            src_store.promote(name, dst_store, asname=asname, dry_run=True, conditions=conditions)
-        )
+        emit_value(plan)
         return
-    plan = src_store.promote(name, dst_store, asname=asname, dry_run=True, conditions=conditions)
     with progress_bar(f"promote {name}", plan["bytes"]) as advance:
-        meta = src_store.promote(
-            name, dst_store, asname=asname, conditions=conditions, progress=advance
+        meta = src_store.promote(name, dst_store, progress=advance, **how)
+    if getattr(meta, "unchanged", False):
+        print(
+            f"om: {target.bucket} already has {name} as {meta.name} v{meta.version}; nothing "
+            "was copied (--force copies again)",
+            file=sys.stderr,
         )
     if state.as_json:
         emit_value(meta)

@@ -10,6 +10,7 @@ import typer
 from omfs.cli._common import emit_table, emit_value, fail, state
 
 app = typer.Typer(
+    rich_markup_mode=None,
     help="A local Dask cluster in the background, used by every context without a cluster "
     "of its own.",
     no_args_is_help=True,

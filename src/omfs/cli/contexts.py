@@ -11,6 +11,7 @@ import typer
 from omfs.cli._common import emit_table, fail
 
 app = typer.Typer(
+    rich_markup_mode=None,
     help="Contexts: named roots (with cluster and options) in the config file.",
     no_args_is_help=True,
 )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import sys
 from pathlib import Path
 from typing import Annotated, Any
@@ -12,7 +13,9 @@ import typer
 from omfs.cli._common import (
     AsName,
     Conditions,
+    CreateBucket,
     DryRun,
+    Force,
     ToBucket,
     ToContext,
     ToOptions,
@@ -30,61 +33,9 @@ from omfs.cli._common import (
 )
 from omfs.cli._versions import add_commands
 
-app = typer.Typer(help="Datasets: Parquet tables and raw files.", no_args_is_help=True)
-
-_TABLE_SUFFIXES = {
-    ".csv",
-    ".tsv",
-    ".parquet",
-    ".pq",
-    ".jsonl",
-    ".ndjson",
-    ".json",
-    ".feather",
-    ".arrow",
-}
-
-
-def read_table_file(path: Path) -> Any:
-    import pandas as pd
-
-    suffix = path.suffix.lower()
-    if suffix in (".csv", ".tsv"):
-        return pd.read_csv(path, sep="\t" if suffix == ".tsv" else ",")
-    if suffix in (".parquet", ".pq"):
-        return pd.read_parquet(path)
-    if suffix in (".jsonl", ".ndjson"):
-        return pd.read_json(path, lines=True)
-    if suffix == ".json":
-        return pd.read_json(path)
-    return pd.read_feather(path)
-
-
-def write_table_file(df: Any, path: Path) -> None:
-    """Write by suffix, atomically: a failed write leaves no partial file."""
-    import pandas as pd
-
-    suffix = path.suffix.lower()
-    if isinstance(df, pd.Series):
-        df = df.to_frame()
-    elif not isinstance(df, pd.DataFrame):
-        df = pd.DataFrame(df) if not hasattr(df, "to_pandas") else df.to_pandas()
-    tmp = path.with_name(f".{path.name}.om-tmp")
-    keep_index = not (isinstance(df.index, pd.RangeIndex) and df.index.name is None)
-    try:
-        if suffix in (".csv", ".tsv"):
-            df.to_csv(tmp, sep="\t" if suffix == ".tsv" else ",", index=keep_index)
-        elif suffix in (".parquet", ".pq"):
-            df.to_parquet(tmp)
-        elif suffix in (".jsonl", ".ndjson"):
-            (df.reset_index() if keep_index else df).to_json(tmp, orient="records", lines=True)
-        else:
-            fail(
-                f"Cannot write a table to {str(path)!r}: use a .csv, .tsv, .parquet or .jsonl file"
-            )
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+app = typer.Typer(
+    rich_markup_mode=None, help="Datasets: Parquet tables and raw files.", no_args_is_help=True
+)
 
 
 def _version_rows(metas: list[Any]) -> list[dict[str, Any]]:
@@ -107,14 +58,44 @@ def list_(
     pattern: Annotated[str | None, typer.Argument(help="glob, e.g. 'sales/*'")] = None,
 ) -> None:
     """List datasets (names, one per line when piped)."""
-    names = state.omega().datasets.list(pattern)
+    om = state.omega()
+    names = om.datasets.list(pattern)
+    if not names:
+        om.check_location()  # an empty list from a mistyped root would mislead
     emit_table([{"name": n} for n in names], ["name"])
+
+
+def _parse_dtypes(items: list[str] | None) -> dict[str, str]:
+    out = {}
+    for item in items or []:
+        column, sep, kind = item.partition("=")
+        if not sep or not column or not kind:
+            fail(f"--dtype takes COLUMN=TYPE (e.g. id=string, qty=Int64), got {item!r}", 2)
+        out[column] = kind
+    return out
+
+
+def _spool_stdin(suffix: str) -> Path:
+    """Standard input in a temporary file (removed at exit) with the given suffix."""
+    import atexit
+    import shutil
+    import tempfile
+
+    fd, name = tempfile.mkstemp(prefix="om-stdin-", suffix=suffix)
+    with os.fdopen(fd, "wb") as out:
+        shutil.copyfileobj(sys.stdin.buffer, out, 8 * 2**20)
+    atexit.register(lambda: Path(name).unlink(missing_ok=True))
+    return Path(name)
 
 
 @app.command()
 def put(
     path: Annotated[
-        Path, typer.Argument(help="CSV, Parquet, JSON lines, Feather; other files are stored raw")
+        str,
+        typer.Argument(
+            help="a table file: .csv, .tsv, .parquet, .jsonl, .json, .feather, .xlsx (text "
+            "formats also .gz, .bz2, .zst); - reads stdin (see --format); --raw stores any file"
+        ),
     ],
     name: Annotated[str, typer.Argument(help="dataset name, e.g. sales/2024")],
     append: Annotated[
@@ -123,23 +104,84 @@ def put(
     raw: Annotated[
         bool, typer.Option("--raw", help="store the file as is, whatever its type")
     ] = False,
+    sep: Annotated[
+        str | None,
+        typer.Option("--sep", help="CSV field separator (default: detected; \\t for tab)"),
+    ] = None,
+    encoding: Annotated[
+        str | None, typer.Option("--encoding", help="text encoding, e.g. latin-1 (default utf-8)")
+    ] = None,
+    parse_dates: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--parse-dates",
+            metavar="COLS",
+            help="read these columns as timestamps (comma-separated, repeatable); ISO dates "
+            "are detected without it",
+        ),
+    ] = None,
+    dtype: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--dtype",
+            metavar="COL=TYPE",
+            help="a column's type: string, int64, float64, bool, category, datetime (repeatable)",
+        ),
+    ] = None,
+    skip_bad_lines: Annotated[
+        bool,
+        typer.Option("--skip-bad-lines", help="skip CSV lines with the wrong number of fields"),
+    ] = False,
+    fmt: Annotated[
+        str | None,
+        typer.Option("--format", help="the format of stdin (-): csv, tsv, jsonl, parquet"),
+    ] = None,
     attr: Annotated[list[str] | None, typer.Option("--attr", help="KEY=VALUE attribute")] = None,
+    attr_json: Annotated[
+        bool, typer.Option("--attr-json", help="read --attr values as JSON (numbers, lists)")
+    ] = False,
     tag: Annotated[str | None, typer.Option(help="tag this version")] = None,
 ) -> None:
-    """Store a local file as a new version of a dataset."""
-    if not path.is_file():
-        fail(f"No such file: {str(path)!r}")
+    """Store a local file as a new version of a dataset.
+
+    Tables are read streaming (bounded memory): a CSV's separator, ISO dates and types are
+    detected; errors name the file and line.
+    """
+    from omfs.datasets._files import ImportOptions, open_table_file, table_format
+
+    if path == "-":
+        file = _spool_stdin(f".{fmt or ('bin' if raw else 'csv')}")
+    else:
+        file = Path(path)
+        if not file.is_file():
+            fail(f"No such file: {path!r}")
     om = state.omega()
-    attributes = parse_attributes(attr)
-    if raw or path.suffix.lower() not in _TABLE_SUFFIXES:
-        with progress_bar(f"put {name}", path.stat().st_size) as advance:
+    attributes = parse_attributes(attr, as_json=attr_json)
+    size = file.stat().st_size
+    if raw:
+        with progress_bar(f"put {name}", size) as advance:
             meta = om.datasets.put(
-                str(path), name, append=append, attributes=attributes, tag=tag, progress=advance
+                str(file), name, append=append, attributes=attributes, tag=tag, progress=advance
             )
     else:
-        meta = om.datasets.put(
-            read_table_file(path), name, append=append, attributes=attributes, tag=tag
+        if table_format(file)[0] is None:
+            fail(
+                f"{path}: unknown table format (suffix {''.join(file.suffixes) or 'none'}). "
+                "Tables are .csv, .tsv, .parquet, .jsonl, .json, .feather or .xlsx, optionally "
+                ".gz/.bz2/.zst; store any other file as it is with --raw."
+            )
+        options = ImportOptions(
+            sep=sep,
+            encoding=encoding,
+            parse_dates=[c.strip() for item in parse_dates or [] for c in item.split(",")],
+            dtype=_parse_dtypes(dtype),
+            skip_bad_lines=skip_bad_lines,
         )
+        with progress_bar(f"put {name}", size) as advance:
+            data = open_table_file(file, options, progress=advance)
+            meta = om.datasets.put(data, name, append=append, attributes=attributes, tag=tag)
+        if options.skipped:
+            print(f"om: skipped {options.skipped} bad line(s) of {path}", file=sys.stderr)
     emit_table(
         _version_rows([meta]),
         ["version", "kind", "rows", "bytes", "operation"],
@@ -147,34 +189,160 @@ def put(
     )
 
 
+_WHERE = re.compile(r"^\s*([^<>=!~\s]+)\s*(==|=|!=|<=|>=|<|>|~=|\^=)\s*(.*?)\s*$")
+_WHERE_OPS = {
+    "==": "eq",
+    "=": "eq",
+    "!=": "ne",
+    "<": "lt",
+    "<=": "lte",
+    ">": "gt",
+    ">=": "gte",
+    "~=": "contains",
+    "^=": "startswith",
+}
+
+
+def parse_where(items: list[str] | None) -> dict[str, Any]:
+    """``--where 'qty>10'`` as the API's keyword filters (``qty__gt="10"``), values as text
+    that the store casts to the column's type."""
+    out: dict[str, Any] = {}
+    for item in items or []:
+        match = _WHERE.match(item)
+        if not match or not match.group(3):
+            fail(
+                f"--where {item!r}: use COLUMN OP VALUE with OP one of == != < <= > >= ~= "
+                "(contains) ^= (starts with), e.g. --where 'qty>10'",
+                2,
+            )
+        column, op, value = match.groups()  # type: ignore[union-attr]
+        value = value.strip("'\"")
+        key = f"{column}__{_WHERE_OPS[op]}"
+        if key in out:
+            fail(f"--where gives {column} {op} twice; combine them into one", 2)
+        out[key] = value
+    return out
+
+
 @app.command()
 def get(
-    name: Annotated[str, typer.Argument(help="dataset name, optionally name@vN")],
+    name: Annotated[str, typer.Argument(help="dataset name, optionally name@vN or name@tag")],
     path: Annotated[
-        Path, typer.Argument(help="file to write: .csv, .parquet or .jsonl (raw: any)")
+        str,
+        typer.Argument(
+            help="file to write, by suffix: .csv, .tsv, .parquet, .jsonl, .feather (text also "
+            ".gz); - writes CSV (or --format) to stdout; raw datasets: any file"
+        ),
     ],
     version: Annotated[int | None, typer.Option(help="read this version")] = None,
     columns: Annotated[str | None, typer.Option(help="comma-separated columns")] = None,
+    where: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--where",
+            metavar="COND",
+            help="keep rows where COND holds, e.g. 'qty>10', 'region==EU', 'name^=A' "
+            "(repeatable, all must hold; pushed down into the Parquet read)",
+        ),
+    ] = None,
+    fmt: Annotated[
+        str | None, typer.Option("--format", help="format for stdout: csv, tsv, jsonl")
+    ] = None,
+    force: Annotated[bool, typer.Option("--force", help="overwrite an existing file")] = False,
 ) -> None:
     """Write a dataset to a local file."""
+    from omfs.datasets._files import table_format, write_table_file
+
     ds = state.omega().datasets
     meta = ds.metadata(name, version=version)
+    to_stdout = path == "-"
+    target = Path(path)
+    if not to_stdout and target.exists() and not force:
+        fail(f"{path} exists; pass --force to overwrite it")
+    filters = parse_where(where)
     if meta.kind == "raw":
+        if columns or filters:
+            fail(f"{name} is a raw file: --columns and --where apply to tables")
+        if not to_stdout and table_format(target)[0] is not None:
+            stored = meta.get("filename") or "a raw file"
+            fail(
+                f"{name} holds {stored}, not a table: writing it as {target.name} would "
+                "give the file a wrong suffix. Choose a file name with its own suffix."
+            )
+        if to_stdout:
+            for chunk in ds.get(name, version=version, chunksize=8 * 2**20):
+                sys.stdout.buffer.write(chunk)
+            sys.stdout.buffer.flush()
+            return
         with progress_bar(f"get {name}", meta.get("bytes")) as advance:
-            ds.get(name, version=version, local_path=path, progress=advance)
+            ds.get(name, version=version, local_path=target, progress=advance)
     else:
         cols = [c.strip() for c in columns.split(",")] if columns else None
-        write_table_file(ds.get(name, version=version, columns=cols), path)
-    report_written(meta, path)
+        with progress_bar(f"get {name}", None):
+            data = ds.get(name, version=version, columns=cols, **filters)
+            write_table_file(data, None if to_stdout else target, fmt)
+        if to_stdout:
+            return
+    report_written(meta, target)
+
+
+@app.command()
+def head(
+    name: Annotated[str, typer.Argument(help="dataset name, optionally name@vN or name@tag")],
+    rows: Annotated[int, typer.Option("-n", "--rows", min=1, help="how many rows")] = 10,
+    columns: Annotated[str | None, typer.Option(help="comma-separated columns")] = None,
+    where: Annotated[
+        list[str] | None, typer.Option("--where", metavar="COND", help="as for get")
+    ] = None,
+) -> None:
+    """Show the first rows of a table (reads only what they need)."""
+    import pandas as pd
+
+    ds = state.omega().datasets
+    meta = ds.metadata(name)
+    if meta.kind == "raw":
+        fail(f"{name} is a raw file ({meta.get('filename') or 'no name'}); `om datasets get` it")
+    cols = [c.strip() for c in columns.split(",")] if columns else None
+    chunks = ds.get(name, columns=cols, chunksize=rows, **parse_where(where))
+    first = next(iter(chunks), None)
+    if first is None:
+        first = pd.DataFrame()
+    if isinstance(first, pd.Series):
+        first = first.to_frame()
+    elif not isinstance(first, pd.DataFrame):
+        first = pd.DataFrame(first)
+    first = first.head(rows)
+    keep_index = not (isinstance(first.index, pd.RangeIndex) and first.index.name is None)
+    if keep_index:
+        first = first.reset_index()
+    records = first.astype(object).where(first.notna(), None).to_dict(orient="records")
+    emit_table(records, [str(c) for c in first.columns], empty="no rows")
+
+
+@app.command()
+def schema(
+    name: Annotated[str, typer.Argument(help="dataset name, optionally name@vN or name@tag")],
+) -> None:
+    """Show a table's columns and types."""
+    meta = state.omega().datasets.metadata(name)
+    if meta.kind == "raw":
+        fail(f"{name} is a raw file ({meta.get('filename') or 'no name'}): it has no columns")
+    columns = meta.get("columns") or {}
+    emit_table(
+        [{"column": c, "type": t.replace("large_string", "string")} for c, t in columns.items()],
+        ["column", "type"],
+        title=f"{meta.name} v{meta.version}: {meta.get('rows')} rows",
+    )
 
 
 @app.command()
 def drop(
     name: Annotated[str, typer.Argument(help="dataset name, or name@vN for one version")],
     force: Annotated[bool, typer.Option("--force", help="no error if it does not exist")] = False,
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="do not ask for confirmation")] = False,
 ) -> None:
     """Delete a dataset with all its versions (or one version)."""
-    drop_command("datasets", name, force)
+    drop_command("datasets", name, force, yes)
 
 
 @app.command()
@@ -234,10 +402,22 @@ def promote(
     asname: AsName = None,
     dry_run: DryRun = False,
     condition: Conditions = None,
+    create_bucket: CreateBucket = False,
+    force: Force = False,
 ) -> None:
     """Copy a dataset version to another bucket or context, with lineage."""
     promote_command(
-        "datasets", name, to_bucket, to_root, to_options, asname, dry_run, condition, to_context
+        "datasets",
+        name,
+        to_bucket,
+        to_root,
+        to_options,
+        asname,
+        dry_run,
+        condition,
+        to_context,
+        create_bucket,
+        force,
     )
 
 

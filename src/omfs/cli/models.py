@@ -12,7 +12,9 @@ import typer
 from omfs.cli._common import (
     AsName,
     Conditions,
+    CreateBucket,
     DryRun,
+    Force,
     ToBucket,
     ToContext,
     ToOptions,
@@ -29,7 +31,9 @@ from omfs.cli._common import (
 )
 from omfs.cli._versions import add_commands
 
-app = typer.Typer(help="Models: joblib payloads with JSON sidecars.", no_args_is_help=True)
+app = typer.Typer(
+    rich_markup_mode=None, help="Models: joblib payloads with JSON sidecars.", no_args_is_help=True
+)
 
 
 def _rows(metas: list[Any]) -> list[dict[str, Any]]:
@@ -52,7 +56,11 @@ def list_(
     pattern: Annotated[str | None, typer.Argument(help="glob, e.g. 'churn/*'")] = None,
 ) -> None:
     """List models."""
-    emit_table([{"name": n} for n in state.omega().models.list(pattern)], ["name"])
+    om = state.omega()
+    names = om.models.list(pattern)
+    if not names:
+        om.check_location()  # an empty list from a mistyped root would mislead
+    emit_table([{"name": n} for n in names], ["name"])
 
 
 @app.command()
@@ -61,6 +69,9 @@ def put(
     name: Annotated[str, typer.Argument(help="model name")],
     attr: Annotated[list[str] | None, typer.Option("--attr", help="KEY=VALUE attribute")] = None,
     tag: Annotated[str | None, typer.Option(help="tag this version")] = None,
+    attr_json: Annotated[
+        bool, typer.Option("--attr-json", help="read --attr values as JSON (numbers, lists)")
+    ] = False,
 ) -> None:
     """Store a model saved with joblib as a new version."""
     from omfs.models.store import describe_kind, is_estimator, load_model_file
@@ -68,7 +79,9 @@ def put(
     if not file.is_file():
         fail(f"No such file: {str(file)!r}")
     model = load_model_file(file)
-    meta = state.omega().models.put(model, name, attributes=parse_attributes(attr), tag=tag)
+    meta = state.omega().models.put(
+        model, name, attributes=parse_attributes(attr, as_json=attr_json), tag=tag
+    )
     if not is_estimator(model):
         print(
             f"om: warning: {str(file)!r} holds a {describe_kind(model)}, which has no fit, "
@@ -87,10 +100,13 @@ def get(
     name: Annotated[str, typer.Argument(help="model name, name@vN or name@tag")],
     path: Annotated[Path, typer.Argument(help="joblib file to write")],
     version: Annotated[int | None, typer.Option(help="this version")] = None,
+    force: Annotated[bool, typer.Option("--force", help="overwrite an existing file")] = False,
 ) -> None:
     """Write a model's verified joblib payload to a local file (it is not unpickled)."""
     models = state.omega().models
     meta = models.metadata(name, version=version)
+    if path.exists() and not force:
+        fail(f"{path} exists; pass --force to overwrite it")
     tmp = path.with_name(f".{path.name}.om-tmp")
     try:
         with progress_bar(f"get {name}", meta.get("size")) as advance:
@@ -105,9 +121,10 @@ def get(
 def drop(
     name: Annotated[str, typer.Argument(help="model name, or name@vN for one version")],
     force: Annotated[bool, typer.Option("--force", help="no error if it does not exist")] = False,
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="do not ask for confirmation")] = False,
 ) -> None:
     """Delete a model with all its versions (or one version)."""
-    drop_command("models", name, force)
+    drop_command("models", name, force, yes)
 
 
 @app.command()
@@ -138,10 +155,22 @@ def promote(
     asname: AsName = None,
     dry_run: DryRun = False,
     condition: Conditions = None,
+    create_bucket: CreateBucket = False,
+    force: Force = False,
 ) -> None:
     """Copy a model version to another bucket or context, with lineage."""
     promote_command(
-        "models", name, to_bucket, to_root, to_options, asname, dry_run, condition, to_context
+        "models",
+        name,
+        to_bucket,
+        to_root,
+        to_options,
+        asname,
+        dry_run,
+        condition,
+        to_context,
+        create_bucket,
+        force,
     )
 
 

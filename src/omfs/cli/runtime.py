@@ -7,9 +7,13 @@ from typing import Annotated, Any
 
 import typer
 
-from omfs.cli._common import emit_table, emit_value, fail, one_line, parse_attributes, state
+from omfs.cli._common import emit_table, emit_value, fail, one_line, parse_params, state
 
-app = typer.Typer(help="Runtime: model tasks on the context's Dask cluster.", no_args_is_help=True)
+app = typer.Typer(
+    rich_markup_mode=None,
+    help="Runtime: model tasks on the context's Dask cluster.",
+    no_args_is_help=True,
+)
 
 
 class _RuntimeOptions:
@@ -81,7 +85,7 @@ def model(
     was already writing, its result is waited for and shown).
     """
     proxy = _runtime().model(name)
-    task = proxy.task(action, x, y, rName=result, **(parse_attributes(param) or {}))
+    task = proxy.task(action, x, y, rName=result, **parse_params(param))
     outcome = _wait(task, timeout)
     if hasattr(outcome, "to_dict") and hasattr(outcome, "version"):
         if state.as_json:

@@ -10,7 +10,7 @@ import io
 import os
 from typing import Any
 
-__all__ = ["from_table", "is_dask", "is_raw", "to_table"]
+__all__ = ["from_table", "is_dask", "is_raw", "is_stream", "to_table"]
 
 KIND_FRAME = "pandas.DataFrame"
 KIND_SERIES = "pandas.Series"
@@ -23,6 +23,11 @@ _SERIES_COLUMN = "__series__"
 def is_dask(obj: Any) -> bool:
     module = type(obj).__module__
     return module.startswith("dask.") and type(obj).__name__ == "DataFrame"
+
+
+def is_stream(obj: Any) -> bool:
+    """A ``pyarrow.RecordBatchReader``: stored batch by batch, never read whole."""
+    return type(obj).__name__ == "RecordBatchReader" and type(obj).__module__.startswith("pyarrow")
 
 
 def is_raw(obj: Any) -> bool:

@@ -29,9 +29,37 @@ OPERATORS = {
 }
 
 
+def _coerce(key: str, column: str, value: Any, kind: Any) -> Any:
+    """A filter value given as text (``"2024-03-01"``, ``"5"`` from the CLI) as the
+    column's type; an error naming the column when it cannot be one."""
+    import pyarrow as pa
+
+    if kind is None or value is None:
+        return value
+    if isinstance(value, list | tuple | set | frozenset):
+        return type(value)(_coerce(key, column, v, kind) for v in value)  # type: ignore[call-arg]
+    target = kind.value_type if pa.types.is_dictionary(kind) else kind
+    if not isinstance(value, str) or pa.types.is_string(target) or pa.types.is_large_string(target):
+        return value
+    try:
+        if pa.types.is_boolean(target) and value.lower() in ("true", "false", "1", "0"):
+            return value.lower() in ("true", "1")
+        return pa.scalar(value).cast(target)
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError):
+        raise ValueError(
+            f"Filter {key}={value!r}: column {column!r} is {target}, and {value!r} cannot be "
+            f"read as {target}."
+        ) from None
+
+
 def _keyword_expression(
-    key: str, value: Any, columns: list[str], floats: frozenset[str] = frozenset()
+    key: str,
+    value: Any,
+    columns: list[str],
+    floats: frozenset[str] = frozenset(),
+    types: dict[str, Any] | None = None,
 ) -> Any:
+    import pyarrow as pa
     import pyarrow.compute as pc
 
     column, op = key, "eq"
@@ -45,6 +73,11 @@ def _keyword_expression(
             f"have. Columns: {columns}. Operators: " + ", ".join(f"__{o}" for o in OPERATORS)
         )
     field = pc.field(column)
+    kind = (types or {}).get(column)
+    if op not in ("isnull", "notnull", "contains", "startswith", "endswith"):
+        value = _coerce(key, column, value, kind)
+    elif kind is not None and pa.types.is_dictionary(kind) and op != "isnull":
+        field = field.cast(kind.value_type)  # string operators on a categorical's values
     if op == "eq":
         return field == value
     if op == "ne":
@@ -81,11 +114,16 @@ def _keyword_expression(
 
 
 def build_filter(
-    filters: Any, keywords: dict[str, Any], columns: list[str], floats: frozenset[str] = frozenset()
+    filters: Any,
+    keywords: dict[str, Any],
+    columns: list[str],
+    floats: frozenset[str] = frozenset(),
+    types: dict[str, Any] | None = None,
 ) -> Any:
     """Combine DNF ``filters`` (list of tuples, or list of lists of tuples) and keyword
     filters with AND; return a pyarrow Expression or None. ``floats`` names the floating
-    point columns (where NaN counts as missing for ``__isnull``)."""
+    point columns (where NaN counts as missing for ``__isnull``); ``types`` the columns'
+    Arrow types, to which text values of keyword filters are cast."""
     import pyarrow.dataset as ds
     import pyarrow.parquet as pq
 
@@ -102,7 +140,7 @@ def build_filter(
                     "[('a', '>', 1)] or [[('a', '>', 1)], [('b', '==', 'x')]]"
                 ) from None
     for key, value in keywords.items():
-        parts.append(_keyword_expression(key, value, columns, floats))
+        parts.append(_keyword_expression(key, value, columns, floats, types))
     return all_of(parts)
 
 

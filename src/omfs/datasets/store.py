@@ -28,6 +28,8 @@ from omfs.metadata import Metadata
 __all__ = ["DatasetStore"]
 
 _RAW_CHUNK = 8 * 2**20
+#: a streamed put (a RecordBatchReader, e.g. a CSV file) writes a part per this much Arrow data
+_STREAM_PART_BYTES = 64 * 2**20
 #: ``compact()`` merges parts into files of about this size.
 COMPACT_TARGET = 128 * 2**20
 _SCHEMA_ID = re.compile(r"[0-9a-f]{32}")
@@ -61,6 +63,52 @@ def _is_null(t: Any) -> bool:
     import pyarrow as pa
 
     return bool(pa.types.is_null(t))
+
+
+def _widened(stored: Any, new: Any) -> Any:
+    """``stored`` with each all-null column given the new data's type for it."""
+    import pyarrow as pa
+
+    fields = []
+    for f in stored:
+        have = new.field(f.name).type if f.name in new.names else None
+        if _is_null(f.type) and have is not None and not _is_null(have):
+            fields.append(f.with_type(have))
+        else:
+            fields.append(f)
+    if all(a.type == b.type for a, b in zip(fields, stored, strict=True)):
+        return stored
+    return pa.schema(fields, metadata=stored.metadata)
+
+
+def _assignable(want: Any, have: Any) -> bool:
+    """True when values of Arrow type ``have`` may be appended to a column of type ``want``
+    (the cast then checks each value: an int column takes floats only if they are whole)."""
+    import pyarrow as pa
+
+    if _is_null(have) or _is_null(want):
+        return True
+    w, h = _plain_type(want), _plain_type(have)
+    if w == h:
+        return True
+    numeric = (pa.types.is_integer, pa.types.is_floating)
+    if any(f(w) for f in numeric) and any(f(h) for f in numeric):
+        return True
+    text = (pa.types.is_string, pa.types.is_large_string)
+    if any(f(w) for f in text) and any(f(h) for f in text):
+        return True
+    temporal = (pa.types.is_timestamp, pa.types.is_date)
+    return any(f(w) for f in temporal) and any(f(h) for f in temporal)
+
+
+_PANDAS_NAMES = {"int64": "Int64", "double": "float64", "string": "string", "bool": "boolean"}
+
+
+def _pandas_name(t: Any) -> str:
+    text = str(_plain_type(t))
+    if text.startswith("timestamp"):
+        return "datetime64[ns]"
+    return _PANDAS_NAMES.get(text, text)
 
 
 def _write_dask_partition(
@@ -174,10 +222,10 @@ class DatasetStore(VersionedStore):
                     f"appends to version {parent}, which it does not hold. Run 'om fsck'."
                 )
             chain.append(state.records[parent])
-        return [part for r in reversed(chain) for part in r.info.get("add", [])]
+        return [part for r in reversed(chain) for part in r.info.get("add") or []]
 
     def _own_files(self, rec: VersionRecord) -> list[str]:
-        return [p["file"] for p in rec.info.get("add", [])]
+        return [p["file"] for p in rec.info.get("add") or []]
 
     def _version_files(self, state: State, rec: VersionRecord) -> list[str]:
         return [p["file"] for p in self._parts_of("", state, rec)]
@@ -310,6 +358,9 @@ class DatasetStore(VersionedStore):
         try:
             if _convert.is_dask(obj):
                 parts, schema, kind, info = self._write_dask(obj, name, stored, row_group_size)
+            elif _convert.is_stream(obj):
+                parts, schema = self._write_stream(obj, name, prev, stored, row_group_size)
+                kind, info = _convert.KIND_FRAME, {}
             else:
                 keep_index = stored is not None and any(
                     c.startswith("__index_level_") for c in stored.names
@@ -329,14 +380,17 @@ class DatasetStore(VersionedStore):
             written = [p["file"] for p in parts]
             schema_id = (
                 prev.info.get("schema")
-                if prev is not None and "schema" in prev.info
+                if prev is not None and "schema" in prev.info and schema.equals(stored)
                 else self._log(name).write_schema(_schema_bytes(schema))
             )
+            # what the latest version must still hold for this append to go on top of it
+            # (schemas are content-addressed: a racing first write of the same schema agrees)
+            expected = prev.info.get("schema") if prev is not None else schema_id
 
             def change(state: State) -> Commit:
                 latest = state.records[state.latest] if state.exists else None  # type: ignore[index]
                 if append and latest is not None:
-                    if latest.info.get("schema") != schema_id or latest.kind != kind:
+                    if latest.info.get("schema") != expected or latest.kind != kind:
                         raise SchemaMismatchError(
                             f"Dataset {name!r} in bucket {self.bucket!r} was replaced by "
                             "another writer while this append was running; nothing was "
@@ -370,6 +424,41 @@ class DatasetStore(VersionedStore):
         except BaseException:
             self.storage.delete(self._data_key(name, f) for f in written)
             raise
+
+    def _write_stream(
+        self, reader: Any, name: str, prev: Any, stored: Any, row_group_size: int | None
+    ) -> tuple[list[dict[str, Any]], Any]:
+        """Write a RecordBatchReader as parts of about ``_STREAM_PART_BYTES`` each, holding
+        one part in memory at a time; nothing is left behind on failure."""
+        import pyarrow as pa
+
+        parts: list[dict[str, Any]] = []
+        pending: list[Any] = []
+        size = 0
+        schema = reader.schema
+
+        def flush() -> None:
+            nonlocal pending, size, schema
+            table = pa.Table.from_batches(pending, schema=reader.schema)
+            if prev is not None:
+                table = self._conform(name, table, _convert.KIND_FRAME, prev.kind, stored)
+            schema = table.schema
+            key = self._data_key(name, unique_name(".parquet"))
+            parts.append(write_part(self.storage, key, table, row_group_size))
+            pending, size = [], 0
+
+        try:
+            for batch in reader:
+                pending.append(batch)
+                size += batch.nbytes
+                if size >= _STREAM_PART_BYTES:
+                    flush()
+            if pending or not parts:
+                flush()
+        except BaseException:
+            self.storage.delete(self._data_key(name, p["file"]) for p in parts)
+            raise
+        return parts, schema
 
     def _appended_details(
         self, latest: VersionRecord, kind: str, info: dict[str, Any], parts: list[dict[str, Any]]
@@ -434,12 +523,15 @@ class DatasetStore(VersionedStore):
             problems.append(f"the new data has extra columns {extra}")
         else:
             for column, t in have.items():
-                if _plain_type(want[column]) != _plain_type(t) and not _is_null(t):
-                    problems.append(
-                        f"column {column!r} is {want[column]} in the dataset but {t} in the "
-                        "new data"
+                if not _assignable(want[column], t):
+                    kind_name = _pandas_name(want[column])
+                    raise SchemaMismatchError(
+                        f"Cannot append to dataset {name!r} in bucket {self.bucket!r}: column "
+                        f"{column!r} is {_plain_type(want[column])} in the dataset but {t} in "
+                        f"the new data. Convert it: df.astype({{{column!r}: {kind_name!r}}}) "
+                        f"in Python, or --dtype {column}={kind_name} with `om datasets put`; "
+                        "or put without append=True to replace the dataset."
                     )
-                    break
         if problems:
             raise SchemaMismatchError(
                 f"Cannot append to dataset {name!r} in bucket {self.bucket!r}: "
@@ -449,17 +541,36 @@ class DatasetStore(VersionedStore):
             )
 
     def _conform(self, name: str, table: Any, kind: str, stored_kind: str, stored: Any) -> Any:
-        """Check ``table`` against the dataset's schema and cast it to exactly that schema."""
+        """Check ``table`` against the dataset's schema and cast it to that schema, widened
+        where the dataset had only nulls so far (an all-null column takes the new type)."""
+        import pyarrow as pa
+        import pyarrow.compute as pc
+
         self._check_compatible(name, table.schema, kind, stored_kind, stored)
         if table.schema.names != stored.names:
             table = table.select(stored.names)
+        target = _widened(stored, table.schema)
         try:
-            return table.cast(stored)
-        except (ValueError, TypeError) as exc:
-            raise SchemaMismatchError(
-                f"Cannot append to dataset {name!r}: the new data cannot be converted to the "
-                f"dataset's schema ({exc})."
-            ) from None
+            return table.cast(target)
+        except (ValueError, TypeError, pa.ArrowInvalid, pa.ArrowNotImplementedError):
+            pass
+        for f in target:  # which column, and why
+            try:
+                pc.cast(table.column(f.name), f.type, safe=True)
+            except (ValueError, TypeError, pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
+                detail = " ".join(str(exc).split())[:160]
+                raise SchemaMismatchError(
+                    f"Cannot append to dataset {name!r}: column {f.name!r} is "
+                    f"{_plain_type(f.type)} in the dataset, and the new "
+                    f"{table.schema.field(f.name).type} values cannot be converted without "
+                    f"loss ({detail}). Round or convert them first (e.g. "
+                    f"df[{f.name!r}].round().astype({_pandas_name(f.type)!r})), or put without "
+                    "append=True to replace the dataset with the new type."
+                ) from None
+        raise SchemaMismatchError(
+            f"Cannot append to dataset {name!r}: the new data cannot be converted to the "
+            "dataset's schema."
+        )
 
     def _put_raw(
         self,
@@ -653,7 +764,8 @@ class DatasetStore(VersionedStore):
         floats = frozenset(
             f.name for f in schema if str(f.type) in ("float", "double", "halffloat")
         )
-        expr = build_filter(filters, filter_kw, names, floats) if not lazy else None
+        types = {f.name: f.type for f in schema}
+        expr = build_filter(filters, filter_kw, names, floats, types) if not lazy else None
         if lazy:
             return self._get_lazy(base, rec, schema, keys, parts, columns, filters, filter_kw)
         read_columns = None

@@ -92,6 +92,31 @@ def _resolve_input(omega: Any, value: Any, lineage: list[dict[str, Any]], role: 
     return data
 
 
+def _with_index(result: Any, X: Any, model: Any, method: str) -> Any:
+    """A method's array result as a DataFrame on the input's index, with named columns
+    (``predict``; ``predict_proba`` by class), so stored results join back to the input."""
+    import numpy as np
+    import pandas as pd
+
+    index = getattr(X, "index", None)
+    if not isinstance(result, np.ndarray) or index is None or len(index) != len(result):
+        return result
+    if result.ndim == 1:
+        return pd.DataFrame({method: result}, index=index)
+    if result.ndim == 2:
+        classes = getattr(model, "classes_", None)
+        if (
+            method in ("predict_proba", "decision_function")
+            and classes is not None
+            and len(classes) == result.shape[1]
+        ):
+            names = [f"{method}_{c}" for c in classes]
+        else:
+            names = [f"{method}_{i}" for i in range(result.shape[1])]
+        return pd.DataFrame(result, index=index, columns=names)
+    return result
+
+
 def _claim(guard: str | None, meta: Metadata, method: str) -> None:
     """Take the task's write lock, or stop: the client cancelled it."""
     if guard is None:
@@ -162,7 +187,7 @@ def run_model_task(
     if result_name is not None:
         _claim(guard, model_meta, method)
         return omega.datasets.put(
-            result,
+            _with_index(result, args[0] if args else None, model, method),
             result_name,
             attributes={
                 "produced_by": {
