@@ -31,12 +31,15 @@ __all__ = [
     "buckets",
     "datasets",
     "errors",
+    "export",
     "gc",
     "get_default",
+    "import_",
     "info",
     "models",
     "runtime",
     "setup",
+    "sync",
 ]
 __version__ = "0.1.0"
 
@@ -58,6 +61,27 @@ def _reset_default() -> None:
     global _default
     with _default_lock:
         _default = None
+
+
+def sync(source: Any, target: Any, **kwargs: Any) -> dict[str, Any]:
+    """Replicate datasets and models with their history: see :func:`omfs.replication.sync`."""
+    from omfs.replication import sync as _sync
+
+    return _sync(source, target, **kwargs)
+
+
+def export(source: Any, names: Any, path: Any) -> dict[str, Any]:
+    """Write objects with their history to a tar bundle: see :func:`omfs.replication.export`."""
+    from omfs.replication import export as _export
+
+    return _export(source, names, path)
+
+
+def import_(path: Any, target: Any, **kwargs: Any) -> dict[str, Any]:
+    """Import a bundle into a context: see :func:`omfs.replication.import_`."""
+    from omfs.replication import import_ as _import
+
+    return _import(path, target, **kwargs)
 
 
 def gc(*, grace: Any = "1h", dry_run: bool = False, buckets: list[str] | None = None) -> Any:

@@ -445,6 +445,29 @@ class Storage:
         return out
 
     @_translated
+    def inventory(self, prefix: str) -> list[tuple[str, int, str | None]]:
+        """Every file below ``prefix`` as ``(key, size, etag)`` (etag None where the storage
+        has none): one recursive listing on object storage, for sync."""
+        path = self.path(prefix)
+        if self.is_local:
+            out: list[tuple[str, int, str | None]] = []
+            for folder, _, files in os.walk(path):
+                for name in files:
+                    full = os.path.join(folder, name)
+                    with contextlib.suppress(FileNotFoundError):
+                        out.append((self._key(full), os.stat(full).st_size, None))
+            return out
+        try:
+            found = self.fs.find(path, detail=True)
+        except FileNotFoundError:
+            return []
+        return [
+            (self._key(name), int(info.get("size") or 0), info.get("ETag") or info.get("etag"))
+            for name, info in found.items()
+            if info.get("type") != "directory"
+        ]
+
+    @_translated
     def list_dirs(self, prefix: str) -> list[str]:
         """Names of the folders directly below ``prefix`` (one listing call)."""
         try:

@@ -39,6 +39,7 @@ __all__ = [
     "config_path",
     "contexts",
     "default_root",
+    "remote",
     "remove_context",
     "resolve",
 ]
@@ -125,6 +126,12 @@ def contexts() -> dict[str, dict[str, Any]]:
         name: {**ctx, "default": name == default}
         for name, ctx in sorted(conf.get("contexts", {}).items())
     }
+
+
+def remote() -> str | None:
+    """The config file's ``remote`` context (what ``om push`` and ``om pull`` sync with)."""
+    value = _read_config().get("remote")
+    return value if isinstance(value, str) else None
 
 
 def _check_context_name(name: str) -> str:

@@ -12,12 +12,13 @@ ConditionFailedError (or return a message string) to refuse; omfs ships ``"fitte
 
 from __future__ import annotations
 
+import contextlib
 import os
 from collections.abc import Callable, Sequence
 from typing import Any
 
 from omfs._log import Commit, State, TagMove, VersionRecord
-from omfs._names import check_name
+from omfs._names import check_bucket, check_name
 from omfs._storage import unique_name
 from omfs._store import VersionedStore
 from omfs.errors import ConditionFailedError, NotFoundError, PromotionError
@@ -88,6 +89,7 @@ def promote(
     progress: Callable[[int], None] | None = None,
     create_bucket: bool = False,
     force: bool = False,
+    with_inputs: bool = False,
 ) -> Any:
     """Copy ``name`` (or ``name@v3``) from ``source`` to ``target`` as a new version.
 
@@ -96,6 +98,11 @@ def promote(
     source version, same sha256) is not copied again: its Metadata comes back with
     ``unchanged=True``, unless ``force=True``. A target bucket that does not exist in a
     context that has other buckets (a typo?) is refused unless ``create_bucket=True``.
+
+    ``with_inputs=True`` (models) first promotes the exact dataset versions the model's
+    lineage names (``trained_on``) into the target's bucket, and the promoted model's
+    ``trained_on`` points at those copies; if anything fails, the dataset versions this
+    call created are dropped again, so the target is left as it was.
     """
     if isinstance(target, str):
         target = _named_target(source, target)
@@ -143,8 +150,21 @@ def promote(
                 f"Promotion of {meta.name!r} v{meta.version} refused by condition "
                 f"{label!r}: {problem}"
             )
+    if with_inputs and source.kind != "models":
+        raise PromotionError("with_inputs= applies to models (their trained_on datasets)")
+    inputs = _inputs_of(meta, source) if with_inputs else []
     info, sizes = source._export(source_name, rec, state)
     files = list(sizes)
+    if dry_run and inputs:
+        plans = [
+            src.promote(f"{n}@v{v}", target_ds, dry_run=True, create_bucket=True, force=force)
+            for src, n, v, target_ds in _input_stores(inputs, source, target)
+        ]
+        plan = promote(source, name, target, asname=asname, conditions=conditions,
+                       dry_run=True, create_bucket=create_bucket, force=force)  # fmt: skip
+        plan["inputs"] = plans
+        plan["bytes"] += sum(p["bytes"] for p in plans)
+        return plan
     if dry_run:
         return {
             "source": {
@@ -162,7 +182,15 @@ def promote(
     renamed = {f: unique_name(os.path.splitext(f)[1]) for f in files}
     dst_keys = [target._data_key(target_name, renamed[f]) for f in files]
     written = list(dst_keys)
+    created_inputs: list[tuple[Any, Metadata, bool]] = []  # (store, meta, new object?)
     try:
+        promoted_inputs = {}
+        for src, n, v, target_ds in _input_stores(inputs, source, target):
+            existed = target_ds.exists(n)
+            copy = src.promote(f"{n}@v{v}", target_ds, create_bucket=True, force=force)
+            if not getattr(copy, "unchanged", False):
+                created_inputs.append((target_ds, copy, not existed))
+            promoted_inputs[(src.bucket, n, v)] = copy
         source.storage.copy(
             [source._data_key(meta.name, f) for f in files], target.storage, dst_keys, progress
         )
@@ -172,6 +200,16 @@ def promote(
             for f in target._own_files(VersionRecord(0, "", meta.kind, "promote", info=new_info))
         ]
         lineage = _lineage(meta, source)
+        if inputs:
+            lineage["trained_on"] = [
+                {
+                    **entry,
+                    "bucket": target.bucket,
+                    "version": promoted_inputs[key].version,
+                    "promoted_from": {"bucket": key[0], "version": key[2]},
+                }
+                for entry, key in inputs
+            ]
         origin = dict(lineage["promoted_from"])
         travelling = sorted(t for t, v in state.tags.items() if v == meta.version)
 
@@ -192,7 +230,48 @@ def promote(
         return target._metadata(target_name, state.records[state.latest])  # type: ignore[index]
     except BaseException:
         target.storage.delete(written)
+        for store, copy, new_object in reversed(created_inputs):
+            with contextlib.suppress(Exception):
+                store.drop(copy.name if new_object else f"{copy.name}@v{copy.version}")
         raise
+
+
+def _inputs_of(meta: Metadata, source: VersionedStore) -> list[tuple[dict[str, Any], Any]]:
+    """The ``trained_on`` entries of a model version, each with its (bucket, name, version)."""
+    trained = (meta.lineage or {}).get("trained_on")
+    if not isinstance(trained, list) or not trained:
+        raise PromotionError(
+            f"Model {meta.name!r} v{meta.version} names no training datasets in its lineage "
+            "(trained_on): promote it without with_inputs, or fit it with the runtime first."
+        )
+    out = []
+    for entry in trained:
+        if not isinstance(entry, dict):
+            raise PromotionError(f"Model {meta.name!r} has a malformed trained_on entry")
+        bucket = check_bucket(entry.get("bucket") or source.bucket)
+        name = check_name(entry.get("dataset"))
+        version = entry.get("version")
+        if type(version) is not int or version < 1:
+            raise PromotionError(f"Model {meta.name!r} names dataset {name!r} without a version")
+        out.append((entry, (bucket, name, version)))
+    return out
+
+
+def _input_stores(
+    inputs: list[tuple[dict[str, Any], Any]], source: VersionedStore, target: VersionedStore
+) -> list[tuple[Any, str, int, Any]]:
+    """(source datasets store, name, version, target datasets store), each input once."""
+    from omfs.context import Omega
+
+    seen = []
+    out = []
+    for _, (bucket, name, version) in inputs:
+        if (bucket, name, version) in seen:
+            continue
+        seen.append((bucket, name, version))
+        src = Omega(source.storage, bucket).datasets
+        out.append((src, name, version, Omega(target.storage, target.bucket).datasets))
+    return out
 
 
 def _already_promoted(

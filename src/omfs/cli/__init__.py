@@ -6,7 +6,7 @@ from typing import Annotated
 
 import typer
 
-from omfs.cli import buckets, cluster, contexts, datasets, maintenance, models, runtime
+from omfs.cli import buckets, cluster, contexts, datasets, maintenance, models, runtime, sync
 from omfs.cli._common import hoist_global_options, quiet_libraries, run_with_errors, state
 
 __all__ = ["app", "main"]
@@ -28,6 +28,11 @@ app.add_typer(cluster.app, name="cluster")
 app.command("fsck")(maintenance.fsck)
 app.command("upgrade")(maintenance.upgrade)
 app.command("gc")(maintenance.gc)
+app.command("sync")(sync.sync)
+app.command("push")(sync.push)
+app.command("pull")(sync.pull)
+app.command("export")(sync.export)
+app.command("import")(sync.import_)
 
 
 @app.command("info")

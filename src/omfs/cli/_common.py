@@ -400,6 +400,7 @@ def promote_command(
     to_context: str | None = None,
     create_bucket: bool = False,
     force: bool = False,
+    with_inputs: bool = False,
 ) -> None:
     """``om datasets|models promote``: copy a version to another bucket and/or context."""
     import json
@@ -425,6 +426,8 @@ def promote_command(
         "create_bucket": create_bucket,
         "force": force,
     }
+    if with_inputs:
+        how["with_inputs"] = True
     plan = src_store.promote(name, dst_store, dry_run=True, **how)
     if dry_run:
         emit_value(plan)

@@ -157,6 +157,12 @@ def promote(
     condition: Conditions = None,
     create_bucket: CreateBucket = False,
     force: Force = False,
+    with_inputs: Annotated[
+        bool,
+        typer.Option(
+            "--with-inputs", help="also promote the dataset versions the model was trained on"
+        ),
+    ] = False,
 ) -> None:
     """Copy a model version to another bucket or context, with lineage."""
     promote_command(
@@ -171,6 +177,7 @@ def promote(
         to_context,
         create_bucket,
         force,
+        with_inputs,
     )
 
 

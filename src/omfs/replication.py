@@ -1,0 +1,440 @@
+"""Replicating objects between contexts with their whole history: ``omfs.sync``.
+
+A sync copies, for every dataset and model of the chosen buckets, what the target lacks of
+the source's commit log and payloads, byte for byte: versions keep their numbers, payload
+ids, tags, tag history and lineage, so two contexts that synced hold identical logs for
+those objects.
+
+Per object, from one recursive listing of each side's bucket (no read when nothing
+changed):
+
+- the target holds nothing of it, or a prefix of the source's log (its newest commit is
+  byte-identical to the source's commit of the same number): **fast-forward**. Payloads and
+  schemas are copied first, then the index marker, then the missing commits in order, each
+  with put-if-absent, then checkpoints and the hint. A reader sees the old history or a
+  longer prefix of the new one, never a mix; a killed sync is resumed by the next one
+  (copies are skipped by name and size, commits that exist by name).
+- the target has commits the source lacks, or a different commit at the same number:
+  **diverged**. The object is reported (versions on both sides) and left unchanged.
+
+Everything listed from the source is validated before it is used: object names by the name
+rules, file names against the log's and payloads' own patterns, so a hostile store cannot
+make a sync write outside the object's folder.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from omfs._log import CHECKPOINT_INTERVAL, is_payload_file
+from omfs._names import check_bucket, check_name
+from omfs.errors import InvalidNameError, OmfsError
+
+__all__ = ["SyncError", "export", "import_", "sync"]
+
+_COMMIT = re.compile(r"(\d{20})\.json")
+_CHECKPOINT = re.compile(r"(\d{20})\.checkpoint\.json")
+_SCHEMA = re.compile(r"s-[0-9a-f]{32}\.schema")
+_STORES = ("datasets", "models")
+_MD5 = re.compile(r"[0-9a-f]{32}")
+
+
+class SyncError(OmfsError):
+    """A sync that could not run (bad arguments, contexts that cannot be synced)."""
+
+
+@dataclass
+class _Object:
+    """What one side holds of one object: {file: size} of its log and payloads."""
+
+    commits: dict[int, tuple[int, Any]] = field(default_factory=dict)  # seq -> (size, etag)
+    checkpoints: dict[int, int] = field(default_factory=dict)
+    schemas: dict[str, int] = field(default_factory=dict)
+    data: dict[str, int] = field(default_factory=dict)
+    hint: bool = False
+    listed: bool = False
+
+    @property
+    def seq(self) -> int:
+        return max(self.commits, default=0)
+
+
+def _inventory(storage: Any, bucket: str) -> dict[tuple[str, str], _Object]:
+    """Every object of ``bucket`` on ``storage`` from one recursive listing; files that do
+    not match omfs' own patterns are ignored (never copied)."""
+    objects: dict[tuple[str, str], _Object] = {}
+    for key, size, etag in storage.inventory(bucket):
+        parts = key.split("/")
+        if len(parts) < 4 or parts[0] != bucket or parts[1] not in _STORES:
+            continue
+        store = parts[1]
+        if parts[2] == "_index" and len(parts) == 4:
+            name = parts[3].replace("~", "/")
+            if _valid_name(name):
+                objects.setdefault((store, name), _Object()).listed = True
+            continue
+        if len(parts) < 5 or parts[-2] not in ("_log", "_data"):
+            continue
+        name = "/".join(parts[2:-2])
+        filename = parts[-1]
+        if not _valid_name(name):
+            continue
+        obj = objects.setdefault((store, name), _Object())
+        if parts[-2] == "_data":
+            if is_payload_file(filename) or _is_sidecar(filename):
+                obj.data[filename] = size
+        elif match := _COMMIT.fullmatch(filename):
+            obj.commits[int(match.group(1))] = (size, etag)
+        elif match := _CHECKPOINT.fullmatch(filename):
+            obj.checkpoints[int(match.group(1))] = size
+        elif _SCHEMA.fullmatch(filename):
+            obj.schemas[filename] = size
+        elif filename == "_last.json":
+            obj.hint = True
+    return objects
+
+
+def _valid_name(name: str) -> bool:
+    try:
+        return check_name(name) == name
+    except InvalidNameError:
+        return False
+
+
+def _is_sidecar(filename: str) -> bool:
+    stem, _, ext = filename.partition(".")
+    return ext == "json" and is_payload_file(f"{stem}.joblib")
+
+
+def _same_commit(
+    source: Any, target: Any, key: str, a: tuple[int, Any], b: tuple[int, Any]
+) -> bool:
+    if a[0] != b[0]:
+        return False
+    if a[1] is not None and b[1] is not None:
+        return bool(a[1] == b[1])
+    return bool(source.read_bytes(key) == target.read_bytes(key))
+
+
+def _resolve(ctx: Any) -> Any:
+    from omfs.context import Omega, setup
+
+    if isinstance(ctx, Omega):
+        return ctx
+    if isinstance(ctx, str):
+        return setup(context=ctx)
+    raise SyncError(f"sync takes contexts (omfs.setup(...) or a context name), got {ctx!r}")
+
+
+def sync(
+    source: Any,
+    target: Any,
+    *,
+    buckets: Sequence[str] | None = None,
+    names: Sequence[str] | None = None,
+    dry_run: bool = False,
+    progress: Callable[[int], None] | None = None,
+) -> dict[str, Any]:
+    """Replicate the datasets and models of ``source`` to ``target`` with their history.
+
+    ``source`` and ``target`` are contexts (``omfs.setup(...)``) or names of contexts in
+    the config file. ``buckets`` limits the buckets (default: all of the source's);
+    ``names`` are glob patterns of object names. ``dry_run`` says what would be copied.
+    Returns a report: per object the action (``copy``, ``unchanged``, ``diverged``), the
+    versions and the bytes, and totals.
+    """
+    import fnmatch
+
+    src, dst = _resolve(source), _resolve(target)
+    if src.storage == dst.storage:
+        raise SyncError(f"source and target are the same context ({src.root}); nothing to sync")
+    chosen = [check_bucket(b) for b in buckets] if buckets else None
+    bucket_list = chosen or [b for b in src.buckets if src.storage.exists(b)]
+    rows: list[dict[str, Any]] = []
+    for bucket in bucket_list:
+        have = _inventory(src.storage, bucket)
+        want = _inventory(dst.storage, bucket)
+        for (store, name), obj in sorted(have.items()):
+            if not obj.listed or not obj.commits:
+                continue  # dropped, or a write that never committed: nothing to replicate
+            if names and not any(fnmatch.fnmatchcase(name, p) for p in names):
+                continue
+            row = _sync_object(
+                src.storage, dst.storage, bucket, store, name, obj,
+                want.get((store, name), _Object()), dry_run, progress,
+            )  # fmt: skip
+            rows.append(row)
+    return {
+        "source": src.root,
+        "target": dst.root,
+        "dry_run": dry_run,
+        "objects": rows,
+        "copied": sum(r["action"] == "copy" for r in rows),
+        "unchanged": sum(r["action"] == "unchanged" for r in rows),
+        "diverged": sum(r["action"] == "diverged" for r in rows),
+        "bytes": sum(r["bytes"] for r in rows),
+    }
+
+
+def _versions(storage: Any, bucket: str, store: str, name: str) -> list[int]:
+    from omfs.context import Omega
+
+    try:
+        return [m.version for m in getattr(Omega(storage, bucket), store).versions(name)]
+    except OmfsError:
+        return []
+
+
+def _sync_object(
+    src: Any,
+    dst: Any,
+    bucket: str,
+    store: str,
+    name: str,
+    have: _Object,
+    want: _Object,
+    dry_run: bool,
+    progress: Callable[[int], None] | None,
+) -> dict[str, Any]:
+    prefix = f"{bucket}/{store}/{name}"
+    row: dict[str, Any] = {
+        "bucket": bucket,
+        "store": store,
+        "name": name,
+        "source_commits": have.seq,
+        "target_commits": want.seq,
+        "bytes": 0,
+        "files": 0,
+    }
+    tip = want.seq
+    common = (
+        tip in have.commits
+        and _same_commit(
+            src, dst, f"{prefix}/_log/{tip:020d}.json", have.commits[tip], want.commits[tip]
+        )
+        if tip
+        else True
+    )
+    if tip > have.seq or not common:
+        row.update(
+            action="diverged",
+            source_versions=_versions(src, bucket, store, name),
+            target_versions=_versions(dst, bucket, store, name),
+        )
+        return row
+    missing_data = [f for f, size in sorted(have.data.items()) if want.data.get(f) != size]
+    missing_schemas = [f for f in sorted(have.schemas) if f not in want.schemas]
+    new_commits = sorted(s for s in have.commits if s > tip)
+    if not (missing_data or missing_schemas or new_commits or (not want.listed)):
+        row["action"] = "unchanged"
+        return row
+    row["action"] = "copy"
+    row["files"] = len(missing_data) + len(missing_schemas) + len(new_commits)
+    row["bytes"] = sum(have.data[f] for f in missing_data) + sum(
+        have.commits[s][0] for s in new_commits
+    )
+    if dry_run:
+        return row
+    data_keys = [f"{prefix}/_data/{f}" for f in missing_data]
+    src.copy(data_keys, dst, data_keys, progress)
+    schema_keys = [f"{prefix}/_log/{f}" for f in missing_schemas]
+    src.copy(schema_keys, dst, schema_keys)
+    index_key = f"{bucket}/{store}/_index/{name.replace('/', '~')}"
+    if not want.listed:
+        # before the commits: a log without its marker reads as an interrupted drop
+        dst.write_bytes(index_key, b"")
+    for seq in new_commits:
+        key = f"{prefix}/_log/{seq:020d}.json"
+        try:
+            dst.create(key, src.read_bytes(key))
+        except FileExistsError:
+            # another writer committed to the target meanwhile: stop here, a prefix landed
+            row.update(
+                action="diverged",
+                source_versions=_versions(src, bucket, store, name),
+                target_versions=_versions(dst, bucket, store, name),
+            )
+            return row
+    for seq in sorted(s for s in have.checkpoints if s > tip - 2 * CHECKPOINT_INTERVAL):
+        if seq not in want.checkpoints:
+            key = f"{prefix}/_log/{seq:020d}.checkpoint.json"
+            with contextlib.suppress(FileExistsError):
+                dst.create(key, src.read_bytes(key))
+    if have.hint:
+        hint_key = f"{prefix}/_log/_last.json"
+        dst.write_bytes(hint_key, src.read_bytes(hint_key))
+    return row
+
+
+# -- bundles: the same replication through a tar file, for air-gapped moves -------------------
+_MANIFEST = "omfs-bundle.json"
+_BUNDLE_FORMAT = 1
+
+
+def _objects_of(source: Any, names: Sequence[str]) -> list[tuple[Any, str, str]]:
+    """``(storage, bucket, store/name)`` of each name: ``NAME`` (a dataset or model of the
+    context's bucket), ``datasets/NAME`` or ``models/NAME``; a store takes plain names."""
+    from omfs._store import VersionedStore
+    from omfs.context import Omega
+    from omfs.errors import NotFoundError
+
+    out = []
+    for spec in names:
+        if isinstance(source, VersionedStore):
+            stores = [source]
+            name = spec
+        elif isinstance(source, Omega):
+            kind, _, rest = spec.partition("/")
+            if kind in _STORES and rest:
+                stores, name = [getattr(source, kind)], rest
+            else:
+                stores, name = [source.datasets, source.models], spec
+        else:
+            raise SyncError(f"export takes a context or a store, got {source!r}")
+        found = [s for s in stores if s.exists(name)]
+        if not found:
+            raise NotFoundError(
+                f"Cannot export {spec!r}: no dataset or model of that name in bucket "
+                f"{stores[0].bucket!r} of {stores[0].storage.url!r}"
+            )
+        if len(found) > 1:
+            raise SyncError(
+                f"{spec!r} is both a dataset and a model: say datasets/{spec} or models/{spec}"
+            )
+        out.append((found[0].storage, found[0].bucket, f"{found[0].kind}/{check_name(name)}"))
+    return out
+
+
+def export(source: Any, names: Sequence[str], path: Any) -> dict[str, Any]:
+    """Write the named objects (logs and payloads, whole history) to a tar file at
+    ``path``, with a manifest of every file's size and sha256. Returns the manifest."""
+    import hashlib
+    import io
+    import os
+    import tarfile
+
+    from omfs._storage import unique_name
+
+    objects = _objects_of(source, names)
+    where = os.fspath(path)
+    tmp = os.path.join(os.path.dirname(os.path.abspath(where)), f".{unique_name('.tar')}")
+    files = []
+    try:
+        with tarfile.open(tmp, "w") as tar:
+            for storage, bucket, obj in objects:
+                store, name = obj.split("/", 1)
+                keys = [
+                    key
+                    for key, _, _ in storage.inventory(f"{bucket}/{obj}")
+                    if key.split("/")[-2] in ("_log", "_data")
+                    and not key.rsplit("/", 1)[-1].startswith(".")
+                ]
+                keys.append(f"{bucket}/{store}/_index/{name.replace('/', '~')}")
+                for key in sorted(keys):
+                    data = storage.read_bytes(key)
+                    info = tarfile.TarInfo(key)
+                    info.size = len(data)
+                    tar.addfile(info, io.BytesIO(data))
+                    digest = hashlib.sha256(data).hexdigest()
+                    files.append({"path": key, "size": len(data), "sha256": digest})
+            manifest = {
+                "format": _BUNDLE_FORMAT,
+                "objects": [f"{bucket}/{obj}" for _, bucket, obj in objects],
+                "files": files,
+            }
+            body = json_bytes(manifest)
+            info = tarfile.TarInfo(_MANIFEST)
+            info.size = len(body)
+            tar.addfile(info, io.BytesIO(body))
+        os.replace(tmp, where)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    return manifest
+
+
+def json_bytes(doc: Any) -> bytes:
+    import json
+
+    return json.dumps(doc, indent=1).encode()
+
+
+def import_(path: Any, target: Any, *, dry_run: bool = False) -> dict[str, Any]:
+    """Import a bundle written by :func:`export` into ``target`` (a context or a context
+    name) with the rules of :func:`sync`: history kept, divergence reported and left alone.
+    Every file is checked against the manifest (name pattern, size, sha256) before anything
+    reaches the target."""
+    import hashlib
+    import json
+    import os
+    import tarfile
+    import tempfile
+
+    from omfs.context import setup
+    from omfs.errors import IntegrityError
+
+    where = os.fspath(path)
+    with tarfile.open(where, "r") as tar, tempfile.TemporaryDirectory(prefix="omfs-import-") as d:
+        try:
+            manifest = json.loads(tar.extractfile(_MANIFEST).read())  # type: ignore[union-attr]
+            files = {f["path"]: f for f in manifest["files"]}
+            objects = list(manifest["objects"])
+        except (KeyError, ValueError, TypeError, AttributeError):
+            raise IntegrityError(f"{where} is not an omfs bundle (no valid {_MANIFEST})") from None
+        buckets: set[str] = set()
+        for member in tar.getmembers():
+            if member.name == _MANIFEST:
+                continue
+            entry = files.get(member.name)
+            if entry is None or not member.isfile() or not _bundle_path_ok(member.name):
+                raise IntegrityError(
+                    f"{where}: the member {member.name!r} is not an omfs file of the manifest; "
+                    "nothing was imported"
+                )
+            data = tar.extractfile(member).read()  # type: ignore[union-attr]
+            if len(data) != entry["size"] or hashlib.sha256(data).hexdigest() != entry["sha256"]:
+                raise IntegrityError(
+                    f"{where}: {member.name} does not match its sha256 in the manifest (the "
+                    "bundle is damaged); nothing was imported"
+                )
+            out = os.path.join(d, *member.name.split("/"))
+            os.makedirs(os.path.dirname(out), exist_ok=True)
+            with open(out, "wb") as f:
+                f.write(data)
+            buckets.add(member.name.split("/", 1)[0])
+        missing = set(files) - {m.name for m in tar.getmembers()}
+        if missing:
+            raise IntegrityError(
+                f"{where}: files of the manifest are missing: {sorted(missing)[:3]}"
+            )
+        staged = setup(d)
+        names = sorted({o.split("/", 2)[2] for o in objects})
+        return sync(staged, target, buckets=sorted(buckets), names=names, dry_run=dry_run)
+
+
+def _bundle_path_ok(path: str) -> bool:
+    """``bucket/store/name.../_log|_data/file`` or ``bucket/store/_index/name``."""
+    parts = path.split("/")
+    if len(parts) < 4 or parts[1] not in _STORES:
+        return False
+    try:
+        check_bucket(parts[0])
+    except InvalidNameError:
+        return False
+    if parts[2] == "_index":
+        return len(parts) == 4 and _valid_name(parts[3].replace("~", "/"))
+    if len(parts) < 5 or not _valid_name("/".join(parts[2:-2])):
+        return False
+    folder, filename = parts[-2], parts[-1]
+    if folder == "_data":
+        return is_payload_file(filename) or _is_sidecar(filename)
+    return folder == "_log" and bool(
+        _COMMIT.fullmatch(filename)
+        or _CHECKPOINT.fullmatch(filename)
+        or _SCHEMA.fullmatch(filename)
+        or filename == "_last.json"
+    )

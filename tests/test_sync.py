@@ -1,0 +1,239 @@
+"""Local-first sync: replicate buckets with their history, detect divergence, resume after a
+kill; bundles for air-gapped moves; releases with their training inputs."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import signal
+import subprocess
+import sys
+import tarfile
+import time
+
+import pandas as pd
+import pytest
+
+import omfs
+from omfs.errors import IntegrityError
+
+
+def tree(ctx, bucket="omega"):
+    """Every omfs file of a bucket (temporary files aside) and its bytes."""
+    return {
+        key: ctx.storage.read_bytes(key)
+        for key, _, _ in ctx.storage.inventory(bucket)
+        if not key.rsplit("/", 1)[-1].startswith(".")
+    }
+
+
+def fill(ctx, n=3):
+    for i in range(n):
+        ctx.datasets.put(pd.DataFrame({"x": [i]}), "sales", append=True)
+    ctx.datasets.tag("sales@v2", "prod")
+    ctx.models.put({"w": 1}, "model")
+    ctx.models.put({"w": 2}, "model", tag="prod")
+    ctx.models.update_attributes("model", {"owner": "ana"})
+    ctx["team"].datasets.put(b"raw bytes", "blob")
+
+
+@pytest.fixture(params=["local", "s3"])
+def target(request, tmp_path):
+    if request.param == "local":
+        return omfs.setup(tmp_path / "target")
+    options = request.getfixturevalue("s3_options")
+    return omfs.setup(request.getfixturevalue("s3_root_factory")(), storage_options=options)
+
+
+def test_sync_replicates_history_and_is_idempotent(tmp_path, target):
+    laptop = omfs.setup(tmp_path / "laptop")
+    fill(laptop)
+    report = omfs.sync(laptop, target)
+    assert report["copied"] == 3 and report["diverged"] == 0
+    for bucket in ("omega", "team"):
+        assert tree(target, bucket) == tree(laptop, bucket), "identical logs and payloads"
+    assert [m.version for m in target.datasets.versions("sales")] == [1, 2, 3]
+    assert target.datasets.tags("sales") == {"prod": 2}
+    assert target.models.tag_history("model") == laptop.models.tag_history("model")
+    assert target.models.metadata("model").attributes == {"owner": "ana"}
+    assert target["team"].datasets.get("blob") == b"raw bytes"
+    again = omfs.sync(laptop, target)
+    assert again["copied"] == 0 and again["bytes"] == 0 and again["unchanged"] == 3
+    # work goes on offline, then is pushed: only the new commits and payloads travel
+    laptop.datasets.put(pd.DataFrame({"x": [9]}), "sales", append=True)
+    plan = omfs.sync(laptop, target, dry_run=True)
+    assert [(r["name"], r["action"]) for r in plan["objects"] if r["action"] != "unchanged"] == [
+        ("sales", "copy")
+    ]
+    assert target.datasets.metadata("sales").version == 3, "a dry run writes nothing"
+    omfs.sync(laptop, target, names=["sal*"])
+    assert target.datasets.get("sales")["x"].tolist() == [0, 1, 2, 9]
+
+
+def test_no_change_sync_costs_less_than_one_request_per_object(s3_counter, s3_options, tmp_path):
+    laptop = omfs.setup(tmp_path / "laptop")
+    for i in range(40):
+        laptop.models.put({"i": i}, f"m{i}")
+    team = omfs.setup(_root(s3_options), storage_options=s3_options)
+    omfs.sync(laptop, team)
+    s3_counter.reset()
+    report = omfs.sync(laptop, team)
+    assert report["unchanged"] == 40
+    assert s3_counter.total <= 40 // 4 + 5, s3_counter.requests
+
+
+def _root(options):
+    import uuid
+
+    import s3fs
+
+    bucket = f"omfs-sync-{uuid.uuid4().hex[:10]}"
+    s3fs.S3FileSystem(**options).mkdir(bucket)
+    return f"s3://{bucket}/team"
+
+
+def test_divergence_is_reported_and_left_alone(tmp_path):
+    laptop, team = omfs.setup(tmp_path / "laptop"), omfs.setup(tmp_path / "team")
+    fill(laptop)
+    omfs.sync(laptop, team)
+    laptop.datasets.put(pd.DataFrame({"x": [10]}), "sales", append=True)
+    team.datasets.put(pd.DataFrame({"x": [20]}), "sales", append=True)
+    before = tree(team)
+    report = omfs.sync(laptop, team)
+    (row,) = [r for r in report["objects"] if r["action"] == "diverged"]
+    assert row["name"] == "sales" and row["source_commits"] == row["target_commits"] == 5
+    assert row["source_versions"] == row["target_versions"] == [1, 2, 3, 4]
+    assert tree(team) == before
+    assert team.datasets.get("sales")["x"].tolist() == [0, 1, 2, 20]
+
+
+def test_a_killed_sync_resumes_consistently(tmp_path):
+    laptop, team = tmp_path / "laptop", tmp_path / "team"
+    ctx = omfs.setup(laptop)
+    for i in range(30):
+        ctx.datasets.put(pd.DataFrame({"x": list(range(200))}), f"d{i}")
+        ctx.datasets.put(pd.DataFrame({"x": [i]}), f"d{i}", append=True)
+    script = f"import omfs; omfs.sync(omfs.setup({str(laptop)!r}), omfs.setup({str(team)!r}))"
+    for delay in (0.8, 1.2, 1.6):
+        proc = subprocess.Popen([sys.executable, "-c", script])
+        time.sleep(delay)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        partial = omfs.setup(team)
+        for name in partial.datasets.list():  # whatever is visible reads whole
+            partial.datasets.get(name)
+    report = omfs.sync(ctx, omfs.setup(team))
+    assert report["diverged"] == 0
+    assert tree(omfs.setup(team)) == tree(ctx), "nothing duplicated, nothing missing"
+    assert omfs.sync(ctx, omfs.setup(team))["copied"] == 0
+
+
+def test_sync_push_and_pull_from_the_cli(tmp_path, om_script):
+    laptop, team = tmp_path / "laptop", tmp_path / "team"
+    config = tmp_path / "config.toml"
+    config.write_text(
+        f'default = "laptop"\nremote = "team"\n[contexts.laptop]\nroot = "{laptop}"\n'
+        f'[contexts.team]\nroot = "{team}"\n'
+    )
+    env = {**os.environ, "OMFS_CONFIG": str(config)}
+    fill(omfs.setup(laptop))
+
+    def om(*args, code=0):
+        out = subprocess.run([om_script, *args], capture_output=True, text=True, env=env)
+        assert out.returncode == code, out.stderr
+        return out
+
+    plan = json.loads(om("sync", "--from-context", "laptop", "--to-context", "team",
+                         "--dry-run", "--json").stdout)  # fmt: skip
+    assert plan["copied"] == 3 and not team.exists()
+    om("push", "--bucket", "omega")
+    assert omfs.setup(team).datasets.tags("sales") == {"prod": 2}
+    assert "nothing to copy" in om("push", "--bucket", "omega").stderr
+    omfs.setup(team).models.put({"w": 3}, "model")
+    om("pull")
+    assert omfs.setup(laptop).models.get("model") == {"w": 3}
+    omfs.setup(team).models.put({"w": 4}, "model")
+    omfs.setup(laptop).models.put({"w": 5}, "model")
+    out = om("push", code=1)
+    assert "diverged and were left unchanged: omega/models/model" in out.stderr
+
+
+def test_bundles_move_history_and_are_verified(tmp_path, om_script):
+    laptop = omfs.setup(tmp_path / "laptop")
+    fill(laptop)
+    bundle = tmp_path / "release.tar"
+    manifest = omfs.export(laptop, ["sales", "models/model"], bundle)
+    assert manifest["objects"] == ["omega/datasets/sales", "omega/models/model"]
+    airgapped = omfs.setup(tmp_path / "airgapped")
+    report = omfs.import_(bundle, airgapped)
+    assert report["copied"] == 2
+    assert tree(airgapped) == {
+        k: v for k, v in tree(laptop).items() if "/sales" in k or "/model" in k or "_index" in k
+    }
+    assert omfs.import_(bundle, airgapped)["copied"] == 0
+    # a damaged bundle is refused before anything is written
+    damaged = tmp_path / "damaged.tar"
+    with tarfile.open(bundle) as src, tarfile.open(damaged, "w") as dst:
+        for member in src.getmembers():
+            data = src.extractfile(member).read()
+            if member.name.endswith(".parquet"):
+                data = data[:-1] + bytes([data[-1] ^ 1])
+            dst.addfile(member, io.BytesIO(data))
+    fresh = omfs.setup(tmp_path / "fresh")
+    with pytest.raises(IntegrityError, match="does not match its sha256"):
+        omfs.import_(damaged, fresh)
+    assert not (tmp_path / "fresh").exists()
+    # a member outside the omfs layout (a path escaping the root) is refused
+    hostile = tmp_path / "hostile.tar"
+    with tarfile.open(bundle) as src, tarfile.open(hostile, "w") as dst:
+        for member in src.getmembers():
+            dst.addfile(member, src.extractfile(member))
+        evil = tarfile.TarInfo("../evil.txt")
+        evil.size = 1
+        dst.addfile(evil, io.BytesIO(b"x"))
+    with pytest.raises(IntegrityError, match="not an omfs file"):
+        omfs.import_(hostile, fresh)
+    assert not (tmp_path / "evil.txt").exists()
+    # and from the CLI
+    out = subprocess.run(
+        [om_script, "--root", str(tmp_path / "laptop"), "export", "sales", "-o", "b.tar"],
+        capture_output=True, text=True, cwd=tmp_path,
+    )  # fmt: skip
+    assert out.returncode == 0 and "1 object(s)" in out.stdout
+    out = subprocess.run(
+        [om_script, "--root", str(tmp_path / "cli"), "import", "b.tar"],
+        capture_output=True, text=True, cwd=tmp_path,
+    )  # fmt: skip
+    assert out.returncode == 0 and "omega/datasets/sales\tcopy" in out.stdout
+
+
+def test_promote_with_inputs_and_a_failure_leaves_the_target_as_it_was(tmp_path, monkeypatch):
+    from sklearn.linear_model import LinearRegression
+
+    dev, prod = omfs.setup(tmp_path / "dev"), omfs.setup(tmp_path / "prod")
+    dev.datasets.put(pd.DataFrame({"x": [1.0, 2.0, 3.0]}), "X")
+    dev.datasets.put(pd.DataFrame({"y": [2.0, 4.0, 6.0]}), "Y")
+    dev.datasets.put(pd.DataFrame({"x": [9.0]}), "X", append=True)  # trained on v1, not v2
+    dev.models.put(LinearRegression(), "m")
+    dev.runtime.mode(local=True).model("m").fit("X@v1", "Y").get()
+    prod.datasets.put(pd.DataFrame({"x": [0.0]}), "X")  # prod has an X of its own
+
+    real = type(prod.models)._commit
+
+    def failing(self, *args, **kwargs):
+        raise OSError("network lost")
+
+    monkeypatch.setattr(type(prod.models), "_commit", failing)
+    with pytest.raises(OSError, match="network lost"):
+        dev.models.promote("m", prod.models, with_inputs=True)
+    monkeypatch.setattr(type(prod.models), "_commit", real)
+    assert [m.version for m in prod.datasets.versions("X")] == [1], "X v2 was dropped again"
+    assert not prod.datasets.exists("Y") and not prod.models.exists("m")
+
+    meta = dev.models.promote("m", prod.models, with_inputs=True)
+    trained = {e["role"]: e for e in meta.lineage["trained_on"]}
+    assert trained["X"]["promoted_from"]["version"] == 1
+    assert trained["X"]["version"] == prod.datasets.metadata("X").version == 3  # not reused
+    assert prod.datasets.get("X@v3")["x"].tolist() == [1.0, 2.0, 3.0]
+    assert prod.datasets.get(f"Y@v{trained['Y']['version']}")["y"].tolist() == [2.0, 4.0, 6.0]
