@@ -113,10 +113,18 @@ def _is_sidecar(filename: str) -> bool:
 def _same_commit(
     source: Any, target: Any, key: str, a: tuple[int, Any], b: tuple[int, Any]
 ) -> bool:
+    """Whether commit ``key`` is the same on both sides, from the listings where they
+    tell (size, S3 ETags: the MD5 of a single-part upload), else by reading."""
+    import hashlib
+
     if a[0] != b[0]:
         return False
     if a[1] is not None and b[1] is not None:
         return bool(a[1] == b[1])
+    listed, local = (a[1], target) if a[1] is not None else (b[1], source)
+    md5 = str(listed or "").strip('"')
+    if listed is not None and _MD5.fullmatch(md5) and local.is_local:
+        return hashlib.md5(local.read_bytes(key), usedforsecurity=False).hexdigest() == md5
     return bool(source.read_bytes(key) == target.read_bytes(key))
 
 
