@@ -156,8 +156,9 @@ def test_buckets_and_contexts_are_separate(ctx_factory):
     a, b = ctx_factory(), ctx_factory()
     a.datasets.put(frame(0), "shared-name")
     dev = a["dev"]
-    assert dev.datasets.list() == []
-    dev.datasets.put(frame(1), "shared-name")
+    with pytest.raises(NotFoundError, match=r"bucket 'dev' does not exist.*buckets are omega"):
+        dev.datasets.list()  # a typo reads as an error naming what exists, not as empty
+    dev.datasets.put(frame(1), "shared-name")  # writing creates the bucket
     assert a.datasets.get("shared-name")["id"].iloc[0] == 0
     assert dev.datasets.get("shared-name")["id"].iloc[0] == 1
     assert sorted(a.buckets) == ["dev", "omega"]

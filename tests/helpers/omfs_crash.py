@@ -32,6 +32,7 @@ import numpy as np
 import pandas as pd
 
 import omfs
+from omfs.errors import NotFoundError
 
 
 def frame(i: int, rows: int = 20) -> pd.DataFrame:
@@ -129,7 +130,10 @@ def snapshot(om: Any, buckets: tuple[str, ...] = ("omega", "prod")) -> dict[str,
     seen: dict[str, Any] = {}
     for bucket in buckets:
         for store in (om[bucket].datasets, om[bucket].models):
-            listed = store.list()
+            try:
+                listed = store.list()
+            except NotFoundError:  # the bucket does not exist (yet)
+                listed = []
             for name in listed:
                 assert not name.startswith(".") and ".tmp" not in name, f"listed {name!r}"
                 assert store.exists(name), f"{name!r} is listed but does not exist"
