@@ -108,6 +108,34 @@ def test_divergence_is_reported_and_left_alone(tmp_path):
     assert team.datasets.get("sales")["x"].tolist() == [0, 1, 2, 20]
 
 
+def test_rebase_recommits_source_only_versions_on_top(tmp_path, om_script):
+    laptop, team = omfs.setup(tmp_path / "laptop"), omfs.setup(tmp_path / "team")
+    fill(laptop)
+    laptop.models.put({"w": 0}, "solo")
+    omfs.sync(laptop, team)
+    laptop.datasets.put(pd.DataFrame({"x": [10]}), "sales", append=True)  # laptop v4: append
+    laptop.datasets.put(pd.DataFrame({"x": [11]}), "sales", append=True)  # laptop v5: append
+    laptop.datasets.tag("sales@v5", "candidate")
+    laptop.models.put({"w": 9}, "solo")  # laptop v2 of a model: a put
+    team.datasets.put(pd.DataFrame({"x": [20]}), "sales", append=True)  # team v4
+    team.models.put({"w": 7}, "solo")  # team v2
+    report = omfs.sync(laptop, team, rebase=True)
+    rows = {r["name"]: r for r in report["objects"] if r["action"] == "rebased"}
+    assert rows["sales"]["rebased"] == [
+        {"source_version": 4, "target_version": 5},
+        {"source_version": 5, "target_version": 6},
+    ]
+    assert team.datasets.get("sales")["x"].tolist() == [0, 1, 2, 20, 10, 11]
+    assert team.datasets.tags("sales") == {"prod": 2, "candidate": 6}
+    meta = team.datasets.metadata("sales")
+    assert meta.lineage["rebased_from"]["version"] == 5
+    assert meta.lineage["rebased_from"]["context"] == laptop.root
+    assert team.models.get("solo") == {"w": 9} and team.models.get("solo@v2") == {"w": 7}
+    assert team.models.metadata("solo").lineage["rebased_from"]["version"] == 2
+    assert laptop.datasets.get("sales")["x"].tolist() == [0, 1, 2, 10, 11], "source unchanged"
+    assert team.datasets.fsck("sales") == [] and team.models.fsck("solo") == []
+
+
 def test_a_killed_sync_resumes_consistently(tmp_path):
     laptop, team = tmp_path / "laptop", tmp_path / "team"
     ctx = omfs.setup(laptop)

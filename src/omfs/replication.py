@@ -145,6 +145,7 @@ def sync(
     buckets: Sequence[str] | None = None,
     names: Sequence[str] | None = None,
     dry_run: bool = False,
+    rebase: bool = False,
     progress: Callable[[int], None] | None = None,
 ) -> dict[str, Any]:
     """Replicate the datasets and models of ``source`` to ``target`` with their history.
@@ -152,8 +153,12 @@ def sync(
     ``source`` and ``target`` are contexts (``omfs.setup(...)``) or names of contexts in
     the config file. ``buckets`` limits the buckets (default: all of the source's);
     ``names`` are glob patterns of object names. ``dry_run`` says what would be copied.
-    Returns a report: per object the action (``copy``, ``unchanged``, ``diverged``), the
-    versions and the bytes, and totals.
+    Returns a report: per object the action (``copy``, ``unchanged``, ``diverged``,
+    ``rebased``), the versions and the bytes, and totals.
+
+    ``rebase=True``: a diverged object's source-only versions are re-committed on top of the
+    target's latest (an append as an append, a put as a new version, with the tags that
+    pointed at them); their lineage names the original (``rebased_from``).
     """
     import fnmatch
 
@@ -175,6 +180,8 @@ def sync(
                 src.storage, dst.storage, bucket, store, name, obj,
                 want.get((store, name), _Object()), dry_run, progress,
             )  # fmt: skip
+            if rebase and row["action"] == "diverged" and not dry_run:
+                row = _rebase(src, dst, bucket, store, name, obj, want[(store, name)], row)
             rows.append(row)
     return {
         "source": src.root,
@@ -184,6 +191,7 @@ def sync(
         "copied": sum(r["action"] == "copy" for r in rows),
         "unchanged": sum(r["action"] == "unchanged" for r in rows),
         "diverged": sum(r["action"] == "diverged" for r in rows),
+        "rebased": sum(r["action"] == "rebased" for r in rows),
         "bytes": sum(r["bytes"] for r in rows),
     }
 
@@ -275,6 +283,85 @@ def _sync_object(
     if have.hint:
         hint_key = f"{prefix}/_log/_last.json"
         dst.write_bytes(hint_key, src.read_bytes(hint_key))
+    return row
+
+
+def _rebase(
+    src: Any, dst: Any, bucket: str, store: str, name: str, have: _Object, want: _Object,
+    row: dict[str, Any],
+) -> dict[str, Any]:  # fmt: skip
+    """Re-commit the versions the source has after the last commit both sides share on top
+    of the target's history; tag moves to them follow. Drops, deletions and attribute
+    updates of older versions in those commits are not replayed."""
+    from dataclasses import replace
+
+    from omfs._log import Commit, TagMove
+
+    source, target = getattr(src[bucket], store), getattr(dst[bucket], store)
+    prefix = f"{bucket}/{store}/{name}"
+    common = 0
+    for seq in sorted((s for s in want.commits if s in have.commits), reverse=True):
+        key = f"{prefix}/_log/{seq:020d}.json"
+        if _same_commit(src.storage, dst.storage, key, have.commits[seq], want.commits[seq]):
+            common = seq
+            break
+    log = source._log(name)
+    mapping: dict[int, int] = {}
+    rebased: list[tuple[int, int]] = []
+    for filename in sorted(have.schemas):
+        if filename not in want.schemas:
+            key = f"{prefix}/_log/{filename}"
+            src.storage.copy([key], dst.storage, [key])
+    for seq in sorted(s for s in have.commits if s > common):
+        found = log._commit_at(seq)
+        if found is None:
+            continue
+        commit, _, _, _ = found
+        moves = [m for m in commit.moves if m.version is not None]
+        if commit.version is not None:
+            rec = commit.version
+            files = source._own_files(rec)
+            keys = [source._data_key(name, f) for f in files]
+            src.storage.copy(keys, dst.storage, keys)
+            origin = {"context": src.root, "version": rec.version, "commit": seq}
+
+            def change(state: Any, rec: Any = rec, origin: Any = origin, moves: Any = moves) -> Any:
+                info = dict(rec.info)
+                if store == "datasets" and info.get("parent") is not None:
+                    latest = state.records.get(state.latest) if state.exists else None
+                    if latest is None or latest.info.get("schema") != info.get("schema"):
+                        raise SyncError(
+                            f"Cannot rebase {prefix} v{rec.version}: it appends to a dataset "
+                            "whose schema differs in the target; nothing more was rebased."
+                        )
+                    details = target._appended_details(latest, rec.kind, info, info["add"])
+                    info = {**details, "schema": info["schema"], "parent": latest.version,
+                            "add": info["add"]}  # fmt: skip
+                new = replace(
+                    rec,
+                    version=state.next_version,
+                    lineage={**(rec.lineage or {}), "rebased_from": origin},
+                    tag=None,
+                    info=info,
+                )
+                tags = [TagMove(m.tag, new.version, "rebased", origin) for m in moves
+                        if m.version == rec.version]  # fmt: skip
+                return Commit(op=rec.op, version=new, moves=tags)
+
+            state = target._commit(name, change, retry=True)
+            mapping[rec.version] = state.latest
+            rebased.append((rec.version, state.latest))
+            moves = [m for m in moves if m.version != rec.version]
+        later = [
+            TagMove(m.tag, mapping[m.version], "rebased") for m in moves if m.version in mapping
+        ]
+        if later:
+            target._commit(name, lambda _s, later=later: Commit(op="tag", moves=later), retry=True)
+    row.update(
+        action="rebased",
+        rebased=[{"source_version": a, "target_version": b} for a, b in rebased],
+        target_versions=_versions(dst.storage, bucket, store, name),
+    )
     return row
 
 

@@ -16,20 +16,30 @@ Names = Annotated[
     typer.Option("--name", metavar="PATTERN", help="only names matching (glob, repeatable)"),
 ]
 DryRun = Annotated[bool, typer.Option("--dry-run", help="say what would be copied")]
+Rebase = Annotated[
+    bool,
+    typer.Option(
+        "--rebase", help="re-commit diverged objects' source-only versions on top of the target"
+    ),
+]
 Remote = Annotated[
     str | None,
     typer.Option("--remote", help="the remote context (default: `remote` in the config file)"),
 ]
 
 
-def _run(source: Any, target: Any, buckets: Any, names: Any, dry_run: bool) -> None:
+def _run(
+    source: Any, target: Any, buckets: Any, names: Any, dry_run: bool, rebase: bool = False
+) -> None:
     import omfs
 
     plan = omfs.sync(source, target, buckets=buckets, names=names, dry_run=True)
     report = plan
-    if not dry_run and plan["copied"]:
+    if not dry_run and (plan["copied"] or (rebase and plan["diverged"])):
         with progress_bar("sync", plan["bytes"]) as advance:
-            report = omfs.sync(source, target, buckets=buckets, names=names, progress=advance)
+            report = omfs.sync(
+                source, target, buckets=buckets, names=names, rebase=rebase, progress=advance
+            )
     if state.as_json:
         emit_value(report)
     else:
@@ -65,9 +75,10 @@ def sync(
     bucket: Buckets = None,
     name: Names = None,
     dry_run: DryRun = False,
+    rebase: Rebase = False,
 ) -> None:
     """Replicate datasets and models with their history from one context to another."""
-    _run(from_context, to_context, bucket, name, dry_run)
+    _run(from_context, to_context, bucket, name, dry_run, rebase)
 
 
 def _remote(remote: str | None) -> str:
@@ -80,17 +91,25 @@ def _remote(remote: str | None) -> str:
 
 
 def push(
-    remote: Remote = None, bucket: Buckets = None, name: Names = None, dry_run: DryRun = False
+    remote: Remote = None,
+    bucket: Buckets = None,
+    name: Names = None,
+    dry_run: DryRun = False,
+    rebase: Rebase = False,
 ) -> None:
     """Sync this context (--context, --root or the default) to the remote context."""
-    _run(state.omega(), _remote(remote), bucket, name, dry_run)
+    _run(state.omega(), _remote(remote), bucket, name, dry_run, rebase)
 
 
 def pull(
-    remote: Remote = None, bucket: Buckets = None, name: Names = None, dry_run: DryRun = False
+    remote: Remote = None,
+    bucket: Buckets = None,
+    name: Names = None,
+    dry_run: DryRun = False,
+    rebase: Rebase = False,
 ) -> None:
     """Sync the remote context to this one."""
-    _run(_remote(remote), state.omega(), bucket, name, dry_run)
+    _run(_remote(remote), state.omega(), bucket, name, dry_run, rebase)
 
 
 def export(
