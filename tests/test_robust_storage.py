@@ -12,6 +12,7 @@ import time
 import pandas as pd
 import pytest
 from fsspec.implementations.memory import MemoryFileSystem
+from omfs_updater import update_many
 
 import omfs
 from omfs import _storage
@@ -176,13 +177,6 @@ def test_a_non_estimator_is_stored_with_a_warning(tmp_path, om_script):
 
 
 # -- no lost update: 4 processes x 25 changes each -------------------------------------------
-def _updater(root, options, worker, count):
-    om = omfs.setup(root, storage_options=options)
-    for i in range(count):
-        om.models.update_attributes("m", {f"w{worker}-{i}": i})
-        om.models.tag(f"m@v{1 + (i % 2)}", f"t{worker}")
-
-
 @pytest.mark.slow
 def test_concurrent_attribute_updates_and_tag_moves_all_land(shared_root):
     root, options = shared_root
@@ -190,7 +184,7 @@ def test_concurrent_attribute_updates_and_tag_moves_all_land(shared_root):
     om.models.put({"v": 1}, "m")
     om.models.put({"v": 2}, "m")
     context = multiprocessing.get_context("spawn")
-    procs = [context.Process(target=_updater, args=(root, options, w, 25)) for w in range(4)]
+    procs = [context.Process(target=update_many, args=(root, options, w, 25)) for w in range(4)]
     for p in procs:
         p.start()
     for p in procs:
