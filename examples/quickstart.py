@@ -60,9 +60,12 @@ def main() -> None:
     print(f"score (computed in this process): {local.get():.4f}")
 
     # promotion: copy the fitted model and its predictions to the 'prod' bucket, with lineage
+    # (create_bucket: the first promotion creates 'prod'; a mistyped bucket would be refused)
     prod = om["prod"]
-    meta = om.models.promote("quickstart/units", prod.models, conditions=["fitted"])
-    om.datasets.promote("quickstart/pred", prod.datasets)
+    meta = om.models.promote(
+        "quickstart/units", prod.models, conditions=["fitted"], create_bucket=True
+    )
+    om.datasets.promote("quickstart/pred", prod.datasets, create_bucket=True)
     print(
         f"prod: {prod.models.list()} v{meta.version} from {meta.lineage['promoted_from']['bucket']}"
     )

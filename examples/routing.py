@@ -90,8 +90,8 @@ def main() -> None:
             print(f"require('tpu') fails at once: {exc}")
 
         prod = dev["prod"]
-        dev.models.promote("mymodel", prod.models, conditions=["fitted"])
-        dev.datasets.promote("predictions", prod.datasets)
+        dev.models.promote("mymodel", prod.models, conditions=["fitted"], create_bucket=True)
+        dev.datasets.promote("predictions", prod.datasets, create_bucket=True)
         promoted = prod.models.metadata("mymodel")
         print(
             f"prod has {prod.models.list()} and {prod.datasets.list()}; "
