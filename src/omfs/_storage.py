@@ -27,7 +27,13 @@ from omfs.errors import (
     UnsafeStorageError,
 )
 
-__all__ = ["PUBLIC_OPTION_KEYS", "Storage", "public_options", "unique_name"]
+__all__ = [
+    "PUBLIC_OPTION_KEYS",
+    "Storage",
+    "connection_problem",
+    "public_options",
+    "unique_name",
+]
 
 #: Storage options known to be safe to pickle into Dask tasks and to show: where the data
 #: is and how to talk to it, never who you are. Every other option (``key``, ``secret``,
@@ -230,6 +236,31 @@ def _endpoint(options: dict[str, Any]) -> str | None:
     )
 
 
+def connection_problem(host: str, port: int, timeout: float = 3.0) -> tuple[str, str] | None:
+    """Open and close one TCP connection to ``host:port``: None when it works, else
+    ``(kind, cause)`` with kind ``dns``, ``refused``, ``timeout`` or ``other`` (servers of
+    omfs, S3 endpoints and Dask schedulers, are checked so before their clients retry)."""
+    try:
+        with socket.create_connection((host, port), timeout=timeout):
+            return None
+    except socket.gaierror as exc:
+        return "dns", f"the host name {host!r} does not resolve ({exc.strerror})"
+    except ConnectionRefusedError:
+        return "refused", f"{host}:{port} refused the connection"
+    except TimeoutError:
+        return "timeout", f"{host}:{port} did not answer within {timeout:g} s"
+    except OSError as exc:
+        return "other", str(exc.strerror or exc)
+
+
+_PREFLIGHT_ADVICE = {
+    "dns": "Check the endpoint_url and the network (DNS).",
+    "refused": "Start the server or fix the endpoint_url.",
+    "timeout": "Check the network.",
+    "other": "Check the network.",
+}
+
+
 def _preflight(url: str, endpoint: str, timeout: float = 3.0) -> None:
     """Fail at once, with the cause, when ``endpoint``'s host is unknown or refuses
     connections (the S3 client would retry for several seconds first)."""
@@ -238,29 +269,12 @@ def _preflight(url: str, endpoint: str, timeout: float = 3.0) -> None:
     if not host:
         return
     port = parts.port or (443 if parts.scheme == "https" else 80)
-    where = f"the endpoint {endpoint} of {url}"
-    try:
-        with socket.create_connection((host, port), timeout=timeout):
-            pass
-    except socket.gaierror as exc:
+    problem = connection_problem(host, port, timeout)
+    if problem is not None:
+        kind, cause = problem
         raise StorageUnavailableError(
-            f"Cannot reach {where}: the host name {host!r} does not resolve ({exc.strerror}). "
-            "Check the endpoint_url and the network (DNS)."
-        ) from None
-    except ConnectionRefusedError:
-        raise StorageUnavailableError(
-            f"Cannot reach {where}: {host}:{port} refused the connection. Start the server "
-            "or fix the endpoint_url."
-        ) from None
-    except TimeoutError:
-        raise StorageUnavailableError(
-            f"Cannot reach {where}: {host}:{port} did not answer within {timeout:g} s. Check "
-            "the network."
-        ) from None
-    except OSError as exc:
-        raise StorageUnavailableError(
-            f"Cannot reach {where}: {exc.strerror or exc}. Check the network."
-        ) from None
+            f"Cannot reach the endpoint {endpoint} of {url}: {cause}. {_PREFLIGHT_ADVICE[kind]}"
+        )
 
 
 def _normalise_url(url: str | os.PathLike[str]) -> str:
@@ -417,55 +431,42 @@ class Storage:
                     names.append(name)
         return names
 
-    @_translated
-    def walk(self, prefix: str) -> list[tuple[str, int, float]]:
-        """Every file below ``prefix`` as ``(key, size, modified)``, ``modified`` in seconds
-        since the epoch (one recursive listing on object storage; for gc)."""
+    def _files_below(self, prefix: str) -> Iterator[tuple[str, int, float, str | None]]:
+        """Every file below ``prefix`` as ``(key, size, modified, etag)``: one directory
+        walk locally (etag None), one recursive listing on object storage."""
         path = self.path(prefix)
-        out: list[tuple[str, int, float]] = []
         if self.is_local:
             for folder, _, files in os.walk(path):
                 for name in files:
                     full = os.path.join(folder, name)
                     with contextlib.suppress(FileNotFoundError):
                         st = os.stat(full)
-                        out.append((self._key(full), st.st_size, st.st_mtime))
-            return out
+                        yield self._key(full), st.st_size, st.st_mtime, None
+            return
         try:
             found = self.fs.find(path, detail=True)
         except FileNotFoundError:
-            return []
+            return
         for name, info in found.items():
             if info.get("type") == "directory":
                 continue
             stamp = info.get("LastModified") or info.get("mtime") or info.get("created") or 0
             if hasattr(stamp, "timestamp"):
                 stamp = stamp.timestamp()
-            out.append((self._key(name), int(info.get("size") or 0), float(stamp)))
-        return out
+            etag = info.get("ETag") or info.get("etag")
+            yield self._key(name), int(info.get("size") or 0), float(stamp), etag
+
+    @_translated
+    def walk(self, prefix: str) -> list[tuple[str, int, float]]:
+        """Every file below ``prefix`` as ``(key, size, modified)``, ``modified`` in seconds
+        since the epoch (one recursive listing on object storage; for gc)."""
+        return [(key, size, stamp) for key, size, stamp, _ in self._files_below(prefix)]
 
     @_translated
     def inventory(self, prefix: str) -> list[tuple[str, int, str | None]]:
         """Every file below ``prefix`` as ``(key, size, etag)`` (etag None where the storage
         has none): one recursive listing on object storage, for sync."""
-        path = self.path(prefix)
-        if self.is_local:
-            out: list[tuple[str, int, str | None]] = []
-            for folder, _, files in os.walk(path):
-                for name in files:
-                    full = os.path.join(folder, name)
-                    with contextlib.suppress(FileNotFoundError):
-                        out.append((self._key(full), os.stat(full).st_size, None))
-            return out
-        try:
-            found = self.fs.find(path, detail=True)
-        except FileNotFoundError:
-            return []
-        return [
-            (self._key(name), int(info.get("size") or 0), info.get("ETag") or info.get("etag"))
-            for name, info in found.items()
-            if info.get("type") != "directory"
-        ]
+        return [(key, size, etag) for key, size, _, etag in self._files_below(prefix)]
 
     @_translated
     def list_dirs(self, prefix: str) -> list[str]:
@@ -617,6 +618,7 @@ class Storage:
                 self._arrow_fs = pafs.PyFileSystem(pafs.FSSpecHandler(self.fs))
         return self._arrow_fs
 
+    @_translated
     def check_root(self) -> None:
         """Raise a clear error when the root cannot be used: an S3 endpoint that is down or
         unknown (at once, not after the client's retries), missing credentials, a missing
@@ -639,11 +641,6 @@ class Storage:
                 f"The storage root {self.url!r} is not reachable: the bucket {top!r} does not "
                 "exist. Create it first, or pass another root."
             ) from None
-        except Exception as exc:
-            error = _storage_error(exc, self.url)
-            if error is None:
-                raise
-            raise error from None
 
 
 def _rebuild(url: str, options: dict[str, Any], unsafe_commits: bool, durable: bool) -> Storage:

@@ -106,12 +106,18 @@ class _NotFound(NotFoundError):
         return (NotFoundError, (str(self),))
 
 
+def bucket_names(storage: Storage) -> list[str]:
+    """The buckets of a context: its top-level folders, omfs' own and hidden ones aside
+    (one listing)."""
+    return sorted(b for b in storage.list_dirs("") if not b.startswith((".", "_")))
+
+
 def bucket_problem(storage: Storage, bucket: str, creating: bool = False) -> str | None:
     """Why ``bucket`` of ``storage`` does not exist (naming what does), or None when it
     exists, or is the default bucket of an empty or new root."""
     from omfs.config import DEFAULT_BUCKET, default_root
 
-    buckets = sorted(b for b in storage.list_dirs("") if not b.startswith((".", "_")))
+    buckets = bucket_names(storage)
     if bucket in buckets:
         return None
     if bucket == DEFAULT_BUCKET and (buckets or storage.exists("")):

@@ -98,8 +98,9 @@ class Omega:
     @property
     def buckets(self) -> list[str]:
         """Names of the buckets in this context (always includes this one)."""
-        found = {b for b in self.storage.list_dirs("") if not b.startswith((".", "_"))}
-        return sorted(found | {self.bucket})
+        from omfs._store import bucket_names
+
+        return sorted({*bucket_names(self.storage), self.bucket})
 
     def check_location(self) -> None:
         """Raise NotFoundError when this bucket or the context's root does not exist (for
@@ -114,13 +115,14 @@ class Omega:
     def drop_bucket(self, bucket: str) -> dict[str, int]:
         """Drop every dataset and model of ``bucket`` (each with all its versions), then the
         bucket's folder. Returns how many of each were dropped."""
-        from omfs._store import bucket_problem
+        from omfs._store import bucket_names, bucket_problem
         from omfs.errors import NotFoundError
 
         target = self[bucket]
-        problem = bucket_problem(self.storage, target.bucket)
-        if problem or target.bucket not in self.buckets:
-            raise NotFoundError(f"Cannot drop bucket {bucket!r}: {problem or 'it is empty'}")
+        if target.bucket not in bucket_names(self.storage):
+            problem = bucket_problem(self.storage, target.bucket)
+            if problem or target.bucket != self.bucket:
+                raise NotFoundError(f"Cannot drop bucket {bucket!r}: {problem or 'it is empty'}")
         counts = {}
         for store in (target.datasets, target.models):
             names = store.list()

@@ -155,18 +155,8 @@ def promote(
     inputs = _inputs_of(meta, source) if with_inputs else []
     info, sizes = source._export(source_name, rec, state)
     files = list(sizes)
-    if dry_run and inputs:
-        plans = [
-            src.promote(f"{n}@v{v}", target_ds, dry_run=True, create_bucket=True, force=force)
-            for src, n, v, target_ds in _input_stores(inputs, source, target)
-        ]
-        plan = promote(source, name, target, asname=asname, conditions=conditions,
-                       dry_run=True, create_bucket=create_bucket, force=force)  # fmt: skip
-        plan["inputs"] = plans
-        plan["bytes"] += sum(p["bytes"] for p in plans)
-        return plan
     if dry_run:
-        return {
+        plan: dict[str, Any] = {
             "source": {
                 "context": source.storage.url,
                 "bucket": source.bucket,
@@ -179,6 +169,13 @@ def promote(
             "server_side": source.storage.same_filesystem(target.storage),
             "conditions": [label for label, _ in checks],
         }
+        if inputs:
+            plan["inputs"] = [
+                src.promote(f"{n}@v{v}", target_ds, dry_run=True, create_bucket=True, force=force)
+                for src, n, v, target_ds in _input_stores(inputs, source, target)
+            ]
+            plan["bytes"] += sum(p["bytes"] for p in plan["inputs"])
+        return plan
     renamed = {f: unique_name(os.path.splitext(f)[1]) for f in files}
     dst_keys = [target._data_key(target_name, renamed[f]) for f in files]
     written = list(dst_keys)

@@ -162,11 +162,13 @@ def sync(
     """
     import fnmatch
 
+    from omfs._store import bucket_names
+
     src, dst = _resolve(source), _resolve(target)
     if src.storage == dst.storage:
         raise SyncError(f"source and target are the same context ({src.root}); nothing to sync")
     chosen = [check_bucket(b) for b in buckets] if buckets else None
-    bucket_list = chosen or [b for b in src.buckets if src.storage.exists(b)]
+    bucket_list = chosen or bucket_names(src.storage)
     rows: list[dict[str, Any]] = []
     for bucket in bucket_list:
         have = _inventory(src.storage, bucket)
@@ -205,6 +207,17 @@ def _versions(storage: Any, bucket: str, store: str, name: str) -> list[int]:
         return []
 
 
+def _diverged(row: dict[str, Any], src: Any, dst: Any) -> dict[str, Any]:
+    """Mark ``row`` diverged, with the versions each side holds."""
+    where = (row["bucket"], row["store"], row["name"])
+    row.update(
+        action="diverged",
+        source_versions=_versions(src, *where),
+        target_versions=_versions(dst, *where),
+    )
+    return row
+
+
 def _sync_object(
     src: Any,
     dst: Any,
@@ -236,12 +249,7 @@ def _sync_object(
         else True
     )
     if tip > have.seq or not common:
-        row.update(
-            action="diverged",
-            source_versions=_versions(src, bucket, store, name),
-            target_versions=_versions(dst, bucket, store, name),
-        )
-        return row
+        return _diverged(row, src, dst)
     missing_data = [f for f, size in sorted(have.data.items()) if want.data.get(f) != size]
     missing_schemas = [f for f in sorted(have.schemas) if f not in want.schemas]
     new_commits = sorted(s for s in have.commits if s > tip)
@@ -269,12 +277,7 @@ def _sync_object(
             dst.create(key, src.read_bytes(key))
         except FileExistsError:
             # another writer committed to the target meanwhile: stop here, a prefix landed
-            row.update(
-                action="diverged",
-                source_versions=_versions(src, bucket, store, name),
-                target_versions=_versions(dst, bucket, store, name),
-            )
-            return row
+            return _diverged(row, src, dst)
     for seq in sorted(s for s in have.checkpoints if s > tip - 2 * CHECKPOINT_INTERVAL):
         if seq not in want.checkpoints:
             key = f"{prefix}/_log/{seq:020d}.checkpoint.json"

@@ -113,10 +113,15 @@ def emit_table(
         )
 
 
+def shows_progress() -> bool:
+    """Whether :func:`progress_bar` shows anything (worth planning a transfer's total for)."""
+    return sys.stderr.isatty() and not state.as_json
+
+
 @contextmanager
 def progress_bar(description: str, total: int | None) -> Iterator[Callable[[int], None]]:
     """Yields a callback taking byte counts; shows a bar on a terminal, nothing otherwise."""
-    if not sys.stderr.isatty() or state.as_json:
+    if not shows_progress():
         yield lambda n: None
         return
     from rich.progress import (
@@ -355,9 +360,14 @@ Force = Annotated[
 ]
 
 
+def asks(yes: bool) -> bool:
+    """Whether :func:`confirm` will ask (a terminal, and no ``--yes``)."""
+    return not yes and sys.stdin.isatty() and sys.stderr.isatty()
+
+
 def confirm(question: str, yes: bool) -> None:
     """Ask ``question`` on a terminal unless ``yes``; 'no' ends the command (exit 1)."""
-    if yes or not (sys.stdin.isatty() and sys.stderr.isatty()):
+    if not asks(yes):
         return
     print(f"{question} [y/N] ", end="", file=sys.stderr, flush=True)
     answer = sys.stdin.readline().strip().lower()
@@ -368,7 +378,7 @@ def confirm(question: str, yes: bool) -> None:
 def drop_command(store: str, name: str, force: bool, yes: bool = False) -> None:
     """``om datasets|models drop``: asks on a terminal before dropping every version."""
     target = getattr(state.omega(), store)
-    if "@" not in name and target.exists(name):
+    if "@" not in name and asks(yes) and target.exists(name):
         count = len(target.versions(name))
         confirm(
             f"Drop {store[:-1]} {name!r} in bucket {target.bucket!r} with all its {count} "
@@ -428,11 +438,13 @@ def promote_command(
     }
     if with_inputs:
         how["with_inputs"] = True
-    plan = src_store.promote(name, dst_store, dry_run=True, **how)
     if dry_run:
-        emit_value(plan)
+        emit_value(src_store.promote(name, dst_store, dry_run=True, **how))
         return
-    with progress_bar(f"promote {name}", plan["bytes"]) as advance:
+    total = None
+    if shows_progress():  # the bar's total: a dry run, only where a bar is shown
+        total = src_store.promote(name, dst_store, dry_run=True, **how)["bytes"]
+    with progress_bar(f"promote {name}", total) as advance:
         meta = src_store.promote(name, dst_store, progress=advance, **how)
     if getattr(meta, "unchanged", False):
         print(

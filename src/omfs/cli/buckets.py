@@ -6,7 +6,7 @@ from typing import Annotated
 
 import typer
 
-from omfs.cli._common import confirm, emit_table, emit_value, state
+from omfs.cli._common import asks, confirm, emit_table, emit_value, state
 
 app = typer.Typer(
     rich_markup_mode=None, help="Buckets: top-level folders of a context.", no_args_is_help=True
@@ -29,13 +29,14 @@ def drop(
 ) -> None:
     """Drop a bucket: every dataset and model in it, with all their versions."""
     om = state.omega()
-    target = om[bucket]
-    datasets, models = target.datasets.list(), target.models.list()
-    confirm(
-        f"Drop bucket {bucket!r} of {om.root} with {len(datasets)} dataset(s) and "
-        f"{len(models)} model(s), all versions?",
-        yes,
-    )
+    if asks(yes):
+        target = om[bucket]
+        datasets, models = target.datasets.list(), target.models.list()
+        confirm(
+            f"Drop bucket {bucket!r} of {om.root} with {len(datasets)} dataset(s) and "
+            f"{len(models)} model(s), all versions?",
+            yes,
+        )
     counts = om.drop_bucket(bucket)
     if state.as_json:
         emit_value({"bucket": bucket, "dropped": counts})

@@ -147,7 +147,7 @@ def put(
     Tables are read streaming (bounded memory): a CSV's separator, ISO dates and types are
     detected; errors name the file and line.
     """
-    from omfs.datasets._files import ImportOptions, open_table_file, table_format
+    from omfs.datasets._files import ImportOptions, open_table_file
 
     if path == "-":
         file = _spool_stdin(f".{fmt or ('bin' if raw else 'csv')}")
@@ -163,13 +163,7 @@ def put(
             meta = om.datasets.put(
                 str(file), name, append=append, attributes=attributes, tag=tag, progress=advance
             )
-    else:
-        if table_format(file)[0] is None:
-            fail(
-                f"{path}: unknown table format (suffix {''.join(file.suffixes) or 'none'}). "
-                "Tables are .csv, .tsv, .parquet, .jsonl, .json, .feather or .xlsx, optionally "
-                ".gz/.bz2/.zst; store any other file as it is with --raw."
-            )
+    else:  # an unknown suffix is refused by open_table_file, naming --raw
         options = ImportOptions(
             sep=sep,
             encoding=encoding,

@@ -6,7 +6,14 @@ from typing import Annotated, Any
 
 import typer
 
-from omfs.cli._common import emit_table, emit_value, fail, progress_bar, state
+from omfs.cli._common import (
+    emit_table,
+    emit_value,
+    fail,
+    progress_bar,
+    shows_progress,
+    state,
+)
 
 Buckets = Annotated[
     list[str] | None, typer.Option("--bucket", help="only this bucket (repeatable; default all)")
@@ -33,13 +40,15 @@ def _run(
 ) -> None:
     import omfs
 
-    plan = omfs.sync(source, target, buckets=buckets, names=names, dry_run=True)
-    report = plan
-    if not dry_run and (plan["copied"] or (rebase and plan["diverged"])):
-        with progress_bar("sync", plan["bytes"]) as advance:
-            report = omfs.sync(
-                source, target, buckets=buckets, names=names, rebase=rebase, progress=advance
-            )
+    chosen = {"buckets": buckets, "names": names}
+    if dry_run:
+        report = omfs.sync(source, target, dry_run=True, **chosen)
+    else:
+        total = None
+        if shows_progress():  # the bar's total: a dry run, only where a bar is shown
+            total = omfs.sync(source, target, dry_run=True, **chosen)["bytes"]
+        with progress_bar("sync", total) as advance:
+            report = omfs.sync(source, target, rebase=rebase, progress=advance, **chosen)
     if state.as_json:
         emit_value(report)
     else:

@@ -18,7 +18,6 @@ import contextlib
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -104,18 +103,12 @@ def _host_port(address: str) -> tuple[str, int]:
 def check_reachable(address: str, timeout: float = 3.0) -> None:
     """Fail at once when nothing listens at ``address`` (Dask's client would retry until
     its timeout)."""
-    host, port = _host_port(address)
-    try:
-        with socket.create_connection((host, port), timeout=timeout):
-            return
-    except socket.gaierror as exc:
-        cause = f"the host name {host!r} does not resolve ({exc.strerror})"
-    except ConnectionRefusedError:
-        cause = f"{host}:{port} refused the connection"
-    except TimeoutError:
-        cause = f"{host}:{port} did not answer within {timeout:g} s"
-    except OSError as exc:
-        cause = str(exc.strerror or exc)
+    from omfs._storage import connection_problem
+
+    problem = connection_problem(*_host_port(address), timeout)
+    if problem is None:
+        return
+    cause = problem[1]
     raise ClusterUnavailableError(
         f"Cannot reach the Dask scheduler at {address}: {cause}. Start it (`om cluster "
         "start`, or `dask scheduler`), or fix --cluster / $OMFS_CLUSTER."
