@@ -1,9 +1,11 @@
 """Pushing a local context to S3 with ``omfs.sync``, beside ``s3fs.put`` of the same files.
 
-    python benchmarks/sync_bench.py [small] [large] [--large-mb 1024]
+    python benchmarks/sync_bench.py [small] [large] [history] [--large-mb 1024]
 
 small: a bucket of 1,000 small objects (models) pushed to a moto S3 server; then a sync
-with no change. large: a few large datasets (``--large-mb`` in total). Prints wall times
+with no change. large: a few large datasets (``--large-mb`` in total). history: one model
+with N = 10, 100, 1,000 versions pushed whole, then one more version pushed (its cost must
+not grow with N). Prints wall times
 and the S3 requests each run made (counted at the server); real S3 costs ~20-50 ms per
 request, so the counts are what matters at scale.
 """
@@ -11,6 +13,7 @@ request, so the counts are what matters at scale.
 from __future__ import annotations
 
 import argparse
+import functools
 import logging
 import os
 import sys
@@ -96,6 +99,20 @@ def main(argv: list[str]) -> None:
                 ),
             )
             rows.append((f"push 4 datasets, {args.large_mb:,} MB", t_sync, n_sync, t_put, n_put))
+        if "history" in args.what:
+            for n in (10, 100, 1000):
+                local = omfs.setup(Path(tmp) / f"history-{n}")
+                for i in range(n):
+                    local.models.put({"i": i}, "m")
+                target = omfs.setup(_fresh_root(fs, options), storage_options=options)
+                push = functools.partial(omfs.sync, local, target)
+                t_all, n_all, _ = _timed(server, push)
+                local.models.put({"i": n}, "m")
+                t_one, n_one, _ = _timed(server, push)
+                rows.append((f"one model, N = {n:,} versions: push all", t_all, n_all, None, None))
+                rows.append(
+                    (f"one model, N = {n:,}: push 1 more version", t_one, n_one, None, None)
+                )
     server.stop()
     print("| run | omfs.sync | requests | s3fs.put | requests | ratio |")
     print("| --- | --- | --- | --- | --- | --- |")
