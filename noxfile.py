@@ -2,17 +2,51 @@
 
 from __future__ import annotations
 
+import shutil
+from pathlib import Path
+
 import nox
 
 nox.options.sessions = ["lint", "tests"]
 nox.options.default_venv_backend = "venv"
 
 
+#: Microsoft's Azure Blob Storage emulator, from the npm registry, for the Azure tests
+AZURITE = "azurite@3.35.0"
+
+
 @nox.session
 def tests(session: nox.Session) -> None:
-    """The whole test suite, against memory://, a local folder, moto's S3 server and Dask."""
+    """The whole test suite, against memory://, a local folder, moto's S3 server, a GCS
+    emulator, Azurite and Dask."""
     session.install("-e", ".[test]")
-    session.run("pytest", *session.posargs)
+    env = {}
+    azurite = _install_azurite(session)
+    if azurite:
+        env["OMFS_TEST_AZURITE"] = azurite
+    session.run("pytest", *session.posargs, env=env)
+
+
+def _install_azurite(session: nox.Session) -> str | None:
+    """Install Azurite with npm into the session's folder; its ``azurite-blob`` script."""
+    if shutil.which("npm") is None:
+        session.warn("npm not found: the Azure tests need Azurite (Node.js) and cannot run")
+        return None
+    prefix = Path(session.virtualenv.location) / "azurite"
+    script = prefix / "node_modules" / ".bin" / "azurite-blob"
+    if not script.exists():
+        session.run(
+            "npm",
+            "install",
+            "--prefix",
+            str(prefix),
+            "--no-audit",
+            "--no-fund",
+            "--loglevel=error",
+            AZURITE,
+            external=True,
+        )
+    return str(script)
 
 
 @nox.session

@@ -3,11 +3,11 @@
     python benchmarks/sync_bench.py [small] [large] [history] [--large-mb 1024]
 
 small: a bucket of 1,000 small objects (models) pushed to a moto S3 server; then a sync
-with no change. large: a few large datasets (``--large-mb`` in total). history: one model
-with N = 10, 100, 1,000 versions pushed whole, then one more version pushed (its cost must
-not grow with N). Prints wall times
-and the S3 requests each run made (counted at the server); real S3 costs ~20-50 ms per
-request, so the counts are what matters at scale.
+with no change. large: 4 datasets (``--large-mb`` in total, in parts of up to 256 MB).
+history: one model with N = 10, 100, 1,000 versions pushed whole, then one more version
+pushed (its cost must not grow with N). Prints wall times and the S3 requests each run
+made (counted at the server); real S3 costs ~20-50 ms per request, so the counts are what
+matters at scale.
 """
 
 from __future__ import annotations
@@ -84,11 +84,15 @@ def main(argv: list[str]) -> None:
             local = omfs.setup(Path(tmp) / "large")
             per = args.large_mb // 4
             rng = np.random.default_rng(0)
-            rows_per = per * 2**20 // 8
+            # each dataset grows by appends of <= 256 MB parts (moto completes a multipart
+            # upload of several GB too slowly for the client's retries)
+            parts = max(1, -(-per // 256))
+            rows_per = per * 2**20 // 8 // parts
             for i in range(4):
-                frame = pd.DataFrame({"v": rng.random(rows_per)})
-                local.datasets.put(frame, f"big-{i}")
-                del frame
+                for part in range(parts):
+                    frame = pd.DataFrame({"v": rng.random(rows_per)})
+                    local.datasets.put(frame, f"big-{i}", append=part > 0)
+                    del frame
             target = omfs.setup(_fresh_root(fs, options), storage_options=options)
             t_sync, n_sync, _ = _timed(server, lambda: omfs.sync(local, target))
             plain_root = _fresh_root(fs, options)

@@ -178,8 +178,8 @@ def test_a_non_estimator_is_stored_with_a_warning(tmp_path, om_script):
 
 # -- no lost update: 4 processes x 25 changes each -------------------------------------------
 @pytest.mark.slow
-def test_concurrent_attribute_updates_and_tag_moves_all_land(shared_root):
-    root, options = shared_root
+def test_concurrent_attribute_updates_and_tag_moves_all_land(contended_root):
+    root, options = contended_root
     om = omfs.setup(root, storage_options=options)
     om.models.put({"v": 1}, "m")
     om.models.put({"v": 2}, "m")
@@ -247,6 +247,117 @@ def test_an_s3_server_ignoring_if_none_match_is_refused(s3_options, s3_root_fact
         assert good.models.get("m") == {"a": 1}
     finally:
         server.stop()
+
+
+def test_a_gcs_server_ignoring_if_generation_match_is_refused(tmp_path, gcs_server):
+    """gcp-storage-emulator as it ships ignores ifGenerationMatch, as a GCS look-alike
+    might: writes are refused, naming the server, unless unsafe_commits (one writer)."""
+    from omfs_emulators import Emulator, gcs_options, new_bucket_root
+
+    lax = Emulator.gcs(tmp_path, honour_preconditions=False)
+    try:
+        options = gcs_options(lax)
+        om = omfs.setup(new_bucket_root("gs", options), storage_options=options)
+        with pytest.raises(UnsafeStorageError, match=f"server at {lax.url} ignores ifGeneration"):
+            om.models.put({"a": 1}, "m")
+        assert om.models.list() == []
+        unsafe = omfs.setup(om.storage.url, storage_options=options, unsafe_commits=True)
+        unsafe.models.put({"a": 1}, "m")
+        unsafe.models.put({"a": 2}, "m")
+        assert unsafe.models.get("m") == {"a": 2} and len(unsafe.models.versions("m")) == 2
+        # the honouring server (the session's) is checked once and accepted
+        good_options = gcs_options(gcs_server)
+        good = omfs.setup(new_bucket_root("gs", good_options), storage_options=good_options)
+        good.models.put({"a": 1}, "m")
+        with pytest.raises(FileExistsError):
+            good.storage.create("omega/models/m/_log/00000000000000000001.json", b"{}")
+    finally:
+        lax.stop()
+
+
+@pytest.mark.parametrize(
+    ("url", "options"),
+    [
+        ("gs://bucket/root", {"endpoint_url": "http://127.0.0.1:1", "token": "anon"}),
+        (
+            "abfs://container/root",
+            {
+                "connection_string": "DefaultEndpointsProtocol=http;AccountName=a;"
+                "AccountKey=a2V5;BlobEndpoint=http://127.0.0.1:1/a;"
+            },
+        ),
+    ],
+    ids=["gcs", "azure"],
+)
+def test_unreachable_gcs_and_azure_are_reported_at_once(url, options):
+    began = time.monotonic()
+    with pytest.raises(StorageUnavailableError, match=r"127\.0\.0\.1:1 refused the connection"):
+        omfs.setup(url, storage_options=options)
+    assert time.monotonic() - began < 2, "no retries before saying so"
+
+
+@pytest.mark.parametrize("backend", ["gcs", "azure"])
+def test_a_missing_gcs_bucket_or_azure_container_is_one_clear_error(backend, request):
+    from omfs_emulators import azure_options, gcs_options
+
+    if backend == "gcs":
+        url, options = (
+            "gs://no-such-bucket-x/root",
+            gcs_options(request.getfixturevalue("gcs_server")),
+        )
+    else:
+        url, options = (
+            "abfs://no-such-container/root",
+            azure_options(request.getfixturevalue("azurite")),
+        )
+    with pytest.raises(StorageUnavailableError, match=r"does not exist\. Create it first"):
+        omfs.setup(url, storage_options=options)
+
+
+def test_a_refused_azure_key_is_one_line_naming_azure_credentials(azurite):
+    from omfs_emulators import azure_options, new_bucket_root
+
+    options = azure_options(azurite)
+    root = new_bucket_root("abfs", options)
+    wrong = {
+        "connection_string": options["connection_string"].replace("AccountKey=E", "AccountKey=A")
+    }
+    with pytest.raises(StorageAccessError) as caught:
+        omfs.setup(root, storage_options=wrong)
+    message = str(caught.value)
+    assert message.startswith(f"No usable credentials for {root} (Server failed to authenticate")
+    assert "AZURE_STORAGE_CONNECTION_STRING" in message and "\n" not in message
+
+
+def test_azure_without_credentials_is_one_clear_error(monkeypatch):
+    for name in ("AZURE_STORAGE_CONNECTION_STRING", "AZURE_STORAGE_ACCOUNT_NAME"):
+        monkeypatch.delenv(name, raising=False)
+    with pytest.raises(StorageAccessError, match=r"No usable credentials for abfs://c/r .*AZURE"):
+        Storage("abfs://c/r")
+
+
+def test_gcs_refusals_translate():
+    from gcsfs.retry import HttpError
+
+    bad_token = _storage._storage_error(HttpError({"code": 401, "message": "Invalid"}), "gs://b/r")
+    assert isinstance(bad_token, StorageAccessError)
+    assert "GOOGLE_APPLICATION_CREDENTIALS" in str(bad_token)
+    forbidden = _storage._storage_error(OSError("Forbidden: b/r\nno access"), "gs://b/r")
+    assert isinstance(forbidden, StorageAccessError) and "Access denied by gs://b/r" in str(
+        forbidden
+    )
+    assert _storage._storage_error(HttpError({"code": 500, "message": "x"}), "gs://b/r") is None
+
+
+def test_gcs_and_azure_endpoints_are_told_from_the_vendors(monkeypatch):
+    monkeypatch.delenv("AZURE_STORAGE_CONNECTION_STRING", raising=False)  # Azurite's
+    assert Storage("gs://b/r", {"token": "anon"}).endpoint is None
+    assert Storage("gs://b/r", {"token": "anon"}).server == "https://storage.googleapis.com"
+    emulator = Storage("gs://b/r", {"token": "anon", "endpoint_url": "http://127.0.0.1:9"})
+    assert emulator.endpoint == "http://127.0.0.1:9"
+    azure = Storage("abfs://c/r", {"account_name": "acct", "anon": True})
+    assert azure.endpoint is None and azure.server == "https://acct.blob.core.windows.net"
+    assert Storage("s3://b/r").endpoint is None and Storage("memory://x").server is None
 
 
 # -- durability --------------------------------------------------------------------------------

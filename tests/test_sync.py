@@ -3,6 +3,7 @@ kill; bundles for air-gapped moves; releases with their training inputs."""
 
 from __future__ import annotations
 
+import functools
 import io
 import json
 import os
@@ -136,25 +137,37 @@ def test_rebase_recommits_source_only_versions_on_top(tmp_path, om_script):
     assert team.datasets.fsck("sales") == [] and team.models.fsck("solo") == []
 
 
-def test_a_killed_sync_resumes_consistently(tmp_path):
-    laptop, team = tmp_path / "laptop", tmp_path / "team"
+def test_a_killed_sync_resumes_consistently(tmp_path, target):
+    laptop = tmp_path / "laptop"
     ctx = omfs.setup(laptop)
     for i in range(30):
         ctx.datasets.put(pd.DataFrame({"x": list(range(200))}), f"d{i}")
         ctx.datasets.put(pd.DataFrame({"x": [i]}), f"d{i}", append=True)
-    script = f"import omfs; omfs.sync(omfs.setup({str(laptop)!r}), omfs.setup({str(team)!r}))"
-    for delay in (0.8, 1.2, 1.6):
+    options = json.dumps(target.storage.options)
+    reopen = functools.partial(omfs.setup, target.root, storage_options=target.storage.options)
+    script = (
+        f"import json, omfs; omfs.sync(omfs.setup({str(laptop)!r}), "
+        f"omfs.setup({target.root!r}, storage_options=json.loads({options!r})))"
+    )
+    mid_sync = 0
+    for files in (5, 60, 120):  # kill once the target holds this many files (of ~270)
         proc = subprocess.Popen([sys.executable, "-c", script])
-        time.sleep(delay)
+        deadline = time.monotonic() + 120
+        while len(target.storage.inventory("omega")) < files and proc.poll() is None:
+            assert time.monotonic() < deadline, "the sync made no progress"
+            time.sleep(0.01)
         proc.send_signal(signal.SIGKILL)
         proc.wait()
-        partial = omfs.setup(team)
-        for name in partial.datasets.list():  # whatever is visible reads whole
-            partial.datasets.get(name)
-    report = omfs.sync(ctx, omfs.setup(team))
+        mid_sync += omfs.sync(ctx, reopen(), dry_run=True)["copied"] > 0
+        partial = reopen()
+        for name in partial.datasets.list():  # a new object appears whole, or not at all
+            assert [m.version for m in partial.datasets.versions(name)] == [1, 2]
+            assert len(partial.datasets.get(name)) == 201
+    assert mid_sync >= 2, "the kills landed while the sync ran"
+    report = omfs.sync(ctx, reopen())
     assert report["diverged"] == 0
-    assert tree(omfs.setup(team)) == tree(ctx), "nothing duplicated, nothing missing"
-    assert omfs.sync(ctx, omfs.setup(team))["copied"] == 0
+    assert tree(reopen()) == tree(ctx), "nothing duplicated, nothing missing"
+    assert omfs.sync(ctx, reopen())["copied"] == 0
 
 
 def test_sync_push_and_pull_from_the_cli(tmp_path, om_script):
@@ -185,6 +198,39 @@ def test_sync_push_and_pull_from_the_cli(tmp_path, om_script):
     omfs.setup(laptop).models.put({"w": 5}, "model")
     out = om("push", code=1)
     assert "diverged and were left unchanged: omega/models/model" in out.stderr
+
+
+def test_progress_counts_bytes_and_objects(tmp_path, om_script):
+    import pty
+
+    laptop, team = omfs.setup(tmp_path / "laptop"), tmp_path / "team"
+    fill(laptop)
+    seen, sent = [], []
+    report = omfs.sync(laptop, omfs.setup(team), progress=sent.append, on_object=seen.append)
+    assert seen == report["objects"] and len(seen) == 3  # one row per object, as it ends
+    assert sum(sent) == sum(r["bytes"] for r in report["objects"] if r["action"] == "copy")
+    laptop["team"].datasets.put(pd.DataFrame({"x": range(10)}), "more")
+    # on a terminal, `om sync` shows both: N/M objects and the bytes
+    config = tmp_path / "config.toml"
+    config.write_text(
+        f'[contexts.laptop]\nroot = "{laptop.root}"\n[contexts.team]\nroot = "{team}"\n'
+    )
+    env = {**os.environ, "COLUMNS": "120", "OMFS_CONFIG": str(config)}
+    args = [om_script, "sync", "--from-context", "laptop", "--to-context", "team"]
+    pid, fd = pty.fork()
+    if pid == 0:
+        os.execve(om_script, args, env)
+    output = b""
+    try:
+        while chunk := os.read(fd, 4096):
+            output += chunk
+    except OSError:
+        pass
+    _, status = os.waitpid(pid, 0)
+    text = output.decode(errors="replace")
+    assert os.waitstatus_to_exitcode(status) == 0, text
+    assert "/4 objects" in text, text
+    assert "kB" in text or " bytes" in text, text
 
 
 def test_bundles_move_history_and_are_verified(tmp_path, om_script):

@@ -6,18 +6,21 @@ to the context root, built from validated names, so they cannot leave the root.
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import functools
 import inspect
 import os
 import socket
 import threading
+import time
 import uuid
 from collections.abc import Callable, Iterable, Iterator
 from typing import IO, Any, TypeVar
 from urllib.parse import urlsplit
 
 import fsspec
+from fsspec.callbacks import Callback
 from fsspec.implementations.local import LocalFileSystem
 
 from omfs.errors import (
@@ -102,9 +105,19 @@ _NESTED_PUBLIC = frozenset(
 )
 _COPY_CHUNK = 8 * 2**20
 _memory_lock = threading.Lock()
+_S3 = ("s3", "s3a")
+_GCS = ("gs", "gcs")
+_AZURE = ("abfs", "abfss", "az")
+#: Object stores with a conditional create: S3 ``If-None-Match: *``, Google Cloud Storage
+#: ``ifGenerationMatch=0``, Azure Blob Storage ``If-None-Match: *``.
+_OBJECT_STORES = _S3 + _GCS + _AZURE
 #: Protocols on which omfs has an atomic put-if-absent (its commit point).
-_ATOMIC_PROTOCOLS = ("file", "local", "memory", "s3", "s3a")
-#: S3-compatible endpoints already checked to honour ``If-None-Match`` in this process.
+_ATOMIC_PROTOCOLS = ("file", "local", "memory", *_OBJECT_STORES)
+#: The vendors' own servers, which honour conditional creates as documented.
+_GCS_SERVER = "https://storage.googleapis.com"
+_AZURE_HOST_SUFFIX = ".blob.core.windows.net"
+#: Compatible servers (emulators, S3 look-alikes) already checked to honour the
+#: conditional create in this process.
 _checked_endpoints: dict[str, bool] = {}
 _checked_lock = threading.Lock()
 _F = TypeVar("_F", bound=Callable[..., Any])
@@ -123,6 +136,8 @@ def public_options(options: dict[str, Any], *, _nested: bool = False) -> dict[st
 
 _UNREACHABLE = {
     "EndpointConnectionError",
+    "ServiceRequestError",
+    "ServiceResponseError",
     "ConnectTimeoutError",
     "ReadTimeoutError",
     "ConnectionClosedError",
@@ -144,19 +159,44 @@ _NO_CREDENTIALS = {
 }
 
 
+#: HTTP errors of the Azure SDK and gcsfs, which carry the status (``status_code``/``code``)
+_HTTP_ERRORS = {"HttpResponseError", "HttpError"}
+_CREDENTIALS_HINT = {
+    "s3": "e.g. AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or AWS_PROFILE",
+    "gs": "e.g. GOOGLE_APPLICATION_CREDENTIALS, or `gcloud auth application-default login`",
+    "abfs": "e.g. AZURE_STORAGE_CONNECTION_STRING, or AZURE_STORAGE_ACCOUNT_NAME and "
+    "AZURE_STORAGE_ACCOUNT_KEY",
+}
+_CREDENTIALS_HINT.update(
+    s3a=_CREDENTIALS_HINT["s3"],
+    gcs=_CREDENTIALS_HINT["gs"],
+    az=_CREDENTIALS_HINT["abfs"],
+    abfss=_CREDENTIALS_HINT["abfs"],
+)
+
+
 def _storage_error(exc: BaseException, url: str) -> OmfsError | None:
     """The omfs error for a failure of the storage itself (None: not such a failure)."""
     if isinstance(exc, OmfsError):
         return None
     names = {t.__name__ for t in type(exc).__mro__}
-    cause = " ".join(str(exc).split()) or type(exc).__name__
-    if names & _NO_CREDENTIALS:
+    # the first line: Azure appends the server's whole XML answer
+    first = next((line for line in str(exc).splitlines() if line.strip()), "")
+    cause = " ".join(first.split()) or type(exc).__name__
+    status = getattr(exc, "status_code", None) or getattr(exc, "code", None)
+    if (
+        names & _NO_CREDENTIALS
+        or (status in (401, 403) and names & _HTTP_ERRORS)
+        or (isinstance(exc, ValueError) and "with credentials" in cause)  # adlfs
+    ):
+        # Azure answers a wrong key with 403 AuthorizationFailure, GCS a bad token with 401
         return StorageAccessError(
             f"No usable credentials for {url} ({cause}). Set them in the environment "
-            "(e.g. AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or AWS_PROFILE) or in the "
-            "context's storage_options."
+            f"({_CREDENTIALS_HINT.get(url.split('://', 1)[0], _CREDENTIALS_HINT['s3'])}) or "
+            "in the context's storage_options."
         )
-    if isinstance(exc, PermissionError):
+    if isinstance(exc, PermissionError) or (type(exc) is OSError and first.startswith("Forbidden")):
+        # gcsfs raises a plain OSError("Forbidden: ...") for a 403
         return StorageAccessError(
             f"Access denied by {url} ({cause}). Check the credentials and that they may "
             "read and write this location."
@@ -236,6 +276,36 @@ def _endpoint(options: dict[str, Any]) -> str | None:
     )
 
 
+def _modified(info: dict[str, Any]) -> float:
+    """When a listed file was last written, in seconds since the epoch (s3fs
+    ``LastModified``, gcsfs ``mtime``/``updated``, adlfs ``last_modified``). A file of
+    unknown age counts as written now: gc must never take it for an old leftover."""
+    for key in ("LastModified", "last_modified", "mtime", "updated", "created"):
+        stamp = info.get(key)
+        if hasattr(stamp, "timestamp"):
+            return float(stamp.timestamp())
+        if isinstance(stamp, int | float) and stamp > 0:
+            return float(stamp)
+    return time.time()
+
+
+def _listed_md5(info: dict[str, Any]) -> str | None:
+    """The MD5 of a file's content as hex, where its listing entry tells it: an S3 ETag of
+    a single-part upload, GCS ``md5Hash``, Azure ``content_md5``; else None."""
+    etag = str(info.get("ETag") or "").strip('"')
+    if len(etag) == 32 and all(c in "0123456789abcdef" for c in etag):
+        return etag
+    raw: Any = info.get("md5Hash")
+    if isinstance(raw, str):
+        with contextlib.suppress(ValueError):
+            raw = base64.b64decode(raw, validate=True)
+    else:
+        raw = (info.get("content_settings") or {}).get("content_md5")
+    if isinstance(raw, bytes | bytearray) and len(raw) == 16:
+        return bytes(raw).hex()
+    return None
+
+
 def connection_problem(host: str, port: int, timeout: float = 3.0) -> tuple[str, str] | None:
     """Open and close one TCP connection to ``host:port``: None when it works, else
     ``(kind, cause)`` with kind ``dns``, ``refused``, ``timeout`` or ``other`` (servers of
@@ -304,10 +374,16 @@ class Storage:
         self.durable = durable
         options = dict(self.options)
         protocol = self.url.split("://", 1)[0] if "://" in self.url else "file"
-        if protocol in ("s3", "s3a"):
+        if protocol in _OBJECT_STORES:
             # other writers change the bucket: never answer a listing from a stale cache
             options.setdefault("use_listings_cache", False)
-        self.fs, root = fsspec.core.url_to_fs(self.url, **options)
+        try:
+            self.fs, root = fsspec.core.url_to_fs(self.url, **options)
+        except Exception as exc:  # e.g. adlfs without an account or credentials
+            error = _storage_error(exc, self.url)
+            if error is None:
+                raise
+            raise error from exc
         self.root = root.rstrip("/") or "/"
         protocols = self.fs.protocol
         self.protocol = protocols if isinstance(protocols, str) else protocols[0]
@@ -342,9 +418,31 @@ class Storage:
         )
 
     @property
+    def server(self) -> str | None:
+        """The URL of the object store's server (None for other protocols)."""
+        if self.protocol in _S3:
+            return _endpoint(self.options) or "https://s3.amazonaws.com"
+        if self.protocol in _GCS:
+            return str(getattr(self.fs, "_location", "") or _GCS_SERVER).rstrip("/")
+        if self.protocol in _AZURE:
+            client = getattr(self.fs, "service_client", None)
+            return str(client.url).rstrip("/") if client is not None else None
+        return None
+
+    @property
     def endpoint(self) -> str | None:
-        """The S3 endpoint URL (None for AWS itself and for other protocols)."""
-        return _endpoint(self.options) if self.protocol in ("s3", "s3a") else None
+        """The server of an S3-, GCS- or Azure-compatible store that is not the vendor's
+        own (an emulator, MinIO, Ceph, ...); None for AWS S3, Google Cloud Storage and
+        Azure Blob Storage themselves, and for other protocols."""
+        server = self.server
+        if server is None:
+            return None
+        if self.protocol in _S3:
+            return _endpoint(self.options)
+        if self.protocol in _GCS:
+            return None if server == _GCS_SERVER else server
+        host = urlsplit(server).hostname or ""
+        return None if host.endswith(_AZURE_HOST_SUFFIX) else server
 
     def same_filesystem(self, other: Storage) -> bool:
         """True when a copy between the two can be done by the storage itself."""
@@ -415,7 +513,7 @@ class Storage:
                 return []
             return [n for n in names if n.startswith(startswith)] if startswith else names
         try:
-            if startswith and self.protocol in ("s3", "s3a"):
+            if startswith and self.protocol in _S3:
                 found = self.fs.find(path, maxdepth=1, prefix=startswith)
             else:
                 found = self.fs.ls(path, detail=False)
@@ -432,8 +530,9 @@ class Storage:
         return names
 
     def _files_below(self, prefix: str) -> Iterator[tuple[str, int, float, str | None]]:
-        """Every file below ``prefix`` as ``(key, size, modified, etag)``: one directory
-        walk locally (etag None), one recursive listing on object storage."""
+        """Every file below ``prefix`` as ``(key, size, modified, md5)``: one directory
+        walk locally (md5 None), one recursive listing on object storage (md5 where the
+        listing tells it, as hex)."""
         path = self.path(prefix)
         if self.is_local:
             for folder, _, files in os.walk(path):
@@ -450,11 +549,7 @@ class Storage:
         for name, info in found.items():
             if info.get("type") == "directory":
                 continue
-            stamp = info.get("LastModified") or info.get("mtime") or info.get("created") or 0
-            if hasattr(stamp, "timestamp"):
-                stamp = stamp.timestamp()
-            etag = info.get("ETag") or info.get("etag")
-            yield self._key(name), int(info.get("size") or 0), float(stamp), etag
+            yield self._key(name), int(info.get("size") or 0), _modified(info), _listed_md5(info)
 
     @_translated
     def walk(self, prefix: str) -> list[tuple[str, int, float]]:
@@ -464,9 +559,10 @@ class Storage:
 
     @_translated
     def inventory(self, prefix: str) -> list[tuple[str, int, str | None]]:
-        """Every file below ``prefix`` as ``(key, size, etag)`` (etag None where the storage
-        has none): one recursive listing on object storage, for sync."""
-        return [(key, size, etag) for key, size, _, etag in self._files_below(prefix)]
+        """Every file below ``prefix`` as ``(key, size, md5)``, md5 the hex digest of the
+        content where the listing tells it (else None): one recursive listing on object
+        storage, for sync."""
+        return [(key, size, md5) for key, size, _, md5 in self._files_below(prefix)]
 
     @_translated
     def list_dirs(self, prefix: str) -> list[str]:
@@ -495,10 +591,10 @@ class Storage:
         """Write ``key`` only if it does not exist yet (put-if-absent), else FileExistsError.
 
         This is the commit point of every write: locally a complete, fsynced temporary file
-        is hard-linked into place (the link fails if the name exists); on S3 the PUT carries
-        ``If-None-Match: *`` (an S3-compatible server is first checked to honour it).
-        Either way the object appears whole or not at all. Other protocols are refused
-        unless ``unsafe_commits``.
+        is hard-linked into place (the link fails if the name exists); on S3 and Azure the
+        PUT carries ``If-None-Match: *``, on Google Cloud Storage ``ifGenerationMatch=0``
+        (a compatible server is first checked to honour it). Either way the object appears
+        whole or not at all. Other protocols are refused unless ``unsafe_commits``.
         """
         self.check_writable()
         path = self.path(key)
@@ -507,8 +603,7 @@ class Storage:
         elif self.protocol == "memory":
             with _memory_lock:
                 self.fs.pipe_file(path, data, mode="create")
-        elif self.protocol in ("s3", "s3a"):
-            self._check_conditional_writes()
+        elif self.protocol in _OBJECT_STORES and not self._conditional_writes_ignored():
             self.fs.pipe_file(path, data, mode="create")
         else:  # unsafe_commits: check, then write (another writer may slip in between)
             if self.fs.exists(path):
@@ -526,12 +621,13 @@ class Storage:
             "unsafe_commits=True (and make sure only one writer runs at a time)."
         )
 
-    def _check_conditional_writes(self) -> None:
-        """Once per process and S3-compatible endpoint: a second create of one key must
-        fail, or the server ignores ``If-None-Match`` and writes are refused."""
+    def _conditional_writes_ignored(self) -> bool:
+        """Once per process and compatible server: a second create of one key must fail.
+        A server that ignores the condition is refused for writes (UnsafeStorageError),
+        unless ``unsafe_commits``, where omfs then checks before it writes (True)."""
         endpoint = self.endpoint
-        if endpoint is None:  # AWS S3 itself honours If-None-Match
-            return
+        if endpoint is None:  # AWS S3, GCS and Azure themselves honour it
+            return False
         with _checked_lock:
             known = _checked_endpoints.get(endpoint)
         if known is None:
@@ -548,13 +644,18 @@ class Storage:
                     self.fs.rm(probe)
             with _checked_lock:
                 _checked_endpoints[endpoint] = known
-        if not known:
-            raise UnsafeStorageError(
-                f"The S3-compatible server at {endpoint} ignores If-None-Match (a second "
-                f"create of one key succeeded), so omfs cannot commit atomically to {self.url}. "
-                "Use a server that supports conditional writes (AWS S3, recent MinIO, Ceph "
-                "RGW), or open the context with unsafe_commits=True for a single writer."
-            )
+        if known:
+            return False
+        if self.unsafe_commits:
+            return True
+        condition = "ifGenerationMatch=0" if self.protocol in _GCS else "If-None-Match"
+        raise UnsafeStorageError(
+            f"The server at {endpoint} ignores {condition} (a second create of one key "
+            f"succeeded), so omfs cannot commit atomically to {self.url}. Use a server that "
+            "supports conditional writes (AWS S3, Google Cloud Storage, Azure Blob Storage, "
+            "Azurite, recent MinIO, Ceph RGW), or open the context with unsafe_commits=True "
+            "for a single writer."
+        )
 
     @_translated
     def delete(self, keys: Iterable[str]) -> None:
@@ -585,22 +686,55 @@ class Storage:
         dst_keys: list[str],
         progress: Callable[[int], None] | None = None,
     ) -> None:
-        """Copy files to ``target``: server-side on one filesystem, streamed otherwise."""
+        """Copy files to ``target``: server-side on one filesystem; between a local folder
+        and object storage by the backend's own concurrent upload or download (fsspec
+        ``put``/``get``); streamed otherwise. Each file appears whole or not at all (object
+        stores write so; into a local folder omfs copies beside the place, then renames)."""
         target.check_writable()
-        if self.same_filesystem(target):
-            if target.is_local:
-                for dst in dst_keys:
-                    os.makedirs(os.path.dirname(target.path(dst)), exist_ok=True)
-            self.fs.copy([self.path(k) for k in src_keys], [target.path(k) for k in dst_keys])
-            if progress:
-                progress(sum(self.size(k) for k in src_keys))
+        srcs = [self.path(k) for k in src_keys]
+        dsts = [target.path(k) for k in dst_keys]
+        if not target.is_local:
+            self._copy_paths(srcs, target, dsts, progress)
             return
-        for src, dst in zip(src_keys, dst_keys, strict=True):
-            with self.open(src, "rb") as fin, target.open(dst, "wb") as fout:
-                for chunk in iter(lambda f=fin: f.read(_COPY_CHUNK), b""):
-                    fout.write(chunk)
-                    if progress:
-                        progress(len(chunk))
+        tmps = []
+        for dst in dsts:
+            folder, base = os.path.split(dst)
+            os.makedirs(folder, exist_ok=True)
+            tmps.append(os.path.join(folder, f".{base}.{unique_name('.tmp')}"))
+        try:
+            self._copy_paths(srcs, target, tmps, progress)
+            for tmp, dst in zip(tmps, dsts, strict=True):
+                os.replace(tmp, dst)
+        finally:
+            for tmp in tmps:
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(tmp)
+
+    def _copy_paths(
+        self,
+        srcs: list[str],
+        target: Storage,
+        dsts: list[str],
+        progress: Callable[[int], None] | None,
+    ) -> None:
+        if self.is_local != target.is_local:
+            callback = _BytesCallback(progress) if progress else None
+            extra = {"callback": callback} if callback else {}
+            if self.is_local:
+                target.fs.put(srcs, dsts, **extra)
+            else:
+                self.fs.get(srcs, dsts, **extra)
+        elif self.same_filesystem(target):
+            self.fs.copy(srcs, dsts)
+            if progress:
+                progress(sum(int(self.fs.size(p)) for p in srcs))
+        else:
+            for src, dst in zip(srcs, dsts, strict=True):
+                with self.fs.open(src, "rb") as fin, target.fs.open(dst, "wb") as fout:
+                    for chunk in iter(lambda f=fin: f.read(_COPY_CHUNK), b""):
+                        fout.write(chunk)
+                        if progress:
+                            progress(len(chunk))
 
     def iter_chunks(self, key: str, chunksize: int = _COPY_CHUNK) -> Iterator[bytes]:
         with self.open(key, "rb") as f:
@@ -623,16 +757,13 @@ class Storage:
         """Raise a clear error when the root cannot be used: an S3 endpoint that is down or
         unknown (at once, not after the client's retries), missing credentials, a missing
         S3 bucket, or access denied."""
-        if self.protocol not in ("s3", "s3a", "gcs", "gs", "abfs", "az", "adl"):
+        server = self.server
+        if server is None:
             return
-        endpoint = self.endpoint
-        if endpoint is not None:
-            with _checked_lock:
-                seen = endpoint in _checked_endpoints
-            if not seen:
-                _preflight(self.url, endpoint)
-        elif self.protocol in ("s3", "s3a"):
-            _preflight(self.url, "https://s3.amazonaws.com")
+        with _checked_lock:
+            seen = server in _checked_endpoints
+        if not seen:
+            _preflight(self.url, server)
         top = self.root.split("/", 1)[0]
         try:
             self.fs.ls(top, detail=False)
@@ -641,6 +772,26 @@ class Storage:
                 f"The storage root {self.url!r} is not reachable: the bucket {top!r} does not "
                 "exist. Create it first, or pass another root."
             ) from None
+
+
+class _BytesCallback(Callback):
+    """An fsspec callback that reports the bytes of every file of a ``put``/``get``."""
+
+    def __init__(self, report: Callable[[int], None]):
+        super().__init__()
+        self._report = report
+
+    def branched(self, path_1: str, path_2: str, **kwargs: Any) -> Callback:
+        return _FileBytes(self._report)
+
+
+class _FileBytes(Callback):
+    def __init__(self, report: Callable[[int], None]):
+        super().__init__()
+        self._report = report
+
+    def relative_update(self, inc: int = 1) -> None:
+        self._report(inc)
 
 
 def _rebuild(url: str, options: dict[str, Any], unsafe_commits: bool, durable: bool) -> Storage:

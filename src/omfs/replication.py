@@ -40,7 +40,6 @@ _COMMIT = re.compile(r"(\d{20})\.json")
 _CHECKPOINT = re.compile(r"(\d{20})\.checkpoint\.json")
 _SCHEMA = re.compile(r"s-[0-9a-f]{32}\.schema")
 _STORES = ("datasets", "models")
-_MD5 = re.compile(r"[0-9a-f]{32}")
 
 
 class SyncError(OmfsError):
@@ -51,7 +50,7 @@ class SyncError(OmfsError):
 class _Object:
     """What one side holds of one object: {file: size} of its log and payloads."""
 
-    commits: dict[int, tuple[int, Any]] = field(default_factory=dict)  # seq -> (size, etag)
+    commits: dict[int, tuple[int, Any]] = field(default_factory=dict)  # seq -> (size, md5)
     checkpoints: dict[int, int] = field(default_factory=dict)
     schemas: dict[str, int] = field(default_factory=dict)
     data: dict[str, int] = field(default_factory=dict)
@@ -67,7 +66,7 @@ def _inventory(storage: Any, bucket: str) -> dict[tuple[str, str], _Object]:
     """Every object of ``bucket`` on ``storage`` from one recursive listing; files that do
     not match omfs' own patterns are ignored (never copied)."""
     objects: dict[tuple[str, str], _Object] = {}
-    for key, size, etag in storage.inventory(bucket):
+    for key, size, md5 in storage.inventory(bucket):
         parts = key.split("/")
         if len(parts) < 4 or parts[0] != bucket or parts[1] not in _STORES:
             continue
@@ -88,7 +87,7 @@ def _inventory(storage: Any, bucket: str) -> dict[tuple[str, str], _Object]:
             if is_payload_file(filename) or _is_sidecar(filename):
                 obj.data[filename] = size
         elif match := _COMMIT.fullmatch(filename):
-            obj.commits[int(match.group(1))] = (size, etag)
+            obj.commits[int(match.group(1))] = (size, md5)
         elif match := _CHECKPOINT.fullmatch(filename):
             obj.checkpoints[int(match.group(1))] = size
         elif _SCHEMA.fullmatch(filename):
@@ -114,17 +113,19 @@ def _same_commit(
     source: Any, target: Any, key: str, a: tuple[int, Any], b: tuple[int, Any]
 ) -> bool:
     """Whether commit ``key`` is the same on both sides, from the listings where they
-    tell (size, S3 ETags: the MD5 of a single-part upload), else by reading."""
+    tell (size, and the MD5 that object stores list), else by reading."""
     import hashlib
 
     if a[0] != b[0]:
         return False
-    if a[1] is not None and b[1] is not None:
-        return bool(a[1] == b[1])
+    if a[1] is not None and a[1] == b[1]:
+        return True
     listed, local = (a[1], target) if a[1] is not None else (b[1], source)
-    md5 = str(listed or "").strip('"')
-    if listed is not None and _MD5.fullmatch(md5) and local.is_local:
-        return hashlib.md5(local.read_bytes(key), usedforsecurity=False).hexdigest() == md5
+    if listed is not None and local.is_local:
+        digest = hashlib.md5(local.read_bytes(key), usedforsecurity=False).hexdigest()
+        if digest == listed:
+            return True
+    # different or unknown digests (an ETag is not always an MD5): the bytes decide
     return bool(source.read_bytes(key) == target.read_bytes(key))
 
 
@@ -147,6 +148,7 @@ def sync(
     dry_run: bool = False,
     rebase: bool = False,
     progress: Callable[[int], None] | None = None,
+    on_object: Callable[[dict[str, Any]], None] | None = None,
 ) -> dict[str, Any]:
     """Replicate the datasets and models of ``source`` to ``target`` with their history.
 
@@ -159,6 +161,9 @@ def sync(
     ``rebase=True``: a diverged object's source-only versions are re-committed on top of the
     target's latest (an append as an append, a put as a new version, with the tags that
     pointed at them); their lineage names the original (``rebased_from``).
+
+    ``progress`` is called with the bytes of payloads as they travel, ``on_object`` with
+    each object's report row once the object is done (for progress bars).
     """
     import fnmatch
 
@@ -185,6 +190,8 @@ def sync(
             if rebase and row["action"] == "diverged" and not dry_run:
                 row = _rebase(src, dst, bucket, store, name, obj, want[(store, name)], row)
             rows.append(row)
+            if on_object is not None:
+                on_object(row)
     return {
         "source": src.root,
         "target": dst.root,
@@ -251,13 +258,26 @@ def _sync_object(
     if tip > have.seq or not common:
         return _diverged(row, src, dst)
     missing_data = [f for f, size in sorted(have.data.items()) if want.data.get(f) != size]
-    missing_schemas = [f for f in sorted(have.schemas) if f not in want.schemas]
+    missing_schemas = [f for f, size in sorted(have.schemas.items()) if want.schemas.get(f) != size]
     new_commits = sorted(s for s in have.commits if s > tip)
-    if not (missing_data or missing_schemas or new_commits or (not want.listed)):
+    # the newest checkpoints and the hint come last: a sync killed before them leaves them
+    # for the next one, even when every commit is in place
+    checkpoints = sorted(
+        s for s in have.checkpoints
+        if s > max(tip, have.seq) - 2 * CHECKPOINT_INTERVAL and s not in want.checkpoints
+    )  # fmt: skip
+    missing_hint = have.hint and not want.hint
+    if not (
+        missing_data or missing_schemas or new_commits or checkpoints or missing_hint
+        or not want.listed
+    ):  # fmt: skip
         row["action"] = "unchanged"
         return row
     row["action"] = "copy"
-    row["files"] = len(missing_data) + len(missing_schemas) + len(new_commits)
+    row["files"] = (
+        len(missing_data) + len(missing_schemas) + len(new_commits) + len(checkpoints)
+        + missing_hint
+    )  # fmt: skip
     row["bytes"] = sum(have.data[f] for f in missing_data) + sum(
         have.commits[s][0] for s in new_commits
     )
@@ -267,22 +287,25 @@ def _sync_object(
     src.copy(data_keys, dst, data_keys, progress)
     schema_keys = [f"{prefix}/_log/{f}" for f in missing_schemas]
     src.copy(schema_keys, dst, schema_keys)
-    index_key = f"{bucket}/{store}/_index/{name.replace('/', '~')}"
-    if not want.listed:
-        # before the commits: a log without its marker reads as an interrupted drop
-        dst.write_bytes(index_key, b"")
     for seq in new_commits:
         key = f"{prefix}/_log/{seq:020d}.json"
+        commit = src.read_bytes(key)
         try:
-            dst.create(key, src.read_bytes(key))
+            dst.create(key, commit)
         except FileExistsError:
             # another writer committed to the target meanwhile: stop here, a prefix landed
             return _diverged(row, src, dst)
-    for seq in sorted(s for s in have.checkpoints if s > tip - 2 * CHECKPOINT_INTERVAL):
-        if seq not in want.checkpoints:
-            key = f"{prefix}/_log/{seq:020d}.checkpoint.json"
-            with contextlib.suppress(FileExistsError):
-                dst.create(key, src.read_bytes(key))
+        if progress:
+            progress(len(commit))
+    if not want.listed:
+        # an object new to the target appears with its whole history or not at all: as
+        # for a first put, the index marker comes after the commits (until then the log
+        # reads as a write that never finished, and the next sync completes it)
+        dst.write_bytes(f"{bucket}/{store}/_index/{name.replace('/', '~')}", b"")
+    for seq in checkpoints:
+        key = f"{prefix}/_log/{seq:020d}.checkpoint.json"
+        with contextlib.suppress(FileExistsError):
+            dst.create(key, src.read_bytes(key))
     if have.hint:
         hint_key = f"{prefix}/_log/_last.json"
         dst.write_bytes(hint_key, src.read_bytes(hint_key))

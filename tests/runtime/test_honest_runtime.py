@@ -3,6 +3,8 @@ cluster of `om cluster`, timeouts that cancel, one-line errors, Ctrl-C."""
 
 from __future__ import annotations
 
+import functools
+import json
 import os
 import signal
 import subprocess
@@ -127,6 +129,58 @@ def test_background_cluster_is_used_by_cli_and_setup(tmp_path, state_env, om_scr
     assert "stopped the cluster" in stopped.stdout
     assert om("cluster", "status", check=False).returncode == 3
     assert "no background cluster" in om("cluster", "stop").stdout
+
+
+def test_cli_tasks_go_through_the_gateway_without_importing_dask(tmp_path, state_env, om_script):
+    """With `om cluster start` running, `om runtime model` sends its task to the cluster's
+    gateway: the CLI process never imports distributed, and timeouts, Ctrl-C and worker
+    errors behave as in a CLI with its own client."""
+    root = tmp_path / "ctx"
+    om = _context(root, SlowRegressor(seconds=4))
+    om.models.put(LinearRegression(), "unfitted")
+    env = {**state_env, "OMFS_ROOT": str(root)}
+    run = functools.partial(subprocess.run, capture_output=True, text=True, env=env, timeout=120)
+    assert run([om_script, "cluster", "start", "--workers", "1"]).returncode == 0
+    try:
+        socket = tmp_path / "state" / "runtime.sock"
+        assert f"gateway {socket}" in run([om_script, "cluster", "status"]).stdout
+        probe = (
+            "import sys\nfrom omfs.cli import main\nsys.argv = ['om', *sys.argv[1:]]\n"
+            "try:\n    main()\nfinally:\n"
+            "    print('distributed imported:', 'distributed' in sys.modules, file=sys.stderr)\n"
+        )
+        out = run([sys.executable, "-c", probe, "--json", "runtime", "model", "m", "fit", "X", "Y"])
+        assert out.returncode == 0, out.stderr
+        assert json.loads(out.stdout)["version"] == 2
+        assert out.stderr.strip() == "distributed imported: False"
+        # a timeout cancels the task in the cluster: nothing is written later
+        out = run([om_script, *FIT, "--timeout", "1"])
+        assert out.returncode == 1
+        assert out.stderr.splitlines() == [
+            "om: error: fit(m@v2) did not finish within 1 s; it was cancelled and wrote "
+            "nothing. Give a longer --timeout, or none to wait."
+        ]
+        # Ctrl-C closes the connection; the gateway cancels the task
+        proc = subprocess.Popen([om_script, *FIT], env=env, stderr=subprocess.PIPE, text=True)
+        time.sleep(2)
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=60)
+        assert proc.returncode == 130 and err.splitlines() == ["om: error: interrupted"]
+        time.sleep(6)  # both fits (4 s) would be over by now
+        assert [m.version for m in om.models.versions("m")] == [1, 2]
+        # a worker's error is one line; OMFS_DEBUG=1 shows its traceback
+        predict = [om_script, "runtime", "model", "unfitted", "predict", "X"]
+        out = run(predict)
+        assert out.returncode == 1 and len(out.stderr.splitlines()) == 1, out.stderr
+        assert out.stderr.startswith("om: error: predict(unfitted@v1) failed: NotFittedError")
+        debug = run(predict, env={**env, "OMFS_DEBUG": "1"})
+        assert debug.returncode == 1 and "check_is_fitted" in debug.stderr
+        # --local runs in the CLI's own process
+        local = run([om_script, "--json", "runtime", "--local", "model", "m", "predict", "X"])
+        assert local.returncode == 0 and len(json.loads(local.stdout)) == 10
+    finally:
+        assert run([om_script, "cluster", "stop"]).returncode == 0
+    assert not socket.exists()
 
 
 def test_cluster_start_refuses_bad_worker_specs(tmp_path, state_env, om_script):

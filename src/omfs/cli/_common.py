@@ -119,10 +119,13 @@ def shows_progress() -> bool:
 
 
 @contextmanager
-def progress_bar(description: str, total: int | None) -> Iterator[Callable[[int], None]]:
-    """Yields a callback taking byte counts; shows a bar on a terminal, nothing otherwise."""
+def progress_bar(
+    description: str, total: int | None, objects: int | None = None
+) -> Iterator[Callable[..., None]]:
+    """Yields ``advance(nbytes=0, objects=0)``: shows a bar of bytes on a terminal (and of
+    objects done out of ``objects``, where given), nothing otherwise."""
     if not shows_progress():
-        yield lambda n: None
+        yield lambda nbytes=0, objects=0: None
         return
     from rich.progress import (
         BarColumn,
@@ -140,9 +143,18 @@ def progress_bar(description: str, total: int | None) -> Iterator[Callable[[int]
         TransferSpeedColumn(),
         TimeRemainingColumn(),
     ]
+    if objects is not None:
+        columns.insert(2, TextColumn(f"{{task.fields[done]}}/{objects} objects"))
     with Progress(*columns, console=_console(stderr=True), transient=True) as progress:
-        task = progress.add_task(description, total=total)
-        yield lambda n: progress.advance(task, n)
+        task = progress.add_task(description, total=total, done=0)
+        done = 0
+
+        def advance(nbytes: int = 0, objects: int = 0) -> None:
+            nonlocal done
+            done += objects
+            progress.update(task, advance=nbytes, done=done)
+
+        yield advance
 
 
 def fail(message: str, code: int = 1) -> None:

@@ -72,7 +72,7 @@ def start(
 @app.command()
 def status() -> None:
     """Say whether the background cluster runs, where, and its workers."""
-    from omfs.runtime.processes import background
+    from omfs.runtime.processes import background, gateway
 
     record = background()
     if record is None:
@@ -80,10 +80,13 @@ def status() -> None:
             emit_value({"running": False})
             return
         fail("no background cluster runs; start one with `om cluster start`", 3)
+    socket = gateway()
     if state.as_json:
-        emit_value({"running": True, **record.to_dict()})  # type: ignore[union-attr]
+        doc = record.to_dict()  # type: ignore[union-attr]
+        emit_value({"running": True, **doc, "gateway": str(socket) if socket else None})
         return
-    print(f"running at {record.address} (log: {record.log})")  # type: ignore[union-attr]
+    where = f"gateway {socket}" if socket else "no gateway: `om runtime` connects itself"
+    print(f"running at {record.address}, {where} (log: {record.log})")  # type: ignore[union-attr]
     emit_table(_rows(record), ["name", "resources", "pid"])
 
 

@@ -7,7 +7,7 @@ from typing import Annotated, Any
 
 import typer
 
-from omfs.cli._common import emit_table, emit_value, fail, one_line, parse_params, state
+from omfs.cli._common import emit_table, emit_value, fail, parse_params, state
 
 app = typer.Typer(
     rich_markup_mode=None,
@@ -39,23 +39,27 @@ def _runtime_options(
 
 
 def _runtime() -> Any:
-    runtime = state.omega().runtime
-    if options.require:
-        label = None
-        amounts: dict[str, float] = {}
-        for item in options.require:
-            name, sep, amount = item.partition("=")
-            if sep:
-                try:
-                    amounts[name] = float(amount)
-                except ValueError:
-                    fail(f"--require {item!r}: the amount must be a number")
-            elif label is None:
-                label = name
-            else:
-                amounts[name] = 1
-        runtime = runtime.require(label, **amounts)
+    from omfs.runtime.gateway import with_requirements
+
+    try:
+        runtime = with_requirements(state.omega().runtime, options.require)
+    except ValueError as exc:
+        fail(str(exc))
     return runtime.mode(local=options.local)
+
+
+def _gateway(om: Any) -> Any:
+    """The background cluster's gateway socket, when this context's tasks go there."""
+    if options.local:
+        return None
+    from omfs.runtime.processes import background, gateway
+
+    spec = om._cluster.spec
+    if spec is not None:
+        running = background() if isinstance(spec, str) else None
+        if running is None or running.address != spec:
+            return None
+    return gateway()
 
 
 @app.command()
@@ -84,55 +88,50 @@ def model(
     With --timeout, a task that has not finished is cancelled and writes nothing (or, if it
     was already writing, its result is waited for and shown).
     """
-    proxy = _runtime().model(name)
-    task = proxy.task(action, x, y, rName=result, **parse_params(param))
-    outcome = _wait(task, timeout)
-    if hasattr(outcome, "to_dict") and hasattr(outcome, "version"):
-        if state.as_json:
-            emit_value(outcome)
-        else:
-            print(f"{outcome.store}\t{outcome.name}\tv{outcome.version}")
-        return
-    if hasattr(outcome, "tolist"):
-        outcome = outcome.tolist()
-    emit_value(outcome)
-
-
-def _wait(task: Any, timeout: float | None) -> Any:
-    """The task's result; a timeout cancels it, Ctrl-C too, a task error is one line."""
     import os
 
-    from omfs.errors import TaskCancelledError
+    from omfs.runtime.gateway import model_command, request
 
-    try:
-        return task.get(timeout=timeout)
-    except TimeoutError:
-        if task.cancel():
-            fail(
-                f"{task.description} did not finish within {timeout:g} s; it was cancelled "
-                "and wrote nothing. Give a longer --timeout, or none to wait."
-            )
-        print(
-            f"om: {task.description} was already writing its result at the timeout; waiting for it",
-            file=sys.stderr,
-        )
-        return task.get()
-    except KeyboardInterrupt:
-        task.cancel()
-        raise
-    except TaskCancelledError as exc:
-        fail(one_line(exc))
-    except Exception as exc:
-        if os.environ.get("OMFS_DEBUG"):
-            raise
-        from omfs.errors import OmfsError
-
-        if isinstance(exc, OmfsError):
-            fail(one_line(exc))
-        fail(
-            f"{task.description} failed: {type(exc).__name__}: {one_line(exc)} "
-            "(OMFS_DEBUG=1 shows the worker's traceback)"
-        )
+    spec = {
+        "name": name,
+        "action": action,
+        "x": x,
+        "y": y,
+        "result": result,
+        "params": parse_params(param),
+        "timeout": timeout,
+        "require": options.require,
+        "local": options.local,
+    }
+    debug = bool(os.environ.get("OMFS_DEBUG"))
+    om = state.omega()
+    path = _gateway(om)
+    if path is not None:  # the background cluster's gateway: no Dask import here
+        storage = om.storage
+        context = {
+            "root": storage.url,
+            "storage_options": storage.options,
+            "bucket": om.bucket,
+            "unsafe_commits": storage.unsafe_commits,
+            "durable": storage.durable,
+        }
+        answer = request(path, {"context": context, "task": spec, "debug": debug})
+    else:
+        answer = model_command(om, spec, debug=debug)
+    for line in answer.get("notice") or []:
+        print(line, file=sys.stderr)
+    if "error" in answer:
+        if debug and answer.get("traceback"):
+            print(answer["traceback"], file=sys.stderr, end="")
+        fail(str(answer["error"]), int(answer.get("code") or 1))
+    if "meta" in answer:
+        meta = answer["meta"]
+        if state.as_json:
+            emit_value(meta)
+        else:
+            print(f"{meta['store']}\t{meta['name']}\tv{meta['version']}")
+        return
+    emit_value(answer.get("value"))
 
 
 @app.command()

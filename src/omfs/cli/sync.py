@@ -44,11 +44,19 @@ def _run(
     if dry_run:
         report = omfs.sync(source, target, dry_run=True, **chosen)
     else:
-        total = None
-        if shows_progress():  # the bar's total: a dry run, only where a bar is shown
-            total = omfs.sync(source, target, dry_run=True, **chosen)["bytes"]
-        with progress_bar("sync", total) as advance:
-            report = omfs.sync(source, target, rebase=rebase, progress=advance, **chosen)
+        total = objects = None
+        if shows_progress():  # the bar's totals: a dry run, only where a bar is shown
+            plan = omfs.sync(source, target, dry_run=True, **chosen)
+            total, objects = plan["bytes"], len(plan["objects"])
+        with progress_bar("sync", total, objects) as advance:
+            report = omfs.sync(
+                source,
+                target,
+                rebase=rebase,
+                progress=advance,
+                on_object=lambda row: advance(objects=1),
+                **chosen,
+            )
     if state.as_json:
         emit_value(report)
     else:

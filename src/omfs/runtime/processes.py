@@ -33,6 +33,7 @@ __all__ = [
     "WorkerSpec",
     "background",
     "check_reachable",
+    "gateway",
     "parse_worker_spec",
     "start_background",
     "state_dir",
@@ -259,6 +260,7 @@ class BackgroundCluster:
     workers: tuple[WorkerSpec, ...]
     started: float
     log: str
+    gateway_pid: int | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -268,6 +270,7 @@ class BackgroundCluster:
             "workers": [{"name": w.name, "resources": w.resources} for w in self.workers],
             "started": self.started,
             "log": self.log,
+            "gateway_pid": self.gateway_pid,
         }
 
 
@@ -278,6 +281,9 @@ def _read_state(path: Path) -> BackgroundCluster | None:
         address = doc["address"]
         _host_port(address)
         pids = [doc["scheduler_pid"], *doc["worker_pids"]]
+        gateway_pid = doc.get("gateway_pid")
+        if gateway_pid is not None:
+            pids.append(gateway_pid)
         if not all(type(p) is int and p > 1 for p in pids):
             return None
         workers = tuple(
@@ -287,17 +293,19 @@ def _read_state(path: Path) -> BackgroundCluster | None:
         return BackgroundCluster(
             address=str(address),
             scheduler_pid=pids[0],
-            worker_pids=tuple(pids[1:]),
+            worker_pids=tuple(doc["worker_pids"]),
             workers=workers,
             started=float(doc["started"]),
             log=str(doc["log"]),
+            gateway_pid=gateway_pid,
         )
     except (OSError, ValueError, KeyError, TypeError, AttributeError, ClusterUnavailableError):
         return None
 
 
-def _is_dask_process(pid: int) -> bool:
-    """True when ``pid`` still runs a Dask process (not a reused pid)."""
+def _is_ours(pid: int) -> bool:
+    """True when ``pid`` still runs a Dask process or the runtime gateway (not a reused
+    pid)."""
     try:
         cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
     except FileNotFoundError:
@@ -308,7 +316,7 @@ def _is_dask_process(pid: int) -> bool:
         except OSError:
             return False
         return True
-    return b"distributed.cli" in cmdline
+    return b"distributed.cli" in cmdline or b"omfs.runtime.gateway" in cmdline
 
 
 def background() -> BackgroundCluster | None:
@@ -317,7 +325,7 @@ def background() -> BackgroundCluster | None:
     record = _read_state(path)
     if record is None:
         return None
-    if not _is_dask_process(record.scheduler_pid):
+    if not _is_ours(record.scheduler_pid):
         with contextlib.suppress(OSError):
             path.unlink()
         return None
@@ -384,6 +392,7 @@ def start_background(
         with Client(scheduler_file=str(scheduler_file), timeout="30s") as client:
             _wait_for_workers(client, len(specs), procs[1:], log)
             address = client.scheduler.address
+        gateway = _start_gateway(address, procs[0].pid, log, detached)
     except BaseException:
         _terminate(procs)
         raise
@@ -394,11 +403,45 @@ def start_background(
         workers=tuple(specs),
         started=time.time(),
         log=str(log),
+        gateway_pid=gateway.pid,
     )
     tmp = folder / f".{_STATE_FILE}.{os.getpid()}.tmp"
     tmp.write_text(json.dumps(record.to_dict(), indent=2))
     os.replace(tmp, folder / _STATE_FILE)
     return record
+
+
+def _start_gateway(
+    address: str, scheduler_pid: int, log: Path, detached: dict[str, Any]
+) -> subprocess.Popen:
+    """Start the runtime gateway (see :mod:`omfs.runtime.gateway`); wait for its socket."""
+    from omfs.runtime.gateway import socket_path
+
+    path = socket_path()
+    path.unlink(missing_ok=True)
+    cmd = [sys.executable, "-m", "omfs.runtime.gateway", address, str(path), str(scheduler_pid)]
+    with open(log, "ab") as out:
+        proc = subprocess.Popen(cmd, stdout=out, **detached)
+    deadline = time.monotonic() + _START_TIMEOUT
+    while not path.exists():
+        if proc.poll() is not None or time.monotonic() > deadline:
+            _terminate([proc])
+            raise ClusterUnavailableError(
+                f"The runtime gateway did not start: {_tail(log) or 'no output'}. Its log: {log}"
+            )
+        time.sleep(0.05)
+    return proc
+
+
+def gateway() -> Path | None:
+    """The socket of the background cluster's runtime gateway, when both run."""
+    from omfs.runtime.gateway import socket_path
+
+    record = background()
+    if record is None or record.gateway_pid is None or not _is_ours(record.gateway_pid):
+        return None
+    path = socket_path()
+    return path if path.is_socket() else None
 
 
 def stop_background() -> BackgroundCluster | None:
@@ -407,17 +450,21 @@ def stop_background() -> BackgroundCluster | None:
     path = state_dir() / _STATE_FILE
     if record is None:
         return None
-    pids = [p for p in (*record.worker_pids, record.scheduler_pid) if _is_dask_process(p)]
+    gateway_pid = () if record.gateway_pid is None else (record.gateway_pid,)
+    pids = [p for p in (*gateway_pid, *record.worker_pids, record.scheduler_pid) if _is_ours(p)]
     for pid in pids:
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGTERM)
     deadline = time.monotonic() + 10
-    while any(_is_dask_process(p) for p in pids) and time.monotonic() < deadline:
+    while any(_is_ours(p) for p in pids) and time.monotonic() < deadline:
         time.sleep(0.05)
     for pid in pids:
-        if _is_dask_process(pid):
+        if _is_ours(pid):
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
-    with contextlib.suppress(OSError):
-        path.unlink()
+    from omfs.runtime.gateway import socket_path
+
+    for leftover in (path, socket_path()):
+        with contextlib.suppress(OSError):
+            leftover.unlink()
     return record

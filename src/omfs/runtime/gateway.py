@@ -1,0 +1,272 @@
+"""The runtime gateway of the background cluster: ``om runtime`` without importing Dask.
+
+Part of the CLI: its answers are what ``om runtime model`` prints.
+
+Importing Dask's ``distributed`` takes most of a second, more than a task on a warm cluster.
+So ``om cluster start`` runs one more process beside the scheduler and workers: the gateway,
+which keeps a Dask client and answers on a Unix socket in the user's omfs state folder
+(mode 0600: the user's own). ``om runtime model ...`` sends it one JSON line (the context's
+root, storage options and bucket, and the task) and prints the one JSON line it answers.
+Without a gateway (a cluster of one's own, ``--local``) the CLI runs the same
+:func:`model_command` in its own process.
+
+A client that goes away (Ctrl-C) has its task cancelled, as in the CLI's own process.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import select
+import signal
+import socket
+import socketserver
+import sys
+import threading
+import time
+import traceback
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from omfs.cli._common import one_line
+from omfs.errors import OmfsError, TaskCancelledError
+
+__all__ = ["GATEWAY_SOCKET", "model_command", "request", "serve", "socket_path"]
+
+GATEWAY_SOCKET = "runtime.sock"
+_MAX_REQUEST = 16 * 2**20
+
+
+def socket_path() -> Path:
+    from omfs.runtime.processes import state_dir
+
+    return state_dir() / GATEWAY_SOCKET
+
+
+def with_requirements(runtime: Any, require: list[str]) -> Any:
+    """``runtime`` routed by ``--require`` items: ``LABEL`` or ``NAME=AMOUNT``."""
+    if not require:
+        return runtime
+    label = None
+    amounts: dict[str, float] = {}
+    for item in require:
+        name, sep, amount = item.partition("=")
+        if sep:
+            try:
+                amounts[name] = float(amount)
+            except ValueError:
+                raise ValueError(f"--require {item!r}: the amount must be a number") from None
+        elif label is None:
+            label = name
+        else:
+            amounts[name] = 1
+    return runtime.require(label, **amounts)
+
+
+def model_command(
+    om: Any,
+    spec: dict[str, Any],
+    *,
+    debug: bool = False,
+    gone: Callable[[], bool] | None = None,
+) -> dict[str, Any]:
+    """Run ``om runtime model`` as ``spec`` says; the answer the CLI prints.
+
+    ``spec``: ``name``, ``action``, ``x``, ``y``, ``result``, ``params``, ``timeout``,
+    ``require``, ``local``. The answer is ``{"meta": ...}`` (a stored result),
+    ``{"value": ...}``, or ``{"error": message, "code": 1}``, with ``notice`` lines for
+    stderr. A timeout cancels the task (nothing is written); so does ``gone()`` turning
+    True (the client went away). ``debug`` re-raises errors with their traceback.
+    """
+    notices: list[str] = []
+    try:
+        runtime = with_requirements(om.runtime, list(spec.get("require") or []))
+        runtime = runtime.mode(local=bool(spec.get("local")))
+        proxy = runtime.model(spec["name"])
+        task = proxy.task(
+            spec["action"], spec.get("x"), spec.get("y"), rName=spec.get("result"),
+            **dict(spec.get("params") or {}),
+        )  # fmt: skip
+    except (OmfsError, OSError, ValueError, TypeError, KeyError) as exc:
+        if debug:
+            raise
+        return {"error": one_line(exc), "code": 1}
+    timeout = spec.get("timeout")
+    try:
+        outcome = _wait(task, timeout, gone)
+    except TimeoutError:
+        if task.cancel():
+            return {
+                "error": f"{task.description} did not finish within {timeout:g} s; it was "
+                "cancelled and wrote nothing. Give a longer --timeout, or none to wait.",
+                "code": 1,
+            }
+        notices.append(
+            f"om: {task.description} was already writing its result at the timeout; waiting for it"
+        )
+        outcome = task.get()
+    except _Gone:
+        task.cancel()
+        return {"error": "interrupted", "code": 130}
+    except KeyboardInterrupt:
+        task.cancel()
+        raise
+    except TaskCancelledError as exc:
+        return {"error": one_line(exc), "code": 1}
+    except Exception as exc:
+        if debug:
+            raise
+        if isinstance(exc, OmfsError):
+            return {"error": one_line(exc), "code": 1, "notice": notices}
+        return {
+            "error": f"{task.description} failed: {type(exc).__name__}: {one_line(exc)} "
+            "(OMFS_DEBUG=1 shows the worker's traceback)",
+            "code": 1,
+            "notice": notices,
+        }
+    if hasattr(outcome, "to_dict") and hasattr(outcome, "version"):
+        return {"meta": outcome.to_dict(), "notice": notices}
+    if hasattr(outcome, "tolist"):
+        outcome = outcome.tolist()
+    return {"value": outcome, "notice": notices}
+
+
+class _Gone(Exception):
+    """The client of a gateway request went away."""
+
+
+def _wait(task: Any, timeout: float | None, gone: Callable[[], bool] | None) -> Any:
+    if gone is None:
+        return task.get(timeout=timeout)
+    deadline = None if timeout is None else time.monotonic() + timeout
+    while True:
+        step = 0.2 if deadline is None else max(0.0, min(0.2, deadline - time.monotonic()))
+        try:
+            return task.get(timeout=step)
+        except TimeoutError:
+            if deadline is not None and time.monotonic() >= deadline:
+                raise
+            if gone():
+                raise _Gone() from None
+
+
+# -- the client side (the CLI) -------------------------------------------------------------
+def request(path: Path, payload: dict[str, Any]) -> dict[str, Any]:
+    """Send one request to the gateway at ``path`` and return its answer (Ctrl-C closes
+    the connection, which cancels the task)."""
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as conn:
+        conn.connect(str(path))
+        # one line, and the connection stays open both ways: the gateway takes a closed
+        # connection for a client that went away
+        conn.sendall(json.dumps(payload).encode() + b"\n")
+        chunks = []
+        while chunk := conn.recv(1 << 16):
+            chunks.append(chunk)
+    answer = json.loads(b"".join(chunks) or b"null")
+    if not isinstance(answer, dict):
+        raise OSError(f"the runtime gateway at {path} gave no answer; see `om cluster status`")
+    return answer
+
+
+# -- the server side -------------------------------------------------------------------------
+class _Handler(socketserver.StreamRequestHandler):
+    server: _Server
+
+    def handle(self) -> None:
+        line = self.rfile.readline(_MAX_REQUEST)
+        try:
+            answer = self.server.answer(json.loads(line), self._gone)
+        except Exception as exc:  # a bad request
+            answer = {"error": f"bad request to the runtime gateway: {one_line(exc)}", "code": 1}
+        self.wfile.write(json.dumps(answer, default=str).encode() + b"\n")
+
+    def _gone(self) -> bool:
+        """Whether the client closed the connection (it sends one line, then only reads)."""
+        conn = self.connection
+        readable, _, _ = select.select([conn], [], [], 0)
+        if not readable:
+            return False
+        try:
+            return conn.recv(1, socket.MSG_PEEK) == b""
+        except OSError:
+            return True
+
+
+class _Server(socketserver.ThreadingUnixStreamServer):
+    daemon_threads = True
+
+    def __init__(self, path: Path, address: str):
+        from distributed import Client
+
+        from omfs.runtime.cluster import ClusterHandle
+
+        self.client = Client(address, timeout="30s")
+        self.handle_ = ClusterHandle(self.client)
+        old = os.umask(0o077)  # the socket is the user's only
+        try:
+            super().__init__(str(path), _Handler)
+        finally:
+            os.umask(old)
+
+    def answer(self, payload: dict[str, Any], gone: Callable[[], bool]) -> dict[str, Any]:
+        from omfs._storage import Storage
+        from omfs.context import Omega
+
+        context = payload["context"]
+        storage = Storage(
+            context["root"],
+            context.get("storage_options") or {},
+            unsafe_commits=bool(context.get("unsafe_commits")),
+            durable=bool(context.get("durable", True)),
+        )
+        om = Omega(storage, context["bucket"], _cluster_handle=self.handle_)
+        debug = bool(payload.get("debug"))
+        try:
+            return model_command(om, payload["task"], debug=debug, gone=gone)
+        except Exception as exc:
+            return {
+                "error": f"{type(exc).__name__}: {one_line(exc)}",
+                "code": 1,
+                "traceback": traceback.format_exc(),
+            }
+
+
+def serve(address: str, path: Path, scheduler_pid: int | None = None) -> None:
+    """Answer requests on ``path`` until the scheduler at ``address`` goes away."""
+    with contextlib.suppress(FileNotFoundError):
+        path.unlink()
+    # what every request needs, imported before the socket appears, not on the first one
+    import omfs.context
+    import omfs.runtime.tasks  # noqa: F401
+
+    server = _Server(path, address)
+
+    def watch() -> None:
+        while True:
+            time.sleep(1)
+            alive = server.client.status == "running"
+            if scheduler_pid is not None:
+                try:
+                    os.kill(scheduler_pid, 0)
+                except ProcessLookupError:
+                    alive = False
+            if not alive:
+                server.shutdown()
+                return
+
+    threading.Thread(target=watch, daemon=True).start()
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))  # `om cluster stop`: clean up
+    try:
+        server.serve_forever()
+    finally:
+        server.server_close()
+        with contextlib.suppress(FileNotFoundError):
+            path.unlink()
+        server.client.close()
+
+
+if __name__ == "__main__":  # python -m omfs.runtime.gateway ADDRESS SOCKET [SCHEDULER_PID]
+    pid = int(sys.argv[3]) if len(sys.argv) > 3 else None
+    serve(sys.argv[1], Path(sys.argv[2]), pid)
