@@ -17,6 +17,7 @@ import pandas as pd
 import pytest
 from omfs_test_models import SlowRegressor
 from sklearn.linear_model import LinearRegression
+from sklearn.preprocessing import StandardScaler
 
 import omfs
 
@@ -138,6 +139,7 @@ def test_cli_tasks_go_through_the_gateway_without_importing_dask(tmp_path, state
     root = tmp_path / "ctx"
     om = _context(root, SlowRegressor(seconds=4))
     om.models.put(LinearRegression(), "unfitted")
+    om.models.put(StandardScaler().set_output(transform="pandas").fit(X), "scaler")
     env = {**state_env, "OMFS_ROOT": str(root)}
     run = functools.partial(subprocess.run, capture_output=True, text=True, env=env, timeout=120)
     assert run([om_script, "cluster", "start", "--workers", "1"]).returncode == 0
@@ -175,9 +177,14 @@ def test_cli_tasks_go_through_the_gateway_without_importing_dask(tmp_path, state
         assert out.stderr.startswith("om: error: predict(unfitted@v1) failed: NotFittedError")
         debug = run(predict, env={**env, "OMFS_DEBUG": "1"})
         assert debug.returncode == 1 and "check_is_fitted" in debug.stderr
-        # --local runs in the CLI's own process
-        local = run([om_script, "--json", "runtime", "--local", "model", "m", "predict", "X"])
-        assert local.returncode == 0 and len(json.loads(local.stdout)) == 10
+        # --local runs in the CLI's own process, and prints what the gateway's answer does
+        for model, action in (("m", "predict"), ("scaler", "transform")):
+            task = ["runtime", "model", model, action, "X"]
+            remote = run([om_script, "--json", *task])
+            local = run([om_script, "--json", "runtime", "--local", *task[1:]])
+            assert remote.returncode == local.returncode == 0, remote.stderr + local.stderr
+            assert json.loads(remote.stdout) == json.loads(local.stdout)
+        assert list(json.loads(local.stdout)) == ["x"]  # a frame prints as its to_dict()
     finally:
         assert run([om_script, "cluster", "stop"]).returncode == 0
     assert not socket.exists()

@@ -43,7 +43,8 @@ def is_terminal() -> bool:
     return sys.stdout.isatty()
 
 
-def _jsonable(value: Any) -> Any:
+def jsonable(value: Any) -> Any:
+    """What a value prints as: its ``to_dict()`` where it has one (metadata, frames)."""
     if hasattr(value, "to_dict") and callable(value.to_dict):
         return value.to_dict()
     return value
@@ -66,7 +67,7 @@ def summarise(value: Any) -> str | None:
 
 def emit_value(value: Any) -> None:
     """A document: JSON (highlighted on a terminal; a long list is summarised there)."""
-    value = _jsonable(value)
+    value = jsonable(value)
     if is_terminal() and not state.as_json:
         summary = summarise(value)
         if summary is not None:

@@ -30,7 +30,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from omfs.cli._common import one_line
+from omfs.cli._common import jsonable, one_line
 from omfs.errors import OmfsError, TaskCancelledError
 
 __all__ = ["GATEWAY_SOCKET", "model_command", "request", "serve", "socket_path"]
@@ -130,7 +130,8 @@ def model_command(
         return {"meta": outcome.to_dict(), "notice": notices}
     if hasattr(outcome, "tolist"):
         outcome = outcome.tolist()
-    return {"value": outcome, "notice": notices}
+    # as `om` prints it (a frame as its to_dict()), so that it travels as JSON
+    return {"value": jsonable(outcome), "notice": notices}
 
 
 class _Gone(Exception):
