@@ -161,18 +161,19 @@ _NO_CREDENTIALS = {
 
 #: HTTP errors of the Azure SDK and gcsfs, which carry the status (``status_code``/``code``)
 _HTTP_ERRORS = {"HttpResponseError", "HttpError"}
-_CREDENTIALS_HINT = {
-    "s3": "e.g. AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or AWS_PROFILE",
-    "gs": "e.g. GOOGLE_APPLICATION_CREDENTIALS, or `gcloud auth application-default login`",
-    "abfs": "e.g. AZURE_STORAGE_CONNECTION_STRING, or AZURE_STORAGE_ACCOUNT_NAME and "
-    "AZURE_STORAGE_ACCOUNT_KEY",
-}
-_CREDENTIALS_HINT.update(
-    s3a=_CREDENTIALS_HINT["s3"],
-    gcs=_CREDENTIALS_HINT["gs"],
-    az=_CREDENTIALS_HINT["abfs"],
-    abfss=_CREDENTIALS_HINT["abfs"],
-)
+
+
+def _credentials_hint(url: str) -> str:
+    """Where the credentials of ``url``'s object store come from."""
+    protocol = url.split("://", 1)[0]
+    if protocol in _GCS:
+        return "e.g. GOOGLE_APPLICATION_CREDENTIALS, or `gcloud auth application-default login`"
+    if protocol in _AZURE:
+        return (
+            "e.g. AZURE_STORAGE_CONNECTION_STRING, or AZURE_STORAGE_ACCOUNT_NAME and "
+            "AZURE_STORAGE_ACCOUNT_KEY"
+        )
+    return "e.g. AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or AWS_PROFILE"
 
 
 def _storage_error(exc: BaseException, url: str) -> OmfsError | None:
@@ -192,8 +193,7 @@ def _storage_error(exc: BaseException, url: str) -> OmfsError | None:
         # Azure answers a wrong key with 403 AuthorizationFailure, GCS a bad token with 401
         return StorageAccessError(
             f"No usable credentials for {url} ({cause}). Set them in the environment "
-            f"({_CREDENTIALS_HINT.get(url.split('://', 1)[0], _CREDENTIALS_HINT['s3'])}) or "
-            "in the context's storage_options."
+            f"({_credentials_hint(url)}) or in the context's storage_options."
         )
     if isinstance(exc, PermissionError) or (type(exc) is OSError and first.startswith("Forbidden")):
         # gcsfs raises a plain OSError("Forbidden: ...") for a 403
@@ -209,18 +209,25 @@ def _storage_error(exc: BaseException, url: str) -> OmfsError | None:
     return None
 
 
+@contextlib.contextmanager
+def _translating(url: str) -> Iterator[None]:
+    """Failures of the storage of ``url`` leave the block as omfs errors."""
+    try:
+        yield
+    except Exception as exc:
+        error = _storage_error(exc, url)
+        if error is None:
+            raise
+        raise error from exc
+
+
 def _translated(method: _F) -> _F:
     """Failures of the storage itself leave a Storage method as omfs errors."""
 
     @functools.wraps(method)
     def wrapper(self: Storage, *args: Any, **kwargs: Any) -> Any:
-        try:
+        with _translating(self.url):
             return method(self, *args, **kwargs)
-        except Exception as exc:
-            error = _storage_error(exc, self.url)
-            if error is None:
-                raise
-            raise error from exc
 
     return wrapper  # type: ignore[return-value]
 
@@ -377,13 +384,8 @@ class Storage:
         if protocol in _OBJECT_STORES:
             # other writers change the bucket: never answer a listing from a stale cache
             options.setdefault("use_listings_cache", False)
-        try:
+        with _translating(self.url):  # e.g. adlfs without an account or credentials
             self.fs, root = fsspec.core.url_to_fs(self.url, **options)
-        except Exception as exc:  # e.g. adlfs without an account or credentials
-            error = _storage_error(exc, self.url)
-            if error is None:
-                raise
-            raise error from exc
         self.root = root.rstrip("/") or "/"
         protocols = self.fs.protocol
         self.protocol = protocols if isinstance(protocols, str) else protocols[0]
@@ -691,6 +693,8 @@ class Storage:
         ``put``/``get``); streamed otherwise. Each file appears whole or not at all (object
         stores write so; into a local folder omfs copies beside the place, then renames)."""
         target.check_writable()
+        if not src_keys:
+            return
         srcs = [self.path(k) for k in src_keys]
         dsts = [target.path(k) for k in dst_keys]
         if not target.is_local:

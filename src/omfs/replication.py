@@ -225,6 +225,11 @@ def _diverged(row: dict[str, Any], src: Any, dst: Any) -> dict[str, Any]:
     return row
 
 
+def _missing_schemas(have: _Object, want: _Object) -> list[str]:
+    """The schema files the target lacks, or holds cut short (a killed local copy)."""
+    return [f for f, size in sorted(have.schemas.items()) if want.schemas.get(f) != size]
+
+
 def _sync_object(
     src: Any,
     dst: Any,
@@ -258,7 +263,7 @@ def _sync_object(
     if tip > have.seq or not common:
         return _diverged(row, src, dst)
     missing_data = [f for f, size in sorted(have.data.items()) if want.data.get(f) != size]
-    missing_schemas = [f for f, size in sorted(have.schemas.items()) if want.schemas.get(f) != size]
+    missing_schemas = _missing_schemas(have, want)
     new_commits = sorted(s for s in have.commits if s > tip)
     # the newest checkpoints and the hint come last: a sync killed before them leaves them
     # for the next one, even when every commit is in place
@@ -334,10 +339,8 @@ def _rebase(
     log = source._log(name)
     mapping: dict[int, int] = {}
     rebased: list[tuple[int, int]] = []
-    for filename in sorted(have.schemas):
-        if filename not in want.schemas:
-            key = f"{prefix}/_log/{filename}"
-            src.storage.copy([key], dst.storage, [key])
+    schema_keys = [f"{prefix}/_log/{f}" for f in _missing_schemas(have, want)]
+    src.storage.copy(schema_keys, dst.storage, schema_keys)
     for seq in sorted(s for s in have.commits if s > common):
         found = log._commit_at(seq)
         if found is None:

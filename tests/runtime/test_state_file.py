@@ -45,7 +45,8 @@ def test_a_bad_or_stale_record_is_ignored_and_nothing_is_signalled(tmp_path, mon
     (tmp_path / "cluster.json").write_text(text)
     (tmp_path / "runtime.sock").write_text("")  # not a socket the gateway made
     assert processes.background() is None
-    assert processes.gateway() is None
+    # nor does the record's gateway pid, nor a plain file in the socket's place, count
+    assert processes.gateway(processes._read_state(tmp_path / "cluster.json")) is None
     assert processes.stop_background() is None  # and this process is still alive
     os.kill(os.getpid(), 0)
 

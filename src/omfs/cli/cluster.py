@@ -80,7 +80,7 @@ def status() -> None:
             emit_value({"running": False})
             return
         fail("no background cluster runs; start one with `om cluster start`", 3)
-    socket = gateway()
+    socket = gateway(record)
     if state.as_json:
         doc = record.to_dict()  # type: ignore[union-attr]
         emit_value({"running": True, **doc, "gateway": str(socket) if socket else None})

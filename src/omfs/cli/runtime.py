@@ -54,12 +54,11 @@ def _gateway(om: Any) -> Any:
         return None
     from omfs.runtime.processes import background, gateway
 
+    running = background()
     spec = om._cluster.spec
-    if spec is not None:
-        running = background() if isinstance(spec, str) else None
-        if running is None or running.address != spec:
-            return None
-    return gateway()
+    if running is None or (spec is not None and spec != running.address):
+        return None  # a scheduler of its own (an address or a Client): connect to it here
+    return gateway(running)
 
 
 @app.command()

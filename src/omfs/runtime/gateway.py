@@ -33,16 +33,9 @@ from typing import Any
 from omfs.cli._common import jsonable, one_line
 from omfs.errors import OmfsError, TaskCancelledError
 
-__all__ = ["GATEWAY_SOCKET", "model_command", "request", "serve", "socket_path"]
+__all__ = ["model_command", "request", "serve", "with_requirements"]
 
-GATEWAY_SOCKET = "runtime.sock"
 _MAX_REQUEST = 16 * 2**20
-
-
-def socket_path() -> Path:
-    from omfs.runtime.processes import state_dir
-
-    return state_dir() / GATEWAY_SOCKET
 
 
 def with_requirements(runtime: Any, require: list[str]) -> Any:

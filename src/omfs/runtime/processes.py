@@ -41,6 +41,8 @@ __all__ = [
 ]
 
 _STATE_FILE = "cluster.json"
+#: the Unix socket of the background cluster's runtime gateway, beside cluster.json
+_GATEWAY_SOCKET = "runtime.sock"
 _START_TIMEOUT = float(os.environ.get("OMFS_CLUSTER_START_TIMEOUT", "90"))
 #: a task whose resources no worker offers any more fails after this (Dask: never)
 _NO_WORKERS_TIMEOUT = "30s"
@@ -382,13 +384,7 @@ def start_background(
             cmd = _worker_command(["--scheduler-file", str(scheduler_file)], spec, 60)
             procs.append(subprocess.Popen(cmd, stdout=out, **detached))
     try:
-        deadline = time.monotonic() + _START_TIMEOUT
-        while not scheduler_file.exists():
-            if procs[0].poll() is not None or time.monotonic() > deadline:
-                raise ClusterUnavailableError(
-                    f"The Dask scheduler did not start: {_tail(log) or 'no output'}. Its log: {log}"
-                )
-            time.sleep(0.05)
+        _wait_for_path(scheduler_file, procs[0], "The Dask scheduler", log)
         with Client(scheduler_file=str(scheduler_file), timeout="30s") as client:
             _wait_for_workers(client, len(specs), procs[1:], log)
             address = client.scheduler.address
@@ -415,32 +411,36 @@ def _start_gateway(
     address: str, scheduler_pid: int, log: Path, detached: dict[str, Any]
 ) -> subprocess.Popen:
     """Start the runtime gateway (see :mod:`omfs.runtime.gateway`); wait for its socket."""
-    from omfs.runtime.gateway import socket_path
-
-    path = socket_path()
+    path = state_dir() / _GATEWAY_SOCKET
     path.unlink(missing_ok=True)
     cmd = [sys.executable, "-m", "omfs.runtime.gateway", address, str(path), str(scheduler_pid)]
     with open(log, "ab") as out:
         proc = subprocess.Popen(cmd, stdout=out, **detached)
-    deadline = time.monotonic() + _START_TIMEOUT
-    while not path.exists():
-        if proc.poll() is not None or time.monotonic() > deadline:
-            _terminate([proc])
-            raise ClusterUnavailableError(
-                f"The runtime gateway did not start: {_tail(log) or 'no output'}. Its log: {log}"
-            )
-        time.sleep(0.05)
+    try:
+        _wait_for_path(path, proc, "The runtime gateway", log)
+    except BaseException:
+        _terminate([proc])
+        raise
     return proc
 
 
-def gateway() -> Path | None:
-    """The socket of the background cluster's runtime gateway, when both run."""
-    from omfs.runtime.gateway import socket_path
+def _wait_for_path(path: Path, proc: subprocess.Popen, what: str, log: Path) -> None:
+    """Wait until ``proc`` has made ``path`` (its sign of being ready), or say it failed."""
+    deadline = time.monotonic() + _START_TIMEOUT
+    while not path.exists():
+        if proc.poll() is not None or time.monotonic() > deadline:
+            raise ClusterUnavailableError(
+                f"{what} did not start: {_tail(log) or 'no output'}. Its log: {log}"
+            )
+        time.sleep(0.05)
 
-    record = background()
+
+def gateway(record: BackgroundCluster | None) -> Path | None:
+    """The socket of the runtime gateway of ``record`` (the running background cluster,
+    from :func:`background`), when the gateway runs too."""
     if record is None or record.gateway_pid is None or not _is_ours(record.gateway_pid):
         return None
-    path = socket_path()
+    path = state_dir() / _GATEWAY_SOCKET
     return path if path.is_socket() else None
 
 
@@ -462,9 +462,7 @@ def stop_background() -> BackgroundCluster | None:
         if _is_ours(pid):
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
-    from omfs.runtime.gateway import socket_path
-
-    for leftover in (path, socket_path()):
+    for leftover in (path, state_dir() / _GATEWAY_SOCKET):
         with contextlib.suppress(OSError):
             leftover.unlink()
     return record
