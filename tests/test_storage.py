@@ -21,6 +21,47 @@ def test_create_is_put_if_absent(storage):
     assert storage.read_bytes("b/x.json") == b"first"
 
 
+def test_create_has_one_winner_under_contention(storage):
+    """Eight writers race to create each of many keys: exactly one wins each key, and the
+    key holds the winner's bytes (this is the commit point: two winners lose an update).
+
+    The S3 server runs in this process, so the interpreter is made to switch threads as
+    often as it can meanwhile: a server that checks, then writes, in two steps shows it
+    within 100 keys (moto as it ships did so 3-8 times in 100). The other servers run in
+    processes of their own, at their own pace; 10 keys each keep the test short."""
+    import sys
+    import threading
+
+    in_process = storage.protocol == "s3"
+    clones = [pickle.loads(pickle.dumps(storage)) for _ in range(8)]
+    switch = sys.getswitchinterval()
+    if in_process:
+        sys.setswitchinterval(1e-6)
+    try:
+        for k in range(100 if in_process else 10):
+            key = f"race/k{k}.json"
+            winners: list[int] = []
+            start = threading.Barrier(len(clones))
+
+            def create(i: int, key: str = key, winners: list[int] = winners) -> None:
+                start.wait()
+                try:
+                    clones[i].create(key, str(i).encode())
+                except FileExistsError:
+                    return
+                winners.append(i)
+
+            threads = [threading.Thread(target=create, args=(i,)) for i in range(len(clones))]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join()
+            assert len(winners) == 1, f"{key}: {len(winners)} writers created it"
+            assert storage.read_bytes(key) == str(winners[0]).encode()
+    finally:
+        sys.setswitchinterval(switch)
+
+
 def test_write_bytes_replaces_whole(storage):
     storage.write_bytes("b/y", b"1")
     storage.write_bytes("b/y", b"22")

@@ -2,6 +2,13 @@
 
 Used by the test fixtures and by the benchmarks, which report storage requests: on real
 S3 each costs some 20-50 ms, so their count is the figure that matters at scale.
+
+Moto checks a conditional write's precondition and then stores the object as two steps,
+and its threaded server runs requests side by side: two ``If-None-Match: *`` PUTs of one
+key can both pass the check and both succeed, the second overwriting the first (seen as a
+tag move lost by ``test_concurrent_tag_moves_are_never_lost[s3]`` under load). AWS S3
+makes the check and the write one atomic step; this server does so by running the
+conditional writes one at a time.
 """
 
 from __future__ import annotations
@@ -28,6 +35,8 @@ class CountingMotoServer(ThreadedMotoServer):
         self.ignore_conditions = ignore_conditions
         self.requests: Counter[str] = Counter()
         self._lock = threading.Lock()
+        # held by each conditional write from its check to its store, as S3 does atomically
+        self._conditional = threading.Lock()
 
     def _server_entry(self) -> None:
         from moto.server import MotoRequestHandler
@@ -40,6 +49,11 @@ class CountingMotoServer(ThreadedMotoServer):
             if self.ignore_conditions:
                 environ.pop("HTTP_IF_NONE_MATCH", None)
                 environ.pop("HTTP_IF_MATCH", None)
+            if _is_conditional_write(environ):
+                with self._conditional:
+                    # the whole response is made inside the lock: moto stores the object
+                    # while the application runs, before the body is iterated
+                    return list(app(environ, start_response))
             return app(environ, start_response)
 
         self._server = make_server(
@@ -61,3 +75,10 @@ class CountingMotoServer(ThreadedMotoServer):
     def url(self) -> str:
         host, port = self.get_host_and_port()
         return f"http://{host}:{port}"
+
+
+def _is_conditional_write(environ: dict[str, Any]) -> bool:
+    """A PUT or POST (CompleteMultipartUpload) carrying If-None-Match or If-Match."""
+    return environ.get("REQUEST_METHOD") in ("PUT", "POST") and (
+        "HTTP_IF_NONE_MATCH" in environ or "HTTP_IF_MATCH" in environ
+    )
