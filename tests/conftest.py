@@ -247,6 +247,9 @@ def dask_processes(tmp_path_factory):
         "workers": addresses,
         "start_worker": start_worker,
     }
+    from omfs.runtime.cluster import close_all
+
+    close_all()  # the contexts' clients of this scheduler, before it stops
     client.close()
     for proc in reversed(procs):
         proc.terminate()

@@ -178,11 +178,15 @@ def test_a_non_estimator_is_stored_with_a_warning(tmp_path, om_script):
 
 # -- no lost update: 4 processes x 25 changes each -------------------------------------------
 @pytest.mark.slow
-def test_concurrent_attribute_updates_and_tag_moves_all_land(contended_root):
+def test_concurrent_attribute_updates_tag_moves_and_drops_all_land(contended_root):
+    """4 processes x (25 attribute updates of v2, 25 moves of a tag of their own, 5 drops
+    of versions of their own), all at once on one model: every change is in the log."""
+    from omfs_updater import dropped_by
+
     root, options = contended_root
     om = omfs.setup(root, storage_options=options)
-    om.models.put({"v": 1}, "m")
-    om.models.put({"v": 2}, "m")
+    for v in range(22):
+        om.models.put({"v": v + 1}, "m")
     context = multiprocessing.get_context("spawn")
     procs = [context.Process(target=update_many, args=(root, options, w, 25)) for w in range(4)]
     for p in procs:
@@ -190,8 +194,14 @@ def test_concurrent_attribute_updates_and_tag_moves_all_land(contended_root):
     for p in procs:
         p.join(timeout=600)
         assert p.exitcode == 0
-    attributes = om.models.metadata("m").attributes
-    assert {k for k in attributes if k.startswith("w")} == {
+    # every drop landed, and nothing else was dropped: v2 is the latest again
+    assert [m.version for m in om.models.versions("m")] == [1, 2]
+    for w in range(4):
+        for v in dropped_by(w):
+            assert not om.models.exists(f"m@v{v}")
+    meta = om.models.metadata("m")
+    assert meta.version == 2
+    assert {k for k in meta.attributes if k.startswith("w")} == {
         f"w{w}-{i}" for w in range(4) for i in range(25)
     }
     history = om.models.tag_history("m")
@@ -199,6 +209,33 @@ def test_concurrent_attribute_updates_and_tag_moves_all_land(contended_root):
         moves = [h for h in history if h["tag"] == f"t{w}"]
         assert len(moves) == 25, (w, len(moves))
     assert om.models.tags("m") == {f"t{w}": 1 + (24 % 2) for w in range(4)}
+
+
+def test_an_update_of_a_tagged_version_survives_the_tag_moving_away(tmp_path, monkeypatch):
+    """update_attributes of v2 starts from the head (v2 is there because a tag points at
+    it); another writer moves the tag away and wins the commit. The retry must read every
+    record, not report v2 missing."""
+    from omfs._log import ObjectLog
+
+    om = omfs.setup(tmp_path / "ctx")
+    for v in range(3):
+        om.models.put({"v": v}, "m")
+    om.models.tag("m@v2", "t")
+    other = omfs.setup(tmp_path / "ctx")
+    try_commit = ObjectLog.try_commit
+    raced = []
+
+    def commit_after_another_writer(self, state, commit, head=None):
+        if not raced:
+            raced.append(True)
+            other.models.tag("m@v1", "t")  # takes the commit this writer read up to
+        return try_commit(self, state, commit, head)
+
+    monkeypatch.setattr(ObjectLog, "try_commit", commit_after_another_writer)
+    meta = om.models.update_attributes("m", {"checked": True}, version=2)
+    assert raced and meta.version == 2 and meta.attributes["checked"] is True
+    assert om.models.metadata("m@v2").attributes["checked"] is True
+    assert om.models.tags("m") == {"t": 1}
 
 
 # -- atomic commits per protocol ---------------------------------------------------------------

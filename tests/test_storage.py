@@ -43,7 +43,7 @@ def test_create_has_one_winner_under_contention(storage):
             winners: list[int] = []
             start = threading.Barrier(len(clones))
 
-            def create(i: int, key: str = key, winners: list[int] = winners) -> None:
+            def create(i: int, key: str = key, winners: list[int] = winners, start=start) -> None:
                 start.wait()
                 try:
                     clones[i].create(key, str(i).encode())

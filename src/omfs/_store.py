@@ -87,6 +87,12 @@ def _before(stamp: str, when: datetime) -> bool:
         return False
 
 
+class _NeedsFullState(Exception):
+    """Raised by a change that was handed a head (the latest and tagged versions only) but
+    needs a version the head no longer holds: ``_commit`` reads the full state and calls
+    the change again."""
+
+
 class _NotFound(NotFoundError):
     """A NotFoundError whose message (which may need a listing, to name the buckets that
     exist) is made only when someone reads it, not when ``exists()`` catches it."""
@@ -591,6 +597,11 @@ class VersionedStore:
         return self._metadata(base, state.records[number])
 
     def _check_live(self, name: str, state: State, number: int) -> None:
+        """Raise NotFoundError unless version ``number`` is live in ``state``. A head that
+        does not hold it (another writer moved the tag or made the version that kept it
+        there) says nothing of it: the caller's commit then reads the full state."""
+        if not state.complete and state.exists and number not in state.records:
+            raise _NeedsFullState
         rec = state.records.get(number)
         if not state.exists or rec is None or rec.dropped is not None:
             raise self._not_found(name, f" at version {number}")
@@ -611,7 +622,8 @@ class VersionedStore:
         (``retry=True``); otherwise that is a CommitConflictError. ``expected_next`` is the
         next version number the caller saw before writing its payload: a replacing write
         fails when another version was created meanwhile (tag moves and attribute updates
-        do not count). ``full=True`` hands ``change`` the complete state.
+        do not count). ``full=True`` hands ``change`` the complete state; a change handed a
+        head may raise ``_NeedsFullState`` to be called again with it.
         """
         state = self._writable_state(name, full)
         listed = self._listed(name)
@@ -621,7 +633,12 @@ class VersionedStore:
         for attempt in range(_MAX_ATTEMPTS):
             if expected_next is not None and state.next_version != expected_next:
                 raise self._conflict(name, state.next_version - 1)
-            commit = change(state)
+            try:
+                commit = change(state)
+            except _NeedsFullState:  # a head was not enough: the same change on every record
+                full = True
+                state = self._writable_state(name, full)
+                continue
             if listed and state.exists and not _log.apply(state, commit, "").exists:
                 # the object stops existing: hiding it (the marker) is the readers' point
                 self.storage.write_bytes(self._dropping_key(name), b"")

@@ -6,11 +6,24 @@ import atexit
 import os
 import sys
 import threading
+import weakref
 from typing import Any
 
 from omfs.errors import ClusterUnavailableError, ConfigError
 
-__all__ = ["ClusterHandle"]
+__all__ = ["ClusterHandle", "close_all"]
+
+#: the handles of this process that opened a client (see :func:`close_all`)
+_connected: weakref.WeakSet[ClusterHandle] = weakref.WeakSet()
+
+
+def close_all() -> None:
+    """Close every client (and private cluster) that omfs opened in this process, waiting
+    for their pending tasks first, as happens at exit. For a process that stops a cluster
+    itself and goes on (a test session tearing down its scheduler): a client left open
+    would try to reconnect to it until the interpreter ends."""
+    for handle in list(_connected):
+        handle.close()
 
 
 class ClusterHandle:
@@ -63,6 +76,7 @@ class ClusterHandle:
         with self._lock:
             if self._client is None or self._client.status in ("closed", "closing"):
                 self._client = self._connect()
+                _connected.add(self)
                 if not self._exit_registered:
                     # pending tasks are awaited before the interpreter stops its thread
                     # pools (which Dask's client needs to send them), the rest at exit
