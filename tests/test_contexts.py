@@ -23,7 +23,7 @@ def two_contexts(tmp_path, monkeypatch, request):
     path = tmp_path / "config.toml"
     monkeypatch.setenv("OMFS_CONFIG", str(path))
     monkeypatch.delenv("OMFS_CONTEXT", raising=False)
-    config.add_context("dev", str(tmp_path / "dev"))
+    config.add_context("dev", str(tmp_path / "dev"), default=True)
     config.add_context("prod", prod_root, storage_options=options, cluster="tcp://sched:8786")
     return path, prod_root
 
@@ -114,3 +114,37 @@ def test_contexts_commands(two_contexts, om_script, tmp_path):
     assert out.returncode == 1 and "no context 'qa'" in out.stderr
     out = run("--context", "nope", "datasets", "list")
     assert out.returncode == 1 and out.stderr.count("\n") == 1 and "'nope'" in out.stderr
+
+
+def test_adding_a_context_switches_nothing(tmp_path, monkeypatch, om_script):
+    """A newcomer working in the per-user default adds the team's context: their own
+    context stays the default (nothing vanishes from `om models list`) until --default, and
+    --remote makes `om push` / `om pull` work with no further option."""
+    home = tmp_path / "home"
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(home / ".config"))
+    for name in ("OMFS_CONFIG", "OMFS_CONTEXT", "OMFS_ROOT"):
+        monkeypatch.delenv(name, raising=False)
+    env = dict(os.environ)
+
+    def run(*args, code=0):
+        out = subprocess.run([om_script, *args], capture_output=True, text=True, env=env)
+        assert out.returncode == code, (args, out.stderr)
+        return out
+
+    mine = omfs.setup(home / ".omfs")
+    mine.models.put({"w": 1}, "churn")
+    assert run("models", "list").stdout.split() == ["churn"]
+    out = run("contexts", "add", "team", "--root", str(tmp_path / "team"))
+    assert "use it with --context team" in out.stderr
+    assert run("models", "list").stdout.split() == ["churn"], "still the user's own context"
+    out = run("push", code=2)
+    assert "no remote context" in out.stderr
+    out = run("contexts", "add", "team", "--root", str(tmp_path / "team"), "--remote")
+    assert "as the remote" in out.stderr
+    rows = json.loads(run("--json", "contexts", "list").stdout)
+    assert [(r["name"], r["default"], r["remote"]) for r in rows] == [("team", "", "*")]
+    run("push")
+    assert omfs.setup(context="team").models.list() == ["churn"]
+    run("contexts", "add", "team", "--root", str(tmp_path / "team"), "--default")
+    assert config.resolve().context == "team"

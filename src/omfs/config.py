@@ -118,12 +118,13 @@ def _read_config() -> dict[str, Any]:
 
 
 def contexts() -> dict[str, dict[str, Any]]:
-    """The named contexts of the config file (``{}`` without one), and which is default:
-    ``{name: {"root", "bucket", "cluster", "storage_options", "default": bool}}``."""
+    """The named contexts of the config file (``{}`` without one), and which is the default
+    and which the remote: ``{name: {"root", "bucket", "cluster", "storage_options",
+    "default": bool, "remote": bool}}``."""
     conf = _read_config()
-    default = conf.get("default")
+    default, remote = conf.get("default"), conf.get("remote")
     return {
-        name: {**ctx, "default": name == default}
+        name: {**ctx, "default": name == default, "remote": name == remote}
         for name, ctx in sorted(conf.get("contexts", {}).items())
     }
 
@@ -164,8 +165,14 @@ def add_context(
     cluster: str | None = None,
     storage_options: dict[str, Any] | None = None,
     default: bool = False,
+    remote: bool = False,
 ) -> Path:
-    """Add (or replace) context ``name`` in the config file; returns the file's path."""
+    """Add (or replace) context ``name`` in the config file; returns the file's path.
+
+    Adding a context changes nothing else: it becomes the default context only with
+    ``default=True`` (as ``git remote add`` does not switch branches, a new ``team`` entry
+    does not move the work of ``~/.omfs`` out of sight), and the remote of ``om push`` /
+    ``om pull`` with ``remote=True``."""
     name = _check_context_name(name)
     conf = _read_config() if config_path().exists() else {}
     entry: dict[str, Any] = {"root": root}
@@ -176,8 +183,10 @@ def add_context(
     if storage_options:
         entry["storage_options"] = storage_options
     conf.setdefault("contexts", {})[name] = entry
-    if default or "default" not in conf:
+    if default:
         conf["default"] = name
+    if remote:
+        conf["remote"] = name
     return _write_config(conf)
 
 

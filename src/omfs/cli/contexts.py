@@ -19,7 +19,8 @@ app = typer.Typer(
 
 @app.command("list")
 def list_() -> None:
-    """List the named contexts: name, root, bucket, cluster, and which is the default."""
+    """List the named contexts: name, root, bucket, cluster, and which is the default and
+    which the remote of push and pull."""
     from omfs import config
 
     rows = [
@@ -29,12 +30,13 @@ def list_() -> None:
             "bucket": ctx.get("bucket"),
             "cluster": ctx.get("cluster"),
             "default": "*" if ctx["default"] else "",
+            "remote": "*" if ctx["remote"] else "",
         }
         for name, ctx in config.contexts().items()
     ]
     emit_table(
         rows,
-        ["name", "root", "bucket", "cluster", "default"],
+        ["name", "root", "bucket", "cluster", "default", "remote"],
         empty=f"no named contexts in {config.config_path()}; 'om contexts add' adds one",
     )
 
@@ -49,9 +51,15 @@ def add(
         list[str] | None,
         typer.Option("--storage-option", help="KEY=VALUE (repeatable; dotted keys nest)"),
     ] = None,
-    default: Annotated[bool, typer.Option("--default", help="make it the default")] = False,
+    default: Annotated[
+        bool, typer.Option("--default", help="make it the default context of omfs and om")
+    ] = False,
+    remote: Annotated[
+        bool, typer.Option("--remote", help="make it the remote of om push and om pull")
+    ] = False,
 ) -> None:
-    """Add (or replace) a named context in the config file."""
+    """Add (or replace) a named context in the config file. It becomes the default only with
+    --default; until then `om --context NAME` (or OMFS_CONTEXT) selects it."""
     from omfs import config
 
     options: dict = {}
@@ -69,9 +77,20 @@ def add(
             target = target.setdefault(part, {})
         target[last] = parsed
     path = config.add_context(
-        name, root, bucket=bucket, cluster=cluster, storage_options=options, default=default
+        name,
+        root,
+        bucket=bucket,
+        cluster=cluster,
+        storage_options=options,
+        default=default,
+        remote=remote,
     )
-    print(f"om: context {name!r} saved in {path}", file=sys.stderr)
+    roles = [r for r, on in (("the default", default), ("the remote", remote)) if on]
+    print(
+        f"om: context {name!r} saved in {path}"
+        + (f" as {' and '.join(roles)}" if roles else f"; use it with --context {name}"),
+        file=sys.stderr,
+    )
 
 
 @app.command()
