@@ -85,6 +85,8 @@ def test_buckets(om, tmp_path):
     [
         (["datasets", "get", "nope", "out.csv"], "Dataset 'nope' does not exist in bucket 'omega'"),
         (["datasets", "put", "missing.csv", "x"], "No such file"),
+        (["datasets", "put", "/dev/null", "x"], "'/dev/null' is not a regular file"),
+        (["models", "put", "/", "m"], "'/' is a folder: give the path of a file in it"),
         (["datasets", "drop", "nope"], "does not exist"),
         (["--bucket", "a/b", "datasets", "list"], "Invalid bucket name"),
     ],

@@ -9,6 +9,7 @@ import sys
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Annotated, Any
 
 import typer
@@ -165,6 +166,17 @@ def fail(message: str, code: int = 1) -> None:
     else:
         print(f"om: error: {message}", file=sys.stderr)
     raise SystemExit(code)
+
+
+def require_file(path: Path) -> None:
+    """Fail with a line that says what ``path`` is, unless it is a regular file to read."""
+    if path.is_file():
+        return
+    if path.is_dir():
+        fail(f"{str(path)!r} is a folder: give the path of a file in it")
+    if path.exists():
+        fail(f"{str(path)!r} is not a regular file (a device or pipe): save it to a file first")
+    fail(f"No such file: {str(path)!r}")
 
 
 def hoist_global_options(command: Any, args: list[str]) -> list[str]:

@@ -29,6 +29,7 @@ from omfs.cli._common import (
     progress_bar,
     promote_command,
     report_written,
+    require_file,
     state,
 )
 from omfs.cli._versions import add_commands
@@ -153,8 +154,7 @@ def put(
         file = _spool_stdin(f".{fmt or ('bin' if raw else 'csv')}")
     else:
         file = Path(path)
-        if not file.is_file():
-            fail(f"No such file: {path!r}")
+        require_file(file)
     om = state.omega()
     attributes = parse_attributes(attr, as_json=attr_json)
     size = file.stat().st_size

@@ -27,6 +27,7 @@ from omfs.cli._common import (
     progress_bar,
     promote_command,
     report_written,
+    require_file,
     state,
 )
 from omfs.cli._versions import add_commands
@@ -76,8 +77,7 @@ def put(
     """Store a model saved with joblib as a new version."""
     from omfs.models.store import describe_kind, is_estimator, load_model_file
 
-    if not file.is_file():
-        fail(f"No such file: {str(file)!r}")
+    require_file(file)
     model = load_model_file(file)
     meta = state.omega().models.put(
         model, name, attributes=parse_attributes(attr, as_json=attr_json), tag=tag
