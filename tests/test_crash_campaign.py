@@ -164,8 +164,7 @@ def test_crash_import(backend, tmp_path, request, monkeypatch):
         now = omfs_crash.snapshot(om)
         for key in set(before) | set(after) | set(now):  # objects import one at a time
             assert now.get(key) in (before.get(key), after.get(key)), (point, key)
-        rerun = run_child(root, target.options, "import", "run")
-        assert rerun.returncode == 0, (point, rerun.stderr)
+        omfs.import_(os.environ["OMFS_CRASH_BUNDLE"], om)  # the re-run completes
         assert omfs_crash.snapshot(om) == after, point
         assert fsck(om) == [], point
         assert [k for k, _, _ in om.storage.inventory(STAGING)] == [], point
