@@ -246,7 +246,7 @@ def test_bundles_move_history_and_are_verified(tmp_path, om_script):
         k: v for k, v in tree(laptop).items() if "/sales" in k or "/model" in k or "_index" in k
     }
     assert omfs.import_(bundle, airgapped)["copied"] == 0
-    # a damaged bundle is refused before anything is written
+    # a damaged member: its object is refused (and nothing of it written), the rest imported
     damaged = tmp_path / "damaged.tar"
     with tarfile.open(bundle) as src, tarfile.open(damaged, "w") as dst:
         for member in src.getmembers():
@@ -257,7 +257,8 @@ def test_bundles_move_history_and_are_verified(tmp_path, om_script):
     fresh = omfs.setup(tmp_path / "fresh")
     with pytest.raises(IntegrityError, match="does not match its sha256"):
         omfs.import_(damaged, fresh)
-    assert not (tmp_path / "fresh").exists()
+    assert not fresh.datasets.exists("sales") and fresh.models.exists("model")
+    assert not (tmp_path / "fresh" / "omega" / "datasets").exists()
     # a member outside the omfs layout (a path escaping the root) is refused
     hostile = tmp_path / "hostile.tar"
     with tarfile.open(bundle) as src, tarfile.open(hostile, "w") as dst:
@@ -267,7 +268,7 @@ def test_bundles_move_history_and_are_verified(tmp_path, om_script):
         evil.size = 1
         dst.addfile(evil, io.BytesIO(b"x"))
     with pytest.raises(IntegrityError, match="not an omfs file"):
-        omfs.import_(hostile, fresh)
+        omfs.import_(hostile, omfs.setup(tmp_path / "fresh2"))
     assert not (tmp_path / "evil.txt").exists()
     # and from the CLI
     out = subprocess.run(

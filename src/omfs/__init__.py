@@ -71,15 +71,15 @@ def sync(source: Any, target: Any, **kwargs: Any) -> dict[str, Any]:
 
 
 def export(source: Any, names: Any, path: Any) -> dict[str, Any]:
-    """Write objects with their history to a tar bundle: see :func:`omfs.replication.export`."""
-    from omfs.replication import export as _export
+    """Write objects with their history to a tar bundle: see :func:`omfs.bundle.export`."""
+    from omfs.bundle import export as _export
 
     return _export(source, names, path)
 
 
 def import_(path: Any, target: Any, **kwargs: Any) -> dict[str, Any]:
-    """Import a bundle into a context: see :func:`omfs.replication.import_`."""
-    from omfs.replication import import_ as _import
+    """Import a bundle into a context: see :func:`omfs.bundle.import_`."""
+    from omfs.bundle import import_ as _import
 
     return _import(path, target, **kwargs)
 

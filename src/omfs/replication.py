@@ -34,7 +34,7 @@ from omfs._log import CHECKPOINT_INTERVAL, is_payload_file
 from omfs._names import check_bucket, check_name
 from omfs.errors import InvalidNameError, OmfsError
 
-__all__ = ["SyncError", "export", "import_", "sync"]
+__all__ = ["SyncError", "sync"]
 
 _COMMIT = re.compile(r"(\d{20})\.json")
 _CHECKPOINT = re.compile(r"(\d{20})\.checkpoint\.json")
@@ -394,171 +394,10 @@ def _rebase(
     return row
 
 
-# -- bundles: the same replication through a tar file, for air-gapped moves -------------------
-_MANIFEST = "omfs-bundle.json"
-_BUNDLE_FORMAT = 1
+# -- bundles moved to omfs.bundle; the old names still work -------------------------------
+def __getattr__(name: str) -> Any:
+    if name in ("export", "import_"):
+        from omfs import bundle
 
-
-def _objects_of(source: Any, names: Sequence[str]) -> list[tuple[Any, str, str]]:
-    """``(storage, bucket, store/name)`` of each name: ``NAME`` (a dataset or model of the
-    context's bucket), ``datasets/NAME`` or ``models/NAME``; a store takes plain names."""
-    from omfs._store import VersionedStore
-    from omfs.context import Omega
-    from omfs.errors import NotFoundError
-
-    out = []
-    for spec in names:
-        if isinstance(source, VersionedStore):
-            stores = [source]
-            name = spec
-        elif isinstance(source, Omega):
-            kind, _, rest = spec.partition("/")
-            if kind in _STORES and rest:
-                stores, name = [getattr(source, kind)], rest
-            else:
-                stores, name = [source.datasets, source.models], spec
-        else:
-            raise SyncError(f"export takes a context or a store, got {source!r}")
-        found = [s for s in stores if s.exists(name)]
-        if not found:
-            raise NotFoundError(
-                f"Cannot export {spec!r}: no dataset or model of that name in bucket "
-                f"{stores[0].bucket!r} of {stores[0].storage.url!r}"
-            )
-        if len(found) > 1:
-            raise SyncError(
-                f"{spec!r} is both a dataset and a model: say datasets/{spec} or models/{spec}"
-            )
-        out.append((found[0].storage, found[0].bucket, f"{found[0].kind}/{check_name(name)}"))
-    return out
-
-
-def export(source: Any, names: Sequence[str], path: Any) -> dict[str, Any]:
-    """Write the named objects (logs and payloads, whole history) to a tar file at
-    ``path``, with a manifest of every file's size and sha256. Returns the manifest."""
-    import hashlib
-    import io
-    import os
-    import tarfile
-
-    from omfs._storage import unique_name
-
-    objects = _objects_of(source, names)
-    where = os.fspath(path)
-    tmp = os.path.join(os.path.dirname(os.path.abspath(where)), f".{unique_name('.tar')}")
-    files = []
-    try:
-        with tarfile.open(tmp, "w") as tar:
-            for storage, bucket, obj in objects:
-                store, name = obj.split("/", 1)
-                keys = [
-                    key
-                    for key, _, _ in storage.inventory(f"{bucket}/{obj}")
-                    if key.split("/")[-2] in ("_log", "_data")
-                    and not key.rsplit("/", 1)[-1].startswith(".")
-                ]
-                keys.append(f"{bucket}/{store}/_index/{name.replace('/', '~')}")
-                for key in sorted(keys):
-                    data = storage.read_bytes(key)
-                    info = tarfile.TarInfo(key)
-                    info.size = len(data)
-                    tar.addfile(info, io.BytesIO(data))
-                    digest = hashlib.sha256(data).hexdigest()
-                    files.append({"path": key, "size": len(data), "sha256": digest})
-            manifest = {
-                "format": _BUNDLE_FORMAT,
-                "objects": [f"{bucket}/{obj}" for _, bucket, obj in objects],
-                "files": files,
-            }
-            body = json_bytes(manifest)
-            info = tarfile.TarInfo(_MANIFEST)
-            info.size = len(body)
-            tar.addfile(info, io.BytesIO(body))
-        os.replace(tmp, where)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-    return manifest
-
-
-def json_bytes(doc: Any) -> bytes:
-    import json
-
-    return json.dumps(doc, indent=1).encode()
-
-
-def import_(path: Any, target: Any, *, dry_run: bool = False) -> dict[str, Any]:
-    """Import a bundle written by :func:`export` into ``target`` (a context or a context
-    name) with the rules of :func:`sync`: history kept, divergence reported and left alone.
-    Every file is checked against the manifest (name pattern, size, sha256) before anything
-    reaches the target."""
-    import hashlib
-    import json
-    import os
-    import tarfile
-    import tempfile
-
-    from omfs.context import setup
-    from omfs.errors import IntegrityError
-
-    where = os.fspath(path)
-    with tarfile.open(where, "r") as tar, tempfile.TemporaryDirectory(prefix="omfs-import-") as d:
-        try:
-            manifest = json.loads(tar.extractfile(_MANIFEST).read())  # type: ignore[union-attr]
-            files = {f["path"]: f for f in manifest["files"]}
-            objects = list(manifest["objects"])
-        except (KeyError, ValueError, TypeError, AttributeError):
-            raise IntegrityError(f"{where} is not an omfs bundle (no valid {_MANIFEST})") from None
-        buckets: set[str] = set()
-        for member in tar.getmembers():
-            if member.name == _MANIFEST:
-                continue
-            entry = files.get(member.name)
-            if entry is None or not member.isfile() or not _bundle_path_ok(member.name):
-                raise IntegrityError(
-                    f"{where}: the member {member.name!r} is not an omfs file of the manifest; "
-                    "nothing was imported"
-                )
-            data = tar.extractfile(member).read()  # type: ignore[union-attr]
-            if len(data) != entry["size"] or hashlib.sha256(data).hexdigest() != entry["sha256"]:
-                raise IntegrityError(
-                    f"{where}: {member.name} does not match its sha256 in the manifest (the "
-                    "bundle is damaged); nothing was imported"
-                )
-            out = os.path.join(d, *member.name.split("/"))
-            os.makedirs(os.path.dirname(out), exist_ok=True)
-            with open(out, "wb") as f:
-                f.write(data)
-            buckets.add(member.name.split("/", 1)[0])
-        missing = set(files) - {m.name for m in tar.getmembers()}
-        if missing:
-            raise IntegrityError(
-                f"{where}: files of the manifest are missing: {sorted(missing)[:3]}"
-            )
-        staged = setup(d)
-        names = sorted({o.split("/", 2)[2] for o in objects})
-        return sync(staged, target, buckets=sorted(buckets), names=names, dry_run=dry_run)
-
-
-def _bundle_path_ok(path: str) -> bool:
-    """``bucket/store/name.../_log|_data/file`` or ``bucket/store/_index/name``."""
-    parts = path.split("/")
-    if len(parts) < 4 or parts[1] not in _STORES:
-        return False
-    try:
-        check_bucket(parts[0])
-    except InvalidNameError:
-        return False
-    if parts[2] == "_index":
-        return len(parts) == 4 and _valid_name(parts[3].replace("~", "/"))
-    if len(parts) < 5 or not _valid_name("/".join(parts[2:-2])):
-        return False
-    folder, filename = parts[-2], parts[-1]
-    if folder == "_data":
-        return is_payload_file(filename) or _is_sidecar(filename)
-    return folder == "_log" and bool(
-        _COMMIT.fullmatch(filename)
-        or _CHECKPOINT.fullmatch(filename)
-        or _SCHEMA.fullmatch(filename)
-        or filename == "_last.json"
-    )
+        return getattr(bundle, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

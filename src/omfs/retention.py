@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from omfs._log import CHECKPOINT_INTERVAL, State
 from omfs._store import VersionedStore, parse_duration
+from omfs.bundle import clean_staging
 from omfs.errors import IntegrityError
 
 if TYPE_CHECKING:
@@ -49,6 +50,7 @@ def collect_garbage(
         for store_files in _by_store(omega, found):
             store, keys = store_files
             store.storage.delete(keys)
+        clean_staging(omega.storage, older_than=cutoff)  # what killed imports left
     return {
         "files": found,
         "bytes": sum(f["bytes"] for f in found),

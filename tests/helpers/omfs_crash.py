@@ -73,6 +73,12 @@ OPS: dict[str, Callable[[Any], Any]] = {
     "gc": lambda om: om.gc(grace=0),
 }
 
+#: Operations that read their input from the environment (not run by the generic campaign):
+#: ``import`` imports the bundle named by OMFS_CRASH_BUNDLE (see test_crash_import).
+INPUT_OPS: dict[str, Callable[[Any], Any]] = {
+    "import": lambda om: omfs.import_(os.environ["OMFS_CRASH_BUNDLE"], om),
+}
+
 _WRITES = ("create", "write_bytes", "delete", "delete_tree", "copy")
 
 
@@ -112,7 +118,7 @@ def child(root: str, options: str, op: str, mode: str) -> None:
     om = omfs.setup(root, storage_options=json.loads(options))
     if mode == "timed":
         print("go", flush=True)
-    OPS[op](om)
+    {**OPS, **INPUT_OPS}[op](om)
     if mode == "count":
         print(calls[0], flush=True)
 

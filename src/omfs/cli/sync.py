@@ -7,9 +7,11 @@ from typing import Annotated, Any
 import typer
 
 from omfs.cli._common import (
+    CreateBucket,
     emit_table,
     emit_value,
     fail,
+    one_line,
     progress_bar,
     shows_progress,
     state,
@@ -157,22 +159,39 @@ def import_(
         str | None, typer.Option("--to-context", help="target context (default: this one)")
     ] = None,
     dry_run: DryRun = False,
+    create_bucket: CreateBucket = False,
 ) -> None:
-    """Import a bundle: history kept, diverged objects reported and left unchanged."""
+    """Import a bundle: history kept, diverged objects reported and left unchanged.
+
+    With --bucket every object goes into that bucket; without it each keeps the bucket it
+    was exported from."""
     import omfs
+    from omfs.errors import IntegrityError
 
     target = to_context if to_context is not None else state.omega()
-    report = omfs.import_(bundle, target, dry_run=dry_run)
-    if state.as_json:
-        emit_value(report)
-    else:
-        emit_table(
-            [
-                {"object": f"{r['bucket']}/{r['store']}/{r['name']}", "action": r["action"]}
-                for r in report["objects"]
-            ],
-            ["object", "action"],
-        )
+    options = {"bucket": state.bucket, "create_bucket": create_bucket, "dry_run": dry_run}
+    try:
+        report = omfs.import_(bundle, target, **options)
+    except IntegrityError as exc:
+        report = getattr(exc, "report", None)
+        if report is None:
+            raise
+        _import_table(report)
+        fail(one_line(exc))
+    _import_table(report)
     diverged = [r for r in report["objects"] if r["action"] == "diverged"]
     if diverged:
         fail(f"{len(diverged)} object(s) diverged and were left unchanged")
+
+
+def _import_table(report: dict[str, Any]) -> None:
+    if state.as_json:
+        emit_value(report)
+        return
+    emit_table(
+        [
+            {"object": f"{r['bucket']}/{r['store']}/{r['name']}", "action": r["action"]}
+            for r in report["objects"]
+        ],
+        ["object", "action"],
+    )
