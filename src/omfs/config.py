@@ -167,16 +167,20 @@ def remote() -> str | None:
     return value if isinstance(value, str) else None
 
 
+#: what a context name may be, as the messages say it
+_CONTEXT_RULE = (
+    "not a simple name: use up to 64 ASCII letters, digits, '_', '-' and '.', starting "
+    "with a letter or digit (e.g. prod, team-eu)"
+)
+
+
 def _bad_context_name(name: object) -> str:
-    return (
-        f"the context name {name!r} is not a simple name: use up to 64 ASCII letters, digits, "
-        "'_', '-' and '.', starting with a letter or digit (e.g. prod, team-eu)"
-    )
+    return f"the context name {name!r} is {_CONTEXT_RULE}"
 
 
 def _check_context_name(name: object) -> str:
     if not isinstance(name, str) or not _CONTEXT_NAME.fullmatch(name):
-        raise ConfigError(f"Invalid context: {_bad_context_name(name)}")
+        raise ConfigError(f"Invalid context name {name!r}: {_CONTEXT_RULE}")
     return name
 
 
