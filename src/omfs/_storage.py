@@ -34,6 +34,7 @@ __all__ = [
     "PUBLIC_OPTION_KEYS",
     "Storage",
     "connection_problem",
+    "credentials_hint",
     "public_options",
     "unique_name",
 ]
@@ -163,7 +164,7 @@ _NO_CREDENTIALS = {
 _HTTP_ERRORS = {"HttpResponseError", "HttpError"}
 
 
-def _credentials_hint(url: str) -> str:
+def credentials_hint(url: str) -> str:
     """Where the credentials of ``url``'s object store come from."""
     protocol = url.split("://", 1)[0]
     if protocol in _GCS:
@@ -193,7 +194,7 @@ def _storage_error(exc: BaseException, url: str) -> OmfsError | None:
         # Azure answers a wrong key with 403 AuthorizationFailure, GCS a bad token with 401
         return StorageAccessError(
             f"No usable credentials for {url} ({cause}). Set them in the environment "
-            f"({_credentials_hint(url)}) or in the context's storage_options."
+            f"({credentials_hint(url)}) or in the context's storage_options."
         )
     if isinstance(exc, PermissionError) or (type(exc) is OSError and first.startswith("Forbidden")):
         # gcsfs raises a plain OSError("Forbidden: ...") for a 403
@@ -258,6 +259,8 @@ def _place_local(
     folder, base = os.path.split(path)
     os.makedirs(folder, exist_ok=True)
     tmp = os.path.join(folder, f".{base}.{unique_name('.tmp')}")
+    if len(os.path.basename(tmp).encode()) > 255:  # a long name's index marker
+        tmp = os.path.join(folder, f".{unique_name('.tmp')}")
     try:
         with open(tmp, "wb") as f:
             f.write(data)

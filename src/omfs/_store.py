@@ -25,13 +25,21 @@ import fnmatch
 import random
 import re
 import time
+import unicodedata
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from omfs import _log
 from omfs._log import Commit, ObjectLog, State, TagMove, VersionRecord
-from omfs._names import check_bucket, check_name, check_tag, split_selector
+from omfs._names import (
+    check_bucket,
+    check_name,
+    check_new_name,
+    check_tag,
+    look_alike,
+    split_selector,
+)
 from omfs._storage import Storage
 from omfs.errors import (
     CommitConflictError,
@@ -705,20 +713,32 @@ class VersionedStore:
         if state.exists and not self._listed(name):
             state = self._finish_interrupted_drop(name, state, full=False)
         if not state.exists:
-            self._check_case(name)
+            self._check_new_name(name)
         return state
 
-    def _check_case(self, name: str) -> None:
-        """Refuse a new name that differs from an existing one only in case: on a
-        case-insensitive disk (macOS, Windows) the two would be one folder."""
-        folded = name.casefold()
-        for other in self._names():
-            if other != name and other.casefold() == folded:
-                raise InvalidNameError(
-                    f"Cannot create {self.noun.lower()} {name!r}: {other!r} exists in bucket "
-                    f"{self.bucket!r}, and names that differ only in case would collide on "
-                    f"case-insensitive disks. Use {other!r}, or another name."
-                )
+    def _check_new_name(self, name: str) -> None:
+        """Refuse a new name that Windows reserves, or that looks like an existing one: on a
+        case-insensitive disk (macOS, Windows) ``Sales`` and ``sales`` would be one folder,
+        and ``sales`` read with a Cyrillic a (U+0430) or in fullwidth letters is ``sales``
+        to a person. Costs the one listing of the index that the case check always took."""
+        check_new_name(name, f"{self.noun.lower()} name")
+        other = look_alike(name, self._names())
+        if other is None:
+            return
+        where = f"{other!r} exists in bucket {self.bucket!r}"
+        if other.casefold() == name.casefold():
+            why = "names that differ only in case would collide on case-insensitive disks"
+        else:
+            odd = [
+                f"{c!r} is {unicodedata.name(c, f'U+{ord(c):04X}')}"
+                for c in dict.fromkeys(name + other)
+                if not c.isascii()
+            ]
+            why = f"the two look alike ({', '.join(odd) or 'same letters'})"
+        raise InvalidNameError(
+            f"Cannot create {self.noun.lower()} {name!r}: {where}, and {why}. Use {other!r}, "
+            "or a name that reads differently."
+        )
 
     def _conflict(self, name: str, version: int) -> CommitConflictError:
         return CommitConflictError(

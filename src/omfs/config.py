@@ -18,18 +18,23 @@ A file of the first release (top-level ``root``, ``bucket``, ``cluster`` and
 ``[storage_options]``) still works: it is the context used when no named one is chosen.
 
 ``$OMFS_STORAGE_OPTIONS`` (a JSON object) gives storage options from the environment.
-Credentials belong in the environment the storage library reads (``AWS_ACCESS_KEY_ID`` ...).
+Credentials belong in the environment the storage library reads (``AWS_ACCESS_KEY_ID`` ...)
+or its own credentials file (an AWS profile); storage options kept in the config file are
+plain text, so omfs writes the file with mode 0600 (its folder, when omfs creates it, 0700).
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import re
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from omfs._nesting import TooDeepError, depth_problem, parse_bounded
 from omfs.errors import ConfigError
 
 __all__ = [
@@ -42,6 +47,7 @@ __all__ = [
     "remote",
     "remove_context",
     "resolve",
+    "secret_options",
 ]
 
 DEFAULT_BUCKET = "omega"
@@ -62,6 +68,8 @@ def default_root() -> str:
 
 _CONTEXT_KEYS = {"root", "bucket", "cluster", "storage_options"}
 _TOP_KEYS = _CONTEXT_KEYS | {"default", "remote", "contexts"}
+#: a context name: short, ASCII, identifier-like (it is typed after --context)
+_CONTEXT_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
 
 
 @dataclass(frozen=True)
@@ -86,7 +94,9 @@ def _read_config() -> dict[str, Any]:
             ) from None
         return {}
     try:
-        data = tomllib.loads(text)
+        data = parse_bounded(tomllib.loads, text)
+    except TooDeepError as exc:
+        raise ConfigError(f"The config file {str(path)!r} cannot be used: {exc}.") from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"The config file {str(path)!r} is not valid TOML: {exc}") from None
     unknown = set(data) - _TOP_KEYS
@@ -98,7 +108,10 @@ def _read_config() -> dict[str, Any]:
     named = data.get("contexts", {})
     if not isinstance(named, dict):
         raise ConfigError(f"In {str(path)!r}, 'contexts' must be a table of [contexts.NAME]")
+    _check_settings(path, "the top level", data)
     for name, ctx in named.items():
+        if not _CONTEXT_NAME.fullmatch(name):
+            raise ConfigError(f"In {str(path)!r}, {_bad_context_name(name)}")
         if not isinstance(ctx, dict) or not isinstance(ctx.get("root"), str):
             raise ConfigError(
                 f'In {str(path)!r}, [contexts.{name}] needs a root, e.g. root = "~/omfs-dev"'
@@ -109,12 +122,31 @@ def _read_config() -> dict[str, Any]:
                 f"In {str(path)!r}, [contexts.{name}] has unknown keys {sorted(extra)}; allowed "
                 "are root, bucket, cluster and storage_options."
             )
+        _check_settings(path, f"[contexts.{name}]", ctx)
     for key in ("default", "remote"):
         if key in data and data[key] not in named:
             raise ConfigError(
                 f"In {str(path)!r}, {key} = {data[key]!r} names no context; known: {sorted(named)}"
             )
     return data
+
+
+def _check_settings(path: Path, where: str, table: dict[str, Any]) -> None:
+    """Refuse settings of the wrong type, naming the table and the key (a string
+    ``storage_options`` would otherwise fail deep inside the storage library)."""
+    for key in ("root", "bucket", "cluster"):
+        if key in table and not isinstance(table[key], str):
+            raise ConfigError(
+                f'In {str(path)!r}, {where} {key} must be a string, e.g. {key} = "..."; got '
+                f"{type(table[key]).__name__} {table[key]!r}"
+            )
+    options = table.get("storage_options")
+    if options is not None and not isinstance(options, dict):
+        raise ConfigError(
+            f"In {str(path)!r}, {where} storage_options must be a table, e.g. storage_options "
+            f"= {{ anon = true }} or [contexts.NAME.storage_options]; got "
+            f"{type(options).__name__} {options!r}"
+        )
 
 
 def contexts() -> dict[str, dict[str, Any]]:
@@ -135,25 +167,64 @@ def remote() -> str | None:
     return value if isinstance(value, str) else None
 
 
-def _check_context_name(name: str) -> str:
-    from omfs._names import check_bucket
+#: what a context name may be, as the messages say it
+_CONTEXT_RULE = (
+    "not a simple name: use up to 64 ASCII letters, digits, '_', '-' and '.', starting "
+    "with a letter or digit (e.g. prod, team-eu)"
+)
 
-    try:
-        return check_bucket(name)
-    except ValueError:
-        raise ConfigError(
-            f"Invalid context name {name!r}: use letters, digits, '_', '-' and '.'"
-        ) from None
+
+def _bad_context_name(name: object) -> str:
+    return f"the context name {name!r} is {_CONTEXT_RULE}"
+
+
+def _check_context_name(name: object) -> str:
+    if not isinstance(name, str) or not _CONTEXT_NAME.fullmatch(name):
+        raise ConfigError(f"Invalid context name {name!r}: {_CONTEXT_RULE}")
+    return name
+
+
+def secret_options(options: dict[str, Any]) -> list[str]:
+    """The (dotted) keys of ``options`` that may hold credentials: every key outside the
+    allow-list of options known to be safe to show (``key``, ``secret``, ``token``,
+    ``password``, ``sas_token``, ``connection_string`` ...)."""
+    from omfs._storage import public_options
+
+    def walk(given: dict[str, Any], public: dict[str, Any], prefix: str) -> list[str]:
+        found = []
+        for key, value in given.items():
+            if key not in public:
+                found.append(prefix + key)
+            elif isinstance(value, dict):
+                found += walk(value, public[key], f"{prefix}{key}.")
+        return found
+
+    return walk(options, public_options(options), "")
 
 
 def _write_config(data: dict[str, Any]) -> Path:
+    """Replace the config file whole, readable by its owner only (0600; a folder that omfs
+    creates for it, 0700): it may hold storage credentials. The mode is set on a fresh
+    temporary file before it is renamed into place, so no reader ever sees it wider."""
     import tomli_w
 
     path = config_path()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(tomli_w.dumps(data), encoding="utf-8")
-    os.replace(tmp, path)  # whole or not at all
+    if not path.parent.exists():
+        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    text = tomli_w.dumps(data).encode("utf-8")
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{os.urandom(4).hex()}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            if hasattr(os, "fchmod"):  # POSIX
+                os.fchmod(f.fileno(), 0o600)  # whatever the umask
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)  # whole or not at all
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
     return path
 
 
@@ -174,6 +245,9 @@ def add_context(
     does not move the work of ``~/.omfs`` out of sight), and the remote of ``om push`` /
     ``om pull`` with ``remote=True``."""
     name = _check_context_name(name)
+    problem = depth_problem(storage_options or {})
+    if problem:
+        raise ConfigError(f"Cannot save the storage options of context {name!r}: {problem}.")
     conf = _read_config() if config_path().exists() else {}
     entry: dict[str, Any] = {"root": root}
     if bucket:
@@ -258,7 +332,9 @@ def resolve(
         sources["storage_options"] = "argument"
     elif env.get("OMFS_STORAGE_OPTIONS"):
         try:
-            options = json.loads(env["OMFS_STORAGE_OPTIONS"])
+            options = parse_bounded(json.loads, env["OMFS_STORAGE_OPTIONS"])
+        except TooDeepError as exc:
+            raise ConfigError(f"$OMFS_STORAGE_OPTIONS cannot be used: {exc}") from None
         except ValueError as exc:
             raise ConfigError(f"$OMFS_STORAGE_OPTIONS is not valid JSON: {exc}") from None
         if not isinstance(options, dict):

@@ -13,6 +13,7 @@ __all__ = [
     "ConfigError",
     "FormatError",
     "IntegrityError",
+    "InvalidFilterError",
     "InvalidModelError",
     "InvalidNameError",
     "NotFoundError",
@@ -40,6 +41,11 @@ class NotFoundError(OmfsError, FileNotFoundError):
 
 class InvalidNameError(OmfsError, ValueError):
     """A name that omfs refuses, because it is malformed or could escape its bucket."""
+
+
+class InvalidFilterError(OmfsError, ValueError):
+    """A row filter that names no column of the dataset, or does not apply to its type
+    (``contains`` on a number, a date compared with text that is no date)."""
 
 
 class SchemaMismatchError(OmfsError, ValueError):

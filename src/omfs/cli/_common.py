@@ -14,6 +14,8 @@ from typing import Annotated, Any
 
 import typer
 
+from omfs._nesting import TooDeepError, parse_bounded
+
 __all__ = ["State", "emit_table", "emit_value", "parse_attributes", "progress_bar", "state"]
 
 
@@ -257,7 +259,9 @@ def parse_attributes(
             out[key] = value
             continue
         try:
-            out[key] = json.loads(value)
+            out[key] = parse_bounded(json.loads, value)
+        except TooDeepError as exc:
+            fail(f"{option} {key}=...: the value cannot be stored: {exc}", 2)
         except ValueError:
             fail(
                 f"{option} {item!r}: the value is not JSON (quote strings: "
@@ -324,7 +328,9 @@ def parse_params(items: list[str] | None) -> dict[str, Any]:
         if not sep or not key:
             fail(f"--param takes KEY=VALUE, got {item!r}", 2)
         try:
-            out[key] = json.loads(value)
+            out[key] = parse_bounded(json.loads, value)
+        except TooDeepError as exc:
+            fail(f"--param {key}=...: {exc}", 2)
         except ValueError:
             out[key] = value
     return out

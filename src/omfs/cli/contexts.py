@@ -91,6 +91,24 @@ def add(
         + (f" as {' and '.join(roles)}" if roles else f"; use it with --context {name}"),
         file=sys.stderr,
     )
+    secrets = config.secret_options(options)
+    if secrets:
+        print(_plain_text_note(secrets, path, root), file=sys.stderr)
+
+
+def _plain_text_note(secrets: list[str], path: object, root: str) -> str:
+    """Say, once, that credentials given as storage options sit in the file as plain text,
+    and where else they can live."""
+    from omfs._storage import credentials_hint
+
+    return (
+        f"om: note: {', '.join(map(repr, secrets))} {'is' if len(secrets) == 1 else 'are'} kept "
+        f"as plain "
+        f"text in {path} (readable by you only, mode 0600). Credentials can live outside it: "
+        f"in environment variables or the storage's own credentials file "
+        f"({credentials_hint(root)}; an AWS profile in ~/.aws/credentials is chosen with "
+        "--storage-option profile=NAME)."
+    )
 
 
 @app.command()

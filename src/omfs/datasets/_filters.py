@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from omfs.errors import InvalidFilterError
+
 __all__ = ["OPERATORS", "all_of", "build_filter"]
 
 #: keyword suffix -> what it means; ``a=1`` alone means ``a__eq=1``
@@ -46,7 +48,7 @@ def _coerce(key: str, column: str, value: Any, kind: Any) -> Any:
             return value.lower() in ("true", "1")
         return pa.scalar(value).cast(target)
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError):
-        raise ValueError(
+        raise InvalidFilterError(
             f"Filter {key}={value!r}: column {column!r} is {target}, and {value!r} cannot be "
             f"read as {target}."
         ) from None
@@ -59,21 +61,54 @@ def _keyword_expression(
     floats: frozenset[str] = frozenset(),
     types: dict[str, Any] | None = None,
 ) -> Any:
-    import pyarrow as pa
-    import pyarrow.compute as pc
-
     column, op = key, "eq"
     if "__" in key:
         head, _, tail = key.rpartition("__")
         if tail in OPERATORS and key not in columns:
             column, op = head, tail
     if column not in columns:
-        raise ValueError(
+        raise InvalidFilterError(
             f"Filter {key}={value!r} names the column {column!r}, which the dataset does not "
             f"have. Columns: {columns}. Operators: " + ", ".join(f"__{o}" for o in OPERATORS)
         )
-    field = pc.field(column)
     kind = (types or {}).get(column)
+    expr = _operator_expression(key, column, op, value, kind, floats)
+    _check_applies(expr, key, value, column, op, kind)
+    return expr
+
+
+def _check_applies(expr: Any, key: str, value: Any, column: str, op: str, kind: Any) -> None:
+    """Refuse, naming the operator and the column's type, a filter whose operator has no
+    meaning for that type (``contains`` on an int64 column), by evaluating it on no rows:
+    the read itself would fail later with a bare Arrow 'no kernel' error."""
+    import pyarrow as pa
+
+    if kind is None:
+        return
+    try:
+        pa.table({column: pa.array([], type=kind)}).filter(expr)
+    except (pa.ArrowNotImplementedError, pa.ArrowTypeError, pa.ArrowInvalid):
+        target = kind.value_type if pa.types.is_dictionary(kind) else kind
+        textual = op in ("contains", "startswith", "endswith")
+        advice = (
+            "it applies to string columns (as --where ~= and ^= do); compare numbers and "
+            "dates with eq, lt, gt and the like"
+            if textual
+            else f"compare it with a value of type {target}"
+        )
+        raise InvalidFilterError(
+            f"Filter {key}={value!r}: the operator {op!r} ({OPERATORS[op]}) does not apply "
+            f"to column {column!r}, which is {target}; {advice}."
+        ) from None
+
+
+def _operator_expression(
+    key: str, column: str, op: str, value: Any, kind: Any, floats: frozenset[str]
+) -> Any:
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    field = pc.field(column)
     if op not in ("isnull", "notnull", "contains", "startswith", "endswith"):
         value = _coerce(key, column, value, kind)
     elif kind is not None and pa.types.is_dictionary(kind) and op != "isnull":
@@ -92,14 +127,16 @@ def _keyword_expression(
         return field >= value
     if op in ("in", "nin", "not_in"):
         if isinstance(value, str) or not hasattr(value, "__iter__"):
-            raise ValueError(f"Filter {key}= takes a list of values, got {value!r}")
+            raise InvalidFilterError(f"Filter {key}= takes a list of values, got {value!r}")
         expr = field.isin(list(value))
         return expr if op == "in" else ~expr
     if op == "between":
         try:
             lo, hi = value
         except (TypeError, ValueError):
-            raise ValueError(f"Filter {key}= takes a pair (lo, hi), got {value!r}") from None
+            raise InvalidFilterError(
+                f"Filter {key}= takes a pair (lo, hi), got {value!r}"
+            ) from None
         return (field >= lo) & (field <= hi)
     if op in ("isnull", "notnull"):
         # is_null(nan_is_null=True) would be right, but pyarrow's Parquet row-group
@@ -135,7 +172,7 @@ def build_filter(
             try:
                 parts.append(pq.filters_to_expression(filters))
             except (TypeError, ValueError) as exc:
-                raise ValueError(
+                raise InvalidFilterError(
                     f"Invalid filters {filters!r}: {exc}. Use DNF tuples such as "
                     "[('a', '>', 1)] or [[('a', '>', 1)], [('b', '==', 'x')]]"
                 ) from None
@@ -181,7 +218,7 @@ def keywords_to_dnf(keywords: dict[str, Any], columns: list[str]) -> list[tuple[
         elif op in _DNF_OPS:
             out.append((column, _DNF_OPS[op], list(value) if "in" in op else value))
         else:
-            raise ValueError(
+            raise InvalidFilterError(
                 f"Filter {key}= cannot be pushed into a lazy (Dask) read; use it with "
                 "lazy=False, or filter the Dask DataFrame after reading"
             )

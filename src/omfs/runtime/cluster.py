@@ -90,7 +90,12 @@ class ClusterHandle:
     def _connect(self) -> Any:
         from distributed import Client
 
-        from omfs.runtime.processes import PrivateCluster, background, check_reachable
+        from omfs.runtime.processes import (
+            PrivateCluster,
+            background,
+            check_reachable,
+            check_speaks_dask,
+        )
 
         address = self.spec
         if address is None:
@@ -98,6 +103,7 @@ class ClusterHandle:
             address = running.address if running is not None else None
         if address is not None:
             check_reachable(address)
+            check_speaks_dask(address)
             try:
                 client = Client(address, timeout=os.environ.get("OMFS_CONNECT_TIMEOUT", "10s"))
             except OSError as exc:

@@ -33,6 +33,7 @@ __all__ = [
     "WorkerSpec",
     "background",
     "check_reachable",
+    "check_speaks_dask",
     "gateway",
     "parse_worker_spec",
     "start_background",
@@ -116,6 +117,45 @@ def check_reachable(address: str, timeout: float = 3.0) -> None:
         f"Cannot reach the Dask scheduler at {address}: {cause}. Start it (`om cluster "
         "start`, or `dask scheduler`), or fix --cluster / $OMFS_CLUSTER."
     )
+
+
+def check_speaks_dask(address: str, timeout: float = 3.0) -> None:
+    """Fail at once when the server at a ``tcp://`` ``address`` answers with bytes that do
+    not start a Dask message (an HTTP or SSH server on that port): Dask's client would read
+    them as a frame length and try to allocate exabytes. A Dask scheduler greets every new
+    connection with a short handshake; a server that stays silent is left to the client."""
+    import socket
+    import struct
+
+    if address.split("://", 1)[0] not in ("tcp", address):
+        return  # tls:// and others: their own handshake says it
+    try:
+        with socket.create_connection(_host_port(address), timeout=timeout) as sock:
+            head = _receive(sock, 8)
+            if head is None:
+                return
+            (size,) = struct.unpack("<Q", head)
+            body = _receive(sock, 8) if 16 <= size <= 2**20 else None
+            frames = struct.unpack("<Q", body)[0] if body is not None else 0
+    except OSError:  # silent, or gone: the client says what it finds
+        return
+    if not 1 <= frames <= size // 8:
+        raise ClusterUnavailableError(
+            f"{address} is not a Dask scheduler: it answered {head!r}..., which is not the "
+            "Dask protocol (another server listens on that port?). Fix --cluster / "
+            "$OMFS_CLUSTER, or start a scheduler with `om cluster start`."
+        )
+
+
+def _receive(sock: Any, size: int) -> bytes | None:
+    """Exactly ``size`` bytes from ``sock``, or None when it closes first."""
+    data = b""
+    while len(data) < size:
+        chunk = sock.recv(size - len(data))
+        if not chunk:
+            return None
+        data += chunk
+    return data
 
 
 def _env() -> dict[str, str]:
