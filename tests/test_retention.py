@@ -40,18 +40,18 @@ def test_gc_removes_leftovers_and_keeps_every_live_version(ctx):
     ctx.storage.write_bytes(f"{ctx.bucket}/datasets/_index/ghost", b"")
     before = {n: ctx.datasets.get("d@v" + str(n)) for n in (1, 2, 3)}
     assert ctx.gc(grace="1h")["files"] == []  # all younger than the grace period
-    report = ctx.gc(grace=0, dry_run=True)
+    report = ctx.gc(grace=0, dry_run=True, force=True)
     keys = {f["key"].rsplit("/", 1)[-1] for f in report["files"]}
     assert keys == {f"{'a' * 32}.parquet", f"{'b' * 32}.joblib", "ghost"}
     assert report["bytes"] == 30 and report["dry_run"]
     assert ctx.datasets.list() == ["d", "ghost"]  # a dry run deletes nothing
-    report = ctx.gc(grace=0)
+    report = ctx.gc(grace=0, force=True)
     assert len(report["files"]) == 3
     assert ctx.datasets.list() == ["d"]
     for n, df in before.items():
         pd.testing.assert_frame_equal(ctx.datasets.get(f"d@v{n}"), df)
     assert ctx.models.get("m") == {"m": 2} and ctx.models.get("m@v1") == {"m": 1}
-    assert ctx.gc(grace=0)["files"] == []
+    assert ctx.gc(grace=0, force=True)["files"] == []
     from omfs.maintenance import fsck
 
     assert fsck(ctx) == []
@@ -65,15 +65,16 @@ def test_gc_after_drops_and_prune_frees_their_files(ctx):
     assert len(data_files(ctx, "models", "m")) == 4  # two payloads, each with its sidecar
     ctx.datasets.put(frame(0), "gone")
     ctx.datasets.drop("gone")
-    ctx.gc(grace=0)
+    ctx.gc(grace=0, force=True)
     log = ctx.storage.list_names(f"{ctx.bucket}/datasets/gone/_log")
     assert log == [] or sorted(log) == sorted([f"{2:020d}.json", "_last.json"])
     assert ctx.models.get("m") == {"i": 5}
 
 
 def test_gc_never_hurts_a_writer_in_flight(shared_root):
-    """A writer stopped between writing its part and committing it: gc with a grace period
-    leaves its part alone, and the commit that follows reads back whole."""
+    """A writer stopped between writing its part and committing it: gc leaves its part
+    alone, even with no grace period (the writer holds a lease), lists the object as
+    skipped, and the commit that follows reads back whole."""
     root, options = shared_root
     from omfs_writer import frame as writer_frame
 
@@ -92,8 +93,11 @@ def test_gc_never_hurts_a_writer_in_flight(shared_root):
     assert proc.stdout.readline().strip() == "paused"  # its part is written, not committed
     report = om.gc(grace="1h")
     assert report["files"] == []
-    dry = om.gc(grace=0, dry_run=True)  # without the grace period, it would be collected
-    assert [f["why"] for f in dry["files"]] == ["payload no live version uses"]
+    forced = om.gc(grace=0, force=True)
+    assert forced["files"] == []
+    assert [(s["name"], s["why"]) for s in forced["skipped"]] == [
+        ("events", "a write is in progress (it holds a gc lease)")
+    ]
     proc.stdin.write("go\n")
     proc.stdin.close()
     assert proc.stdout.read().strip() == "committed 1"
@@ -143,7 +147,9 @@ def test_sigkill_during_gc_and_prune_keeps_every_kept_version(tmp_path, operatio
     om.datasets.tag("d@v5", "prod")
     keep = {5, 29, 30}
     expected = {v: om.datasets.get(f"d@v{v}") for v in keep}
-    call = "om.gc(grace=0)" if operation == "gc" else "om.datasets.prune('d', keep_last=2)"
+    call = (
+        "om.gc(grace=0, force=True)" if operation == "gc" else "om.datasets.prune('d', keep_last=2)"
+    )
     for delay in (0.05, 0.15, 0.3, 0.6):
         code = f"import omfs; om = omfs.setup({str(root)!r}); print('go', flush=True); {call}"
         proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
@@ -155,7 +161,7 @@ def test_sigkill_during_gc_and_prune_keeps_every_kept_version(tmp_path, operatio
         for v, df in expected.items():
             pd.testing.assert_frame_equal(om.datasets.get(f"d@v{v}"), df)
     om.datasets.prune("d", keep_last=2)
-    om.gc(grace=0)
+    om.gc(grace=0, force=True)
     for v, df in expected.items():
         pd.testing.assert_frame_equal(om.datasets.get(f"d@v{v}"), df)
     from omfs.maintenance import fsck
@@ -180,11 +186,11 @@ def test_gc_and_prune_from_the_command_line(tmp_path, om_script):
     assert out.returncode == 0 and out.stdout.split() == ["m", "1", "m", "2", "m", "3"]
     out = run("models", "prune", "m")
     assert out.returncode == 2 and "--keep-last" in out.stderr
-    out = run("gc", "--dry-run", "--grace", "0s")
+    out = run("gc", "--dry-run", "--grace", "0s", "--force")
     assert out.returncode == 0 and "would remove 1 file(s), 7 bytes" in out.stderr
-    out = run("gc", "--grace", "0s")
+    out = run("gc", "--grace", "0s", "--force")
     assert "removed 1 file(s), 7 bytes" in out.stderr
-    out = run("gc", "--grace", "0s")
+    out = run("gc", "--grace", "0s", "--force")
     assert "nothing to remove" in out.stderr
     out = run("gc", "--grace", "whenever")
     assert out.returncode == 1 and "Invalid duration 'whenever'" in out.stderr
@@ -202,7 +208,7 @@ def test_a_first_write_killed_before_its_marker_is_invisible_and_collected(ctx):
     with pytest.raises(FileNotFoundError):
         ctx.datasets.versions("half")
     assert ctx.gc(grace="1h")["files"] == []  # maybe still in flight: left alone
-    report = ctx.gc(grace=0)
+    report = ctx.gc(grace=0, force=True)
     assert {f["why"] for f in report["files"]} >= {"payload no live version uses"}
     assert ctx.storage.list_names(f"{ctx.bucket}/datasets/half/_data") == []
     ctx.datasets.put(frame(1), "half")  # a new write starts afresh

@@ -70,7 +70,7 @@ OPS: dict[str, Callable[[Any], Any]] = {
     "rollback": lambda om: om.models.rollback("m", "prod"),
     "compact": lambda om: om.datasets.compact("d"),
     "prune": lambda om: om.models.prune("m", keep_last=1),
-    "gc": lambda om: om.gc(grace=0),
+    "gc": lambda om: om.gc(grace=0, force=True),
 }
 
 _WRITES = ("create", "write_bytes", "delete", "delete_tree", "copy")
