@@ -84,9 +84,15 @@ def import_(path: Any, target: Any, **kwargs: Any) -> dict[str, Any]:
     return _import(path, target, **kwargs)
 
 
-def gc(*, grace: Any = "1h", dry_run: bool = False, buckets: list[str] | None = None) -> Any:
+def gc(
+    *,
+    grace: Any = "1h",
+    dry_run: bool = False,
+    buckets: list[str] | None = None,
+    force: bool = False,
+) -> Any:
     """Garbage collection in the default context: see :meth:`Omega.gc`."""
-    return get_default().gc(grace=grace, dry_run=dry_run, buckets=buckets)
+    return get_default().gc(grace=grace, dry_run=dry_run, buckets=buckets, force=force)
 
 
 def __getattr__(name: str) -> Any:  # PEP 562: the module is the default instance

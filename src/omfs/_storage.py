@@ -286,17 +286,18 @@ def _endpoint(options: dict[str, Any]) -> str | None:
     )
 
 
-def _modified(info: dict[str, Any]) -> float:
-    """When a listed file was last written, in seconds since the epoch (s3fs
-    ``LastModified``, gcsfs ``mtime``/``updated``, adlfs ``last_modified``). A file of
-    unknown age counts as written now: gc must never take it for an old leftover."""
+def _modified(info: dict[str, Any], unknown: float = float("inf")) -> float:
+    """When a listed file was last written, in seconds since the epoch, by the storage's
+    clock (s3fs ``LastModified``, gcsfs ``mtime``/``updated``, adlfs ``last_modified``).
+    A file of unknown age counts as written in the future (``unknown``): gc must never
+    take it for an old leftover."""
     for key in ("LastModified", "last_modified", "mtime", "updated", "created"):
         stamp = info.get(key)
         if hasattr(stamp, "timestamp"):
             return float(stamp.timestamp())
         if isinstance(stamp, int | float) and stamp > 0:
             return float(stamp)
-    return time.time()
+    return unknown
 
 
 def _listed_md5(info: dict[str, Any]) -> str | None:
@@ -568,6 +569,17 @@ class Storage:
         content where the listing tells it (else None): one recursive listing on object
         storage, for sync."""
         return [(key, size, md5) for key, size, _, md5 in self._files_below(prefix)]
+
+    @_translated
+    def now(self) -> float:
+        """The storage's own clock, in seconds since the epoch: the modification time of a
+        small file written for the purpose (gc compares file ages with it, never with the
+        client's clock, which may be off)."""
+        key = ".omfs-clock"
+        self.write_bytes(key, b"")
+        if self.is_local:
+            return os.stat(self.path(key)).st_mtime
+        return _modified(self.fs.info(self.path(key)), time.time())
 
     @_translated
     def list_dirs(self, prefix: str) -> list[str]:

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import contextlib
 import fnmatch
+import functools
 import random
 import re
 import time
@@ -30,7 +31,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from omfs import _log
+from omfs import _lease, _log
 from omfs._log import Commit, ObjectLog, State, TagMove, VersionRecord
 from omfs._names import (
     check_bucket,
@@ -50,9 +51,26 @@ from omfs.errors import (
 )
 from omfs.metadata import Metadata, utcnow
 
-__all__ = ["VersionedStore", "parse_duration", "parse_time"]
+__all__ = ["VersionedStore", "leased", "parse_duration", "parse_time"]
 
 _MAX_ATTEMPTS = 200
+_F = Any
+
+
+def leased(position: int) -> Callable[[_F], _F]:
+    """Run the decorated store method holding a gc lease (:mod:`omfs._lease`) on the
+    object its argument ``position`` (after ``self``) names, as ``name`` or ``name@v3``."""
+
+    def decorate(method: _F) -> _F:
+        @functools.wraps(method)
+        def wrapper(self: VersionedStore, *args: Any, **kwargs: Any) -> Any:
+            spec = args[position] if len(args) > position else kwargs["name"]
+            with self._leased(split_selector(spec)[0]):
+                return method(self, *args, **kwargs)
+
+        return wrapper
+
+    return decorate
 
 
 def parse_time(value: Any) -> datetime:
@@ -69,22 +87,36 @@ def parse_time(value: Any) -> datetime:
     return when.replace(tzinfo=UTC) if when.tzinfo is None else when.astimezone(UTC)
 
 
-_DURATION = re.compile(r"\s*(\d+(?:\.\d+)?)\s*(s|m|h|d|w)\s*")
-_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
+_DURATION = re.compile(r"\s*(\d+(?:\.\d+)?)\s*([a-z]*)\s*", re.IGNORECASE)
+_UNITS = {"s": 1, "min": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
 
 
 def parse_duration(value: Any) -> timedelta:
-    """``"30d"``, ``"1h"``, ``"90m"``, ``"45s"``, ``"2w"``, seconds, or a timedelta."""
+    """``"90s"``, ``"5min"``, ``"1h"``, ``"30d"``, ``"2w"``, seconds, or a timedelta.
+
+    The one parser of durations (prune's ``older_than``, gc's ``grace``, their CLI
+    options). A bare ``m`` is refused: it reads as a minute to some and a month to others.
+    """
     if isinstance(value, timedelta):
+        if value < timedelta(0):
+            raise ValueError(f"Invalid duration {value!r}: it is negative")
         return value
     if isinstance(value, int | float) and not isinstance(value, bool) and value >= 0:
         return timedelta(seconds=value)
     match = _DURATION.fullmatch(str(value))
-    if not match:
+    unit = match.group(2).lower() if match else ""
+    if match and unit == "m":
+        number = match.group(1)
         raise ValueError(
-            f"Invalid duration {value!r}: use a number and a unit (s, m, h, d, w), e.g. '30d'"
+            f"Duration {value!r} is ambiguous: write {number}min for {number} minute(s) or "
+            f"{float(number) * 30:g}d for {number} month(s)"
         )
-    return timedelta(seconds=float(match.group(1)) * _UNITS[match.group(2)])
+    if not match or unit not in _UNITS:
+        raise ValueError(
+            f"Invalid duration {value!r}: use a number and a unit (s, min, h, d, w), "
+            "e.g. '90s', '5min', '1h', '30d' or '2w'"
+        )
+    return timedelta(seconds=float(match.group(1)) * _UNITS[unit])
 
 
 def _before(stamp: str, when: datetime) -> bool:
@@ -192,6 +224,17 @@ class VersionedStore:
 
     def _index_key(self, name: str) -> str:
         return f"{self.bucket}/{self.kind}/_index/{name.replace('/', '~')}"
+
+    def _leased(self, name: str) -> contextlib.AbstractContextManager[_lease.Lease]:
+        """A gc lease on ``name`` for a write's block: gc leaves its files alone."""
+        where = self._where(name)
+        return _lease.holding(self.storage, self.bucket, self.kind, name, where)
+
+    def _check_lease(self, name: str) -> None:
+        """Refuse a commit whose write's gc lease lapsed (its files may be gone)."""
+        lease = _lease.held(self.storage, self.bucket, self.kind, name)
+        if lease is not None:
+            lease.check()
 
     def _log(self, name: str) -> ObjectLog:
         identity = {"store": self.kind, "bucket": self.bucket, "name": name}
@@ -534,10 +577,11 @@ class VersionedStore:
         dry_run: bool = False,
     ) -> list[int]:
         """Drop old versions of ``name``: those not among the ``keep_last`` newest and (with
-        ``older_than``, e.g. ``"30d"``) created longer ago than that. A version a tag points
-        at is never dropped, nor a payload file that a kept version still uses. One commit
-        drops them all, then the files go. Returns the versions dropped (or, with
-        ``dry_run=True``, that would be)."""
+        ``older_than``, e.g. ``"30d"``) created longer ago than that. The latest version and
+        a version a tag points at are never dropped (only :meth:`drop` removes an object),
+        nor a payload file that a kept version still uses. One commit drops them all, then
+        the files go. Returns the versions dropped (or, with ``dry_run=True``, that would
+        be)."""
         if keep_last is None and older_than is None:
             raise ValueError("prune() needs keep_last=, older_than= or both")
         if keep_last is not None and (type(keep_last) is not int or keep_last < 0):
@@ -551,11 +595,11 @@ class VersionedStore:
             live = state.live()
             if keep_last is not None:
                 live = live[: max(0, len(live) - keep_last)]
-            tagged = set(state.tags.values())
+            kept = {state.latest, *state.tags.values()}
             return [
                 r.version
                 for r in live
-                if r.version not in tagged and (cutoff is None or _before(r.created, cutoff))
+                if r.version not in kept and (cutoff is None or _before(r.created, cutoff))
             ]
 
         state = self._state(name, full=True)
@@ -652,6 +696,7 @@ class VersionedStore:
                 self.storage.write_bytes(self._dropping_key(name), b"")
                 self.storage.delete([self._index_key(name)])
                 listed = False
+            self._check_lease(name)
             try:
                 new = log.try_commit(state, commit)
             except FileExistsError:
@@ -881,33 +926,47 @@ class VersionedStore:
 
         Schemas and payload sidecars are written first, then one commit holding every
         version appears atomically (readers see the old layout until then, the new after);
-        the old sidecars are removed last. Returns False when there was nothing to convert.
+        the old sidecars are removed last. An upgrade killed after its commit left some of
+        them: running it again removes them. Returns False when there was nothing to do.
         """
         name = check_name(name)
         log = self._log(name)
         if log.head().seq:
-            return False
+            return self._finish_upgrade(name)
         legacy = self._legacy_state(name)
         if legacy is None:
             return False
-        records = {
-            v: (rec if rec.dropped else self._upgrade_record(name, rec))
-            for v, rec in legacy.records.items()
-        }
-        state = State(
-            seq=1,
-            next_version=legacy.next_version,
-            latest=legacy.latest,
-            tags=legacy.tags,
-            records=records,
-            checkpoint=1,
-        )
-        log._write_checkpoint(state)
-        try:
-            log.try_commit(State(seq=0, checkpoint=1), Commit(op="upgrade"), head=state)
-        except FileExistsError:
+        with self._leased(name):
+            records = {
+                v: (rec if rec.dropped else self._upgrade_record(name, rec))
+                for v, rec in legacy.records.items()
+            }
+            state = State(
+                seq=1,
+                next_version=legacy.next_version,
+                latest=legacy.latest,
+                tags=legacy.tags,
+                records=records,
+                checkpoint=1,
+            )
+            log._write_checkpoint(state)
+            self._check_lease(name)
+            try:
+                log.try_commit(State(seq=0, checkpoint=1), Commit(op="upgrade"), head=state)
+            except FileExistsError:
+                return self._finish_upgrade(name)
+        self.storage.delete_tree(self._legacy_folder(name))
+        return True
+
+    def _legacy_folder(self, name: str) -> str:
+        return f"{self._prefix(name)}/_versions"
+
+    def _finish_upgrade(self, name: str) -> bool:
+        """Remove the format-1 sidecars an upgrade killed after its commit left behind (the
+        log, which has commits, is what every reader follows); True if there were any."""
+        if not self.storage.list_names(self._legacy_folder(name)):
             return False
-        self.storage.delete_tree(f"{self._prefix(name)}/_versions")
+        self.storage.delete_tree(self._legacy_folder(name))
         return True
 
     def upgrade_all(self) -> list[str]:

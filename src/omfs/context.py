@@ -87,13 +87,19 @@ class Omega:
         return Runtime(self)
 
     def gc(
-        self, *, grace: Any = "1h", dry_run: bool = False, buckets: list[str] | None = None
+        self,
+        *,
+        grace: Any = "1h",
+        dry_run: bool = False,
+        buckets: list[str] | None = None,
+        force: bool = False,
     ) -> dict[str, Any]:
         """Remove files no live version references, older than ``grace`` (all buckets by
-        default). See :func:`omfs.retention.collect_garbage`."""
+        default; below 10 minutes only with ``force=True``). See
+        :func:`omfs.retention.collect_garbage`."""
         from omfs.retention import collect_garbage
 
-        return collect_garbage(self, buckets=buckets, grace=grace, dry_run=dry_run)
+        return collect_garbage(self, buckets=buckets, grace=grace, dry_run=dry_run, force=force)
 
     @property
     def buckets(self) -> list[str]:

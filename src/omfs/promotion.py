@@ -176,6 +176,8 @@ def promote(
             ]
             plan["bytes"] += sum(p["bytes"] for p in plan["inputs"])
         return plan
+    lease = target._leased(target_name)  # gc keeps off the copied files until the commit
+    lease.__enter__()
     renamed = {f: unique_name(os.path.splitext(f)[1]) for f in files}
     dst_keys = [target._data_key(target_name, renamed[f]) for f in files]
     written = list(dst_keys)
@@ -231,6 +233,8 @@ def promote(
             with contextlib.suppress(Exception):
                 store.drop(copy.name if new_object else f"{copy.name}@v{copy.version}")
         raise
+    finally:
+        lease.__exit__(None, None, None)
 
 
 def _inputs_of(meta: Metadata, source: VersionedStore) -> list[tuple[dict[str, Any], Any]]:

@@ -4,16 +4,22 @@ What a crashed or interrupted write leaves behind is never read, but it takes sp
 files that were written and never committed, temporary files of commits, index markers of
 objects that never got a version, and the remains of dropped versions and objects. ``gc``
 finds them from the commit logs (one recursive listing per store) and deletes those older
-than the grace period, so a writer that is still between writing its payload and committing
-it is never hurt: its files are younger than the grace period.
+than the grace period.
+
+A write still in progress is never hurt, however long it runs: writers hold a lease on the
+object they write, and gc leaves every file of an object with a live lease alone (see
+:mod:`omfs._lease` for the protocol and why no interleaving loses a payload). Ages are
+measured on the storage's own clock (file modification times against the time of a file
+gc writes), never on the client's. The grace cannot be set below :data:`GRACE_FLOOR`
+(10 minutes) unless forced: it still protects writers of omfs versions without leases.
 """
 
 from __future__ import annotations
 
-import time
 from collections import defaultdict
 from typing import TYPE_CHECKING, Any
 
+from omfs._lease import GRACE_FLOOR, LEASE_TTL, lease_folder, lease_owner
 from omfs._log import CHECKPOINT_INTERVAL, State
 from omfs._store import VersionedStore, parse_duration
 from omfs.bundle import clean_staging
@@ -27,25 +33,43 @@ __all__ = ["collect_garbage"]
 _KEEP_CHECKPOINTS = 2
 
 
+def check_grace(grace: Any, force: bool) -> float:
+    """The grace period in seconds; below the floor only with ``force``."""
+    seconds = parse_duration(grace).total_seconds()
+    if seconds < GRACE_FLOOR and not force:
+        raise ValueError(
+            f"A gc grace of {grace!r} is below the floor of {GRACE_FLOOR / 60:g} minutes "
+            "(10min), which protects writes of omfs versions without gc leases. Use a "
+            "longer grace, or force it (force=True, 'om gc --force') when no such writer "
+            "can be running."
+        )
+    return seconds
+
+
 def collect_garbage(
     omega: Omega,
     *,
     buckets: list[str] | None = None,
     grace: Any = "1h",
     dry_run: bool = False,
+    force: bool = False,
 ) -> dict[str, Any]:
     """Delete unreferenced files older than ``grace`` in ``buckets`` (default: all).
 
-    Returns ``{"files": [{"bucket", "store", "key", "bytes", "why"}], "bytes": total,
-    "dry_run": bool, "skipped": [...]}``; with ``dry_run=True`` nothing is deleted.
+    A grace below 10 minutes is refused unless ``force=True``. Objects with a write in
+    progress, in the omfs 0.1 layout, or whose log cannot be read are left alone and
+    listed in ``skipped`` with why. Returns ``{"files": [{"bucket", "store", "key",
+    "bytes", "why"}], "bytes": total, "dry_run": bool, "skipped": [{"bucket", "store",
+    "name", "why"}]}``; with ``dry_run=True`` nothing is deleted.
     """
-    cutoff = time.time() - parse_duration(grace).total_seconds()
+    window = check_grace(grace, force)
+    now = omega.storage.now()  # the storage's clock: the client's may be off
     found: list[dict[str, Any]] = []
     skipped: list[dict[str, str]] = []
     chosen = buckets if buckets is not None else omega.buckets
     for bucket in chosen:
         for store in (omega[bucket].datasets, omega[bucket].models):
-            _collect_store(store, cutoff, found, skipped, dry_run)
+            _collect_store(store, now, now - window, found, skipped, dry_run)
     if not dry_run:
         for store_files in _by_store(omega, found):
             store, keys = store_files
@@ -66,8 +90,22 @@ def _by_store(omega: Omega, found: list[dict[str, Any]]) -> list[tuple[Any, list
     return [(getattr(omega[b], s), keys) for (b, s), keys in groups.items()]
 
 
+def _leased(store: VersionedStore, now: float, cutoff: float, drop: Any) -> set[str]:
+    """The names with a live lease (listed after the files: see :mod:`omfs._lease`); dead
+    leases old enough are removed."""
+    live: set[str] = set()
+    for key, size, modified in store.storage.walk(lease_folder(store.bucket, store.kind)):
+        filename = key.rsplit("/", 1)[-1]
+        if modified > now - LEASE_TTL:
+            live.add(lease_owner(filename))
+        elif modified <= cutoff:
+            drop(key, size, "lease of a writer that stopped")
+    return live
+
+
 def _collect_store(
     store: VersionedStore,
+    now: float,
     cutoff: float,
     found: list[dict[str, Any]],
     skipped: list[dict[str, str]],
@@ -92,24 +130,37 @@ def _collect_store(
             {"bucket": store.bucket, "store": store.kind, "key": key, "bytes": size, "why": why}
         )
 
+    def skip(name: str, why: str) -> None:
+        skipped.append({"bucket": store.bucket, "store": store.kind, "name": name, "why": why})
+
+    leased = _leased(store, now, cutoff, drop)
     for name, files in objects.items():
-        if any(folder == "_versions" for folder, *_ in files):
-            continue  # the omfs 0.1 layout: 'om upgrade' first
+        if name in leased:
+            skip(name, "a write is in progress (it holds a gc lease)")
+            continue
         quiet = all(modified <= cutoff for *_, modified in files)
         try:
             state = store._state(name, full=True, reader=False)
+            if any(folder == "_versions" for folder, *_ in files):
+                skip(
+                    name,
+                    "it is in the omfs 0.1 layout; run 'om upgrade' first"
+                    if state.legacy
+                    else "its upgrade was interrupted; run 'om upgrade' to finish it",
+                )
+                continue
             if state.exists and not store._listed(name):
                 if not quiet:
-                    continue  # a first write or a drop may be in flight: leave it be
+                    skip(name, "a first write or a drop may be in flight (files younger "
+                         "than the grace)")  # fmt: skip
+                    continue
                 # a first write or a drop killed before it was listed / after it was hidden
                 if dry_run:
                     state = State(seq=state.seq + 1, deleted=True, base=state.seq + 1)
                 else:
                     state = store._bury(name, state)
         except (IntegrityError, ValueError) as exc:
-            skipped.append(
-                {"bucket": store.bucket, "store": store.kind, "name": name, "why": str(exc)}
-            )
+            skip(name, str(exc))
             continue
         keep_data, keep_log = _referenced(store, name, state)
         prefix = f"{top}{name}"
@@ -135,6 +186,8 @@ def _collect_store(
             drop(key, size, "temporary file")
             continue
         name = marker.replace("~", "/")
+        if name in leased:
+            continue
         try:
             state = store._state(name)
         except (IntegrityError, ValueError):

@@ -70,7 +70,7 @@ OPS: dict[str, Callable[[Any], Any]] = {
     "rollback": lambda om: om.models.rollback("m", "prod"),
     "compact": lambda om: om.datasets.compact("d"),
     "prune": lambda om: om.models.prune("m", keep_last=1),
-    "gc": lambda om: om.gc(grace=0),
+    "gc": lambda om: om.gc(grace=0, force=True),
 }
 
 #: Operations that read their input from the environment (not run by the generic campaign):
@@ -78,6 +78,29 @@ OPS: dict[str, Callable[[Any], Any]] = {
 INPUT_OPS: dict[str, Callable[[Any], Any]] = {
     "import": lambda om: omfs.import_(os.environ["OMFS_CRASH_BUNDLE"], om),
 }
+
+#: Operations whose re-run after a kill must complete the job (see ``test_crash_rerun``),
+#: with the seed each starts from.
+RERUN_OPS: dict[str, Callable[[Any], Any]] = {
+    "prune": OPS["prune"],
+    "upgrade": lambda om: __import__("omfs.maintenance").maintenance.upgrade(om),
+}
+LEGACY_STORE = os.path.join(os.path.dirname(__file__), "..", "fixtures", "omfs-0.1-store")
+
+
+def seed_legacy(om: Any) -> None:
+    """A dataset and a model written by omfs 0.1 (from the fixture) in ``om``'s root."""
+    for folder, _, files in os.walk(LEGACY_STORE):
+        for name in files:
+            path = os.path.join(folder, name)
+            key = os.path.relpath(path, LEGACY_STORE).replace(os.sep, "/")
+            if not key.startswith(("omega/datasets/sales", "omega/models/reg")) and not (
+                key.endswith(("_index/sales", "_index/reg"))
+            ):
+                continue
+            with open(path, "rb") as f:
+                om.storage.write_bytes(key, f.read())
+
 
 _WRITES = ("create", "write_bytes", "delete", "delete_tree", "copy")
 
@@ -118,7 +141,7 @@ def child(root: str, options: str, op: str, mode: str) -> None:
     om = omfs.setup(root, storage_options=json.loads(options))
     if mode == "timed":
         print("go", flush=True)
-    {**OPS, **INPUT_OPS}[op](om)
+    {**OPS, **INPUT_OPS, **RERUN_OPS}[op](om)
     if mode == "count":
         print(calls[0], flush=True)
 
@@ -128,6 +151,9 @@ def _digest(store: Any, name: str, version: int) -> str:
     if store.kind == "models":
         return str(store.get(name, version=version))
     df = store.get(name, version=version)
+    if not isinstance(df, pd.DataFrame | pd.Series):  # arrays and raw files (omfs 0.1 store)
+        data = df.tobytes() if hasattr(df, "tobytes") else bytes(df)
+        return hashlib.sha256(data).hexdigest()[:16]
     return hashlib.sha256(pd.util.hash_pandas_object(df).values.tobytes()).hexdigest()[:16]
 
 
@@ -154,7 +180,7 @@ def snapshot(om: Any, buckets: tuple[str, ...] = ("omega", "prod")) -> dict[str,
                     "tags": tags,
                     "attributes": {v.version: v.attributes for v in versions},
                 }
-            for name in ("d", "m", "fresh", "bystander"):
+            for name in ("d", "m", "fresh", "bystander", "sales", "reg"):
                 if name not in listed:
                     assert not store.exists(name), f"{name!r} exists but is not listed"
     return seen

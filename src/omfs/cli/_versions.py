@@ -8,7 +8,7 @@ from typing import Annotated, Any
 
 import typer
 
-from omfs.cli._common import emit_table, state
+from omfs.cli._common import asks, confirm, emit_table, state
 
 _HISTORY = ["tag", "version", "previous", "at", "user", "reason", "source"]
 
@@ -78,13 +78,25 @@ def add_commands(app: typer.Typer, noun: str) -> None:
             str | None, typer.Option(help="drop only versions older than this, e.g. 30d")
         ] = None,
         dry_run: Annotated[bool, typer.Option("--dry-run", help="say what would go")] = False,
+        yes: Annotated[
+            bool, typer.Option("--yes", "-y", help="do not ask for confirmation")
+        ] = False,
     ) -> None:
-        """Drop old versions; tagged versions and payloads kept versions use stay."""
+        """Drop old versions; the latest version, tagged versions and the payloads kept
+        versions use stay. Asks on a terminal first (--yes: do not ask)."""
         if keep_last is None and older_than is None:
             raise typer.BadParameter("give --keep-last, --older-than or both")
-        dropped = _store(noun).prune(
-            name, keep_last=keep_last, older_than=older_than, dry_run=dry_run
-        )
+        store = _store(noun)
+        if not dry_run and asks(yes):
+            doomed = store.prune(name, keep_last=keep_last, older_than=older_than, dry_run=True)
+            if doomed:
+                listed = ", ".join(f"v{v}" for v in doomed)
+                confirm(
+                    f"Drop {len(doomed)} version(s) of {what} {name!r} in bucket "
+                    f"{store.bucket!r}: {listed}?",
+                    yes,
+                )
+        dropped = store.prune(name, keep_last=keep_last, older_than=older_than, dry_run=dry_run)
         verb = "would drop" if dry_run else "dropped"
         emit_table(
             [{"name": name, verb: v} for v in dropped],

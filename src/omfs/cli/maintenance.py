@@ -43,15 +43,22 @@ def upgrade(bucket: Buckets = None) -> None:
 def gc(
     bucket: Buckets = None,
     grace: Annotated[
-        str, typer.Option(help="only files older than this, e.g. 1h, 2d (protects writers)")
+        str,
+        typer.Option(help="only files older than this, e.g. 1h, 2d; at least 10min unless --force"),
     ] = "1h",
     dry_run: Annotated[bool, typer.Option("--dry-run", help="list, delete nothing")] = False,
+    force: Annotated[
+        bool, typer.Option("--force", help="accept a grace below the 10min floor")
+    ] = False,
 ) -> None:
     """Remove files no live version references: payloads of crashed or dropped writes,
-    temporary files, superseded checkpoints, index markers of objects with no version."""
+    temporary files, superseded checkpoints, index markers of objects with no version.
+    Objects being written (they hold a gc lease) are left alone and listed as skipped."""
     from omfs.retention import collect_garbage
 
-    report = collect_garbage(state.omega(), buckets=bucket, grace=grace, dry_run=dry_run)
+    report = collect_garbage(
+        state.omega(), buckets=bucket, grace=grace, dry_run=dry_run, force=force
+    )
     files = report["files"]
     verb = "would remove" if dry_run else "removed"
     emit_table(files, ["bucket", "store", "key", "bytes", "why"], empty="nothing to remove")

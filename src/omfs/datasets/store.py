@@ -18,7 +18,7 @@ from typing import Any
 from omfs._log import Commit, State, VersionRecord, _Corrupt, _dict, _int, _list
 from omfs._names import check_name, check_tag
 from omfs._storage import unique_name
-from omfs._store import VersionedStore
+from omfs._store import VersionedStore, leased
 from omfs.datasets import _convert
 from omfs.datasets._filters import build_filter, keywords_to_dnf
 from omfs.datasets._parts import arrow_dataset, validate_part, write_part
@@ -314,6 +314,7 @@ class DatasetStore(VersionedStore):
         return problems
 
     # -- put --------------------------------------------------------------------------------
+    @leased(1)
     def put(
         self,
         obj: Any,
@@ -636,6 +637,7 @@ class DatasetStore(VersionedStore):
                 source.close()
 
     # -- compact ------------------------------------------------------------------------------
+    @leased(0)
     def compact(self, name: str, *, target_size: int = COMPACT_TARGET) -> Metadata:
         """Rewrite the latest version's many small parts into few of about ``target_size``
         bytes, as a new version with the same rows, order and dtypes. Older versions stay

@@ -22,7 +22,7 @@ from typing import Any
 from omfs._log import Commit, State, VersionRecord, _Corrupt, _dumps, check_payload_name
 from omfs._names import check_name, check_tag
 from omfs._storage import unique_name
-from omfs._store import VersionedStore
+from omfs._store import VersionedStore, leased
 from omfs.errors import IntegrityError, InvalidModelError
 from omfs.metadata import Metadata, utcnow
 
@@ -235,6 +235,8 @@ class ModelStore(VersionedStore):
             self.read_payload(self._metadata(name, rec))
         except IntegrityError as exc:
             return [f"{where}: {exc}"]
+        if state.legacy:
+            return []  # the omfs 0.1 layout has no payload sidecars: 'om upgrade' writes them
         try:
             side = json.loads(self.storage.read_bytes(self._data_key(name, _sidecar_name(payload))))
         except FileNotFoundError:
@@ -245,6 +247,7 @@ class ModelStore(VersionedStore):
             return [f"{where}: the payload's sidecar does not match the log (sha256)"]
         return []
 
+    @leased(1)
     def put(
         self,
         obj: Any,
