@@ -74,7 +74,7 @@ def collect_garbage(
         for store_files in _by_store(omega, found):
             store, keys = store_files
             store.storage.delete(keys)
-        clean_staging(omega.storage, older_than=cutoff)  # what killed imports left
+        clean_staging(omega.storage, older_than=now - window)  # what killed imports left
     return {
         "files": found,
         "bytes": sum(f["bytes"] for f in found),
