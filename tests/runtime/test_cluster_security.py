@@ -24,6 +24,7 @@ import psutil
 import pytest
 
 import omfs
+from omfs.runtime._tls import ClusterTLS
 from omfs.runtime.processes import PrivateCluster
 
 pytestmark = [pytest.mark.cluster, pytest.mark.slow]
@@ -272,3 +273,50 @@ def test_another_user_cannot_use_the_private_cluster(private, open_base):
     assert report["read_cert"] == report["read_key"] == "PermissionError"
     _assert_refused(report, marker)
     assert report["holder's task ran as uid"] == os.geteuid()
+
+
+@pytest.mark.parametrize("host", ["127.0.0.1", "10.1.2.3"])
+@pytest.mark.parametrize("dashboard", [False, True])
+def test_every_listener_binds_the_host_and_the_dashboard_runs_only_when_asked(
+    tmp_path, host, dashboard
+):
+    """What `om cluster start [--host H] [--dashboard]` runs (the processes themselves:
+    above)."""
+    from omfs.runtime import processes
+
+    tls = ClusterTLS.at(tmp_path, "c")
+    scheduler = processes._scheduler_command(tmp_path / "s.json", tls, host, 0, dashboard)
+    worker = processes._worker_command(["ADDRESS"], processes.WorkerSpec("w"), 60, tls, host)
+    for cmd in (scheduler, worker):
+        assert cmd[cmd.index("--host") + 1] == host
+        assert cmd[cmd.index("--protocol") + 1] == "tls"
+        assert cmd[cmd.index("--tls-key") + 1] == str(tls.key)
+    assert worker[worker.index("--dashboard-address") + 1] == f"{host}:0"
+    assert "--no-dashboard" in worker
+    http = scheduler[scheduler.index("--dashboard-address") + 1]
+    assert http == (f"{host}:8787" if dashboard else f"{host}:0")
+    assert ("--dashboard" if dashboard else "--no-dashboard") in scheduler
+    env = processes._scheduler_env({}, dashboard)
+    assert env.get("DASK_DISTRIBUTED__SCHEDULER__HTTP__ROUTES") == (None if dashboard else "[]")
+
+
+def test_the_state_folder_is_made_or_tightened_to_0700_and_never_a_shared_one(tmp_path):
+    from omfs.errors import ClusterUnavailableError
+    from omfs.runtime._tls import make_tls, secure_folder
+
+    made = secure_folder(tmp_path / "new" / "omfs")
+    assert stat.S_IMODE(made.stat().st_mode) == 0o700
+    old = tmp_path / "old"  # as an older omfs left it
+    old.mkdir(mode=0o755)
+    os.chmod(old, 0o755)
+    assert stat.S_IMODE(secure_folder(old).stat().st_mode) == 0o700
+    tls = make_tls(old, "c")
+    assert {stat.S_IMODE(p.stat().st_mode) for p in (tls.cert, tls.key)} == {0o600}
+    (tmp_path / "link").symlink_to(old)
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    os.chmod(shared, 0o1777)
+    for folder, problem in ((tmp_path / "link", "symbolic link"), (shared, "shared")):
+        with pytest.raises(ClusterUnavailableError, match=problem):
+            secure_folder(folder)
+    assert stat.S_IMODE(shared.stat().st_mode) == 0o1777, "a shared folder is left as it was"
