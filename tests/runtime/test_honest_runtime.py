@@ -103,8 +103,8 @@ def test_background_cluster_is_used_by_cli_and_setup(tmp_path, state_env, om_scr
 
     assert om("cluster", "status", check=False).returncode == 3
     started = om("cluster", "start", "--worker", "gpu=1", "--workers", "1")
-    assert "cluster started at tcp://127.0.0.1:" in started.stdout
     try:
+        assert "cluster started at tls://127.0.0.1:" in started.stdout
         again = om("cluster", "start", check=False)
         assert again.returncode == 1 and "already runs at" in again.stderr
         status = om("--json", "cluster", "status").stdout

@@ -45,8 +45,26 @@ def start(
         ),
     ] = None,
     port: Annotated[int, typer.Option(help="scheduler port (0: any free port)")] = 0,
+    host: Annotated[
+        str | None,
+        typer.Option(
+            help="address every process listens on (default 127.0.0.1: this machine only)"
+        ),
+    ] = None,
+    dashboard: Annotated[
+        bool,
+        typer.Option(
+            "--dashboard",
+            help="also serve the scheduler's dashboard (port 8787 on --host); any local "
+            "user can read it",
+        ),
+    ] = False,
 ) -> None:
-    """Start a scheduler and workers in the background."""
+    """Start a scheduler and workers in the background.
+
+    Only processes that can read the certificate made for the cluster in your omfs state
+    folder (mode 0600) can connect: your own.
+    """
     from omfs.runtime.processes import WorkerSpec, parse_worker_spec, start_background
 
     specs = []
@@ -59,7 +77,7 @@ def start(
     if not specs:
         fail("a cluster needs at least one worker: give --workers N or --worker RESOURCES", 2)
     began = time.monotonic()
-    record = start_background(specs, port=port)
+    record = start_background(specs, port=port, host=host, dashboard=dashboard)
     if state.as_json:
         emit_value(record.to_dict())
         return
@@ -67,6 +85,8 @@ def start(
         f"om: cluster started at {record.address} with {len(specs)} worker(s) in "
         f"{time.monotonic() - began:.1f} s; `om cluster stop` stops it",
     )
+    if record.dashboard:
+        print(f"om: dashboard at {record.dashboard}")
 
 
 @app.command()
@@ -87,6 +107,8 @@ def status() -> None:
         return
     where = f"gateway {socket}" if socket else "no gateway: `om runtime` connects itself"
     print(f"running at {record.address}, {where} (log: {record.log})")  # type: ignore[union-attr]
+    if record.dashboard:  # type: ignore[union-attr]
+        print(f"dashboard at {record.dashboard}")  # type: ignore[union-attr]
     emit_table(_rows(record), ["name", "resources", "pid"])
 
 
@@ -95,11 +117,26 @@ def stop() -> None:
     """Stop the background cluster."""
     from omfs.runtime.processes import stop_background
 
-    record = stop_background()
+    report = stop_background()
     if state.as_json:
-        emit_value({"stopped": record is not None})
+        emit_value(
+            {
+                "stopped": bool(report and report.stopped),
+                "signalled": list(report.stopped) if report else [],
+                "left_alone": [{"pid": p, "now": w} for p, w in report.left_alone]
+                if report
+                else [],
+            }
+        )
         return
-    if record is None:
+    if report is None:
         print("om: no background cluster was running")
+        return
+    address = report.record.address
+    if report.stopped:
+        pids = ", ".join(map(str, report.stopped))
+        print(f"om: stopped the cluster at {address} (pids {pids})")
     else:
-        print(f"om: stopped the cluster at {record.address}")
+        print(f"om: the cluster recorded at {address} no longer runs; removed its record")
+    for pid, now in report.left_alone:
+        print(f"om: left pid {pid} alone: not a process omfs started for this cluster (it {now})")

@@ -93,19 +93,25 @@ class ClusterHandle:
         from omfs.runtime.processes import (
             PrivateCluster,
             background,
+            background_tls,
             check_reachable,
             check_speaks_dask,
         )
 
-        address = self.spec
-        if address is None:
-            running = background()
-            address = running.address if running is not None else None
+        address, security = self.spec, None
+        running = background()
+        if running is not None and address in (None, running.address):
+            # the background cluster admits only holders of its certificate
+            address, security = running.address, background_tls().security()
         if address is not None:
             check_reachable(address)
             check_speaks_dask(address)
             try:
-                client = Client(address, timeout=os.environ.get("OMFS_CONNECT_TIMEOUT", "10s"))
+                client = Client(
+                    address,
+                    timeout=os.environ.get("OMFS_CONNECT_TIMEOUT", "10s"),
+                    security=security,
+                )
             except OSError as exc:
                 raise ClusterUnavailableError(
                     f"Cannot connect to the Dask scheduler at {address} ({exc}). Start it "

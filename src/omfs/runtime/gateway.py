@@ -191,12 +191,12 @@ class _Handler(socketserver.StreamRequestHandler):
 class _Server(socketserver.ThreadingUnixStreamServer):
     daemon_threads = True
 
-    def __init__(self, path: Path, address: str):
+    def __init__(self, path: Path, address: str, security: Any = None):
         from distributed import Client
 
         from omfs.runtime.cluster import ClusterHandle
 
-        self.client = Client(address, timeout="30s")
+        self.client = Client(address, timeout="30s", security=security)
         self.handle_ = ClusterHandle(self.client)
         old = os.umask(0o077)  # the socket is the user's only
         try:
@@ -227,15 +227,16 @@ class _Server(socketserver.ThreadingUnixStreamServer):
             }
 
 
-def serve(address: str, path: Path, scheduler_pid: int | None = None) -> None:
-    """Answer requests on ``path`` until the scheduler at ``address`` goes away."""
+def serve(address: str, path: Path, scheduler_pid: int | None = None, security: Any = None) -> None:
+    """Answer requests on ``path`` until the scheduler at ``address`` goes away;
+    ``security``: the cluster's (a ``distributed.Security``)."""
     with contextlib.suppress(FileNotFoundError):
         path.unlink()
     # what every request needs, imported before the socket appears, not on the first one
     import omfs.context
     import omfs.runtime.tasks  # noqa: F401
 
-    server = _Server(path, address)
+    server = _Server(path, address, security)
 
     def watch() -> None:
         while True:
@@ -261,6 +262,9 @@ def serve(address: str, path: Path, scheduler_pid: int | None = None) -> None:
         server.client.close()
 
 
-if __name__ == "__main__":  # python -m omfs.runtime.gateway ADDRESS SOCKET [SCHEDULER_PID]
+if __name__ == "__main__":  # python -m omfs.runtime.gateway ADDRESS SOCKET [PID [CERT KEY]]
+    from omfs.runtime._tls import ClusterTLS
+
     pid = int(sys.argv[3]) if len(sys.argv) > 3 else None
-    serve(sys.argv[1], Path(sys.argv[2]), pid)
+    tls = ClusterTLS(Path(sys.argv[4]), Path(sys.argv[5])) if len(sys.argv) > 5 else None
+    serve(sys.argv[1], Path(sys.argv[2]), pid, tls.security() if tls else None)

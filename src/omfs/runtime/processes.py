@@ -10,6 +10,12 @@ user's script is never imported again in a worker (multiprocessing's *spawn*, wh
 - a **private cluster**, started on a context's first remote task when no background
   cluster runs: the scheduler runs in this process, the workers are subprocesses that
   exit when it does (``--death-timeout``).
+
+Both are private: they speak TLS with a certificate made for them at start (see
+:mod:`omfs.runtime._tls`), every listener binds 127.0.0.1 unless told a host, and their
+HTTP servers serve nothing unless the dashboard is asked for. ``cluster.json`` records the
+start time and command line of each process, and only a process that still matches both
+is ever signalled.
 """
 
 from __future__ import annotations
@@ -17,21 +23,25 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import signal
 import subprocess
 import sys
 import time
+import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from omfs.errors import ClusterUnavailableError, ConfigError
+from omfs.runtime._tls import ClusterTLS, make_tls, secure_folder, write_private
 
 __all__ = [
     "BackgroundCluster",
     "PrivateCluster",
+    "ProcessIdentity",
+    "StopReport",
     "WorkerSpec",
     "background",
+    "background_tls",
     "check_reachable",
     "check_speaks_dask",
     "gateway",
@@ -44,6 +54,12 @@ __all__ = [
 _STATE_FILE = "cluster.json"
 #: the Unix socket of the background cluster's runtime gateway, beside cluster.json
 _GATEWAY_SOCKET = "runtime.sock"
+#: the stem of the background cluster's certificate and key files, beside cluster.json
+_TLS_STEM = "cluster"
+#: the address every process binds unless the user gives a host
+LOOPBACK = "127.0.0.1"
+#: the scheduler's dashboard port when asked for (as Dask's)
+DASHBOARD_PORT = 8787
 _START_TIMEOUT = float(os.environ.get("OMFS_CLUSTER_START_TIMEOUT", "90"))
 #: a task whose resources no worker offers any more fails after this (Dask: never)
 _NO_WORKERS_TIMEOUT = "30s"
@@ -56,6 +72,16 @@ def state_dir() -> Path:
         return Path(os.environ["OMFS_STATE_DIR"]).expanduser()
     base = os.environ.get("XDG_STATE_HOME") or os.path.join(Path.home(), ".local", "state")
     return Path(base) / "omfs"
+
+
+def _secure_state_dir() -> Path:
+    """The state folder, made (or tightened to) mode 0700: it holds the clusters' keys."""
+    return secure_folder(state_dir())
+
+
+def background_tls() -> ClusterTLS:
+    """The certificate and key files of the background cluster."""
+    return ClusterTLS.at(state_dir(), _TLS_STEM)
 
 
 @dataclass(frozen=True)
@@ -165,10 +191,18 @@ def _env() -> dict[str, str]:
     extra = os.environ.get("PYTHONPATH", "")
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([*paths, *([extra] if extra else [])])}
     env.pop("DASK_LOGGING__DISTRIBUTED", None)  # the CLI's quiet: workers log to their file
+    # a worker's HTTP server (Prometheus metrics, health) serves nothing: it has no TLS
+    env["DASK_DISTRIBUTED__WORKER__HTTP__ROUTES"] = "[]"
     return env
 
 
-def _worker_command(address_args: list[str], spec: WorkerSpec, death_timeout: int) -> list[str]:
+def _worker_command(
+    address_args: list[str],
+    spec: WorkerSpec,
+    death_timeout: int,
+    tls: ClusterTLS,
+    host: str = LOOPBACK,
+) -> list[str]:
     cmd = [
         sys.executable,
         "-m",
@@ -180,14 +214,24 @@ def _worker_command(address_args: list[str], spec: WorkerSpec, death_timeout: in
         "1",
         "--no-nanny",
         "--no-dashboard",
+        "--dashboard-address",
+        _join(host, 0),
         "--host",
-        "127.0.0.1",
+        host,
+        "--protocol",
+        "tls",
+        *tls.cli_args(),
         "--death-timeout",
         str(death_timeout),
     ]
     if spec.resources:
         cmd += ["--resources", spec.resource_text()]
     return cmd
+
+
+def _join(host: str, port: int) -> str:
+    """``host:port``, with brackets around an IPv6 host."""
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
 def _tail(path: Path, lines: int = 5) -> str:
@@ -237,43 +281,52 @@ def default_workers(n: int | None = None) -> list[WorkerSpec]:
 # -- a private cluster: scheduler in this process, workers as subprocesses ----------------
 class PrivateCluster:
     """A scheduler in this process and ``dask worker`` subprocesses; ``close()`` (or this
-    process ending) stops them."""
+    process ending) stops them. They speak TLS with a certificate made for this cluster."""
 
     def __init__(self, workers: list[WorkerSpec] | None = None):
         import logging
 
+        import dask
         from distributed import Client, LocalCluster
 
         specs = workers or default_workers()
-        folder = state_dir() / "logs"
-        folder.mkdir(parents=True, exist_ok=True)
-        self.log = folder / f"private-{os.getpid()}.log"
-        import dask
-
-        with dask.config.set({"distributed.scheduler.no-workers-timeout": _NO_WORKERS_TIMEOUT}):
-            self._cluster = LocalCluster(
-                n_workers=0,
-                processes=False,
-                dashboard_address=None,
-                silence_logs=logging.CRITICAL,
-                host="127.0.0.1",
-                protocol="tcp",
-            )
-        self.address = self._cluster.scheduler_address
+        folder = _secure_state_dir()
+        _remove_dead_private_files(folder)
+        (folder / "logs").mkdir(mode=0o700, exist_ok=True)
+        stem = f"private-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+        self.log = folder / "logs" / f"{stem}.log"
         self.procs: list[subprocess.Popen] = []
+        self.tls = make_tls(folder, stem)
         try:
+            security = self.tls.security()
+            settings = {
+                "distributed.scheduler.no-workers-timeout": _NO_WORKERS_TIMEOUT,
+                "distributed.scheduler.http.routes": [],  # no TLS there: serve nothing
+            }
+            with dask.config.set(settings):
+                self._cluster = LocalCluster(
+                    n_workers=0,
+                    processes=False,
+                    silence_logs=logging.CRITICAL,
+                    host=LOOPBACK,
+                    protocol="tls",
+                    security=security,
+                    dashboard_address=None,
+                    scheduler_kwargs={"dashboard": False, "dashboard_address": _join(LOOPBACK, 0)},
+                )
+            self.address = self._cluster.scheduler_address
             with open(self.log, "ab") as out:
                 for spec in specs:
                     self.procs.append(
                         subprocess.Popen(
-                            _worker_command([self.address], spec, death_timeout=10),
+                            _worker_command([self.address], spec, 10, self.tls),
                             env=_env(),
                             stdin=subprocess.DEVNULL,
                             stdout=out,
                             stderr=subprocess.STDOUT,
                         )
                     )
-            self.client = Client(self._cluster)
+            self.client = Client(self._cluster, security=security)
             _wait_for_workers(self.client, len(specs), self.procs, self.log)
         except BaseException:
             self.close()
@@ -285,13 +338,79 @@ class PrivateCluster:
             with contextlib.suppress(Exception):
                 client.close()
         _terminate(self.procs)
-        with contextlib.suppress(Exception):
-            self._cluster.close()
+        cluster = getattr(self, "_cluster", None)
+        if cluster is not None:
+            with contextlib.suppress(Exception):
+                cluster.close()
+        self.tls.remove()
         with contextlib.suppress(OSError):
             self.log.unlink()
 
 
+def _remove_dead_private_files(folder: Path) -> None:
+    """Remove the certificate files and logs of private clusters whose process died
+    without closing them (killed)."""
+    for path in [*folder.glob("private-*-*.pem"), *folder.glob("logs/private-*.log")]:
+        pid = path.name.split("-")[1].split(".")[0]
+        if pid.isdigit() and not _pid_exists(int(pid)):
+            with contextlib.suppress(OSError):
+                path.unlink()
+
+
+def _pid_exists(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
 # -- the background cluster of `om cluster start` ------------------------------------------
+@dataclass(frozen=True)
+class ProcessIdentity:
+    """What omfs saw of a process it started: its pid, start time and exact command line.
+    A pid is signalled only while both still match (never a reused pid, nor another
+    process named in an edited ``cluster.json``)."""
+
+    pid: int
+    create_time: float
+    cmdline: tuple[str, ...]
+
+    @classmethod
+    def of(cls, pid: int) -> ProcessIdentity | None:
+        """The identity of the running process ``pid`` (None when it does not run)."""
+        import psutil
+
+        try:
+            proc = psutil.Process(pid)
+            with proc.oneshot():
+                return cls(pid, proc.create_time(), tuple(proc.cmdline()))
+        except psutil.Error:
+            return None
+
+    def process(self) -> Any:
+        """The ``psutil.Process`` of ``pid`` while it runs the very process recorded (same
+        start time and command line), else None. psutil re-checks the start time before it
+        signals, so a pid reused after this check is not signalled either."""
+        import psutil
+
+        try:
+            proc = psutil.Process(self.pid)
+            with proc.oneshot():
+                same = (
+                    abs(proc.create_time() - self.create_time) < 0.005
+                    and tuple(proc.cmdline()) == self.cmdline
+                )
+        except psutil.Error:
+            return None
+        return proc if same else None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"pid": self.pid, "create_time": self.create_time, "cmdline": list(self.cmdline)}
+
+
 @dataclass(frozen=True)
 class BackgroundCluster:
     """What ``cluster.json`` records of a running background cluster."""
@@ -303,6 +422,27 @@ class BackgroundCluster:
     started: float
     log: str
     gateway_pid: int | None = None
+    #: the identity of each process above; a record without them (older omfs) is never
+    #: trusted to signal anything
+    processes: tuple[ProcessIdentity, ...] = ()
+    dashboard: str | None = None
+
+    @property
+    def pids(self) -> tuple[int, ...]:
+        """Every process of the cluster, in the order they are stopped."""
+        gateway = () if self.gateway_pid is None else (self.gateway_pid,)
+        return tuple(dict.fromkeys((*gateway, *self.worker_pids, self.scheduler_pid)))
+
+    def process(self, pid: int) -> Any:
+        """The ``psutil.Process`` of ``pid`` when it still runs the process this record says
+        omfs started, else None."""
+        for identity in self.processes:
+            if identity.pid == pid:
+                return identity.process()
+        return None
+
+    def is_ours(self, pid: int) -> bool:
+        return self.process(pid) is not None
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -313,7 +453,18 @@ class BackgroundCluster:
             "started": self.started,
             "log": self.log,
             "gateway_pid": self.gateway_pid,
+            "dashboard": self.dashboard,
+            "processes": [p.to_dict() for p in self.processes],
         }
+
+
+def _read_identity(doc: dict[str, Any]) -> ProcessIdentity:
+    pid, created, cmdline = doc["pid"], doc["create_time"], doc["cmdline"]
+    if type(pid) is not int or not isinstance(created, (int, float)):
+        raise TypeError("bad process identity")
+    if not isinstance(cmdline, list) or not all(isinstance(a, str) for a in cmdline):
+        raise TypeError("bad process command line")
+    return ProcessIdentity(pid, float(created), tuple(cmdline))
 
 
 def _read_state(path: Path) -> BackgroundCluster | None:
@@ -332,6 +483,7 @@ def _read_state(path: Path) -> BackgroundCluster | None:
             WorkerSpec(str(w["name"]), {str(k): float(v) for k, v in w["resources"].items()})
             for w in doc["workers"]
         )
+        dashboard = doc.get("dashboard")
         return BackgroundCluster(
             address=str(address),
             scheduler_pid=pids[0],
@@ -340,25 +492,11 @@ def _read_state(path: Path) -> BackgroundCluster | None:
             started=float(doc["started"]),
             log=str(doc["log"]),
             gateway_pid=gateway_pid,
+            processes=tuple(_read_identity(p) for p in doc.get("processes") or ()),
+            dashboard=None if dashboard is None else str(dashboard),
         )
     except (OSError, ValueError, KeyError, TypeError, AttributeError, ClusterUnavailableError):
         return None
-
-
-def _is_ours(pid: int) -> bool:
-    """True when ``pid`` still runs a Dask process or the runtime gateway (not a reused
-    pid)."""
-    try:
-        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
-    except FileNotFoundError:
-        return False
-    except OSError:  # no /proc: trust the pid if it exists
-        try:
-            os.kill(pid, 0)
-        except OSError:
-            return False
-        return True
-    return b"distributed.cli" in cmdline or b"omfs.runtime.gateway" in cmdline
 
 
 def background() -> BackgroundCluster | None:
@@ -367,7 +505,7 @@ def background() -> BackgroundCluster | None:
     record = _read_state(path)
     if record is None:
         return None
-    if not _is_ours(record.scheduler_pid):
+    if not record.is_ours(record.scheduler_pid):
         with contextlib.suppress(OSError):
             path.unlink()
         return None
@@ -375,9 +513,18 @@ def background() -> BackgroundCluster | None:
 
 
 def start_background(
-    workers: list[WorkerSpec] | None = None, *, port: int = 0
+    workers: list[WorkerSpec] | None = None,
+    *,
+    port: int = 0,
+    host: str | None = None,
+    dashboard: bool = False,
 ) -> BackgroundCluster:
-    """Start a detached scheduler and workers on this machine and record them."""
+    """Start a detached scheduler and workers on this machine and record them.
+
+    They listen on ``host`` (127.0.0.1 by default) and accept only clients that present the
+    certificate made here (:func:`background_tls`); the scheduler's dashboard runs only
+    when ``dashboard`` is asked for.
+    """
     from distributed import Client
 
     running = background()
@@ -387,8 +534,10 @@ def start_background(
             "(`om cluster stop`)."
         )
     specs = workers or default_workers()
-    folder = state_dir()
-    folder.mkdir(parents=True, exist_ok=True)
+    host = host or LOOPBACK
+    folder = _secure_state_dir()
+    tls = make_tls(folder, _TLS_STEM)
+    security = tls.security()
     scheduler_file = folder / "scheduler.json"
     scheduler_file.unlink(missing_ok=True)
     log = folder / "cluster.log"
@@ -401,59 +550,102 @@ def start_background(
         "start_new_session": True,
     }
     procs: list[subprocess.Popen] = []
-    with open(log, "ab") as out:
-        procs.append(
-            subprocess.Popen(
-                [
-                    sys.executable,
-                    "-m",
-                    "distributed.cli.dask_scheduler",
-                    "--host",
-                    "127.0.0.1",
-                    "--port",
-                    str(port),
-                    "--no-dashboard",
-                    "--scheduler-file",
-                    str(scheduler_file),
-                ],
-                stdout=out,
-                **detached,
-            )
-        )
-        for spec in specs:
-            cmd = _worker_command(["--scheduler-file", str(scheduler_file)], spec, 60)
-            procs.append(subprocess.Popen(cmd, stdout=out, **detached))
     try:
+        with open(log, "ab") as out:
+            procs.append(
+                subprocess.Popen(
+                    _scheduler_command(scheduler_file, tls, host, port, dashboard),
+                    stdout=out,
+                    **{**detached, "env": _scheduler_env(env, dashboard)},
+                )
+            )
+            where = ["--scheduler-file", str(scheduler_file)]
+            for spec in specs:
+                cmd = _worker_command(where, spec, 60, tls, host)
+                procs.append(subprocess.Popen(cmd, stdout=out, **detached))
         _wait_for_path(scheduler_file, procs[0], "The Dask scheduler", log)
-        with Client(scheduler_file=str(scheduler_file), timeout="30s") as client:
+        with Client(scheduler_file=str(scheduler_file), timeout="30s", security=security) as client:
             _wait_for_workers(client, len(specs), procs[1:], log)
             address = client.scheduler.address
-        gateway = _start_gateway(address, procs[0].pid, log, detached)
+            link = client.dashboard_link if dashboard else None
+        procs.append(_start_gateway(address, procs[0].pid, tls, log, detached))
+        identities = tuple(_identity_of(p, log) for p in procs)
     except BaseException:
         _terminate(procs)
+        tls.remove()
         raise
     record = BackgroundCluster(
         address=address,
         scheduler_pid=procs[0].pid,
-        worker_pids=tuple(p.pid for p in procs[1:]),
+        worker_pids=tuple(p.pid for p in procs[1:-1]),
         workers=tuple(specs),
         started=time.time(),
         log=str(log),
-        gateway_pid=gateway.pid,
+        gateway_pid=procs[-1].pid,
+        processes=identities,
+        dashboard=link,
     )
-    tmp = folder / f".{_STATE_FILE}.{os.getpid()}.tmp"
-    tmp.write_text(json.dumps(record.to_dict(), indent=2))
-    os.replace(tmp, folder / _STATE_FILE)
+    write_private(folder / _STATE_FILE, json.dumps(record.to_dict(), indent=2).encode())
     return record
 
 
+def _scheduler_command(
+    scheduler_file: Path, tls: ClusterTLS, host: str, port: int, dashboard: bool
+) -> list[str]:
+    http = (
+        ["--dashboard", "--dashboard-address", _join(host, DASHBOARD_PORT)]
+        if dashboard
+        else ["--no-dashboard", "--dashboard-address", _join(host, 0)]
+    )
+    return [
+        sys.executable,
+        "-m",
+        "distributed.cli.dask_scheduler",
+        "--host",
+        host,
+        "--port",
+        str(port),
+        "--protocol",
+        "tls",
+        *tls.cli_args(),
+        *http,
+        "--scheduler-file",
+        str(scheduler_file),
+    ]
+
+
+def _scheduler_env(env: dict[str, str], dashboard: bool) -> dict[str, str]:
+    """Without the dashboard, the scheduler's HTTP server (which Dask always starts, and
+    which has no TLS) serves nothing: no metrics, no logs, no task names."""
+    return env if dashboard else {**env, "DASK_DISTRIBUTED__SCHEDULER__HTTP__ROUTES": "[]"}
+
+
+def _identity_of(proc: subprocess.Popen, log: Path) -> ProcessIdentity:
+    identity = ProcessIdentity.of(proc.pid)
+    if identity is None or proc.poll() is not None:
+        raise ClusterUnavailableError(
+            f"A process of the cluster exited while starting: {_tail(log) or 'no output'}. "
+            f"Its log: {log}"
+        )
+    return identity
+
+
 def _start_gateway(
-    address: str, scheduler_pid: int, log: Path, detached: dict[str, Any]
+    address: str, scheduler_pid: int, tls: ClusterTLS, log: Path, detached: dict[str, Any]
 ) -> subprocess.Popen:
     """Start the runtime gateway (see :mod:`omfs.runtime.gateway`); wait for its socket."""
     path = state_dir() / _GATEWAY_SOCKET
     path.unlink(missing_ok=True)
-    cmd = [sys.executable, "-m", "omfs.runtime.gateway", address, str(path), str(scheduler_pid)]
+    cmd = [
+        sys.executable,
+        "-m",
+        "omfs.runtime.gateway",
+        address,
+        str(path),
+        str(scheduler_pid),
+        str(tls.cert),
+        str(tls.key),
+    ]
     with open(log, "ab") as out:
         proc = subprocess.Popen(cmd, stdout=out, **detached)
     try:
@@ -478,31 +670,51 @@ def _wait_for_path(path: Path, proc: subprocess.Popen, what: str, log: Path) -> 
 def gateway(record: BackgroundCluster | None) -> Path | None:
     """The socket of the runtime gateway of ``record`` (the running background cluster,
     from :func:`background`), when the gateway runs too."""
-    if record is None or record.gateway_pid is None or not _is_ours(record.gateway_pid):
+    if record is None or record.gateway_pid is None or not record.is_ours(record.gateway_pid):
         return None
     path = state_dir() / _GATEWAY_SOCKET
     return path if path.is_socket() else None
 
 
-def stop_background() -> BackgroundCluster | None:
-    """Stop the background cluster (None when none runs)."""
-    record = background()
+@dataclass(frozen=True)
+class StopReport:
+    """What ``stop_background`` did: the pids it stopped, and those ``cluster.json`` named
+    that it left alone (not the processes omfs started), with what runs there now."""
+
+    record: BackgroundCluster
+    stopped: tuple[int, ...]
+    left_alone: tuple[tuple[int, str], ...]
+
+
+def _what_runs(pid: int) -> str:
+    identity = ProcessIdentity.of(pid)
+    if identity is None:
+        return "no longer runs"
+    command = " ".join(identity.cmdline) or "a process without a command line"
+    return f"runs `{command if len(command) <= 80 else command[:77] + '...'}`"
+
+
+def stop_background() -> StopReport | None:
+    """Stop the background cluster: signal only the processes that still match what
+    ``cluster.json`` recorded at start (None when there is no valid record)."""
     path = state_dir() / _STATE_FILE
+    record = _read_state(path)
     if record is None:
         return None
-    gateway_pid = () if record.gateway_pid is None else (record.gateway_pid,)
-    pids = [p for p in (*gateway_pid, *record.worker_pids, record.scheduler_pid) if _is_ours(p)]
-    for pid in pids:
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, signal.SIGTERM)
-    deadline = time.monotonic() + 10
-    while any(_is_ours(p) for p in pids) and time.monotonic() < deadline:
-        time.sleep(0.05)
-    for pid in pids:
-        if _is_ours(pid):
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGKILL)
+    import psutil
+
+    ours = {pid: proc for pid in record.pids if (proc := record.process(pid)) is not None}
+    left = tuple((pid, _what_runs(pid)) for pid in record.pids if pid not in ours)
+    for proc in ours.values():
+        with contextlib.suppress(psutil.Error):
+            proc.terminate()
+    _, alive = psutil.wait_procs(list(ours.values()), timeout=10)
+    for proc in alive:
+        with contextlib.suppress(psutil.Error):
+            proc.kill()
+    psutil.wait_procs(alive, timeout=5)
     for leftover in (path, state_dir() / _GATEWAY_SOCKET):
         with contextlib.suppress(OSError):
             leftover.unlink()
-    return record
+    background_tls().remove()
+    return StopReport(record, tuple(ours), left)
