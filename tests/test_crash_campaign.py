@@ -207,3 +207,41 @@ def test_crash_rerun(op, backend, tmp_path, request):
         assert omfs_crash.RERUN_OPS[op](om) in ([], None), where  # nothing left to do
         left = [k for k, *_ in om.storage.walk("omega") if "/_versions/" in k]
         assert left == [], (where, left)
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(3600 if FULL else 300)
+@pytest.mark.parametrize("backend", ["local", "s3"])
+@pytest.mark.parametrize("op", omfs_crash.REMOTE_OPS)
+def test_crash_then_rerun_completes(op, backend, tmp_path, request):
+    """restore and pull --rebase: after a kill at each storage write, both sides (this
+    context and the remote) read as before or after; a re-run ends in the after state on
+    both, and fsck is clean."""
+    from omfs.maintenance import fsck
+
+    target = Backend(backend, tmp_path, request)
+
+    def both(root):
+        om = target.open(root)
+        return omfs_crash.snapshot(om), omfs_crash.snapshot(omfs_crash.remote_of(om))
+
+    before = both(target.pristine)
+    done = target.fresh()
+    out = run_child(done, target.options, op, "count")
+    assert out.returncode == 0, out.stderr
+    after = both(done)
+    assert after != before
+    for point in kill_points(int(out.stdout.strip()), backend):
+        if point == "timed":
+            continue
+        root = target.fresh()
+        proc = run_child(root, target.options, op, point)
+        assert proc.returncode == -signal.SIGKILL, (point, proc.stderr)
+        here, there = both(root)
+        assert here in (before[0], after[0]), f"{op} {backend} {point}: this side"
+        assert there in (before[1], after[1]), f"{op} {backend} {point}: the remote"
+        rerun = run_child(root, target.options, op, "run")
+        assert rerun.returncode == 0, (point, rerun.stderr)
+        assert both(root) == after, f"{op} {backend} {point}: the re-run did not complete"
+        om = target.open(root)
+        assert fsck(om) == [] and fsck(omfs_crash.remote_of(om)) == [], point

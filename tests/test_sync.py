@@ -133,7 +133,7 @@ def test_rebase_recommits_source_only_versions_on_top(tmp_path, om_script):
     assert meta.lineage["rebased_from"]["context"] == laptop.root
     assert team.models.get("solo") == {"w": 9} and team.models.get("solo@v2") == {"w": 7}
     assert team.models.metadata("solo").lineage["rebased_from"]["version"] == 2
-    assert laptop.datasets.get("sales")["x"].tolist() == [0, 1, 2, 10, 11], "source unchanged"
+    assert laptop.datasets.get("sales")["x"].tolist() == [0, 1, 2, 20, 10, 11], "source adopts"
     assert team.datasets.fsck("sales") == [] and team.models.fsck("solo") == []
 
 

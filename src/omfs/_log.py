@@ -674,9 +674,9 @@ class ObjectLog:
                 "tag_log": full.tag_log,
             },
         }
-        key = self.key(checkpoint_file(full.seq))
-        with contextlib.suppress(FileExistsError):
-            self.storage.create(key, _dumps(doc))
+        # overwritten, not put-if-absent: a checkpoint is a function of the log, and one left
+        # by a killed restore must not stand in for a later commit's
+        self.storage.write_bytes(self.key(checkpoint_file(full.seq)), _dumps(doc))
 
     def files(self) -> list[str]:
         """Every file under ``_log/`` (one listing, no stat per entry; for drop)."""

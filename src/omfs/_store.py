@@ -28,6 +28,7 @@ import re
 import time
 import unicodedata
 from collections.abc import Callable
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -48,6 +49,7 @@ from omfs.errors import (
     IntegrityError,
     InvalidNameError,
     NotFoundError,
+    RestoreError,
 )
 from omfs.metadata import Metadata, utcnow
 
@@ -71,6 +73,12 @@ def leased(position: int) -> Callable[[_F], _F]:
         return wrapper
 
     return decorate
+
+
+#: The journal of a rebase switching an object's log to another history (see ``_adopt``).
+ADOPT_FILE = "_adopt.json"
+#: The index marker's content while that switch runs: readers then read the journal.
+ADOPTING = b"adopting"
 
 
 def parse_time(value: Any) -> datetime:
@@ -304,8 +312,14 @@ class VersionedStore:
         """The log's state of ``name``. For readers an object is visible only while its
         index marker exists too, so that ``list()``, ``exists()``, ``get()`` and
         ``versions()`` always agree (see :meth:`_commit`); writers see the log as it is."""
-        if reader and not self._listed(name):
-            return State()
+        if reader:
+            marker = self._marker(name)
+            if marker is None:
+                return State()
+            if marker:  # a rebase is switching this log to another history: read that one
+                adopted = self._adopted_state(name)
+                if adopted is not None:
+                    return adopted
         log = self._log(name)
         head = log.head()
         if head.seq == 0:
@@ -316,11 +330,73 @@ class VersionedStore:
 
     def _listed(self, name: str) -> bool:
         """True while ``name``'s index marker exists (one small read)."""
+        return self._marker(name) is not None
+
+    def _marker(self, name: str) -> bytes | None:
+        """The index marker's content (empty, or ``adopting`` while a rebase switches the
+        log to another history), None when there is none."""
         try:
-            self.storage.read_bytes(self._index_key(name))
+            return self.storage.read_bytes(self._index_key(name))
         except FileNotFoundError:
-            return False
-        return True
+            return None
+
+    # -- adopting another history (the source side of a rebase) ------------------------------
+    def _adopt_key(self, name: str) -> str:
+        return f"{self._prefix(name)}/_log/{ADOPT_FILE}"
+
+    def _adopted_state(self, name: str) -> State | None:
+        """The complete state of the history a rebase is switching ``name`` to (from its
+        journal), or None when there is no journal."""
+        log = self._log(name)
+        try:
+            return log._load_parsed(
+                self._adopt_key(name), lambda d: log._parse_checkpoint(d, d.get("checkpoint"))
+            )
+        except FileNotFoundError:
+            return None
+
+    def _adopt(self, name: str, journal: dict[str, Any]) -> None:
+        """Switch ``name``'s log to the history in ``journal`` (see :func:`adopt_journal`):
+        the journal first, then the marker says so (from then on readers read the journal's
+        state), then the log files are rewritten, then marker and journal are cleared."""
+        self.storage.write_bytes(self._adopt_key(name), _log._dumps(journal))
+        self.storage.write_bytes(self._index_key(name), ADOPTING)
+        self._finish_adopt(name)
+
+    def _finish_adopt(self, name: str) -> None:
+        """Complete a switch to another history from its journal (idempotent: a killed
+        rebase is finished by the next writer or sync)."""
+        log = self._log(name)
+        try:
+            doc = log._load(self._adopt_key(name))
+        except FileNotFoundError:
+            doc = None
+        if doc is not None:
+            try:
+                self._adopted_state(name)  # validates the journal before it is followed
+                commits = {int(k): v.encode() for k, v in doc["commits"].items()}
+                checkpoints = {int(k): v.encode() for k, v in doc["checkpoints"].items()}
+                common, old, hint = int(doc["common"]), int(doc["old"]), doc["hint"].encode()
+            except (KeyError, ValueError, TypeError, AttributeError) as exc:
+                raise log._corrupt(self._adopt_key(name), f"a bad rebase journal: {exc}") from None
+            for seq in sorted(commits):
+                self.storage.write_bytes(log.key(_log.commit_file(seq)), commits[seq])
+            top = max(commits, default=common)
+            stale = [log.key(_log.commit_file(s)) for s in range(top + 1, old + 1)]
+            stale += [  # the old history's checkpoints (the journal holds the new one's)
+                log.key(f)
+                for f in log.files()
+                if f.endswith(".checkpoint.json")
+                and f[:1].isdigit()
+                and int(f.split(".", 1)[0]) not in checkpoints
+            ]
+            self.storage.delete(stale)
+            for seq, body in sorted(checkpoints.items()):
+                self.storage.write_bytes(log.key(_log.checkpoint_file(seq)), body)
+            self.storage.write_bytes(log.hint_key, hint)
+        if self._marker(name):
+            self.storage.write_bytes(self._index_key(name), b"")
+        self.storage.delete([self._adopt_key(name)])
 
     def _dropping_key(self, name: str) -> str:
         return f"{self._prefix(name)}/_log/_dropping"
@@ -677,8 +753,11 @@ class VersionedStore:
         do not count). ``full=True`` hands ``change`` the complete state; a change handed a
         head may raise ``_NeedsFullState`` to be called again with it.
         """
+        marker = self._marker(name)
+        if marker:
+            self._finish_adopt(name)
         state = self._writable_state(name, full)
-        listed = self._listed(name)
+        listed = marker is not None
         if not listed and state.exists:
             state = self._finish_interrupted_drop(name, state, full)
         log = self._log(name)
@@ -754,8 +833,11 @@ class VersionedStore:
     def _next_state(self, name: str) -> State:
         """The state a new write starts from (refuses the format-1 layout; completes a drop
         that was killed after it hid the object, so the write starts afresh)."""
+        marker = self._marker(name)
+        if marker:
+            self._finish_adopt(name)
         state = self._writable_state(name, full=False)
-        if state.exists and not self._listed(name):
+        if state.exists and marker is None:
             state = self._finish_interrupted_drop(name, state, full=False)
         if not state.exists:
             self._check_new_name(name)
@@ -814,17 +896,71 @@ class VersionedStore:
         if before.legacy:
             self._drop_legacy(base, before)
             return True
-        files = {f for rec in before.live() for f in self._own_files(rec)}
-        after = self._commit(base, lambda _s: Commit(op="delete", delete=True), retry=True)
-        self.storage.delete(self._data_key(base, f) for f in files)
-        log = self._log(base)
-        keep = {_log.commit_file(after.seq), "_last.json"}
-        log.storage.delete(
-            log.key(f)
-            for f in log.files()
-            if f not in keep and (not f[:1].isdigit() or int(f.split(".", 1)[0]) < after.seq)
+        self._commit(base, lambda _s: Commit(op="delete", delete=True), retry=True)
+        return True  # its files stay for restore() until gc collects them (after the grace)
+
+    def restore(self, name: str) -> Metadata:
+        """Bring back an object dropped with ``drop(name)``, with its whole history
+        (versions, tags, tag history), while gc has not collected its files. Returns the
+        latest version's metadata. Refused (RestoreError, one line) when it exists, was never
+        stored, or gc collected what it needs."""
+        name = check_name(name)
+        marker = self._marker(name)
+        if marker:
+            self._finish_adopt(name)
+        state = self._writable_state(name, full=False)
+        if state.exists:
+            if marker is not None:
+                raise RestoreError(f"Cannot restore {self._where(name)}: it exists (not dropped).")
+            # a drop killed after it hid the object, or a restore killed before it listed it
+            self.storage.delete([self._dropping_key(name)])
+            self.storage.write_bytes(self._index_key(name), b"")
+            return self.metadata(name)
+        before = self._before_drop(name, state)
+        self.storage.delete([self._dropping_key(name)])  # else a writer would drop it again
+        log = self._log(name)
+        restored = replace(before, seq=state.seq + 1, checkpoint=state.seq + 1, complete=True)
+        log._write_checkpoint(restored)  # the restore commit's head names it: readers start there
+        try:
+            log.try_commit(state, Commit(op="restore"), head=restored)
+        except FileExistsError:
+            self.storage.delete([log.key(_log.checkpoint_file(restored.seq))])
+            raise self._conflict(name, state.next_version) from None
+        self.storage.write_bytes(self._index_key(name), b"")
+        return self.metadata(name)
+
+    def _before_drop(self, name: str, state: State) -> State:
+        """The complete state just before the drop that ``state`` (a tombstone) ends, with
+        every file it needs still there; else RestoreError."""
+        if state.seq == 0 or not state.deleted or state.seq < 2:
+            raise RestoreError(
+                f"Cannot restore {self._where(name)}: there is no dropped object of that name."
+            )
+        gone = RestoreError(
+            f"Cannot restore {self._where(name)}: gc already collected the files of its "
+            f"history (dropped at commit {state.seq}); it cannot be brought back here."
         )
-        return True
+        log = self._log(name)
+        found = log._commit_at(state.seq - 1)
+        if found is None:
+            raise gone
+        try:
+            before = log.full(found[1])
+        except IntegrityError:
+            raise gone from None
+        if not before.exists:
+            raise RestoreError(
+                f"Cannot restore {self._where(name)}: there is no dropped object of that name."
+            )
+        data = set(self.storage.list_names(f"{self._prefix(name)}/_data"))
+        logs = set(log.files())
+        for rec in before.live():
+            schema = rec.info.get("schema")
+            if not set(self._version_files(before, rec)) <= data or (
+                isinstance(schema, str) and f"s-{schema}.schema" not in logs
+            ):
+                raise gone
+        return before
 
     def _own_files(self, rec: VersionRecord) -> list[str]:
         """The payload files that ``rec`` itself added (and, for models, their sidecars)."""

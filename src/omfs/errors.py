@@ -20,6 +20,7 @@ __all__ = [
     "OmfsError",
     "PromotionError",
     "ResourceUnavailableError",
+    "RestoreError",
     "SchemaMismatchError",
     "StorageAccessError",
     "StorageUnavailableError",
@@ -58,6 +59,11 @@ class CommitConflictError(OmfsError):
 
 class IntegrityError(OmfsError):
     """A stored payload or sidecar that is corrupt, truncated or tampered with."""
+
+
+class RestoreError(OmfsError):
+    """A dropped object that cannot be brought back: it exists, was never stored, or gc
+    already collected its files."""
 
 
 class FormatError(IntegrityError):

@@ -56,6 +56,7 @@ class _Object:
     data: dict[str, int] = field(default_factory=dict)
     hint: bool = False
     listed: bool = False
+    adopting: bool = False  # the marker says a rebase is switching its log (see _adopt)
 
     @property
     def seq(self) -> int:
@@ -74,7 +75,8 @@ def _inventory(storage: Any, bucket: str) -> dict[tuple[str, str], _Object]:
         if parts[2] == "_index" and len(parts) == 4:
             name = parts[3].replace("~", "/")
             if _valid_name(name):
-                objects.setdefault((store, name), _Object()).listed = True
+                obj = objects.setdefault((store, name), _Object())
+                obj.listed, obj.adopting = True, size > 0
             continue
         if len(parts) < 5 or parts[-2] not in ("_log", "_data"):
             continue
@@ -178,17 +180,27 @@ def sync(
     for bucket in bucket_list:
         have = _inventory(src.storage, bucket)
         want = _inventory(dst.storage, bucket)
+        if not dry_run:  # a rebase killed while a side switched its history: finish it first
+            if _finish_adoptions(src, bucket, have):
+                have = _inventory(src.storage, bucket)
+            if _finish_adoptions(dst, bucket, want):
+                want = _inventory(dst.storage, bucket)
         for (store, name), obj in sorted(have.items()):
-            if not obj.listed or not obj.commits:
-                continue  # dropped, or a write that never committed: nothing to replicate
             if names and not any(fnmatch.fnmatchcase(name, p) for p in names):
                 continue
+            theirs = want.get((store, name), _Object())
+            if not obj.listed or not obj.commits:
+                # a write that never committed: nothing to replicate; a drop: said so
+                if obj.commits and theirs.listed and _dropped(src.storage, bucket, store, name):
+                    rows.append(_dropped_row(src, dst, bucket, store, name, "source"))
+                continue
             row = _sync_object(
-                src.storage, dst.storage, bucket, store, name, obj,
-                want.get((store, name), _Object()), dry_run, progress,
+                src.storage, dst.storage, bucket, store, name, obj, theirs, dry_run, progress,
             )  # fmt: skip
-            if rebase and row["action"] == "diverged" and not dry_run:
-                row = _rebase(src, dst, bucket, store, name, obj, want[(store, name)], row)
+            if row["action"] == "dropped":
+                row = _dropped_row(src, dst, bucket, store, name, "target")
+            elif rebase and row["action"] == "diverged":
+                row = _rebase(src, dst, bucket, store, name, obj, theirs, row, dry_run)
             rows.append(row)
             if on_object is not None:
                 on_object(row)
@@ -201,6 +213,8 @@ def sync(
         "unchanged": sum(r["action"] == "unchanged" for r in rows),
         "diverged": sum(r["action"] == "diverged" for r in rows),
         "rebased": sum(r["action"] == "rebased" for r in rows),
+        "dropped": sum(r["action"] == "dropped" for r in rows),
+        "conflicts": [c for r in rows for c in r.get("conflicts", [])],
         "bytes": sum(r["bytes"] for r in rows),
     }
 
@@ -223,6 +237,42 @@ def _diverged(row: dict[str, Any], src: Any, dst: Any) -> dict[str, Any]:
         target_versions=_versions(dst, *where),
     )
     return row
+
+
+def _dropped(storage: Any, bucket: str, store: str, name: str) -> bool:
+    """True when the log of ``name`` ends with a drop (its tombstone)."""
+    from omfs.context import Omega
+
+    try:
+        return bool(getattr(Omega(storage, bucket), store)._log(name).head().deleted)
+    except OmfsError:
+        return False
+
+
+def _dropped_row(
+    src: Any, dst: Any, bucket: str, store: str, name: str, where: str
+) -> dict[str, Any]:
+    """The report of an object dropped on one side and kept on the other: left unchanged,
+    with the two ways to make the sides agree."""
+    dropped, other = (dst, src) if where == "target" else (src, dst)
+    message = (
+        f"{bucket}/{store}/{name} was dropped in the {where} ({dropped.root}) and is left "
+        f"as it is: `om --root {dropped.root} --bucket {bucket} {store} restore {name}` brings "
+        f"it back there, or `om --root {other.root} --bucket {bucket} {store} drop {name}` "
+        "drops it on the other side too"
+    )
+    return {
+        "bucket": bucket, "store": store, "name": name, "action": "dropped", "where": where,
+        "message": message, "source_commits": 0, "target_commits": 0, "bytes": 0, "files": 0,
+    }  # fmt: skip
+
+
+def _finish_adoptions(ctx: Any, bucket: str, objects: dict[tuple[str, str], _Object]) -> bool:
+    """Finish every switch of history a killed rebase left in ``bucket``; True if any."""
+    todo = [(store, name) for (store, name), obj in objects.items() if obj.adopting]
+    for store, name in todo:
+        getattr(ctx[bucket], store)._finish_adopt(name)
+    return bool(todo)
 
 
 def _missing_schemas(have: _Object, want: _Object) -> list[str]:
@@ -251,6 +301,14 @@ def _sync_object(
         "bytes": 0,
         "files": 0,
     }
+    if want.commits and not want.listed and _dropped(dst, bucket, store, name):
+        if len(want.commits) > 1:  # its history is still there: restore() can bring it back
+            row["action"] = "dropped"
+            return row
+        if not dry_run:  # gc collected all but the tombstone: the source's comes as new
+            tombstone = f"{prefix}/_log/{want.seq:020d}.json"
+            dst.delete([tombstone, f"{prefix}/_log/_last.json"])
+        want = _Object()
     tip = want.seq
     common = (
         tip in have.commits
@@ -265,8 +323,7 @@ def _sync_object(
     missing_data = [f for f, size in sorted(have.data.items()) if want.data.get(f) != size]
     missing_schemas = _missing_schemas(have, want)
     new_commits = sorted(s for s in have.commits if s > tip)
-    # the newest checkpoints and the hint come last: a sync killed before them leaves them
-    # for the next one, even when every commit is in place
+    # the newest checkpoints and the hint are copied even when every commit is in place
     checkpoints = sorted(
         s for s in have.checkpoints
         if s > max(tip, have.seq) - 2 * CHECKPOINT_INTERVAL and s not in want.checkpoints
@@ -292,6 +349,12 @@ def _sync_object(
     src.copy(data_keys, dst, data_keys, progress)
     schema_keys = [f"{prefix}/_log/{f}" for f in missing_schemas]
     src.copy(schema_keys, dst, schema_keys)
+    # checkpoints before the commits whose heads name them (a restore's head names its own,
+    # and its log cannot be replayed without it); unnamed, a checkpoint is never read
+    for seq in checkpoints:
+        key = f"{prefix}/_log/{seq:020d}.checkpoint.json"
+        with contextlib.suppress(FileExistsError):
+            dst.create(key, src.read_bytes(key))
     for seq in new_commits:
         key = f"{prefix}/_log/{seq:020d}.json"
         commit = src.read_bytes(key)
@@ -307,91 +370,264 @@ def _sync_object(
         # for a first put, the index marker comes after the commits (until then the log
         # reads as a write that never finished, and the next sync completes it)
         dst.write_bytes(f"{bucket}/{store}/_index/{name.replace('/', '~')}", b"")
-    for seq in checkpoints:
-        key = f"{prefix}/_log/{seq:020d}.checkpoint.json"
-        with contextlib.suppress(FileExistsError):
-            dst.create(key, src.read_bytes(key))
     if have.hint:
         hint_key = f"{prefix}/_log/_last.json"
         dst.write_bytes(hint_key, src.read_bytes(hint_key))
     return row
 
 
-def _rebase(
-    src: Any, dst: Any, bucket: str, store: str, name: str, have: _Object, want: _Object,
-    row: dict[str, Any],
-) -> dict[str, Any]:  # fmt: skip
-    """Re-commit the versions the source has after the last commit both sides share on top
-    of the target's history; tag moves to them follow. Drops, deletions and attribute
-    updates of older versions in those commits are not replayed."""
-    from dataclasses import replace
-
-    from omfs._log import Commit, TagMove
-
-    source, target = getattr(src[bucket], store), getattr(dst[bucket], store)
-    prefix = f"{bucket}/{store}/{name}"
-    common = 0
+def _common_commit(src: Any, dst: Any, prefix: str, have: _Object, want: _Object) -> int:
+    """The newest commit both sides hold byte for byte (0: none)."""
     for seq in sorted((s for s in want.commits if s in have.commits), reverse=True):
         key = f"{prefix}/_log/{seq:020d}.json"
-        if _same_commit(src.storage, dst.storage, key, have.commits[seq], want.commits[seq]):
-            common = seq
-            break
-    log = source._log(name)
-    mapping: dict[int, int] = {}
-    rebased: list[tuple[int, int]] = []
+        if _same_commit(src, dst, key, have.commits[seq], want.commits[seq]):
+            return seq
+    return 0
+
+
+def _state_at(log: Any, seq: int) -> Any:
+    """The complete state of ``log`` after commit ``seq`` (an empty one for 0)."""
+    from omfs._log import State
+
+    if seq == 0:
+        return State()
+    found = log._commit_at(seq)
+    if found is None:
+        raise SyncError(f"{log.prefix}: commit {seq} is missing")
+    return log.full(found[1])
+
+
+def _identity(store: Any, rec: Any) -> tuple[str, tuple[str, ...]]:
+    """What names one version across contexts: its creation time and its own payload files
+    (a rebased version keeps both), so a version already rebased is never applied twice."""
+    return rec.created, tuple(sorted(store._own_files(rec)))
+
+
+@dataclass
+class _Plan:
+    """What a rebase re-commits on the target, from the complete states of both sides."""
+
+    common: int
+    versions: list[Any]  # source-only version records to re-commit, oldest first
+    known: dict[int, int]  # source version -> the target version it already is
+    tags: dict[str, int | None]  # tag -> source version (None: removed) to apply
+    drops: list[int]  # source versions to drop on the target once mapped
+    attributes: dict[int, dict[str, Any]]  # common version -> attributes set on the source
+    conflicts: list[str]
+
+
+def _plan(source: Any, target: Any, name: str, common: int) -> _Plan:
+    """Compare both sides with their shared state at ``common``: the source's versions,
+    drops, attribute updates and tag moves since then that the target lacks."""
+    slog, tlog = source._log(name), target._log(name)
+    base, mine, theirs = _state_at(slog, common), slog.full(), tlog.full()
+    have = {_identity(target, r): v for v, r in theirs.records.items()}
+    versions, known = [], {}
+    for v, rec in sorted(mine.records.items()):
+        if v in base.records or rec.kind == "dropped":
+            continue
+        if _identity(source, rec) in have:
+            known[v] = have[_identity(source, rec)]
+        else:
+            versions.append(rec)
+    own = {r.version for r in versions} | set(known)
+    drops = [
+        v for v, r in sorted(mine.records.items())
+        if r.dropped is not None and (v in own or base.records.get(v, r).dropped is None)
+    ]  # fmt: skip
+    attributes = {
+        v: {k: x for k, x in r.attributes.items() if base.records[v].attributes.get(k) != x}
+        for v, r in mine.records.items()
+        if v in base.records and r.attributes != base.records[v].attributes
+        and v in theirs.records and theirs.records[v].attributes == base.records[v].attributes
+    }  # fmt: skip
+    tags: dict[str, int | None] = {}
+    conflicts: list[str] = []
+    for tag in sorted(set(mine.tags) | set(theirs.tags) | set(base.tags)):
+        was, here, there = base.tags.get(tag), mine.tags.get(tag), theirs.tags.get(tag)
+        if here == was:
+            continue  # the source did not move it
+        if there == was:
+            tags[tag] = here  # only the source moved it
+            continue
+        same = here is None or here in base.records or here in known
+        if same and there == (None if here is None else known.get(here, here)):
+            continue  # both sides made the same move
+        conflicts.append(
+            f"tag {tag!r} of {target.kind}/{name} moved on both sides (source: "
+            f"{_v(here)}, target: {_v(there)}); the target's is kept, the source's move was "
+            "not applied"
+        )
+    return _Plan(common, versions, known, tags, drops, attributes, conflicts)
+
+
+def _v(version: int | None) -> str:
+    return "removed" if version is None else f"v{version}"
+
+
+def _rebase(
+    src: Any, dst: Any, bucket: str, store: str, name: str, have: _Object, want: _Object,
+    row: dict[str, Any], dry_run: bool = False,
+) -> dict[str, Any]:  # fmt: skip
+    """Re-commit the source's versions since the last commit both sides share on top of the
+    target's history (an append as an append, once), with the source's drops, attribute
+    updates and tag moves since then; then the source adopts the target's history, so both
+    hold the same log. A tag moved on both sides is a conflict: the target's stays."""
+    source, target = getattr(src[bucket], store), getattr(dst[bucket], store)
+    prefix = f"{bucket}/{store}/{name}"
+    common = _common_commit(src.storage, dst.storage, prefix, have, want)
+    plan = _plan(source, target, name, common)
+    row["conflicts"] = plan.conflicts
+    if dry_run:
+        nxt = target._log(name).head().next_version
+        row.update(
+            action="would rebase",
+            rebased=[
+                {"source_version": r.version, "target_version": nxt + i}
+                for i, r in enumerate(plan.versions)
+            ],
+            tags={t: v for t, v in plan.tags.items()},
+        )
+        return row
     schema_keys = [f"{prefix}/_log/{f}" for f in _missing_schemas(have, want)]
     src.storage.copy(schema_keys, dst.storage, schema_keys)
-    for seq in sorted(s for s in have.commits if s > common):
-        found = log._commit_at(seq)
-        if found is None:
-            continue
-        commit, _, _, _ = found
-        moves = [m for m in commit.moves if m.version is not None]
-        if commit.version is not None:
-            rec = commit.version
-            files = source._own_files(rec)
-            keys = [source._data_key(name, f) for f in files]
-            src.storage.copy(keys, dst.storage, keys)
-            origin = {"context": src.root, "version": rec.version, "commit": seq}
-
-            def change(state: Any, rec: Any = rec, origin: Any = origin, moves: Any = moves) -> Any:
-                info = dict(rec.info)
-                if store == "datasets" and info.get("parent") is not None:
-                    latest = state.records.get(state.latest) if state.exists else None
-                    if latest is None or latest.info.get("schema") != info.get("schema"):
-                        raise SyncError(
-                            f"Cannot rebase {prefix} v{rec.version}: it appends to a dataset "
-                            "whose schema differs in the target; nothing more was rebased."
-                        )
-                    details = target._appended_details(latest, rec.kind, info, info["add"])
-                    info = {**details, "schema": info["schema"], "parent": latest.version,
-                            "add": info["add"]}  # fmt: skip
-                new = replace(
-                    rec,
-                    version=state.next_version,
-                    lineage={**(rec.lineage or {}), "rebased_from": origin},
-                    tag=None,
-                    info=info,
-                )
-                tags = [TagMove(m.tag, new.version, "rebased", origin) for m in moves
-                        if m.version == rec.version]  # fmt: skip
-                return Commit(op=rec.op, version=new, moves=tags)
-
-            state = target._commit(name, change, retry=True)
-            mapping[rec.version] = state.latest
-            rebased.append((rec.version, state.latest))
-            moves = [m for m in moves if m.version != rec.version]
-        later = [
-            TagMove(m.tag, mapping[m.version], "rebased") for m in moves if m.version in mapping
-        ]
-        if later:
-            target._commit(name, lambda _s, later=later: Commit(op="tag", moves=later), retry=True)
+    mapping = dict(plan.known)
+    rebased = []
+    for rec in plan.versions:
+        keys = [source._data_key(name, f) for f in source._own_files(rec)]
+        missing = [k for k in keys if not dst.storage.exists(k)]  # payload names are ids
+        src.storage.copy(missing, dst.storage, missing)
+        origin = {"context": src.root, "version": rec.version}
+        state = target._commit(name, _recommit(target, store, prefix, rec, origin), retry=True)
+        mapping[rec.version] = state.latest
+        rebased.append({"source_version": rec.version, "target_version": state.latest})
+    _replay_metadata(target, name, plan, mapping)
+    _adopt_target(src, dst, source, target, bucket, store, name, common, have.seq)
     row.update(
         action="rebased",
-        rebased=[{"source_version": a, "target_version": b} for a, b in rebased],
+        rebased=rebased,
+        tags={t: (None if v is None else mapping.get(v, v)) for t, v in plan.tags.items()},
+        source_versions=_versions(src.storage, bucket, store, name),
         target_versions=_versions(dst.storage, bucket, store, name),
     )
     return row
+
+
+def _recommit(
+    target: Any, store: str, prefix: str, rec: Any, origin: dict[str, Any]
+) -> Callable[[Any], Any]:
+    """The change that re-commits ``rec`` on top of the target's latest version."""
+    from dataclasses import replace
+
+    from omfs._log import Commit
+
+    def change(state: Any) -> Any:
+        info = dict(rec.info)
+        if store == "datasets" and info.get("parent") is not None:
+            latest = state.records.get(state.latest) if state.exists else None
+            if latest is None or latest.info.get("schema") != info.get("schema"):
+                raise SyncError(
+                    f"Cannot rebase {prefix} v{rec.version}: it appends to a dataset "
+                    "whose schema differs in the target; nothing more was rebased."
+                )
+            details = target._appended_details(latest, rec.kind, info, info["add"])
+            info = {**details, "schema": info["schema"], "parent": latest.version,
+                    "add": info["add"]}  # fmt: skip
+        new = replace(
+            rec,
+            version=state.next_version,
+            lineage={**(rec.lineage or {}), "rebased_from": origin},
+            tag=None,
+            dropped=None,
+            info=info,
+        )
+        return Commit(op=rec.op, version=new)
+
+    return change
+
+
+def _replay_metadata(target: Any, name: str, plan: _Plan, mapping: dict[int, int]) -> None:
+    """The source's drops, attribute updates and tag moves, on the target's versions."""
+    from omfs._log import Commit, TagMove
+    from omfs.metadata import utcnow
+
+    def change(state: Any) -> Any:
+        live = {r.version for r in state.live()}
+        drops = [mapping.get(v, v) for v in plan.drops if mapping.get(v, v) in live]
+        moves = [
+            TagMove(t, None if v is None else mapping.get(v, v), "rebased")
+            for t, v in plan.tags.items()
+            if state.tags.get(t) != (None if v is None else mapping.get(v, v))
+            and (v is None or mapping.get(v, v) in live)
+        ]
+        return Commit(op="rebase", drops=drops, moves=moves)
+
+    for v, values in plan.attributes.items():
+        target._commit(
+            name,
+            lambda _s, v=v, values=values: Commit(
+                op="update-attributes", attributes=(v, values, utcnow())
+            ),
+            retry=True,
+            full=True,
+        )
+    state = target._state(name, full=True, reader=False)
+    commit = change(state)
+    if commit.drops or commit.moves:
+        target._commit(name, change, retry=True, full=True)
+
+
+def _adopt_target(
+    src: Any, dst: Any, source: Any, target: Any, bucket: str, store: str, name: str,
+    common: int, old: int,
+) -> None:  # fmt: skip
+    """The source takes the target's history of ``name``: payloads and schemas it lacks
+    first, then the switch (see ``VersionedStore._adopt``), then checkpoints and hint."""
+    from omfs._log import _dumps
+
+    tlog = target._log(name)
+    head = tlog.head()
+    full = tlog.full(head)
+    theirs = {f for f in dst.storage.list_names(f"{bucket}/{store}/{name}/_data")}
+    mine = set(src.storage.list_names(f"{bucket}/{store}/{name}/_data"))
+    data = [f"{bucket}/{store}/{name}/_data/{f}" for f in sorted(theirs - mine)
+            if is_payload_file(f) or _is_sidecar(f)]  # fmt: skip
+    dst.storage.copy(data, src.storage, data)
+    logs = tlog.files()
+    schemas = [tlog.key(f) for f in logs if _SCHEMA.fullmatch(f)]
+    schemas = [k for k in schemas if not src.storage.exists(k)]
+    dst.storage.copy(schemas, src.storage, schemas)
+    read = dst.storage.read_bytes
+    commits = {
+        str(s): read(tlog.key(f"{s:020d}.json")).decode() for s in range(common + 1, head.seq + 1)
+    }
+    checkpoints = {
+        str(int(m.group(1))): read(tlog.key(f)).decode()
+        for f in logs
+        if (m := _CHECKPOINT.fullmatch(f))
+    }
+    try:
+        hint = read(tlog.hint_key).decode()
+    except FileNotFoundError:
+        hint = _dumps({"format": 2, **tlog.identity, "seq": head.seq, "checkpoint": 0}).decode()
+    journal = {
+        "format": 2,
+        **tlog.identity,
+        "checkpoint": full.seq,
+        "state": {
+            **full.head_doc(),
+            "checkpoint": 0,
+            "records": [r.to_doc() for _, r in sorted(full.records.items())],
+            "tag_log": full.tag_log,
+        },
+        "common": common,
+        "old": old,
+        "commits": commits,
+        "checkpoints": checkpoints,
+        "hint": hint,
+    }
+    source._adopt(name, journal)
+
 
 
 # -- bundles moved to omfs.bundle; the old names still work -------------------------------

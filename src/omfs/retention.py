@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 from omfs._lease import GRACE_FLOOR, LEASE_TTL, lease_folder, lease_owner
 from omfs._log import CHECKPOINT_INTERVAL, State
-from omfs._store import VersionedStore, parse_duration
+from omfs._store import ADOPT_FILE, VersionedStore, parse_duration
 from omfs.bundle import clean_staging
 from omfs.errors import IntegrityError
 
@@ -139,6 +139,9 @@ def _collect_store(
             skip(name, "a write is in progress (it holds a gc lease)")
             continue
         quiet = all(modified <= cutoff for *_, modified in files)
+        if any(folder == "_log" and f == ADOPT_FILE for folder, f, *_ in files):
+            skip(name, "a rebase is switching its history; the next sync finishes it")
+            continue
         try:
             state = store._state(name, full=True, reader=False)
             if any(folder == "_versions" for folder, *_ in files):
@@ -162,6 +165,8 @@ def _collect_store(
         except (IntegrityError, ValueError) as exc:
             skip(name, str(exc))
             continue
+        if _dropped_within_grace(state, files, cutoff):
+            continue  # a drop keeps the whole history for restore() for the grace period
         keep_data, keep_log = _referenced(store, name, state)
         prefix = f"{top}{name}"
         for folder, filename, size, modified in files:
@@ -196,6 +201,22 @@ def _collect_store(
             drop(key, size, "index marker of an object with no version")
 
 
+def _dropped_within_grace(
+    state: State, files: list[tuple[str, str, int, float]], cutoff: float
+) -> bool:
+    """True for an object whose drop (its tombstone, the last commit) is younger than the
+    grace period: its payloads and log stay, so that ``restore()`` can bring it back."""
+    from omfs._log import commit_file
+
+    if not state.deleted:
+        return False
+    tombstone = commit_file(state.seq)
+    return any(
+        folder == "_log" and f == tombstone and modified > cutoff
+        for folder, f, _, modified in files
+    )
+
+
 def _referenced(store: VersionedStore, name: str, state: State) -> tuple[set[str], set[str]]:
     """The ``_data/`` and ``_log/`` file names that ``state`` still needs."""
     from omfs._log import checkpoint_file, commit_file
@@ -209,6 +230,8 @@ def _referenced(store: VersionedStore, name: str, state: State) -> tuple[set[str
             schemas.add(f"s-{schema}.schema")
     log = {"_last.json", *schemas}
     log.update(commit_file(s) for s in range(max(state.base, 1), state.seq + 1))
+    if state.base < state.checkpoint <= state.seq:
+        log.add(checkpoint_file(state.checkpoint))  # the one the head names (after a restore)
     newest = state.seq - state.seq % CHECKPOINT_INTERVAL
     for i in range(_KEEP_CHECKPOINTS):
         seq = newest - i * CHECKPOINT_INTERVAL

@@ -52,6 +52,22 @@ def seed(om: Any) -> None:
     om.models.tag("m@v2", "prod")
     om.datasets.put(frame(9), "bystander")
     om.storage.write_bytes(f"{om.bucket}/datasets/d/_data/{'e' * 32}.parquet", b"orphan")
+    # a dropped object (for restore) and a remote whose d diverged from this one's (for
+    # pull --rebase): each side appended once after they last synced
+    om.datasets.put(frame(10), "gone")
+    om.datasets.put(frame(11), "gone", append=True)
+    om.datasets.tag("gone@v1", "prod")
+    om.datasets.drop("gone")
+    remote = remote_of(om)
+    omfs.sync(om, remote, names=["d"])
+    remote.datasets.put(frame(12), "d", append=True)
+    om.datasets.put(frame(13), "d", append=True)
+
+
+def remote_of(om: Any) -> Any:
+    """The remote context of the sync operations: a root inside this one's ``_remote``
+    folder (not a bucket: names starting with ``_`` are omfs' own)."""
+    return omfs.setup(f"{om.root}/_remote", storage_options=om.storage.options)
 
 
 OPS: dict[str, Callable[[Any], Any]] = {
@@ -71,7 +87,11 @@ OPS: dict[str, Callable[[Any], Any]] = {
     "compact": lambda om: om.datasets.compact("d"),
     "prune": lambda om: om.models.prune("m", keep_last=1),
     "gc": lambda om: om.gc(grace=0, force=True),
+    "restore": lambda om: om.datasets.restore("gone"),
+    "pull-rebase": lambda om: omfs.sync(remote_of(om), om, rebase=True),
 }
+#: Operations that also write the remote (``remote_of``), and that a re-run completes.
+REMOTE_OPS = ("restore", "pull-rebase")
 
 #: Operations that read their input from the environment (not run by the generic campaign):
 #: ``import`` imports the bundle named by OMFS_CRASH_BUNDLE (see test_crash_import).

@@ -340,6 +340,16 @@ def drop(
 
 
 @app.command()
+def restore(name: Annotated[str, typer.Argument(help="dataset name")]) -> None:
+    """Bring back a dropped dataset with its whole history (until gc collects its files)."""
+    meta = state.omega().datasets.restore(name)
+    if state.as_json:
+        emit_value({"name": name, "restored": True, "version": meta.version})
+    else:
+        print(f"om: restored dataset {name!r} (latest version {meta.version})", file=sys.stderr)
+
+
+@app.command()
 def metadata(
     name: Annotated[str, typer.Argument(help="dataset name, optionally name@vN")],
     version: Annotated[int | None, typer.Option(help="this version")] = None,

@@ -128,6 +128,16 @@ def drop(
 
 
 @app.command()
+def restore(name: Annotated[str, typer.Argument(help="model name")]) -> None:
+    """Bring back a dropped model with its whole history (until gc collects its files)."""
+    meta = state.omega().models.restore(name)
+    if state.as_json:
+        emit_value({"name": name, "restored": True, "version": meta.version})
+    else:
+        print(f"om: restored model {name!r} (latest version {meta.version})", file=sys.stderr)
+
+
+@app.command()
 def metadata(
     name: Annotated[str, typer.Argument(help="model name, name@vN or name@tag")],
     version: Annotated[int | None, typer.Option(help="this version")] = None,

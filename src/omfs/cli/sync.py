@@ -28,7 +28,9 @@ DryRun = Annotated[bool, typer.Option("--dry-run", help="say what would be copie
 Rebase = Annotated[
     bool,
     typer.Option(
-        "--rebase", help="re-commit diverged objects' source-only versions on top of the target"
+        "--rebase",
+        help="re-commit diverged objects' source-only versions on top of the target's, "
+        "then the source takes that history (both sides end equal)",
     ),
 ]
 Remote = Annotated[
@@ -44,7 +46,7 @@ def _run(
 
     chosen = {"buckets": buckets, "names": names}
     if dry_run:
-        report = omfs.sync(source, target, dry_run=True, **chosen)
+        report = omfs.sync(source, target, dry_run=True, rebase=rebase, **chosen)
     else:
         total = objects = None
         if shows_progress():  # the bar's totals: a dry run, only where a bar is shown
@@ -78,6 +80,7 @@ def _run(
             ["bucket", "object", "action", "commits", "bytes"],
             empty=f"nothing to copy ({report['unchanged']} object(s) already in sync)",
         )
+    _explain(report)
     diverged = [r for r in report["objects"] if r["action"] == "diverged"]
     if diverged:
         names_ = ", ".join(
@@ -86,6 +89,24 @@ def _run(
             for r in diverged
         )
         fail(f"{len(diverged)} object(s) diverged and were left unchanged: {names_}")
+
+
+def _explain(report: dict[str, Any]) -> None:
+    """One line per tag conflict of a rebase and per object dropped on one side; a drop in
+    the target fails the command (the object was not synced)."""
+    import sys
+
+    if state.as_json:
+        return
+    for line in report.get("conflicts", []):
+        print(f"om: conflict: {line}", file=sys.stderr)
+    dropped = [r for r in report["objects"] if r["action"] == "dropped"]
+    for r in dropped:
+        if r["where"] == "source":
+            print(f"om: {r['message']}", file=sys.stderr)
+    in_target = [r["message"] for r in dropped if r["where"] == "target"]
+    if in_target:
+        fail("; ".join(in_target))
 
 
 def sync(
