@@ -629,7 +629,6 @@ def _adopt_target(
     source._adopt(name, journal)
 
 
-
 # -- bundles moved to omfs.bundle; the old names still work -------------------------------
 def __getattr__(name: str) -> Any:
     if name in ("export", "import_"):
