@@ -229,7 +229,7 @@ def test_restore_after_gc_is_refused_in_one_line(tmp_path, om_script):
     ctx = omfs.setup(root)
     append(ctx, 1)
     ctx.datasets.drop("d")
-    ctx.gc(grace=0)
+    ctx.gc(grace=0, force=True)
     with pytest.raises(RestoreError, match="gc already collected the files of its history"):
         ctx.datasets.restore("d")
     out = subprocess.run(
@@ -266,6 +266,6 @@ def test_sync_names_an_object_dropped_on_one_side(tmp_path, team):
     assert rows(team) == [0, 1, 2, 3] and tree(team) == tree(laptop)
     # once gc collected the local history, a pull brings the remote's back as new
     laptop.datasets.drop("d")
-    laptop.gc(grace=0)
+    laptop.gc(grace=0, force=True)
     assert actions(omfs.sync(team, laptop)) == {"d": "copy"}
     assert rows(laptop) == [0, 1, 2, 3] and tree(laptop) == tree(team)
