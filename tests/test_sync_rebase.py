@@ -194,9 +194,15 @@ def test_push_and_pull_rebase_from_the_cli(tmp_path, om_script):
     assert rows(omfs.setup(laptop)) == [1, 2, 4, 3]
     append(omfs.setup(team), 5)
     append(omfs.setup(laptop), 6)
+    shared = [(m.version, m.created) for m in omfs.setup(team).datasets.versions("d")]
     om("pull", "--rebase")
-    assert rows(omfs.setup(laptop)) == rows(omfs.setup(team)) == [1, 2, 4, 3, 6, 5]
+    # as git's pull --rebase: the remote's versions keep their numbers, this side's own
+    # version goes on top of them
+    assert rows(omfs.setup(laptop)) == rows(omfs.setup(team)) == [1, 2, 4, 3, 5, 6]
+    kept = [(m.version, m.created) for m in omfs.setup(team).datasets.versions("d")]
+    assert kept[: len(shared)] == shared
     assert "nothing to copy" in om("push").stderr
+    assert "nothing to copy" in om("pull").stderr
 
 
 # -- restore ----------------------------------------------------------------------------------

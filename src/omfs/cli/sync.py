@@ -29,8 +29,9 @@ Rebase = Annotated[
     bool,
     typer.Option(
         "--rebase",
-        help="re-commit diverged objects' source-only versions on top of the target's, "
-        "then the source takes that history (both sides end equal)",
+        help="re-commit the versions of a diverged object that only the source (for push "
+        "and pull: this context) has on top of the other side's, whose history is kept as "
+        "it is; both sides end equal",
     ),
 ]
 Remote = Annotated[
@@ -40,8 +41,16 @@ Remote = Annotated[
 
 
 def _run(
-    source: Any, target: Any, buckets: Any, names: Any, dry_run: bool, rebase: bool = False
-) -> None:
+    source: Any,
+    target: Any,
+    buckets: Any,
+    names: Any,
+    dry_run: bool,
+    rebase: bool = False,
+    rebase_next: bool = False,
+) -> dict[str, Any]:
+    """Sync, print the report, fail on divergence (unless ``rebase_next``: the caller
+    rebases the diverged objects next, so they are left out of the table)."""
     import omfs
 
     chosen = {"buckets": buckets, "names": names}
@@ -73,7 +82,7 @@ def _run(
                 "bytes": r["bytes"],
             }
             for r in report["objects"]
-            if r["action"] != "unchanged"
+            if r["action"] != "unchanged" and not (rebase_next and r["action"] == "diverged")
         ]
         emit_table(
             rows,
@@ -82,13 +91,14 @@ def _run(
         )
     _explain(report)
     diverged = [r for r in report["objects"] if r["action"] == "diverged"]
-    if diverged:
+    if diverged and not rebase_next:
         names_ = ", ".join(
             f"{r['bucket']}/{r['store']}/{r['name']} (source v{r.get('source_versions')}, "
             f"target v{r.get('target_versions')})"
             for r in diverged
         )
         fail(f"{len(diverged)} object(s) diverged and were left unchanged: {names_}")
+    return report
 
 
 def _explain(report: dict[str, Any]) -> None:
@@ -148,8 +158,21 @@ def pull(
     dry_run: DryRun = False,
     rebase: Rebase = False,
 ) -> None:
-    """Sync the remote context to this one."""
-    _run(_remote(remote), state.omega(), bucket, name, dry_run, rebase)
+    """Sync the remote context to this one. With --rebase, as git's pull --rebase: the
+    remote's history stays as it is, and this context's own versions of a diverged object
+    are re-committed on top of it (and published, so both sides end equal)."""
+    here, there = state.omega(), _remote(remote)
+    if not rebase:
+        _run(there, here, bucket, name, dry_run)
+        return
+    import glob
+
+    report = _run(there, here, bucket, name, dry_run, rebase_next=True)
+    diverged = [r for r in report["objects"] if r["action"] == "diverged"]
+    if diverged:
+        buckets = sorted({r["bucket"] for r in diverged})
+        names = sorted({glob.escape(r["name"]) for r in diverged})
+        _run(here, there, buckets, names, dry_run, rebase=True)
 
 
 def export(
