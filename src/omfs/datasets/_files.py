@@ -192,13 +192,14 @@ def _count_fields(line: bytes, sep: str, encoding: str | None) -> int:
         return text.count(sep) + 1
 
 
-def _check_columns(path: str, count: int, options: ImportOptions) -> None:
+def _check_columns(path: str, count: int, options: ImportOptions, *, is_csv: bool = False) -> None:
     """Refuse a table wider than ``max_columns`` before anything is built for its columns."""
     if count > options.max_columns:
         raise TableFileError(
             f"{path}: {count:,} columns, more than the {options.max_columns:,} allowed "
             f"(each costs memory while importing). If that is right, raise the limit, e.g. "
-            f"--max-columns {count} (max_columns= in Python); otherwise check --sep."
+            f"--max-columns {count} (max_columns= in Python)"
+            + ("; otherwise check --sep." if is_csv else ".")
         )
 
 
@@ -279,7 +280,7 @@ def _open_csv(
     if len(sep) != 1:
         raise TableFileError(f"--sep {sep!r}: the separator must be one character")
     del head
-    _check_columns(path, _count_fields(header, sep, options.encoding), options)
+    _check_columns(path, _count_fields(header, sep, options.encoding), options, is_csv=True)
     types = {c: _arrow_type(c, t) for c, t in options.dtype.items()}
     for column in options.parse_dates:
         types.setdefault(column, pa.timestamp("ns"))
@@ -332,7 +333,7 @@ def _check_schema(path: str, schema: Any, types: dict[str, Any], options: Import
     --dtype/--parse-dates naming a column the file does not have."""
     import pyarrow as pa
 
-    _check_columns(path, len(schema), options)
+    _check_columns(path, len(schema), options, is_csv=True)
     undecoded = [f.name for f in schema if pa.types.is_binary(f.type)]
     if undecoded and not options.encoding:
         raise TableFileError(
@@ -537,10 +538,12 @@ def _open_jsonl(
             stream,
             read_options=pjson.ReadOptions(block_size=options.max_line_bytes, use_threads=False),
         )
-        _check_columns(path, len(reader.schema), options)
-    except (pa.ArrowInvalid, TableFileError) as exc:
+    except pa.ArrowInvalid as exc:
         stream.close()
-        raise exc if isinstance(exc, TableFileError) else explain(exc) from None
+        raise explain(exc) from None
+    if len(reader.schema) > options.max_columns:
+        stream.close()
+        _check_columns(path, len(reader.schema), options)
     return _Batches(reader, reader.schema, raw, stream, explain, progress)
 
 
