@@ -133,6 +133,22 @@ def put(
         bool,
         typer.Option("--skip-bad-lines", help="skip CSV lines with the wrong number of fields"),
     ] = False,
+    max_columns: Annotated[
+        int | None,
+        typer.Option(
+            "--max-columns",
+            metavar="N",
+            help="refuse a table with more columns (default 10000; each costs memory)",
+        ),
+    ] = None,
+    max_line_bytes: Annotated[
+        str,
+        typer.Option(
+            "--max-line-bytes",
+            metavar="SIZE",
+            help="the longest line of a CSV or JSON-lines file (memory grows with it), e.g. 64MB",
+        ),
+    ] = "8MiB",
     fmt: Annotated[
         str | None,
         typer.Option("--format", help="the format of stdin (-): csv, tsv, jsonl, parquet"),
@@ -148,7 +164,7 @@ def put(
     Tables are read streaming (bounded memory): a CSV's separator, ISO dates and types are
     detected; errors name the file and line.
     """
-    from omfs.datasets._files import ImportOptions, open_table_file
+    from omfs.datasets._files import MAX_COLUMNS, ImportOptions, open_table_file
 
     if path == "-":
         file = _spool_stdin(f".{fmt or ('bin' if raw else 'csv')}")
@@ -170,6 +186,8 @@ def put(
             parse_dates=[c.strip() for item in parse_dates or [] for c in item.split(",")],
             dtype=_parse_dtypes(dtype),
             skip_bad_lines=skip_bad_lines,
+            max_columns=MAX_COLUMNS if max_columns is None else max_columns,
+            max_line_bytes=parse_size(max_line_bytes),
         )
         with progress_bar(f"put {name}", size) as advance:
             data = open_table_file(file, options, progress=advance)

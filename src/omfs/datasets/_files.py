@@ -69,6 +69,14 @@ _DTYPES = {
     "date": "date32",
 }
 _PART_ROWS = 1_000_000
+#: the most columns a table file may have unless ``max_columns`` (``--max-columns``) raises
+#: it: each column costs ~10 KB while reading and writing Parquet (10^6 columns took 13 GB)
+MAX_COLUMNS = 10_000
+#: the longest line of a CSV or JSON-lines file unless ``max_line_bytes`` (``--max-line-bytes``)
+#: raises it; it is pyarrow's block size, and memory is a small multiple of it
+MAX_LINE_BYTES = 8 * 2**20
+_LINE_BYTES_CEILING = 2**30  # pyarrow's block size is a 32-bit int
+_HEAD_BYTES = 64 * 1024
 # non-ISO layouts tried after pyarrow's ISO 8601 parser, all unambiguous about day/month
 _TIME_FORMATS = ("%Y-%m-%d %H:%M:%S", "%Y/%m/%d", "%Y/%m/%d %H:%M:%S", "%Y-%m-%dT%H:%M:%S")
 
@@ -87,7 +95,18 @@ class ImportOptions:
     parse_dates: list[str] = field(default_factory=list)
     dtype: dict[str, str] = field(default_factory=dict)
     skip_bad_lines: bool = False
+    max_columns: int = MAX_COLUMNS
+    max_line_bytes: int = MAX_LINE_BYTES
     skipped: int = 0  # filled in while reading: bad lines skipped
+
+    def check(self) -> None:
+        """Refuse limits that cannot work, naming the option."""
+        if self.max_columns < 1:
+            raise TableFileError(f"--max-columns {self.max_columns}: give at least 1")
+        if not 0 < self.max_line_bytes <= _LINE_BYTES_CEILING:
+            raise TableFileError(
+                f"--max-line-bytes {self.max_line_bytes}: give a size between 1 byte and 1GiB"
+            )
 
 
 def table_format(path: str | os.PathLike[str]) -> tuple[str | None, str | None]:
@@ -115,34 +134,36 @@ def _arrow_type(column: str, name: str) -> Any:
     return pa.type_for_alias(kind)
 
 
-class _CountingFile(io.RawIOBase):
-    """A binary file that reports how many bytes were read (for a progress bar)."""
-
-    def __init__(self, path: str, progress: Callable[[int], None] | None):
-        self._f = open(path, "rb")  # noqa: SIM115 - closed with this object
-        self._progress = progress
-
-    def readable(self) -> bool:
-        return True
-
-    def readinto(self, buffer: Any) -> int:
-        n = self._f.readinto(buffer)
-        if n and self._progress:
-            self._progress(n)
-        return n or 0
-
-    def close(self) -> None:
-        self._f.close()
-        super().close()
-
-
-def _sniff_separator(path: str, compression: str | None, encoding: str | None) -> str:
-    """The separator of a CSV file, from its first lines (``,`` when unclear)."""
+def _head(path: str, compression: str | None, limit: int) -> bytes:
+    """The file's first bytes (decompressed): 64 KiB, and on until the first line ends or
+    ``limit + 1`` bytes are in hand, so even a huge first line costs at most ``limit``."""
     import pyarrow as pa
 
     with pa.input_stream(path, compression=compression) as f:
-        head = f.read(64 * 1024)
-    text = head.decode(encoding or "utf-8", errors="replace")
+        head = bytearray(f.read(_HEAD_BYTES))
+        ended = b"\n" in head
+        while not ended and len(head) <= limit:
+            chunk = f.read(min(_HEAD_BYTES, limit + 1 - len(head)))
+            if not chunk:
+                break
+            ended = b"\n" in chunk
+            head += chunk
+    return bytes(head)
+
+
+def _first_line(path: str, compression: str | None, head: bytes, limit: int) -> bytes:
+    """The first line of ``head``; a first line longer than ``limit`` is refused."""
+    end = head.find(b"\n")
+    line = head if end == -1 else head[:end]
+    if len(line) > limit:
+        found = _find_long_line(path, compression, limit)
+        raise _long_line_error(path, 1, found[1] if found else None, limit)
+    return line
+
+
+def _sniff_separator(head: bytes, encoding: str | None) -> str:
+    """The separator of a CSV file, from its first lines (``,`` when unclear)."""
+    text = head[:_HEAD_BYTES].decode(_codec(encoding), errors="replace")
     lines = text.splitlines()[:20]
     if len(lines) > 1 and not text.endswith("\n"):
         lines = lines[:-1]  # the last line may be cut
@@ -150,6 +171,93 @@ def _sniff_separator(path: str, compression: str | None, encoding: str | None) -
         return csv.Sniffer().sniff("\n".join(lines), delimiters=",;\t|").delimiter
     except csv.Error:
         return ","
+
+
+def _codec(encoding: str | None) -> str:
+    """A Python codec for a first look at the file (the real read reports unknown ones)."""
+    import codecs
+
+    try:
+        return codecs.lookup(encoding or "utf-8").name
+    except LookupError:
+        return "latin-1"
+
+
+def _count_fields(line: bytes, sep: str, encoding: str | None) -> int:
+    """How many fields a CSV line holds (quotes respected where the csv module can)."""
+    text = line.decode(_codec(encoding), errors="replace")
+    try:
+        return len(next(csv.reader([text], delimiter=sep), []))
+    except csv.Error:  # a field beyond csv's size limit: count separators instead
+        return text.count(sep) + 1
+
+
+def _check_columns(path: str, count: int, options: ImportOptions, *, is_csv: bool = False) -> None:
+    """Refuse a table wider than ``max_columns`` before anything is built for its columns."""
+    if count > options.max_columns:
+        raise TableFileError(
+            f"{path}: {count:,} columns, more than the {options.max_columns:,} allowed "
+            f"(each costs memory while importing). If that is right, raise the limit, e.g. "
+            f"--max-columns {count} (max_columns= in Python)"
+            + ("; otherwise check --sep." if is_csv else ".")
+        )
+
+
+def _size_text(size: int) -> str:
+    for unit, factor in (("MiB", 2**20), ("KiB", 2**10)):
+        if size % factor == 0:
+            return f"{size // factor}{unit}"
+    return f"{size:,} bytes"
+
+
+def _long_line_error(path: str, line: int | None, length: int | None, limit: int) -> Any:
+    """The refusal of a line longer than ``limit``, naming the option that raises it."""
+    if line is not None and length is not None:
+        what = f"{path}, line {line}: {length:,} bytes, longer than"
+    else:  # no physical line is too long: a quoted value spans lines
+        what = f"{path}: a row (with quoted line breaks) is longer than"
+    suggest = f"{-(-max(length or 0, 2 * limit) // 10**6) + 1}MB"
+    return TableFileError(
+        f"{what} the {_size_text(limit)} a line may have. If that is right, raise the limit, "
+        f"e.g. --max-line-bytes {suggest} (max_line_bytes= in Python; memory grows with it)."
+    )
+
+
+def _find_long_line(path: str, compression: str | None, limit: int) -> tuple[int, int] | None:
+    """``(line number, length)`` of the first line longer than ``limit`` bytes, read in
+    1 MiB chunks (bounded memory); None when every line fits."""
+    import pyarrow as pa
+
+    line, start, offset = 1, 0, 0  # start: where the current line begins
+    found: int | None = None  # the long line's number, once seen; read on to its end
+    with pa.input_stream(path, compression=compression) as f:
+        while chunk := f.read(2**20):
+            pos = 0
+            while (end := chunk.find(b"\n", pos)) != -1:
+                length = offset + end - start
+                if found is not None or length > limit:
+                    return line, length
+                line, start, pos = line + 1, offset + end + 1, end + 1
+                last = chunk.rfind(b"\n")
+                if limit >= len(chunk) and last >= pos:  # the lines inside this chunk fit
+                    line += chunk.count(b"\n", pos, last) + 1
+                    start, pos = offset + last + 1, last + 1
+            offset += len(chunk)
+            if offset - start > limit:
+                found = line
+    return (line, offset - start) if found is not None else None
+
+
+def _stream_error(
+    path: str, compression: str | None, exc: BaseException, options: ImportOptions
+) -> TableFileError | None:
+    """A pyarrow block-size failure as the line that is too long; None for other errors."""
+    text = str(exc)
+    if "straddl" not in text and "out of sync" not in text:
+        return None
+    found = _find_long_line(path, compression, options.max_line_bytes)
+    line, length = found if found is not None else (None, None)
+    return _long_line_error(path, line, length, options.max_line_bytes)
 
 
 def _open_csv(
@@ -162,13 +270,17 @@ def _open_csv(
     import pyarrow as pa
     import pyarrow.csv as pcsv
 
+    head = _head(path, compression, options.max_line_bytes)
+    header = _first_line(path, compression, head, options.max_line_bytes)
     sep = options.sep
     if sep is None:
-        sep = "\t" if fmt == "tsv" else _sniff_separator(path, compression, options.encoding)
+        sep = "\t" if fmt == "tsv" else _sniff_separator(head, options.encoding)
     if sep in ("\\t", "tab"):
         sep = "\t"
     if len(sep) != 1:
         raise TableFileError(f"--sep {sep!r}: the separator must be one character")
+    del head
+    _check_columns(path, _count_fields(header, sep, options.encoding), options, is_csv=True)
     types = {c: _arrow_type(c, t) for c, t in options.dtype.items()}
     for column in options.parse_dates:
         types.setdefault(column, pa.timestamp("ns"))
@@ -181,13 +293,18 @@ def _open_csv(
         bad["row"] = row
         return "error"
 
-    raw = pa.PythonFile(_CountingFile(path, progress), mode="r")
+    # a native file: pyarrow reads ahead on its own thread, and a Python file object there
+    # could abort the process (std::terminate) when an error ends the read early
+    raw = pa.OSFile(path)
     stream = pa.CompressedInputStream(raw, compression) if compression else raw
+    explain = _csv_explainer(path, compression, bad, options)
     try:
         reader = pcsv.open_csv(
             stream,
             read_options=pcsv.ReadOptions(
-                encoding=options.encoding or "utf8", block_size=8 * 2**20, use_threads=False
+                encoding=options.encoding or "utf8",
+                block_size=options.max_line_bytes,
+                use_threads=False,
             ),
             parse_options=pcsv.ParseOptions(delimiter=sep, invalid_row_handler=on_bad_row),
             convert_options=pcsv.ConvertOptions(
@@ -198,25 +315,51 @@ def _open_csv(
         )
     except (pa.ArrowInvalid, UnicodeDecodeError, LookupError) as exc:
         stream.close()
-        raise _csv_error(path, exc, bad, options) from None
-    undecoded = [f.name for f in reader.schema if pa.types.is_binary(f.type)]
-    if undecoded and not options.encoding:
+        raise explain(exc) from None
+    try:
+        _check_schema(path, reader.schema, types, options)
+    except TableFileError:
         stream.close()
+        raise
+    schema = pa.schema(
+        pa.field(f.name, pa.timestamp("ns")) if pa.types.is_date32(f.type) else f
+        for f in reader.schema
+    )
+    return _Batches(reader, schema, raw, stream, explain, progress)
+
+
+def _check_schema(path: str, schema: Any, types: dict[str, Any], options: ImportOptions) -> None:
+    """Refuse what the CSV reader made of the first block: too wide, undecoded text, or
+    --dtype/--parse-dates naming a column the file does not have."""
+    import pyarrow as pa
+
+    _check_columns(path, len(schema), options, is_csv=True)
+    undecoded = [f.name for f in schema if pa.types.is_binary(f.type)]
+    if undecoded and not options.encoding:
         raise TableFileError(
             f"{path}: column {undecoded[0]!r} is not UTF-8 text. Give the file's encoding, "
             "e.g. --encoding latin-1 (or cp1252)."
         )
-    unknown = [c for c in types if c not in reader.schema.names]
+    unknown = [c for c in types if c not in schema.names]
     if unknown:
-        stream.close()
         raise TableFileError(
             f"{path}: no column {unknown[0]!r} for --dtype/--parse-dates; the columns are "
-            f"{reader.schema.names}"
+            f"{schema.names}"
         )
-    return _CsvBatches(reader, stream, path, bad, options)
 
 
-def _csv_error(path: str, exc: BaseException, bad: dict[str, Any], options: ImportOptions) -> Any:
+def _csv_explainer(
+    path: str, compression: str | None, bad: dict[str, Any], options: ImportOptions
+) -> Callable[[BaseException], TableFileError]:
+    def explain(exc: BaseException) -> TableFileError:
+        return _stream_error(path, compression, exc, options) or _csv_error(path, exc, bad, options)
+
+    return explain
+
+
+def _csv_error(
+    path: str, exc: BaseException, bad: dict[str, Any], options: ImportOptions
+) -> TableFileError:
     text = " ".join(str(exc).split())
     if isinstance(exc, UnicodeDecodeError) or "invalid UTF8" in text or "decode" in text:
         return TableFileError(
@@ -241,22 +384,22 @@ def _csv_error(path: str, exc: BaseException, bad: dict[str, Any], options: Impo
     return TableFileError(f"{path}: {text}")
 
 
-class _CsvBatches:
-    """Record batches of a CSV file with date columns as timestamps; errors as
-    TableFileError naming the file. Closes the file when done."""
+class _Batches:
+    """Record batches of a streamed text table (CSV, JSON lines) cast to ``schema``; read
+    errors as TableFileError (``explain``); progress in bytes of the file. Closes the file
+    when done."""
 
     def __init__(
-        self, reader: Any, stream: Any, path: str, bad: dict[str, Any], options: ImportOptions
+        self,
+        reader: Any,
+        schema: Any,
+        raw: Any,
+        stream: Any,
+        explain: Callable[[BaseException], TableFileError],
+        progress: Callable[[int], None] | None,
     ):
-        import pyarrow as pa
-
-        self._reader, self._stream, self._path = reader, stream, path
-        self._bad, self._options = bad, options
-        fields = [
-            pa.field(f.name, pa.timestamp("ns")) if pa.types.is_date32(f.type) else f
-            for f in reader.schema
-        ]
-        self.schema = pa.schema(fields)
+        self._reader, self.schema, self._raw, self._stream = reader, schema, raw, stream
+        self._explain, self._progress, self._reported = explain, progress, 0
 
     def __iter__(self) -> Iterator[Any]:
         import pyarrow as pa
@@ -268,12 +411,23 @@ class _CsvBatches:
                 except StopIteration:
                     return
                 except (pa.ArrowInvalid, UnicodeDecodeError) as exc:
-                    raise _csv_error(self._path, exc, self._bad, self._options) from None
+                    raise self._explain(exc) from None
+                self._advance()
                 if batch.schema != self.schema:
                     batch = batch.cast(self.schema)
                 yield batch
         finally:
+            self._advance()
+            # drop pyarrow's reader now, so it stops reading ahead while Arrow is alive,
+            # not in the interpreter's teardown (where a busy reader thread aborts)
+            self._reader = None
             self._stream.close()
+
+    def _advance(self) -> None:
+        if self._progress is not None and not self._raw.closed:
+            position = self._raw.tell()
+            self._progress(position - self._reported)
+            self._reported = position
 
     def read_all(self) -> Any:
         import pyarrow as pa
@@ -294,6 +448,7 @@ def open_table_file(
     import pyarrow as pa
 
     options = options or ImportOptions()
+    options.check()
     where = os.fspath(path)
     fmt, compression = table_format(where)
     if fmt is None:
@@ -309,26 +464,7 @@ def open_table_file(
         raise TableFileError(f"{where}: --sep and --skip-bad-lines apply to CSV files, not {fmt}")
     convert = bool(options.dtype or options.parse_dates)
     try:
-        if fmt == "parquet" and not compression and not convert:
-            import pyarrow.parquet as pq
-
-            parquet = pq.ParquetFile(where)
-            return pa.RecordBatchReader.from_batches(
-                parquet.schema_arrow, parquet.iter_batches(batch_size=_PART_ROWS)
-            )
-        if fmt == "feather" and not compression and not convert:
-            import pyarrow.ipc as ipc
-
-            try:
-                return ipc.open_file(where).to_reader()  # type: ignore[attr-defined]
-            except AttributeError:
-                return pa.RecordBatchReader.from_batches(*_ipc_batches(ipc.open_file(where)))
-        if fmt == "jsonl" and not convert:
-            import pyarrow.json as pjson
-
-            lines = pjson.open_json(pa.input_stream(where, compression=compression))
-            return pa.RecordBatchReader.from_batches(lines.schema, lines)
-        frame = _read_with_pandas(where, fmt, compression, options)
+        table = _open_other(where, fmt, compression, convert, options, progress)
     except TableFileError:
         raise
     except ImportError as exc:
@@ -339,7 +475,76 @@ def open_table_file(
     except Exception as exc:
         text = " ".join(str(exc).split())[:200]
         raise TableFileError(f"{where}: cannot be read as {fmt} ({text})") from None
-    return frame
+    width = len(table.columns) if hasattr(table, "iloc") else len(table.schema)
+    _check_columns(where, width, options)  # before a single Parquet column is written
+    return table
+
+
+def _open_other(
+    path: str,
+    fmt: str,
+    compression: str | None,
+    convert: bool,
+    options: ImportOptions,
+    progress: Callable[[int], None] | None,
+) -> Any:
+    """Parquet, Feather and JSON lines as a RecordBatchReader (streamed) where no type
+    conversion is asked for; otherwise (and JSON, Excel) a DataFrame read by pandas."""
+    import pyarrow as pa
+
+    if fmt == "parquet" and not compression and not convert:
+        import pyarrow.parquet as pq
+
+        parquet = pq.ParquetFile(path)
+        return pa.RecordBatchReader.from_batches(
+            parquet.schema_arrow, parquet.iter_batches(batch_size=_PART_ROWS)
+        )
+    if fmt == "feather" and not compression and not convert:
+        import pyarrow.ipc as ipc
+
+        try:
+            return ipc.open_file(path).to_reader()  # type: ignore[attr-defined]
+        except AttributeError:
+            return pa.RecordBatchReader.from_batches(*_ipc_batches(ipc.open_file(path)))
+    if fmt == "jsonl" and not convert:
+        lines = _open_jsonl(path, compression, options, progress)
+        return pa.RecordBatchReader.from_batches(lines.schema, iter(lines))
+    return _read_with_pandas(path, fmt, compression, options)
+
+
+def _open_jsonl(
+    path: str,
+    compression: str | None,
+    options: ImportOptions,
+    progress: Callable[[int], None] | None,
+) -> _Batches:
+    """JSON lines streamed a block of ``max_line_bytes`` at a time (a native file, as CSV)."""
+    import pyarrow as pa
+    import pyarrow.json as pjson
+
+    head = _head(path, compression, options.max_line_bytes)
+    _first_line(path, compression, head, options.max_line_bytes)
+
+    def explain(exc: BaseException) -> TableFileError:
+        text = " ".join(str(exc).split())[:200]
+        return _stream_error(path, compression, exc, options) or TableFileError(
+            f"{path}: cannot be read as jsonl ({text})"
+        )
+
+    raw = pa.OSFile(path)
+    stream = pa.CompressedInputStream(raw, compression) if compression else raw
+    try:
+        reader = pjson.open_json(
+            stream,
+            read_options=pjson.ReadOptions(block_size=options.max_line_bytes, use_threads=False),
+        )
+    except pa.ArrowInvalid as exc:
+        stream.close()
+        raise explain(exc) from None
+    if len(reader.schema) > options.max_columns:
+        stream.close()
+        _check_columns(path, len(reader.schema), options)
+    return _Batches(reader, reader.schema, raw, stream, explain, progress)
 
 
 def _ipc_batches(reader: Any) -> tuple[Any, Iterator[Any]]:
