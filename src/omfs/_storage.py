@@ -117,6 +117,8 @@ _COPY_CHUNK = 8 * 2**20
 #: Verified copies read files up to this size whole (one request, checked in memory) and
 #: stream larger ones; a small document of unknown size is refused beyond it.
 _WHOLE_LIMIT = 64 * 2**20
+#: A small document of unknown size (a sidecar, a schema) is refused beyond this.
+_DOC_LIMIT = 64 * 2**20
 #: How many bytes of small files a verified copy holds in memory at once.
 _BATCH_BYTES = 256 * 2**20
 _NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
@@ -917,7 +919,7 @@ class Storage:
         out: dict[str, bytes | BaseException] = {}
         if self.is_local:
             for f in files:
-                limit = (f.size if f.size is not None else _WHOLE_LIMIT) + 1
+                limit = (f.size if f.size is not None else _DOC_LIMIT) + 1
                 try:
                     out[f.key] = _read_local(self.path(f.key), limit)
                 except (OSError, IntegrityError) as exc:
@@ -1140,8 +1142,8 @@ def _mismatch(f: Expected, size: int, digest: Callable[[], str]) -> str | None:
             f"it has {size} {more}bytes, the log records {f.size} (truncated or changed "
             "outside omfs)"
         )
-    if f.size is None and size > _WHOLE_LIMIT:
-        return f"it is larger than {_WHOLE_LIMIT} bytes, which no such file of omfs is"
+    if f.size is None and size > _DOC_LIMIT:
+        return f"it is larger than {_DOC_LIMIT} bytes, which no such file of omfs is"
     if f.sha256 is not None and digest() != f.sha256:
         return "its sha256 is not the one the log records (changed outside omfs)"
     return None

@@ -305,6 +305,8 @@ class DatasetStore(VersionedStore):
                 problems.append(
                     f"{where}: part {part['file']} has {size} bytes, the log says {part['size']}"
                 )
+            elif part.get("sha256") and _sha256_of(self.storage, key) != part["sha256"]:
+                problems.append(f"{where}: part {part['file']} does not match its sha256")
         if rec.kind == _convert.KIND_RAW and not problems and parts:
             digest = hashlib.sha256()
             for chunk in self.storage.iter_chunks(self._data_key(name, parts[0]["file"])):
@@ -965,6 +967,13 @@ class DatasetStore(VersionedStore):
         from omfs.promotion import promote
 
         return promote(self, name, other, **kwargs)
+
+
+def _sha256_of(storage: Any, key: str) -> str:
+    digest = hashlib.sha256()
+    for chunk in storage.iter_chunks(key):
+        digest.update(chunk)
+    return digest.hexdigest()
 
 
 def _checked(

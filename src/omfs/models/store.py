@@ -264,7 +264,7 @@ class ModelStore(VersionedStore):
         if self.storage.is_local and meta.info.get("size"):
             # map the file once: hash the mapping, then unpickle from the same mapping
             try:
-                f = open(self.storage.path(key), "rb")  # noqa: SIM115 - closed below
+                f = self.storage.open(key, "rb")  # a symlink is refused, never followed
             except FileNotFoundError:
                 raise self._missing_payload(meta.name, meta.version, meta.info["payload"]) from None
             with f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as mapped:
