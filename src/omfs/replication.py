@@ -13,13 +13,17 @@ changed):
   schemas are copied first, then the index marker, then the missing commits in order, each
   with put-if-absent, then checkpoints and the hint. A reader sees the old history or a
   longer prefix of the new one, never a mix; a killed sync is resumed by the next one
-  (copies are skipped by name and size, commits that exist by name).
+  (payloads and commits that exist are skipped by name, never overwritten).
 - the target has commits the source lacks, or a different commit at the same number:
   **diverged**. The object is reported (versions on both sides) and left unchanged.
 
 Everything listed from the source is validated before it is used: object names by the name
 rules, file names against the log's and payloads' own patterns, so a hostile store cannot
-make a sync write outside the object's folder.
+make a sync write outside the object's folder. Every commit, checkpoint and hint copied is
+validated as a read validates it (:meth:`ObjectLog.parse`), and the payloads are those its
+records name, each checked against their size and sha256 as it travels
+(:meth:`Storage.copy_verified`); a source that fails either is **refused** for that object,
+which then leaves the target as it was.
 """
 
 from __future__ import annotations
