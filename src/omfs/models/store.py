@@ -196,6 +196,8 @@ class ModelStore(VersionedStore):
             return [f"{where}: the payload's sidecar {_sidecar_name(payload)} is missing"]
         except ValueError:
             return [f"{where}: the payload's sidecar {_sidecar_name(payload)} is not JSON"]
+        except IntegrityError as exc:  # e.g. a symlink, never followed
+            return [f"{where}: {exc}"]
         if not isinstance(side, dict) or side.get("sha256") != rec.info.get("sha256"):
             return [f"{where}: the payload's sidecar does not match the log (sha256)"]
         return []
