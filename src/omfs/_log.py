@@ -431,8 +431,13 @@ class ObjectLog:
         )
 
     def _load(self, key: str) -> dict[str, Any]:
+        return self._document(key, self.storage.read_bytes(key))
+
+    def _document(self, key: str, data: bytes) -> dict[str, Any]:
+        """The JSON document ``data`` read from ``key``, checked: an object of this log's
+        format naming this object."""
         try:
-            doc = json.loads(self.storage.read_bytes(key))
+            doc = json.loads(data)
         except ValueError as exc:
             raise self._corrupt(key, f"not JSON: {exc}") from None
         if not isinstance(doc, dict):
@@ -524,6 +529,25 @@ class ObjectLog:
         head = self._parse_state(_dict(doc.get("head"), "head", optional=False), seq)
         head.complete = False
         return commit, head, at, user
+
+    # -- documents read elsewhere (sync checks what it copies as a read would) ------------
+    def parse(self, filename: str, data: bytes) -> Any:
+        """Validate the bytes of the log file ``filename`` (a commit, a checkpoint, the
+        hint) exactly as a read of it would: the parsed document, or IntegrityError /
+        FormatError naming the file."""
+        key = self.key(filename)
+        doc = self._document(key, data)
+        try:
+            if filename == "_last.json":
+                return _int(doc.get("seq"), "seq", 0), _int(doc.get("checkpoint"), "checkpoint", 0)
+            seq = int(filename.split(".", 1)[0])
+            if filename == checkpoint_file(seq):
+                return self._parse_checkpoint(doc, seq)
+            if filename == commit_file(seq):
+                return self._parse_commit(doc, seq)
+        except _Corrupt as exc:
+            raise self._corrupt(key, str(exc)) from None
+        raise ValueError(f"{filename!r} is not a file of the log")
 
     def _commit_at(self, seq: int) -> tuple[Commit, State, str, str] | None:
         """Commit ``seq``, parsed and validated, or None when it does not exist."""

@@ -8,14 +8,20 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import errno
 import functools
+import hashlib
 import inspect
+import io
 import os
+import queue
 import socket
+import stat
 import threading
 import time
 import uuid
 from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
 from typing import IO, Any, TypeVar
 from urllib.parse import urlsplit
 
@@ -24,6 +30,7 @@ from fsspec.callbacks import Callback
 from fsspec.implementations.local import LocalFileSystem
 
 from omfs.errors import (
+    IntegrityError,
     OmfsError,
     StorageAccessError,
     StorageUnavailableError,
@@ -32,7 +39,10 @@ from omfs.errors import (
 
 __all__ = [
     "PUBLIC_OPTION_KEYS",
+    "Expected",
+    "HashingWriter",
     "Storage",
+    "StreamHasher",
     "connection_problem",
     "credentials_hint",
     "public_options",
@@ -105,6 +115,14 @@ _NESTED_PUBLIC = frozenset(
     }
 )
 _COPY_CHUNK = 8 * 2**20
+#: Verified copies read files up to this size whole (one request, checked in memory) and
+#: stream larger ones; a small document of unknown size is refused beyond it.
+_WHOLE_LIMIT = 64 * 2**20
+#: A small document of unknown size (a sidecar, a schema) is refused beyond this.
+_DOC_LIMIT = 64 * 2**20
+#: How many bytes of small files a verified copy holds in memory at once.
+_BATCH_BYTES = 256 * 2**20
+_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
 _memory_lock = threading.Lock()
 _S3 = ("s3", "s3a")
 _GCS = ("gs", "gcs")
@@ -236,6 +254,104 @@ def _translated(method: _F) -> _F:
 def unique_name(suffix: str = "") -> str:
     """A fresh file name that no other writer can pick."""
     return f"{uuid.uuid4().hex}{suffix}"
+
+
+class StreamHasher:
+    """sha256 computed on a second thread (hashlib releases the GIL), so hashing overlaps
+    with writing or reading instead of adding a second pass. Chunks must be immutable."""
+
+    def __init__(self) -> None:
+        self.digest = hashlib.sha256()
+        self._queue: queue.Queue[bytes | None] = queue.Queue(maxsize=16)
+        self._thread = threading.Thread(target=self._run, name="omfs-sha256", daemon=True)
+        self._thread.start()
+        self._done: str | None = None
+
+    def _run(self) -> None:
+        while (chunk := self._queue.get()) is not None:
+            self.digest.update(chunk)
+
+    def update(self, chunk: bytes) -> None:
+        self._queue.put(chunk)
+
+    def hexdigest(self) -> str:
+        if self._done is None:
+            self._queue.put(None)
+            self._thread.join()
+            self._done = self.digest.hexdigest()
+        return self._done
+
+
+class HashingWriter(io.RawIOBase):
+    """A write-only file that counts and hashes (on a second thread) what passes through on
+    its way to ``target``: a payload's size and sha256 without reading it back."""
+
+    def __init__(self, target: Any):
+        self._target = target
+        self.hasher = StreamHasher()
+        self.size = 0
+
+    def writable(self) -> bool:
+        return True
+
+    def tell(self) -> int:  # joblib aligns arrays by position, as it does for plain files
+        return self.size
+
+    def write(self, data: Any) -> int:
+        chunk = data if isinstance(data, bytes) else bytes(data)  # immutable for the hasher
+        self._target.write(chunk)
+        self.hasher.update(chunk)
+        self.size += len(chunk)
+        return len(chunk)
+
+
+@dataclass(frozen=True)
+class Expected:
+    """What a verified copy expects of one file: its size and sha256 as a validated log
+    records them (None: not recorded), or for a small document a ``check`` of its bytes
+    that returns why they are refused (None: they are fine)."""
+
+    key: str
+    size: int | None = None
+    sha256: str | None = None
+    check: Callable[[bytes], str | None] | None = None
+
+
+def symlink_error(path: str) -> IntegrityError:
+    """The error for a payload or log file that is a symbolic link (never followed)."""
+    return IntegrityError(
+        f"{path!r} is a symbolic link; omfs never follows links inside a context root (a "
+        "payload or log file must be a regular file), so it was not read. Replace the link "
+        "with the file itself, or run 'om fsck' to see what is affected."
+    )
+
+
+def size_error(path: str, size: int, recorded: int) -> IntegrityError:
+    """The error for a payload whose size is not the one its log records."""
+    return IntegrityError(
+        f"{path!r} has {size} bytes, but the log records {recorded}: it was truncated or "
+        "changed outside omfs, so it was not read. Restore it from a copy, or drop that "
+        "version ('om fsck' lists every such problem)."
+    )
+
+
+def _open_local(path: str) -> int:
+    """A descriptor of the regular file at ``path``, read-only; a symlink is refused."""
+    if not _NOFOLLOW and os.path.islink(path):  # no O_NOFOLLOW (Windows): check first
+        raise symlink_error(path)
+    try:
+        return os.open(path, os.O_RDONLY | _NOFOLLOW | getattr(os, "O_BINARY", 0))
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise symlink_error(path) from None
+        raise
+
+
+def _read_local(path: str, limit: int | None = None) -> bytes:
+    """The bytes of the local file at ``path`` (at most ``limit``), without following a
+    symlink."""
+    with os.fdopen(_open_local(path), "rb") as f:
+        return f.read() if limit is None else f.read(limit)
 
 
 def fsync_dir(folder: str) -> None:
@@ -476,16 +592,41 @@ class Storage:
 
     @_translated
     def cat_path(self, path: str) -> bytes:
-        """The whole file at filesystem ``path``, in one request (no size lookup first)."""
+        """The whole file at filesystem ``path``, in one request (no size lookup first); a
+        local symlink is refused (IntegrityError)."""
+        if self.is_local:
+            return _read_local(path)
         return self.fs.cat_file(path, **self._cat_options)
 
     @_translated
     def open(self, key: str, mode: str = "rb", **kwargs: Any) -> IO[bytes]:
+        """``key`` opened for reading (a local symlink is refused) or writing."""
         if "w" in mode:
             self.check_writable()
         if "w" in mode and self.is_local:
             os.makedirs(os.path.dirname(self.path(key)), exist_ok=True)
+        if self.is_local and "r" in mode and "+" not in mode:
+            return os.fdopen(_open_local(self.path(key)), "rb")
         return self.fs.open(self.path(key), mode, **kwargs)
+
+    @_translated
+    def check_regular(self, items: Iterable[tuple[str, int | None]]) -> None:
+        """Locally, refuse each ``(key, size)`` that is a symlink or whose size is not the one
+        the log records (IntegrityError naming the file); a missing one is left to the read
+        (which names it). A no-op on object storage (no request: reads there check what
+        they get)."""
+        if not self.is_local:
+            return
+        for key, size in items:
+            path = self.path(key)
+            try:
+                st = os.lstat(path)
+            except FileNotFoundError:
+                continue
+            if stat.S_ISLNK(st.st_mode):
+                raise symlink_error(path)
+            if size is not None and st.st_size != size:
+                raise size_error(path, st.st_size, size)
 
     @_translated
     def exists(self, key: str) -> bool:
@@ -503,7 +644,9 @@ class Storage:
         except FileNotFoundError:
             return []
         return sorted(
-            e["name"].rstrip("/").rsplit("/", 1)[-1] for e in entries if e["type"] == "file"
+            e["name"].rstrip("/").rsplit("/", 1)[-1]
+            for e in entries
+            if e["type"] == "file" and not e.get("islink")
         )
 
     @_translated
@@ -541,11 +684,13 @@ class Storage:
         listing tells it, as hex)."""
         path = self.path(prefix)
         if self.is_local:
+            # symlinks are listed as what they are (never followed: a linked folder is not
+            # walked, a linked file is read by no one, since reads refuse links)
             for folder, _, files in os.walk(path):
                 for name in files:
                     full = os.path.join(folder, name)
                     with contextlib.suppress(FileNotFoundError):
-                        st = os.stat(full)
+                        st = os.lstat(full)
                         yield self._key(full), st.st_size, st.st_mtime, None
             return
         try:
@@ -589,7 +734,9 @@ class Storage:
         except FileNotFoundError:
             return []
         return sorted(
-            e["name"].rstrip("/").rsplit("/", 1)[-1] for e in entries if e["type"] == "directory"
+            e["name"].rstrip("/").rsplit("/", 1)[-1]
+            for e in entries
+            if e["type"] == "directory" and not e.get("islink")  # a linked folder: not ours
         )
 
     # -- writing --------------------------------------------------------------------------
@@ -729,6 +876,177 @@ class Storage:
                 with contextlib.suppress(FileNotFoundError):
                     os.unlink(tmp)
 
+    @_translated
+    def copy_verified(
+        self,
+        files: list[Expected],
+        target: Storage,
+        progress: Callable[[int], None] | None = None,
+    ) -> dict[str, str]:
+        """Copy each file to the same key of ``target``, checked while it travels against
+        what ``files`` expects of it; returns ``{key: why}`` of the files refused, naming
+        the source file. With a refusal, no small file was written.
+
+        Nothing unchecked reaches the target: small files are read whole (one request) and
+        all checked before the first is created; larger ones are hashed as they stream into
+        a temporary place (a local temporary file, an S3 multipart upload) that becomes the
+        file only when size and sha256 match. A file the target already has is never
+        overwritten (its name is its content's id: the target keeps its own). A local
+        symlink in the source is refused, never followed.
+        """
+        target.check_writable()
+        refused: dict[str, str] = {}
+        small = [f for f in files if f.size is None or f.size <= _WHOLE_LIMIT]
+        held: dict[str, bytes] = {}
+        hold = sum(f.size or 0 for f in small) <= _BATCH_BYTES
+        for batch in _batches(small):
+            got = self._read_many(batch)
+            good: dict[str, bytes] = {}
+            for f in batch:
+                why = _refusal(f, got[f.key])
+                if why is None:
+                    good[f.key] = got[f.key]  # type: ignore[assignment]
+                else:
+                    refused[f.key] = f"{self.path(f.key)}: {why}"
+            if hold:
+                held.update(good)
+            elif not refused:  # too many to hold: written batch by batch as they check
+                target._create_many(good, progress)
+        for f in files:
+            if refused:
+                return refused
+            if f.size is not None and f.size > _WHOLE_LIMIT:
+                try:
+                    why = self._copy_large(f, target, progress)
+                except FileNotFoundError:
+                    why = "the file is missing"
+                except IntegrityError as exc:
+                    why = str(exc)
+                if why is not None:
+                    refused[f.key] = f"{self.path(f.key)}: {why}"
+        if not refused:
+            target._create_many(held, progress)
+        return refused
+
+    def _read_many(self, files: list[Expected]) -> dict[str, bytes | BaseException]:
+        """The bytes of each file (or the exception reading it raised): concurrent requests
+        on object storage; locally at most one byte more than expected, links refused."""
+        out: dict[str, bytes | BaseException] = {}
+        if self.is_local:
+            for f in files:
+                limit = (f.size if f.size is not None else _DOC_LIMIT) + 1
+                try:
+                    out[f.key] = _read_local(self.path(f.key), limit)
+                except (OSError, IntegrityError) as exc:
+                    out[f.key] = exc
+            return out
+        paths = [self.path(f.key) for f in files]
+        if getattr(self.fs, "async_impl", False):
+            coros = [self.fs._cat_file(p, **self._cat_options) for p in paths]
+            results = _gather(self.fs, coros)
+        else:
+            results = []
+            for p in paths:
+                try:
+                    results.append(self.fs.cat_file(p))
+                except Exception as exc:
+                    results.append(exc)
+        for f, result in zip(files, results, strict=True):
+            if isinstance(result, BaseException) and _storage_error(result, self.url):
+                raise result
+            out[f.key] = result
+        return out
+
+    def _create_many(
+        self, files: dict[str, bytes], progress: Callable[[int], None] | None = None
+    ) -> None:
+        """Create each file whole (put-if-absent); one the target already has is kept."""
+        if not files:
+            return
+        if progress:
+            progress(sum(len(d) for d in files.values()))
+        if self.is_local or not getattr(self.fs, "async_impl", False):
+            for key, data in files.items():
+                with contextlib.suppress(FileExistsError):
+                    self.create(key, data)
+            return
+        extra = {}
+        if self.protocol in _OBJECT_STORES and not self._conditional_writes_ignored():
+            extra = {"mode": "create"}
+        coros = [self.fs._pipe_file(self.path(k), d, **extra) for k, d in files.items()]
+        for result in _gather(self.fs, coros):
+            if isinstance(result, BaseException) and not isinstance(result, FileExistsError):
+                raise result
+
+    def _copy_large(
+        self, f: Expected, target: Storage, progress: Callable[[int], None] | None
+    ) -> str | None:
+        """Stream one large file to ``target``, hashed on the way; why it was refused."""
+        assert f.size is not None
+        check = _StreamCheck(f, progress)
+        reader = (
+            os.fdopen(_open_local(self.path(f.key)), "rb")
+            if self.is_local
+            else self.fs.open(self.path(f.key), "rb", size=f.size)
+        )
+        with reader:
+            if (
+                self.is_local
+                and target.protocol in _S3
+                and hasattr(target.fs, "_upload_file_part_concurrent")
+            ):
+                return target._upload_checked(f.key, reader, check)
+            dst = target.path(f.key)
+            if target.is_local:
+                return _place_checked(dst, reader, check, target.durable)
+            with target.fs.open(dst, "wb") as out:
+                while chunk := check.read(reader):
+                    out.write(chunk)
+                why = check.verdict()
+                if why is not None and hasattr(out, "discard"):
+                    out.discard()  # an S3 multipart upload, aborted: nothing appears
+                    return why
+            if why is not None:  # a backend that wrote it anyway: the name was free
+                target.delete([f.key])
+            return why
+
+    def _upload_checked(self, key: str, reader: IO[bytes], check: _StreamCheck) -> str | None:
+        """An S3 multipart upload of ``reader`` (s3fs' concurrent part upload, as its own
+        ``put`` does), completed only when the bytes check."""
+        from fsspec.asyn import sync as run
+        from s3fs.core import calculate_chunksize
+
+        fs = self.fs
+        bucket, path, _ = fs.split_path(self.path(key))
+        chunksize = calculate_chunksize(check.expected.size)
+
+        class Reader:
+            def read(self, n: int = -1) -> bytes:
+                return check.read(reader, n)
+
+        async def upload() -> str | None:
+            mpu = await fs._call_s3("create_multipart_upload", Bucket=bucket, Key=path)
+            try:
+                out = await fs._upload_file_part_concurrent(bucket, path, mpu, Reader(), chunksize)
+                why = check.verdict()
+                if why is not None:
+                    await fs._abort_mpu(bucket, path, mpu["UploadId"])
+                    return why
+                parts = [{"PartNumber": i + 1, "ETag": o["ETag"]} for i, o in enumerate(out)]
+                await fs._call_s3(
+                    "complete_multipart_upload",
+                    Bucket=bucket,
+                    Key=path,
+                    UploadId=mpu["UploadId"],
+                    MultipartUpload={"Parts": parts},
+                )
+                return None
+            except BaseException:
+                await fs._abort_mpu(bucket, path, mpu["UploadId"])
+                raise
+
+        return run(fs.loop, upload)
+
     def _copy_paths(
         self,
         srcs: list[str],
@@ -791,6 +1109,117 @@ class Storage:
                 f"The storage root {self.url!r} is not reachable: the bucket {top!r} does not "
                 "exist. Create it first, or pass another root."
             ) from None
+
+
+def _gather(fs: Any, coros: list[Any]) -> list[Any]:
+    """Run the coroutines of an async fsspec filesystem concurrently (in fsspec's batches);
+    each result or the exception it raised."""
+    from fsspec.asyn import _run_coros_in_chunks
+    from fsspec.asyn import sync as run
+
+    return list(run(fs.loop, _run_coros_in_chunks, coros, return_exceptions=True))
+
+
+def _batches(files: list[Expected]) -> Iterator[list[Expected]]:
+    """Groups of small files holding at most about _BATCH_BYTES together."""
+    batch: list[Expected] = []
+    held = 0
+    for f in files:
+        size = f.size if f.size is not None else 2**16
+        if batch and held + size > _BATCH_BYTES:
+            yield batch
+            batch, held = [], 0
+        batch.append(f)
+        held += size
+    if batch:
+        yield batch
+
+
+def _refusal(f: Expected, data: bytes | BaseException) -> str | None:
+    """Why the bytes read for ``f`` (or the error reading them) are refused; None: fine."""
+    if isinstance(data, FileNotFoundError):
+        return "the file is missing"
+    if isinstance(data, IntegrityError):
+        return str(data)
+    if isinstance(data, BaseException):
+        return f"it cannot be read ({type(data).__name__}: {data})"
+    why = _mismatch(f, len(data), lambda: hashlib.sha256(data).hexdigest())
+    if why is None and f.check is not None:
+        why = f.check(data)
+    return why
+
+
+def _mismatch(f: Expected, size: int, digest: Callable[[], str]) -> str | None:
+    """Why a file of ``size`` bytes with sha256 ``digest()`` is not what ``f`` expects."""
+    if f.size is not None and size != f.size:
+        more = "or more " if size > f.size else ""
+        return (
+            f"it has {size} {more}bytes, the log records {f.size} (truncated or changed "
+            "outside omfs)"
+        )
+    if f.size is None and size > _DOC_LIMIT:
+        return f"it is larger than {_DOC_LIMIT} bytes, which no such file of omfs is"
+    if f.sha256 is not None and digest() != f.sha256:
+        return "its sha256 is not the one the log records (changed outside omfs)"
+    return None
+
+
+class _StreamCheck:
+    """Counts and hashes the chunks of one file as they stream; refuses more than the
+    expected size as soon as it is exceeded."""
+
+    def __init__(self, expected: Expected, progress: Callable[[int], None] | None):
+        self.expected = expected
+        self.size = 0
+        self.hasher = StreamHasher()
+        self.progress = progress
+        self.too_long = False
+
+    def read(self, reader: Any, n: int = -1) -> bytes:
+        if self.too_long:
+            return b""
+        chunk = reader.read(n if n and n > 0 else _COPY_CHUNK)
+        if not chunk:
+            return b""
+        chunk = bytes(chunk)
+        self.size += len(chunk)
+        if self.size > (self.expected.size or 0):
+            self.too_long = True
+            return b""
+        self.hasher.update(chunk)
+        if self.progress:
+            self.progress(len(chunk))
+        return chunk
+
+    def verdict(self) -> str | None:
+        digest = self.hasher.hexdigest()  # always: it ends the hashing thread
+        return _mismatch(self.expected, self.size, lambda: digest)
+
+
+def _place_checked(path: str, reader: Any, check: _StreamCheck, durable: bool) -> str | None:
+    """Stream ``reader`` to a temporary file beside ``path``; link it into place (never
+    over an existing file) only when it checks. Returns why it was refused."""
+    folder, base = os.path.split(path)
+    os.makedirs(folder, exist_ok=True)
+    tmp = os.path.join(folder, f".{base}.{unique_name('.tmp')}")
+    try:
+        with open(tmp, "wb") as out:
+            while chunk := check.read(reader):
+                out.write(chunk)
+            if durable:
+                out.flush()
+                os.fsync(out.fileno())
+        why = check.verdict()
+        if why is not None:
+            return why
+        with contextlib.suppress(FileExistsError):
+            os.link(tmp, path)
+        if durable:
+            fsync_dir(folder)
+        return None
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
 
 
 class _BytesCallback(Callback):

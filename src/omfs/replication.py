@@ -13,26 +13,34 @@ changed):
   schemas are copied first, then the index marker, then the missing commits in order, each
   with put-if-absent, then checkpoints and the hint. A reader sees the old history or a
   longer prefix of the new one, never a mix; a killed sync is resumed by the next one
-  (copies are skipped by name and size, commits that exist by name).
+  (payloads and commits that exist are skipped by name, never overwritten).
 - the target has commits the source lacks, or a different commit at the same number:
   **diverged**. The object is reported (versions on both sides) and left unchanged.
 
 Everything listed from the source is validated before it is used: object names by the name
 rules, file names against the log's and payloads' own patterns, so a hostile store cannot
-make a sync write outside the object's folder.
+make a sync write outside the object's folder. Every commit, checkpoint and hint copied is
+validated as a read validates it (:meth:`ObjectLog.parse`), and the payloads are those its
+records name, each checked against their size and sha256 as it travels
+(:meth:`Storage.copy_verified`); a source that fails either is **refused** for that object,
+which then leaves the target as it was.
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
+import hashlib
+import json
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from omfs._log import CHECKPOINT_INTERVAL, is_payload_file
+from omfs._log import CHECKPOINT_INTERVAL, checkpoint_file, commit_file, is_payload_file
 from omfs._names import check_bucket, check_name
-from omfs.errors import InvalidNameError, OmfsError
+from omfs._storage import Expected
+from omfs.errors import IntegrityError, InvalidNameError, OmfsError
 
 __all__ = ["SyncError", "sync"]
 
@@ -215,6 +223,7 @@ def sync(
         "rebased": sum(r["action"] == "rebased" for r in rows),
         "dropped": sum(r["action"] == "dropped" for r in rows),
         "conflicts": [c for r in rows for c in r.get("conflicts", [])],
+        "refused": sum(r["action"] == "refused" for r in rows),
         "bytes": sum(r["bytes"] for r in rows),
     }
 
@@ -320,8 +329,6 @@ def _sync_object(
     )
     if tip > have.seq or not common:
         return _diverged(row, src, dst)
-    missing_data = [f for f, size in sorted(have.data.items()) if want.data.get(f) != size]
-    missing_schemas = _missing_schemas(have, want)
     new_commits = sorted(s for s in have.commits if s > tip)
     # the newest checkpoints and the hint are copied even when every commit is in place
     checkpoints = sorted(
@@ -329,37 +336,55 @@ def _sync_object(
         if s > max(tip, have.seq) - 2 * CHECKPOINT_INTERVAL and s not in want.checkpoints
     )  # fmt: skip
     missing_hint = have.hint and not want.hint
-    if not (
-        missing_data or missing_schemas or new_commits or checkpoints or missing_hint
-        or not want.listed
-    ):  # fmt: skip
+    if not (new_commits or checkpoints or missing_hint or not want.listed):
         row["action"] = "unchanged"
         return row
     row["action"] = "copy"
-    row["files"] = (
-        len(missing_data) + len(missing_schemas) + len(new_commits) + len(checkpoints)
-        + missing_hint
-    )  # fmt: skip
-    row["bytes"] = sum(have.data[f] for f in missing_data) + sum(
-        have.commits[s][0] for s in new_commits
-    )
-    if dry_run:
+    clash = _clash(src, dst, prefix, have, want)
+    if clash is not None:
+        return _refused(row, clash)
+    if dry_run:  # an estimate from the listings alone (no read)
+        data = [f for f in have.data if f not in want.data]
+        row["files"] = (
+            len(data) + len(new_commits) + len(checkpoints) + missing_hint
+        )  # fmt: skip
+        row["bytes"] = sum(have.data[f] for f in data) + sum(
+            have.commits[s][0] for s in new_commits
+        )
         return row
-    data_keys = [f"{prefix}/_data/{f}" for f in missing_data]
-    src.copy(data_keys, dst, data_keys, progress)
-    schema_keys = [f"{prefix}/_log/{f}" for f in missing_schemas]
-    src.copy(schema_keys, dst, schema_keys)
+    # everything copied is read and validated as a read of the source would validate it
+    # before the first byte reaches the target
+    log = _source_log(src, bucket, store, name)
+    try:
+        commits = {s: src.read_bytes(f"{prefix}/_log/{commit_file(s)}") for s in new_commits}
+        parsed = [log.parse(commit_file(s), data) for s, data in commits.items()]
+        cps = {s: src.read_bytes(f"{prefix}/_log/{checkpoint_file(s)}") for s in checkpoints}
+        states = [log.parse(checkpoint_file(s), data) for s, data in cps.items()]
+        hint = _valid_hint(src, log, prefix) if have.hint else None
+    except (IntegrityError, FileNotFoundError) as exc:
+        return _refused(row, str(exc))
+    records = [r for c in parsed for r in (c[0].version, *c[1].records.values()) if r]
+    records += [r for state in states for r in state.records.values()]
+    expected = _expected_files(prefix, store, records)
+    files = [
+        e for e in expected.values()
+        if _listed(have, e.key) and not _listed(want, e.key)  # never over the target's own
+    ]  # fmt: skip
+    refused = src.copy_verified(files, dst, progress)
+    if refused:
+        return _refused(row, "; ".join(refused.values()))
+    row["files"] = len(files) + len(commits) + len(cps) + (hint is not None)
+    row["bytes"] = sum(_listed_size(have, e.key) for e in files) + sum(
+        len(c) for c in commits.values()
+    )
     # checkpoints before the commits whose heads name them (a restore's head names its own,
     # and its log cannot be replayed without it); unnamed, a checkpoint is never read
-    for seq in checkpoints:
-        key = f"{prefix}/_log/{seq:020d}.checkpoint.json"
+    for seq, checkpoint in cps.items():
         with contextlib.suppress(FileExistsError):
-            dst.create(key, src.read_bytes(key))
-    for seq in new_commits:
-        key = f"{prefix}/_log/{seq:020d}.json"
-        commit = src.read_bytes(key)
+            dst.create(f"{prefix}/_log/{checkpoint_file(seq)}", checkpoint)
+    for seq, commit in commits.items():
         try:
-            dst.create(key, commit)
+            dst.create(f"{prefix}/_log/{commit_file(seq)}", commit)
         except FileExistsError:
             # another writer committed to the target meanwhile: stop here, a prefix landed
             return _diverged(row, src, dst)
@@ -370,10 +395,110 @@ def _sync_object(
         # for a first put, the index marker comes after the commits (until then the log
         # reads as a write that never finished, and the next sync completes it)
         dst.write_bytes(f"{bucket}/{store}/_index/{name.replace('/', '~')}", b"")
-    if have.hint:
-        hint_key = f"{prefix}/_log/_last.json"
-        dst.write_bytes(hint_key, src.read_bytes(hint_key))
+    if hint is not None:
+        dst.write_bytes(f"{prefix}/_log/_last.json", hint)
     return row
+
+
+def _clash(src: Any, dst: Any, prefix: str, have: _Object, want: _Object) -> str | None:
+    """Why the listings show a damaged payload: a file of one name, so of one content, with
+    another size on each side (None: no such file). Told by the listings, no request."""
+    for folder, mine, theirs in (
+        ("_data", have.data, want.data),
+        ("_log", have.schemas, want.schemas),
+    ):
+        for filename, size in sorted(mine.items()):
+            if filename in theirs and theirs[filename] != size:
+                key = f"{prefix}/{folder}/{filename}"
+                return (
+                    f"{src.path(key)} has {size} bytes but the target's {dst.path(key)} has "
+                    f"{theirs[filename]}: a name identifies its content, so one of them is "
+                    "damaged (the target's copy was kept; run 'om fsck' on both)"
+                )
+    return None
+
+
+def _refused(row: dict[str, Any], why: str) -> dict[str, Any]:
+    """Mark ``row`` refused: nothing of the object was copied (the target is as it was)."""
+    row.update(
+        action="refused",
+        files=0,
+        bytes=0,
+        error=f"{row['bucket']}/{row['store']}/{row['name']} was not synced: {why}",
+    )
+    return row
+
+
+def _source_log(storage: Any, bucket: str, store: str, name: str) -> Any:
+    """The commit log of one object of the source, with its store's validation."""
+    from omfs.context import Omega
+
+    return getattr(Omega(storage, bucket), store)._log(name)
+
+
+def _valid_hint(storage: Any, log: Any, prefix: str) -> bytes | None:
+    """The source's hint, when it is valid (else None: it is only a hint, left out)."""
+    try:
+        data = storage.read_bytes(f"{prefix}/_log/_last.json")
+        log.parse("_last.json", data)
+    except (IntegrityError, FileNotFoundError):
+        return None
+    return bytes(data)
+
+
+def _listed(obj: _Object, key: str) -> bool:
+    folder, filename = key.rsplit("/", 2)[-2:]
+    return filename in (obj.data if folder == "_data" else obj.schemas)
+
+
+def _listed_size(obj: _Object, key: str) -> int:
+    folder, filename = key.rsplit("/", 2)[-2:]
+    return (obj.data if folder == "_data" else obj.schemas).get(filename, 0)
+
+
+def _expected_files(prefix: str, store: str, records: list[Any]) -> dict[str, Expected]:
+    """What the validated ``records`` say of the files they name: each payload's size and
+    sha256 (a dataset part written before omfs recorded its sha256: its size), a model
+    payload's sidecar, a dataset schema (named by its content's hash)."""
+    out: dict[str, Expected] = {}
+    for rec in records:
+        info = rec.info
+        if store == "models":
+            payload = info.get("payload")
+            if payload:
+                key = f"{prefix}/_data/{payload}"
+                out[key] = Expected(key, info["size"], info["sha256"])
+                side = f"{prefix}/_data/{payload.rsplit('.', 1)[0]}.json"
+                out[side] = Expected(side, check=_sidecar_check(info["size"], info["sha256"]))
+            continue
+        raw_sha = info.get("sha256") if rec.kind == "raw" else None
+        for part in info.get("add") or []:
+            key = f"{prefix}/_data/{part['file']}"
+            out[key] = Expected(key, part["size"], part.get("sha256") or raw_sha)
+        schema = info.get("schema")
+        if schema:
+            key = f"{prefix}/_log/s-{schema}.schema"
+            out[key] = Expected(key, check=functools.partial(_schema_check, schema))
+    return out
+
+
+def _sidecar_check(size: int, sha256: str) -> Callable[[bytes], str | None]:
+    def check(data: bytes) -> str | None:
+        try:
+            doc = json.loads(data)
+        except ValueError:
+            return "the model payload's sidecar is not JSON"
+        if not isinstance(doc, dict) or doc.get("sha256") != sha256 or doc.get("size") != size:
+            return "the model payload's sidecar does not match the log (size, sha256)"
+        return None
+
+    return check
+
+
+def _schema_check(schema_id: str, data: bytes) -> str | None:
+    if hashlib.sha256(data).hexdigest()[:32] != schema_id:
+        return "the schema's content does not match its name"
+    return None
 
 
 def _common_commit(src: Any, dst: Any, prefix: str, have: _Object, want: _Object) -> int:
@@ -489,14 +614,16 @@ def _rebase(
             tags={t: v for t, v in plan.tags.items()},
         )
         return row
-    schema_keys = [f"{prefix}/_log/{f}" for f in _missing_schemas(have, want)]
-    src.storage.copy(schema_keys, dst.storage, schema_keys)
+    # the rebased versions' payloads and schemas, checked against the source's validated
+    # log as they travel, before the first commit; never over a file the target has
+    expected = _expected_files(prefix, store, plan.versions)
+    files = [e for e in expected.values() if not _listed(want, e.key)]
+    refused = src.storage.copy_verified(files, dst.storage)
+    if refused:
+        return _refused(row, "; ".join(refused.values()))
     mapping = dict(plan.known)
     rebased = []
     for rec in plan.versions:
-        keys = [source._data_key(name, f) for f in source._own_files(rec)]
-        missing = [k for k in keys if not dst.storage.exists(k)]  # payload names are ids
-        src.storage.copy(missing, dst.storage, missing)
         origin = {"context": src.root, "version": rec.version}
         state = target._commit(name, _recommit(target, store, prefix, rec, origin), retry=True)
         mapping[rec.version] = state.latest
@@ -588,15 +715,23 @@ def _adopt_target(
     tlog = target._log(name)
     head = tlog.head()
     full = tlog.full(head)
-    theirs = {f for f in dst.storage.list_names(f"{bucket}/{store}/{name}/_data")}
-    mine = set(src.storage.list_names(f"{bucket}/{store}/{name}/_data"))
-    data = [f"{bucket}/{store}/{name}/_data/{f}" for f in sorted(theirs - mine)
-            if is_payload_file(f) or _is_sidecar(f)]  # fmt: skip
-    dst.storage.copy(data, src.storage, data)
+    # what the target's validated history names and the source lacks, checked as it
+    # travels (the source keeps every file it has)
+    prefix = f"{bucket}/{store}/{name}"
+    mine = set(src.storage.list_names(f"{prefix}/_data"))
+    expected = _expected_files(prefix, store, list(full.records.values()))
+    files = [
+        e for e in expected.values()
+        if (e.key.rsplit("/", 1)[-1] not in mine if "/_data/" in e.key
+            else not src.storage.exists(e.key))
+    ]  # fmt: skip
+    refused = dst.storage.copy_verified(files, src.storage)
+    if refused:
+        raise IntegrityError(
+            f"Cannot rebase {prefix}: the target's files do not match its log, so the source "
+            f"kept its history: {'; '.join(refused.values())}. Run 'om fsck' on the target."
+        )
     logs = tlog.files()
-    schemas = [tlog.key(f) for f in logs if _SCHEMA.fullmatch(f)]
-    schemas = [k for k in schemas if not src.storage.exists(k)]
-    dst.storage.copy(schemas, src.storage, schemas)
     read = dst.storage.read_bytes
     commits = {
         str(s): read(tlog.key(f"{s:020d}.json")).decode() for s in range(common + 1, head.seq + 1)

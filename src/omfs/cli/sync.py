@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from typing import Annotated, Any
 
 import typer
@@ -89,6 +90,10 @@ def _run(
             ["bucket", "object", "action", "commits", "bytes"],
             empty=f"nothing to copy ({report['unchanged']} object(s) already in sync)",
         )
+    refused = [r for r in report["objects"] if r["action"] == "refused"]
+    if refused and not state.as_json:
+        for r in refused:  # one line each: the object and the file that failed its check
+            print(f"om: refused: {r['error']}", file=sys.stderr)
     _explain(report)
     diverged = [r for r in report["objects"] if r["action"] == "diverged"]
     if diverged and not rebase_next:
@@ -97,7 +102,13 @@ def _run(
             f"target v{r.get('target_versions')})"
             for r in diverged
         )
-        fail(f"{len(diverged)} object(s) diverged and were left unchanged: {names_}")
+        more = f"; {len(refused)} refused (see above)" if refused else ""
+        fail(f"{len(diverged)} object(s) diverged and were left unchanged: {names_}{more}")
+    if refused:
+        fail(
+            f"{len(refused)} object(s) refused: the source does not hold what its log records "
+            "(see above); they were left unchanged in the target, the others were synced"
+        )
     return report
 
 

@@ -9,18 +9,28 @@ On object storage a part up to :data:`WHOLE_FILE_LIMIT` is fetched with one GET.
 
 from __future__ import annotations
 
+import hashlib
 import math
 import os
+import re
 from typing import Any
 
 from omfs._log import _Corrupt, _dict, _int, check_payload_name
 from omfs.datasets._filters import all_of
 
-__all__ = ["arrow_dataset", "part_stats", "validate_part", "write_part"]
+__all__ = [
+    "arrow_dataset",
+    "check_part_bytes",
+    "damaged_part",
+    "part_stats",
+    "validate_part",
+    "write_part",
+]
 
 #: Parts up to this size are read from object storage in one request.
 WHOLE_FILE_LIMIT = 64 * 2**20
 _MAX_STAT_TEXT = 128
+_SHA256 = re.compile(r"[0-9a-f]{64}")
 
 
 def _temporal(t: Any) -> bool:
@@ -107,17 +117,25 @@ def write_part(
     """Write one Parquet part; module-level so Dask can run it on workers."""
     import pyarrow.parquet as pq
 
+    from omfs._storage import HashingWriter
+
     options = {"row_group_size": row_group_size} if row_group_size else {}
     if storage.is_local:
         path = storage.path(key)
         os.makedirs(os.path.dirname(path), exist_ok=True)
-        pq.write_table(table, path, **options)
-        size = os.path.getsize(path)
+        out = open(path, "wb")  # noqa: SIM115 - closed below
     else:
-        with storage.open(key, "wb") as f:
-            pq.write_table(table, f, **options)
-            size = f.tell()
-    part: dict[str, Any] = {"file": key.rsplit("/", 1)[-1], "rows": table.num_rows, "size": size}
+        out = storage.open(key, "wb")
+    with out:
+        # hashed on a second thread as it is written: its sha256 without reading it back
+        writer = HashingWriter(out)
+        pq.write_table(table, writer, **options)
+    part: dict[str, Any] = {
+        "file": key.rsplit("/", 1)[-1],
+        "rows": table.num_rows,
+        "size": writer.size,
+        "sha256": writer.hasher.hexdigest(),
+    }
     if stats:
         part["stats"] = part_stats(table)
     return part
@@ -129,6 +147,9 @@ def validate_part(part: Any) -> dict[str, Any]:
     check_payload_name(part.get("file"))
     _int(part.get("rows"), "rows", 0)
     _int(part.get("size"), "size", 0)
+    sha = part.get("sha256")  # parts written before omfs recorded it have none
+    if sha is not None and not (isinstance(sha, str) and _SHA256.fullmatch(sha)):
+        raise _Corrupt("a part's sha256 must be 64 hex digits")
     for column, value in _dict(part.get("stats"), "stats").items():
         if not isinstance(value, list) or len(value) != 3:
             raise _Corrupt(f"the statistics of column {column!r} are not [min, max, nulls]")
@@ -182,6 +203,9 @@ def arrow_dataset(
     import pyarrow.dataset as ds
 
     fmt = ds.ParquetFileFormat()
+    # locally, a stat per part: a symlink or a size other than the log's is refused before
+    # pyarrow opens it (on object storage the reads themselves check, without a request)
+    storage.check_regular((k, p["size"]) for k, p in zip(keys, parts, strict=True))
     filesystem = _filesystem(storage, keys, parts, whole_file_limit)
     fragments = []
     for key, part in zip(keys, parts, strict=True):
@@ -201,7 +225,56 @@ def _filesystem(storage: Any, keys: list[str], parts: list[dict[str, Any]], limi
     if storage.protocol == "memory":
         limit = 2**62  # already in memory: never stream
     sizes = {storage.path(k): p["size"] for k, p in zip(keys, parts, strict=True)}
-    return pafs.PyFileSystem(_known_size_handler()(storage, sizes, limit))
+    shas = {storage.path(k): p.get("sha256") for k, p in zip(keys, parts, strict=True)}
+    return pafs.PyFileSystem(_known_size_handler()(storage, sizes, shas, limit))
+
+
+def check_part_bytes(path: str, data: bytes, size: int, sha256: str | None) -> None:
+    """Refuse the whole bytes of a part read from ``path`` unless they have the size and
+    (where the log records it) the sha256 of the log (IntegrityError naming the file)."""
+    from omfs._storage import size_error
+
+    if len(data) != size:
+        raise size_error(path, len(data), size)
+    if sha256 is not None and hashlib.sha256(data).hexdigest() != sha256:
+        raise sha_error(path)
+
+
+def sha_error(path: str) -> Any:
+    from omfs.errors import IntegrityError
+
+    return IntegrityError(
+        f"{path!r} does not match the sha256 its log records: it was changed outside omfs, "
+        "so it was not read. Restore it from a copy, or drop that version ('om fsck' lists "
+        "every such problem)."
+    )
+
+
+def damaged_part(storage: Any, keys: list[str], parts: list[dict[str, Any]]) -> Any:
+    """After a read failed: the IntegrityError naming the first part that is not what the
+    log records (a symlink, another size, another sha256), or None when all check out.
+    Only run on the failure path, where its requests cost nothing that matters."""
+    from omfs._storage import size_error
+    from omfs.errors import IntegrityError
+
+    for key, part in zip(keys, parts, strict=True):
+        path = storage.path(key)
+        try:
+            storage.check_regular([(key, part["size"])])
+            size = storage.size(key)
+        except IntegrityError as exc:
+            return exc
+        except FileNotFoundError:
+            continue  # the caller names a missing part its own way
+        if size != part["size"]:
+            return size_error(path, size, part["size"])
+        if part.get("sha256") is not None:
+            digest = hashlib.sha256()
+            for chunk in storage.iter_chunks(key):
+                digest.update(chunk)
+            if digest.hexdigest() != part["sha256"]:
+                return sha_error(path)
+    return None
 
 
 _HANDLER: Any = None
@@ -217,16 +290,26 @@ def _known_size_handler() -> Any:
         import pyarrow.fs as pafs
 
         class KnownSizeHandler(pafs.FSSpecHandler):  # type: ignore[misc]
-            def __init__(self, storage: Any, sizes: dict[str, int], limit: int):
+            def __init__(
+                self,
+                storage: Any,
+                sizes: dict[str, int],
+                shas: dict[str, str | None],
+                limit: int,
+            ):
                 super().__init__(storage.fs)
                 self.storage = storage
                 self.sizes = sizes
+                self.shas = shas
                 self.limit = limit
 
             def open_input_file(self, path: str) -> Any:
                 size = self.sizes.get(path)
                 if size is not None and size <= self.limit:
-                    return pa.BufferReader(self.storage.cat_path(path))
+                    # read whole anyway: its size and sha256 are checked at no extra request
+                    data = self.storage.cat_path(path)
+                    check_part_bytes(path, data, size, self.shas.get(path))
+                    return pa.BufferReader(data)
                 if size is not None:
                     return pa.PythonFile(self.fs.open(path, mode="rb", size=size), mode="r")
                 return super().open_input_file(path)

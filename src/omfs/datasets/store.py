@@ -21,7 +21,7 @@ from omfs._storage import unique_name
 from omfs._store import VersionedStore, leased
 from omfs.datasets import _convert
 from omfs.datasets._filters import build_filter, keywords_to_dnf
-from omfs.datasets._parts import arrow_dataset, validate_part, write_part
+from omfs.datasets._parts import arrow_dataset, damaged_part, validate_part, write_part
 from omfs.errors import CommitConflictError, IntegrityError, SchemaMismatchError
 from omfs.metadata import Metadata
 
@@ -305,6 +305,8 @@ class DatasetStore(VersionedStore):
                 problems.append(
                     f"{where}: part {part['file']} has {size} bytes, the log says {part['size']}"
                 )
+            elif part.get("sha256") and _sha256_of(self.storage, key) != part["sha256"]:
+                problems.append(f"{where}: part {part['file']} does not match its sha256")
         if rec.kind == _convert.KIND_RAW and not problems and parts:
             digest = hashlib.sha256()
             for chunk in self.storage.iter_chunks(self._data_key(name, parts[0]["file"])):
@@ -700,22 +702,34 @@ class DatasetStore(VersionedStore):
         """Write the rows of ``group`` as one part, one row group at a time."""
         import pyarrow.parquet as pq
 
+        from omfs._storage import HashingWriter
+
         key = self._data_key(name, unique_name(".parquet"))
-        rows = 0
-        with self.storage.open(key, "wb") as out, pq.ParquetWriter(out, schema) as writer:
-            for part in group:
-                with self.storage.open(self._data_key(name, part["file"]), "rb") as f:
-                    reader = pq.ParquetFile(f)
-                    for i in range(reader.num_row_groups):
-                        table = reader.read_row_group(i).cast(schema)
-                        writer.write_table(table)
-                        rows += table.num_rows
+        with self.storage.open(key, "wb") as f:
+            out = HashingWriter(f)  # its sha256 as it is written
+            with pq.ParquetWriter(out, schema) as writer:
+                rows = self._copy_rows(name, group, schema, writer)
         return {
             "file": key.rsplit("/", 1)[-1],
             "rows": rows,
-            "size": self.storage.size(key),
+            "size": out.size,
+            "sha256": out.hasher.hexdigest(),
             "stats": _merged_stats(group),
         }
+
+    def _copy_rows(self, name: str, group: list[dict[str, Any]], schema: Any, writer: Any) -> int:
+        """Write the rows of the parts of ``group`` to ``writer``, one row group at a time."""
+        import pyarrow.parquet as pq
+
+        rows = 0
+        for part in group:
+            with self.storage.open(self._data_key(name, part["file"]), "rb") as f:
+                reader = pq.ParquetFile(f)
+                for i in range(reader.num_row_groups):
+                    table = reader.read_row_group(i).cast(schema)
+                    writer.write_table(table)
+                    rows += table.num_rows
+        return rows
 
     # -- get --------------------------------------------------------------------------------
     def get(
@@ -778,13 +792,18 @@ class DatasetStore(VersionedStore):
             if int(chunksize) < 1:
                 raise ValueError(f"chunksize must be a positive number of rows, got {chunksize!r}")
             dataset = arrow_dataset(self.storage, keys, parts, schema, whole_file_limit=0)
-            return self._iter_chunks(rec, schema, dataset, read_columns, expr, int(chunksize))
+            chunks = self._iter_chunks(rec, schema, dataset, read_columns, expr, int(chunksize))
+            return _checked(chunks, self.storage, keys, parts)
+        import pyarrow as pa
+
         dataset = arrow_dataset(self.storage, keys, parts, schema)
         try:
             table = dataset.to_table(columns=read_columns, filter=expr)
         except FileNotFoundError:
             self._raise_missing_part(base, rec, parts)
             raise
+        except (OSError, pa.ArrowException) as exc:
+            raise damaged_part(self.storage, keys, parts) or exc from None
         table = table.replace_schema_metadata(schema.metadata)
         return _convert.from_table(
             table, rec.kind, rec.info, whole=columns is None and expr is None
@@ -822,6 +841,7 @@ class DatasetStore(VersionedStore):
                 dnf = [conj + extra for conj in dnf]
             else:
                 dnf = dnf + extra
+        self.storage.check_regular((k, p["size"]) for k, p in zip(keys, parts, strict=True))
         paths = [self.storage.path(k) for k in keys]
         if dnf:  # only the parts whose statistics can match
             expr = build_filter(dnf, {}, names)
@@ -949,6 +969,27 @@ class DatasetStore(VersionedStore):
         from omfs.promotion import promote
 
         return promote(self, name, other, **kwargs)
+
+
+def _sha256_of(storage: Any, key: str) -> str:
+    digest = hashlib.sha256()
+    for chunk in storage.iter_chunks(key):
+        digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _checked(
+    chunks: Iterator[Any], storage: Any, keys: list[str], parts: list[dict[str, Any]]
+) -> Iterator[Any]:
+    """``chunks``, with a damaged part named (IntegrityError) instead of pyarrow's error."""
+    import pyarrow as pa
+
+    try:
+        yield from chunks
+    except FileNotFoundError:
+        raise
+    except (OSError, pa.ArrowException) as exc:
+        raise damaged_part(storage, keys, parts) or exc from None
 
 
 def _now() -> str:

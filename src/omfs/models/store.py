@@ -13,14 +13,14 @@ import io
 import json
 import mmap
 import platform
-import queue
 import sys
-import threading
 from collections.abc import Callable
 from typing import Any
 
 from omfs._log import Commit, State, VersionRecord, _Corrupt, _dumps, check_payload_name
 from omfs._names import check_name, check_tag
+from omfs._storage import HashingWriter as _HashingWriter
+from omfs._storage import StreamHasher as _Hasher
 from omfs._storage import unique_name
 from omfs._store import VersionedStore, leased
 from omfs.errors import IntegrityError, InvalidModelError
@@ -72,51 +72,6 @@ def load_model_file(path: Any) -> Any:
         f"Cannot load the model file {where!r}: {reason}. Save a model with "
         "joblib.dump(model, path) and pass that file."
     )
-
-
-class _Hasher:
-    """sha256 computed on a second thread (hashlib releases the GIL), so hashing overlaps
-    with writing or reading instead of adding a second pass."""
-
-    def __init__(self) -> None:
-        self.digest = hashlib.sha256()
-        self._queue: queue.Queue[bytes | None] = queue.Queue(maxsize=16)
-        self._thread = threading.Thread(target=self._run, name="omfs-sha256", daemon=True)
-        self._thread.start()
-
-    def _run(self) -> None:
-        while (chunk := self._queue.get()) is not None:
-            self.digest.update(chunk)
-
-    def update(self, chunk: bytes) -> None:
-        self._queue.put(chunk)
-
-    def hexdigest(self) -> str:
-        self._queue.put(None)
-        self._thread.join()
-        return self.digest.hexdigest()
-
-
-class _HashingWriter(io.RawIOBase):
-    """A write-only file that hashes what passes through on its way to ``target``."""
-
-    def __init__(self, target: Any):
-        self._target = target
-        self.hasher = _Hasher()
-        self.size = 0
-
-    def writable(self) -> bool:
-        return True
-
-    def tell(self) -> int:  # joblib aligns arrays by position, as it does for plain files
-        return self.size
-
-    def write(self, data: Any) -> int:
-        chunk = data if isinstance(data, bytes) else bytes(data)  # immutable for the hasher
-        self._target.write(chunk)
-        self.hasher.update(chunk)
-        self.size += len(chunk)
-        return len(chunk)
 
 
 def describe_kind(obj: Any) -> str:
@@ -243,6 +198,8 @@ class ModelStore(VersionedStore):
             return [f"{where}: the payload's sidecar {_sidecar_name(payload)} is missing"]
         except ValueError:
             return [f"{where}: the payload's sidecar {_sidecar_name(payload)} is not JSON"]
+        except IntegrityError as exc:  # e.g. a symlink, never followed
+            return [f"{where}: {exc}"]
         if not isinstance(side, dict) or side.get("sha256") != rec.info.get("sha256"):
             return [f"{where}: the payload's sidecar does not match the log (sha256)"]
         return []
@@ -312,7 +269,7 @@ class ModelStore(VersionedStore):
         if self.storage.is_local and meta.info.get("size"):
             # map the file once: hash the mapping, then unpickle from the same mapping
             try:
-                f = open(self.storage.path(key), "rb")  # noqa: SIM115 - closed below
+                f = self.storage.open(key, "rb")  # a symlink is refused, never followed
             except FileNotFoundError:
                 raise self._missing_payload(meta.name, meta.version, meta.info["payload"]) from None
             with f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as mapped:
