@@ -179,7 +179,7 @@ def _delta_options(server: Any) -> dict[str, str]:
 
 
 def count(server: Any, fn: Callable[[], Any]) -> tuple[int, float]:
-    from omfs import _log
+    from omfs.objects import log as _log
 
     _log.clear_cache()
     server.reset()

@@ -367,8 +367,8 @@ def bench_durability(tmp: Path) -> None:
     import numpy as np
     import pandas as pd
 
-    from omfs._storage import Storage
     from omfs.context import Omega
+    from omfs.storage import Storage
 
     print("durability: local puts with fsync (the default) and without")
     for n in (10, 100, 1000):

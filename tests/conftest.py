@@ -247,7 +247,7 @@ def dask_processes(tmp_path_factory):
         "workers": addresses,
         "start_worker": start_worker,
     }
-    from omfs.runtime.cluster import close_all
+    from omfs.compute.cluster import close_all
 
     close_all()  # the contexts' clients of this scheduler, before it stops
     client.close()

@@ -18,9 +18,9 @@ import pandas as pd
 import pytest
 
 import omfs
-from omfs import bundle as bundles
 from omfs.errors import FormatError, IntegrityError, NotFoundError
-from omfs.maintenance import fsck
+from omfs.ops import bundle as bundles
+from omfs.ops.fsck import fsck
 
 MANIFEST = bundles.MANIFEST
 

@@ -141,8 +141,8 @@ def _bundle_for(target: Backend, tmp_path: Path) -> Path:
 def test_crash_import(backend, tmp_path, request, monkeypatch):
     """Kill `import` at its storage writes: each object reads as before or after, a re-run
     completes, fsck is clean and no staging folder is left."""
-    from omfs.bundle import STAGING
-    from omfs.maintenance import fsck
+    from omfs.ops.bundle import STAGING
+    from omfs.ops.fsck import fsck
 
     target = Backend(backend, tmp_path, request)
     monkeypatch.setenv("OMFS_CRASH_BUNDLE", str(_bundle_for(target, tmp_path)))
@@ -179,7 +179,7 @@ def test_crash_rerun(op, backend, tmp_path, request):
     """Kill ``op`` before each of its storage writes: readers see before or after, running
     it again completes the job (the state after, nothing left for a re-run or for gc to
     skip but the killed writer's lease), and fsck is clean."""
-    from omfs.maintenance import fsck
+    from omfs.ops.fsck import fsck
 
     seed = omfs_crash.seed_legacy if op == "upgrade" else None
     target = Backend(backend, tmp_path, request, seed)
@@ -217,7 +217,7 @@ def test_crash_then_rerun_completes(op, backend, tmp_path, request):
     """restore and pull --rebase: after a kill at each storage write, both sides (this
     context and the remote) read as before or after; a re-run ends in the after state on
     both, and fsck is clean."""
-    from omfs.maintenance import fsck
+    from omfs.ops.fsck import fsck
 
     target = Backend(backend, tmp_path, request)
 

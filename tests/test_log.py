@@ -21,8 +21,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import omfs
-from omfs import _log
 from omfs.errors import FormatError, IntegrityError, OmfsError
+from omfs.objects import log as _log
 
 WRITER = Path(__file__).parent / "helpers" / "omfs_writer.py"
 
@@ -224,7 +224,7 @@ def test_compact_keeps_rows_order_and_dtypes(ctx):
 
 
 def test_compact_keeps_appends_committed_meanwhile(ctx, monkeypatch):
-    from omfs.datasets.store import DatasetStore
+    from omfs.objects.datasets.store import DatasetStore
 
     for i in range(4):
         ctx.datasets.put(frame(i), "d", append=i > 0)
@@ -480,7 +480,7 @@ def test_unknown_formats_are_clear_errors(ctx):
 
 # -- fsck --------------------------------------------------------------------------------------
 def test_fsck_reports_missing_resized_and_altered_payloads(ctx):
-    from omfs.maintenance import fsck
+    from omfs.ops.fsck import fsck
 
     for i in range(3):
         ctx.datasets.put(frame(i), "d", append=i > 0)
@@ -554,7 +554,7 @@ def test_sigkill_inside_checkpoints_and_compaction(tmp_path, mode, point, after)
         )
     om.datasets.compact("d")
     assert len(om.datasets.get("d")) == len(df) + 35
-    from omfs.maintenance import fsck
+    from omfs.ops.fsck import fsck
 
     assert fsck(om) == []
 
@@ -599,7 +599,7 @@ def test_stores_of_omfs_0_1_are_read_as_they_are(legacy):
 
 
 def test_upgrade_converts_in_place_and_keeps_everything(legacy):
-    from omfs.maintenance import fsck, upgrade
+    from omfs.ops.fsck import fsck, upgrade
 
     done = upgrade(legacy)
     assert {(d["bucket"], d["store"], d["name"]) for d in done} == {

@@ -13,8 +13,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import omfs
-from omfs._names import check_bucket, check_name, split_selector
 from omfs.errors import InvalidNameError
+from omfs.names import check_bucket, check_name, split_selector
 
 HOSTILE = [
     "..",

@@ -11,9 +11,9 @@ import pandas as pd
 import pytest
 
 import omfs
-from omfs._names import MAX_NAME_BYTES, check_name, skeleton
-from omfs._store import VersionedStore
 from omfs.errors import InvalidNameError
+from omfs.names import MAX_NAME_BYTES, check_name, skeleton
+from omfs.objects.versioned import VersionedStore
 
 SALES = "sales"
 CYRILLIC = "s\u0430les"  # Cyrillic a

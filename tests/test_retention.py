@@ -52,7 +52,7 @@ def test_gc_removes_leftovers_and_keeps_every_live_version(ctx):
         pd.testing.assert_frame_equal(ctx.datasets.get(f"d@v{n}"), df)
     assert ctx.models.get("m") == {"m": 2} and ctx.models.get("m@v1") == {"m": 1}
     assert ctx.gc(grace=0, force=True)["files"] == []
-    from omfs.maintenance import fsck
+    from omfs.ops.fsck import fsck
 
     assert fsck(ctx) == []
 
@@ -164,7 +164,7 @@ def test_sigkill_during_gc_and_prune_keeps_every_kept_version(tmp_path, operatio
     om.gc(grace=0, force=True)
     for v, df in expected.items():
         pd.testing.assert_frame_equal(om.datasets.get(f"d@v{v}"), df)
-    from omfs.maintenance import fsck
+    from omfs.ops.fsck import fsck
 
     assert fsck(om) == []
 
@@ -258,7 +258,7 @@ def test_prune_older_than_alone_keeps_the_latest_version(shared_root):
 def test_durations_take_min_and_refuse_a_bare_m(ctx):
     from datetime import timedelta
 
-    from omfs._store import parse_duration
+    from omfs.objects.versioned import parse_duration
 
     assert parse_duration("90s") == timedelta(seconds=90)
     assert parse_duration("5min") == timedelta(minutes=5)
@@ -357,7 +357,7 @@ SLOW_WRITER = """
 import sys, json
 import pyarrow as pa
 import omfs
-from omfs.datasets import store
+from omfs.objects.datasets import store
 store._STREAM_PART_BYTES = 1  # one part per batch
 om = omfs.setup(sys.argv[1], storage_options=json.loads(sys.argv[2]))
 schema = pa.schema([("a", pa.int64())])
@@ -403,7 +403,7 @@ def test_a_long_writer_beside_gc_with_a_short_forced_grace(shared_root):
         assert proc.wait(timeout=60) == 0
     assert om.datasets.get("long")["a"].tolist() == list(range(15))
     assert om.storage.list_names(f"{om.bucket}/datasets/_leases") == []
-    from omfs.maintenance import fsck
+    from omfs.ops.fsck import fsck
 
     assert fsck(om) == []
 
@@ -413,9 +413,9 @@ def test_a_writer_whose_lease_lapsed_refuses_to_commit(shared_root, monkeypatch)
     files to gc: it commits nothing and says why, and leaves nothing behind."""
     import pyarrow as pa
 
-    from omfs import _lease
-    from omfs.datasets import store
     from omfs.errors import CommitConflictError
+    from omfs.objects import lease as _lease
+    from omfs.objects.datasets import store
 
     root, options = shared_root
     om = omfs.setup(root, storage_options=options)
@@ -446,7 +446,7 @@ LEGACY = Path(__file__).parent / "fixtures" / "omfs-0.1-store"
 def test_rerun_upgrade_finishes_a_killed_one_and_gc_says_what_it_skips(tmp_path):
     import shutil
 
-    from omfs.maintenance import fsck, upgrade
+    from omfs.ops.fsck import fsck, upgrade
 
     root = tmp_path / "old"
     shutil.copytree(LEGACY, root)

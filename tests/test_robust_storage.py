@@ -15,15 +15,15 @@ from fsspec.implementations.memory import MemoryFileSystem
 from omfs_updater import update_many
 
 import omfs
-from omfs import _storage
-from omfs._storage import Storage, public_options
+from omfs import storage as _storage
 from omfs.errors import (
     InvalidModelError,
     StorageAccessError,
     StorageUnavailableError,
     UnsafeStorageError,
 )
-from omfs.models.store import load_model_file
+from omfs.objects.models.store import load_model_file
+from omfs.storage import Storage, public_options
 
 DOWN = {"client_kwargs": {"endpoint_url": "http://127.0.0.1:1"}}
 NO_DNS = {"client_kwargs": {"endpoint_url": "http://no-such-host.invalid:9000"}}
@@ -215,7 +215,7 @@ def test_an_update_of_a_tagged_version_survives_the_tag_moving_away(tmp_path, mo
     """update_attributes of v2 starts from the head (v2 is there because a tag points at
     it); another writer moves the tag away and wins the commit. The retry must read every
     record, not report v2 missing."""
-    from omfs._log import ObjectLog
+    from omfs.objects.log import ObjectLog
 
     om = omfs.setup(tmp_path / "ctx")
     for v in range(3):

@@ -6,7 +6,7 @@ import pickle
 
 import pytest
 
-from omfs._storage import Storage, public_options
+from omfs.storage import Storage, public_options
 
 
 @pytest.fixture

@@ -13,8 +13,8 @@ import pandas as pd
 import pytest
 
 import omfs
-from omfs import replication
 from omfs.errors import RestoreError
+from omfs.ops import sync as replication
 
 
 @pytest.fixture(params=["local", "s3"])

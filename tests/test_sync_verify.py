@@ -15,7 +15,7 @@ import pandas as pd
 import pytest
 
 import omfs
-from omfs import _storage
+from omfs import storage as _storage
 from omfs.errors import IntegrityError
 
 

@@ -17,14 +17,16 @@ from omfs import errors
 from omfs.context import Omega, info, setup
 
 if TYPE_CHECKING:
-    from omfs.datasets import DatasetStore
-    from omfs.models import ModelStore
-    from omfs.runtime import Runtime
+    from omfs.compute import Runtime
+    from omfs.objects.datasets import DatasetStore
+    from omfs.objects.models import ModelStore
 
     datasets: DatasetStore
     models: ModelStore
     runtime: Runtime
     buckets: list[str]
+    root: str
+    bucket: str
 
 __all__ = [
     "Omega",
@@ -64,22 +66,22 @@ def _reset_default() -> None:
 
 
 def sync(source: Any, target: Any, **kwargs: Any) -> dict[str, Any]:
-    """Replicate datasets and models with their history: see :func:`omfs.replication.sync`."""
-    from omfs.replication import sync as _sync
+    """Replicate datasets and models with their history: see :func:`omfs.ops.sync.sync`."""
+    from omfs.ops.sync import sync as _sync
 
     return _sync(source, target, **kwargs)
 
 
 def export(source: Any, names: Any, path: Any) -> dict[str, Any]:
-    """Write objects with their history to a tar bundle: see :func:`omfs.bundle.export`."""
-    from omfs.bundle import export as _export
+    """Write objects with their history to a tar bundle: see :func:`omfs.ops.bundle.export`."""
+    from omfs.ops.bundle import export as _export
 
     return _export(source, names, path)
 
 
 def import_(path: Any, target: Any, **kwargs: Any) -> dict[str, Any]:
-    """Import a bundle into a context: see :func:`omfs.bundle.import_`."""
-    from omfs.bundle import import_ as _import
+    """Import a bundle into a context: see :func:`omfs.ops.bundle.import_`."""
+    from omfs.ops.bundle import import_ as _import
 
     return _import(path, target, **kwargs)
 
@@ -95,46 +97,25 @@ def gc(
     return get_default().gc(grace=grace, dry_run=dry_run, buckets=buckets, force=force)
 
 
-def __getattr__(name: str) -> Any:  # PEP 562: the module is the default instance
-    if name in ("root", "bucket", "storage"):
+#: What the module answers for the default context (PEP 562): ``om.datasets`` and so on.
+_DEFAULT_ATTRIBUTES = frozenset({"datasets", "models", "runtime", "buckets", "root", "bucket"})
+
+
+def __getattr__(name: str) -> Any:  # PEP 562: the module is the default context
+    if name in _DEFAULT_ATTRIBUTES:
         return getattr(get_default(), name)
     raise AttributeError(f"module 'omfs' has no attribute {name!r}")
 
 
 def __dir__() -> list[str]:
-    return sorted([*globals(), "datasets", "models", "runtime", "buckets"])
-
-
-def _default_attribute(name: str) -> property:
-    """A module property for the default context's ``name``.
-
-    ``omfs.datasets`` etc. are also subpackages; importing one makes the import system set
-    the module attribute, which the setter keeps aside so that the property still wins.
-    """
-
-    def get(module: types.ModuleType) -> Any:
-        return getattr(get_default(), name)
-
-    def set_(module: types.ModuleType, value: Any) -> None:
-        module.__dict__.setdefault("_subpackages", {})[name] = value
-
-    return property(get, set_)
+    return sorted([*globals(), *_DEFAULT_ATTRIBUTES])
 
 
 class _OmfsModule(types.ModuleType):
-    """The module is the default instance: ``om.datasets``, ``om["bucket"]`` and so on."""
-
-    datasets = _default_attribute("datasets")
-    models = _default_attribute("models")
-    runtime = _default_attribute("runtime")
-    buckets = _default_attribute("buckets")
+    """``om["bucket"]``: the one thing PEP 562 cannot give a module (no ``__getitem__``)."""
 
     def __getitem__(self, bucket: str) -> Omega:
         return get_default()[bucket]
 
 
-_module = sys.modules[__name__]
-for _name in ("datasets", "models", "runtime"):  # submodules imported before the swap
-    if isinstance(_module.__dict__.get(_name), types.ModuleType):
-        _module.__dict__.setdefault("_subpackages", {})[_name] = _module.__dict__.pop(_name)
-_module.__class__ = _OmfsModule
+sys.modules[__name__].__class__ = _OmfsModule

@@ -34,7 +34,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from omfs._nesting import TooDeepError, depth_problem, parse_bounded
+from omfs._util import TooDeepError, depth_problem, parse_bounded
 from omfs.errors import ConfigError
 
 __all__ = [
@@ -188,7 +188,7 @@ def secret_options(options: dict[str, Any]) -> list[str]:
     """The (dotted) keys of ``options`` that may hold credentials: every key outside the
     allow-list of options known to be safe to show (``key``, ``secret``, ``token``,
     ``password``, ``sas_token``, ``connection_string`` ...)."""
-    from omfs._storage import public_options
+    from omfs.storage import public_options
 
     def walk(given: dict[str, Any], public: dict[str, Any], prefix: str) -> list[str]:
         found = []

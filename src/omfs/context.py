@@ -11,14 +11,14 @@ from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
 from omfs import config
-from omfs._names import check_bucket
-from omfs._storage import Storage
+from omfs.names import check_bucket
+from omfs.storage import Storage
 
 if TYPE_CHECKING:
-    from omfs.datasets import DatasetStore
-    from omfs.models import ModelStore
-    from omfs.runtime import Runtime
-    from omfs.runtime.cluster import ClusterHandle
+    from omfs.compute import Runtime
+    from omfs.compute.cluster import ClusterHandle
+    from omfs.objects.datasets import DatasetStore
+    from omfs.objects.models import ModelStore
 
 __all__ = ["Omega", "info", "setup"]
 
@@ -37,7 +37,7 @@ class Omega:
         self.storage = storage
         self.bucket = check_bucket(bucket)
         if _cluster_handle is None:
-            from omfs.runtime.cluster import ClusterHandle
+            from omfs.compute.cluster import ClusterHandle
 
             _cluster_handle = ClusterHandle(cluster)
         self._cluster = _cluster_handle
@@ -70,19 +70,19 @@ class Omega:
 
     @cached_property
     def datasets(self) -> DatasetStore:
-        from omfs.datasets import DatasetStore
+        from omfs.objects.datasets import DatasetStore
 
         return DatasetStore(self.storage, self.bucket, self)
 
     @cached_property
     def models(self) -> ModelStore:
-        from omfs.models import ModelStore
+        from omfs.objects.models import ModelStore
 
         return ModelStore(self.storage, self.bucket, self)
 
     @cached_property
     def runtime(self) -> Runtime:
-        from omfs.runtime import Runtime
+        from omfs.compute import Runtime
 
         return Runtime(self)
 
@@ -96,23 +96,23 @@ class Omega:
     ) -> dict[str, Any]:
         """Remove files no live version references, older than ``grace`` (all buckets by
         default; below 10 minutes only with ``force=True``). See
-        :func:`omfs.retention.collect_garbage`."""
-        from omfs.retention import collect_garbage
+        :func:`omfs.ops.gc.collect_garbage`."""
+        from omfs.ops.gc import collect_garbage
 
         return collect_garbage(self, buckets=buckets, grace=grace, dry_run=dry_run, force=force)
 
     @property
     def buckets(self) -> list[str]:
         """Names of the buckets in this context (always includes this one)."""
-        from omfs._store import bucket_names
+        from omfs.objects.versioned import bucket_names
 
         return sorted({*bucket_names(self.storage), self.bucket})
 
     def check_location(self) -> None:
         """Raise NotFoundError when this bucket or the context's root does not exist (for
         reads: a typo in the root or bucket would otherwise read as empty)."""
-        from omfs._store import bucket_problem
         from omfs.errors import NotFoundError
+        from omfs.objects.versioned import bucket_problem
 
         problem = bucket_problem(self.storage, self.bucket)
         if problem:
@@ -121,8 +121,8 @@ class Omega:
     def drop_bucket(self, bucket: str) -> dict[str, int]:
         """Drop every dataset and model of ``bucket`` (each with all its versions), then the
         bucket's folder. Returns how many of each were dropped."""
-        from omfs._store import bucket_names, bucket_problem
         from omfs.errors import NotFoundError
+        from omfs.objects.versioned import bucket_names, bucket_problem
 
         target = self[bucket]
         if target.bucket not in bucket_names(self.storage):
@@ -150,9 +150,9 @@ def info(
     from: root, bucket, context, cluster, storage protocol and options (credentials left
     out), the config file and the omfs version. Nothing is connected or started."""
     import omfs
-    from omfs._storage import public_options
-    from omfs.runtime.cluster import ClusterHandle
-    from omfs.runtime.processes import state_dir
+    from omfs.compute.cluster import ClusterHandle
+    from omfs.compute.processes import state_dir
+    from omfs.storage import public_options
 
     settings = config.resolve(root, bucket, cluster, None, context)
     storage = Storage(settings.root, settings.storage_options)

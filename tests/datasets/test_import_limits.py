@@ -14,8 +14,8 @@ import pandas as pd
 import pytest
 
 import omfs
-from omfs.datasets import store as store_module
-from omfs.datasets._files import ImportOptions, TableFileError, open_table_file
+from omfs.objects.datasets import store as store_module
+from omfs.objects.datasets._files import ImportOptions, TableFileError, open_table_file
 
 
 @pytest.fixture

@@ -141,7 +141,7 @@ INPUT_OPS: dict[str, Callable[[Any], Any]] = {
 #: with the seed each starts from.
 RERUN_OPS: dict[str, Callable[[Any], Any]] = {
     "prune": OPS["prune"],
-    "upgrade": lambda om: __import__("omfs.maintenance").maintenance.upgrade(om),
+    "upgrade": lambda om: __import__("omfs.ops.fsck", fromlist=["upgrade"]).upgrade(om),
 }
 LEGACY_STORE = os.path.join(os.path.dirname(__file__), "..", "fixtures", "omfs-0.1-store")
 
@@ -165,8 +165,8 @@ _WRITES = ("create", "write_bytes", "delete", "delete_tree", "copy", "copy_verif
 
 def _instrument(mode: str) -> list[int]:
     """Patch omfs' storage writes: count them, and kill the process at the chosen one."""
-    from omfs import _storage
-    from omfs.datasets import _parts, store
+    from omfs import storage as _storage
+    from omfs.objects.datasets import _parts, store
 
     calls = [0]
     kill_at = int(mode.split(":", 1)[1]) if mode.startswith("call:") else 0

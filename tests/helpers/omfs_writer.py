@@ -41,8 +41,8 @@ def frame(writer: int, generation: int, rows: int) -> pd.DataFrame:
 
 def _kill_at(point: str) -> None:
     """Patch omfs so that the process kills itself at ``point`` (see the module doc)."""
-    from omfs import _log
-    from omfs.datasets import store
+    from omfs.objects import log as _log
+    from omfs.objects.datasets import store
 
     left = [int(os.environ.get("OMFS_TEST_KILL_AFTER", "1"))]
 

@@ -24,8 +24,8 @@ import psutil
 import pytest
 
 import omfs
-from omfs.runtime._tls import ClusterTLS
-from omfs.runtime.processes import PrivateCluster
+from omfs.compute._tls import ClusterTLS
+from omfs.compute.processes import PrivateCluster
 
 pytestmark = [pytest.mark.cluster, pytest.mark.slow]
 
@@ -282,7 +282,7 @@ def test_every_listener_binds_the_host_and_the_dashboard_runs_only_when_asked(
 ):
     """What `om cluster start [--host H] [--dashboard]` runs (the processes themselves:
     above)."""
-    from omfs.runtime import processes
+    from omfs.compute import processes
 
     tls = ClusterTLS.at(tmp_path, "c")
     scheduler = processes._scheduler_command(tmp_path / "s.json", tls, host, 0, dashboard)
@@ -301,8 +301,8 @@ def test_every_listener_binds_the_host_and_the_dashboard_runs_only_when_asked(
 
 
 def test_the_state_folder_is_made_or_tightened_to_0700_and_never_a_shared_one(tmp_path):
+    from omfs.compute._tls import make_tls, secure_folder
     from omfs.errors import ClusterUnavailableError
-    from omfs.runtime._tls import make_tls, secure_folder
 
     made = secure_folder(tmp_path / "new" / "omfs")
     assert stat.S_IMODE(made.stat().st_mode) == 0o700

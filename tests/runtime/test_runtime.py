@@ -12,8 +12,8 @@ from distributed import get_task_stream
 from sklearn.linear_model import LinearRegression, LogisticRegression
 
 import omfs
+from omfs.compute.tasks import cache_stats, clear_cache
 from omfs.errors import ConfigError, InvalidModelError, ResourceUnavailableError
-from omfs.runtime.tasks import cache_stats, clear_cache
 
 pytestmark = pytest.mark.cluster
 

@@ -10,7 +10,7 @@ import sys
 
 import pytest
 
-from omfs.runtime import processes
+from omfs.compute import processes
 
 
 def _record(**changes):

@@ -14,7 +14,7 @@ from typing import Annotated, Any
 
 import typer
 
-from omfs._nesting import TooDeepError, parse_bounded
+from omfs._util import TooDeepError, parse_bounded
 
 __all__ = ["State", "emit_table", "emit_value", "parse_attributes", "progress_bar", "state"]
 

@@ -65,7 +65,7 @@ def start(
     Only processes that can read the certificate made for the cluster in your omfs state
     folder (mode 0600) can connect: your own.
     """
-    from omfs.runtime.processes import WorkerSpec, parse_worker_spec, start_background
+    from omfs.compute.processes import WorkerSpec, parse_worker_spec, start_background
 
     specs = []
     for i, text in enumerate(worker or []):
@@ -92,7 +92,7 @@ def start(
 @app.command()
 def status() -> None:
     """Say whether the background cluster runs, where, and its workers."""
-    from omfs.runtime.processes import background, gateway
+    from omfs.compute.processes import background, gateway
 
     record = background()
     if record is None:
@@ -115,7 +115,7 @@ def status() -> None:
 @app.command()
 def stop() -> None:
     """Stop the background cluster."""
-    from omfs.runtime.processes import stop_background
+    from omfs.compute.processes import stop_background
 
     report = stop_background()
     if state.as_json:

@@ -99,7 +99,7 @@ def add(
 def _plain_text_note(secrets: list[str], path: object, root: str) -> str:
     """Say, once, that credentials given as storage options sit in the file as plain text,
     and where else they can live."""
-    from omfs._storage import credentials_hint
+    from omfs.storage import credentials_hint
 
     return (
         f"om: note: {', '.join(map(repr, secrets))} {'is' if len(secrets) == 1 else 'are'} kept "

@@ -164,7 +164,7 @@ def put(
     Tables are read streaming (bounded memory): a CSV's separator, ISO dates and types are
     detected; errors name the file and line.
     """
-    from omfs.datasets._files import MAX_COLUMNS, ImportOptions, open_table_file
+    from omfs.objects.datasets._files import MAX_COLUMNS, ImportOptions, open_table_file
 
     if path == "-":
         file = _spool_stdin(f".{fmt or ('bin' if raw else 'csv')}")
@@ -263,7 +263,7 @@ def get(
     force: Annotated[bool, typer.Option("--force", help="overwrite an existing file")] = False,
 ) -> None:
     """Write a dataset to a local file."""
-    from omfs.datasets._files import table_format, write_table_file
+    from omfs.objects.datasets._files import table_format, write_table_file
 
     ds = state.omega().datasets
     meta = ds.metadata(name, version=version)

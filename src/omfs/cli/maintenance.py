@@ -20,7 +20,7 @@ def fsck(bucket: Buckets = None) -> None:
 
     Exits with 1 when something is wrong, after listing every problem.
     """
-    from omfs.maintenance import fsck as run
+    from omfs.ops.fsck import fsck as run
 
     problems = run(state.omega(), bucket)
     if problems:
@@ -34,7 +34,7 @@ def upgrade(bucket: Buckets = None) -> None:
 
     Each object switches atomically; run it again after an interruption.
     """
-    from omfs.maintenance import upgrade as run
+    from omfs.ops.fsck import upgrade as run
 
     done = run(state.omega(), bucket)
     emit_table(done, ["bucket", "store", "name"], empty="nothing to upgrade")
@@ -54,7 +54,7 @@ def gc(
     """Remove files no live version references: payloads of crashed or dropped writes,
     temporary files, superseded checkpoints, index markers of objects with no version.
     Objects being written (they hold a gc lease) are left alone and listed as skipped."""
-    from omfs.retention import collect_garbage
+    from omfs.ops.gc import collect_garbage
 
     report = collect_garbage(
         state.omega(), buckets=bucket, grace=grace, dry_run=dry_run, force=force

@@ -75,7 +75,7 @@ def put(
     ] = False,
 ) -> None:
     """Store a model saved with joblib as a new version."""
-    from omfs.models.store import describe_kind, is_estimator, load_model_file
+    from omfs.objects.models.store import describe_kind, is_estimator, load_model_file
 
     require_file(file)
     model = load_model_file(file)

@@ -39,7 +39,7 @@ def _runtime_options(
 
 
 def _runtime() -> Any:
-    from omfs.runtime.gateway import with_requirements
+    from omfs.cli.gateway import with_requirements
 
     try:
         runtime = with_requirements(state.omega().runtime, options.require)
@@ -52,7 +52,7 @@ def _gateway(om: Any) -> Any:
     """The background cluster's gateway socket, when this context's tasks go there."""
     if options.local:
         return None
-    from omfs.runtime.processes import background, gateway
+    from omfs.compute.processes import background, gateway
 
     running = background()
     spec = om._cluster.spec
@@ -89,7 +89,7 @@ def model(
     """
     import os
 
-    from omfs.runtime.gateway import model_command, request
+    from omfs.cli.gateway import model_command, request
 
     spec = {
         "name": name,

@@ -37,10 +37,10 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from omfs._log import CHECKPOINT_INTERVAL, checkpoint_file, commit_file, is_payload_file
-from omfs._names import check_bucket, check_name
-from omfs._storage import Expected
 from omfs.errors import IntegrityError, InvalidNameError, OmfsError
+from omfs.names import check_bucket, check_name
+from omfs.objects.log import CHECKPOINT_INTERVAL, checkpoint_file, commit_file, is_payload_file
+from omfs.storage import Expected
 
 __all__ = ["SyncError", "sync"]
 
@@ -177,7 +177,7 @@ def sync(
     """
     import fnmatch
 
-    from omfs._store import bucket_names
+    from omfs.objects.versioned import bucket_names
 
     src, dst = _resolve(source), _resolve(target)
     if src.storage == dst.storage:
@@ -512,7 +512,7 @@ def _common_commit(src: Any, dst: Any, prefix: str, have: _Object, want: _Object
 
 def _state_at(log: Any, seq: int) -> Any:
     """The complete state of ``log`` after commit ``seq`` (an empty one for 0)."""
-    from omfs._log import State
+    from omfs.objects.log import State
 
     if seq == 0:
         return State()
@@ -646,7 +646,7 @@ def _recommit(
     """The change that re-commits ``rec`` on top of the target's latest version."""
     from dataclasses import replace
 
-    from omfs._log import Commit
+    from omfs.objects.log import Commit
 
     def change(state: Any) -> Any:
         info = dict(rec.info)
@@ -675,8 +675,8 @@ def _recommit(
 
 def _replay_metadata(target: Any, name: str, plan: _Plan, mapping: dict[int, int]) -> None:
     """The source's drops, attribute updates and tag moves, on the target's versions."""
-    from omfs._log import Commit, TagMove
-    from omfs.metadata import utcnow
+    from omfs.objects.log import Commit, TagMove
+    from omfs.objects.metadata import utcnow
 
     def change(state: Any) -> Any:
         live = {r.version for r in state.live()}
@@ -710,7 +710,7 @@ def _adopt_target(
 ) -> None:  # fmt: skip
     """The source takes the target's history of ``name``: payloads and schemas it lacks
     first, then the switch (see ``VersionedStore._adopt``), then checkpoints and hint."""
-    from omfs._log import _dumps
+    from omfs.objects.log import _dumps
 
     tlog = target._log(name)
     head = tlog.head()
@@ -764,10 +764,10 @@ def _adopt_target(
     source._adopt(name, journal)
 
 
-# -- bundles moved to omfs.bundle; the old names still work -------------------------------
+# -- bundles moved to omfs.ops.bundle; the old names still work -------------------------------
 def __getattr__(name: str) -> Any:
     if name in ("export", "import_"):
-        from omfs import bundle
+        from omfs.ops import bundle
 
         return getattr(bundle, name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

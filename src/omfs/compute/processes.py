@@ -12,7 +12,7 @@ user's script is never imported again in a worker (multiprocessing's *spawn*, wh
   exit when it does (``--death-timeout``).
 
 Both are private: they speak TLS with a certificate made for them at start (see
-:mod:`omfs.runtime._tls`), every listener binds 127.0.0.1 unless told a host, and their
+:mod:`omfs.compute._tls`), every listener binds 127.0.0.1 unless told a host, and their
 HTTP servers serve nothing unless the dashboard is asked for. ``cluster.json`` records the
 start time and command line of each process, and only a process that still matches both
 is ever signalled.
@@ -31,8 +31,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from omfs.compute._tls import ClusterTLS, make_tls, secure_folder, write_private
 from omfs.errors import ClusterUnavailableError, ConfigError
-from omfs.runtime._tls import ClusterTLS, make_tls, secure_folder, write_private
 
 __all__ = [
     "BackgroundCluster",
@@ -133,7 +133,7 @@ def _host_port(address: str) -> tuple[str, int]:
 def check_reachable(address: str, timeout: float = 3.0) -> None:
     """Fail at once when nothing listens at ``address`` (Dask's client would retry until
     its timeout)."""
-    from omfs._storage import connection_problem
+    from omfs.storage import connection_problem
 
     problem = connection_problem(*_host_port(address), timeout)
     if problem is None:
@@ -633,13 +633,13 @@ def _identity_of(proc: subprocess.Popen, log: Path) -> ProcessIdentity:
 def _start_gateway(
     address: str, scheduler_pid: int, tls: ClusterTLS, log: Path, detached: dict[str, Any]
 ) -> subprocess.Popen:
-    """Start the runtime gateway (see :mod:`omfs.runtime.gateway`); wait for its socket."""
+    """Start the runtime gateway (see :mod:`omfs.cli.gateway`); wait for its socket."""
     path = state_dir() / _GATEWAY_SOCKET
     path.unlink(missing_ok=True)
     cmd = [
         sys.executable,
         "-m",
-        "omfs.runtime.gateway",
+        "omfs.cli.gateway",
         address,
         str(path),
         str(scheduler_pid),

@@ -17,14 +17,14 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
-from omfs._log import Commit, State, VersionRecord, _Corrupt, _dumps, check_payload_name
-from omfs._names import check_name, check_tag
-from omfs._storage import HashingWriter as _HashingWriter
-from omfs._storage import StreamHasher as _Hasher
-from omfs._storage import unique_name
-from omfs._store import VersionedStore, leased
 from omfs.errors import IntegrityError, InvalidModelError
-from omfs.metadata import Metadata, utcnow
+from omfs.names import check_name, check_tag
+from omfs.objects.log import Commit, State, VersionRecord, _Corrupt, _dumps, check_payload_name
+from omfs.objects.metadata import Metadata, utcnow
+from omfs.objects.versioned import VersionedStore, leased
+from omfs.storage import HashingWriter as _HashingWriter
+from omfs.storage import StreamHasher as _Hasher
+from omfs.storage import unique_name
 
 __all__ = ["ModelStore", "describe_kind", "is_estimator", "is_fitted", "load_model_file"]
 
@@ -311,8 +311,8 @@ class ModelStore(VersionedStore):
     def promote(self, name: str, other: ModelStore | str, **kwargs: Any) -> Metadata:
         """Copy one version of ``name`` to ``other`` (another bucket or context) as a new
         version there, recording where it came from; ``other`` may name a context of the
-        config file (``"prod"``, ``"prod:bucket"``). See :func:`omfs.promotion.promote`."""
-        from omfs.promotion import promote
+        config file (``"prod"``, ``"prod:bucket"``). See :func:`omfs.ops.promote.promote`."""
+        from omfs.ops.promote import promote
 
         return promote(self, name, other, **kwargs)
 

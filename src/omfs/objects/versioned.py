@@ -2,7 +2,7 @@
 
 Layout of one object ``name`` in store ``datasets`` or ``models``::
 
-    {bucket}/{store}/{name}/_log/...       the commit log (see :mod:`omfs._log`)
+    {bucket}/{store}/{name}/_log/...       the commit log (see :mod:`omfs.objects.log`)
     {bucket}/{store}/{name}/_data/<id>.*   payload files, written before their commit
     {bucket}/{store}/_index/{name, '/' as '~'}   empty marker: list() is one listing call
 
@@ -32,17 +32,6 @@ from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from omfs import _lease, _log
-from omfs._log import Commit, ObjectLog, State, TagMove, VersionRecord
-from omfs._names import (
-    check_bucket,
-    check_name,
-    check_new_name,
-    check_tag,
-    look_alike,
-    split_selector,
-)
-from omfs._storage import Storage
 from omfs.errors import (
     CommitConflictError,
     FormatError,
@@ -51,7 +40,19 @@ from omfs.errors import (
     NotFoundError,
     RestoreError,
 )
-from omfs.metadata import Metadata, utcnow
+from omfs.names import (
+    check_bucket,
+    check_name,
+    check_new_name,
+    check_tag,
+    look_alike,
+    split_selector,
+)
+from omfs.objects import lease as _lease
+from omfs.objects import log as _log
+from omfs.objects.log import Commit, ObjectLog, State, TagMove, VersionRecord
+from omfs.objects.metadata import Metadata, utcnow
+from omfs.storage import Storage
 
 __all__ = ["VersionedStore", "leased", "parse_duration", "parse_time"]
 
@@ -60,7 +61,7 @@ _F = Any
 
 
 def leased(position: int) -> Callable[[_F], _F]:
-    """Run the decorated store method holding a gc lease (:mod:`omfs._lease`) on the
+    """Run the decorated store method holding a gc lease (:mod:`omfs.objects.lease`) on the
     object its argument ``position`` (after ``self``) names, as ``name`` or ``name@v3``."""
 
     def decorate(method: _F) -> _F:
@@ -273,7 +274,7 @@ class VersionedStore:
 
     # -- what subclasses define ------------------------------------------------------------
     def validate_info(self, info: dict[str, Any], kind: str) -> None:
-        """Raise (via omfs._log helpers) when the ``info`` of a version of ``kind`` read from
+        """Raise (via omfs.objects.log helpers) when the ``info`` of a version of ``kind`` read from
         storage is not what this store writes. Called on every record before it is used."""
         raise NotImplementedError
 

@@ -194,7 +194,7 @@ class _Server(socketserver.ThreadingUnixStreamServer):
     def __init__(self, path: Path, address: str, security: Any = None):
         from distributed import Client
 
-        from omfs.runtime.cluster import ClusterHandle
+        from omfs.compute.cluster import ClusterHandle
 
         self.client = Client(address, timeout="30s", security=security)
         self.handle_ = ClusterHandle(self.client)
@@ -205,8 +205,8 @@ class _Server(socketserver.ThreadingUnixStreamServer):
             os.umask(old)
 
     def answer(self, payload: dict[str, Any], gone: Callable[[], bool]) -> dict[str, Any]:
-        from omfs._storage import Storage
         from omfs.context import Omega
+        from omfs.storage import Storage
 
         context = payload["context"]
         storage = Storage(
@@ -233,8 +233,6 @@ def serve(address: str, path: Path, scheduler_pid: int | None = None, security: 
     with contextlib.suppress(FileNotFoundError):
         path.unlink()
     # what every request needs, imported before the socket appears, not on the first one
-    import omfs.context
-    import omfs.runtime.tasks  # noqa: F401
 
     server = _Server(path, address, security)
 
@@ -262,8 +260,8 @@ def serve(address: str, path: Path, scheduler_pid: int | None = None, security: 
         server.client.close()
 
 
-if __name__ == "__main__":  # python -m omfs.runtime.gateway ADDRESS SOCKET [PID [CERT KEY]]
-    from omfs.runtime._tls import ClusterTLS
+if __name__ == "__main__":  # python -m omfs.cli.gateway ADDRESS SOCKET [PID [CERT KEY]]
+    from omfs.compute._tls import ClusterTLS
 
     pid = int(sys.argv[3]) if len(sys.argv) > 3 else None
     tls = ClusterTLS(Path(sys.argv[4]), Path(sys.argv[5])) if len(sys.argv) > 5 else None

@@ -15,7 +15,7 @@ tags and the records of the latest live version and of every tagged version. The
 a size bounded by the number of tags, never by the history, so the latest version, a tag,
 ``exists()`` and an append need three small reads of the log: the hint, the commit it
 names, and a probe for the next commit (the hint may be stale; probing forward corrects
-it). (Readers also check the object's index marker: see ``omfs._store``.)
+it). (Readers also check the object's index marker: see ``omfs.objects.versioned``.)
 
 Everything older (all versions, the parts of appended datasets) is folded into a checkpoint
 every :data:`CHECKPOINT_INTERVAL` commits; readers of the full state read the newest
@@ -42,10 +42,10 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from omfs._names import check_tag
-from omfs._storage import Storage
 from omfs.errors import FormatError, IntegrityError
-from omfs.metadata import utcnow
+from omfs.names import check_tag
+from omfs.objects.metadata import utcnow
+from omfs.storage import Storage
 
 __all__ = [
     "CHECKPOINT_INTERVAL",

@@ -15,15 +15,15 @@ import re
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from omfs._log import Commit, State, VersionRecord, _Corrupt, _dict, _int, _list
-from omfs._names import check_name, check_tag
-from omfs._storage import unique_name
-from omfs._store import VersionedStore, leased
-from omfs.datasets import _convert
-from omfs.datasets._filters import build_filter, keywords_to_dnf
-from omfs.datasets._parts import arrow_dataset, damaged_part, validate_part, write_part
 from omfs.errors import CommitConflictError, IntegrityError, SchemaMismatchError
-from omfs.metadata import Metadata
+from omfs.names import check_name, check_tag
+from omfs.objects.datasets import _convert
+from omfs.objects.datasets._filters import build_filter, keywords_to_dnf
+from omfs.objects.datasets._parts import arrow_dataset, damaged_part, validate_part, write_part
+from omfs.objects.log import Commit, State, VersionRecord, _Corrupt, _dict, _int, _list
+from omfs.objects.metadata import Metadata
+from omfs.objects.versioned import VersionedStore, leased
+from omfs.storage import unique_name
 
 __all__ = ["DatasetStore"]
 
@@ -702,7 +702,7 @@ class DatasetStore(VersionedStore):
         """Write the rows of ``group`` as one part, one row group at a time."""
         import pyarrow.parquet as pq
 
-        from omfs._storage import HashingWriter
+        from omfs.storage import HashingWriter
 
         key = self._data_key(name, unique_name(".parquet"))
         with self.storage.open(key, "wb") as f:
@@ -965,8 +965,8 @@ class DatasetStore(VersionedStore):
     def promote(self, name: str, other: DatasetStore | str, **kwargs: Any) -> Metadata:
         """Copy one version of ``name`` to ``other`` (another bucket or context) as a new
         version there, recording where it came from; ``other`` may name a context of the
-        config file (``"prod"``, ``"prod:bucket"``). See :func:`omfs.promotion.promote`."""
-        from omfs.promotion import promote
+        config file (``"prod"``, ``"prod:bucket"``). See :func:`omfs.ops.promote.promote`."""
+        from omfs.ops.promote import promote
 
         return promote(self, name, other, **kwargs)
 
@@ -993,7 +993,7 @@ def _checked(
 
 
 def _now() -> str:
-    from omfs.metadata import utcnow
+    from omfs.objects.metadata import utcnow
 
     return utcnow()
 

@@ -9,14 +9,14 @@ from __future__ import annotations
 import uuid
 from typing import TYPE_CHECKING, Any
 
-from omfs.errors import ConfigError
-from omfs.runtime._routing import (
+from omfs.compute._routing import (
     check_satisfiable,
     describe_workers,
     resources_from,
     resources_from_attributes,
 )
-from omfs.runtime.tasks import _FITTING, METHODS, run_model_task
+from omfs.compute.tasks import _FITTING, METHODS, run_model_task
+from omfs.errors import ConfigError
 
 if TYPE_CHECKING:
     from omfs.context import Omega

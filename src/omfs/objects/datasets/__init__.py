@@ -1,5 +1,5 @@
 """Datasets: versioned Parquet tables and raw files."""
 
-from omfs.datasets.store import DatasetStore
+from omfs.objects.datasets.store import DatasetStore
 
 __all__ = ["DatasetStore"]

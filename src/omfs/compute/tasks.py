@@ -15,7 +15,7 @@ from collections import OrderedDict
 from typing import Any
 
 from omfs.errors import InvalidModelError, TaskCancelledError
-from omfs.metadata import Metadata, utcnow
+from omfs.objects.metadata import Metadata, utcnow
 
 __all__ = ["METHODS", "cache_stats", "clear_cache", "run_model_task"]
 

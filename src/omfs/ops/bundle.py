@@ -10,7 +10,7 @@ path, size and sha256). ``import_`` treats the bundle as hostile until proven ot
   so memory stays bounded whatever the bundle says; documents (the manifest, commits,
   checkpoints, schemas) are parsed whole, as a read does, and refused above
   :data:`MAX_DOCUMENT` bytes;
-- each object's commits and checkpoints are parsed and validated by :mod:`omfs._log`
+- each object's commits and checkpoints are parsed and validated by :mod:`omfs.objects.log`
   exactly as a read validates them, and each payload the object needs is checked while it
   streams against the size and sha256 that the validated log records (and the manifest);
 - a payload the target already holds is never overwritten; commits are created with
@@ -38,7 +38,9 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import IO, Any
 
-from omfs._log import (
+from omfs.errors import FormatError, IntegrityError, InvalidNameError, NotFoundError, OmfsError
+from omfs.names import check_bucket, check_name
+from omfs.objects.log import (
     CHECKPOINT_INTERVAL,
     ObjectLog,
     State,
@@ -47,11 +49,9 @@ from omfs._log import (
     commit_file,
     is_payload_file,
 )
-from omfs._log import (
+from omfs.objects.log import (
     FORMAT as LOG_FORMAT,
 )
-from omfs._names import check_bucket, check_name
-from omfs.errors import FormatError, IntegrityError, InvalidNameError, NotFoundError, OmfsError
 
 __all__ = ["CHUNK", "MAX_DOCUMENT", "STAGING", "clean_staging", "export", "import_"]
 
@@ -84,9 +84,9 @@ _COMPRESSED = (
 def _objects_of(source: Any, names: Sequence[str]) -> list[tuple[Any, str, str]]:
     """``(storage, bucket, store/name)`` of each name: ``NAME`` (a dataset or model of the
     context's bucket), ``datasets/NAME`` or ``models/NAME``; a store takes plain names."""
-    from omfs._store import VersionedStore
     from omfs.context import Omega
-    from omfs.replication import SyncError
+    from omfs.objects.versioned import VersionedStore
+    from omfs.ops.sync import SyncError
 
     out = []
     for spec in names:
@@ -155,7 +155,7 @@ def export(source: Any, names: Sequence[str], path: Any) -> dict[str, Any]:
     ``path``, with a manifest of every file's size and sha256. Returns the manifest.
 
     Files stream into the tar in chunks; the tar appears at ``path`` only when complete."""
-    from omfs._storage import unique_name
+    from omfs.storage import unique_name
 
     objects = _objects_of(source, names)
     where = os.fspath(path)
@@ -511,10 +511,10 @@ def import_(
     ``bucket``: import every object into that bucket (default: each into the bucket it was
     exported from). A target bucket that does not exist in a context that has others is
     refused unless ``create_bucket=True``. Everything is checked before it reaches the
-    target (see :mod:`omfs.bundle`); an object that fails is left out and, once the others
+    target (see :mod:`omfs.ops.bundle`); an object that fails is left out and, once the others
     are imported, an IntegrityError names it (its ``report`` attribute holds the report).
     """
-    from omfs.replication import _resolve
+    from omfs.ops.sync import _resolve
 
     dst = _resolve(target)
     where = os.fspath(path)
@@ -553,7 +553,7 @@ def _target_buckets(
 ) -> dict[tuple[str, str, str], str]:
     """Each object's target bucket; refuses a missing bucket (unless ``create_bucket``) and
     two objects of the bundle that would land on one name."""
-    from omfs._store import bucket_problem
+    from omfs.objects.versioned import bucket_problem
 
     chosen = check_bucket(bucket) if bucket is not None else None
     targets = {obj: chosen or obj[0] for obj in bundle.objects}
@@ -822,7 +822,7 @@ class _Staging:
     are checked; each is then placed under its final name, never over an existing file."""
 
     def __init__(self, storage: Any, enabled: bool = True):
-        from omfs._storage import unique_name
+        from omfs.storage import unique_name
 
         self.storage = storage
         self.enabled = enabled
@@ -871,7 +871,7 @@ def _put_if_absent(storage: Any, staged: str, key: str) -> None:
     """Give the staged file the name ``key``, unless a file has it: a payload in the target
     is never overwritten (a local hard link fails if the name exists)."""
     if storage.is_local:
-        from omfs._storage import fsync_dir
+        from omfs.storage import fsync_dir
 
         path = storage.path(key)
         if storage.durable:

@@ -15,8 +15,8 @@ import os
 import re
 from typing import Any
 
-from omfs._log import _Corrupt, _dict, _int, check_payload_name
-from omfs.datasets._filters import all_of
+from omfs.objects.datasets._filters import all_of
+from omfs.objects.log import _Corrupt, _dict, _int, check_payload_name
 
 __all__ = [
     "arrow_dataset",
@@ -117,7 +117,7 @@ def write_part(
     """Write one Parquet part; module-level so Dask can run it on workers."""
     import pyarrow.parquet as pq
 
-    from omfs._storage import HashingWriter
+    from omfs.storage import HashingWriter
 
     options = {"row_group_size": row_group_size} if row_group_size else {}
     if storage.is_local:
@@ -232,7 +232,7 @@ def _filesystem(storage: Any, keys: list[str], parts: list[dict[str, Any]], limi
 def check_part_bytes(path: str, data: bytes, size: int, sha256: str | None) -> None:
     """Refuse the whole bytes of a part read from ``path`` unless they have the size and
     (where the log records it) the sha256 of the log (IntegrityError naming the file)."""
-    from omfs._storage import size_error
+    from omfs.storage import size_error
 
     if len(data) != size:
         raise size_error(path, len(data), size)
@@ -254,8 +254,8 @@ def damaged_part(storage: Any, keys: list[str], parts: list[dict[str, Any]]) -> 
     """After a read failed: the IntegrityError naming the first part that is not what the
     log records (a symlink, another size, another sha256), or None when all check out.
     Only run on the failure path, where its requests cost nothing that matters."""
-    from omfs._storage import size_error
     from omfs.errors import IntegrityError
+    from omfs.storage import size_error
 
     for key, part in zip(keys, parts, strict=True):
         path = storage.path(key)

@@ -65,7 +65,7 @@ class ClusterHandle:
             return self.spec
         if self._private is not None:
             return f"private cluster at {self._private.address}"
-        from omfs.runtime.processes import background
+        from omfs.compute.processes import background
 
         running = background()
         if running is not None:
@@ -90,7 +90,7 @@ class ClusterHandle:
     def _connect(self) -> Any:
         from distributed import Client
 
-        from omfs.runtime.processes import (
+        from omfs.compute.processes import (
             PrivateCluster,
             background,
             background_tls,

@@ -8,7 +8,7 @@ than the grace period.
 
 A write still in progress is never hurt, however long it runs: writers hold a lease on the
 object they write, and gc leaves every file of an object with a live lease alone (see
-:mod:`omfs._lease` for the protocol and why no interleaving loses a payload). Ages are
+:mod:`omfs.objects.lease` for the protocol and why no interleaving loses a payload). Ages are
 measured on the storage's own clock (file modification times against the time of a file
 gc writes), never on the client's. The grace cannot be set below :data:`GRACE_FLOOR`
 (10 minutes) unless forced: it still protects writers of omfs versions without leases.
@@ -19,11 +19,11 @@ from __future__ import annotations
 from collections import defaultdict
 from typing import TYPE_CHECKING, Any
 
-from omfs._lease import GRACE_FLOOR, LEASE_TTL, lease_folder, lease_owner
-from omfs._log import CHECKPOINT_INTERVAL, State
-from omfs._store import ADOPT_FILE, VersionedStore, parse_duration
-from omfs.bundle import clean_staging
 from omfs.errors import IntegrityError
+from omfs.objects.lease import GRACE_FLOOR, LEASE_TTL, lease_folder, lease_owner
+from omfs.objects.log import CHECKPOINT_INTERVAL, State
+from omfs.objects.versioned import ADOPT_FILE, VersionedStore, parse_duration
+from omfs.ops.bundle import clean_staging
 
 if TYPE_CHECKING:
     from omfs.context import Omega
@@ -91,7 +91,7 @@ def _by_store(omega: Omega, found: list[dict[str, Any]]) -> list[tuple[Any, list
 
 
 def _leased(store: VersionedStore, now: float, cutoff: float, drop: Any) -> set[str]:
-    """The names with a live lease (listed after the files: see :mod:`omfs._lease`); dead
+    """The names with a live lease (listed after the files: see :mod:`omfs.objects.lease`); dead
     leases old enough are removed."""
     live: set[str] = set()
     for key, size, modified in store.storage.walk(lease_folder(store.bucket, store.kind)):
@@ -206,7 +206,7 @@ def _dropped_within_grace(
 ) -> bool:
     """True for an object whose drop (its tombstone, the last commit) is younger than the
     grace period: its payloads and log stay, so that ``restore()`` can bring it back."""
-    from omfs._log import commit_file
+    from omfs.objects.log import commit_file
 
     if not state.deleted:
         return False
@@ -219,7 +219,7 @@ def _dropped_within_grace(
 
 def _referenced(store: VersionedStore, name: str, state: State) -> tuple[set[str], set[str]]:
     """The ``_data/`` and ``_log/`` file names that ``state`` still needs."""
-    from omfs._log import checkpoint_file, commit_file
+    from omfs.objects.log import checkpoint_file, commit_file
 
     data: set[str] = set()
     schemas: set[str] = set()

@@ -37,8 +37,8 @@ from collections.abc import Iterator
 from contextvars import ContextVar
 from typing import Any
 
-from omfs._storage import Storage, unique_name
 from omfs.errors import CommitConflictError
+from omfs.storage import Storage, unique_name
 
 __all__ = ["GRACE_FLOOR", "LEASE_REFRESH", "LEASE_TTL", "Lease", "holding", "lease_folder"]
 

@@ -1,5 +1,5 @@
 """Models: joblib payloads with JSON sidecars, versioned."""
 
-from omfs.models.store import ModelStore
+from omfs.objects.models.store import ModelStore
 
 __all__ = ["ModelStore"]

@@ -17,12 +17,12 @@ import os
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from omfs._log import Commit, State, TagMove, VersionRecord
-from omfs._names import check_bucket, check_name
-from omfs._storage import unique_name
-from omfs._store import VersionedStore
 from omfs.errors import ConditionFailedError, NotFoundError, PromotionError
-from omfs.metadata import Metadata, utcnow
+from omfs.names import check_bucket, check_name
+from omfs.objects.log import Commit, State, TagMove, VersionRecord
+from omfs.objects.metadata import Metadata, utcnow
+from omfs.objects.versioned import VersionedStore
+from omfs.storage import unique_name
 
 __all__ = ["CONDITIONS", "model_is_fitted", "promote", "schema_matches_target"]
 
