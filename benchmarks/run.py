@@ -270,7 +270,7 @@ def bench_promotion() -> None:
             om.datasets.put(df.iloc[i * 625_000 : (i + 1) * 625_000], "big", append=i > 0)
         meta = om.datasets.metadata("big")
         mb = meta["bytes"] / 2**20
-        src = [om.storage.path(om.datasets._data_key("big", p["file"])) for p in meta["parts"]]
+        src = [om.storage.path(om.datasets.data_key("big", p["file"])) for p in meta["parts"]]
         counter = iter(range(1000))
 
         def plain() -> None:

@@ -294,15 +294,15 @@ def test_promote_with_inputs_and_a_failure_leaves_the_target_as_it_was(tmp_path,
     dev.runtime.mode(local=True).model("m").fit("X@v1", "Y").get()
     prod.datasets.put(pd.DataFrame({"x": [0.0]}), "X")  # prod has an X of its own
 
-    real = type(prod.models)._commit
+    real = type(prod.models).commit
 
     def failing(self, *args, **kwargs):
         raise OSError("network lost")
 
-    monkeypatch.setattr(type(prod.models), "_commit", failing)
+    monkeypatch.setattr(type(prod.models), "commit", failing)
     with pytest.raises(OSError, match="network lost"):
         dev.models.promote("m", prod.models, with_inputs=True)
-    monkeypatch.setattr(type(prod.models), "_commit", real)
+    monkeypatch.setattr(type(prod.models), "commit", real)
     assert [m.version for m in prod.datasets.versions("X")] == [1], "X v2 was dropped again"
     assert not prod.datasets.exists("Y") and not prod.models.exists("m")
 

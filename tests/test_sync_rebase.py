@@ -129,12 +129,12 @@ def test_a_killed_switch_of_history_reads_as_after_and_is_finished(tmp_path, mon
     journal), a writer finishes the switch first, fsck is clean."""
     laptop, team = omfs.setup(tmp_path / "laptop"), omfs.setup(tmp_path / "team")
     diverge(laptop, team)
-    real = laptop.datasets._finish_adopt
+    real = laptop.datasets.finish_adopt
 
     def killed(self, name):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(type(laptop.datasets), "_finish_adopt", killed)
+    monkeypatch.setattr(type(laptop.datasets), "finish_adopt", killed)
     with pytest.raises(KeyboardInterrupt):
         omfs.sync(laptop, team, rebase=True)
     monkeypatch.undo()

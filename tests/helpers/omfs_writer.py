@@ -52,7 +52,7 @@ def _kill_at(point: str) -> None:
             os.kill(os.getpid(), signal.SIGKILL)
 
     if point in ("checkpoint", "checkpoint-written"):
-        real = _log.ObjectLog._write_checkpoint
+        real = _log.ObjectLog.write_checkpoint
 
         def write_checkpoint(self, full):
             if point == "checkpoint":
@@ -61,7 +61,7 @@ def _kill_at(point: str) -> None:
             if point == "checkpoint-written":
                 maybe_die()
 
-        _log.ObjectLog._write_checkpoint = write_checkpoint
+        _log.ObjectLog.write_checkpoint = write_checkpoint
     elif point == "compact-part":
         real_merge = store.DatasetStore._merge_parts
 

@@ -423,14 +423,14 @@ class ObjectLog:
         return self.key(f"s-{schema_id}.schema")
 
     # -- reading ------------------------------------------------------------------------
-    def _corrupt(self, key: str, why: str) -> IntegrityError:
+    def corrupt(self, key: str, why: str) -> IntegrityError:
         return IntegrityError(
             f"The log file {self.storage.path(key)!r} is corrupt or was tampered with ({why}); "
             "omfs did not follow it. Restore it from a backup, or run 'om fsck' to see what "
             "else is affected."
         )
 
-    def _load(self, key: str) -> dict[str, Any]:
+    def load(self, key: str) -> dict[str, Any]:
         return self._document(key, self.storage.read_bytes(key))
 
     def _document(self, key: str, data: bytes) -> dict[str, Any]:
@@ -439,9 +439,9 @@ class ObjectLog:
         try:
             doc = json.loads(data)
         except ValueError as exc:
-            raise self._corrupt(key, f"not JSON: {exc}") from None
+            raise self.corrupt(key, f"not JSON: {exc}") from None
         if not isinstance(doc, dict):
-            raise self._corrupt(key, "not a JSON object")
+            raise self.corrupt(key, "not a JSON object")
         fmt = doc.get("format")
         if fmt != FORMAT:
             if type(fmt) is int and fmt > FORMAT:
@@ -449,18 +449,18 @@ class ObjectLog:
                     f"{self.storage.path(key)!r} was written in log format {fmt} by a newer "
                     f"omfs; this omfs reads format {FORMAT}. Upgrade omfs to read it."
                 )
-            raise self._corrupt(key, f"unknown format {fmt!r}")
+            raise self.corrupt(key, f"unknown format {fmt!r}")
         for k, v in self.identity.items():
             if doc.get(k) != v:
-                raise self._corrupt(key, f"it names {k} {doc.get(k)!r}, not {v!r}")
+                raise self.corrupt(key, f"it names {k} {doc.get(k)!r}, not {v!r}")
         return doc
 
-    def _load_parsed(self, key: str, parse: Callable[[dict[str, Any]], Any]) -> Any:
-        doc = self._load(key)
+    def load_parsed(self, key: str, parse: Callable[[dict[str, Any]], Any]) -> Any:
+        doc = self.load(key)
         try:
             return parse(doc)
         except _Corrupt as exc:
-            raise self._corrupt(key, str(exc)) from None
+            raise self.corrupt(key, str(exc)) from None
 
     def _parse_state(self, doc: dict[str, Any], seq: int) -> State:
         records = {}
@@ -542,17 +542,17 @@ class ObjectLog:
                 return _int(doc.get("seq"), "seq", 0), _int(doc.get("checkpoint"), "checkpoint", 0)
             seq = int(filename.split(".", 1)[0])
             if filename == checkpoint_file(seq):
-                return self._parse_checkpoint(doc, seq)
+                return self.parse_checkpoint(doc, seq)
             if filename == commit_file(seq):
                 return self._parse_commit(doc, seq)
         except _Corrupt as exc:
-            raise self._corrupt(key, str(exc)) from None
+            raise self.corrupt(key, str(exc)) from None
         raise ValueError(f"{filename!r} is not a file of the log")
 
-    def _commit_at(self, seq: int) -> tuple[Commit, State, str, str] | None:
+    def commit_at(self, seq: int) -> tuple[Commit, State, str, str] | None:
         """Commit ``seq``, parsed and validated, or None when it does not exist."""
         try:
-            return self._load_parsed(
+            return self.load_parsed(
                 self.key(commit_file(seq)), lambda d: self._parse_commit(d, seq)
             )
         except FileNotFoundError:
@@ -561,7 +561,7 @@ class ObjectLog:
     def _hint(self) -> tuple[int, int]:
         """(newest commit, newest checkpoint) as last written; (0, 0) when there is none."""
         try:
-            doc = self._load(self.hint_key)
+            doc = self.load(self.hint_key)
             return _int(doc.get("seq"), "seq", 0), _int(doc.get("checkpoint"), "checkpoint", 0)
         except FileNotFoundError:
             return 0, 0
@@ -573,12 +573,12 @@ class ObjectLog:
         seq, checkpoint = self._hint()
         state = State(checkpoint=checkpoint, complete=False)
         if seq:
-            found = self._commit_at(seq)
+            found = self.commit_at(seq)
             if found is None:  # the hint ran ahead of a deleted log: start from scratch
                 seq = 0
             else:
                 state = found[1]
-        while (found := self._commit_at(seq + 1)) is not None:
+        while (found := self.commit_at(seq + 1)) is not None:
             seq += 1
             state = found[1]
         state = replace(state, seq=seq, complete=False)
@@ -593,27 +593,27 @@ class ObjectLog:
         cp = head.checkpoint if head.base < head.checkpoint <= head.seq else 0
         if cp:
             with contextlib.suppress(FileNotFoundError):  # else replay from the base
-                start = self._load_parsed(
+                start = self.load_parsed(
                     self.key(checkpoint_file(cp)),
-                    lambda d: self._parse_checkpoint(d, cp),
+                    lambda d: self.parse_checkpoint(d, cp),
                 )
         seqs = list(range(start.seq + 1, head.seq + 1))
         found = self._fetch_commits(seqs)
         state = start
         for seq in seqs:
             if found[seq] is None:
-                raise self._corrupt(self.key(commit_file(seq)), "the commit is missing")
+                raise self.corrupt(self.key(commit_file(seq)), "the commit is missing")
             commit, _, at, user = found[seq]
             state = apply(state, commit, at, user)
         return replace(state, complete=True, checkpoint=max(cp, head.checkpoint))
 
     def _fetch_commits(self, seqs: list[int]) -> dict[int, Any]:
         if len(seqs) <= 1 or self.storage.is_local:
-            return {s: self._commit_at(s) for s in seqs}
+            return {s: self.commit_at(s) for s in seqs}
         with ThreadPoolExecutor(max_workers=min(8, len(seqs))) as pool:
-            return dict(zip(seqs, pool.map(self._commit_at, seqs), strict=True))
+            return dict(zip(seqs, pool.map(self.commit_at, seqs), strict=True))
 
-    def _parse_checkpoint(self, doc: dict[str, Any], seq: int) -> State:
+    def parse_checkpoint(self, doc: dict[str, Any], seq: int) -> State:
         if doc.get("checkpoint") != seq:
             raise _Corrupt(f"it says it is the checkpoint of commit {doc.get('checkpoint')!r}")
         body = _dict(doc.get("state"), "state", optional=False)
@@ -631,7 +631,7 @@ class ObjectLog:
         if data is None:
             data = self.storage.read_bytes(key)
             if hashlib.sha256(data).hexdigest()[:32] != schema_id:
-                raise self._corrupt(key, "its content does not match its name")
+                raise self.corrupt(key, "its content does not match its name")
             _cache.put(ident, data)
         return data
 
@@ -677,7 +677,7 @@ class ObjectLog:
         """
         if new.seq % CHECKPOINT_INTERVAL == 0:
             with contextlib.suppress(OSError, IntegrityError):
-                self._write_checkpoint(new if before.complete else self.full(new))
+                self.write_checkpoint(new if before.complete else self.full(new))
                 new.checkpoint = new.seq
                 older = new.seq - 2 * CHECKPOINT_INTERVAL
                 if older > 0:
@@ -686,7 +686,7 @@ class ObjectLog:
             hint = {"format": FORMAT, **self.identity, "seq": new.seq, "checkpoint": new.checkpoint}
             self.storage.write_bytes(self.hint_key, _dumps(hint))
 
-    def _write_checkpoint(self, full: State) -> None:
+    def write_checkpoint(self, full: State) -> None:
         doc = {
             "format": FORMAT,
             **self.identity,

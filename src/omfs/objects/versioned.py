@@ -68,7 +68,7 @@ def leased(position: int) -> Callable[[_F], _F]:
         @functools.wraps(method)
         def wrapper(self: VersionedStore, *args: Any, **kwargs: Any) -> Any:
             spec = args[position] if len(args) > position else kwargs["name"]
-            with self._leased(split_selector(spec)[0]):
+            with self.lease(split_selector(spec)[0]):
                 return method(self, *args, **kwargs)
 
         return wrapper
@@ -76,7 +76,7 @@ def leased(position: int) -> Callable[[_F], _F]:
     return decorate
 
 
-#: The journal of a rebase switching an object's log to another history (see ``_adopt``).
+#: The journal of a rebase switching an object's log to another history (see ``adopt``).
 ADOPT_FILE = "_adopt.json"
 #: The index marker's content while that switch runs: readers then read the journal.
 ADOPTING = b"adopting"
@@ -138,7 +138,7 @@ def _before(stamp: str, when: datetime) -> bool:
 
 class _NeedsFullState(Exception):
     """Raised by a change that was handed a head (the latest and tagged versions only) but
-    needs a version the head no longer holds: ``_commit`` reads the full state and calls
+    needs a version the head no longer holds: ``commit`` reads the full state and calls
     the change again."""
 
 
@@ -228,13 +228,13 @@ class VersionedStore:
     def _prefix(self, name: str) -> str:
         return f"{self.bucket}/{self.kind}/{name}"
 
-    def _data_key(self, name: str, filename: str) -> str:
+    def data_key(self, name: str, filename: str) -> str:
         return f"{self._prefix(name)}/_data/{filename}"
 
     def _index_key(self, name: str) -> str:
         return f"{self.bucket}/{self.kind}/_index/{name.replace('/', '~')}"
 
-    def _leased(self, name: str) -> contextlib.AbstractContextManager[_lease.Lease]:
+    def lease(self, name: str) -> contextlib.AbstractContextManager[_lease.Lease]:
         """A gc lease on ``name`` for a write's block: gc leaves its files alone."""
         where = self._where(name)
         return _lease.holding(self.storage, self.bucket, self.kind, name, where)
@@ -245,7 +245,7 @@ class VersionedStore:
         if lease is not None:
             lease.check()
 
-    def _log(self, name: str) -> ObjectLog:
+    def object_log(self, name: str) -> ObjectLog:
         identity = {"store": self.kind, "bucket": self.bucket, "name": name}
         return ObjectLog(self.storage, self._prefix(name), identity, self.validate_info)
 
@@ -255,7 +255,7 @@ class VersionedStore:
 
     def _not_found(self, name: str, detail: str = "") -> NotFoundError:
         def message() -> str:
-            problem = self._bucket_problem()
+            problem = self.bucket_problem()
             text = (
                 f"{self.noun} {name!r} does not exist{detail} in bucket {self.bucket!r} of "
                 f"context {self.storage.url!r}"
@@ -266,7 +266,7 @@ class VersionedStore:
 
         return _NotFound(message)
 
-    def _bucket_problem(self, creating: bool = False) -> str | None:
+    def bucket_problem(self, creating: bool = False) -> str | None:
         """Why this bucket cannot be read (a typo in the root or bucket?), or None. A fresh
         context on the default bucket is fine; ``creating``: only a missing bucket in a
         context that has other buckets is a problem."""
@@ -294,14 +294,14 @@ class VersionedStore:
         """Write what format 2 keeps outside the log for ``rec`` (schemas, payload sidecars)."""
         return rec
 
-    def _export(
+    def export_version(
         self, name: str, rec: VersionRecord, state: State
     ) -> tuple[dict[str, Any], dict[str, int]]:
         """A version's ``info`` made self-contained (for a copy into another store), and
         the payload files to copy with their sizes."""
         raise NotImplementedError
 
-    def _import_info(
+    def import_info(
         self, name: str, kind: str, info: dict[str, Any], renamed: dict[str, str], created: str
     ) -> dict[str, Any]:
         """``info`` exported from another store, for a version of ``name`` here whose payload
@@ -309,10 +309,10 @@ class VersionedStore:
         raise NotImplementedError
 
     # -- reading the log --------------------------------------------------------------------
-    def _state(self, name: str, *, full: bool = False, reader: bool = True) -> State:
+    def state(self, name: str, *, full: bool = False, reader: bool = True) -> State:
         """The log's state of ``name``. For readers an object is visible only while its
         index marker exists too, so that ``list()``, ``exists()``, ``get()`` and
-        ``versions()`` always agree (see :meth:`_commit`); writers see the log as it is."""
+        ``versions()`` always agree (see :meth:`commit`); writers see the log as it is."""
         if reader:
             marker = self._marker(name)
             if marker is None:
@@ -321,7 +321,7 @@ class VersionedStore:
                 adopted = self._adopted_state(name)
                 if adopted is not None:
                     return adopted
-        log = self._log(name)
+        log = self.object_log(name)
         head = log.head()
         if head.seq == 0:
             legacy = self._legacy_state(name)
@@ -329,7 +329,7 @@ class VersionedStore:
                 return legacy
         return log.full(head) if full and not head.complete else head
 
-    def _listed(self, name: str) -> bool:
+    def is_listed(self, name: str) -> bool:
         """True while ``name``'s index marker exists (one small read)."""
         return self._marker(name) is not None
 
@@ -348,28 +348,28 @@ class VersionedStore:
     def _adopted_state(self, name: str) -> State | None:
         """The complete state of the history a rebase is switching ``name`` to (from its
         journal), or None when there is no journal."""
-        log = self._log(name)
+        log = self.object_log(name)
         try:
-            return log._load_parsed(
-                self._adopt_key(name), lambda d: log._parse_checkpoint(d, d.get("checkpoint"))
+            return log.load_parsed(
+                self._adopt_key(name), lambda d: log.parse_checkpoint(d, d.get("checkpoint"))
             )
         except FileNotFoundError:
             return None
 
-    def _adopt(self, name: str, journal: dict[str, Any]) -> None:
+    def adopt(self, name: str, journal: dict[str, Any]) -> None:
         """Switch ``name``'s log to the history in ``journal`` (see :func:`adopt_journal`):
         the journal first, then the marker says so (from then on readers read the journal's
         state), then the log files are rewritten, then marker and journal are cleared."""
         self.storage.write_bytes(self._adopt_key(name), _log._dumps(journal))
         self.storage.write_bytes(self._index_key(name), ADOPTING)
-        self._finish_adopt(name)
+        self.finish_adopt(name)
 
-    def _finish_adopt(self, name: str) -> None:
+    def finish_adopt(self, name: str) -> None:
         """Complete a switch to another history from its journal (idempotent: a killed
         rebase is finished by the next writer or sync)."""
-        log = self._log(name)
+        log = self.object_log(name)
         try:
-            doc = log._load(self._adopt_key(name))
+            doc = log.load(self._adopt_key(name))
         except FileNotFoundError:
             doc = None
         if doc is not None:
@@ -379,7 +379,7 @@ class VersionedStore:
                 checkpoints = {int(k): v.encode() for k, v in doc["checkpoints"].items()}
                 common, old, hint = int(doc["common"]), int(doc["old"]), doc["hint"].encode()
             except (KeyError, ValueError, TypeError, AttributeError) as exc:
-                raise log._corrupt(self._adopt_key(name), f"a bad rebase journal: {exc}") from None
+                raise log.corrupt(self._adopt_key(name), f"a bad rebase journal: {exc}") from None
             for seq in sorted(commits):
                 self.storage.write_bytes(log.key(_log.commit_file(seq)), commits[seq])
             top = max(commits, default=common)
@@ -402,7 +402,7 @@ class VersionedStore:
     def _dropping_key(self, name: str) -> str:
         return f"{self._prefix(name)}/_log/_dropping"
 
-    def _select(
+    def select(
         self,
         spec: str,
         version: int | str | None = None,
@@ -426,7 +426,7 @@ class VersionedStore:
                     "give only one"
                 )
             selector = from_version
-        state = self._state(name)
+        state = self.state(name)
         if not state.exists:
             detail = f" at version {selector}" if isinstance(selector, int) else ""
             raise self._not_found(name, detail)
@@ -439,7 +439,7 @@ class VersionedStore:
         else:
             number = selector
         if (number not in state.records or full) and not state.complete:
-            state = self._log(name).full(state)
+            state = self.object_log(name).full(state)
         rec = state.records.get(number)  # type: ignore[arg-type]
         if rec is None:
             raise self._not_found(name, f" at version {number}")
@@ -453,7 +453,7 @@ class VersionedStore:
         name, selector = split_selector(spec)
         if version is not None:
             selector = split_selector(f"{name}@{version}")[1]
-        state = self._state(name, full=True)
+        state = self.state(name, full=True)
         if not state.exists:
             raise self._not_found(name)
         stamp = when.isoformat()
@@ -485,7 +485,7 @@ class VersionedStore:
             )
         return name, rec, state
 
-    def _metadata(self, name: str, rec: VersionRecord) -> Metadata:
+    def metadata_for(self, name: str, rec: VersionRecord) -> Metadata:
         return Metadata(
             name=name,
             bucket=self.bucket,
@@ -503,8 +503,8 @@ class VersionedStore:
 
     def _resolve(self, spec: str, version: int | str | None = None, at: Any = None) -> Metadata:
         """The metadata that ``spec`` selects."""
-        name, rec, _ = self._select(spec, version, at=at)
-        return self._metadata(name, rec)
+        name, rec, _ = self.select(spec, version, at=at)
+        return self.metadata_for(name, rec)
 
     # -- public reading API ----------------------------------------------------------------
     def list(self, pattern: str | None = None) -> list[str]:
@@ -517,7 +517,7 @@ class VersionedStore:
         """
         names = self._names(pattern)
         if not names:
-            problem = self._bucket_problem(creating=True)
+            problem = self.bucket_problem(creating=True)
             if problem:
                 raise NotFoundError(f"Cannot list {self.kind}: {problem}")
         return names
@@ -541,7 +541,7 @@ class VersionedStore:
     def exists(self, name: str) -> bool:
         """True when ``name`` (or the version it selects) exists."""
         try:
-            self._select(name)
+            self.select(name)
         except NotFoundError:
             return False
         return True
@@ -555,20 +555,20 @@ class VersionedStore:
         """Every live version of ``name``, oldest first; ``at=``: those live at that time
         (and still readable)."""
         name = check_name(name)
-        state = self._state(name, full=True)
+        state = self.state(name, full=True)
         live = state.live() if state.exists else []
         if at is not None:
             when = parse_time(at)
             live = [r for r in live if _before(r.created, when)]
         if not live:
             raise self._not_found(name)
-        return [self._metadata(name, rec) for rec in live]
+        return [self.metadata_for(name, rec) for rec in live]
 
     # -- tags ------------------------------------------------------------------------------
     def tags(self, name: str) -> dict[str, int]:
         """The tags of ``name`` and the versions they point at now."""
         name = check_name(name)
-        state = self._state(name)
+        state = self.state(name)
         if not state.exists:
             raise self._not_found(name)
         return dict(sorted(state.tags.items()))
@@ -577,7 +577,7 @@ class VersionedStore:
         """Point ``tag`` at the version ``spec`` selects (``m@v3``; the latest by default),
         moving it if it pointed elsewhere. Every move is kept: see :meth:`tag_history`."""
         tag = check_tag(tag)
-        name, rec, _ = self._select(spec)
+        name, rec, _ = self.select(spec)
         number = rec.version
 
         def change(state: State) -> Commit:
@@ -585,8 +585,8 @@ class VersionedStore:
             return Commit(op="tag", moves=[TagMove(tag, number, reason)])
 
         # the full state: the head after the move holds the newly tagged version's record
-        state = self._commit(name, change, retry=True, full=True)
-        return self._metadata(name, state.records[number])
+        state = self.commit(name, change, retry=True, full=True)
+        return self.metadata_for(name, state.records[number])
 
     def untag(self, name: str, tag: str, *, reason: str | None = None) -> None:
         """Remove ``tag`` from ``name`` (recorded in its history)."""
@@ -597,7 +597,7 @@ class VersionedStore:
                 raise self._not_found(name, f" with tag {tag!r}")
             return Commit(op="untag", moves=[TagMove(tag, None, reason)])
 
-        self._commit(name, change, retry=True)
+        self.commit(name, change, retry=True)
 
     def tag_history(self, name: str, tag: str | None = None) -> list[dict[str, Any]]:
         """Every move of ``tag`` (of every tag by default), oldest first: ``tag``,
@@ -605,7 +605,7 @@ class VersionedStore:
         name = check_name(name)
         if tag is not None:
             check_tag(tag)
-        state = self._state(name, full=True)
+        state = self.state(name, full=True)
         if not state.exists:
             raise self._not_found(name)
         return [
@@ -641,8 +641,8 @@ class VersionedStore:
             why = reason or f"rollback from version {state.tags[tag]}"
             return Commit(op="rollback", moves=[TagMove(tag, previous, why)])
 
-        state = self._commit(name, change, retry=True, full=True)
-        return self._metadata(name, state.records[state.tags[tag]])
+        state = self.commit(name, change, retry=True, full=True)
+        return self.metadata_for(name, state.records[state.tags[tag]])
 
     # -- retention -------------------------------------------------------------------------
     def prune(
@@ -679,7 +679,7 @@ class VersionedStore:
                 if r.version not in kept and (cutoff is None or _before(r.created, cutoff))
             ]
 
-        state = self._state(name, full=True)
+        state = self.state(name, full=True)
         if not state.exists:
             raise self._not_found(name)
         if dry_run or not chosen(state):
@@ -690,7 +690,7 @@ class VersionedStore:
             picked[:] = chosen(state)
             return Commit(op="prune", drops=list(picked))
 
-        state = self._commit(name, change, retry=True, full=True)
+        state = self.commit(name, change, retry=True, full=True)
         self._delete_unused(name, state, picked)
         return picked
 
@@ -698,11 +698,11 @@ class VersionedStore:
         """Delete the payload files of ``dropped`` versions that no live version uses."""
         still_used: set[str] = set()
         for live in state.live():
-            still_used.update(self._version_files(state, live))
+            still_used.update(self.version_files(state, live))
         unused: set[str] = set()
         for number in dropped:
-            unused.update(self._version_files(state, state.records[number]))
-        self.storage.delete(self._data_key(name, f) for f in unused - still_used)
+            unused.update(self.version_files(state, state.records[number]))
+        self.storage.delete(self.data_key(name, f) for f in unused - still_used)
 
     def update_attributes(
         self, name: str, attributes: dict[str, Any], *, version: int | None = None
@@ -714,7 +714,7 @@ class VersionedStore:
         """
         if not isinstance(attributes, dict):
             raise TypeError(f"attributes must be a dict, got {type(attributes).__name__}")
-        base, rec, head = self._select(name, version)
+        base, rec, head = self.select(name, version)
         number = rec.version
         needs_full = head.complete or number not in head.records
 
@@ -722,8 +722,8 @@ class VersionedStore:
             self._check_live(base, state, number)
             return Commit(op="update-attributes", attributes=(number, dict(attributes), utcnow()))
 
-        state = self._commit(base, change, retry=True, full=needs_full)
-        return self._metadata(base, state.records[number])
+        state = self.commit(base, change, retry=True, full=needs_full)
+        return self.metadata_for(base, state.records[number])
 
     def _check_live(self, name: str, state: State, number: int) -> None:
         """Raise NotFoundError unless version ``number`` is live in ``state``. A head that
@@ -736,7 +736,7 @@ class VersionedStore:
             raise self._not_found(name, f" at version {number}")
 
     # -- writing ---------------------------------------------------------------------------
-    def _commit(
+    def commit(
         self,
         name: str,
         change: Callable[[State], Commit],
@@ -756,12 +756,12 @@ class VersionedStore:
         """
         marker = self._marker(name)
         if marker:
-            self._finish_adopt(name)
+            self.finish_adopt(name)
         state = self._writable_state(name, full)
         listed = marker is not None
         if not listed and state.exists:
             state = self._finish_interrupted_drop(name, state, full)
-        log = self._log(name)
+        log = self.object_log(name)
         for attempt in range(_MAX_ATTEMPTS):
             if expected_next is not None and state.next_version != expected_next:
                 raise self._conflict(name, state.next_version - 1)
@@ -796,16 +796,16 @@ class VersionedStore:
             "writers kept committing first. Nothing of this write became visible; try again."
         )
 
-    def _bury(self, name: str, state: State) -> State:
+    def bury(self, name: str, state: State) -> State:
         """Commit a tombstone on a log that no reader sees (gc of a killed write or drop)."""
-        log = self._log(name)
+        log = self.object_log(name)
         for _ in range(_MAX_ATTEMPTS):
             if not state.exists:
                 return state
             try:
                 return log.try_commit(state, Commit(op="delete", delete=True))
             except FileExistsError:
-                state = self._state(name, full=True, reader=False)
+                state = self.state(name, full=True, reader=False)
         return state
 
     def _finish_interrupted_drop(self, name: str, state: State, full: bool) -> State:
@@ -817,12 +817,12 @@ class VersionedStore:
         except FileNotFoundError:
             return state
         with contextlib.suppress(FileExistsError):  # else someone moved on: read that
-            self._log(name).try_commit(state, Commit(op="delete", delete=True))
+            self.object_log(name).try_commit(state, Commit(op="delete", delete=True))
         self.storage.delete([self._dropping_key(name)])
         return self._writable_state(name, full)
 
     def _writable_state(self, name: str, full: bool) -> State:
-        state = self._state(name, full=full, reader=False)
+        state = self.state(name, full=full, reader=False)
         if state.legacy:
             raise FormatError(
                 f"{self._where(name)} was written by omfs 0.1 (sidecars in _versions/). It "
@@ -836,7 +836,7 @@ class VersionedStore:
         that was killed after it hid the object, so the write starts afresh)."""
         marker = self._marker(name)
         if marker:
-            self._finish_adopt(name)
+            self.finish_adopt(name)
         state = self._writable_state(name, full=False)
         if state.exists and marker is None:
             state = self._finish_interrupted_drop(name, state, full=False)
@@ -887,7 +887,7 @@ class VersionedStore:
             if selector is not None:
                 self._drop_version(base, name)
                 return True
-            before = self._state(base, full=True)
+            before = self.state(base, full=True)
             if not before.exists:
                 raise self._not_found(base)
         except NotFoundError:
@@ -897,7 +897,7 @@ class VersionedStore:
         if before.legacy:
             self._drop_legacy(base, before)
             return True
-        self._commit(base, lambda _s: Commit(op="delete", delete=True), retry=True)
+        self.commit(base, lambda _s: Commit(op="delete", delete=True), retry=True)
         return True  # its files stay for restore() until gc collects them (after the grace)
 
     def restore(self, name: str) -> Metadata:
@@ -908,7 +908,7 @@ class VersionedStore:
         name = check_name(name)
         marker = self._marker(name)
         if marker:
-            self._finish_adopt(name)
+            self.finish_adopt(name)
         state = self._writable_state(name, full=False)
         if state.exists:
             if marker is not None:
@@ -919,9 +919,9 @@ class VersionedStore:
             return self.metadata(name)
         before = self._before_drop(name, state)
         self.storage.delete([self._dropping_key(name)])  # else a writer would drop it again
-        log = self._log(name)
+        log = self.object_log(name)
         restored = replace(before, seq=state.seq + 1, checkpoint=state.seq + 1, complete=True)
-        log._write_checkpoint(restored)  # the restore commit's head names it: readers start there
+        log.write_checkpoint(restored)  # the restore commit's head names it: readers start there
         try:
             log.try_commit(state, Commit(op="restore"), head=restored)
         except FileExistsError:
@@ -941,8 +941,8 @@ class VersionedStore:
             f"Cannot restore {self._where(name)}: gc already collected the files of its "
             f"history (dropped at commit {state.seq}); it cannot be brought back here."
         )
-        log = self._log(name)
-        found = log._commit_at(state.seq - 1)
+        log = self.object_log(name)
+        found = log.commit_at(state.seq - 1)
         if found is None:
             raise gone
         try:
@@ -957,31 +957,31 @@ class VersionedStore:
         logs = set(log.files())
         for rec in before.live():
             schema = rec.info.get("schema")
-            if not set(self._version_files(before, rec)) <= data or (
+            if not set(self.version_files(before, rec)) <= data or (
                 isinstance(schema, str) and f"s-{schema}.schema" not in logs
             ):
                 raise gone
         return before
 
-    def _own_files(self, rec: VersionRecord) -> list[str]:
+    def own_files(self, rec: VersionRecord) -> list[str]:
         """The payload files that ``rec`` itself added (and, for models, their sidecars)."""
         raise NotImplementedError
 
     def _drop_version(self, name: str, spec: str) -> None:
         """Commit that one version is dropped, then delete the payload no live version uses."""
-        _, rec, _ = self._select(spec)
+        _, rec, _ = self.select(spec)
         number = rec.version
 
         def change(state: State) -> Commit:
             self._check_live(name, state, number)
             return Commit(op="drop-version", drops=[number])
 
-        state = self._commit(name, change, retry=True, full=True)
+        state = self.commit(name, change, retry=True, full=True)
         self._delete_unused(name, state, [number])
 
-    def _version_files(self, state: State, rec: VersionRecord) -> list[str]:
+    def version_files(self, state: State, rec: VersionRecord) -> list[str]:
         """Every payload file version ``rec`` reads (for datasets: its parents' parts too)."""
-        return self._own_files(rec)
+        return self.own_files(rec)
 
     # -- format 1 (omfs 0.1): read, drop, upgrade ---------------------------------------------
     def _legacy_state(self, name: str) -> State | None:
@@ -1067,13 +1067,13 @@ class VersionedStore:
         them: running it again removes them. Returns False when there was nothing to do.
         """
         name = check_name(name)
-        log = self._log(name)
+        log = self.object_log(name)
         if log.head().seq:
             return self._finish_upgrade(name)
         legacy = self._legacy_state(name)
         if legacy is None:
             return False
-        with self._leased(name):
+        with self.lease(name):
             records = {
                 v: (rec if rec.dropped else self._upgrade_record(name, rec))
                 for v, rec in legacy.records.items()
@@ -1086,7 +1086,7 @@ class VersionedStore:
                 records=records,
                 checkpoint=1,
             )
-            log._write_checkpoint(state)
+            log.write_checkpoint(state)
             self._check_lease(name)
             try:
                 log.try_commit(State(seq=0, checkpoint=1), Commit(op="upgrade"), head=state)
@@ -1112,7 +1112,7 @@ class VersionedStore:
 
     # -- integrity ------------------------------------------------------------------------
     def _check_payload_present(self, name: str, version: int, filename: str) -> str:
-        key = self._data_key(name, filename)
+        key = self.data_key(name, filename)
         if not self.storage.exists(key):
             raise self._missing_payload(name, version, filename)
         return key
@@ -1128,7 +1128,7 @@ class VersionedStore:
         """Problems with ``name``: its log, and every live version's payload files
         (present, of the recorded size and sha256). An empty list means all is well."""
         try:
-            state = self._state(name, full=True)
+            state = self.state(name, full=True)
         except (IntegrityError, OSError) as exc:
             return [str(exc)]
         problems: list[str] = []

@@ -621,10 +621,10 @@ def _validate(bundle: _Bundle, obj: tuple[str, str, str], tb: str, dst: Any) -> 
         raise _Refused("the bundle holds no commit of it")
     commits.sort()
     for seq in commits:
-        log._commit_at(seq)  # parsed and validated: IntegrityError naming the member
+        log.commit_at(seq)  # parsed and validated: IntegrityError naming the member
     for seq in sorted(checkpoints):
         key = log.key(checkpoint_file(seq))
-        log._load_parsed(key, lambda d, seq=seq: log._parse_checkpoint(d, seq))
+        log.load_parsed(key, lambda d, seq=seq: log.parse_checkpoint(d, seq))
     for schema_id in schemas:
         log.read_schema(schema_id)  # content-addressed: checks its content against its name
     head = log.head()

@@ -143,7 +143,7 @@ def _collect_store(
             skip(name, "a rebase is switching its history; the next sync finishes it")
             continue
         try:
-            state = store._state(name, full=True, reader=False)
+            state = store.state(name, full=True, reader=False)
             if any(folder == "_versions" for folder, *_ in files):
                 skip(
                     name,
@@ -152,7 +152,7 @@ def _collect_store(
                     else "its upgrade was interrupted; run 'om upgrade' to finish it",
                 )
                 continue
-            if state.exists and not store._listed(name):
+            if state.exists and not store.is_listed(name):
                 if not quiet:
                     skip(name, "a first write or a drop may be in flight (files younger "
                          "than the grace)")  # fmt: skip
@@ -161,7 +161,7 @@ def _collect_store(
                 if dry_run:
                     state = State(seq=state.seq + 1, deleted=True, base=state.seq + 1)
                 else:
-                    state = store._bury(name, state)
+                    state = store.bury(name, state)
         except (IntegrityError, ValueError) as exc:
             skip(name, str(exc))
             continue
@@ -194,7 +194,7 @@ def _collect_store(
         if name in leased:
             continue
         try:
-            state = store._state(name)
+            state = store.state(name)
         except (IntegrityError, ValueError):
             continue
         if not state.exists and not state.legacy:
@@ -224,7 +224,7 @@ def _referenced(store: VersionedStore, name: str, state: State) -> tuple[set[str
     data: set[str] = set()
     schemas: set[str] = set()
     for rec in state.live() if state.exists else []:
-        data.update(store._version_files(state, rec))
+        data.update(store.version_files(state, rec))
         schema = rec.info.get("schema")
         if isinstance(schema, str):
             schemas.add(f"s-{schema}.schema")

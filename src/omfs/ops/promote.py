@@ -111,8 +111,8 @@ def promote(
             f"Cannot promote from {source.kind} to {target.kind}: promote a dataset to "
             "another datasets store and a model to another models store"
         )
-    source_name, rec, state = source._select(name, full=True)
-    meta = source._metadata(source_name, rec)
+    source_name, rec, state = source.select(name, full=True)
+    meta = source.metadata_for(source_name, rec)
     target_name = check_name(asname) if asname is not None else meta.name
     if source == target and target_name == meta.name:
         raise PromotionError(
@@ -120,7 +120,7 @@ def promote(
             f"{source.bucket!r} of context {source.storage.url!r}). Promote to another bucket "
             "or context, or pass asname= for a copy under another name."
         )
-    problem = target._bucket_problem(creating=True)
+    problem = target.bucket_problem(creating=True)
     if problem and not create_bucket:
         raise PromotionError(
             f"Cannot promote {meta.name!r} v{meta.version}: "
@@ -153,7 +153,7 @@ def promote(
     if with_inputs and source.kind != "models":
         raise PromotionError("with_inputs= applies to models (their trained_on datasets)")
     inputs = _inputs_of(meta, source) if with_inputs else []
-    info, sizes = source._export(source_name, rec, state)
+    info, sizes = source.export_version(source_name, rec, state)
     files = list(sizes)
     if dry_run:
         plan: dict[str, Any] = {
@@ -176,10 +176,10 @@ def promote(
             ]
             plan["bytes"] += sum(p["bytes"] for p in plan["inputs"])
         return plan
-    lease = target._leased(target_name)  # gc keeps off the copied files until the commit
+    lease = target.lease(target_name)  # gc keeps off the copied files until the commit
     lease.__enter__()
     renamed = {f: unique_name(os.path.splitext(f)[1]) for f in files}
-    dst_keys = [target._data_key(target_name, renamed[f]) for f in files]
+    dst_keys = [target.data_key(target_name, renamed[f]) for f in files]
     written = list(dst_keys)
     created_inputs: list[tuple[Any, Metadata, bool]] = []  # (store, meta, new object?)
     try:
@@ -191,12 +191,12 @@ def promote(
                 created_inputs.append((target_ds, copy, not existed))
             promoted_inputs[(src.bucket, n, v)] = copy
         source.storage.copy(
-            [source._data_key(meta.name, f) for f in files], target.storage, dst_keys, progress
+            [source.data_key(meta.name, f) for f in files], target.storage, dst_keys, progress
         )
-        new_info = target._import_info(target_name, meta.kind, info, renamed, meta.created)
+        new_info = target.import_info(target_name, meta.kind, info, renamed, meta.created)
         written += [
-            target._data_key(target_name, f)
-            for f in target._own_files(VersionRecord(0, "", meta.kind, "promote", info=new_info))
+            target.data_key(target_name, f)
+            for f in target.own_files(VersionRecord(0, "", meta.kind, "promote", info=new_info))
         ]
         lineage = _lineage(meta, source)
         if inputs:
@@ -225,8 +225,8 @@ def promote(
             moves = [TagMove(t, new.version, "promoted", {**origin, "tag": t}) for t in travelling]
             return Commit(op="promote", version=new, moves=moves)
 
-        state = target._commit(target_name, change, retry=True)
-        return target._metadata(target_name, state.records[state.latest])  # type: ignore[index]
+        state = target.commit(target_name, change, retry=True)
+        return target.metadata_for(target_name, state.records[state.latest])  # type: ignore[index]
     except BaseException:
         target.storage.delete(written)
         for store, copy, new_object in reversed(created_inputs):

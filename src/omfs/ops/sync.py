@@ -253,7 +253,7 @@ def _dropped(storage: Any, bucket: str, store: str, name: str) -> bool:
     from omfs.context import Omega
 
     try:
-        return bool(getattr(Omega(storage, bucket), store)._log(name).head().deleted)
+        return bool(getattr(Omega(storage, bucket), store).object_log(name).head().deleted)
     except OmfsError:
         return False
 
@@ -280,7 +280,7 @@ def _finish_adoptions(ctx: Any, bucket: str, objects: dict[tuple[str, str], _Obj
     """Finish every switch of history a killed rebase left in ``bucket``; True if any."""
     todo = [(store, name) for (store, name), obj in objects.items() if obj.adopting]
     for store, name in todo:
-        getattr(ctx[bucket], store)._finish_adopt(name)
+        getattr(ctx[bucket], store).finish_adopt(name)
     return bool(todo)
 
 
@@ -433,7 +433,7 @@ def _source_log(storage: Any, bucket: str, store: str, name: str) -> Any:
     """The commit log of one object of the source, with its store's validation."""
     from omfs.context import Omega
 
-    return getattr(Omega(storage, bucket), store)._log(name)
+    return getattr(Omega(storage, bucket), store).object_log(name)
 
 
 def _valid_hint(storage: Any, log: Any, prefix: str) -> bytes | None:
@@ -516,7 +516,7 @@ def _state_at(log: Any, seq: int) -> Any:
 
     if seq == 0:
         return State()
-    found = log._commit_at(seq)
+    found = log.commit_at(seq)
     if found is None:
         raise SyncError(f"{log.prefix}: commit {seq} is missing")
     return log.full(found[1])
@@ -525,7 +525,7 @@ def _state_at(log: Any, seq: int) -> Any:
 def _identity(store: Any, rec: Any) -> tuple[str, tuple[str, ...]]:
     """What names one version across contexts: its creation time and its own payload files
     (a rebased version keeps both), so a version already rebased is never applied twice."""
-    return rec.created, tuple(sorted(store._own_files(rec)))
+    return rec.created, tuple(sorted(store.own_files(rec)))
 
 
 @dataclass
@@ -544,7 +544,7 @@ class _Plan:
 def _plan(source: Any, target: Any, name: str, common: int) -> _Plan:
     """Compare both sides with their shared state at ``common``: the source's versions,
     drops, attribute updates and tag moves since then that the target lacks."""
-    slog, tlog = source._log(name), target._log(name)
+    slog, tlog = source.object_log(name), target.object_log(name)
     base, mine, theirs = _state_at(slog, common), slog.full(), tlog.full()
     have = {_identity(target, r): v for v, r in theirs.records.items()}
     versions, known = [], {}
@@ -604,7 +604,7 @@ def _rebase(
     plan = _plan(source, target, name, common)
     row["conflicts"] = plan.conflicts
     if dry_run:
-        nxt = target._log(name).head().next_version
+        nxt = target.object_log(name).head().next_version
         row.update(
             action="would rebase",
             rebased=[
@@ -625,7 +625,7 @@ def _rebase(
     rebased = []
     for rec in plan.versions:
         origin = {"context": src.root, "version": rec.version}
-        state = target._commit(name, _recommit(target, store, prefix, rec, origin), retry=True)
+        state = target.commit(name, _recommit(target, store, prefix, rec, origin), retry=True)
         mapping[rec.version] = state.latest
         rebased.append({"source_version": rec.version, "target_version": state.latest})
     _replay_metadata(target, name, plan, mapping)
@@ -657,7 +657,7 @@ def _recommit(
                     f"Cannot rebase {prefix} v{rec.version}: it appends to a dataset "
                     "whose schema differs in the target; nothing more was rebased."
                 )
-            details = target._appended_details(latest, rec.kind, info, info["add"])
+            details = target.appended_details(latest, rec.kind, info, info["add"])
             info = {**details, "schema": info["schema"], "parent": latest.version,
                     "add": info["add"]}  # fmt: skip
         new = replace(
@@ -690,7 +690,7 @@ def _replay_metadata(target: Any, name: str, plan: _Plan, mapping: dict[int, int
         return Commit(op="rebase", drops=drops, moves=moves)
 
     for v, values in plan.attributes.items():
-        target._commit(
+        target.commit(
             name,
             lambda _s, v=v, values=values: Commit(
                 op="update-attributes", attributes=(v, values, utcnow())
@@ -698,10 +698,10 @@ def _replay_metadata(target: Any, name: str, plan: _Plan, mapping: dict[int, int
             retry=True,
             full=True,
         )
-    state = target._state(name, full=True, reader=False)
+    state = target.state(name, full=True, reader=False)
     commit = change(state)
     if commit.drops or commit.moves:
-        target._commit(name, change, retry=True, full=True)
+        target.commit(name, change, retry=True, full=True)
 
 
 def _adopt_target(
@@ -709,10 +709,10 @@ def _adopt_target(
     common: int, old: int,
 ) -> None:  # fmt: skip
     """The source takes the target's history of ``name``: payloads and schemas it lacks
-    first, then the switch (see ``VersionedStore._adopt``), then checkpoints and hint."""
+    first, then the switch (see ``VersionedStore.adopt``), then checkpoints and hint."""
     from omfs.objects.log import _dumps
 
-    tlog = target._log(name)
+    tlog = target.object_log(name)
     head = tlog.head()
     full = tlog.full(head)
     # what the target's validated history names and the source lacks, checked as it
@@ -761,7 +761,7 @@ def _adopt_target(
         "checkpoints": checkpoints,
         "hint": hint,
     }
-    source._adopt(name, journal)
+    source.adopt(name, journal)
 
 
 # -- bundles moved to omfs.ops.bundle; the old names still work -------------------------------

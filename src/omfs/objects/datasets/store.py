@@ -201,7 +201,7 @@ class DatasetStore(VersionedStore):
             import base64
 
             return _schema_from_bytes(base64.b64decode(inline))
-        return _schema_from_bytes(self._log(name).read_schema(rec.info["schema"]))
+        return _schema_from_bytes(self.object_log(name).read_schema(rec.info["schema"]))
 
     def _parts_of(self, name: str, state: State, rec: VersionRecord) -> list[dict[str, Any]]:
         """Every part version ``rec`` reads, oldest first (its parents' parts, then its own)."""
@@ -215,7 +215,7 @@ class DatasetStore(VersionedStore):
                 )
             if parent not in state.records:
                 if not state.complete:
-                    state = self._log(name).full(state)
+                    state = self.object_log(name).full(state)
                     continue
                 raise IntegrityError(
                     f"The log of {self._where(name)} is corrupt: version {chain[-1].version} "
@@ -224,21 +224,21 @@ class DatasetStore(VersionedStore):
             chain.append(state.records[parent])
         return [part for r in reversed(chain) for part in r.info.get("add") or []]
 
-    def _own_files(self, rec: VersionRecord) -> list[str]:
+    def own_files(self, rec: VersionRecord) -> list[str]:
         return [p["file"] for p in rec.info.get("add") or []]
 
-    def _version_files(self, state: State, rec: VersionRecord) -> list[str]:
+    def version_files(self, state: State, rec: VersionRecord) -> list[str]:
         return [p["file"] for p in self._parts_of("", state, rec)]
 
     def parts(self, name: str, *, version: int | str | None = None) -> list[dict[str, Any]]:
         """The part files of a version: file, rows, size and per-column [min, max, nulls]."""
-        base, rec, state = self._select(name, version)
+        base, rec, state = self.select(name, version)
         return [dict(p) for p in self._parts_of(base, state, rec)]
 
     def payload_sizes(self, meta: Metadata) -> dict[str, int]:
         return {p["file"]: p["size"] for p in self.parts(meta.name, version=meta.version)}
 
-    def _export(
+    def export_version(
         self, name: str, rec: VersionRecord, state: State
     ) -> tuple[dict[str, Any], dict[str, int]]:
         import base64
@@ -252,7 +252,7 @@ class DatasetStore(VersionedStore):
             ).decode()
         return info, {p["file"]: p["size"] for p in parts}
 
-    def _import_info(
+    def import_info(
         self, name: str, kind: str, info: dict[str, Any], renamed: dict[str, str], created: str
     ) -> dict[str, Any]:
         import base64
@@ -260,7 +260,7 @@ class DatasetStore(VersionedStore):
         info = {**info, "add": [{**p, "file": renamed[p["file"]]} for p in info["add"]]}
         inline = info.pop("schema_inline", None)
         if inline is not None:
-            info["schema"] = self._log(name).write_schema(base64.b64decode(inline))
+            info["schema"] = self.object_log(name).write_schema(base64.b64decode(inline))
         return info
 
     def _legacy_info(self, name: str, info: dict[str, Any]) -> dict[str, Any]:
@@ -282,7 +282,7 @@ class DatasetStore(VersionedStore):
         info = dict(rec.info)
         inline = info.pop("schema_inline", None)
         if inline is not None:
-            info["schema"] = self._log(name).write_schema(base64.b64decode(inline))
+            info["schema"] = self.object_log(name).write_schema(base64.b64decode(inline))
         return replace(rec, info=info)
 
     def _check_version(self, name: str, state: State, rec: VersionRecord) -> list[str]:
@@ -295,7 +295,7 @@ class DatasetStore(VersionedStore):
         except (IntegrityError, FileNotFoundError) as exc:
             return [f"{where}: {exc}"]
         for part in parts:
-            key = self._data_key(name, part["file"])
+            key = self.data_key(name, part["file"])
             try:
                 size = self.storage.size(key)
             except FileNotFoundError:
@@ -309,7 +309,7 @@ class DatasetStore(VersionedStore):
                 problems.append(f"{where}: part {part['file']} does not match its sha256")
         if rec.kind == _convert.KIND_RAW and not problems and parts:
             digest = hashlib.sha256()
-            for chunk in self.storage.iter_chunks(self._data_key(name, parts[0]["file"])):
+            for chunk in self.storage.iter_chunks(self.data_key(name, parts[0]["file"])):
                 digest.update(chunk)
             if digest.hexdigest() != rec.info.get("sha256"):
                 problems.append(f"{where}: the raw payload does not match its sha256")
@@ -374,7 +374,7 @@ class DatasetStore(VersionedStore):
                 parts = [
                     write_part(
                         self.storage,
-                        self._data_key(name, unique_name(".parquet")),
+                        self.data_key(name, unique_name(".parquet")),
                         table,
                         row_group_size,
                     )
@@ -384,7 +384,7 @@ class DatasetStore(VersionedStore):
             schema_id = (
                 prev.info.get("schema")
                 if prev is not None and "schema" in prev.info and schema.equals(stored)
-                else self._log(name).write_schema(_schema_bytes(schema))
+                else self.object_log(name).write_schema(_schema_bytes(schema))
             )
             # what the latest version must still hold for this append to go on top of it
             # (schemas are content-addressed: a racing first write of the same schema agrees)
@@ -399,7 +399,7 @@ class DatasetStore(VersionedStore):
                             "another writer while this append was running; nothing was "
                             "appended. Read the new version and append again."
                         )
-                    details = self._appended_details(latest, kind, info, parts)
+                    details = self.appended_details(latest, kind, info, parts)
                     parent: int | None = latest.version
                     attrs = latest.attributes if attributes is None else attributes
                     op = "append"
@@ -420,12 +420,12 @@ class DatasetStore(VersionedStore):
                 )
                 return Commit(op=op, version=rec)
 
-            state = self._commit(
+            state = self.commit(
                 name, change, retry=append, expected_next=None if append else state.next_version
             )
-            return self._metadata(name, state.records[state.latest])  # type: ignore[index]
+            return self.metadata_for(name, state.records[state.latest])  # type: ignore[index]
         except BaseException:
-            self.storage.delete(self._data_key(name, f) for f in written)
+            self.storage.delete(self.data_key(name, f) for f in written)
             raise
 
     def _write_stream(
@@ -446,7 +446,7 @@ class DatasetStore(VersionedStore):
             if prev is not None:
                 table = self._conform(name, table, _convert.KIND_FRAME, prev.kind, stored)
             schema = table.schema
-            key = self._data_key(name, unique_name(".parquet"))
+            key = self.data_key(name, unique_name(".parquet"))
             parts.append(write_part(self.storage, key, table, row_group_size))
             pending, size = [], 0
 
@@ -459,11 +459,11 @@ class DatasetStore(VersionedStore):
             if pending or not parts:
                 flush()
         except BaseException:
-            self.storage.delete(self._data_key(name, p["file"]) for p in parts)
+            self.storage.delete(self.data_key(name, p["file"]) for p in parts)
             raise
         return parts, schema
 
-    def _appended_details(
+    def appended_details(
         self, latest: VersionRecord, kind: str, info: dict[str, Any], parts: list[dict[str, Any]]
     ) -> dict[str, Any]:
         keep = ("shape", "dtype", "series_name", "source", "categories")
@@ -492,7 +492,7 @@ class DatasetStore(VersionedStore):
                 name, schema.empty_table(), _convert.KIND_FRAME, _convert.KIND_FRAME, stored
             )
             schema = empty.schema
-        keys = [self._data_key(name, unique_name(".parquet")) for _ in range(ddf.npartitions)]
+        keys = [self.data_key(name, unique_name(".parquet")) for _ in range(ddf.npartitions)]
         tasks = [
             dask.delayed(_write_dask_partition)(self.storage, key, part, schema, row_group_size)
             for key, part in zip(keys, ddf.to_delayed(), strict=True)
@@ -595,7 +595,7 @@ class DatasetStore(VersionedStore):
             source = obj
             filename = os.path.basename(str(getattr(obj, "name", ""))) or None
         state = self._next_state(name)
-        key = self._data_key(name, unique_name(".bin"))
+        key = self.data_key(name, unique_name(".bin"))
         digest, size = hashlib.sha256(), 0
         try:
             with self.storage.open(key, "wb") as out:
@@ -629,8 +629,8 @@ class DatasetStore(VersionedStore):
                 )
                 return Commit(op="put", version=rec)
 
-            state = self._commit(name, change, retry=False, expected_next=state.next_version)
-            return self._metadata(name, state.records[state.latest])  # type: ignore[index]
+            state = self.commit(name, change, retry=False, expected_next=state.next_version)
+            return self.metadata_for(name, state.records[state.latest])  # type: ignore[index]
         except BaseException:
             self.storage.delete([key])
             raise
@@ -645,7 +645,7 @@ class DatasetStore(VersionedStore):
         bytes, as a new version with the same rows, order and dtypes. Older versions stay
         readable; appends committed meanwhile are kept on top. Returns the new version's
         metadata (the latest unchanged when there is nothing to merge)."""
-        base, rec, state = self._select(name, full=True)
+        base, rec, state = self.select(name, full=True)
         if rec.kind == _convert.KIND_RAW:
             raise TypeError(f"Dataset {base!r} is a raw file: there are no parts to compact.")
         parts = self._parts_of(base, state, rec)
@@ -656,7 +656,7 @@ class DatasetStore(VersionedStore):
             else:
                 groups.append([part])
         if all(len(g) == 1 for g in groups):
-            return self._metadata(base, rec)
+            return self.metadata_for(base, rec)
         schema = self._schema(base, rec)
         new_parts: list[dict[str, Any]] = []
         written: list[str] = []
@@ -692,10 +692,10 @@ class DatasetStore(VersionedStore):
                 )
                 return Commit(op="compact", version=new)
 
-            state = self._commit(base, change, retry=True, full=True)
-            return self._metadata(base, state.records[state.latest])  # type: ignore[index]
+            state = self.commit(base, change, retry=True, full=True)
+            return self.metadata_for(base, state.records[state.latest])  # type: ignore[index]
         except BaseException:
-            self.storage.delete(self._data_key(base, f) for f in written)
+            self.storage.delete(self.data_key(base, f) for f in written)
             raise
 
     def _merge_parts(self, name: str, group: list[dict[str, Any]], schema: Any) -> dict[str, Any]:
@@ -704,7 +704,7 @@ class DatasetStore(VersionedStore):
 
         from omfs.storage import HashingWriter
 
-        key = self._data_key(name, unique_name(".parquet"))
+        key = self.data_key(name, unique_name(".parquet"))
         with self.storage.open(key, "wb") as f:
             out = HashingWriter(f)  # its sha256 as it is written
             with pq.ParquetWriter(out, schema) as writer:
@@ -723,7 +723,7 @@ class DatasetStore(VersionedStore):
 
         rows = 0
         for part in group:
-            with self.storage.open(self._data_key(name, part["file"]), "rb") as f:
+            with self.storage.open(self.data_key(name, part["file"]), "rb") as f:
                 reader = pq.ParquetFile(f)
                 for i in range(reader.num_row_groups):
                     table = reader.read_row_group(i).cast(schema)
@@ -755,7 +755,7 @@ class DatasetStore(VersionedStore):
         to ``local_path``. ``at=`` (ISO 8601) reads what ``name`` or ``name@tag`` selected
         at that time.
         """
-        base, rec, state = self._select(name, version, at=at)
+        base, rec, state = self.select(name, version, at=at)
         parts = self._parts_of(base, state, rec)
         if rec.kind == _convert.KIND_RAW:
             if columns is not None or filters is not None or filter_kw or lazy:
@@ -767,7 +767,7 @@ class DatasetStore(VersionedStore):
         if local_path is not None:
             raise TypeError("local_path= applies to raw files; use columns/filters for tables")
         schema = self._schema(base, rec)
-        keys = [self._data_key(base, p["file"]) for p in parts]
+        keys = [self.data_key(base, p["file"]) for p in parts]
         names = list(schema.names)
         if columns is not None:
             columns = [columns] if isinstance(columns, str) else list(columns)
@@ -926,7 +926,7 @@ class DatasetStore(VersionedStore):
         local_path: str | os.PathLike[str] | None,
         progress: Callable[[int], None] | None,
     ) -> Any:
-        key = self._data_key(name, parts[0]["file"])
+        key = self.data_key(name, parts[0]["file"])
         if chunksize is not None:
             return self.storage.iter_chunks(key, int(chunksize))
         digest = hashlib.sha256()

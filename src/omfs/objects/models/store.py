@@ -140,20 +140,20 @@ class ModelStore(VersionedStore):
         ):
             raise _Corrupt("libraries must map names to version strings")
 
-    def _own_files(self, rec: VersionRecord) -> list[str]:
+    def own_files(self, rec: VersionRecord) -> list[str]:
         payload = rec.info.get("payload")
         return [payload, _sidecar_name(payload)] if payload else []
 
     def payload_sizes(self, meta: Metadata) -> dict[str, int]:
         return {meta.info["payload"]: meta.info["size"]} if "payload" in meta.info else {}
 
-    def _export(
+    def export_version(
         self, name: str, rec: VersionRecord, state: State
     ) -> tuple[dict[str, Any], dict[str, int]]:
         info = dict(rec.info)
         return info, ({info["payload"]: info["size"]} if "payload" in info else {})
 
-    def _import_info(
+    def import_info(
         self, name: str, kind: str, info: dict[str, Any], renamed: dict[str, str], created: str
     ) -> dict[str, Any]:
         info = {**info, "payload": renamed[info["payload"]]}
@@ -178,7 +178,7 @@ class ModelStore(VersionedStore):
             "fitted": info.get("fitted"),
             "created": created,
         }
-        key = self._data_key(name, _sidecar_name(info["payload"]))
+        key = self.data_key(name, _sidecar_name(info["payload"]))
         self.storage.write_bytes(key, _dumps(doc))
 
     def _check_version(self, name: str, state: State, rec: VersionRecord) -> list[str]:
@@ -187,13 +187,13 @@ class ModelStore(VersionedStore):
         if not payload:
             return []
         try:
-            self.read_payload(self._metadata(name, rec))
+            self.read_payload(self.metadata_for(name, rec))
         except IntegrityError as exc:
             return [f"{where}: {exc}"]
         if state.legacy:
             return []  # the omfs 0.1 layout has no payload sidecars: 'om upgrade' writes them
         try:
-            side = json.loads(self.storage.read_bytes(self._data_key(name, _sidecar_name(payload))))
+            side = json.loads(self.storage.read_bytes(self.data_key(name, _sidecar_name(payload))))
         except FileNotFoundError:
             return [f"{where}: the payload's sidecar {_sidecar_name(payload)} is missing"]
         except ValueError:
@@ -222,8 +222,8 @@ class ModelStore(VersionedStore):
             check_tag(tag)
         self._next_state(name)  # refuses the old layout before anything is written
         payload = unique_name(".joblib")
-        key = self._data_key(name, payload)
-        written = [key, self._data_key(name, _sidecar_name(payload))]
+        key = self.data_key(name, payload)
+        written = [key, self.data_key(name, _sidecar_name(payload))]
         try:
             with self.storage.open(key, "wb") as f:
                 writer = _HashingWriter(f)
@@ -252,8 +252,8 @@ class ModelStore(VersionedStore):
                 )
                 return Commit(op="put", version=rec)
 
-            state = self._commit(name, change, retry=True)
-            return self._metadata(name, state.records[state.latest])  # type: ignore[index]
+            state = self.commit(name, change, retry=True)
+            return self.metadata_for(name, state.records[state.latest])  # type: ignore[index]
         except BaseException:
             self.storage.delete(written)
             raise
@@ -265,7 +265,7 @@ class ModelStore(VersionedStore):
         import joblib
 
         meta = self._resolve(name, version, at)
-        key = self._data_key(meta.name, meta.info["payload"])
+        key = self.data_key(meta.name, meta.info["payload"])
         if self.storage.is_local and meta.info.get("size"):
             # map the file once: hash the mapping, then unpickle from the same mapping
             try:
@@ -279,7 +279,7 @@ class ModelStore(VersionedStore):
 
     def read_payload(self, meta: Metadata, progress: Callable[[int], None] | None = None) -> bytes:
         """The verified payload bytes of one version (hashed while they are read)."""
-        key = self._data_key(meta.name, meta.info["payload"])
+        key = self.data_key(meta.name, meta.info["payload"])
         chunks = []
         hasher = _Hasher()
         try:
