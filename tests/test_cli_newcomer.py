@@ -7,7 +7,6 @@ import gzip
 import json
 import os
 import subprocess
-import sys
 import unicodedata
 
 import numpy as np
@@ -340,26 +339,3 @@ def test_stored_predictions_keep_the_input_index(tmp_path):
     assert list(p.columns) == ["predict"] and p["predict"].tolist() == [0, 0, 1, 1]
     assert list(ctx.datasets.get("pp").columns) == ["predict_proba_0", "predict_proba_1"]
     assert X.join(p).shape == (4, 2)
-
-
-# -- 7. README snippets run as written -------------------------------------------------------
-def test_readme_python_blocks_run(tmp_path):
-    import re
-    from pathlib import Path
-
-    readme = (Path(__file__).parent.parent / "README.md").read_text()
-    blocks = re.findall(r"```python\n(.*?)```", readme, re.S)
-    runnable = [b for b in blocks if "s3://" not in b and 'context="' not in b]
-    assert len(runnable) >= 2
-    for i, block in enumerate(runnable):
-        script = tmp_path / f"snippet{i}.py"
-        script.write_text(block)
-        out = subprocess.run(
-            [sys.executable, str(script)],
-            capture_output=True,
-            text=True,
-            cwd=tmp_path,
-            env={**os.environ, "OMFS_ROOT": str(tmp_path / f"root{i}")},
-            timeout=300,
-        )
-        assert out.returncode == 0, f"README block {i} failed:\n{block}\n{out.stderr[-2000:]}"

@@ -113,6 +113,9 @@ def test_drop(ctx):
     ds.put(frame(1), "a")
     assert ds.drop("a") is True
     assert not ds.exists("a") and ds.list() == []
+    # the files stay for restore() until gc finds the drop older than its grace
+    assert ctx.storage.list(f"{ctx.bucket}/datasets/a/_data") != []
+    ctx.gc(grace=0, force=True)
     assert ctx.storage.list(f"{ctx.bucket}/datasets/a/_data") == []
     with pytest.raises(NotFoundError):
         ds.drop("a")
