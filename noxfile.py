@@ -51,11 +51,16 @@ def _install_azurite(session: nox.Session) -> str | None:
 
 @nox.session
 def lint(session: nox.Session) -> None:
-    """Ruff lint and format check."""
-    session.install("ruff>=0.5")
+    """Ruff (lint and format), the layer contracts (import-linter), mypy (strict on objects/
+    and storage/) and the structure limits of tools/structure.py."""
+    session.install("ruff>=0.5", "mypy>=1.10", "import-linter>=2.0")
     paths = ["src", "tests", "benchmarks", "examples", "tools", "noxfile.py"]
     session.run("ruff", "check", *paths)
     session.run("ruff", "format", "--check", *paths)
+    source = {"PYTHONPATH": "src"}  # both read the source; neither needs omfs installed
+    session.run("lint-imports", env=source)
+    session.run("mypy", env=source)
+    session.run("python", "tools/structure.py", "--check")
 
 
 @nox.session
