@@ -19,6 +19,9 @@ from omfs.errors import StorageUnavailableError, UnsafeStorageError
 __all__ = [
     "AZURE",
     "GCS",
+    "LOCAL",
+    "MEMORY",
+    "OBJECT_STORE_PROTOCOLS",
     "S3",
     "Backend",
     "backend_for",
@@ -75,6 +78,8 @@ AZURE = Backend(
         "AZURE_STORAGE_ACCOUNT_KEY"
     ),
 )
+#: The protocols of the object stores with a conditional create of their own.
+OBJECT_STORE_PROTOCOLS = S3.protocols + GCS.protocols + AZURE.protocols
 LOCAL = Backend("local folder", ("file", "local"), conditional_create=True)
 #: one process's memory: a lock makes its create atomic
 MEMORY = Backend("memory", ("memory",), conditional_create=True)

@@ -20,8 +20,10 @@ from typing import IO, Any, cast
 import fsspec
 from fsspec.implementations.local import LocalFileSystem, make_path_posix
 
+from omfs.storage import local
 from omfs.storage.backends import (
     MEMORY,
+    OBJECT_STORE_PROTOCOLS,
     S3,
     backend_for,
     check_root,
@@ -34,9 +36,6 @@ from omfs.storage.backends import (
     server_of,
 )
 from omfs.storage.errors import translated, translating
-from omfs.storage.local import open_local as _open_local
-from omfs.storage.local import place_local as _place_local
-from omfs.storage.local import read_local as _read_local
 from omfs.storage.local import size_error, symlink_error
 from omfs.storage.options import public_options
 from omfs.storage.remote import COPY_CHUNK, copy_files, whole_read_options
@@ -46,8 +45,12 @@ from omfs.storage.verify import Expected, copy_verified
 __all__ = ["Storage"]
 
 _memory_lock = threading.Lock()
-#: The protocols of the object stores with a conditional create of their own.
-_OBJECT_STORES = tuple(p for name in ("s3", "gs", "abfs") for p in backend_for(name).protocols)
+# Module-private names for what the I/O methods below call (the local primitives
+# live in ``local``, the protocol facts in ``backends``).
+_open_local = local.open_local
+_place_local = local.place_local
+_read_local = local.read_local
+_OBJECT_STORES = OBJECT_STORE_PROTOCOLS
 
 
 def _normalise_url(url: str | os.PathLike[str]) -> str:
