@@ -88,7 +88,7 @@ def test_failure_halfway_leaves_target_unchanged(ctx, monkeypatch):
     dev.datasets.put(frame, "d")
     dev.datasets.put(frame, "d", append=True)  # two part files
     prod.datasets.put(pd.DataFrame({"a": [-1]}), "d")
-    before = ctx.storage.list("prod/datasets/d/_data")
+    before = sorted(ctx.storage.list_names("prod/datasets/d/_data"))
     real_create = ctx.storage.create
 
     def crash(key, data):
@@ -99,7 +99,7 @@ def test_failure_halfway_leaves_target_unchanged(ctx, monkeypatch):
         dev.datasets.promote("d", prod.datasets)
     monkeypatch.setattr(ctx.storage, "create", real_create)
     assert list(prod.datasets.get("d")["a"]) == [-1]
-    assert ctx.storage.list("prod/datasets/d/_data") == before
+    assert sorted(ctx.storage.list_names("prod/datasets/d/_data")) == before
     with pytest.raises(OSError):
         monkeypatch.setattr(ctx.storage, "create", crash)
         dev.datasets.promote("d", ctx["fresh"].datasets, create_bucket=True)

@@ -15,7 +15,6 @@ from fsspec.implementations.memory import MemoryFileSystem
 from omfs_updater import update_many
 
 import omfs
-from omfs import storage as _storage
 from omfs.errors import (
     InvalidModelError,
     StorageAccessError,
@@ -24,6 +23,7 @@ from omfs.errors import (
 )
 from omfs.objects.models.store import load_model_file
 from omfs.storage import Storage, public_options
+from omfs.storage.errors import storage_error
 
 DOWN = {"client_kwargs": {"endpoint_url": "http://127.0.0.1:1"}}
 NO_DNS = {"client_kwargs": {"endpoint_url": "http://no-such-host.invalid:9000"}}
@@ -108,7 +108,7 @@ def test_permission_denied_is_a_storage_access_error(tmp_path):
 
 
 def test_permission_errors_translate(tmp_path):
-    error = _storage._storage_error(PermissionError(13, "Permission denied"), "s3://b/r")
+    error = storage_error(PermissionError(13, "Permission denied"), "s3://b/r")
     assert isinstance(error, StorageAccessError) and isinstance(error, PermissionError)
     assert str(error).startswith("Access denied by s3://b/r (")
 
@@ -376,14 +376,14 @@ def test_azure_without_credentials_is_one_clear_error(monkeypatch):
 def test_gcs_refusals_translate():
     from gcsfs.retry import HttpError
 
-    bad_token = _storage._storage_error(HttpError({"code": 401, "message": "Invalid"}), "gs://b/r")
+    bad_token = storage_error(HttpError({"code": 401, "message": "Invalid"}), "gs://b/r")
     assert isinstance(bad_token, StorageAccessError)
     assert "GOOGLE_APPLICATION_CREDENTIALS" in str(bad_token)
-    forbidden = _storage._storage_error(OSError("Forbidden: b/r\nno access"), "gs://b/r")
+    forbidden = storage_error(OSError("Forbidden: b/r\nno access"), "gs://b/r")
     assert isinstance(forbidden, StorageAccessError) and "Access denied by gs://b/r" in str(
         forbidden
     )
-    assert _storage._storage_error(HttpError({"code": 500, "message": "x"}), "gs://b/r") is None
+    assert storage_error(HttpError({"code": 500, "message": "x"}), "gs://b/r") is None
 
 
 def test_gcs_and_azure_endpoints_are_told_from_the_vendors(monkeypatch):

@@ -1,92 +1,119 @@
-"""The storage seam's contract, run against every backend."""
+"""The storage seam's contract (``omfs.storage.testing.StorageContract``), run against every
+backend with raw reads and writes that bypass the ``Storage`` under test."""
 
 from __future__ import annotations
 
 import pickle
+import uuid
+from pathlib import Path
 
+import fsspec
 import pytest
 
 from omfs.storage import Storage, public_options
+from omfs.storage.testing import StorageContract
 
 
-@pytest.fixture
-def storage(ctx):
-    return ctx.storage
+class TestMemoryStorage(StorageContract):
+    @pytest.fixture
+    def storage(self) -> Storage:
+        return Storage(f"memory://omfs-{uuid.uuid4().hex[:12]}")
+
+    def _raw(self, storage: Storage, key: str) -> tuple[fsspec.AbstractFileSystem, str]:
+        fs = fsspec.filesystem("memory")
+        return fs, f"{storage.url.removeprefix('memory://')}/{key}"
+
+    def get(self, storage: Storage, key: str) -> bytes:
+        fs, path = self._raw(storage, key)
+        return fs.cat_file(path)
+
+    def set(self, storage: Storage, key: str, data: bytes) -> None:
+        fs, path = self._raw(storage, key)
+        fs.pipe_file(path, data)
 
 
-def test_create_is_put_if_absent(storage):
-    storage.create("b/x.json", b"first")
-    with pytest.raises(FileExistsError):
-        storage.create("b/x.json", b"second")
-    assert storage.read_bytes("b/x.json") == b"first"
+class TestLocalStorage(StorageContract):
+    @pytest.fixture
+    def storage(self, tmp_path: Path) -> Storage:
+        return Storage(tmp_path / "root")
+
+    def get(self, storage: Storage, key: str) -> bytes:
+        return Path(storage.url, key).read_bytes()
+
+    def set(self, storage: Storage, key: str, data: bytes) -> None:
+        path = Path(storage.url, key)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(data)
 
 
-def test_create_has_one_winner_under_contention(storage):
-    """Eight writers race to create each of many keys: exactly one wins each key, and the
-    key holds the winner's bytes (this is the commit point: two winners lose an update).
+class TestS3Storage(StorageContract):
+    """On the session's moto server, which runs in this process: the create race runs
+    over 100 keys with the interpreter switching threads as often as it can."""
 
-    The S3 server runs in this process, so the interpreter is made to switch threads as
-    often as it can meanwhile: a server that checks, then writes, in two steps shows it
-    within 100 keys (moto as it ships let two writers win 3 keys of 60). The other servers
-    run in processes of their own, at their own pace; 10 keys each keep the test short."""
-    import sys
-    import threading
+    race_keys = 100
+    race_in_process = True
 
-    in_process = storage.protocol == "s3"
-    clones = [pickle.loads(pickle.dumps(storage)) for _ in range(8)]
-    switch = sys.getswitchinterval()
-    if in_process:
-        sys.setswitchinterval(1e-6)
-    try:
-        for k in range(100 if in_process else 10):
-            key = f"race/k{k}.json"
-            winners: list[int] = []
-            start = threading.Barrier(len(clones))
+    @pytest.fixture
+    def storage(self, s3_root: str, s3_options: dict, s3_server: str) -> Storage:
+        import boto3
 
-            def create(i: int, key: str = key, winners: list[int] = winners, start=start) -> None:
-                start.wait()
-                try:
-                    clones[i].create(key, str(i).encode())
-                except FileExistsError:
-                    return
-                winners.append(i)
+        self.client = boto3.client("s3", endpoint_url=s3_server)
+        return Storage(s3_root, s3_options)
 
-            threads = [threading.Thread(target=create, args=(i,)) for i in range(len(clones))]
-            for t in threads:
-                t.start()
-            for t in threads:
-                t.join()
-            assert len(winners) == 1, f"{key}: {len(winners)} writers created it"
-            assert storage.read_bytes(key) == str(winners[0]).encode()
-    finally:
-        sys.setswitchinterval(switch)
+    def _where(self, storage: Storage, key: str) -> dict[str, str]:
+        bucket, root = storage.url.removeprefix("s3://").split("/", 1)
+        return {"Bucket": bucket, "Key": f"{root}/{key}"}
+
+    def get(self, storage: Storage, key: str) -> bytes:
+        try:
+            return self.client.get_object(**self._where(storage, key))["Body"].read()
+        except self.client.exceptions.NoSuchKey:
+            raise FileNotFoundError(key) from None
+
+    def set(self, storage: Storage, key: str, data: bytes) -> None:
+        self.client.put_object(Body=data, **self._where(storage, key))
 
 
-def test_write_bytes_replaces_whole(storage):
-    storage.write_bytes("b/y", b"1")
-    storage.write_bytes("b/y", b"22")
-    assert storage.read_bytes("b/y") == b"22"
-    assert storage.list("b") == ["y"]  # no temporary files left beside it
+class _EmulatorContract(StorageContract):
+    """An object store emulator, reached by a filesystem of its own (not the Storage's)."""
+
+    protocol = ""
+
+    def options(self, request: pytest.FixtureRequest) -> dict:
+        raise NotImplementedError
+
+    @pytest.fixture
+    def storage(self, request: pytest.FixtureRequest) -> Storage:
+        from omfs_emulators import new_bucket_root
+
+        options = self.options(request)
+        root = new_bucket_root(self.protocol, options)
+        self.fs = fsspec.filesystem(self.protocol, skip_instance_cache=True, **options)
+        return Storage(root, options)
+
+    def get(self, storage: Storage, key: str) -> bytes:
+        return self.fs.cat_file(f"{storage.root}/{key}")
+
+    def set(self, storage: Storage, key: str, data: bytes) -> None:
+        self.fs.pipe_file(f"{storage.root}/{key}", data)
 
 
-def test_list_delete_and_missing(storage):
-    assert storage.list("nothing/here") == []
-    for k in ["p/a", "p/b", "p/sub/c"]:
-        storage.write_bytes(k, b"")
-    assert storage.list("p") == ["a", "b"]
-    assert storage.list_dirs("p") == ["sub"]
-    storage.delete(["p/a", "p/missing"])
-    assert storage.list("p") == ["b"]
-    storage.delete_tree("p")
-    assert storage.list("p") == [] and not storage.exists("p/b")
-    with pytest.raises(FileNotFoundError):
-        storage.read_bytes("p/b")
+class TestGcsStorage(_EmulatorContract):
+    protocol = "gs"
+
+    def options(self, request: pytest.FixtureRequest) -> dict:
+        from omfs_emulators import gcs_options
+
+        return gcs_options(request.getfixturevalue("gcs_server"))
 
 
-def test_pickle_roundtrip_and_equality(storage):
-    clone = pickle.loads(pickle.dumps(storage))
-    assert clone == storage
-    assert clone.url == storage.url
+class TestAzureStorage(_EmulatorContract):
+    protocol = "abfs"
+
+    def options(self, request: pytest.FixtureRequest) -> dict:
+        from omfs_emulators import azure_options
+
+        return azure_options(request.getfixturevalue("azurite"))
 
 
 def test_credentials_never_pickle():

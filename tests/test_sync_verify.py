@@ -15,8 +15,8 @@ import pandas as pd
 import pytest
 
 import omfs
-from omfs import storage as _storage
 from omfs.errors import IntegrityError
+from omfs.storage import verify as _verify
 
 
 def tree(ctx, bucket="omega"):
@@ -236,7 +236,7 @@ def test_large_payloads_stream_checked_and_a_bad_one_leaves_nothing(pair, tmp_pa
     """Payloads above the whole-file limit stream (a temporary file, an S3 multipart upload)
     and become files only when their sha256 matches."""
     mp = request.getfixturevalue("monkeypatch")
-    mp.setattr(_storage, "_WHOLE_LIMIT", 512)
+    mp.setattr(_verify, "_WHOLE_LIMIT", 512)
 
     def make(kind, name):
         if kind == "local":

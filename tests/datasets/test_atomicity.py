@@ -144,4 +144,4 @@ def test_racing_replace_fails_clearly_and_leaves_nothing(ctx, monkeypatch):
     with pytest.raises(CommitConflictError, match="Another writer committed version 2"):
         ds.put(pd.DataFrame({"a": [3]}), "r")
     assert list(ds.get("r")["a"]) == [2]
-    assert len(ctx.storage.list(f"{ctx.bucket}/datasets/r/_data")) == 2
+    assert len(ctx.storage.list_names(f"{ctx.bucket}/datasets/r/_data")) == 2

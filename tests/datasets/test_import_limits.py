@@ -27,7 +27,7 @@ def om_ctx(shared_root):
 def stored_files(ctx, name: str) -> list[str]:
     """Every file of dataset ``name`` as the storage lists it (log and payloads)."""
     base = f"{ctx.bucket}/datasets/{name}"
-    return sorted(ctx.storage.list(f"{base}/_data") + ctx.storage.list(f"{base}/_log"))
+    return sorted(ctx.storage.list_names(f"{base}/_data") + ctx.storage.list_names(f"{base}/_log"))
 
 
 def put_file(ctx, path: Path, name: str, **options) -> None:

@@ -65,7 +65,7 @@ def test_append_with_another_schema_is_refused_and_changes_nothing(ctx, bad, mes
     with pytest.raises(SchemaMismatchError, match=message):
         ds.put(bad, "s", append=True)
     assert [m.version for m in ds.versions("s")] == [1]
-    data_files = ctx.storage.list(f"{ctx.bucket}/datasets/s/_data")
+    data_files = ctx.storage.list_names(f"{ctx.bucket}/datasets/s/_data")
     assert len(data_files) == 1, "the refused append left a payload file behind"
 
 
@@ -114,9 +114,9 @@ def test_drop(ctx):
     assert ds.drop("a") is True
     assert not ds.exists("a") and ds.list() == []
     # the files stay for restore() until gc finds the drop older than its grace
-    assert ctx.storage.list(f"{ctx.bucket}/datasets/a/_data") != []
+    assert ctx.storage.list_names(f"{ctx.bucket}/datasets/a/_data") != []
     ctx.gc(grace=0, force=True)
-    assert ctx.storage.list(f"{ctx.bucket}/datasets/a/_data") == []
+    assert ctx.storage.list_names(f"{ctx.bucket}/datasets/a/_data") == []
     with pytest.raises(NotFoundError):
         ds.drop("a")
     assert ds.drop("a", force=True) is False

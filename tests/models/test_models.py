@@ -77,7 +77,7 @@ def test_drop_one_version_and_whole(ctx):
     ctx.models.drop("d@v2")
     assert [v.version for v in ctx.models.versions("d")] == [1, 3]
     # two payloads left, each with its sidecar
-    assert len(ctx.storage.list(f"{ctx.bucket}/models/d/_data")) == 4
+    assert len(ctx.storage.list_names(f"{ctx.bucket}/models/d/_data")) == 4
     ctx.models.drop("d")
     assert not ctx.models.exists("d") and ctx.models.list() == []
 

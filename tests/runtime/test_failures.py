@@ -76,7 +76,7 @@ def test_worker_killed_during_fit(tmp_path, dask_processes, special_workers):
     assert time.monotonic() - t0 < 45, f"took {time.monotonic() - t0:.0f}s: {info.value!r}"
     assert [v.version for v in om.models.versions("slow")] == [1, 2]
     payloads = [
-        f for f in om.storage.list(f"{om.bucket}/models/slow/_data") if f.endswith(".joblib")
+        f for f in om.storage.list_names(f"{om.bucket}/models/slow/_data") if f.endswith(".joblib")
     ]
     assert len(payloads) == 2
 
