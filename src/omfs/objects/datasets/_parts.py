@@ -16,7 +16,7 @@ import re
 from typing import Any
 
 from omfs.objects.datasets._filters import all_of
-from omfs.objects.log import _Corrupt, _dict, _int, check_payload_name
+from omfs.objects.records import CorruptRecord, as_dict, as_int, check_payload_name
 
 __all__ = [
     "arrow_dataset",
@@ -143,21 +143,21 @@ def write_part(
 
 def validate_part(part: Any) -> dict[str, Any]:
     """A part record read from the log, checked: a plain file name and whole numbers."""
-    part = _dict(part, "a part", optional=False)
+    part = as_dict(part, "a part", optional=False)
     check_payload_name(part.get("file"))
-    _int(part.get("rows"), "rows", 0)
-    _int(part.get("size"), "size", 0)
+    as_int(part.get("rows"), "rows", 0)
+    as_int(part.get("size"), "size", 0)
     sha = part.get("sha256")  # parts written before omfs recorded it have none
     if sha is not None and not (isinstance(sha, str) and _SHA256.fullmatch(sha)):
-        raise _Corrupt("a part's sha256 must be 64 hex digits")
-    for column, value in _dict(part.get("stats"), "stats").items():
+        raise CorruptRecord("a part's sha256 must be 64 hex digits")
+    for column, value in as_dict(part.get("stats"), "stats").items():
         if not isinstance(value, list) or len(value) != 3:
-            raise _Corrupt(f"the statistics of column {column!r} are not [min, max, nulls]")
+            raise CorruptRecord(f"the statistics of column {column!r} are not [min, max, nulls]")
         lo, hi, nulls = value
-        _int(nulls, "a null count", 0)
+        as_int(nulls, "a null count", 0)
         for v in (lo, hi):
             if v is not None and not isinstance(v, bool | int | float | str):
-                raise _Corrupt(f"a statistic of column {column!r} is not a plain value")
+                raise CorruptRecord(f"a statistic of column {column!r} is not a plain value")
     return part
 
 

@@ -20,8 +20,16 @@ from omfs.names import check_name, check_tag
 from omfs.objects.datasets import _convert
 from omfs.objects.datasets._filters import build_filter, keywords_to_dnf
 from omfs.objects.datasets._parts import arrow_dataset, damaged_part, validate_part, write_part
-from omfs.objects.log import Commit, State, VersionRecord, _Corrupt, _dict, _int, _list
 from omfs.objects.metadata import Metadata
+from omfs.objects.records import (
+    Commit,
+    CorruptRecord,
+    State,
+    VersionRecord,
+    as_dict,
+    as_int,
+    as_list,
+)
 from omfs.objects.versioned import VersionedStore, leased
 from omfs.storage import unique_name
 
@@ -157,36 +165,36 @@ class DatasetStore(VersionedStore):
 
     # -- the log's view of a version --------------------------------------------------------
     def validate_info(self, info: dict[str, Any], kind: str) -> None:
-        add = _list(info.get("add"), "add")
+        add = as_list(info.get("add"), "add")
         for part in add:
             validate_part(part)
         if kind == _convert.KIND_RAW:
             if len(add) != 1 or not isinstance(info.get("sha256"), str):
-                raise _Corrupt("a raw file has exactly one part and a sha256")
+                raise CorruptRecord("a raw file has exactly one part and a sha256")
         elif "schema" not in info and "schema_inline" not in info:
-            raise _Corrupt("a table version names its schema")
+            raise CorruptRecord("a table version names its schema")
         parent = info.get("parent")
         if parent is not None:
-            _int(parent, "parent")
+            as_int(parent, "parent")
         for key in ("rows", "bytes", "parts"):
             if key in info:
-                _int(info[key], key, 0)
+                as_int(info[key], key, 0)
         schema = info.get("schema")
         if schema is not None and not (isinstance(schema, str) and _SCHEMA_ID.fullmatch(schema)):
-            raise _Corrupt(f"the schema id {str(schema)[:40]!r} is not 32 hex digits")
+            raise CorruptRecord(f"the schema id {str(schema)[:40]!r} is not 32 hex digits")
         if "schema_inline" in info and not isinstance(info["schema_inline"], str):
-            raise _Corrupt("schema_inline must be a string")
+            raise CorruptRecord("schema_inline must be a string")
         sha = info.get("sha256")
         if sha is not None and not (isinstance(sha, str) and _SHA256.fullmatch(sha)):
-            raise _Corrupt("sha256 must be 64 hex digits")
+            raise CorruptRecord("sha256 must be 64 hex digits")
         if "shape" in info:
-            shape = _list(info["shape"], "shape")
+            shape = as_list(info["shape"], "shape")
             for n in shape:
-                _int(n, "a dimension", 0)
+                as_int(n, "a dimension", 0)
         for key in ("dtype", "index_freq", "source", "filename"):
             if info.get(key) is not None and not isinstance(info[key], str):
-                raise _Corrupt(f"{key} must be a string")
-        _dict(info.get("categories"), "categories")
+                raise CorruptRecord(f"{key} must be a string")
+        as_dict(info.get("categories"), "categories")
 
     def _public_info(self, name: str, rec: VersionRecord) -> dict[str, Any]:
         info = {k: v for k, v in rec.info.items() if k not in ("add", "schema_inline", "parent")}
