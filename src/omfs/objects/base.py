@@ -9,6 +9,7 @@ format-1 layout build on this class: :mod:`omfs.objects.versioned` assembles the
 
 from __future__ import annotations
 
+import builtins
 import fnmatch
 from collections.abc import Callable
 from datetime import datetime
@@ -76,8 +77,8 @@ class VersionedBase:
     def __eq__(self, other: object) -> bool:
         return (
             type(other) is type(self)
-            and self.storage == other.storage  # type: ignore[attr-defined]
-            and self.bucket == other.bucket  # type: ignore[attr-defined]
+            and self.storage == other.storage
+            and self.bucket == other.bucket
         )
 
     def __hash__(self) -> int:
@@ -355,7 +356,7 @@ class VersionedBase:
                 raise NotFoundError(f"Cannot list {self.kind}: {problem}")
         return names
 
-    def _names(self, pattern: str | None = None) -> list[str]:
+    def _names(self, pattern: str | None = None) -> builtins.list[str]:
         literal = ""
         if pattern is not None:
             for c in pattern:
@@ -384,7 +385,7 @@ class VersionedBase:
         ``version=`` selects; ``at=`` (ISO 8601) as it was selected at that time."""
         return self._resolve(name, version, at)
 
-    def versions(self, name: str, *, at: Any = None) -> list[Metadata]:
+    def versions(self, name: str, *, at: Any = None) -> builtins.list[Metadata]:
         """Every live version of ``name``, oldest first; ``at=``: those live at that time
         (and still readable)."""
         name = check_name(name)
@@ -411,7 +412,7 @@ class VersionedBase:
             "restore the file ('om fsck' lists every such problem)."
         )
 
-    def fsck(self, name: str) -> list[str]:
+    def fsck(self, name: str) -> builtins.list[str]:
         """Problems with ``name``: its log, and every live version's payload files
         (present, of the recorded size and sha256). An empty list means all is well."""
         try:

@@ -100,7 +100,7 @@ class CommittingStore(VersionedBase):
             stale += [  # the old history's checkpoints (the journal holds the new one's)
                 log.key(f)
                 for f in log.files()
-                if (seq := checkpoint_seq(f)) is not None and seq not in checkpoints
+                if (cp := checkpoint_seq(f)) is not None and cp not in checkpoints
             ]
             self.storage.delete(stale)
             for seq, body in sorted(checkpoints.items()):

@@ -4,6 +4,7 @@ converts an object to the commit log in place."""
 from __future__ import annotations
 
 import json
+from typing import Any
 
 from omfs.errors import IntegrityError
 from omfs.names import check_name
@@ -25,9 +26,8 @@ class LegacyMixin(CommittingStore):
 
     def _legacy_state(self, name: str) -> State | None:
         """The state of an object written in the format-1 layout, or None if there is none."""
-
-        folder = f"{self._prefix(name)}/_versions"
-        files = self.storage.list_names(folder)
+        paths = self.paths(name)
+        files = self.storage.list_names(paths.legacy_folder)
         numbers = sorted(
             int(f[1:-5])
             for f in files
@@ -35,54 +35,13 @@ class LegacyMixin(CommittingStore):
         )
         if not numbers:
             return None
-        records: dict[int, VersionRecord] = {}
-        for number in numbers:
-            key = f"{folder}/v{number:06d}.json"
-            where = self.storage.path(key)
-            try:
-                doc = json.loads(self.storage.read_bytes(key))
-                if not isinstance(doc, dict) or doc.get("format") != 1:
-                    raise ValueError("not a format-1 sidecar")
-                if (doc.get("name"), doc.get("bucket"), doc.get("store")) != (
-                    name,
-                    self.bucket,
-                    self.kind,
-                ) or doc.get("version") != number:
-                    raise ValueError("it names another object or version")
-                if doc.get("dropped"):
-                    records[number] = VersionRecord(
-                        number,
-                        str(doc.get("created", "")),
-                        DROPPED_KIND,
-                        "put",
-                        dropped="legacy",
-                    )
-                    continue
-                known = {"format", "name", "bucket", "store", "kind", "version", "created"}
-                known |= {"attributes", "tag", "lineage", "context", "history"}
-                info = {k: v for k, v in doc.items() if k not in known}
-                rec_doc = {
-                    "v": number,
-                    "created": doc.get("created"),
-                    "kind": doc.get("kind"),
-                    "op": info.pop("operation", "put"),
-                    "attributes": doc.get("attributes"),
-                    "tag": doc.get("tag"),
-                    "lineage": doc.get("lineage"),
-                    "history": doc.get("history"),
-                    "info": self._legacy_info(name, info),
-                }
-                records[number] = validate_record(rec_doc, self.validate_info)
-            except (ValueError, TypeError, KeyError, CorruptRecord) as exc:
-                raise IntegrityError(
-                    f"The metadata file {where!r} is corrupt ({exc}); omfs did not follow it. "
-                    "Restore it from a backup or drop that version."
-                ) from None
+        records = {number: self._legacy_record(name, number) for number in numbers}
         live = [v for v in numbers if records[v].dropped is None]
         tags: dict[str, int] = {}
         for v in live:
-            if records[v].tag:
-                tags[records[v].tag] = v  # type: ignore[index]
+            tag = records[v].tag
+            if tag:
+                tags[tag] = v
         return State(
             next_version=numbers[-1] + 1,
             latest=live[-1] if live else None,
@@ -90,6 +49,43 @@ class LegacyMixin(CommittingStore):
             records=records,
             legacy=True,
         )
+
+    def _legacy_record(self, name: str, number: int) -> VersionRecord:
+        """Version ``number``'s sidecar as a record, checked (IntegrityError naming it)."""
+        key = self.paths(name).legacy_key(number)
+        try:
+            doc = json.loads(self.storage.read_bytes(key))
+            if not isinstance(doc, dict) or doc.get("format") != 1:
+                raise ValueError("not a format-1 sidecar")
+            identity = (doc.get("name"), doc.get("bucket"), doc.get("store"))
+            if identity != (name, self.bucket, self.kind) or doc.get("version") != number:
+                raise ValueError("it names another object or version")
+            if doc.get("dropped"):
+                created = str(doc.get("created", ""))
+                return VersionRecord(number, created, DROPPED_KIND, "put", dropped="legacy")
+            return validate_record(self._legacy_doc(name, number, doc), self.validate_info)
+        except (ValueError, TypeError, KeyError, CorruptRecord) as exc:
+            raise IntegrityError(
+                f"The metadata file {self.storage.path(key)!r} is corrupt ({exc}); omfs did "
+                "not follow it. Restore it from a backup or drop that version."
+            ) from None
+
+    def _legacy_doc(self, name: str, number: int, doc: dict[str, Any]) -> dict[str, Any]:
+        """A format-1 sidecar as the JSON form of a format-2 record."""
+        known = {"format", "name", "bucket", "store", "kind", "version", "created"}
+        known |= {"attributes", "tag", "lineage", "context", "history"}
+        info = {k: v for k, v in doc.items() if k not in known}
+        return {
+            "v": number,
+            "created": doc.get("created"),
+            "kind": doc.get("kind"),
+            "op": info.pop("operation", "put"),
+            "attributes": doc.get("attributes"),
+            "tag": doc.get("tag"),
+            "lineage": doc.get("lineage"),
+            "history": doc.get("history"),
+            "info": self._legacy_info(name, info),
+        }
 
     def upgrade(self, name: str) -> bool:
         """Convert one object from the omfs 0.1 layout to the commit log, in place.

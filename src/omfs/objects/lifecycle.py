@@ -99,7 +99,7 @@ class LifecycleMixin(CommittingStore):
             raise RestoreError(
                 f"Cannot restore {self._where(name)}: there is no dropped object of that name."
             )
-        data = set(self.storage.list_names(f"{self._prefix(name)}/_data"))
+        data: set[str] = set(self.storage.list_names(f"{self._prefix(name)}/_data"))
         logs = set(log.files())
         for rec in before.live():
             schema = rec.info.get("schema")

@@ -223,17 +223,8 @@ class Commit:
 
 
 def apply(state: State, commit: Commit, at: str, user: str = "") -> State:
-    """The state after ``commit`` (a new State; ``state`` is not changed).
-
-    Args:
-        state: the state the commit was computed from.
-        commit: the changes.
-        at: the commit's time (ISO 8601), recorded on drops and tag moves.
-        user: who committed, recorded on tag moves.
-
-    Returns:
-        The state after commit ``state.seq + 1``.
-    """
+    """The state after ``commit`` made at ``at`` by ``user`` (a new State; ``state`` is not
+    changed): what every reader replays, and what a writer commits on top of."""
     records = dict(state.records)
     tags = dict(state.tags)
     tag_log = list(state.tag_log) if state.complete else []
@@ -271,13 +262,7 @@ def apply(state: State, commit: Commit, at: str, user: str = "") -> State:
         live = [v for v, r in records.items() if r.dropped is None]
         latest = max(live) if live else None
     if commit.attributes is not None:
-        v, values, when = commit.attributes
-        if v in records:
-            rec = records[v]
-            entry = {"at": when, "op": "update-attributes", "before": rec.attributes, "set": values}
-            records[v] = replace(
-                rec, attributes={**rec.attributes, **values}, history=[*rec.history, entry]
-            )
+        _set_attributes(records, *commit.attributes)
     for m in commit.moves:
         move(m.tag, m.version, m.reason, m.source)
     return State(
@@ -292,6 +277,18 @@ def apply(state: State, commit: Commit, at: str, user: str = "") -> State:
         base=state.base,
         tag_log=tag_log,
     )
+
+
+def _set_attributes(
+    records: dict[int, VersionRecord], version: int, values: dict[str, Any], when: str
+) -> None:
+    """Merge ``values`` into version ``version``'s attributes, recorded in its history."""
+    if version in records:
+        rec = records[version]
+        entry = {"at": when, "op": "update-attributes", "before": rec.attributes, "set": values}
+        records[version] = replace(
+            rec, attributes={**rec.attributes, **values}, history=[*rec.history, entry]
+        )
 
 
 # -- validation of what is read ---------------------------------------------------------

@@ -210,7 +210,7 @@ def _size_text(size: int) -> str:
     return f"{size:,} bytes"
 
 
-def _long_line_error(path: str, line: int | None, length: int | None, limit: int) -> Any:
+def _long_line_error(path: str, line: int | None, length: int | None, limit: int) -> TableFileError:
     """The refusal of a line longer than ``limit``, naming the option that raises it."""
     if line is not None and length is not None:
         what = f"{path}, line {line}: {length:,} bytes, longer than"
@@ -503,7 +503,7 @@ def _open_other(
         import pyarrow.ipc as ipc
 
         try:
-            return ipc.open_file(path).to_reader()  # type: ignore[attr-defined]
+            return ipc.open_file(path).to_reader()
         except AttributeError:
             return pa.RecordBatchReader.from_batches(*_ipc_batches(ipc.open_file(path)))
     if fmt == "jsonl" and not convert:
@@ -576,7 +576,8 @@ def _decompressed(path: str, compression: str | None) -> bytes:
     import pyarrow as pa
 
     with pa.input_stream(path, compression=compression) as f:
-        return f.read()
+        data: bytes = f.read()
+    return data
 
 
 def write_table_file(

@@ -321,7 +321,8 @@ class ModelStore(VersionedStore):
         config file (``"prod"``, ``"prod:bucket"``). See :func:`omfs.ops.promote.promote`."""
         from omfs.ops.promote import promote
 
-        return promote(self, name, other, **kwargs)
+        meta: Metadata = promote(self, name, other, **kwargs)
+        return meta
 
 
 _HEX = frozenset("0123456789abcdef")
