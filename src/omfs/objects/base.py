@@ -161,15 +161,33 @@ class VersionedBase:
     def export_version(
         self, name: str, rec: VersionRecord, state: State
     ) -> tuple[dict[str, Any], dict[str, int]]:
-        """A version's ``info`` made self-contained (for a copy into another store), and
-        the payload files to copy with their sizes."""
+        """A version made self-contained, for a copy into another store (promote, sync).
+
+        Args:
+            name: the object. rec: the version. state: a state holding ``rec``.
+
+        Returns:
+            ``(info, files)``: the ``info`` to hand to the target's :meth:`import_info`
+            (for datasets: every part and the schema inline), and each payload file to copy
+            with its size.
+        """
         raise NotImplementedError
 
     def import_info(
         self, name: str, kind: str, info: dict[str, Any], renamed: dict[str, str], created: str
     ) -> dict[str, Any]:
-        """``info`` exported from another store, for a version of ``name`` here whose payload
-        files were copied under the ``renamed`` names (writes what lives beside the log)."""
+        """``info`` exported from another store (:meth:`export_version`), for a version of
+        ``name`` here.
+
+        Args:
+            name: the object here. kind: the version's kind. info: the exported ``info``.
+            renamed: each exported payload file name -> the name it was copied under.
+            created: the version's creation time.
+
+        Returns:
+            The ``info`` of the version to commit here (what lives beside the log, such as
+            a schema or a model sidecar, is written by this call).
+        """
         raise NotImplementedError
 
     def own_files(self, rec: VersionRecord) -> list[str]:
@@ -191,9 +209,20 @@ class VersionedBase:
 
     # -- reading the log --------------------------------------------------------------------
     def state(self, name: str, *, full: bool = False, reader: bool = True) -> State:
-        """The log's state of ``name``. For readers an object is visible only while its
-        index marker exists too, so that ``list()``, ``exists()``, ``get()`` and
-        ``versions()`` always agree (see :meth:`commit`); writers see the log as it is."""
+        """The log's state of ``name`` (what gc, sync and bundles inspect).
+
+        For readers an object is visible only while its index marker exists too, so that
+        ``list()``, ``exists()``, ``get()`` and ``versions()`` always agree (see
+        :meth:`commit`); writers see the log as it is.
+
+        Args:
+            name: the object.
+            full: every version record (else a head: the latest and tagged versions).
+            reader: as readers see it (marker checked, a rebase's journal followed).
+
+        Returns:
+            The state; ``State()`` (``exists`` False) when there is no such object.
+        """
         if reader:
             marker = self._marker(name)
             if marker is None:
@@ -241,10 +270,21 @@ class VersionedBase:
         full: bool = False,
         at: Any = None,
     ) -> tuple[str, VersionRecord, State]:
-        """The name, version record and state that ``spec`` (``name``, ``name@v3``,
-        ``name@tag``, ``name@latest``) selects; the state is complete with ``full=True``.
+        """The name, version record and state that a selector names.
 
-        ``at`` (an ISO 8601 time or datetime) selects what the name or tag meant then.
+        Args:
+            spec: ``name``, ``name@v3``, ``name@tag`` or ``name@latest``.
+            version: a version number or tag (instead of the ``@`` part).
+            full: return the complete state (else it may be a head).
+            at: an ISO 8601 time or datetime: what the name or tag meant then.
+
+        Returns:
+            ``(name, record, state)``; NotFoundError naming what exists when there is none.
+
+        Example::
+
+            name, rec, state = store.select("sales@prod")
+            store.version_files(state, rec)   # the payload files it reads
         """
         if at is not None:
             return self._select_at(spec, version, parse_time(at))
@@ -320,6 +360,8 @@ class VersionedBase:
         return name, rec, state
 
     def metadata_for(self, name: str, rec: VersionRecord) -> Metadata:
+        """The user-facing Metadata of version ``rec`` of ``name`` (what ``metadata()``,
+        ``put()`` and ``versions()`` return)."""
         return Metadata(
             name=name,
             bucket=self.bucket,

@@ -132,12 +132,15 @@ class CommittingStore(VersionedBase):
     ) -> State:
         """Commit ``change(state)`` on top of the newest state, atomically.
 
-        ``change`` is called again with the new state when another writer committed first
-        (``retry=True``); otherwise that is a CommitConflictError. ``expected_next`` is the
-        next version number the caller saw before writing its payload: a replacing write
-        fails when another version was created meanwhile (tag moves and attribute updates
-        do not count). ``full=True`` hands ``change`` the complete state; a change handed a
-        head may raise ``NeedsFullState`` to be called again with it.
+        Args: ``change`` computes the Commit from the newest state (it may raise to refuse);
+        with ``retry=True`` it is called again when another writer committed first, else
+        that is a CommitConflictError. ``expected_next``: the next version number the
+        caller saw before writing its payload (a replacing write fails when another version
+        was created meanwhile). ``full=True`` hands ``change`` the complete state; a change
+        handed a head may raise ``NeedsFullState`` to get it.
+
+        Returns the state after the commit, e.g.
+        ``store.commit("m", lambda s: Commit(op="tag", moves=[TagMove("prod", 2)]), retry=True)``.
         """
         marker = self._marker(name)
         if marker:

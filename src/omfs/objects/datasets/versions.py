@@ -190,6 +190,11 @@ class DatasetVersions(VersionedStore):
     def appended_details(
         self, latest: VersionRecord, kind: str, info: dict[str, Any], parts: list[Part]
     ) -> dict[str, Any]:
+        """The details of a version that appends ``parts`` to ``latest``: running totals,
+        merged categories (the hook a rebase calls to replay an append on another history).
+
+        Returns the new version's ``info`` without its parts, parent and schema.
+        """
         keep = ("shape", "dtype", "series_name", "source", "categories")
         details = {k: latest.info[k] for k in keep if k in latest.info}
         rows = sum(p["rows"] for p in parts)
