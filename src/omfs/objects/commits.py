@@ -137,10 +137,8 @@ class CommittingStore(VersionedBase):
         that is a CommitConflictError. ``expected_next``: the next version number the
         caller saw before writing its payload (a replacing write fails when another version
         was created meanwhile). ``full=True`` hands ``change`` the complete state; a change
-        handed a head may raise ``NeedsFullState`` to get it.
-
-        Returns the state after the commit, e.g.
-        ``store.commit("m", lambda s: Commit(op="tag", moves=[TagMove("prod", 2)]), retry=True)``.
+        handed a head may raise ``NeedsFullState`` to get it. Returns the state after it:
+        ``commit("m", lambda s: Commit(op="tag", moves=[TagMove("prod", 2)]), retry=True)``.
         """
         marker = self._marker(name)
         if marker:
