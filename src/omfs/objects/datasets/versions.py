@@ -105,6 +105,9 @@ class DatasetVersions(VersionedStore):
             chain.append(state.records[parent])
         return [part for r in reversed(chain) for part in r.info.get("add") or []]
 
+    #: Kept for ops.bundle until it calls ``parts_of``.
+    _parts_of = parts_of
+
     def own_files(self, rec: VersionRecord) -> list[str]:
         return [p["file"] for p in rec.info.get("add") or []]
 
