@@ -117,7 +117,7 @@ def test_stdin_and_stdout_with_dash(om):
 def test_streaming_put_writes_a_part_at_a_time(om, monkeypatch):
     import pyarrow as pa
 
-    from omfs.objects.datasets import store
+    from omfs.objects.datasets import write as store
 
     monkeypatch.setattr(store, "_STREAM_PART_BYTES", 64 * 1024)
     batches = [pa.record_batch({"i": np.arange(k, k + 10_000)}) for k in range(0, 50_000, 10_000)]

@@ -649,3 +649,36 @@ def test_om_upgrade_and_fsck_from_the_command_line(tmp_path, om_script):
     assert out.returncode == 1 and out.stderr.count("\n") == 1 and "'nosuch'" in out.stderr
     out = run("datasets", "compact", "arr", "--target-size", "lots")
     assert out.returncode == 2 and "Invalid size 'lots'" in out.stderr
+
+
+def test_layout_builds_and_parses_every_key_of_an_object():
+    from omfs.objects.layout import ObjectPaths, parse_key
+
+    paths = ObjectPaths("b", "datasets", "sales/q1")
+    assert paths.data_key("x.bin") == "b/datasets/sales/q1/_data/x.bin"
+    assert paths.index_key == "b/datasets/_index/sales~q1"
+    assert paths.legacy_key(3) == "b/datasets/sales/q1/_versions/v000003.json"
+    found = parse_key(paths.log_key(_log.commit_file(7)))
+    assert found is not None and (found.paths, found.folder) == (paths, "_log")
+    assert parse_key(paths.index_key) is None
+
+
+def test_layout_keeps_the_two_newest_checkpoints():
+    from omfs.objects.layout import keeps_checkpoint, kept_checkpoints, superseded_checkpoint
+
+    interval = _log.CHECKPOINT_INTERVAL
+    assert kept_checkpoints(2 * interval + 2) == [2 * interval, interval]
+    assert kept_checkpoints(2 * interval + 2, base=interval) == [2 * interval]
+    assert keeps_checkpoint(interval, 2 * interval + 2)
+    assert not keeps_checkpoint(interval, 3 * interval)
+    assert superseded_checkpoint(3 * interval) == interval
+    assert superseded_checkpoint(interval) is None
+
+
+def test_records_are_frozen():
+    import dataclasses
+
+    from omfs.objects.records import State
+
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        State().seq = 3  # type: ignore[misc]

@@ -357,7 +357,7 @@ SLOW_WRITER = """
 import sys, json
 import pyarrow as pa
 import omfs
-from omfs.objects.datasets import store
+from omfs.objects.datasets import write as store
 store._STREAM_PART_BYTES = 1  # one part per batch
 om = omfs.setup(sys.argv[1], storage_options=json.loads(sys.argv[2]))
 schema = pa.schema([("a", pa.int64())])
@@ -415,7 +415,7 @@ def test_a_writer_whose_lease_lapsed_refuses_to_commit(shared_root, monkeypatch)
 
     from omfs.errors import CommitConflictError
     from omfs.objects import lease as _lease
-    from omfs.objects.datasets import store
+    from omfs.objects.datasets import write as store
 
     root, options = shared_root
     om = omfs.setup(root, storage_options=options)

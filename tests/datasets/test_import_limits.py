@@ -14,7 +14,7 @@ import pandas as pd
 import pytest
 
 import omfs
-from omfs.objects.datasets import store as store_module
+from omfs.objects.datasets import write as store_module
 from omfs.objects.datasets._files import ImportOptions, TableFileError, open_table_file
 
 

@@ -166,7 +166,7 @@ _WRITES = ("create", "write_bytes", "delete", "delete_tree", "copy", "copy_verif
 def _instrument(mode: str) -> list[int]:
     """Patch omfs' storage writes: count them, and kill the process at the chosen one."""
     from omfs import storage as _storage
-    from omfs.objects.datasets import _parts, store
+    from omfs.objects.datasets import _parts, write
 
     calls = [0]
     kill_at = int(mode.split(":", 1)[1]) if mode.startswith("call:") else 0
@@ -192,7 +192,7 @@ def _instrument(mode: str) -> list[int]:
         return real_open(self, key, mode, **kwargs)
 
     _storage.Storage.open = open_
-    store.write_part = counted(_parts.write_part)
+    write.write_part = counted(_parts.write_part)
     return calls
 
 

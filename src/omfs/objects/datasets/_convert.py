@@ -17,7 +17,7 @@ KIND_SERIES = "pandas.Series"
 KIND_ARRAY = "numpy.ndarray"
 KIND_ARROW = "pyarrow.Table"
 KIND_RAW = "raw"
-_SERIES_COLUMN = "__series__"
+SERIES_COLUMN = "__series__"
 
 
 def is_dask(obj: Any) -> bool:
@@ -109,7 +109,7 @@ def to_table(obj: Any, name: str, preserve_index: bool = False) -> tuple[Any, st
     if isinstance(obj, pa.RecordBatch):
         return pa.Table.from_batches([obj]), KIND_ARROW, {}
     if isinstance(obj, pd.Series):
-        frame = obj.to_frame(name=_SERIES_COLUMN)
+        frame = obj.to_frame(name=SERIES_COLUMN)
         series_name = obj.name
         if series_name is not None and not isinstance(series_name, str | int | float | bool):
             series_name = str(series_name)
@@ -189,7 +189,7 @@ def from_table(table: Any, kind: str, info: dict[str, Any], whole: bool) -> Any:
     if whole and info.get("index_freq"):
         frame.index = _with_freq(frame.index, info["index_freq"])
     if kind == KIND_SERIES:
-        series = frame[_SERIES_COLUMN]
+        series = frame[SERIES_COLUMN]
         series.name = info.get("series_name")
         return series
     return frame

@@ -3,23 +3,36 @@ Excel, read the way pandas users expect, CSV streamed with bounded memory.
 
 ``open_table_file`` returns a ``pyarrow.RecordBatchReader`` (CSV, Parquet, Feather, JSON
 lines are never read whole) or a pandas DataFrame (JSON, Excel); either goes straight to
-``datasets.put``. Errors name the file, and for CSV the line and column.
+``datasets.put``. Errors name the file, and for CSV the line and column. This module reads
+CSV; the other formats are :mod:`._readers`, what they share :mod:`._tables`.
 """
 
 from __future__ import annotations
 
 import csv
-import io
 import os
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from omfs.errors import OmfsError
+from omfs.objects.datasets._readers import open_other as _open_other
+from omfs.objects.datasets._tables import (
+    COMPRESSIONS,
+    MAX_COLUMNS,
+    ImportOptions,
+    TableFileError,
+    table_format,
+)
+from omfs.objects.datasets._tables import HEAD_BYTES as _HEAD_BYTES
+from omfs.objects.datasets._tables import Batches as _Batches
+from omfs.objects.datasets._tables import check_columns as _check_columns
+from omfs.objects.datasets._tables import first_line as _first_line
+from omfs.objects.datasets._tables import read_head as _head
+from omfs.objects.datasets._tables import stream_error as _stream_error
 
 __all__ = [
     "COMPRESSIONS",
+    "MAX_COLUMNS",
     "ImportOptions",
     "TableFileError",
     "open_table_file",
@@ -27,23 +40,6 @@ __all__ = [
     "write_table_file",
 ]
 
-#: file suffix -> pyarrow compression name
-COMPRESSIONS = {".gz": "gzip", ".bz2": "bz2", ".zst": "zstd", ".zstd": "zstd"}
-_FORMATS = {
-    ".csv": "csv",
-    ".tsv": "tsv",
-    ".tab": "tsv",
-    ".txt": "csv",
-    ".parquet": "parquet",
-    ".pq": "parquet",
-    ".jsonl": "jsonl",
-    ".ndjson": "jsonl",
-    ".json": "json",
-    ".feather": "feather",
-    ".arrow": "feather",
-    ".xlsx": "excel",
-    ".xls": "excel",
-}
 #: what ``--dtype col=TYPE`` accepts (pandas spellings) as Arrow types
 _DTYPES = {
     "int": "int64",
@@ -68,55 +64,8 @@ _DTYPES = {
     "timestamp": "timestamp",
     "date": "date32",
 }
-_PART_ROWS = 1_000_000
-#: the most columns a table file may have unless ``max_columns`` (``--max-columns``) raises
-#: it: each column costs ~10 KB while reading and writing Parquet (10^6 columns took 13 GB)
-MAX_COLUMNS = 10_000
-#: the longest line of a CSV or JSON-lines file unless ``max_line_bytes`` (``--max-line-bytes``)
-#: raises it; it is pyarrow's block size, and memory is a small multiple of it
-MAX_LINE_BYTES = 8 * 2**20
-_LINE_BYTES_CEILING = 2**30  # pyarrow's block size is a 32-bit int
-_HEAD_BYTES = 64 * 1024
 # non-ISO layouts tried after pyarrow's ISO 8601 parser, all unambiguous about day/month
 _TIME_FORMATS = ("%Y-%m-%d %H:%M:%S", "%Y/%m/%d", "%Y/%m/%d %H:%M:%S", "%Y-%m-%dT%H:%M:%S")
-
-
-class TableFileError(OmfsError, ValueError):
-    """A table file that cannot be read (or written) as asked; the message names it."""
-
-
-@dataclass
-class ImportOptions:
-    """How to read a table file; the CLI's ``--sep``, ``--encoding``, ``--parse-dates``,
-    ``--dtype`` and ``--skip-bad-lines``."""
-
-    sep: str | None = None
-    encoding: str | None = None
-    parse_dates: list[str] = field(default_factory=list)
-    dtype: dict[str, str] = field(default_factory=dict)
-    skip_bad_lines: bool = False
-    max_columns: int = MAX_COLUMNS
-    max_line_bytes: int = MAX_LINE_BYTES
-    skipped: int = 0  # filled in while reading: bad lines skipped
-
-    def check(self) -> None:
-        """Refuse limits that cannot work, naming the option."""
-        if self.max_columns < 1:
-            raise TableFileError(f"--max-columns {self.max_columns}: give at least 1")
-        if not 0 < self.max_line_bytes <= _LINE_BYTES_CEILING:
-            raise TableFileError(
-                f"--max-line-bytes {self.max_line_bytes}: give a size between 1 byte and 1GiB"
-            )
-
-
-def table_format(path: str | os.PathLike[str]) -> tuple[str | None, str | None]:
-    """``(format, compression)`` by the file's suffixes; format None when unknown."""
-    suffixes = [s.lower() for s in Path(path).suffixes]
-    compression = None
-    if suffixes and suffixes[-1] in COMPRESSIONS:
-        compression = COMPRESSIONS[suffixes.pop()]
-    fmt = _FORMATS.get(suffixes[-1]) if suffixes else None
-    return fmt, compression
 
 
 def _arrow_type(column: str, name: str) -> Any:
@@ -132,33 +81,6 @@ def _arrow_type(column: str, name: str) -> Any:
     if kind == "timestamp":
         return pa.timestamp("ns")
     return pa.type_for_alias(kind)
-
-
-def _head(path: str, compression: str | None, limit: int) -> bytes:
-    """The file's first bytes (decompressed): 64 KiB, and on until the first line ends or
-    ``limit + 1`` bytes are in hand, so even a huge first line costs at most ``limit``."""
-    import pyarrow as pa
-
-    with pa.input_stream(path, compression=compression) as f:
-        head = bytearray(f.read(_HEAD_BYTES))
-        ended = b"\n" in head
-        while not ended and len(head) <= limit:
-            chunk = f.read(min(_HEAD_BYTES, limit + 1 - len(head)))
-            if not chunk:
-                break
-            ended = b"\n" in chunk
-            head += chunk
-    return bytes(head)
-
-
-def _first_line(path: str, compression: str | None, head: bytes, limit: int) -> bytes:
-    """The first line of ``head``; a first line longer than ``limit`` is refused."""
-    end = head.find(b"\n")
-    line = head if end == -1 else head[:end]
-    if len(line) > limit:
-        found = _find_long_line(path, compression, limit)
-        raise _long_line_error(path, 1, found[1] if found else None, limit)
-    return line
 
 
 def _sniff_separator(head: bytes, encoding: str | None) -> str:
@@ -190,74 +112,6 @@ def _count_fields(line: bytes, sep: str, encoding: str | None) -> int:
         return len(next(csv.reader([text], delimiter=sep), []))
     except csv.Error:  # a field beyond csv's size limit: count separators instead
         return text.count(sep) + 1
-
-
-def _check_columns(path: str, count: int, options: ImportOptions, *, is_csv: bool = False) -> None:
-    """Refuse a table wider than ``max_columns`` before anything is built for its columns."""
-    if count > options.max_columns:
-        raise TableFileError(
-            f"{path}: {count:,} columns, more than the {options.max_columns:,} allowed "
-            f"(each costs memory while importing). If that is right, raise the limit, e.g. "
-            f"--max-columns {count} (max_columns= in Python)"
-            + ("; otherwise check --sep." if is_csv else ".")
-        )
-
-
-def _size_text(size: int) -> str:
-    for unit, factor in (("MiB", 2**20), ("KiB", 2**10)):
-        if size % factor == 0:
-            return f"{size // factor}{unit}"
-    return f"{size:,} bytes"
-
-
-def _long_line_error(path: str, line: int | None, length: int | None, limit: int) -> Any:
-    """The refusal of a line longer than ``limit``, naming the option that raises it."""
-    if line is not None and length is not None:
-        what = f"{path}, line {line}: {length:,} bytes, longer than"
-    else:  # no physical line is too long: a quoted value spans lines
-        what = f"{path}: a row (with quoted line breaks) is longer than"
-    suggest = f"{-(-max(length or 0, 2 * limit) // 10**6) + 1}MB"
-    return TableFileError(
-        f"{what} the {_size_text(limit)} a line may have. If that is right, raise the limit, "
-        f"e.g. --max-line-bytes {suggest} (max_line_bytes= in Python; memory grows with it)."
-    )
-
-
-def _find_long_line(path: str, compression: str | None, limit: int) -> tuple[int, int] | None:
-    """``(line number, length)`` of the first line longer than ``limit`` bytes, read in
-    1 MiB chunks (bounded memory); None when every line fits."""
-    import pyarrow as pa
-
-    line, start, offset = 1, 0, 0  # start: where the current line begins
-    found: int | None = None  # the long line's number, once seen; read on to its end
-    with pa.input_stream(path, compression=compression) as f:
-        while chunk := f.read(2**20):
-            pos = 0
-            while (end := chunk.find(b"\n", pos)) != -1:
-                length = offset + end - start
-                if found is not None or length > limit:
-                    return line, length
-                line, start, pos = line + 1, offset + end + 1, end + 1
-                last = chunk.rfind(b"\n")
-                if limit >= len(chunk) and last >= pos:  # the lines inside this chunk fit
-                    line += chunk.count(b"\n", pos, last) + 1
-                    start, pos = offset + last + 1, last + 1
-            offset += len(chunk)
-            if offset - start > limit:
-                found = line
-    return (line, offset - start) if found is not None else None
-
-
-def _stream_error(
-    path: str, compression: str | None, exc: BaseException, options: ImportOptions
-) -> TableFileError | None:
-    """A pyarrow block-size failure as the line that is too long; None for other errors."""
-    text = str(exc)
-    if "straddl" not in text and "out of sync" not in text:
-        return None
-    found = _find_long_line(path, compression, options.max_line_bytes)
-    line, length = found if found is not None else (None, None)
-    return _long_line_error(path, line, length, options.max_line_bytes)
 
 
 def _open_csv(
@@ -384,57 +238,6 @@ def _csv_error(
     return TableFileError(f"{path}: {text}")
 
 
-class _Batches:
-    """Record batches of a streamed text table (CSV, JSON lines) cast to ``schema``; read
-    errors as TableFileError (``explain``); progress in bytes of the file. Closes the file
-    when done."""
-
-    def __init__(
-        self,
-        reader: Any,
-        schema: Any,
-        raw: Any,
-        stream: Any,
-        explain: Callable[[BaseException], TableFileError],
-        progress: Callable[[int], None] | None,
-    ):
-        self._reader, self.schema, self._raw, self._stream = reader, schema, raw, stream
-        self._explain, self._progress, self._reported = explain, progress, 0
-
-    def __iter__(self) -> Iterator[Any]:
-        import pyarrow as pa
-
-        try:
-            while True:
-                try:
-                    batch = self._reader.read_next_batch()
-                except StopIteration:
-                    return
-                except (pa.ArrowInvalid, UnicodeDecodeError) as exc:
-                    raise self._explain(exc) from None
-                self._advance()
-                if batch.schema != self.schema:
-                    batch = batch.cast(self.schema)
-                yield batch
-        finally:
-            self._advance()
-            # drop pyarrow's reader now, so it stops reading ahead while Arrow is alive,
-            # not in the interpreter's teardown (where a busy reader thread aborts)
-            self._reader = None
-            self._stream.close()
-
-    def _advance(self) -> None:
-        if self._progress is not None and not self._raw.closed:
-            position = self._raw.tell()
-            self._progress(position - self._reported)
-            self._reported = position
-
-    def read_all(self) -> Any:
-        import pyarrow as pa
-
-        return pa.Table.from_batches(list(self), schema=self.schema)
-
-
 def open_table_file(
     path: str | os.PathLike[str],
     options: ImportOptions | None = None,
@@ -478,105 +281,6 @@ def open_table_file(
     width = len(table.columns) if hasattr(table, "iloc") else len(table.schema)
     _check_columns(where, width, options)  # before a single Parquet column is written
     return table
-
-
-def _open_other(
-    path: str,
-    fmt: str,
-    compression: str | None,
-    convert: bool,
-    options: ImportOptions,
-    progress: Callable[[int], None] | None,
-) -> Any:
-    """Parquet, Feather and JSON lines as a RecordBatchReader (streamed) where no type
-    conversion is asked for; otherwise (and JSON, Excel) a DataFrame read by pandas."""
-    import pyarrow as pa
-
-    if fmt == "parquet" and not compression and not convert:
-        import pyarrow.parquet as pq
-
-        parquet = pq.ParquetFile(path)
-        return pa.RecordBatchReader.from_batches(
-            parquet.schema_arrow, parquet.iter_batches(batch_size=_PART_ROWS)
-        )
-    if fmt == "feather" and not compression and not convert:
-        import pyarrow.ipc as ipc
-
-        try:
-            return ipc.open_file(path).to_reader()  # type: ignore[attr-defined]
-        except AttributeError:
-            return pa.RecordBatchReader.from_batches(*_ipc_batches(ipc.open_file(path)))
-    if fmt == "jsonl" and not convert:
-        lines = _open_jsonl(path, compression, options, progress)
-        return pa.RecordBatchReader.from_batches(lines.schema, iter(lines))
-    return _read_with_pandas(path, fmt, compression, options)
-
-
-def _open_jsonl(
-    path: str,
-    compression: str | None,
-    options: ImportOptions,
-    progress: Callable[[int], None] | None,
-) -> _Batches:
-    """JSON lines streamed a block of ``max_line_bytes`` at a time (a native file, as CSV)."""
-    import pyarrow as pa
-    import pyarrow.json as pjson
-
-    head = _head(path, compression, options.max_line_bytes)
-    _first_line(path, compression, head, options.max_line_bytes)
-
-    def explain(exc: BaseException) -> TableFileError:
-        text = " ".join(str(exc).split())[:200]
-        return _stream_error(path, compression, exc, options) or TableFileError(
-            f"{path}: cannot be read as jsonl ({text})"
-        )
-
-    raw = pa.OSFile(path)
-    stream = pa.CompressedInputStream(raw, compression) if compression else raw
-    try:
-        reader = pjson.open_json(
-            stream,
-            read_options=pjson.ReadOptions(block_size=options.max_line_bytes, use_threads=False),
-        )
-    except pa.ArrowInvalid as exc:
-        stream.close()
-        raise explain(exc) from None
-    if len(reader.schema) > options.max_columns:
-        stream.close()
-        _check_columns(path, len(reader.schema), options)
-    return _Batches(reader, reader.schema, raw, stream, explain, progress)
-
-
-def _ipc_batches(reader: Any) -> tuple[Any, Iterator[Any]]:
-    return reader.schema, (reader.get_batch(i) for i in range(reader.num_record_batches))
-
-
-def _read_with_pandas(path: str, fmt: str, compression: str | None, options: ImportOptions) -> Any:
-    import pandas as pd
-
-    pandas_compression = {"gzip": "gzip", "bz2": "bz2", "zstd": "zstd"}.get(compression or "")
-    if fmt == "excel":
-        frame = pd.read_excel(path)
-    elif fmt == "jsonl":
-        frame = pd.read_json(path, lines=True, compression=pandas_compression)
-    elif fmt == "json":
-        frame = pd.read_json(path, compression=pandas_compression)
-    elif fmt == "parquet":
-        frame = pd.read_parquet(io.BytesIO(_decompressed(path, compression)))
-    else:
-        frame = pd.read_feather(io.BytesIO(_decompressed(path, compression)))
-    for column in options.parse_dates:
-        frame[column] = pd.to_datetime(frame[column])
-    for column, name in options.dtype.items():
-        frame[column] = frame[column].astype(name)
-    return frame
-
-
-def _decompressed(path: str, compression: str | None) -> bytes:
-    import pyarrow as pa
-
-    with pa.input_stream(path, compression=compression) as f:
-        return f.read()
 
 
 def write_table_file(

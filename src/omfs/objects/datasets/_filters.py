@@ -39,7 +39,7 @@ def _coerce(key: str, column: str, value: Any, kind: Any) -> Any:
     if kind is None or value is None:
         return value
     if isinstance(value, list | tuple | set | frozenset):
-        return type(value)(_coerce(key, column, v, kind) for v in value)  # type: ignore[call-arg]
+        return type(value)(_coerce(key, column, v, kind) for v in value)
     target = kind.value_type if pa.types.is_dictionary(kind) else kind
     if not isinstance(value, str) or pa.types.is_string(target) or pa.types.is_large_string(target):
         return value

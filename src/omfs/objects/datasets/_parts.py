@@ -13,10 +13,10 @@ import hashlib
 import math
 import os
 import re
-from typing import Any
+from typing import Any, cast
 
 from omfs.objects.datasets._filters import all_of
-from omfs.objects.log import _Corrupt, _dict, _int, check_payload_name
+from omfs.objects.records import CorruptRecord, Part, as_dict, as_int, check_payload_name
 
 __all__ = [
     "arrow_dataset",
@@ -113,7 +113,7 @@ def part_stats(table: Any) -> dict[str, list[Any]]:
 
 def write_part(
     storage: Any, key: str, table: Any, row_group_size: int | None, stats: bool = True
-) -> dict[str, Any]:
+) -> Part:
     """Write one Parquet part; module-level so Dask can run it on workers."""
     import pyarrow.parquet as pq
 
@@ -130,7 +130,7 @@ def write_part(
         # hashed on a second thread as it is written: its sha256 without reading it back
         writer = HashingWriter(out)
         pq.write_table(table, writer, **options)
-    part: dict[str, Any] = {
+    part: Part = {
         "file": key.rsplit("/", 1)[-1],
         "rows": table.num_rows,
         "size": writer.size,
@@ -141,27 +141,27 @@ def write_part(
     return part
 
 
-def validate_part(part: Any) -> dict[str, Any]:
+def validate_part(part: Any) -> Part:
     """A part record read from the log, checked: a plain file name and whole numbers."""
-    part = _dict(part, "a part", optional=False)
+    part = as_dict(part, "a part", optional=False)
     check_payload_name(part.get("file"))
-    _int(part.get("rows"), "rows", 0)
-    _int(part.get("size"), "size", 0)
+    as_int(part.get("rows"), "rows", 0)
+    as_int(part.get("size"), "size", 0)
     sha = part.get("sha256")  # parts written before omfs recorded it have none
     if sha is not None and not (isinstance(sha, str) and _SHA256.fullmatch(sha)):
-        raise _Corrupt("a part's sha256 must be 64 hex digits")
-    for column, value in _dict(part.get("stats"), "stats").items():
+        raise CorruptRecord("a part's sha256 must be 64 hex digits")
+    for column, value in as_dict(part.get("stats"), "stats").items():
         if not isinstance(value, list) or len(value) != 3:
-            raise _Corrupt(f"the statistics of column {column!r} are not [min, max, nulls]")
+            raise CorruptRecord(f"the statistics of column {column!r} are not [min, max, nulls]")
         lo, hi, nulls = value
-        _int(nulls, "a null count", 0)
+        as_int(nulls, "a null count", 0)
         for v in (lo, hi):
             if v is not None and not isinstance(v, bool | int | float | str):
-                raise _Corrupt(f"a statistic of column {column!r} is not a plain value")
-    return part
+                raise CorruptRecord(f"a statistic of column {column!r} is not a plain value")
+    return cast(Part, part)
 
 
-def _guarantee(schema: Any, part: dict[str, Any]) -> Any:
+def _guarantee(schema: Any, part: Part) -> Any:
     """What every row of ``part`` satisfies, as a pyarrow expression (None: nothing known)."""
     import pyarrow as pa
     import pyarrow.compute as pc
@@ -195,7 +195,7 @@ def _guarantee(schema: Any, part: dict[str, Any]) -> Any:
 def arrow_dataset(
     storage: Any,
     keys: list[str],
-    parts: list[dict[str, Any]],
+    parts: list[Part],
     schema: Any,
     whole_file_limit: int = WHOLE_FILE_LIMIT,
 ) -> Any:
@@ -217,7 +217,7 @@ def arrow_dataset(
     return ds.FileSystemDataset(fragments, schema, fmt, filesystem)
 
 
-def _filesystem(storage: Any, keys: list[str], parts: list[dict[str, Any]], limit: int) -> Any:
+def _filesystem(storage: Any, keys: list[str], parts: list[Part], limit: int) -> Any:
     if storage.is_local:
         return storage.arrow_filesystem()
     import pyarrow.fs as pafs
@@ -250,7 +250,7 @@ def sha_error(path: str) -> Any:
     )
 
 
-def damaged_part(storage: Any, keys: list[str], parts: list[dict[str, Any]]) -> Any:
+def damaged_part(storage: Any, keys: list[str], parts: list[Part]) -> Any:
     """After a read failed: the IntegrityError naming the first part that is not what the
     log records (a symlink, another size, another sha256), or None when all check out.
     Only run on the failure path, where its requests cost nothing that matters."""

@@ -19,8 +19,15 @@ from typing import Any
 
 from omfs.errors import IntegrityError, InvalidModelError
 from omfs.names import check_name, check_tag
-from omfs.objects.log import Commit, State, VersionRecord, _Corrupt, _dumps, check_payload_name
 from omfs.objects.metadata import Metadata, utcnow
+from omfs.objects.records import (
+    Commit,
+    CorruptRecord,
+    State,
+    VersionRecord,
+    check_payload_name,
+    dumps,
+)
 from omfs.objects.versioned import VersionedStore, leased
 from omfs.storage import HashingWriter as _HashingWriter
 from omfs.storage import StreamHasher as _Hasher
@@ -122,23 +129,23 @@ class ModelStore(VersionedStore):
 
     def validate_info(self, info: dict[str, Any], kind: str) -> None:
         if "payload" not in info:
-            raise _Corrupt("a model version names its payload")
+            raise CorruptRecord("a model version names its payload")
         payload = check_payload_name(info["payload"], "the payload file name")
         if not payload.endswith(".joblib"):
-            raise _Corrupt(f"the payload {payload!r} is not a .joblib file")
+            raise CorruptRecord(f"the payload {payload!r} is not a .joblib file")
         size = info.get("size")
         if type(size) is not int or size < 0:
-            raise _Corrupt(f"size must be a whole number, got {size!r}")
+            raise CorruptRecord(f"size must be a whole number, got {size!r}")
         sha = info.get("sha256")
         if not isinstance(sha, str) or len(sha) != 64 or not all(c in _HEX for c in sha):
-            raise _Corrupt("sha256 must be 64 hex digits")
+            raise CorruptRecord("sha256 must be 64 hex digits")
         if info.get("fitted") not in (True, False, None):
-            raise _Corrupt("fitted must be true, false or null")
+            raise CorruptRecord("fitted must be true, false or null")
         libraries = info.get("libraries", {})
         if not isinstance(libraries, dict) or not all(
             isinstance(v, str) for v in libraries.values()
         ):
-            raise _Corrupt("libraries must map names to version strings")
+            raise CorruptRecord("libraries must map names to version strings")
 
     def own_files(self, rec: VersionRecord) -> list[str]:
         payload = rec.info.get("payload")
@@ -179,7 +186,7 @@ class ModelStore(VersionedStore):
             "created": created,
         }
         key = self.data_key(name, _sidecar_name(info["payload"]))
-        self.storage.write_bytes(key, _dumps(doc))
+        self.storage.write_bytes(key, dumps(doc))
 
     def _check_version(self, name: str, state: State, rec: VersionRecord) -> list[str]:
         where = f"model {name!r} version {rec.version}"
@@ -314,7 +321,8 @@ class ModelStore(VersionedStore):
         config file (``"prod"``, ``"prod:bucket"``). See :func:`omfs.ops.promote.promote`."""
         from omfs.ops.promote import promote
 
-        return promote(self, name, other, **kwargs)
+        meta: Metadata = promote(self, name, other, **kwargs)
+        return meta
 
 
 _HEX = frozenset("0123456789abcdef")

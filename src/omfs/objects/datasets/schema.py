@@ -1,0 +1,186 @@
+"""Arrow schemas of datasets: stored once per object (named by content), and the rules by
+which new data must match a dataset's schema to be appended (checked and cast)."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from omfs.errors import SchemaMismatchError
+
+__all__ = [
+    "check_compatible",
+    "conform",
+    "pandas_index_columns",
+    "pandas_range_index",
+    "schema_bytes",
+    "schema_from_bytes",
+]
+
+_schemas: dict[bytes, Any] = {}
+
+
+def schema_bytes(schema: Any) -> bytes:
+    """The Arrow IPC serialisation of ``schema`` (what the log stores, named by content)."""
+    data: bytes = schema.serialize().to_pybytes()
+    return data
+
+
+def schema_from_bytes(data: bytes) -> Any:
+    import pyarrow as pa
+
+    schema = _schemas.get(data)
+    if schema is None:
+        schema = pa.ipc.read_schema(pa.py_buffer(data))
+        if len(_schemas) > 64:
+            _schemas.clear()
+        _schemas[data] = schema
+    return schema
+
+
+def _plain_type(t: Any) -> Any:
+    import pyarrow as pa
+
+    return t.value_type if pa.types.is_dictionary(t) else t
+
+
+def _is_null(t: Any) -> bool:
+    import pyarrow as pa
+
+    return bool(pa.types.is_null(t))
+
+
+def _widened(stored: Any, new: Any) -> Any:
+    """``stored`` with each all-null column given the new data's type for it."""
+    import pyarrow as pa
+
+    fields = []
+    for f in stored:
+        have = new.field(f.name).type if f.name in new.names else None
+        if _is_null(f.type) and have is not None and not _is_null(have):
+            fields.append(f.with_type(have))
+        else:
+            fields.append(f)
+    if all(a.type == b.type for a, b in zip(fields, stored, strict=True)):
+        return stored
+    return pa.schema(fields, metadata=stored.metadata)
+
+
+def _assignable(want: Any, have: Any) -> bool:
+    """True when values of Arrow type ``have`` may be appended to a column of type ``want``
+    (the cast then checks each value: an int column takes floats only if they are whole)."""
+    import pyarrow as pa
+
+    if _is_null(have) or _is_null(want):
+        return True
+    w, h = _plain_type(want), _plain_type(have)
+    if w == h:
+        return True
+    numeric = (pa.types.is_integer, pa.types.is_floating)
+    if any(f(w) for f in numeric) and any(f(h) for f in numeric):
+        return True
+    text = (pa.types.is_string, pa.types.is_large_string)
+    if any(f(w) for f in text) and any(f(h) for f in text):
+        return True
+    temporal = (pa.types.is_timestamp, pa.types.is_date)
+    return any(f(w) for f in temporal) and any(f(h) for f in temporal)
+
+
+_PANDAS_NAMES = {"int64": "Int64", "double": "float64", "string": "string", "bool": "boolean"}
+
+
+def _pandas_name(t: Any) -> str:
+    text = str(_plain_type(t))
+    if text.startswith("timestamp"):
+        return "datetime64[ns]"
+    return _PANDAS_NAMES.get(text, text)
+
+
+def check_compatible(
+    name: str, bucket: str, schema: Any, kind: str, stored_kind: str, stored: Any
+) -> None:
+    """Refuse data whose kind, columns or types differ from the dataset's (O(columns))."""
+    if stored_kind != kind:
+        raise SchemaMismatchError(
+            f"Cannot append a {kind} to dataset {name!r}, which holds a {stored_kind}. "
+            "Append the same kind of object, or put() without append=True to replace it."
+        )
+    want = {f.name: f.type for f in stored}
+    have = {f.name: f.type for f in schema}
+    problems = []
+    missing = [n for n in want if n not in have]
+    extra = [n for n in have if n not in want]
+    if missing and extra:
+        problems.append(f"the new data lacks columns {missing} and has extra columns {extra}")
+    elif missing:
+        problems.append(f"the new data lacks columns {missing}")
+    elif extra:
+        problems.append(f"the new data has extra columns {extra}")
+    else:
+        for column, t in have.items():
+            if not _assignable(want[column], t):
+                kind_name = _pandas_name(want[column])
+                raise SchemaMismatchError(
+                    f"Cannot append to dataset {name!r} in bucket {bucket!r}: column "
+                    f"{column!r} is {_plain_type(want[column])} in the dataset but {t} in "
+                    f"the new data. Convert it: df.astype({{{column!r}: {kind_name!r}}}) "
+                    f"in Python, or --dtype {column}={kind_name} with `om datasets put`; "
+                    "or put without append=True to replace the dataset."
+                )
+    if problems:
+        raise SchemaMismatchError(
+            f"Cannot append to dataset {name!r} in bucket {bucket!r}: "
+            + "; ".join(problems)
+            + ". Convert the new data to the dataset's schema, or put() without "
+            "append=True to replace the dataset."
+        )
+
+
+def conform(name: str, bucket: str, table: Any, kind: str, stored_kind: str, stored: Any) -> Any:
+    """Check ``table`` against the dataset's schema and cast it to that schema, widened
+    where the dataset had only nulls so far (an all-null column takes the new type)."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    check_compatible(name, bucket, table.schema, kind, stored_kind, stored)
+    if table.schema.names != stored.names:
+        table = table.select(stored.names)
+    target = _widened(stored, table.schema)
+    try:
+        return table.cast(target)
+    except (ValueError, TypeError, pa.ArrowInvalid, pa.ArrowNotImplementedError):
+        pass
+    for f in target:  # which column, and why
+        try:
+            pc.cast(table.column(f.name), f.type, safe=True)
+        except (ValueError, TypeError, pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
+            detail = " ".join(str(exc).split())[:160]
+            raise SchemaMismatchError(
+                f"Cannot append to dataset {name!r}: column {f.name!r} is "
+                f"{_plain_type(f.type)} in the dataset, and the new "
+                f"{table.schema.field(f.name).type} values cannot be converted without "
+                f"loss ({detail}). Round or convert them first (e.g. "
+                f"df[{f.name!r}].round().astype({_pandas_name(f.type)!r})), or put without "
+                "append=True to replace the dataset with the new type."
+            ) from None
+    raise SchemaMismatchError(
+        f"Cannot append to dataset {name!r}: the new data cannot be converted to the "
+        "dataset's schema."
+    )
+
+
+def _pandas_meta(schema: Any) -> dict[str, Any]:
+    raw = (schema.metadata or {}).get(b"pandas")
+    return json.loads(raw) if raw else {}
+
+
+def pandas_index_columns(schema: Any) -> list[str]:
+    return [c for c in _pandas_meta(schema).get("index_columns", []) if isinstance(c, str)]
+
+
+def pandas_range_index(schema: Any) -> dict[str, Any] | None:
+    """The stored RangeIndex descriptor (start, stop, step, name), if the index is one."""
+    index = _pandas_meta(schema).get("index_columns", [])
+    if len(index) == 1 and isinstance(index[0], dict) and index[0].get("kind") == "range":
+        return index[0]
+    return None
