@@ -65,8 +65,8 @@ def check_context(ctx: Any, operation: str) -> Context:
     file are resolved above this layer (:func:`omfs.sync`, :func:`omfs.import_`)."""
     if is_context(ctx):
         return ctx  # type: ignore[no-any-return]
-    hint = " (omfs.sync and omfs.import_ also take context names)" if isinstance(ctx, str) else ""
-    raise SyncError(f"{operation} takes contexts (omfs.setup(...)){hint}, got {ctx!r}")
+    hint = "; omfs.sync and omfs.import_ also take context names" if isinstance(ctx, str) else ""
+    raise SyncError(f"{operation} takes contexts (omfs.setup(...)), got {ctx!r}{hint}")
 
 
 def store_of(storage: Storage, bucket: str, kind: str) -> VersionedStore:
