@@ -20,6 +20,7 @@ import pytest
 import omfs
 from omfs.errors import FormatError, IntegrityError, NotFoundError
 from omfs.ops import bundle as bundles
+from omfs.ops import staging
 from omfs.ops.fsck import fsck
 
 MANIFEST = bundles.MANIFEST
@@ -430,7 +431,7 @@ def test_staging_leftovers_are_cleaned_by_the_next_import_and_gc(shared_root, tm
         storage.write_bytes(f"{bundles.STAGING}/{folder}/1", b"x" * 1000)
 
     leftover("killed", dead, 1.0)
-    leftover("running", os.getpid(), bundles._process_started(os.getpid()))
+    leftover("running", os.getpid(), staging._process_started(os.getpid()))
     omfs.import_(path, target)
     assert {k.split("/")[1] for k in staging_left(target)} == {"running"}
     leftover("killed-again", dead, 1.0)

@@ -58,6 +58,28 @@ def test_asname_dry_run_and_self_promotion(ctx):
     assert ctx.datasets.list() == ["d", "d-copy"]
 
 
+def test_promote_says_whether_it_copied_and_a_second_one_is_a_no_op(ctx):
+    """Every Metadata promote returns says ``unchanged``; it is not part of the record
+    (``to_dict()``, what the CLI prints, stays as it was)."""
+    ctx.datasets.put(pd.DataFrame({"a": [1]}), "d")
+    prod = ctx["prod"].datasets
+    first = ctx.datasets.promote("d", prod, create_bucket=True)
+    again = ctx.datasets.promote("d", prod)
+    assert first.unchanged is False and again.unchanged is True
+    assert again.version == first.version == 1 and len(prod.versions("d")) == 1
+    assert "unchanged" not in again.to_dict() and again == prod.metadata("d")
+    plan = ctx.datasets.promote("d", prod, dry_run=True)
+    assert plan == {
+        "source": {"name": "d", "version": 1},
+        "target": {"name": "d", "version": 1},
+        "files": 0,
+        "bytes": 0,
+        "unchanged": True,
+    }
+    forced = ctx.datasets.promote("d", prod, force=True)
+    assert forced.unchanged is False and forced.version == 2
+
+
 def test_conditions(ctx):
     dev, prod = ctx["dev"], ctx["prod"]
     dev.models.put(LinearRegression(), "m")

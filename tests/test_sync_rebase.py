@@ -14,7 +14,7 @@ import pytest
 
 import omfs
 from omfs.errors import RestoreError
-from omfs.ops import sync as replication
+from omfs.ops import rebase as rebasing
 
 
 @pytest.fixture(params=["local", "s3"])
@@ -110,7 +110,7 @@ def test_a_rebase_killed_before_the_source_adopted_is_finished_by_a_rerun(
     def killed(*args, **kwargs):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(replication, "_adopt_target", killed)
+    monkeypatch.setattr(rebasing, "_adopt_target", killed)
     with pytest.raises(KeyboardInterrupt):
         omfs.sync(laptop, team, rebase=True)
     assert rows(team) == [1, 2, 4, 3] and rows(laptop) == [1, 2, 3]

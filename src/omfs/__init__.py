@@ -17,9 +17,14 @@ from omfs import errors
 from omfs.context import Omega, info, setup
 
 if TYPE_CHECKING:
+    import os
+    from collections.abc import Sequence
+
     from omfs.compute import Runtime
     from omfs.objects.datasets import DatasetStore
     from omfs.objects.models import ModelStore
+    from omfs.objects.versioned import VersionedStore
+    from omfs.ops.reports import BundleManifest, GcReport, ImportReport, SyncReport
 
     datasets: DatasetStore
     models: ModelStore
@@ -65,25 +70,42 @@ def _reset_default() -> None:
         _default = None
 
 
-def sync(source: Any, target: Any, **kwargs: Any) -> dict[str, Any]:
-    """Replicate datasets and models with their history: see :func:`omfs.ops.sync.sync`."""
+def _context(ctx: Omega | str) -> Omega:
+    """A context given as itself or by its name in the config file (sync and import)."""
+    if isinstance(ctx, Omega):
+        return ctx
+    if isinstance(ctx, str):
+        return setup(context=ctx)
+    from omfs.ops.common import SyncError
+
+    raise SyncError(f"sync takes contexts (omfs.setup(...) or a context name), got {ctx!r}")
+
+
+def sync(source: Omega | str, target: Omega | str, **kwargs: Any) -> SyncReport:
+    """Replicate datasets and models with their history from ``source`` to ``target``
+    (contexts, or names of contexts in the config file): see :func:`omfs.ops.sync.sync`
+    for the options (``buckets``, ``names``, ``dry_run``, ``rebase``, ``progress``,
+    ``on_object``) and the report."""
     from omfs.ops.sync import sync as _sync
 
-    return _sync(source, target, **kwargs)
+    return _sync(_context(source), _context(target), **kwargs)
 
 
-def export(source: Any, names: Any, path: Any) -> dict[str, Any]:
+def export(
+    source: Omega | VersionedStore, names: Sequence[str], path: str | os.PathLike[str]
+) -> BundleManifest:
     """Write objects with their history to a tar bundle: see :func:`omfs.ops.bundle.export`."""
     from omfs.ops.bundle import export as _export
 
     return _export(source, names, path)
 
 
-def import_(path: Any, target: Any, **kwargs: Any) -> dict[str, Any]:
-    """Import a bundle into a context: see :func:`omfs.ops.bundle.import_`."""
-    from omfs.ops.bundle import import_ as _import
+def import_(path: str | os.PathLike[str], target: Omega | str, **kwargs: Any) -> ImportReport:
+    """Import a bundle into a context (or the name of one in the config file): see
+    :func:`omfs.ops.bundle_import.import_`."""
+    from omfs.ops.bundle_import import import_ as _import
 
-    return _import(path, target, **kwargs)
+    return _import(path, _context(target), **kwargs)
 
 
 def gc(
@@ -92,9 +114,14 @@ def gc(
     dry_run: bool = False,
     buckets: list[str] | None = None,
     force: bool = False,
-) -> Any:
-    """Garbage collection in the default context: see :meth:`Omega.gc`."""
-    return get_default().gc(grace=grace, dry_run=dry_run, buckets=buckets, force=force)
+) -> GcReport:
+    """Garbage collection in the default context (as :meth:`Omega.gc`): see
+    :func:`omfs.ops.gc.collect_garbage`."""
+    from omfs.ops.gc import collect_garbage
+
+    return collect_garbage(
+        get_default(), grace=grace, dry_run=dry_run, buckets=buckets, force=force
+    )
 
 
 #: What the module answers for the default context (PEP 562): ``om.datasets`` and so on.

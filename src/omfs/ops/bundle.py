@@ -26,76 +26,54 @@ An object that fails a check is refused and left as it was; the others are impor
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 import os
-import re
-import socket
 import tarfile
-import time
-from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
-from typing import IO, Any
+from collections.abc import Sequence
+from typing import IO, TYPE_CHECKING
 
-from omfs.errors import FormatError, IntegrityError, InvalidNameError, NotFoundError, OmfsError
-from omfs.names import check_bucket, check_name
-from omfs.objects.log import (
-    CHECKPOINT_INTERVAL,
-    ObjectLog,
-    State,
-    _dumps,
-    checkpoint_file,
-    commit_file,
-    is_payload_file,
-)
-from omfs.objects.log import (
-    FORMAT as LOG_FORMAT,
-)
+from omfs.errors import IntegrityError, NotFoundError
+from omfs.names import check_name
+from omfs.ops.bundle_import import import_
+from omfs.ops.bundle_read import BUNDLE_FORMAT, CHUNK, MANIFEST, MAX_DOCUMENT
+from omfs.ops.common import STORES, Context, SyncError, is_context
+from omfs.ops.reports import BundleFile, BundleManifest
+from omfs.ops.staging import STAGING, clean_staging
 
-__all__ = ["CHUNK", "MAX_DOCUMENT", "STAGING", "clean_staging", "export", "import_"]
+if TYPE_CHECKING:
+    from omfs.objects.versioned import VersionedStore
+    from omfs.storage import Storage
 
-MANIFEST = "omfs-bundle.json"
-BUNDLE_FORMAT = 1
-#: Members are read and written in pieces of this many bytes.
-CHUNK = 1 << 20
-#: The largest manifest, commit, checkpoint or schema an import parses.
-MAX_DOCUMENT = 32 << 20
-#: The folder of the target root where imports stage payloads (hidden from every listing).
-STAGING = ".omfs-import"
-_OWNER = "_owner.json"
-_STORES = ("datasets", "models")
-_COMMIT = re.compile(r"(\d{20})\.json")
-_CHECKPOINT = re.compile(r"(\d{20})\.checkpoint\.json")
-_SCHEMA = re.compile(r"s-([0-9a-f]{32})\.schema")
-_SHA256 = re.compile(r"[0-9a-f]{64}")
-_MAX_SIDECAR = 1 << 20
-#: Leftovers of an import on another machine are removed once untouched for this long.
-_FOREIGN_STAGING_AGE = 24 * 3600
-_COMPRESSED = (
-    (b"\x1f\x8b", "gzip", "gunzip"),
-    (b"BZh", "bzip2", "bunzip2"),
-    (b"\xfd7zXZ\x00", "xz", "unxz"),
-    (b"\x28\xb5\x2f\xfd", "zstd", "unzstd"),
-)
+__all__ = [
+    "CHUNK",
+    "MANIFEST",
+    "MAX_DOCUMENT",
+    "STAGING",
+    "BundleManifest",
+    "clean_staging",
+    "export",
+    "import_",
+]
 
 
 # -- export -------------------------------------------------------------------------------
-def _objects_of(source: Any, names: Sequence[str]) -> list[tuple[Any, str, str]]:
+def _objects_of(
+    source: Context | VersionedStore, names: Sequence[str]
+) -> list[tuple[Storage, str, str]]:
     """``(storage, bucket, store/name)`` of each name: ``NAME`` (a dataset or model of the
     context's bucket), ``datasets/NAME`` or ``models/NAME``; a store takes plain names."""
-    from omfs.context import Omega
     from omfs.objects.versioned import VersionedStore
-    from omfs.ops.sync import SyncError
 
     out = []
     for spec in names:
+        stores: list[VersionedStore]
         if isinstance(source, VersionedStore):
             stores = [source]
             name = spec
-        elif isinstance(source, Omega):
+        elif is_context(source):
             kind, _, rest = spec.partition("/")
-            if kind in _STORES and rest:
+            if kind in STORES and rest:
                 stores, name = [getattr(source, kind)], rest
             else:
                 stores, name = [source.datasets, source.models], spec
@@ -130,7 +108,8 @@ class _Hashing:
         return data
 
 
-def _export_keys(storage: Any, bucket: str, obj: str) -> list[str]:
+def _export_keys(storage: Storage, bucket: str, obj: str) -> list[str]:
+    """The keys of one object: its log and payload files (no temporary ones), its marker."""
     store, name = obj.split("/", 1)
     keys = [
         key
@@ -141,7 +120,7 @@ def _export_keys(storage: Any, bucket: str, obj: str) -> list[str]:
     return sorted(keys)
 
 
-def _refuse_symlink(storage: Any, key: str) -> None:
+def _refuse_symlink(storage: Storage, key: str) -> None:
     """A file of a local root that is a symlink is not exported (it may point anywhere)."""
     if storage.is_local and os.path.islink(storage.path(key)):
         raise IntegrityError(
@@ -150,7 +129,9 @@ def _refuse_symlink(storage: Any, key: str) -> None:
         )
 
 
-def export(source: Any, names: Sequence[str], path: Any) -> dict[str, Any]:
+def export(
+    source: Context | VersionedStore, names: Sequence[str], path: str | os.PathLike[str]
+) -> BundleManifest:
     """Write the named objects (logs and payloads, whole history) to a plain tar file at
     ``path``, with a manifest of every file's size and sha256. Returns the manifest.
 
@@ -160,7 +141,7 @@ def export(source: Any, names: Sequence[str], path: Any) -> dict[str, Any]:
     objects = _objects_of(source, names)
     where = os.fspath(path)
     tmp = os.path.join(os.path.dirname(os.path.abspath(where)), f".{unique_name('.tar')}")
-    files = []
+    files: list[BundleFile] = []
     try:
         with tarfile.open(tmp, "w:", format=tarfile.PAX_FORMAT) as tar:
             for storage, bucket, obj in objects:
@@ -170,11 +151,11 @@ def export(source: Any, names: Sequence[str], path: Any) -> dict[str, Any]:
                     info.size = storage.size(key)
                     with storage.open(key, "rb") as f:
                         reader = _Hashing(f)
-                        tar.addfile(info, reader)  # type: ignore[arg-type]
+                        tar.addfile(info, reader)
                     files.append(
                         {"path": key, "size": reader.size, "sha256": reader.digest.hexdigest()}
                     )
-            manifest = {
+            manifest: BundleManifest = {
                 "format": BUNDLE_FORMAT,
                 "objects": [f"{bucket}/{obj}" for _, bucket, obj in objects],
                 "files": files,
@@ -191,6 +172,8 @@ def export(source: Any, names: Sequence[str], path: Any) -> dict[str, Any]:
 
 
 class _BytesReader:
+    """A reader of bytes in memory (the manifest goes into the tar through it)."""
+
     def __init__(self, data: bytes):
         self.data, self.pos = data, 0
 
@@ -199,718 +182,3 @@ class _BytesReader:
         out = self.data[self.pos : end]
         self.pos += len(out)
         return out
-
-
-# -- reading a bundle ---------------------------------------------------------------------
-@dataclass
-class _Member:
-    """One file of the bundle: where its bytes start in the tar, and what the manifest says."""
-
-    path: str
-    size: int
-    sha256: str
-    offset: int = -1
-
-
-@dataclass
-class _Bundle:
-    where: str
-    objects: list[tuple[str, str, str]]  # (bucket, store, name)
-    files: dict[str, _Member] = field(default_factory=dict)
-    owned: dict[tuple[str, str, str], list[str]] = field(default_factory=dict)
-
-    def of(self, bucket: str, store: str, name: str) -> dict[str, _Member]:
-        """The files of one object: its own folder and its index marker."""
-        return {p: self.files[p] for p in self.owned.get((bucket, store, name), [])}
-
-    def chunks(self, member: _Member, limit: int | None = None) -> Iterator[bytes]:
-        """The bytes of ``member`` in chunks, never more than its declared size, checked
-        against the manifest's sha256 at the end (IntegrityError naming the member)."""
-        if limit is not None and member.size > limit:
-            raise IntegrityError(
-                f"{self.where}: the member {member.path} declares {member.size:,} bytes, more "
-                f"than omfs reads for such a file ({limit:,}); the bundle was not made by om "
-                "export"
-            )
-        digest = hashlib.sha256()
-        remaining = member.size
-        with open(self.where, "rb") as f:
-            f.seek(member.offset)
-            while remaining:
-                chunk = f.read(min(CHUNK, remaining))
-                if not chunk:
-                    raise IntegrityError(
-                        f"{self.where}: the member {member.path} is cut short (the bundle is "
-                        "truncated)"
-                    )
-                remaining -= len(chunk)
-                digest.update(chunk)
-                yield chunk
-        if digest.hexdigest() != member.sha256:
-            raise IntegrityError(
-                f"{self.where}: the member {member.path} does not match its sha256 in the "
-                "manifest (the bundle is damaged)"
-            )
-
-    def read(self, path: str) -> bytes:
-        member = self.files.get(path)
-        if member is None:
-            raise FileNotFoundError(path)
-        return b"".join(self.chunks(member, MAX_DOCUMENT))
-
-
-def _bad(where: str, why: str) -> IntegrityError:
-    return IntegrityError(
-        f"{where} is not a usable omfs bundle: {why}; nothing was imported. `om import` takes "
-        "a plain tar written by `om export`."
-    )
-
-
-def _sniff(where: str) -> None:
-    """Refuse a missing path, a folder, or a compressed file, before tarfile sees it."""
-    try:
-        with open(where, "rb") as f:
-            head = f.read(8)
-    except FileNotFoundError:
-        raise NotFoundError(f"No bundle at {where!r}: the file does not exist") from None
-    except IsADirectoryError:
-        raise _bad(where, "it is a folder") from None
-    for magic, kind, tool in _COMPRESSED:
-        if head.startswith(magic):
-            raise _bad(
-                where,
-                f"it is {kind}-compressed, and omfs opens plain tar files only (a compressed "
-                f"member can expand without bound). Decompress it first (e.g. `{tool}`) if "
-                "you trust where it came from",
-            )
-
-
-def _check_member(where: str, member: tarfile.TarInfo) -> None:
-    """Only regular files with omfs' own paths: no sparse members, links, devices, folders."""
-    if member.issparse():
-        what = "a sparse file"
-    elif member.issym() or member.islnk():
-        what = "a link"
-    elif member.isdir():
-        what = "a folder"
-    elif not member.isreg():
-        what = "a device or other special file"
-    elif member.name != MANIFEST and not _bundle_path_ok(member.name):
-        what = "not an omfs file"
-    else:
-        return
-    raise _bad(where, f"the member {member.name[:200]!r} is {what}")
-
-
-def _members(where: str) -> Iterator[tarfile.TarInfo]:
-    """The members' headers, one at a time (tarfile keeps none of them)."""
-    try:
-        with tarfile.open(where, "r:") as tar:
-            while True:
-                member = tar.next()
-                if member is None:
-                    return
-                tar.members.clear()  # iterate in constant memory
-                yield member
-    except (tarfile.TarError, EOFError) as exc:
-        raise _bad(where, f"it is not a readable tar file ({exc})") from None
-
-
-def _open_bundle(where: str) -> _Bundle:
-    """Read the manifest and check every member against it, before any byte is imported."""
-    _sniff(where)
-    manifest: _Member | None = None
-    for member in _members(where):
-        if member.name == MANIFEST:
-            _check_member(where, member)
-            manifest = _Member(MANIFEST, member.size, "", member.offset_data)
-    if manifest is None:
-        raise _bad(where, f"it holds no {MANIFEST}")
-    if manifest.size > MAX_DOCUMENT:
-        raise _bad(where, f"its manifest declares {manifest.size:,} bytes")
-    with open(where, "rb") as f:
-        f.seek(manifest.offset)
-        try:
-            doc = json.loads(f.read(manifest.size))
-        except ValueError as exc:
-            raise _bad(where, f"its manifest is not JSON ({exc})") from None
-    bundle = _parse_manifest(where, doc)
-    seen: set[str] = set()
-    for member in _members(where):
-        _check_member(where, member)
-        if member.name == MANIFEST:
-            continue
-        entry = bundle.files.get(member.name)
-        if entry is None:
-            raise _bad(where, f"the member {member.name!r} is not an omfs file of the manifest")
-        if member.name in seen:
-            raise _bad(where, f"the member {member.name!r} appears twice")
-        if member.size != entry.size:
-            raise _bad(
-                where,
-                f"the member {member.name} has {member.size:,} bytes, the manifest says "
-                f"{entry.size:,}",
-            )
-        seen.add(member.name)
-        entry.offset = member.offset_data
-    missing = sorted(set(bundle.files) - seen)
-    if missing:
-        raise _bad(where, f"files of the manifest are missing: {missing[:3]}")
-    return bundle
-
-
-def _parse_manifest(where: str, doc: Any) -> _Bundle:
-    """The manifest, every field checked (a clear refusal, never a KeyError/IndexError)."""
-    if not isinstance(doc, dict):
-        raise _bad(where, "its manifest is not a JSON object")
-    fmt = doc.get("format")
-    if fmt != BUNDLE_FORMAT:
-        if type(fmt) is int and fmt > BUNDLE_FORMAT:
-            raise FormatError(
-                f"{where} was written in bundle format {fmt} by a newer omfs; this omfs "
-                f"reads bundle format {BUNDLE_FORMAT}. Upgrade omfs to import it."
-            )
-        raise FormatError(
-            f"{where} says bundle format {str(fmt)[:40]!r}, which omfs does not know (it "
-            f"writes format {BUNDLE_FORMAT}); nothing was imported."
-        )
-    objects, files = doc.get("objects"), doc.get("files")
-    if not isinstance(objects, list) or not isinstance(files, list):
-        raise _bad(where, "its manifest lacks the lists 'objects' and 'files'")
-    bundle = _Bundle(where, [])
-    for item in objects:
-        parts = item.split("/", 2) if isinstance(item, str) else []
-        if len(parts) != 3 or not _bucket_ok(parts[0]) or parts[1] not in _STORES:
-            raise _bad(where, f"its manifest names the object {str(item)[:80]!r}, not "
-                       "'bucket/datasets|models/name'")  # fmt: skip
-        if not _valid_name(parts[2]):
-            raise _bad(where, f"its manifest names the object {item[:80]!r}, an invalid name")
-        if tuple(parts) in bundle.objects:
-            raise _bad(where, f"its manifest names {item!r} twice")
-        bundle.objects.append((parts[0], parts[1], parts[2]))
-    for entry in files:
-        if not isinstance(entry, dict):
-            raise _bad(where, "an entry of its manifest's files is not a JSON object")
-        path, size, sha = entry.get("path"), entry.get("size"), entry.get("sha256")
-        if not isinstance(path, str) or not _bundle_path_ok(path):
-            raise _bad(where, f"its manifest lists {str(path)[:80]!r}, not an omfs file")
-        if (
-            type(size) is not int
-            or size < 0
-            or not isinstance(sha, str)
-            or not _SHA256.fullmatch(sha)
-        ):
-            raise _bad(where, f"its manifest gives {path} no valid size and sha256")
-        if path in bundle.files:
-            raise _bad(where, f"its manifest lists {path} twice")
-        bundle.files[path] = _Member(path, size, sha)
-    for path in bundle.files:
-        owner = _owner_of(path)
-        if owner not in bundle.objects:
-            raise _bad(where, f"its manifest lists {path}, a file of no object it names")
-        bundle.owned.setdefault(owner, []).append(path)
-    return bundle
-
-
-def _owner_of(path: str) -> tuple[str, str, str]:
-    """The object a (valid) bundle path belongs to."""
-    parts = path.split("/")
-    if parts[2] == "_index":
-        return parts[0], parts[1], parts[3].replace("~", "/")
-    return parts[0], parts[1], "/".join(parts[2:-2])
-
-
-def _bucket_ok(bucket: str) -> bool:
-    try:
-        check_bucket(bucket)
-    except InvalidNameError:
-        return False
-    return True
-
-
-def _valid_name(name: str) -> bool:
-    try:
-        return check_name(name) == name
-    except InvalidNameError:
-        return False
-
-
-def _is_sidecar(filename: str) -> bool:
-    stem, _, ext = filename.partition(".")
-    return ext == "json" and is_payload_file(f"{stem}.joblib")
-
-
-def _bundle_path_ok(path: str) -> bool:
-    """``bucket/store/name.../_log|_data/file`` or ``bucket/store/_index/name``."""
-    parts = path.split("/")
-    if len(parts) < 4 or parts[1] not in _STORES or not _bucket_ok(parts[0]):
-        return False
-    if parts[2] == "_index":
-        return len(parts) == 4 and _valid_name(parts[3].replace("~", "/"))
-    if len(parts) < 5 or not _valid_name("/".join(parts[2:-2])):
-        return False
-    folder, filename = parts[-2], parts[-1]
-    if folder == "_data":
-        return is_payload_file(filename) or _is_sidecar(filename)
-    return folder == "_log" and bool(
-        _COMMIT.fullmatch(filename)
-        or _CHECKPOINT.fullmatch(filename)
-        or _SCHEMA.fullmatch(filename)
-        or filename == "_last.json"
-    )
-
-
-class _BundleFiles:
-    """The bundle seen as a read-only storage, so that :class:`ObjectLog` reads and
-    validates its documents exactly as it reads a store's."""
-
-    is_local = True
-
-    def __init__(self, bundle: _Bundle):
-        self.bundle = bundle
-        self.url = f"bundle:{os.path.abspath(bundle.where)}"
-
-    def read_bytes(self, key: str) -> bytes:
-        return self.bundle.read(key)
-
-    def path(self, key: str) -> str:
-        return f"{self.bundle.where}:{key}"
-
-
-# -- import -------------------------------------------------------------------------------
-class _Refused(Exception):
-    """One object of the bundle that fails a check: it is left out, the others go on."""
-
-
-@dataclass
-class _Plan:
-    """What one object of the bundle holds, validated, and what it needs of the target."""
-
-    source: tuple[str, str, str]
-    bucket: str  # the target bucket
-    commits: list[int]
-    checkpoints: list[int]
-    schemas: dict[str, _Member]
-    payloads: dict[str, tuple[_Member, str | None]]  # file -> (member, sha256 the log records)
-    sidecars: dict[str, tuple[_Member, str]]  # model sidecar -> (member, its payload's sha256)
-    marker: bool
-
-
-def import_(
-    path: Any,
-    target: Any,
-    *,
-    bucket: str | None = None,
-    create_bucket: bool = False,
-    dry_run: bool = False,
-) -> dict[str, Any]:
-    """Import a bundle written by :func:`export` into ``target`` (a context or a context
-    name) with the rules of :func:`omfs.sync`: history kept, a target that diverged is
-    reported and left alone.
-
-    ``bucket``: import every object into that bucket (default: each into the bucket it was
-    exported from). A target bucket that does not exist in a context that has others is
-    refused unless ``create_bucket=True``. Everything is checked before it reaches the
-    target (see :mod:`omfs.ops.bundle`); an object that fails is left out and, once the others
-    are imported, an IntegrityError names it (its ``report`` attribute holds the report).
-    """
-    from omfs.ops.sync import _resolve
-
-    dst = _resolve(target)
-    where = os.fspath(path)
-    bundle = _open_bundle(where)
-    targets = _target_buckets(bundle, dst, bucket, create_bucket, where)
-    rows: list[dict[str, Any]] = []
-    if not dry_run:
-        clean_staging(dst.storage)
-    with _Staging(dst.storage, enabled=not dry_run) as stage:
-        for obj in bundle.objects:
-            rows.append(_import_object(bundle, obj, targets[obj], dst, stage, dry_run))
-    report = {
-        "source": where,
-        "target": dst.root,
-        "dry_run": dry_run,
-        "objects": rows,
-        **{k: sum(r["action"] == k for r in rows) for k in ("unchanged", "diverged", "refused")},
-        "copied": sum(r["action"] == "copy" for r in rows),
-        "bytes": sum(r["bytes"] for r in rows),
-    }
-    refused = [r for r in rows if r["action"] == "refused"]
-    if refused:
-        done = len(rows) - len(refused)
-        error = IntegrityError(
-            f"{len(refused)} object(s) of {where} were refused and left unchanged in the "
-            f"target ({done} other(s) imported): "
-            + "; ".join(f"{r['bucket']}/{r['store']}/{r['name']}: {r['problem']}" for r in refused)
-        )
-        error.report = report  # type: ignore[attr-defined]
-        raise error
-    return report
-
-
-def _target_buckets(
-    bundle: _Bundle, dst: Any, bucket: str | None, create_bucket: bool, where: str
-) -> dict[tuple[str, str, str], str]:
-    """Each object's target bucket; refuses a missing bucket (unless ``create_bucket``) and
-    two objects of the bundle that would land on one name."""
-    from omfs.objects.versioned import bucket_problem
-
-    chosen = check_bucket(bucket) if bucket is not None else None
-    targets = {obj: chosen or obj[0] for obj in bundle.objects}
-    landing: dict[tuple[str, str, str], tuple[str, str, str]] = {}
-    for obj, tb in targets.items():
-        other = landing.setdefault((tb, obj[1], obj[2]), obj)
-        if other != obj:
-            raise OmfsError(
-                f"Cannot import {where} into bucket {tb!r}: it holds {obj[1]}/{obj[2]} of "
-                f"buckets {other[0]!r} and {obj[0]!r}, which would land on one object. Import "
-                "without bucket= (each keeps its bucket)."
-            )
-    if not create_bucket:
-        for tb in sorted(set(targets.values())):
-            problem = bucket_problem(dst.storage, tb, creating=True)
-            if problem:
-                named = sorted({o[0] for o in bundle.objects})
-                raise NotFoundError(
-                    f"Cannot import {where} (objects of bucket(s) {', '.join(named)}): "
-                    f"{problem.replace('; writing creates a new bucket', '')} Pass "
-                    "create_bucket=True to create it, or bucket= to import into another."
-                )
-    return targets
-
-
-def _row(obj: tuple[str, str, str], tb: str) -> dict[str, Any]:
-    row: dict[str, Any] = {"bucket": tb, "store": obj[1], "name": obj[2], "bytes": 0, "files": 0}
-    if tb != obj[0]:
-        row["from_bucket"] = obj[0]
-    return row
-
-
-def _import_object(
-    bundle: _Bundle, obj: tuple[str, str, str], tb: str, dst: Any, stage: _Staging, dry_run: bool
-) -> dict[str, Any]:
-    row = _row(obj, tb)
-    try:
-        plan = _validate(bundle, obj, tb, dst)
-        _apply(bundle, plan, dst, stage, dry_run, row)
-    except (_Refused, OmfsError) as exc:
-        if isinstance(exc, OmfsError) and not isinstance(exc, IntegrityError):
-            raise  # the target itself failed (storage down, no access): not the bundle's fault
-        row.update(action="refused", problem=" ".join(str(exc).split()))
-    return row
-
-
-def _validate(bundle: _Bundle, obj: tuple[str, str, str], tb: str, dst: Any) -> _Plan:
-    """Parse and validate one object of the bundle as a read would; what it needs."""
-    sbucket, kind, name = obj
-    store = getattr(dst[tb], kind)
-    files = bundle.of(*obj)
-    identity = {"store": kind, "bucket": sbucket, "name": name}
-    prefix = f"{sbucket}/{kind}/{name}"
-    log = ObjectLog(_BundleFiles(bundle), prefix, identity, store.validate_info)  # type: ignore[arg-type]
-    commits, checkpoints, schemas = [], [], {}
-    for path, member in files.items():
-        filename = path.rsplit("/", 1)[-1]
-        if match := _COMMIT.fullmatch(filename):
-            commits.append(int(match.group(1)))
-        elif match := _CHECKPOINT.fullmatch(filename):
-            checkpoints.append(int(match.group(1)))
-        elif match := _SCHEMA.fullmatch(filename):
-            schemas[match.group(1)] = member
-    if not commits:
-        raise _Refused("the bundle holds no commit of it")
-    commits.sort()
-    for seq in commits:
-        log.commit_at(seq)  # parsed and validated: IntegrityError naming the member
-    for seq in sorted(checkpoints):
-        key = log.key(checkpoint_file(seq))
-        log.load_parsed(key, lambda d, seq=seq: log.parse_checkpoint(d, seq))
-    for schema_id in schemas:
-        log.read_schema(schema_id)  # content-addressed: checks its content against its name
-    head = log.head()
-    if head.seq != commits[-1]:
-        raise _Refused(f"commit {head.seq + 1} is missing from the bundle")
-    state = log.full(head)
-    if not state.exists:
-        raise _Refused("the bundle holds it dropped")
-    payloads, sidecars = _needed(bundle, store, prefix, state, files)
-    needed_schemas = {
-        sid: schemas.get(sid)
-        for rec in state.live()
-        if isinstance(sid := rec.info.get("schema"), str)
-    }
-    return _Plan(
-        source=obj,
-        bucket=tb,
-        commits=commits,
-        checkpoints=sorted(checkpoints),
-        schemas=needed_schemas,  # type: ignore[arg-type]
-        payloads=payloads,
-        sidecars=sidecars,
-        marker=f"{sbucket}/{kind}/_index/{name.replace('/', '~')}" in files,
-    )
-
-
-def _needed(
-    bundle: _Bundle, store: Any, prefix: str, state: State, files: dict[str, _Member]
-) -> tuple[dict[str, Any], dict[str, Any]]:
-    """Every payload a live version reads, with the size and sha256 the log records; the
-    manifest's entry for it must agree (the member's bytes are checked as they stream)."""
-    expected: dict[str, tuple[int, str | None]] = {}
-    sidecars: dict[str, tuple[_Member | None, str]] = {}
-    for rec in state.live():
-        for filename, size, sha in _recorded(store, state, rec):
-            if expected.setdefault(filename, (size, sha)) != (size, sha):
-                raise _Refused(f"its log records two sizes or hashes for {filename}")
-        if store.kind == "models":
-            side = _sidecar_of(rec.info["payload"])
-            sidecars[side] = (files.get(f"{prefix}/_data/{side}"), rec.info["sha256"])
-    payloads: dict[str, tuple[_Member | None, str | None]] = {}
-    for filename, (size, sha) in sorted(expected.items()):
-        member = files.get(f"{prefix}/_data/{filename}")
-        if member is not None and (
-            member.size != size or (sha is not None and member.sha256 != sha)
-        ):
-            raise _Refused(
-                f"the member {member.path} of {bundle.where} does not match what the bundle's "
-                f"log records for it (size {size:,}"
-                + (f", sha256 {sha[:12]}…" if sha else "")
-                + f"; the member has {member.size:,} bytes, sha256 {member.sha256[:12]}…)"
-            )
-        payloads[filename] = (member, sha)
-    return payloads, sidecars
-
-
-def _recorded(store: Any, state: State, rec: Any) -> list[tuple[str, int, str | None]]:
-    """``(file, size, sha256 or None)`` of each payload version ``rec`` reads, as the
-    validated records say (a raw file's record holds its sha256; a part holds one where its
-    writer recorded it)."""
-    info = rec.info
-    if store.kind == "models":
-        return [(info["payload"], info["size"], info["sha256"])]
-    try:
-        parts = store._parts_of("", state, rec)
-    except IntegrityError as exc:
-        raise _Refused(str(exc)) from None
-    raw = rec.kind == "raw" and len(parts) == 1
-    return [
-        (p["file"], p["size"], p.get("sha256") or (info.get("sha256") if raw else None))
-        for p in parts
-    ]
-
-
-def _sidecar_of(payload: str) -> str:
-    return f"{payload.split('.', 1)[0]}.json"
-
-
-def _apply(
-    bundle: _Bundle, plan: _Plan, dst: Any, stage: _Staging, dry_run: bool, row: dict[str, Any]
-) -> None:
-    """Fast-forward the target to the bundle's history, or report it diverged."""
-    sbucket, kind, name = plan.source
-    storage = dst.storage
-    src_prefix = f"{sbucket}/{kind}/{name}"
-    prefix = f"{plan.bucket}/{kind}/{name}"
-    have: dict[str, int] = {}
-    target_commits: list[int] = []
-    for key, size, _ in storage.inventory(prefix):
-        rest = key[len(prefix) + 1 :]
-        if rest.count("/") == 1 and not rest.rsplit("/", 1)[-1].startswith("."):
-            have[rest] = size
-            if match := _COMMIT.fullmatch(rest.removeprefix("_log/")):
-                target_commits.append(int(match.group(1)))
-    marker = f"{plan.bucket}/{kind}/_index/{name.replace('/', '~')}"
-    listed = storage.exists(marker)
-    tip = max(target_commits, default=0)
-    row.update(source_commits=plan.commits[-1], target_commits=tip)
-
-    def commit_bytes(seq: int, filename: str) -> bytes:
-        return _rebucket(bundle.read(f"{src_prefix}/_log/{filename}"), plan.bucket)
-
-    if tip and (tip not in plan.commits or commit_bytes(tip, commit_file(tip)) != (
-        storage.read_bytes(f"{prefix}/_log/{commit_file(tip)}")
-    )):  # fmt: skip
-        row["action"] = "diverged"
-        return
-    new_commits = [s for s in plan.commits if s > tip]
-    payloads = {f: v for f, v in plan.payloads.items() if f"_data/{f}" not in have}
-    sidecars = {f: v for f, v in plan.sidecars.items() if f"_data/{f}" not in have}
-    schemas = {s: m for s, m in plan.schemas.items() if f"_log/s-{s}.schema" not in have}
-    for filename, (member, _) in {**payloads, **sidecars}.items():
-        if member is None:
-            raise _Refused(f"the payload {filename} is missing from the bundle")
-    for sid, member in schemas.items():
-        if member is None:
-            raise _Refused(f"the schema s-{sid}.schema is missing from the bundle")
-    newest = plan.commits[-1]
-    checkpoints = [
-        s for s in plan.checkpoints
-        if s > newest - 2 * CHECKPOINT_INTERVAL and f"_log/{checkpoint_file(s)}" not in have
-    ]  # fmt: skip
-    if not (new_commits or payloads or sidecars or schemas or checkpoints or not listed):
-        row["action"] = "unchanged"
-        return
-    row["action"] = "copy"
-    row["files"] = len(new_commits) + len(payloads) + len(sidecars) + len(schemas)
-    row["bytes"] = sum(m.size for m, _ in payloads.values())
-    if dry_run:
-        return
-    # payloads and schemas first (checked as they stream), then the commits in order, then
-    # the index marker: readers see the old history or the new one
-    # the object's files are all staged and checked before the first one is placed
-    placed = []
-    for filename, (member, sha) in sorted(payloads.items()):
-        placed.append((stage.stage(bundle, member, sha), f"{prefix}/_data/{filename}"))
-    for filename, (member, sha) in sorted(sidecars.items()):
-        _check_sidecar(bundle, member, sha)
-        placed.append((stage.stage(bundle, member, None), f"{prefix}/_data/{filename}"))
-    for sid, member in sorted(schemas.items()):
-        placed.append((stage.stage(bundle, member, None), f"{prefix}/_log/s-{sid}.schema"))
-    for staged, key in placed:
-        _put_if_absent(storage, staged, key)
-    for seq in new_commits:
-        try:
-            storage.create(f"{prefix}/_log/{commit_file(seq)}", commit_bytes(seq, commit_file(seq)))
-        except FileExistsError:
-            row["action"] = "diverged"  # another writer committed meanwhile: a prefix landed
-            return
-    if not listed:
-        storage.write_bytes(marker, b"")
-    for seq in checkpoints:
-        with contextlib.suppress(FileExistsError):
-            storage.create(
-                f"{prefix}/_log/{checkpoint_file(seq)}", commit_bytes(seq, checkpoint_file(seq))
-            )
-    hint = {"format": LOG_FORMAT, "store": kind, "bucket": plan.bucket, "name": name,
-            "seq": newest, "checkpoint": max(plan.checkpoints, default=0)}  # fmt: skip
-    storage.write_bytes(f"{prefix}/_log/_last.json", _dumps(hint))
-
-
-def _rebucket(data: bytes, bucket: str) -> bytes:
-    """A validated log document, naming ``bucket`` (imports into another bucket)."""
-    doc = json.loads(data)
-    if doc.get("bucket") == bucket:
-        return data
-    doc["bucket"] = bucket
-    return _dumps(doc)
-
-
-def _check_sidecar(bundle: _Bundle, member: _Member, sha: str) -> None:
-    """A model payload's sidecar describes that payload (as fsck checks it)."""
-    try:
-        doc = json.loads(b"".join(bundle.chunks(member, _MAX_SIDECAR)))
-    except ValueError:
-        doc = None
-    if not isinstance(doc, dict) or doc.get("sha256") != sha:
-        raise _Refused(
-            f"the member {member.path} of {bundle.where} does not describe its payload (sha256)"
-        )
-
-
-# -- staging inside the target --------------------------------------------------------------
-def _process_started(pid: int) -> float | None:
-    import psutil
-
-    try:
-        return float(psutil.Process(pid).create_time())
-    except (psutil.NoSuchProcess, psutil.AccessDenied, ValueError):
-        return None
-
-
-class _Staging:
-    """A folder of the target root, owned by this process, where payloads land while they
-    are checked; each is then placed under its final name, never over an existing file."""
-
-    def __init__(self, storage: Any, enabled: bool = True):
-        from omfs.storage import unique_name
-
-        self.storage = storage
-        self.enabled = enabled
-        self.folder = f"{STAGING}/{unique_name()}"
-        self.started = False
-        self.count = 0
-
-    def __enter__(self) -> _Staging:
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        if self.started:
-            self.storage.delete_tree(self.folder)
-
-    def _start(self) -> None:
-        owner = {
-            "host": socket.gethostname(),
-            "pid": os.getpid(),
-            "started": _process_started(os.getpid()),
-        }
-        self.storage.write_bytes(f"{self.folder}/{_OWNER}", json.dumps(owner).encode())
-        self.started = True
-
-    def stage(self, bundle: _Bundle, member: _Member, sha: str | None) -> str:
-        """Stream ``member`` into the staging folder, checking it against the manifest and
-        ``sha`` (what the log records); the staged key."""
-        if not self.started:
-            self._start()
-        self.count += 1
-        staged = f"{self.folder}/{self.count}"
-        digest = hashlib.sha256()
-        kwargs = {} if self.storage.is_local else {"block_size": 5 * 2**20}
-        with self.storage.open(staged, "wb", **kwargs) as out:
-            for chunk in bundle.chunks(member):
-                digest.update(chunk)
-                out.write(chunk)
-        if sha is not None and digest.hexdigest() != sha:
-            raise _Refused(
-                f"the member {member.path} of {bundle.where} does not match the sha256 its log "
-                "records"
-            )
-        return staged
-
-
-def _put_if_absent(storage: Any, staged: str, key: str) -> None:
-    """Give the staged file the name ``key``, unless a file has it: a payload in the target
-    is never overwritten (a local hard link fails if the name exists)."""
-    if storage.is_local:
-        from omfs.storage import fsync_dir
-
-        path = storage.path(key)
-        if storage.durable:
-            fd = os.open(storage.path(staged), os.O_RDONLY)
-            try:
-                os.fsync(fd)
-            finally:
-                os.close(fd)
-        os.makedirs(os.path.dirname(path), exist_ok=True)
-        with contextlib.suppress(FileExistsError):
-            os.link(storage.path(staged), path)
-            if storage.durable:
-                fsync_dir(os.path.dirname(path))
-        return
-    if not storage.exists(key):
-        storage.copy([staged], storage, [key])
-
-
-def clean_staging(storage: Any, older_than: float | None = None) -> list[str]:
-    """Remove what killed imports left in the staging folder of ``storage``: folders whose
-    owner (a process of this machine) is gone, and folders untouched since ``older_than``
-    (seconds since the epoch; default a day ago). Returns the folders removed."""
-    cutoff = time.time() - _FOREIGN_STAGING_AGE if older_than is None else older_than
-    host = socket.gethostname()
-    removed = []
-    for folder in storage.list_dirs(STAGING):
-        key = f"{STAGING}/{folder}"
-        try:
-            owner = json.loads(storage.read_bytes(f"{key}/{_OWNER}"))
-        except (FileNotFoundError, ValueError):
-            owner = None
-        if isinstance(owner, dict) and owner.get("host") == host:
-            pid = owner.get("pid")
-            alive = type(pid) is int and _process_started(pid) == owner.get("started")
-            stale = not alive
-        else:
-            newest = max((m for _, _, m in storage.walk(key)), default=0.0)
-            stale = newest <= cutoff
-        if stale:
-            storage.delete_tree(key)
-            removed.append(key)
-    return removed

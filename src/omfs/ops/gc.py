@@ -17,18 +17,17 @@ gc writes), never on the client's. The grace cannot be set below :data:`GRACE_FL
 from __future__ import annotations
 
 from collections import defaultdict
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from omfs.errors import IntegrityError
 from omfs.objects.lease import GRACE_FLOOR, LEASE_TTL, lease_folder, lease_owner
 from omfs.objects.log import CHECKPOINT_INTERVAL, State
 from omfs.objects.versioned import ADOPT_FILE, VersionedStore, parse_duration
-from omfs.ops.bundle import clean_staging
+from omfs.ops.common import Context
+from omfs.ops.reports import GcFile, GcReport, GcSkip
+from omfs.ops.staging import clean_staging
 
-if TYPE_CHECKING:
-    from omfs.context import Omega
-
-__all__ = ["collect_garbage"]
+__all__ = ["GcReport", "collect_garbage"]
 
 _KEEP_CHECKPOINTS = 2
 
@@ -47,13 +46,13 @@ def check_grace(grace: Any, force: bool) -> float:
 
 
 def collect_garbage(
-    omega: Omega,
+    omega: Context,
     *,
     buckets: list[str] | None = None,
     grace: Any = "1h",
     dry_run: bool = False,
     force: bool = False,
-) -> dict[str, Any]:
+) -> GcReport:
     """Delete unreferenced files older than ``grace`` in ``buckets`` (default: all).
 
     A grace below 10 minutes is refused unless ``force=True``. Objects with a write in
@@ -64,16 +63,15 @@ def collect_garbage(
     """
     window = check_grace(grace, force)
     now = omega.storage.now()  # the storage's clock: the client's may be off
-    found: list[dict[str, Any]] = []
-    skipped: list[dict[str, str]] = []
+    found: list[GcFile] = []
+    skipped: list[GcSkip] = []
     chosen = buckets if buckets is not None else omega.buckets
     for bucket in chosen:
         for store in (omega[bucket].datasets, omega[bucket].models):
             _collect_store(store, now, now - window, found, skipped, dry_run)
     if not dry_run:
-        for store_files in _by_store(omega, found):
-            store, keys = store_files
-            store.storage.delete(keys)
+        for owner, keys in _by_store(omega, found):
+            owner.storage.delete(keys)
         clean_staging(omega.storage, older_than=now - window)  # what killed imports left
     return {
         "files": found,
@@ -83,7 +81,7 @@ def collect_garbage(
     }
 
 
-def _by_store(omega: Omega, found: list[dict[str, Any]]) -> list[tuple[Any, list[str]]]:
+def _by_store(omega: Context, found: list[GcFile]) -> list[tuple[VersionedStore, list[str]]]:
     groups: dict[tuple[str, str], list[str]] = defaultdict(list)
     for f in found:
         groups[(f["bucket"], f["store"])].append(f["key"])
@@ -107,8 +105,8 @@ def _collect_store(
     store: VersionedStore,
     now: float,
     cutoff: float,
-    found: list[dict[str, Any]],
-    skipped: list[dict[str, str]],
+    found: list[GcFile],
+    skipped: list[GcSkip],
     dry_run: bool,
 ) -> None:
     top = f"{store.bucket}/{store.kind}/"

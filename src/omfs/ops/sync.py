@@ -29,144 +29,59 @@ which then leaves the target as it was.
 from __future__ import annotations
 
 import contextlib
-import functools
-import hashlib
-import json
-import re
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any, Literal
 
-from omfs.errors import IntegrityError, InvalidNameError, OmfsError
-from omfs.names import check_bucket, check_name
-from omfs.objects.log import CHECKPOINT_INTERVAL, checkpoint_file, commit_file, is_payload_file
-from omfs.storage import Expected
+from omfs.errors import IntegrityError
+from omfs.names import check_bucket
+from omfs.objects.log import CHECKPOINT_INTERVAL, ObjectLog, checkpoint_file, commit_file
+from omfs.ops.common import Context, SyncError, check_context
 
-__all__ = ["SyncError", "sync"]
+# imported under the names these functions always had here, so that the bodies of sync and
+# _sync_object read exactly as they did
+from omfs.ops.inventory import ObjectFiles as _Object
+from omfs.ops.inventory import expected_files as _expected_files
+from omfs.ops.inventory import inventory as _inventory
+from omfs.ops.inventory import is_dropped as _dropped
+from omfs.ops.inventory import listed as _listed
+from omfs.ops.inventory import listed_size as _listed_size
+from omfs.ops.inventory import same_commit as _same_commit
+from omfs.ops.inventory import source_log as _source_log
+from omfs.ops.rebase import rebase as _rebase
+from omfs.ops.reports import SyncReport, SyncRow
+from omfs.ops.reports import diverged as _diverged
+from omfs.ops.reports import refused as _refused
 
-_COMMIT = re.compile(r"(\d{20})\.json")
-_CHECKPOINT = re.compile(r"(\d{20})\.checkpoint\.json")
-_SCHEMA = re.compile(r"s-[0-9a-f]{32}\.schema")
-_STORES = ("datasets", "models")
+if TYPE_CHECKING:
+    from omfs.storage import Storage
 
-
-class SyncError(OmfsError):
-    """A sync that could not run (bad arguments, contexts that cannot be synced)."""
-
-
-@dataclass
-class _Object:
-    """What one side holds of one object: {file: size} of its log and payloads."""
-
-    commits: dict[int, tuple[int, Any]] = field(default_factory=dict)  # seq -> (size, md5)
-    checkpoints: dict[int, int] = field(default_factory=dict)
-    schemas: dict[str, int] = field(default_factory=dict)
-    data: dict[str, int] = field(default_factory=dict)
-    hint: bool = False
-    listed: bool = False
-    adopting: bool = False  # the marker says a rebase is switching its log (see _adopt)
-
-    @property
-    def seq(self) -> int:
-        return max(self.commits, default=0)
+__all__ = ["SyncError", "SyncReport", "SyncRow", "sync"]
 
 
-def _inventory(storage: Any, bucket: str) -> dict[tuple[str, str], _Object]:
-    """Every object of ``bucket`` on ``storage`` from one recursive listing; files that do
-    not match omfs' own patterns are ignored (never copied)."""
-    objects: dict[tuple[str, str], _Object] = {}
-    for key, size, md5 in storage.inventory(bucket):
-        parts = key.split("/")
-        if len(parts) < 4 or parts[0] != bucket or parts[1] not in _STORES:
-            continue
-        store = parts[1]
-        if parts[2] == "_index" and len(parts) == 4:
-            name = parts[3].replace("~", "/")
-            if _valid_name(name):
-                obj = objects.setdefault((store, name), _Object())
-                obj.listed, obj.adopting = True, size > 0
-            continue
-        if len(parts) < 5 or parts[-2] not in ("_log", "_data"):
-            continue
-        name = "/".join(parts[2:-2])
-        filename = parts[-1]
-        if not _valid_name(name):
-            continue
-        obj = objects.setdefault((store, name), _Object())
-        if parts[-2] == "_data":
-            if is_payload_file(filename) or _is_sidecar(filename):
-                obj.data[filename] = size
-        elif match := _COMMIT.fullmatch(filename):
-            obj.commits[int(match.group(1))] = (size, md5)
-        elif match := _CHECKPOINT.fullmatch(filename):
-            obj.checkpoints[int(match.group(1))] = size
-        elif _SCHEMA.fullmatch(filename):
-            obj.schemas[filename] = size
-        elif filename == "_last.json":
-            obj.hint = True
-    return objects
-
-
-def _valid_name(name: str) -> bool:
-    try:
-        return check_name(name) == name
-    except InvalidNameError:
-        return False
-
-
-def _is_sidecar(filename: str) -> bool:
-    stem, _, ext = filename.partition(".")
-    return ext == "json" and is_payload_file(f"{stem}.joblib")
-
-
-def _same_commit(
-    source: Any, target: Any, key: str, a: tuple[int, Any], b: tuple[int, Any]
-) -> bool:
-    """Whether commit ``key`` is the same on both sides, from the listings where they
-    tell (size, and the MD5 that object stores list), else by reading."""
-    import hashlib
-
-    if a[0] != b[0]:
-        return False
-    if a[1] is not None and a[1] == b[1]:
-        return True
-    listed, local = (a[1], target) if a[1] is not None else (b[1], source)
-    if listed is not None and local.is_local:
-        digest = hashlib.md5(local.read_bytes(key), usedforsecurity=False).hexdigest()
-        if digest == listed:
-            return True
-    # different or unknown digests (an ETag is not always an MD5): the bytes decide
-    return bool(source.read_bytes(key) == target.read_bytes(key))
-
-
-def _resolve(ctx: Any) -> Any:
-    from omfs.context import Omega, setup
-
-    if isinstance(ctx, Omega):
-        return ctx
-    if isinstance(ctx, str):
-        return setup(context=ctx)
-    raise SyncError(f"sync takes contexts (omfs.setup(...) or a context name), got {ctx!r}")
+def _resolve(ctx: Any) -> Context:
+    """``ctx`` when it is a context (:func:`omfs.sync` resolves names of contexts first)."""
+    return check_context(ctx, "sync")
 
 
 def sync(
-    source: Any,
-    target: Any,
+    source: Context,
+    target: Context,
     *,
     buckets: Sequence[str] | None = None,
     names: Sequence[str] | None = None,
     dry_run: bool = False,
     rebase: bool = False,
     progress: Callable[[int], None] | None = None,
-    on_object: Callable[[dict[str, Any]], None] | None = None,
-) -> dict[str, Any]:
+    on_object: Callable[[SyncRow], None] | None = None,
+) -> SyncReport:
     """Replicate the datasets and models of ``source`` to ``target`` with their history.
 
-    ``source`` and ``target`` are contexts (``omfs.setup(...)``) or names of contexts in
-    the config file. ``buckets`` limits the buckets (default: all of the source's);
-    ``names`` are glob patterns of object names. ``dry_run`` says what would be copied.
-    Returns a report: per object the action (``copy``, ``unchanged``, ``diverged``,
-    ``rebased``), the versions and the bytes, and totals.
+    ``source`` and ``target`` are contexts (``omfs.setup(...)``; :func:`omfs.sync` also
+    takes names of contexts in the config file). ``buckets`` limits the buckets (default:
+    all of the source's); ``names`` are glob patterns of object names. ``dry_run`` says
+    what would be copied. Returns a report (:class:`~omfs.ops.reports.SyncReport`): per
+    object the action (``copy``, ``unchanged``, ``diverged``, ``rebased``), the versions
+    and the bytes, and totals.
 
     ``rebase=True``: a diverged object's source-only versions are re-committed on top of the
     target's latest (an append as an append, a put as a new version, with the tags that
@@ -184,7 +99,7 @@ def sync(
         raise SyncError(f"source and target are the same context ({src.root}); nothing to sync")
     chosen = [check_bucket(b) for b in buckets] if buckets else None
     bucket_list = chosen or bucket_names(src.storage)
-    rows: list[dict[str, Any]] = []
+    rows: list[SyncRow] = []
     for bucket in bucket_list:
         have = _inventory(src.storage, bucket)
         want = _inventory(dst.storage, bucket)
@@ -228,39 +143,14 @@ def sync(
     }
 
 
-def _versions(storage: Any, bucket: str, store: str, name: str) -> list[int]:
-    from omfs.context import Omega
-
-    try:
-        return [m.version for m in getattr(Omega(storage, bucket), store).versions(name)]
-    except OmfsError:
-        return []
-
-
-def _diverged(row: dict[str, Any], src: Any, dst: Any) -> dict[str, Any]:
-    """Mark ``row`` diverged, with the versions each side holds."""
-    where = (row["bucket"], row["store"], row["name"])
-    row.update(
-        action="diverged",
-        source_versions=_versions(src, *where),
-        target_versions=_versions(dst, *where),
-    )
-    return row
-
-
-def _dropped(storage: Any, bucket: str, store: str, name: str) -> bool:
-    """True when the log of ``name`` ends with a drop (its tombstone)."""
-    from omfs.context import Omega
-
-    try:
-        return bool(getattr(Omega(storage, bucket), store).object_log(name).head().deleted)
-    except OmfsError:
-        return False
-
-
 def _dropped_row(
-    src: Any, dst: Any, bucket: str, store: str, name: str, where: str
-) -> dict[str, Any]:
+    src: Context,
+    dst: Context,
+    bucket: str,
+    store: str,
+    name: str,
+    where: Literal["source", "target"],
+) -> SyncRow:
     """The report of an object dropped on one side and kept on the other: left unchanged,
     with the two ways to make the sides agree."""
     dropped, other = (dst, src) if where == "target" else (src, dst)
@@ -276,7 +166,7 @@ def _dropped_row(
     }  # fmt: skip
 
 
-def _finish_adoptions(ctx: Any, bucket: str, objects: dict[tuple[str, str], _Object]) -> bool:
+def _finish_adoptions(ctx: Context, bucket: str, objects: dict[tuple[str, str], _Object]) -> bool:
     """Finish every switch of history a killed rebase left in ``bucket``; True if any."""
     todo = [(store, name) for (store, name), obj in objects.items() if obj.adopting]
     for store, name in todo:
@@ -284,14 +174,9 @@ def _finish_adoptions(ctx: Any, bucket: str, objects: dict[tuple[str, str], _Obj
     return bool(todo)
 
 
-def _missing_schemas(have: _Object, want: _Object) -> list[str]:
-    """The schema files the target lacks, or holds cut short (a killed local copy)."""
-    return [f for f, size in sorted(have.schemas.items()) if want.schemas.get(f) != size]
-
-
 def _sync_object(
-    src: Any,
-    dst: Any,
+    src: Storage,
+    dst: Storage,
     bucket: str,
     store: str,
     name: str,
@@ -299,9 +184,9 @@ def _sync_object(
     want: _Object,
     dry_run: bool,
     progress: Callable[[int], None] | None,
-) -> dict[str, Any]:
+) -> SyncRow:
     prefix = f"{bucket}/{store}/{name}"
-    row: dict[str, Any] = {
+    row: SyncRow = {
         "bucket": bucket,
         "store": store,
         "name": name,
@@ -400,7 +285,7 @@ def _sync_object(
     return row
 
 
-def _clash(src: Any, dst: Any, prefix: str, have: _Object, want: _Object) -> str | None:
+def _clash(src: Storage, dst: Storage, prefix: str, have: _Object, want: _Object) -> str | None:
     """Why the listings show a damaged payload: a file of one name, so of one content, with
     another size on each side (None: no such file). Told by the listings, no request."""
     for folder, mine, theirs in (
@@ -418,25 +303,7 @@ def _clash(src: Any, dst: Any, prefix: str, have: _Object, want: _Object) -> str
     return None
 
 
-def _refused(row: dict[str, Any], why: str) -> dict[str, Any]:
-    """Mark ``row`` refused: nothing of the object was copied (the target is as it was)."""
-    row.update(
-        action="refused",
-        files=0,
-        bytes=0,
-        error=f"{row['bucket']}/{row['store']}/{row['name']} was not synced: {why}",
-    )
-    return row
-
-
-def _source_log(storage: Any, bucket: str, store: str, name: str) -> Any:
-    """The commit log of one object of the source, with its store's validation."""
-    from omfs.context import Omega
-
-    return getattr(Omega(storage, bucket), store).object_log(name)
-
-
-def _valid_hint(storage: Any, log: Any, prefix: str) -> bytes | None:
+def _valid_hint(storage: Storage, log: ObjectLog, prefix: str) -> bytes | None:
     """The source's hint, when it is valid (else None: it is only a hint, left out)."""
     try:
         data = storage.read_bytes(f"{prefix}/_log/_last.json")
@@ -444,330 +311,3 @@ def _valid_hint(storage: Any, log: Any, prefix: str) -> bytes | None:
     except (IntegrityError, FileNotFoundError):
         return None
     return bytes(data)
-
-
-def _listed(obj: _Object, key: str) -> bool:
-    folder, filename = key.rsplit("/", 2)[-2:]
-    return filename in (obj.data if folder == "_data" else obj.schemas)
-
-
-def _listed_size(obj: _Object, key: str) -> int:
-    folder, filename = key.rsplit("/", 2)[-2:]
-    return (obj.data if folder == "_data" else obj.schemas).get(filename, 0)
-
-
-def _expected_files(prefix: str, store: str, records: list[Any]) -> dict[str, Expected]:
-    """What the validated ``records`` say of the files they name: each payload's size and
-    sha256 (a dataset part written before omfs recorded its sha256: its size), a model
-    payload's sidecar, a dataset schema (named by its content's hash)."""
-    out: dict[str, Expected] = {}
-    for rec in records:
-        info = rec.info
-        if store == "models":
-            payload = info.get("payload")
-            if payload:
-                key = f"{prefix}/_data/{payload}"
-                out[key] = Expected(key, info["size"], info["sha256"])
-                side = f"{prefix}/_data/{payload.rsplit('.', 1)[0]}.json"
-                out[side] = Expected(side, check=_sidecar_check(info["size"], info["sha256"]))
-            continue
-        raw_sha = info.get("sha256") if rec.kind == "raw" else None
-        for part in info.get("add") or []:
-            key = f"{prefix}/_data/{part['file']}"
-            out[key] = Expected(key, part["size"], part.get("sha256") or raw_sha)
-        schema = info.get("schema")
-        if schema:
-            key = f"{prefix}/_log/s-{schema}.schema"
-            out[key] = Expected(key, check=functools.partial(_schema_check, schema))
-    return out
-
-
-def _sidecar_check(size: int, sha256: str) -> Callable[[bytes], str | None]:
-    def check(data: bytes) -> str | None:
-        try:
-            doc = json.loads(data)
-        except ValueError:
-            return "the model payload's sidecar is not JSON"
-        if not isinstance(doc, dict) or doc.get("sha256") != sha256 or doc.get("size") != size:
-            return "the model payload's sidecar does not match the log (size, sha256)"
-        return None
-
-    return check
-
-
-def _schema_check(schema_id: str, data: bytes) -> str | None:
-    if hashlib.sha256(data).hexdigest()[:32] != schema_id:
-        return "the schema's content does not match its name"
-    return None
-
-
-def _common_commit(src: Any, dst: Any, prefix: str, have: _Object, want: _Object) -> int:
-    """The newest commit both sides hold byte for byte (0: none)."""
-    for seq in sorted((s for s in want.commits if s in have.commits), reverse=True):
-        key = f"{prefix}/_log/{seq:020d}.json"
-        if _same_commit(src, dst, key, have.commits[seq], want.commits[seq]):
-            return seq
-    return 0
-
-
-def _state_at(log: Any, seq: int) -> Any:
-    """The complete state of ``log`` after commit ``seq`` (an empty one for 0)."""
-    from omfs.objects.log import State
-
-    if seq == 0:
-        return State()
-    found = log.commit_at(seq)
-    if found is None:
-        raise SyncError(f"{log.prefix}: commit {seq} is missing")
-    return log.full(found[1])
-
-
-def _identity(store: Any, rec: Any) -> tuple[str, tuple[str, ...]]:
-    """What names one version across contexts: its creation time and its own payload files
-    (a rebased version keeps both), so a version already rebased is never applied twice."""
-    return rec.created, tuple(sorted(store.own_files(rec)))
-
-
-@dataclass
-class _Plan:
-    """What a rebase re-commits on the target, from the complete states of both sides."""
-
-    common: int
-    versions: list[Any]  # source-only version records to re-commit, oldest first
-    known: dict[int, int]  # source version -> the target version it already is
-    tags: dict[str, int | None]  # tag -> source version (None: removed) to apply
-    drops: list[int]  # source versions to drop on the target once mapped
-    attributes: dict[int, dict[str, Any]]  # common version -> attributes set on the source
-    conflicts: list[str]
-
-
-def _plan(source: Any, target: Any, name: str, common: int) -> _Plan:
-    """Compare both sides with their shared state at ``common``: the source's versions,
-    drops, attribute updates and tag moves since then that the target lacks."""
-    slog, tlog = source.object_log(name), target.object_log(name)
-    base, mine, theirs = _state_at(slog, common), slog.full(), tlog.full()
-    have = {_identity(target, r): v for v, r in theirs.records.items()}
-    versions, known = [], {}
-    for v, rec in sorted(mine.records.items()):
-        if v in base.records or rec.kind == "dropped":
-            continue
-        if _identity(source, rec) in have:
-            known[v] = have[_identity(source, rec)]
-        else:
-            versions.append(rec)
-    own = {r.version for r in versions} | set(known)
-    drops = [
-        v for v, r in sorted(mine.records.items())
-        if r.dropped is not None and (v in own or base.records.get(v, r).dropped is None)
-    ]  # fmt: skip
-    attributes = {
-        v: {k: x for k, x in r.attributes.items() if base.records[v].attributes.get(k) != x}
-        for v, r in mine.records.items()
-        if v in base.records and r.attributes != base.records[v].attributes
-        and v in theirs.records and theirs.records[v].attributes == base.records[v].attributes
-    }  # fmt: skip
-    tags: dict[str, int | None] = {}
-    conflicts: list[str] = []
-    for tag in sorted(set(mine.tags) | set(theirs.tags) | set(base.tags)):
-        was, here, there = base.tags.get(tag), mine.tags.get(tag), theirs.tags.get(tag)
-        if here == was:
-            continue  # the source did not move it
-        if there == was:
-            tags[tag] = here  # only the source moved it
-            continue
-        same = here is None or here in base.records or here in known
-        if same and there == (None if here is None else known.get(here, here)):
-            continue  # both sides made the same move
-        conflicts.append(
-            f"tag {tag!r} of {target.kind}/{name} moved on both sides (source: "
-            f"{_v(here)}, target: {_v(there)}); the target's is kept, the source's move was "
-            "not applied"
-        )
-    return _Plan(common, versions, known, tags, drops, attributes, conflicts)
-
-
-def _v(version: int | None) -> str:
-    return "removed" if version is None else f"v{version}"
-
-
-def _rebase(
-    src: Any, dst: Any, bucket: str, store: str, name: str, have: _Object, want: _Object,
-    row: dict[str, Any], dry_run: bool = False,
-) -> dict[str, Any]:  # fmt: skip
-    """Re-commit the source's versions since the last commit both sides share on top of the
-    target's history (an append as an append, once), with the source's drops, attribute
-    updates and tag moves since then; then the source adopts the target's history, so both
-    hold the same log. A tag moved on both sides is a conflict: the target's stays."""
-    source, target = getattr(src[bucket], store), getattr(dst[bucket], store)
-    prefix = f"{bucket}/{store}/{name}"
-    common = _common_commit(src.storage, dst.storage, prefix, have, want)
-    plan = _plan(source, target, name, common)
-    row["conflicts"] = plan.conflicts
-    if dry_run:
-        nxt = target.object_log(name).head().next_version
-        row.update(
-            action="would rebase",
-            rebased=[
-                {"source_version": r.version, "target_version": nxt + i}
-                for i, r in enumerate(plan.versions)
-            ],
-            tags={t: v for t, v in plan.tags.items()},
-        )
-        return row
-    # the rebased versions' payloads and schemas, checked against the source's validated
-    # log as they travel, before the first commit; never over a file the target has
-    expected = _expected_files(prefix, store, plan.versions)
-    files = [e for e in expected.values() if not _listed(want, e.key)]
-    refused = src.storage.copy_verified(files, dst.storage)
-    if refused:
-        return _refused(row, "; ".join(refused.values()))
-    mapping = dict(plan.known)
-    rebased = []
-    for rec in plan.versions:
-        origin = {"context": src.root, "version": rec.version}
-        state = target.commit(name, _recommit(target, store, prefix, rec, origin), retry=True)
-        mapping[rec.version] = state.latest
-        rebased.append({"source_version": rec.version, "target_version": state.latest})
-    _replay_metadata(target, name, plan, mapping)
-    _adopt_target(src, dst, source, target, bucket, store, name, common, have.seq)
-    row.update(
-        action="rebased",
-        rebased=rebased,
-        tags={t: (None if v is None else mapping.get(v, v)) for t, v in plan.tags.items()},
-        source_versions=_versions(src.storage, bucket, store, name),
-        target_versions=_versions(dst.storage, bucket, store, name),
-    )
-    return row
-
-
-def _recommit(
-    target: Any, store: str, prefix: str, rec: Any, origin: dict[str, Any]
-) -> Callable[[Any], Any]:
-    """The change that re-commits ``rec`` on top of the target's latest version."""
-    from dataclasses import replace
-
-    from omfs.objects.log import Commit
-
-    def change(state: Any) -> Any:
-        info = dict(rec.info)
-        if store == "datasets" and info.get("parent") is not None:
-            latest = state.records.get(state.latest) if state.exists else None
-            if latest is None or latest.info.get("schema") != info.get("schema"):
-                raise SyncError(
-                    f"Cannot rebase {prefix} v{rec.version}: it appends to a dataset "
-                    "whose schema differs in the target; nothing more was rebased."
-                )
-            details = target.appended_details(latest, rec.kind, info, info["add"])
-            info = {**details, "schema": info["schema"], "parent": latest.version,
-                    "add": info["add"]}  # fmt: skip
-        new = replace(
-            rec,
-            version=state.next_version,
-            lineage={**(rec.lineage or {}), "rebased_from": origin},
-            tag=None,
-            dropped=None,
-            info=info,
-        )
-        return Commit(op=rec.op, version=new)
-
-    return change
-
-
-def _replay_metadata(target: Any, name: str, plan: _Plan, mapping: dict[int, int]) -> None:
-    """The source's drops, attribute updates and tag moves, on the target's versions."""
-    from omfs.objects.log import Commit, TagMove
-    from omfs.objects.metadata import utcnow
-
-    def change(state: Any) -> Any:
-        live = {r.version for r in state.live()}
-        drops = [mapping.get(v, v) for v in plan.drops if mapping.get(v, v) in live]
-        moves = [
-            TagMove(t, None if v is None else mapping.get(v, v), "rebased")
-            for t, v in plan.tags.items()
-            if state.tags.get(t) != (None if v is None else mapping.get(v, v))
-            and (v is None or mapping.get(v, v) in live)
-        ]
-        return Commit(op="rebase", drops=drops, moves=moves)
-
-    for v, values in plan.attributes.items():
-        target.commit(
-            name,
-            lambda _s, v=v, values=values: Commit(
-                op="update-attributes", attributes=(v, values, utcnow())
-            ),
-            retry=True,
-            full=True,
-        )
-    state = target.state(name, full=True, reader=False)
-    commit = change(state)
-    if commit.drops or commit.moves:
-        target.commit(name, change, retry=True, full=True)
-
-
-def _adopt_target(
-    src: Any, dst: Any, source: Any, target: Any, bucket: str, store: str, name: str,
-    common: int, old: int,
-) -> None:  # fmt: skip
-    """The source takes the target's history of ``name``: payloads and schemas it lacks
-    first, then the switch (see ``VersionedStore.adopt``), then checkpoints and hint."""
-    from omfs.objects.log import _dumps
-
-    tlog = target.object_log(name)
-    head = tlog.head()
-    full = tlog.full(head)
-    # what the target's validated history names and the source lacks, checked as it
-    # travels (the source keeps every file it has)
-    prefix = f"{bucket}/{store}/{name}"
-    mine = set(src.storage.list_names(f"{prefix}/_data"))
-    expected = _expected_files(prefix, store, list(full.records.values()))
-    files = [
-        e for e in expected.values()
-        if (e.key.rsplit("/", 1)[-1] not in mine if "/_data/" in e.key
-            else not src.storage.exists(e.key))
-    ]  # fmt: skip
-    refused = dst.storage.copy_verified(files, src.storage)
-    if refused:
-        raise IntegrityError(
-            f"Cannot rebase {prefix}: the target's files do not match its log, so the source "
-            f"kept its history: {'; '.join(refused.values())}. Run 'om fsck' on the target."
-        )
-    logs = tlog.files()
-    read = dst.storage.read_bytes
-    commits = {
-        str(s): read(tlog.key(f"{s:020d}.json")).decode() for s in range(common + 1, head.seq + 1)
-    }
-    checkpoints = {
-        str(int(m.group(1))): read(tlog.key(f)).decode()
-        for f in logs
-        if (m := _CHECKPOINT.fullmatch(f))
-    }
-    try:
-        hint = read(tlog.hint_key).decode()
-    except FileNotFoundError:
-        hint = _dumps({"format": 2, **tlog.identity, "seq": head.seq, "checkpoint": 0}).decode()
-    journal = {
-        "format": 2,
-        **tlog.identity,
-        "checkpoint": full.seq,
-        "state": {
-            **full.head_doc(),
-            "checkpoint": 0,
-            "records": [r.to_doc() for _, r in sorted(full.records.items())],
-            "tag_log": full.tag_log,
-        },
-        "common": common,
-        "old": old,
-        "commits": commits,
-        "checkpoints": checkpoints,
-        "hint": hint,
-    }
-    source.adopt(name, journal)
-
-
-# -- bundles moved to omfs.ops.bundle; the old names still work -------------------------------
-def __getattr__(name: str) -> Any:
-    if name in ("export", "import_"):
-        from omfs.ops import bundle
-
-        return getattr(bundle, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

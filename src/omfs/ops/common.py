@@ -1,0 +1,82 @@
+"""What the operations share: :class:`SyncError`, telling a context by its shape, and a
+store of one bucket of a storage.
+
+Operations sit below the context layer (:mod:`omfs.context` opens contexts and offers
+``gc``), so they never import it: the facade (:func:`omfs.sync`, :func:`omfs.import_`)
+resolves context names and hands the operations the contexts; a store reaches another
+bucket of its storage through :func:`store_of`.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, Protocol
+
+from omfs.errors import OmfsError
+
+if TYPE_CHECKING:
+    from omfs.objects.datasets import DatasetStore
+    from omfs.objects.models import ModelStore
+    from omfs.objects.versioned import VersionedStore
+    from omfs.storage import Storage
+
+__all__ = ["STORES", "Context", "SyncError", "check_context", "is_context", "store_of"]
+
+#: The stores of a bucket, as they appear in keys (``bucket/datasets/...``).
+STORES = ("datasets", "models")
+
+
+class SyncError(OmfsError):
+    """A sync that could not run (bad arguments, contexts that cannot be synced)."""
+
+
+class Context(Protocol):
+    """What the operations use of a context; :class:`omfs.Omega` is one. A protocol, so
+    that this layer names no class of the context layer above it."""
+
+    storage: Storage
+    bucket: str
+
+    @property
+    def root(self) -> str: ...
+
+    @property
+    def buckets(self) -> list[str]: ...
+
+    @property
+    def datasets(self) -> DatasetStore: ...
+
+    @property
+    def models(self) -> ModelStore: ...
+
+    def __getitem__(self, bucket: str) -> Context: ...
+
+
+def is_context(obj: object) -> bool:
+    """Whether ``obj`` is a context (an :class:`omfs.Omega`), told by its shape: its class
+    has the stores and buckets, the instance a storage (no store is opened to tell)."""
+    kind = type(obj)
+    return all(hasattr(kind, a) for a in ("datasets", "models", "root", "__getitem__")) and (
+        hasattr(obj, "storage")
+    )
+
+
+def check_context(ctx: Any, operation: str) -> Context:
+    """``ctx`` itself when it is a context, else SyncError. Names of contexts in the config
+    file are resolved above this layer (:func:`omfs.sync`, :func:`omfs.import_`)."""
+    if is_context(ctx):
+        return ctx  # type: ignore[no-any-return]
+    hint = "; omfs.sync and omfs.import_ also take context names" if isinstance(ctx, str) else ""
+    raise SyncError(f"{operation} takes contexts (omfs.setup(...)), got {ctx!r}{hint}")
+
+
+def store_of(storage: Storage, bucket: str, kind: str) -> VersionedStore:
+    """The ``kind`` store (``"datasets"`` or ``"models"``) of ``bucket`` on ``storage``."""
+    if kind == "datasets":
+        from omfs.objects.datasets import DatasetStore
+
+        return DatasetStore(storage, bucket)
+    if kind == "models":
+        from omfs.objects.models import ModelStore
+
+        return ModelStore(storage, bucket)
+    raise ValueError(f"No store {kind!r}: a bucket holds {' and '.join(STORES)}")
