@@ -25,7 +25,6 @@ plain text, so omfs writes the file with mode 0600 (its folder, when omfs create
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import re
@@ -34,7 +33,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from omfs._util import TooDeepError, depth_problem, parse_bounded
+from omfs._util import TooDeepError, atomic_write, depth_problem, parse_bounded
 from omfs.errors import ConfigError
 
 __all__ = [
@@ -211,20 +210,7 @@ def _write_config(data: dict[str, Any]) -> Path:
     path = config_path()
     if not path.parent.exists():
         path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-    text = tomli_w.dumps(data).encode("utf-8")
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{os.urandom(4).hex()}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            if hasattr(os, "fchmod"):  # POSIX
-                os.fchmod(f.fileno(), 0o600)  # whatever the umask
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)  # whole or not at all
-    finally:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
+    atomic_write(path, tomli_w.dumps(data).encode("utf-8"), mode=0o600, durable=True)
     return path
 
 

@@ -31,7 +31,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from omfs.compute._tls import ClusterTLS, make_tls, secure_folder, write_private
+from omfs._util import atomic_write
+from omfs.compute._tls import ClusterTLS, make_tls, secure_folder
 from omfs.errors import ClusterUnavailableError, ConfigError
 
 __all__ = [
@@ -585,7 +586,7 @@ def start_background(
         processes=identities,
         dashboard=link,
     )
-    write_private(folder / _STATE_FILE, json.dumps(record.to_dict(), indent=2).encode())
+    atomic_write(folder / _STATE_FILE, json.dumps(record.to_dict(), indent=2).encode(), mode=0o600)
     return record
 
 

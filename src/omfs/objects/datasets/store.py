@@ -15,6 +15,7 @@ import re
 from collections.abc import Callable, Iterator
 from typing import Any
 
+from omfs._util import atomic_path
 from omfs.errors import CommitConflictError, IntegrityError, SchemaMismatchError
 from omfs.names import check_name, check_tag
 from omfs.objects.datasets import _convert
@@ -937,8 +938,7 @@ class DatasetStore(VersionedStore):
                 self._verify(name, rec, digest.hexdigest())
                 return data
             target = os.fspath(local_path)
-            tmp = f"{target}.{unique_name('.part')}"
-            try:
+            with atomic_path(target) as tmp:
                 with open(tmp, "wb") as out:
                     for chunk in self.storage.iter_chunks(key):
                         digest.update(chunk)
@@ -946,10 +946,6 @@ class DatasetStore(VersionedStore):
                         if progress:
                             progress(len(chunk))
                 self._verify(name, rec, digest.hexdigest())
-                os.replace(tmp, target)
-            finally:
-                if os.path.exists(tmp):
-                    os.unlink(tmp)
             return target
         except FileNotFoundError:
             raise self._missing_payload(name, rec.version, parts[0]["file"]) from None
