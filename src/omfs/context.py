@@ -151,7 +151,7 @@ def info(
     out), the config file and the omfs version. Nothing is connected or started."""
     import omfs
     from omfs.compute.cluster import ClusterHandle
-    from omfs.compute.processes import state_dir
+    from omfs.compute.workers import state_dir
     from omfs.storage import public_options
 
     settings = config.resolve(root, bucket, cluster, None, context)

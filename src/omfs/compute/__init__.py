@@ -9,19 +9,15 @@ from __future__ import annotations
 import uuid
 from typing import TYPE_CHECKING, Any
 
-from omfs.compute._routing import (
-    check_satisfiable,
-    describe_workers,
-    resources_from,
-    resources_from_attributes,
-)
-from omfs.compute.tasks import _FITTING, METHODS, run_model_task
+from omfs.compute._routing import check_satisfiable, describe_workers
+from omfs.compute.resources import ResourceSpec
+from omfs.compute.tasks import FITTING, METHODS, run_model_task
 from omfs.errors import ConfigError
 
 if TYPE_CHECKING:
     from omfs.context import Omega
 
-__all__ = ["ModelProxy", "Runtime", "TaskResult"]
+__all__ = ["ModelProxy", "ResourceSpec", "Runtime", "TaskResult"]
 
 
 class TaskResult:
@@ -114,7 +110,8 @@ class Runtime:
 
     def require(self, label: str | None = None, **resources: float) -> Runtime:
         """Route the chain to workers offering ``label`` (amount 1) and/or ``resources``."""
-        return Runtime(self._omega, resources=resources_from(label, **resources), local=self._local)
+        spec = ResourceSpec.of(label, **resources)
+        return Runtime(self._omega, resources=spec.as_dict(), local=self._local)
 
     def mode(self, local: bool = True) -> Runtime:
         """``local=True`` runs tasks in this process (no cluster is started)."""
@@ -142,7 +139,7 @@ class Runtime:
         result_name: str | None,
     ) -> TaskResult:
         description = f"{method}({meta.name}@v{meta.version})"
-        writes = method in _FITTING or result_name is not None
+        writes = method in FITTING or result_name is not None
         key = f"omfs-{method}-{meta.name.replace('/', '.')}-{uuid.uuid4().hex[:12]}"
         guard = f"{key}-commit" if writes and not self._local else None
         args = (meta, method, X, Y, params, result_name)
@@ -159,7 +156,7 @@ class Runtime:
             )
         resources = self._resources
         if resources is None:
-            resources = resources_from_attributes(meta.attributes.get("require"))
+            resources = ResourceSpec.from_attribute(meta.attributes.get("require")).as_dict()
         check_satisfiable(self.workers(), resources, f"{method} of model {meta.name!r}")
         future = self.client.submit(
             run_model_task,
