@@ -18,6 +18,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import platformdirs
+
 from omfs.compute._tls import ClusterTLS, secure_folder
 from omfs.compute.resources import ResourceSpec
 from omfs.errors import ClusterUnavailableError
@@ -52,12 +54,11 @@ NO_WORKERS_TIMEOUT = "30s"
 
 
 def state_dir() -> Path:
-    """The user's omfs state folder: ``$OMFS_STATE_DIR``, else ``$XDG_STATE_HOME/omfs``
-    (``~/.local/state/omfs``)."""
+    """The user's omfs state folder: ``$OMFS_STATE_DIR``, else the user's state folder
+    (platformdirs; on Linux ``$XDG_STATE_HOME/omfs``, i.e. ``~/.local/state/omfs``)."""
     if os.environ.get("OMFS_STATE_DIR"):
         return Path(os.environ["OMFS_STATE_DIR"]).expanduser()
-    base = os.environ.get("XDG_STATE_HOME") or os.path.join(Path.home(), ".local", "state")
-    return Path(base) / "omfs"
+    return platformdirs.user_state_path("omfs", appauthor=False)
 
 
 def secure_state_dir() -> Path:
