@@ -168,7 +168,7 @@ def bucket_problem(storage: Storage, bucket: str, creating: bool = False) -> str
 class VersionedStore:
     """Base of DatasetStore and ModelStore: naming, listing, versions, commits, drop."""
 
-    kind: str = ""  # the store: "datasets" or "models", set by subclasses
+    kind: str = ""  # the store ("datasets"/"models"): Metadata.store, not .kind
     noun: str = ""  # "Dataset" or "Model", for messages
 
     def __init__(self, storage: Storage, bucket: str, context: Any = None):
