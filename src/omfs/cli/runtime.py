@@ -56,7 +56,7 @@ def _gateway(om: Any) -> Any:
     from omfs.compute.processes import background, gateway
 
     running = background()
-    spec = om._cluster.spec
+    spec = om.runtime.cluster.spec
     if running is None or (spec is not None and spec != running.address):
         return None  # a scheduler of its own (an address or a Client): connect to it here
     return gateway(running)
