@@ -76,3 +76,35 @@ def test_import_is_lazy():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_metadata_says_the_log_format_it_was_read_from(tmp_path):
+    """``to_dict()["format"]`` said 1 while every version is read from a format-2 log."""
+    from omfs.objects import log
+    from omfs.objects.metadata import Metadata
+
+    om = omfs.setup(tmp_path / "root")
+    meta = om.datasets.put(pd.DataFrame({"a": [1]}), "x")
+    assert meta["format"] == meta.to_dict()["format"] == log.FORMAT == 2
+    assert not hasattr(Metadata, "from_json") and not hasattr(Metadata, "to_json")
+
+
+def test_config_and_state_folders_follow_the_platform_and_the_overrides(tmp_path, monkeypatch):
+    """On Linux: ~/.config/omfs/config.toml and ~/.local/state/omfs, XDG variables first,
+    OMFS_CONFIG and OMFS_STATE_DIR above all."""
+    from omfs.compute.processes import state_dir
+
+    for name in ("OMFS_CONFIG", "OMFS_STATE_DIR", "XDG_CONFIG_HOME", "XDG_STATE_HOME"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("HOME", str(tmp_path))
+    if sys.platform.startswith("linux"):
+        assert config.config_path() == tmp_path / ".config" / "omfs" / "config.toml"
+        assert state_dir() == tmp_path / ".local" / "state" / "omfs"
+        monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "c"))
+        monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "s"))
+        assert config.config_path() == tmp_path / "c" / "omfs" / "config.toml"
+        assert state_dir() == tmp_path / "s" / "omfs"
+    monkeypatch.setenv("OMFS_CONFIG", str(tmp_path / "mine.toml"))
+    monkeypatch.setenv("OMFS_STATE_DIR", str(tmp_path / "state"))
+    assert config.config_path() == tmp_path / "mine.toml"
+    assert state_dir() == tmp_path / "state"

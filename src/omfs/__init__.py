@@ -14,6 +14,7 @@ import types
 from typing import TYPE_CHECKING, Any
 
 from omfs import errors
+from omfs._version import __version__ as __version__
 from omfs.context import Omega, info, setup
 
 if TYPE_CHECKING:
@@ -48,7 +49,6 @@ __all__ = [
     "setup",
     "sync",
 ]
-__version__ = "0.1.0"
 
 _default: Omega | None = None
 _default_lock = threading.Lock()

@@ -1,5 +1,10 @@
-"""A bound on how deeply user input (the config file, ``--attr-json``) may nest.
+"""Small shared helpers: one home for each.
 
+- a bound on how deeply user input (the config file, ``--attr-json``) may nest;
+- writing a local file whole (:func:`atomic_write`, :func:`atomic_path`);
+- parsing ``KEY=VALUE`` items, durations (``"5min"``) and sizes (``"128MB"``).
+
+On nesting:
 Parsers and writers of TOML and JSON recurse once per level, so a value nested a few
 thousand levels deep ends in a RecursionError, far from what the user typed. Settings and
 attributes never need more than a handful of levels: anything deeper than
@@ -8,10 +13,26 @@ attributes never need more than a handful of levels: anything deeper than
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import contextlib
+import os
+import re
+import uuid
+from collections.abc import Callable, Iterable, Iterator
+from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
-__all__ = ["MAX_DEPTH", "TooDeepError", "depth_problem", "parse_bounded"]
+__all__ = [
+    "MAX_DEPTH",
+    "TooDeepError",
+    "atomic_path",
+    "atomic_write",
+    "depth_problem",
+    "parse_bounded",
+    "parse_duration",
+    "parse_kv",
+    "parse_size",
+]
 
 MAX_DEPTH = 32
 
@@ -50,3 +71,111 @@ def parse_bounded(parse: Callable[[str], Any], text: str, limit: int = MAX_DEPTH
 
 def _too_deep(limit: int) -> str:
     return f"it nests tables or lists more than {limit} levels deep (the limit)"
+
+
+# -- writing a local file whole ------------------------------------------------------------
+@contextlib.contextmanager
+def atomic_path(target: str | os.PathLike[str], *, mode: int | None = None) -> Iterator[Path]:
+    """A fresh temporary path beside ``target`` to write; on leaving the block without an
+    error it replaces ``target`` whole, else it is removed. No reader ever sees a half
+    file. ``mode`` (e.g. ``0o600``) is set on the temporary file at its creation, before
+    any byte is written, whatever the umask."""
+    path = Path(target)
+    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:12]}.tmp")
+    if len(tmp.name.encode()) > 255:  # a long name: the temporary name must still fit
+        tmp = path.with_name(f".{uuid.uuid4().hex}.tmp")
+    try:
+        if mode is not None:
+            flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0)
+            os.close(os.open(tmp, flags, mode))
+            os.chmod(tmp, mode)
+        yield tmp
+        os.replace(tmp, path)
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+
+
+def atomic_write(
+    target: str | os.PathLike[str], data: bytes, *, mode: int | None = None, durable: bool = False
+) -> None:
+    """Write ``data`` to ``target`` whole or not at all (a temporary file, then a rename);
+    ``durable`` flushes it to disk before the rename. See :func:`atomic_path`."""
+    with atomic_path(target, mode=mode) as tmp, open(tmp, "wb") as out:
+        out.write(data)
+        if durable:
+            out.flush()
+            os.fsync(out.fileno())
+
+
+# -- little parsers of user input ----------------------------------------------------------
+def parse_kv(
+    items: Iterable[str] | None, option: str, *, form: str = "KEY=VALUE"
+) -> list[tuple[str, str]]:
+    """``["k=v", ...]`` as ``[("k", "v"), ...]`` (a value may hold ``=``); a ValueError
+    naming ``option`` and ``form`` for an item without a key or an ``=``."""
+    pairs = []
+    for item in items or []:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise ValueError(f"{option} takes {form}, got {item!r}")
+        pairs.append((key, value))
+    return pairs
+
+
+_DURATION = re.compile(r"\s*(\d+(?:\.\d+)?)\s*([a-z]*)\s*", re.IGNORECASE)
+_DURATION_UNITS = {"s": 1, "min": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
+
+
+def parse_duration(value: Any) -> timedelta:
+    """``"90s"``, ``"5min"``, ``"1h"``, ``"30d"``, ``"2w"``, seconds, or a timedelta.
+
+    The one parser of durations (prune's ``older_than``, gc's ``grace``, their CLI
+    options). A bare ``m`` is refused: it reads as a minute to some and a month to others.
+    """
+    if isinstance(value, timedelta):
+        if value < timedelta(0):
+            raise ValueError(f"Invalid duration {value!r}: it is negative")
+        return value
+    if isinstance(value, int | float) and not isinstance(value, bool) and value >= 0:
+        return timedelta(seconds=value)
+    match = _DURATION.fullmatch(str(value))
+    unit = match.group(2).lower() if match else ""
+    if match and unit == "m":
+        number = match.group(1)
+        raise ValueError(
+            f"Duration {value!r} is ambiguous: write {number}min for {number} minute(s) or "
+            f"{float(number) * 30:g}d for {number} month(s)"
+        )
+    if not match or unit not in _DURATION_UNITS:
+        raise ValueError(
+            f"Invalid duration {value!r}: use a number and a unit (s, min, h, d, w), "
+            "e.g. '90s', '5min', '1h', '30d' or '2w'"
+        )
+    return timedelta(seconds=float(match.group(1)) * _DURATION_UNITS[unit])
+
+
+_SIZE = re.compile(r"\s*(\d+(?:\.\d+)?)\s*([A-Za-z]*)\s*")
+_SIZE_UNITS = {
+    "": 1,
+    "B": 1,
+    "KB": 10**3,
+    "MB": 10**6,
+    "GB": 10**9,
+    "TB": 10**12,
+    "KIB": 2**10,
+    "MIB": 2**20,
+    "GIB": 2**30,
+    "TIB": 2**40,
+}
+
+
+def parse_size(text: str) -> int:
+    """``128MB``, ``1GiB``, ``500000`` as a number of bytes; a ValueError otherwise."""
+    match = _SIZE.fullmatch(text)
+    unit = match.group(2).upper() if match else ""
+    if match is None or unit not in _SIZE_UNITS or float(match.group(1)) <= 0:
+        raise ValueError(
+            f"Invalid size {text!r}: use a number with an optional unit, e.g. 128MB or 1GiB"
+        )
+    return int(float(match.group(1)) * _SIZE_UNITS[unit])

@@ -1,8 +1,9 @@
 """Where a context's settings come from: arguments, then environment, then a config file,
 then built-in defaults that work offline with no configuration.
 
-The config file is TOML, at ``$OMFS_CONFIG`` or ``$XDG_CONFIG_HOME/omfs/config.toml``
-(``~/.config/omfs/config.toml``). It names contexts, one of them the default::
+The config file is TOML, at ``$OMFS_CONFIG`` or ``config.toml`` in the user's config
+folder (on Linux ``$XDG_CONFIG_HOME/omfs/config.toml``, ``~/.config/omfs/config.toml``).
+It names contexts, one of them the default::
 
     default = "dev"
 
@@ -25,7 +26,6 @@ plain text, so omfs writes the file with mode 0600 (its folder, when omfs create
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import re
@@ -34,7 +34,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from omfs._util import TooDeepError, depth_problem, parse_bounded
+import platformdirs
+
+from omfs._util import TooDeepError, atomic_write, depth_problem, parse_bounded
 from omfs.errors import ConfigError
 
 __all__ = [
@@ -54,11 +56,12 @@ DEFAULT_BUCKET = "omega"
 
 
 def config_path() -> Path:
-    """The config file omfs reads (it need not exist)."""
+    """The config file omfs reads (it need not exist): ``$OMFS_CONFIG``, else
+    ``config.toml`` in the user's config folder (platformdirs; on Linux
+    ``$XDG_CONFIG_HOME/omfs``, i.e. ``~/.config/omfs``)."""
     if os.environ.get("OMFS_CONFIG"):
         return Path(os.environ["OMFS_CONFIG"]).expanduser()
-    base = os.environ.get("XDG_CONFIG_HOME") or os.path.join(Path.home(), ".config")
-    return Path(base) / "omfs" / "config.toml"
+    return platformdirs.user_config_path("omfs", appauthor=False) / "config.toml"
 
 
 def default_root() -> str:
@@ -211,20 +214,7 @@ def _write_config(data: dict[str, Any]) -> Path:
     path = config_path()
     if not path.parent.exists():
         path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-    text = tomli_w.dumps(data).encode("utf-8")
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{os.urandom(4).hex()}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            if hasattr(os, "fchmod"):  # POSIX
-                os.fchmod(f.fileno(), 0o600)  # whatever the umask
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)  # whole or not at all
-    finally:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
+    atomic_write(path, tomli_w.dumps(data).encode("utf-8"), mode=0o600, durable=True)
     return path
 
 
@@ -289,78 +279,116 @@ def resolve(
     """Fill in each setting: the argument, then ``$OMFS_*``, then the named context
     (``context=``, ``$OMFS_CONTEXT``, the file's ``default``), then the file's top-level
     settings, then the built-in default. ``sources`` says where each came from."""
-    env = os.environ
     if root is not None and context is not None:
         raise ConfigError("Give root= or context=, not both: a context names its own root")
     conf = _read_config()
-    named = conf.get("contexts", {})
-    sources: dict[str, str] = {}
-    name = context
-    if name is None and root is None and not env.get("OMFS_ROOT"):
-        name = env.get("OMFS_CONTEXT") or conf.get("default")
-        origin = "$OMFS_CONTEXT" if env.get("OMFS_CONTEXT") else f"default in {config_path()}"
-    else:
-        origin = "argument"
-    ctx: dict[str, Any] = {}
-    if name is not None:
-        if name not in named:
-            raise ConfigError(
-                f"There is no context {name!r} in {str(config_path())!r}; known: "
-                f"{sorted(named) or 'none'}. 'om contexts add {name} --root URL' adds it."
-            )
-        ctx = named[name]
-        sources["context"] = origin
-
-    def pick(key: str, arg: Any, env_key: str) -> Any:
-        if arg is not None:
-            sources[key] = "argument"
-            return arg
-        if env.get(env_key) and not (key == "root" and context is not None):
-            sources[key] = f"${env_key}"
-            return env[env_key]
-        if ctx.get(key) is not None:
-            sources[key] = f"context {name!r} in {config_path()}"
-            return ctx[key]
-        if conf.get(key) is not None and not ctx:
-            sources[key] = str(config_path())
-            return conf[key]
-        return None
-
-    chosen_root = pick("root", os.fspath(root) if root is not None else None, "OMFS_ROOT")
-    options = storage_options
-    if options is not None:
-        sources["storage_options"] = "argument"
-    elif env.get("OMFS_STORAGE_OPTIONS"):
-        try:
-            options = parse_bounded(json.loads, env["OMFS_STORAGE_OPTIONS"])
-        except TooDeepError as exc:
-            raise ConfigError(f"$OMFS_STORAGE_OPTIONS cannot be used: {exc}") from None
-        except ValueError as exc:
-            raise ConfigError(f"$OMFS_STORAGE_OPTIONS is not valid JSON: {exc}") from None
-        if not isinstance(options, dict):
-            raise ConfigError("$OMFS_STORAGE_OPTIONS must be a JSON object")
-        sources["storage_options"] = "$OMFS_STORAGE_OPTIONS"
-    elif ctx and chosen_root == ctx.get("root"):
-        options = ctx.get("storage_options", {})
-        sources["storage_options"] = f"context {name!r} in {config_path()}"
-    elif not ctx and chosen_root == conf.get("root"):
-        # the file's storage options belong to the file's root only
-        options = conf.get("storage_options", {})
+    layers = _Layers(conf, _chosen_context(conf, root, context), explicit=context is not None)
+    chosen_root = layers.pick("root", os.fspath(root) if root is not None else None, "OMFS_ROOT")
+    options = layers.storage_options(storage_options, chosen_root)
     if chosen_root is None:
-        chosen_root = default_root()
-        sources["root"] = "built-in default"
-    chosen_bucket = pick("bucket", bucket, "OMFS_BUCKET")
+        chosen_root = layers.default("root", default_root())
+    chosen_bucket = layers.pick("bucket", bucket, "OMFS_BUCKET")
     if chosen_bucket is None:
-        chosen_bucket = DEFAULT_BUCKET
-        sources["bucket"] = "built-in default"
-    chosen_cluster = pick("cluster", cluster, "OMFS_CLUSTER")
+        chosen_bucket = layers.default("bucket", DEFAULT_BUCKET)
+    chosen_cluster = layers.pick("cluster", cluster, "OMFS_CLUSTER")
     if chosen_cluster is None:
-        sources["cluster"] = "built-in default (a local Dask cluster on first use)"
+        layers.default("cluster", None, "built-in default (a local Dask cluster on first use)")
     return Settings(
         root=chosen_root,
         bucket=chosen_bucket,
         cluster=chosen_cluster,
         storage_options=dict(options or {}),
-        context=name if ctx else None,
-        sources=sources,
+        context=layers.name if layers.ctx else None,
+        sources=layers.sources,
     )
+
+
+def _chosen_context(
+    conf: dict[str, Any], root: object, context: str | None
+) -> tuple[str | None, str]:
+    """The name of the context to use (None: none) and where that choice came from: the
+    argument, else (when no root is given) ``$OMFS_CONTEXT``, else the file's default."""
+    env = os.environ
+    if context is None and root is None and not env.get("OMFS_ROOT"):
+        if env.get("OMFS_CONTEXT"):
+            return env["OMFS_CONTEXT"], "$OMFS_CONTEXT"
+        return conf.get("default"), f"default in {config_path()}"
+    return context, "argument"
+
+
+class _Layers:
+    """The layers a setting is taken from, in order, recording in ``sources`` which one
+    gave each setting."""
+
+    def __init__(
+        self, conf: dict[str, Any], chosen: tuple[str | None, str], *, explicit: bool
+    ) -> None:
+        self.conf = conf
+        self.name, origin = chosen
+        self.explicit = explicit  # context= given: $OMFS_ROOT cannot override its root
+        self.sources: dict[str, str] = {}
+        self.ctx: dict[str, Any] = {}
+        if self.name is not None:
+            named = conf.get("contexts", {})
+            if self.name not in named:
+                raise ConfigError(
+                    f"There is no context {self.name!r} in {str(config_path())!r}; known: "
+                    f"{sorted(named) or 'none'}. 'om contexts add {self.name} --root URL' "
+                    "adds it."
+                )
+            self.ctx = named[self.name]
+            self.sources["context"] = origin
+
+    def _in_context(self) -> str:
+        return f"context {self.name!r} in {config_path()}"
+
+    def pick(self, key: str, arg: Any, env_key: str) -> Any:
+        """``key`` from the argument, the environment, the context, the file's top level."""
+        env = os.environ
+        if arg is not None:
+            self.sources[key] = "argument"
+            return arg
+        if env.get(env_key) and not (key == "root" and self.explicit):
+            self.sources[key] = f"${env_key}"
+            return env[env_key]
+        if self.ctx.get(key) is not None:
+            self.sources[key] = self._in_context()
+            return self.ctx[key]
+        if self.conf.get(key) is not None and not self.ctx:
+            self.sources[key] = str(config_path())
+            return self.conf[key]
+        return None
+
+    def default(self, key: str, value: Any, source: str = "built-in default") -> Any:
+        self.sources[key] = source
+        return value
+
+    def storage_options(self, given: dict[str, Any] | None, root: str | None) -> Any:
+        """The argument, else ``$OMFS_STORAGE_OPTIONS``, else those of the context or file
+        that gave ``root`` (never another root's: they may hold its credentials)."""
+        if given is not None:
+            self.sources["storage_options"] = "argument"
+            return given
+        if os.environ.get("OMFS_STORAGE_OPTIONS"):
+            self.sources["storage_options"] = "$OMFS_STORAGE_OPTIONS"
+            return _env_storage_options(os.environ["OMFS_STORAGE_OPTIONS"])
+        if self.ctx and root == self.ctx.get("root"):
+            self.sources["storage_options"] = self._in_context()
+            return self.ctx.get("storage_options", {})
+        if not self.ctx and root == self.conf.get("root"):
+            # the file's storage options belong to the file's root only
+            return self.conf.get("storage_options", {})
+        return None
+
+
+def _env_storage_options(text: str) -> dict[str, Any]:
+    """``$OMFS_STORAGE_OPTIONS``: a JSON object, or a ConfigError saying why not."""
+    try:
+        options = parse_bounded(json.loads, text)
+    except TooDeepError as exc:
+        raise ConfigError(f"$OMFS_STORAGE_OPTIONS cannot be used: {exc}") from None
+    except ValueError as exc:
+        raise ConfigError(f"$OMFS_STORAGE_OPTIONS is not valid JSON: {exc}") from None
+    if not isinstance(options, dict):
+        raise ConfigError("$OMFS_STORAGE_OPTIONS must be a JSON object")
+    return options

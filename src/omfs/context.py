@@ -84,7 +84,7 @@ class Omega:
     def runtime(self) -> Runtime:
         from omfs.compute import Runtime
 
-        return Runtime(self)
+        return Runtime(self, self._cluster)
 
     def gc(
         self,
@@ -149,9 +149,9 @@ def info(
     """What a ``setup()`` with these arguments would use, and where each setting comes
     from: root, bucket, context, cluster, storage protocol and options (credentials left
     out), the config file and the omfs version. Nothing is connected or started."""
-    import omfs
+    from omfs._version import __version__
     from omfs.compute.cluster import ClusterHandle
-    from omfs.compute.processes import state_dir
+    from omfs.compute.workers import state_dir
     from omfs.storage import public_options
 
     settings = config.resolve(root, bucket, cluster, None, context)
@@ -161,7 +161,7 @@ def info(
     if settings.cluster is None:
         sources["cluster"] = "built-in default"
     return {
-        "version": omfs.__version__,
+        "version": __version__,
         "root": storage.url,
         "bucket": settings.bucket,
         "context": settings.context,

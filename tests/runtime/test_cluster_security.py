@@ -282,11 +282,11 @@ def test_every_listener_binds_the_host_and_the_dashboard_runs_only_when_asked(
 ):
     """What `om cluster start [--host H] [--dashboard]` runs (the processes themselves:
     above)."""
-    from omfs.compute import processes
+    from omfs.compute import background, processes, workers
 
     tls = ClusterTLS.at(tmp_path, "c")
-    scheduler = processes._scheduler_command(tmp_path / "s.json", tls, host, 0, dashboard)
-    worker = processes._worker_command(["ADDRESS"], processes.WorkerSpec("w"), 60, tls, host)
+    scheduler = background._scheduler_command(tmp_path / "s.json", tls, host, 0, dashboard)
+    worker = workers.worker_command(["ADDRESS"], processes.WorkerSpec("w"), 60, tls, host)
     for cmd in (scheduler, worker):
         assert cmd[cmd.index("--host") + 1] == host
         assert cmd[cmd.index("--protocol") + 1] == "tls"
@@ -296,7 +296,7 @@ def test_every_listener_binds_the_host_and_the_dashboard_runs_only_when_asked(
     http = scheduler[scheduler.index("--dashboard-address") + 1]
     assert http == (f"{host}:8787" if dashboard else f"{host}:0")
     assert ("--dashboard" if dashboard else "--no-dashboard") in scheduler
-    env = processes._scheduler_env({}, dashboard)
+    env = background._scheduler_env({}, dashboard)
     assert env.get("DASK_DISTRIBUTED__SCHEDULER__HTTP__ROUTES") == (None if dashboard else "[]")
 
 

@@ -10,7 +10,7 @@ import sys
 
 import pytest
 
-from omfs.compute import processes
+from omfs.compute import background, processes
 
 
 def _record(**changes):
@@ -48,7 +48,7 @@ def test_a_bad_or_stale_record_is_ignored_and_nothing_is_signalled(tmp_path, mon
     (tmp_path / "runtime.sock").write_text("")  # not a socket the gateway made
     assert processes.background() is None
     # nor does the record's gateway pid, nor a plain file in the socket's place, count
-    assert processes.gateway(processes._read_state(tmp_path / "cluster.json")) is None
+    assert processes.gateway(background._read_state(tmp_path / "cluster.json")) is None
     report = processes.stop_background()
     assert report is None or report.stopped == ()  # and this process is still alive
     os.kill(os.getpid(), 0)
@@ -60,7 +60,7 @@ def test_a_record_without_a_gateway_is_read(tmp_path, monkeypatch):
     doc = json.loads(_record())
     del doc["gateway_pid"]
     (tmp_path / "cluster.json").write_text(json.dumps(doc))
-    record = processes._read_state(tmp_path / "cluster.json")
+    record = background._read_state(tmp_path / "cluster.json")
     assert record is not None and record.gateway_pid is None
 
 

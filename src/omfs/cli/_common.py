@@ -14,6 +14,7 @@ from typing import Annotated, Any
 
 import typer
 
+from omfs import _util
 from omfs._util import TooDeepError, parse_bounded
 
 __all__ = ["State", "emit_table", "emit_value", "parse_attributes", "progress_bar", "state"]
@@ -218,29 +219,20 @@ def hoist_global_options(command: Any, args: list[str]) -> list[str]:
     return front + rest
 
 
-_UNITS = {
-    "": 1,
-    "B": 1,
-    "KB": 10**3,
-    "MB": 10**6,
-    "GB": 10**9,
-    "TB": 10**12,
-    "KIB": 2**10,
-    "MIB": 2**20,
-    "GIB": 2**30,
-    "TIB": 2**40,
-}
-
-
 def parse_size(text: str) -> int:
     """``128MB``, ``1GiB``, ``500000`` as a number of bytes; a usage error otherwise."""
-    import re
+    try:
+        return _util.parse_size(text)
+    except ValueError as exc:
+        fail(str(exc), 2)
 
-    match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([A-Za-z]*)\s*", text)
-    unit = match.group(2).upper() if match else ""
-    if not match or unit not in _UNITS or float(match.group(1)) <= 0:
-        fail(f"Invalid size {text!r}: use a number with an optional unit, e.g. 128MB or 1GiB", 2)
-    return int(float(match.group(1)) * _UNITS[unit])  # type: ignore[union-attr]
+
+def _kv(items: list[str] | None, option: str, form: str = "KEY=VALUE") -> list[tuple[str, str]]:
+    """``KEY=VALUE`` items (see :func:`omfs._util.parse_kv`); a usage error otherwise."""
+    try:
+        return _util.parse_kv(items, option, form=form)
+    except ValueError as exc:
+        fail(str(exc), 2)
 
 
 def parse_attributes(
@@ -251,10 +243,8 @@ def parse_attributes(
     if not items:
         return None
     out: dict[str, Any] = {}
-    for item in items:
-        key, sep, value = item.partition("=")
-        if not sep or not key:
-            fail(f"{option} takes KEY=VALUE, got {item!r}", 2)
+    for key, value in _kv(items, option):
+        item = f"{key}={value}"
         if not as_json:
             out[key] = value
             continue
@@ -323,10 +313,7 @@ def parse_params(items: list[str] | None) -> dict[str, Any]:
     """``--param k=v`` of a runtime task: JSON where it parses (``n=3``, ``fit_intercept=
     false``), else text, as keyword arguments of the model's method."""
     out: dict[str, Any] = {}
-    for item in items or []:
-        key, sep, value = item.partition("=")
-        if not sep or not key:
-            fail(f"--param takes KEY=VALUE, got {item!r}", 2)
+    for key, value in _kv(items, "--param"):
         try:
             out[key] = parse_bounded(json.loads, value)
         except TooDeepError as exc:

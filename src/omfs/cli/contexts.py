@@ -8,6 +8,7 @@ from typing import Annotated
 
 import typer
 
+from omfs._util import parse_kv
 from omfs.cli._common import emit_table, fail
 
 app = typer.Typer(
@@ -63,10 +64,11 @@ def add(
     from omfs import config
 
     options: dict = {}
-    for item in storage_option or []:
-        key, sep, value = item.partition("=")
-        if not sep or not key:
-            fail(f"--storage-option takes KEY=VALUE, got {item!r}", 2)
+    try:
+        pairs = parse_kv(storage_option, "--storage-option")
+    except ValueError as exc:
+        fail(str(exc), 2)
+    for key, value in pairs:
         try:
             parsed = json.loads(value)
         except ValueError:

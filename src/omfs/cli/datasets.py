@@ -10,6 +10,7 @@ from typing import Annotated, Any
 
 import typer
 
+from omfs._util import parse_kv
 from omfs.cli._common import (
     AsName,
     Conditions,
@@ -67,13 +68,15 @@ def list_(
 
 
 def _parse_dtypes(items: list[str] | None) -> dict[str, str]:
-    out = {}
-    for item in items or []:
-        column, sep, kind = item.partition("=")
-        if not sep or not column or not kind:
-            fail(f"--dtype takes COLUMN=TYPE (e.g. id=string, qty=Int64), got {item!r}", 2)
-        out[column] = kind
-    return out
+    form = "COLUMN=TYPE (e.g. id=string, qty=Int64)"
+    try:
+        pairs = parse_kv(items, "--dtype", form=form)
+    except ValueError as exc:
+        fail(str(exc), 2)
+    for column, kind in pairs:
+        if not kind:
+            fail(f"--dtype takes {form}, got {f'{column}='!r}", 2)
+    return dict(pairs)
 
 
 def _spool_stdin(suffix: str) -> Path:

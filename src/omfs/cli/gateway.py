@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from omfs.cli._common import jsonable, one_line
+from omfs.compute.resources import ResourceSpec
 from omfs.errors import OmfsError, TaskCancelledError
 
 __all__ = ["model_command", "request", "serve", "with_requirements"]
@@ -42,20 +43,7 @@ def with_requirements(runtime: Any, require: list[str]) -> Any:
     """``runtime`` routed by ``--require`` items: ``LABEL`` or ``NAME=AMOUNT``."""
     if not require:
         return runtime
-    label = None
-    amounts: dict[str, float] = {}
-    for item in require:
-        name, sep, amount = item.partition("=")
-        if sep:
-            try:
-                amounts[name] = float(amount)
-            except ValueError:
-                raise ValueError(f"--require {item!r}: the amount must be a number") from None
-        elif label is None:
-            label = name
-        else:
-            amounts[name] = 1
-    return runtime.require(label, **amounts)
+    return runtime.require(None, **ResourceSpec.from_options(require).amounts)
 
 
 def model_command(

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import os
 import sys
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 
+from omfs._util import atomic_path
 from omfs.cli._common import (
     AsName,
     Conditions,
@@ -107,13 +107,8 @@ def get(
     meta = models.metadata(name, version=version)
     if path.exists() and not force:
         fail(f"{path} exists; pass --force to overwrite it")
-    tmp = path.with_name(f".{path.name}.om-tmp")
-    try:
-        with progress_bar(f"get {name}", meta.get("size")) as advance:
-            tmp.write_bytes(models.read_payload(meta, progress=advance))
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    with atomic_path(path) as tmp, progress_bar(f"get {name}", meta.get("size")) as advance:
+        tmp.write_bytes(models.read_payload(meta, progress=advance))
     report_written(meta, path)
 
 

@@ -8,6 +8,7 @@ from typing import Annotated, Any
 import typer
 
 from omfs.cli._common import emit_table, emit_value, fail, parse_params, state
+from omfs.compute.resources import ResourceSpec
 
 app = typer.Typer(
     rich_markup_mode=None,
@@ -55,7 +56,7 @@ def _gateway(om: Any) -> Any:
     from omfs.compute.processes import background, gateway
 
     running = background()
-    spec = om._cluster.spec
+    spec = om.runtime.cluster.spec
     if running is None or (spec is not None and spec != running.address):
         return None  # a scheduler of its own (an address or a Client): connect to it here
     return gateway(running)
@@ -139,8 +140,6 @@ def workers() -> None:
     rows = _runtime().workers()
     for row in rows:
         row["resources"] = (
-            ",".join(f"{k}={v:g}" for k, v in sorted(row["resources"].items()))
-            if not state.as_json
-            else row["resources"]
+            ResourceSpec(row["resources"]).text() if not state.as_json else row["resources"]
         )
     emit_table(rows, ["address", "name", "resources", "nthreads", "memory_limit"])

@@ -7,21 +7,33 @@ the ``gpu`` resource; ``om.runtime.mode(local=True)`` runs the same task in this
 from __future__ import annotations
 
 import uuid
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
-from omfs.compute._routing import (
-    check_satisfiable,
-    describe_workers,
-    resources_from,
-    resources_from_attributes,
-)
-from omfs.compute.tasks import _FITTING, METHODS, run_model_task
+from omfs.compute._routing import check_satisfiable, describe_workers
+from omfs.compute.resources import ResourceSpec
+from omfs.compute.tasks import FITTING, METHODS, run_model_task
 from omfs.errors import ConfigError
 
 if TYPE_CHECKING:
-    from omfs.context import Omega
+    from omfs.compute.cluster import ClusterHandle
+    from omfs.storage import Storage
 
-__all__ = ["ModelProxy", "Runtime", "TaskResult"]
+__all__ = ["ModelProxy", "ResourceSpec", "Runtime", "TaskResult"]
+
+
+class _Context(Protocol):
+    """What the runtime uses of a context (an :class:`omfs.Omega`, which pickles to its
+    root and bucket when it travels with a task). The runtime does not import the context
+    module: the context sits above it and hands itself and its cluster in."""
+
+    @property
+    def storage(self) -> Storage: ...
+
+    @property
+    def root(self) -> str: ...
+
+    @property
+    def models(self) -> Any: ...
 
 
 class TaskResult:
@@ -102,23 +114,35 @@ class Runtime:
     Runtime for the chain they start; ``om.runtime`` itself never changes."""
 
     def __init__(
-        self, omega: Omega, *, resources: dict[str, float] | None = None, local: bool = False
+        self,
+        omega: _Context,
+        cluster: ClusterHandle,
+        *,
+        resources: dict[str, float] | None = None,
+        local: bool = False,
     ):
         self._omega = omega
+        self._cluster = cluster  # the context's: shared by its buckets and their runtimes
         self._resources = resources  # None: not said by the caller (model attributes apply)
         self._local = local
 
     def __repr__(self) -> str:
-        where = "local" if self._local else self._omega._cluster.describe()
+        where = "local" if self._local else self._cluster.describe()
         return f"Runtime({where}, require={self._resources})"
+
+    @property
+    def cluster(self) -> ClusterHandle:
+        """The context's cluster handle (its spec, and its client once connected)."""
+        return self._cluster
 
     def require(self, label: str | None = None, **resources: float) -> Runtime:
         """Route the chain to workers offering ``label`` (amount 1) and/or ``resources``."""
-        return Runtime(self._omega, resources=resources_from(label, **resources), local=self._local)
+        spec = ResourceSpec.of(label, **resources)
+        return Runtime(self._omega, self._cluster, resources=spec.as_dict(), local=self._local)
 
     def mode(self, local: bool = True) -> Runtime:
         """``local=True`` runs tasks in this process (no cluster is started)."""
-        return Runtime(self._omega, resources=self._resources, local=local)
+        return Runtime(self._omega, self._cluster, resources=self._resources, local=local)
 
     def model(self, name: str) -> ModelProxy:
         return ModelProxy(self, name)
@@ -130,7 +154,7 @@ class Runtime:
     @property
     def client(self) -> Any:
         """The ``distributed.Client`` of this context (connected or started on first use)."""
-        return self._omega._cluster.client()
+        return self._cluster.client()
 
     def _run(
         self,
@@ -142,7 +166,7 @@ class Runtime:
         result_name: str | None,
     ) -> TaskResult:
         description = f"{method}({meta.name}@v{meta.version})"
-        writes = method in _FITTING or result_name is not None
+        writes = method in FITTING or result_name is not None
         key = f"omfs-{method}-{meta.name.replace('/', '.')}-{uuid.uuid4().hex[:12]}"
         guard = f"{key}-commit" if writes and not self._local else None
         args = (meta, method, X, Y, params, result_name)
@@ -159,7 +183,7 @@ class Runtime:
             )
         resources = self._resources
         if resources is None:
-            resources = resources_from_attributes(meta.attributes.get("require"))
+            resources = ResourceSpec.from_attribute(meta.attributes.get("require")).as_dict()
         check_satisfiable(self.workers(), resources, f"{method} of model {meta.name!r}")
         future = self.client.submit(
             run_model_task,
@@ -170,7 +194,7 @@ class Runtime:
             pure=False,
             key=key,
         )
-        handle = self._omega._cluster
+        handle = self._cluster
         handle.track(future, description)
         return TaskResult(
             future,

@@ -15,14 +15,14 @@ import contextlib
 import datetime
 import os
 import stat
-import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from omfs._util import atomic_write
 from omfs.errors import ClusterUnavailableError
 
-__all__ = ["ClusterTLS", "make_tls", "secure_folder", "write_private"]
+__all__ = ["ClusterTLS", "make_tls", "secure_folder"]
 
 
 @dataclass(frozen=True)
@@ -114,27 +114,14 @@ def make_tls(folder: Path, stem: str, *, days: int = 365) -> ClusterTLS:
         .sign(key, hashes.SHA256())
     )
     tls = ClusterTLS.at(folder, stem)
-    write_private(
+    atomic_write(
         tls.key,
         key.private_bytes(
             serialization.Encoding.PEM,
             serialization.PrivateFormat.PKCS8,
             serialization.NoEncryption(),
         ),
+        mode=0o600,
     )
-    write_private(tls.cert, cert.public_bytes(serialization.Encoding.PEM))
+    atomic_write(tls.cert, cert.public_bytes(serialization.Encoding.PEM), mode=0o600)
     return tls
-
-
-def write_private(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` with mode 0600 from its creation, replacing it whole."""
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0), 0o600)
-    try:
-        with os.fdopen(fd, "wb") as out:
-            out.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            tmp.unlink()
-        raise

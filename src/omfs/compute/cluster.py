@@ -65,7 +65,7 @@ class ClusterHandle:
             return self.spec
         if self._private is not None:
             return f"private cluster at {self._private.address}"
-        from omfs.compute.processes import background
+        from omfs.compute.background import background
 
         running = background()
         if running is not None:
@@ -90,13 +90,9 @@ class ClusterHandle:
     def _connect(self) -> Any:
         from distributed import Client
 
-        from omfs.compute.processes import (
-            PrivateCluster,
-            background,
-            background_tls,
-            check_reachable,
-            check_speaks_dask,
-        )
+        from omfs.compute.background import background, background_tls
+        from omfs.compute.private import PrivateCluster
+        from omfs.compute.workers import check_reachable, check_speaks_dask
 
         address, security = self.spec, None
         running = background()

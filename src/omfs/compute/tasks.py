@@ -8,16 +8,15 @@ models are kept in a small per-process cache keyed by location, version and sha2
 from __future__ import annotations
 
 import copy
+import functools
 import re
 import socket
-import threading
-from collections import OrderedDict
 from typing import Any
 
 from omfs.errors import InvalidModelError, TaskCancelledError
 from omfs.objects.metadata import Metadata, utcnow
 
-__all__ = ["METHODS", "cache_stats", "clear_cache", "run_model_task"]
+__all__ = ["FITTING", "METHODS", "cache_stats", "clear_cache", "run_model_task"]
 
 METHODS = (
     "fit",
@@ -28,39 +27,32 @@ METHODS = (
     "transform",
     "score",
 )
-_FITTING = ("fit", "partial_fit")
+#: the methods that change the model: their task stores the fitted model as a new version
+FITTING = ("fit", "partial_fit")
 _INPUT = re.compile(r"^(?P<name>[^\[\]]+?)(?:\[(?P<columns>[^\[\]]*)\])?$")
 _CACHE_SIZE = 8
-_cache: OrderedDict[tuple[str, ...], Any] = OrderedDict()
-_cache_lock = threading.Lock()
-_stats = {"hits": 0, "loads": 0}
 
 
 def cache_stats() -> dict[str, int]:
     """How often this process reused a loaded model and how often it read one from storage."""
-    return {**_stats, "size": len(_cache)}
+    info = _cached_model.cache_info()
+    return {"hits": info.hits, "loads": info.misses, "size": info.currsize}
 
 
 def clear_cache() -> None:
-    with _cache_lock:
-        _cache.clear()
-        _stats.update(hits=0, loads=0)
+    """Forget the models this process loaded (and the counts of :func:`cache_stats`)."""
+    _cached_model.cache_clear()
+
+
+@functools.lru_cache(maxsize=_CACHE_SIZE)
+def _cached_model(omega: Any, name: str, version: int, sha256: str) -> Any:
+    """One stored model version, loaded once per process while it stays among the last
+    used (``omega`` compares by root and bucket, ``sha256`` pins the payload)."""
+    return omega.models.get(name, version=version)
 
 
 def _load_model(omega: Any, meta: Metadata) -> Any:
-    key = (omega.storage.url, meta.bucket, meta.name, str(meta.version), meta.info["sha256"])
-    with _cache_lock:
-        if key in _cache:
-            _cache.move_to_end(key)
-            _stats["hits"] += 1
-            return _cache[key]
-    model = omega.models.get(meta.name, version=meta.version)
-    with _cache_lock:
-        _stats["loads"] += 1
-        _cache[key] = model
-        while len(_cache) > _CACHE_SIZE:
-            _cache.popitem(last=False)
-    return model
+    return _cached_model(omega, meta.name, meta.version, meta.info["sha256"])
 
 
 def _resolve_input(omega: Any, value: Any, lineage: list[dict[str, Any]], role: str) -> Any:
@@ -153,49 +145,78 @@ def run_model_task(
     params = dict(params or {})
     lineage: list[dict[str, Any]] = []
     model = _load_model(omega, model_meta)
-    args = []
-    if X is not None:
-        args.append(_resolve_input(omega, X, lineage, "X"))
-    if Y is not None:
-        args.append(_resolve_input(omega, Y, lineage, "Y"))
-    func = getattr(model, method, None)
-    if not callable(func):
-        raise InvalidModelError(
-            f"Model {model_meta.name!r}@v{model_meta.version} is a {model_meta.kind}, which "
-            f"has no {method}() method. Store an estimator that has one."
-        )
-    if method in _FITTING:
+    args = [
+        _resolve_input(omega, value, lineage, role)
+        for value, role in ((X, "X"), (Y, "Y"))
+        if value is not None
+    ]
+    _check_method(model, model_meta, method)
+    if method in FITTING:
         model = copy.deepcopy(model)  # the cached instance stays as stored
         getattr(model, method)(*args, **params)
         _claim(guard, model_meta, method)
-        return omega.models.put(
-            model,
-            model_meta.name,
-            attributes=dict(model_meta.attributes),
-            lineage={
-                "trained_on": lineage,
-                "task": {
-                    "method": method,
-                    "params": {k: repr(v) for k, v in params.items()},
-                    "from_version": model_meta.version,
-                    "at": utcnow(),
-                    "host": socket.gethostname(),
-                },
-            },
+        return _store_fitted(omega, model, model_meta, method, params, lineage)
+    result = getattr(model, method)(*args, **params)
+    if result_name is None:
+        return result
+    _claim(guard, model_meta, method)
+    data = _with_index(result, args[0] if args else None, model, method)
+    return _store_result(omega, data, result_name, model_meta, method, lineage)
+
+
+def _check_method(model: Any, meta: Metadata, method: str) -> None:
+    """Refuse a model without ``method`` (a stored object that is no estimator)."""
+    if not callable(getattr(model, method, None)):
+        raise InvalidModelError(
+            f"Model {meta.name!r}@v{meta.version} is a {meta.kind}, which "
+            f"has no {method}() method. Store an estimator that has one."
         )
-    result = func(*args, **params)
-    if result_name is not None:
-        _claim(guard, model_meta, method)
-        return omega.datasets.put(
-            _with_index(result, args[0] if args else None, model, method),
-            result_name,
-            attributes={
-                "produced_by": {
-                    "model": model_meta.name,
-                    "version": model_meta.version,
-                    "method": method,
-                    "inputs": lineage,
-                }
+
+
+def _store_fitted(
+    omega: Any,
+    model: Any,
+    meta: Metadata,
+    method: str,
+    params: dict[str, Any],
+    lineage: list[dict[str, Any]],
+) -> Metadata:
+    """Store a fitted model as the next version, its lineage naming what it was fit on."""
+    return omega.models.put(
+        model,
+        meta.name,
+        attributes=dict(meta.attributes),
+        lineage={
+            "trained_on": lineage,
+            "task": {
+                "method": method,
+                "params": {k: repr(v) for k, v in params.items()},
+                "from_version": meta.version,
+                "at": utcnow(),
+                "host": socket.gethostname(),
             },
-        )
-    return result
+        },
+    )
+
+
+def _store_result(
+    omega: Any,
+    data: Any,
+    result_name: str,
+    meta: Metadata,
+    method: str,
+    lineage: list[dict[str, Any]],
+) -> Metadata:
+    """Store a method's result as dataset ``result_name``, saying which model made it."""
+    return omega.datasets.put(
+        data,
+        result_name,
+        attributes={
+            "produced_by": {
+                "model": meta.name,
+                "version": meta.version,
+                "method": method,
+                "inputs": lineage,
+            }
+        },
+    )

@@ -1,18 +1,18 @@
-"""Metadata of one stored version: what the JSON sidecar of a dataset or model holds."""
+"""Metadata of one stored version, as read from its object's commit log."""
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field, fields
 from datetime import UTC, datetime
 from typing import Any
 
-from omfs.errors import IntegrityError
-
 __all__ = ["Metadata", "utcnow"]
 
-FORMAT_VERSION = 1
+#: the format of the commit log this version is read from (``omfs.objects.log.FORMAT``;
+#: a store of the first release is read through the same records). Nothing reads this
+#: document back: it is what ``om ... info --json`` and the runtime's answers show.
+FORMAT_VERSION = 2
 
 
 def utcnow() -> str:
@@ -26,7 +26,12 @@ class Metadata(Mapping[str, Any]):
 
     The common fields are attributes (``meta.version``); store-specific details such as a
     dataset's ``rows`` or a model's ``sha256`` are items (``meta["rows"]``). ``to_dict()``
-    is exactly the JSON written to storage.
+    is the flat document ``om ... info --json`` prints.
+
+    Two fields say "what": ``store`` is the store that holds the object (``"datasets"`` or
+    ``"models"``, the same value as a store's own ``kind`` attribute, ``om.datasets.kind``),
+    while ``kind`` is the Python type of the stored object (``"pandas.DataFrame"``,
+    ``"sklearn.linear_model.LinearRegression"``).
     """
 
     name: str
@@ -59,30 +64,6 @@ class Metadata(Mapping[str, Any]):
 
     def __len__(self) -> int:
         return len(self.to_dict())
-
-    def to_json(self) -> bytes:
-        return json.dumps(self.to_dict(), indent=2, sort_keys=False, default=str).encode()
-
-    @classmethod
-    def from_dict(cls, doc: dict[str, Any]) -> Metadata:
-        doc = dict(doc)
-        doc.pop("format", None)
-        known = {f.name for f in fields(cls)} - {"info"}
-        kwargs = {k: doc.pop(k) for k in list(doc) if k in known}
-        return cls(**kwargs, info=doc)
-
-    @classmethod
-    def from_json(cls, data: bytes, where: str = "") -> Metadata:
-        try:
-            doc = json.loads(data)
-            if not isinstance(doc, dict):
-                raise ValueError("not a JSON object")
-            return cls.from_dict(doc)
-        except (ValueError, TypeError) as exc:
-            raise IntegrityError(
-                f"The metadata file {where!r} is corrupt ({exc}). Restore it from a backup or "
-                "drop that version."
-            ) from None
 
     def __repr__(self) -> str:
         tag = f", tag={self.tag!r}" if self.tag else ""

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-import re
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
+
+from omfs._util import parse_duration
 
 __all__ = ["at_or_before", "parse_duration", "parse_time"]
 
@@ -21,38 +22,6 @@ def parse_time(value: Any) -> datetime:
                 f"Invalid time {value!r}: use ISO 8601, e.g. '2026-03-01T12:00:00Z'"
             ) from None
     return when.replace(tzinfo=UTC) if when.tzinfo is None else when.astimezone(UTC)
-
-
-_DURATION = re.compile(r"\s*(\d+(?:\.\d+)?)\s*([a-z]*)\s*", re.IGNORECASE)
-_UNITS = {"s": 1, "min": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
-
-
-def parse_duration(value: Any) -> timedelta:
-    """``"90s"``, ``"5min"``, ``"1h"``, ``"30d"``, ``"2w"``, seconds, or a timedelta.
-
-    The one parser of durations (prune's ``older_than``, gc's ``grace``, their CLI
-    options). A bare ``m`` is refused: it reads as a minute to some and a month to others.
-    """
-    if isinstance(value, timedelta):
-        if value < timedelta(0):
-            raise ValueError(f"Invalid duration {value!r}: it is negative")
-        return value
-    if isinstance(value, int | float) and not isinstance(value, bool) and value >= 0:
-        return timedelta(seconds=value)
-    match = _DURATION.fullmatch(str(value))
-    unit = match.group(2).lower() if match else ""
-    if match and unit == "m":
-        number = match.group(1)
-        raise ValueError(
-            f"Duration {value!r} is ambiguous: write {number}min for {number} minute(s) or "
-            f"{float(number) * 30:g}d for {number} month(s)"
-        )
-    if not match or unit not in _UNITS:
-        raise ValueError(
-            f"Invalid duration {value!r}: use a number and a unit (s, min, h, d, w), "
-            "e.g. '90s', '5min', '1h', '30d' or '2w'"
-        )
-    return timedelta(seconds=float(match.group(1)) * _UNITS[unit])
 
 
 def at_or_before(stamp: str, when: datetime) -> bool:

@@ -33,6 +33,7 @@ import tarfile
 from collections.abc import Sequence
 from typing import IO, TYPE_CHECKING
 
+from omfs._util import atomic_path
 from omfs.errors import IntegrityError, NotFoundError
 from omfs.names import check_name
 from omfs.ops.bundle_import import import_
@@ -136,38 +137,30 @@ def export(
     ``path``, with a manifest of every file's size and sha256. Returns the manifest.
 
     Files stream into the tar in chunks; the tar appears at ``path`` only when complete."""
-    from omfs.storage import unique_name
-
     objects = _objects_of(source, names)
     where = os.fspath(path)
-    tmp = os.path.join(os.path.dirname(os.path.abspath(where)), f".{unique_name('.tar')}")
     files: list[BundleFile] = []
-    try:
-        with tarfile.open(tmp, "w:", format=tarfile.PAX_FORMAT) as tar:
-            for storage, bucket, obj in objects:
-                for key in _export_keys(storage, bucket, obj):
-                    _refuse_symlink(storage, key)
-                    info = tarfile.TarInfo(key)
-                    info.size = storage.size(key)
-                    with storage.open(key, "rb") as f:
-                        reader = _Hashing(f)
-                        tar.addfile(info, reader)
-                    files.append(
-                        {"path": key, "size": reader.size, "sha256": reader.digest.hexdigest()}
-                    )
-            manifest: BundleManifest = {
-                "format": BUNDLE_FORMAT,
-                "objects": [f"{bucket}/{obj}" for _, bucket, obj in objects],
-                "files": files,
-            }
-            body = json.dumps(manifest, indent=1).encode()
-            info = tarfile.TarInfo(MANIFEST)
-            info.size = len(body)
-            tar.addfile(info, _Hashing(_BytesReader(body)))  # type: ignore[arg-type]
-        os.replace(tmp, where)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    with atomic_path(where) as tmp, tarfile.open(tmp, "w:", format=tarfile.PAX_FORMAT) as tar:
+        for storage, bucket, obj in objects:
+            for key in _export_keys(storage, bucket, obj):
+                _refuse_symlink(storage, key)
+                info = tarfile.TarInfo(key)
+                info.size = storage.size(key)
+                with storage.open(key, "rb") as f:
+                    reader = _Hashing(f)
+                    tar.addfile(info, reader)
+                files.append(
+                    {"path": key, "size": reader.size, "sha256": reader.digest.hexdigest()}
+                )
+        manifest: BundleManifest = {
+            "format": BUNDLE_FORMAT,
+            "objects": [f"{bucket}/{obj}" for _, bucket, obj in objects],
+            "files": files,
+        }
+        body = json.dumps(manifest, indent=1).encode()
+        info = tarfile.TarInfo(MANIFEST)
+        info.size = len(body)
+        tar.addfile(info, _Hashing(_BytesReader(body)))  # type: ignore[arg-type]
     return manifest
 
 

@@ -15,6 +15,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from omfs._util import atomic_path
 from omfs.objects.datasets._readers import open_other as _open_other
 from omfs.objects.datasets._tables import (
     COMPRESSIONS,
@@ -312,12 +313,8 @@ def write_table_file(
             f"Cannot write a table to {str(target)!r}: use a .csv, .tsv, .parquet, .jsonl or "
             ".feather file (optionally .gz for text), or - for stdout"
         )
-    tmp = target.with_name(f".{target.name}.om-tmp")
-    try:
+    with atomic_path(target) as tmp:
         _write(data, tmp, fmt, keep_index, compression)
-        os.replace(tmp, target)
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 def _write(data: Any, out: Any, fmt: str, keep_index: bool, compression: str | None) -> None:

@@ -8,6 +8,7 @@ import os
 from collections.abc import Callable, Iterator
 from typing import Any
 
+from omfs._util import atomic_path
 from omfs.errors import IntegrityError
 from omfs.objects.datasets import _convert
 from omfs.objects.datasets._filters import build_filter, keywords_to_dnf
@@ -15,7 +16,6 @@ from omfs.objects.datasets._parts import arrow_dataset, damaged_part
 from omfs.objects.datasets.schema import pandas_index_columns, pandas_range_index
 from omfs.objects.datasets.versions import DatasetVersions
 from omfs.objects.records import Part, VersionRecord
-from omfs.storage import unique_name
 
 __all__ = ["DatasetReader"]
 
@@ -229,8 +229,7 @@ class DatasetReader(DatasetVersions):
                 self._verify(name, rec, digest.hexdigest())
                 return data
             target = os.fspath(local_path)
-            tmp = f"{target}.{unique_name('.part')}"
-            try:
+            with atomic_path(target) as tmp:
                 with open(tmp, "wb") as out:
                     for chunk in self.storage.iter_chunks(key):
                         digest.update(chunk)
@@ -238,10 +237,6 @@ class DatasetReader(DatasetVersions):
                         if progress:
                             progress(len(chunk))
                 self._verify(name, rec, digest.hexdigest())
-                os.replace(tmp, target)
-            finally:
-                if os.path.exists(tmp):
-                    os.unlink(tmp)
             return target
         except FileNotFoundError:
             raise self._missing_payload(name, rec.version, parts[0]["file"]) from None

@@ -1,0 +1,44 @@
+"""One ResourceSpec parses every form of worker resources and formats them for messages."""
+
+from __future__ import annotations
+
+import pytest
+
+from omfs.compute.resources import ResourceSpec
+from omfs.errors import ConfigError
+
+
+def test_every_form_parses_to_the_same_resources():
+    want = {"gpu": 1, "memory": 16e9}
+    assert ResourceSpec.of("gpu", memory=16e9).as_dict() == want
+    assert ResourceSpec.from_attribute({"label": "gpu", "memory": 16e9}).as_dict() == want
+    assert ResourceSpec.from_options(["gpu", "memory=16e9"]).as_dict() == want
+    assert ResourceSpec.parse("gpu, memory=16e9").as_dict() == want
+    assert ResourceSpec.from_attribute("gpu").as_dict() == {"gpu": 1}
+    assert not ResourceSpec.from_attribute(None)
+
+
+def test_formats_for_dask_and_for_messages():
+    spec = ResourceSpec({"memory": 16e9, "gpu": 1})
+    assert spec.text() == "gpu=1,memory=1.6e+10"
+    assert spec.text(sort=False) == "memory=1.6e+10,gpu=1"
+    assert spec.describe() == "gpu=1, memory=1.6e+10"
+    assert ResourceSpec().describe() == "no resources" and ResourceSpec().text() == ""
+
+
+@pytest.mark.parametrize(
+    ("text", "why"),
+    [("gpu=x", "must be a number"), ("gpu=0", "must be positive"), ("g pu", "NAME or NAME=")],
+)
+def test_a_bad_worker_resource_is_refused_by_name(text, why):
+    with pytest.raises(ConfigError, match=f"Invalid worker resource {text!r}: .*{why}"):
+        ResourceSpec.parse(text)
+
+
+def test_bad_requirements_are_refused():
+    with pytest.raises(ValueError, match="must be a positive number"):
+        ResourceSpec.of(gpu=-1)
+    with pytest.raises(ValueError, match="the amount must be a number"):
+        ResourceSpec.from_options(["gpu=lots"])
+    with pytest.raises(ValueError, match="is not understood"):
+        ResourceSpec.from_attribute(3)
