@@ -1,4 +1,5 @@
-"""The installed ``om`` command, run as a user would: a subprocess."""
+"""The ``om`` command as a user runs it: in this process (Click's CliRunner), and in a real
+process where that matters (a traceback at exit)."""
 
 from __future__ import annotations
 
@@ -11,22 +12,18 @@ import pytest
 
 
 @pytest.fixture(params=["local", "s3"])
-def om(request, tmp_path, om_script):
+def om(request, tmp_path, cli):
     """Runs ``om`` with a context given by the environment, like a CI script would."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("OMFS_")}
-    if request.param == "local":
-        env["OMFS_ROOT"] = str(tmp_path / "ctx")
-    else:
+    env = {"OMFS_ROOT": str(tmp_path / "ctx")}
+    if request.param == "s3":
         options = request.getfixturevalue("s3_options")
         env["OMFS_ROOT"] = request.getfixturevalue("s3_root_factory")()
         env["OMFS_STORAGE_OPTIONS"] = json.dumps(options)
 
     def run(*args, ok=True):
-        result = subprocess.run(
-            [om_script, *args], capture_output=True, text=True, env=env, cwd=tmp_path
-        )
+        result = cli(*args, env=env)
         if ok:
-            assert result.returncode == 0, result.stderr
+            assert result.code == 0, result.stderr
         return result
 
     run.env = env
@@ -114,10 +111,25 @@ def test_bad_names_and_appends_change_nothing(om, tmp_path):
     assert not list(tmp_path.glob("**/escape*"))
 
 
-def test_debug_shows_the_traceback(om):
-    om.env["OMFS_DEBUG"] = "1"
-    result = om("datasets", "get", "nope", "x.csv", ok=False)
+def test_debug_shows_the_traceback(tmp_path, om_script):
+    env = {k: v for k, v in os.environ.items() if not k.startswith("OMFS_")}
+    env |= {"OMFS_ROOT": str(tmp_path / "ctx"), "OMFS_DEBUG": "1"}
+    result = subprocess.run(
+        [om_script, "datasets", "get", "nope", "x.csv"], capture_output=True, text=True, env=env
+    )
     assert "Traceback" in result.stderr and result.returncode != 0
+
+
+def test_a_bug_is_a_traceback_not_a_line(cli, tmp_path, monkeypatch):
+    """Only omfs' own errors and OSError are one line: any other exception is a bug."""
+    from omfs.objects.datasets import DatasetStore
+
+    def broken(self, pattern=None):
+        raise ValueError("a bug in list")
+
+    monkeypatch.setattr(DatasetStore, "list", broken)
+    with pytest.raises(ValueError, match="a bug in list"):
+        cli("datasets", "list", env={"OMFS_ROOT": str(tmp_path / "ctx")})
 
 
 def test_usage_errors_exit_2(om):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from omfs.errors import ResourceUnavailableError
+from omfs.errors import ResourceUnavailableError, UsageError
 
 __all__ = ["check_satisfiable", "describe_workers", "resources_from"]
 
@@ -14,11 +14,11 @@ def resources_from(label: str | None = None, **amounts: float) -> dict[str, floa
     resources: dict[str, float] = {}
     if label is not None:
         if not isinstance(label, str) or not label.strip():
-            raise ValueError(f"A resource label is a non-empty string such as 'gpu', got {label!r}")
+            raise UsageError(f"A resource label is a non-empty string such as 'gpu', got {label!r}")
         resources[label.strip()] = 1
     for name, amount in amounts.items():
         if not isinstance(amount, int | float) or isinstance(amount, bool) or amount <= 0:
-            raise ValueError(f"Resource {name}={amount!r} must be a positive number")
+            raise UsageError(f"Resource {name}={amount!r} must be a positive number")
         resources[name] = amount
     return resources
 
@@ -33,7 +33,7 @@ def resources_from_attributes(require: Any) -> dict[str, float]:
         spec = dict(require)
         label = spec.pop("label", None)
         return resources_from(label, **spec)
-    raise ValueError(
+    raise UsageError(
         f"The model attribute require={require!r} is not understood: use 'gpu', "
         "{'label': 'gpu'} or a resources dict such as {'gpu': 1}"
     )
@@ -63,8 +63,9 @@ def check_satisfiable(workers: list[dict[str, Any]], needs: dict[str, float], wh
     """Raise at once when no single worker offers every resource in ``needs``."""
     if not workers:
         raise ResourceUnavailableError(
-            f"The cluster has no workers to run {what}. Start workers (`dask worker "
-            "SCHEDULER_ADDRESS`) or use runtime.mode(local=True)."
+            f"The cluster has no workers to run {what}.",
+            hint="Start workers (`dask worker SCHEDULER_ADDRESS`) or use runtime.mode(local=True).",
+            cli_hint="Start workers (`dask worker SCHEDULER_ADDRESS`) or use `om runtime --local`.",
         )
     if not needs:
         return

@@ -37,8 +37,10 @@ from omfs.errors import (
     FormatError,
     IntegrityError,
     InvalidNameError,
+    InvalidTypeError,
     NotFoundError,
     RestoreError,
+    UsageError,
 )
 from omfs.names import (
     check_bucket,
@@ -90,7 +92,7 @@ def parse_time(value: Any) -> datetime:
         try:
             when = datetime.fromisoformat(str(value).strip())
         except ValueError:
-            raise ValueError(
+            raise UsageError(
                 f"Invalid time {value!r}: use ISO 8601, e.g. '2026-03-01T12:00:00Z'"
             ) from None
     return when.replace(tzinfo=UTC) if when.tzinfo is None else when.astimezone(UTC)
@@ -108,7 +110,7 @@ def parse_duration(value: Any) -> timedelta:
     """
     if isinstance(value, timedelta):
         if value < timedelta(0):
-            raise ValueError(f"Invalid duration {value!r}: it is negative")
+            raise UsageError(f"Invalid duration {value!r}: it is negative")
         return value
     if isinstance(value, int | float) and not isinstance(value, bool) and value >= 0:
         return timedelta(seconds=value)
@@ -116,12 +118,12 @@ def parse_duration(value: Any) -> timedelta:
     unit = match.group(2).lower() if match else ""
     if match and unit == "m":
         number = match.group(1)
-        raise ValueError(
+        raise UsageError(
             f"Duration {value!r} is ambiguous: write {number}min for {number} minute(s) or "
             f"{float(number) * 30:g}d for {number} month(s)"
         )
     if not match or unit not in _UNITS:
-        raise ValueError(
+        raise UsageError(
             f"Invalid duration {value!r}: use a number and a unit (s, min, h, d, w), "
             "e.g. '90s', '5min', '1h', '30d' or '2w'"
         )
@@ -146,19 +148,29 @@ class _NotFound(NotFoundError):
     """A NotFoundError whose message (which may need a listing, to name the buckets that
     exist) is made only when someone reads it, not when ``exists()`` catches it."""
 
-    def __init__(self, message: Callable[[], str]):
+    def __init__(self, message: Callable[[bool], str]):
         super().__init__()
         self._message = message
         self._text: str | None = None
 
     def __str__(self) -> str:
         if self._text is None:
-            self._text = self._message()
+            self._text = self._message(False)
             self.args = (self._text,)
         return self._text
 
+    def cli_message(self) -> str:
+        return " ".join(self._message(True).split())
+
     def __reduce__(self) -> tuple[Any, ...]:
-        return (NotFoundError, (str(self),))
+        return (_not_found_error, (str(self), self.cli_message()))
+
+
+def _not_found_error(text: str, cli_text: str) -> NotFoundError:
+    """A plain NotFoundError with both wordings of a _NotFound (what unpickling makes)."""
+    error = NotFoundError(text)
+    error.cli_text = cli_text
+    return error
 
 
 def bucket_names(storage: Storage) -> list[str]:
@@ -254,7 +266,7 @@ class VersionedStore:
         return f"{noun} {name!r} in bucket {self.bucket!r} of context {self.storage.url!r}"
 
     def _not_found(self, name: str, detail: str = "") -> NotFoundError:
-        def message() -> str:
+        def message(cli: bool) -> str:
             problem = self.bucket_problem()
             text = (
                 f"{self.noun} {name!r} does not exist{detail} in bucket {self.bucket!r} of "
@@ -262,6 +274,8 @@ class VersionedStore:
             )
             if problem:
                 return f"{text}: {problem}"
+            if cli:
+                return f"{text}. `om {self.kind} list` shows them."
             return f"{text}. list() shows the {self.kind} there."
 
         return _NotFound(message)
@@ -421,7 +435,7 @@ class VersionedStore:
         if version is not None:
             _, from_version = split_selector(f"{name}@{version}")
             if selector is not None and from_version != selector:
-                raise ValueError(
+                raise UsageError(
                     f"{spec!r} selects a version and version={version!r} selects another; "
                     "give only one"
                 )
@@ -633,7 +647,7 @@ class VersionedStore:
             moves = [e for e in state.tag_log if e["tag"] == tag]
             previous = moves[-1]["prev"] if moves else None
             if previous is None:
-                raise ValueError(
+                raise UsageError(
                     f"Tag {tag!r} of {self._where(name)} has no previous version to roll "
                     f"back to; tag_history({name!r}, {tag!r}) shows its moves."
                 )
@@ -660,9 +674,9 @@ class VersionedStore:
         the files go. Returns the versions dropped (or, with ``dry_run=True``, that would
         be)."""
         if keep_last is None and older_than is None:
-            raise ValueError("prune() needs keep_last=, older_than= or both")
+            raise UsageError("prune() needs keep_last=, older_than= or both")
         if keep_last is not None and (type(keep_last) is not int or keep_last < 0):
-            raise ValueError(f"keep_last must be a whole number >= 0, got {keep_last!r}")
+            raise UsageError(f"keep_last must be a whole number >= 0, got {keep_last!r}")
         cutoff = None
         if older_than is not None:
             cutoff = datetime.now(UTC) - parse_duration(older_than)
@@ -713,7 +727,7 @@ class VersionedStore:
         updates are all kept (each re-applies on top of the other).
         """
         if not isinstance(attributes, dict):
-            raise TypeError(f"attributes must be a dict, got {type(attributes).__name__}")
+            raise InvalidTypeError(f"attributes must be a dict, got {type(attributes).__name__}")
         base, rec, head = self.select(name, version)
         number = rec.version
         needs_full = head.complete or number not in head.records

@@ -37,7 +37,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from omfs.errors import IntegrityError, InvalidNameError, OmfsError
+from omfs.errors import IntegrityError, InvalidNameError, OmfsError, SyncError
 from omfs.names import check_bucket, check_name
 from omfs.objects.log import CHECKPOINT_INTERVAL, checkpoint_file, commit_file, is_payload_file
 from omfs.storage import Expected
@@ -48,10 +48,6 @@ _COMMIT = re.compile(r"(\d{20})\.json")
 _CHECKPOINT = re.compile(r"(\d{20})\.checkpoint\.json")
 _SCHEMA = re.compile(r"s-[0-9a-f]{32}\.schema")
 _STORES = ("datasets", "models")
-
-
-class SyncError(OmfsError):
-    """A sync that could not run (bad arguments, contexts that cannot be synced)."""
 
 
 @dataclass

@@ -781,8 +781,11 @@ class Storage:
         raise UnsafeStorageError(
             f"omfs cannot commit atomically on {self.protocol}:// storage ({self.url}): it "
             "has no put-if-absent for this protocol, so two writers could overwrite each "
-            "other's versions. Reading works. To write anyway, open the context with "
-            "unsafe_commits=True (and make sure only one writer runs at a time)."
+            "other's versions. Reading works.",
+            hint="To write anyway, open the context with unsafe_commits=True (and make sure "
+            "only one writer runs at a time).",
+            cli_hint="To write anyway, use the API with unsafe_commits=True (and make sure "
+            "only one writer runs at a time).",
         )
 
     def _conditional_writes_ignored(self) -> bool:
@@ -815,10 +818,13 @@ class Storage:
         condition = "ifGenerationMatch=0" if self.protocol in _GCS else "If-None-Match"
         raise UnsafeStorageError(
             f"The server at {endpoint} ignores {condition} (a second create of one key "
-            f"succeeded), so omfs cannot commit atomically to {self.url}. Use a server that "
-            "supports conditional writes (AWS S3, Google Cloud Storage, Azure Blob Storage, "
-            "Azurite, recent MinIO, Ceph RGW), or open the context with unsafe_commits=True "
-            "for a single writer."
+            f"succeeded), so omfs cannot commit atomically to {self.url}.",
+            hint="Use a server that supports conditional writes (AWS S3, Google Cloud "
+            "Storage, Azure Blob Storage, Azurite, recent MinIO, Ceph RGW), or open the "
+            "context with unsafe_commits=True for a single writer.",
+            cli_hint="Use a server that supports conditional writes (AWS S3, Google Cloud "
+            "Storage, Azure Blob Storage, Azurite, recent MinIO, Ceph RGW), or use the API "
+            "with unsafe_commits=True for a single writer.",
         )
 
     @_translated

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from omfs.errors import OmfsError
+from omfs.errors import TableFileError
 
 __all__ = [
     "COMPRESSIONS",
@@ -79,10 +79,6 @@ _LINE_BYTES_CEILING = 2**30  # pyarrow's block size is a 32-bit int
 _HEAD_BYTES = 64 * 1024
 # non-ISO layouts tried after pyarrow's ISO 8601 parser, all unambiguous about day/month
 _TIME_FORMATS = ("%Y-%m-%d %H:%M:%S", "%Y/%m/%d", "%Y/%m/%d %H:%M:%S", "%Y-%m-%dT%H:%M:%S")
-
-
-class TableFileError(OmfsError, ValueError):
-    """A table file that cannot be read (or written) as asked; the message names it."""
 
 
 @dataclass

@@ -15,7 +15,14 @@ import re
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from omfs.errors import CommitConflictError, IntegrityError, SchemaMismatchError
+from omfs.errors import (
+    CommitConflictError,
+    IntegrityError,
+    InvalidTypeError,
+    SchemaMismatchError,
+    UnknownColumnError,
+    UsageError,
+)
 from omfs.names import check_name, check_tag
 from omfs.objects.datasets import _convert
 from omfs.objects.datasets._filters import build_filter, keywords_to_dnf
@@ -343,17 +350,19 @@ class DatasetStore(VersionedStore):
             )
         if isinstance(obj, str) or _convert.is_raw(obj):
             if append:
-                raise TypeError(
-                    f"Cannot append a raw file to dataset {name!r}: raw files are stored "
-                    "whole. Put it without append=True to store a new version."
+                raise InvalidTypeError(
+                    f"Cannot append a raw file to dataset {name!r}: raw files are stored whole.",
+                    hint="Put it without append=True to store a new version.",
+                    cli_hint="Put it without --append to store a new version.",
                 )
             return self._put_raw(obj, name, attributes, tag, progress)
         state = self._next_state(name)
         prev = state.records[state.latest] if append and state.exists else None  # type: ignore[index]
         if prev is not None and prev.kind == _convert.KIND_RAW:
             raise SchemaMismatchError(
-                f"Cannot append to dataset {name!r}: it holds a raw file. Put the data without "
-                "append=True to store a new version."
+                f"Cannot append to dataset {name!r}: it holds a raw file.",
+                hint="Put the data without append=True to store a new version.",
+                cli_hint="Put the data without --append to store a new version.",
             )
         stored = self._schema(name, prev) if prev is not None else None
         parts: list[dict[str, Any]] = []
@@ -510,8 +519,9 @@ class DatasetStore(VersionedStore):
         """Refuse data whose kind, columns or types differ from the dataset's (O(columns))."""
         if stored_kind != kind:
             raise SchemaMismatchError(
-                f"Cannot append a {kind} to dataset {name!r}, which holds a {stored_kind}. "
-                "Append the same kind of object, or put() without append=True to replace it."
+                f"Cannot append a {kind} to dataset {name!r}, which holds a {stored_kind}.",
+                hint="Append the same kind of object, or put() without append=True to replace it.",
+                cli_hint="Append the same kind of object, or put without --append to replace it.",
             )
         want = {f.name: f.type for f in stored}
         have = {f.name: f.type for f in schema}
@@ -531,16 +541,22 @@ class DatasetStore(VersionedStore):
                     raise SchemaMismatchError(
                         f"Cannot append to dataset {name!r} in bucket {self.bucket!r}: column "
                         f"{column!r} is {_plain_type(want[column])} in the dataset but {t} in "
-                        f"the new data. Convert it: df.astype({{{column!r}: {kind_name!r}}}) "
-                        f"in Python, or --dtype {column}={kind_name} with `om datasets put`; "
-                        "or put without append=True to replace the dataset."
+                        "the new data.",
+                        hint=f"Convert it: df.astype({{{column!r}: {kind_name!r}}}) in Python, "
+                        f"or --dtype {column}={kind_name} with `om datasets put`; or put "
+                        "without append=True to replace the dataset.",
+                        cli_hint=f"Convert it with --dtype {column}={kind_name}, or put without "
+                        "--append to replace the dataset.",
                     )
         if problems:
             raise SchemaMismatchError(
                 f"Cannot append to dataset {name!r} in bucket {self.bucket!r}: "
                 + "; ".join(problems)
-                + ". Convert the new data to the dataset's schema, or put() without "
-                "append=True to replace the dataset."
+                + ".",
+                hint="Convert the new data to the dataset's schema, or put() without "
+                "append=True to replace the dataset.",
+                cli_hint="Convert the new data to the dataset's schema, or put without --append "
+                "to replace the dataset.",
             )
 
     def _conform(self, name: str, table: Any, kind: str, stored_kind: str, stored: Any) -> Any:
@@ -566,9 +582,12 @@ class DatasetStore(VersionedStore):
                     f"Cannot append to dataset {name!r}: column {f.name!r} is "
                     f"{_plain_type(f.type)} in the dataset, and the new "
                     f"{table.schema.field(f.name).type} values cannot be converted without "
-                    f"loss ({detail}). Round or convert them first (e.g. "
+                    f"loss ({detail}).",
+                    hint="Round or convert them first (e.g. "
                     f"df[{f.name!r}].round().astype({_pandas_name(f.type)!r})), or put without "
-                    "append=True to replace the dataset with the new type."
+                    "append=True to replace the dataset with the new type.",
+                    cli_hint="Round or convert them first, or put without --append to replace "
+                    "the dataset with the new type.",
                 ) from None
         raise SchemaMismatchError(
             f"Cannot append to dataset {name!r}: the new data cannot be converted to the "
@@ -647,7 +666,9 @@ class DatasetStore(VersionedStore):
         metadata (the latest unchanged when there is nothing to merge)."""
         base, rec, state = self.select(name, full=True)
         if rec.kind == _convert.KIND_RAW:
-            raise TypeError(f"Dataset {base!r} is a raw file: there are no parts to compact.")
+            raise InvalidTypeError(
+                f"Dataset {base!r} is a raw file: there are no parts to compact."
+            )
         parts = self._parts_of(base, state, rec)
         groups: list[list[dict[str, Any]]] = []
         for part in parts:
@@ -759,13 +780,15 @@ class DatasetStore(VersionedStore):
         parts = self._parts_of(base, state, rec)
         if rec.kind == _convert.KIND_RAW:
             if columns is not None or filters is not None or filter_kw or lazy:
-                raise TypeError(
+                raise InvalidTypeError(
                     f"Dataset {base!r} is a raw file: columns, filters and lazy do not "
                     "apply. Read it as bytes, with chunksize=, or into local_path=."
                 )
             return self._get_raw(base, rec, parts, chunksize, local_path, progress)
         if local_path is not None:
-            raise TypeError("local_path= applies to raw files; use columns/filters for tables")
+            raise InvalidTypeError(
+                "local_path= applies to raw files; use columns/filters for tables"
+            )
         schema = self._schema(base, rec)
         keys = [self.data_key(base, p["file"]) for p in parts]
         names = list(schema.names)
@@ -773,7 +796,7 @@ class DatasetStore(VersionedStore):
             columns = [columns] if isinstance(columns, str) else list(columns)
             unknown = [c for c in columns if c not in set(names)]
             if unknown:
-                raise KeyError(
+                raise UnknownColumnError(
                     f"Dataset {base!r} has no columns {unknown}; it has "
                     f"{[n for n in names if not n.startswith('__index_level')]}"
                 )
@@ -790,7 +813,7 @@ class DatasetStore(VersionedStore):
             read_columns = columns + index
         if chunksize is not None:
             if int(chunksize) < 1:
-                raise ValueError(f"chunksize must be a positive number of rows, got {chunksize!r}")
+                raise UsageError(f"chunksize must be a positive number of rows, got {chunksize!r}")
             dataset = arrow_dataset(self.storage, keys, parts, schema, whole_file_limit=0)
             chunks = self._iter_chunks(rec, schema, dataset, read_columns, expr, int(chunksize))
             return _checked(chunks, self.storage, keys, parts)
@@ -829,7 +852,7 @@ class DatasetStore(VersionedStore):
         import dask.dataframe as dd
 
         if rec.kind not in (_convert.KIND_FRAME, _convert.KIND_SERIES, _convert.KIND_ARROW):
-            raise TypeError(
+            raise InvalidTypeError(
                 f"Dataset {name!r} holds a {rec.kind}; lazy=True gives Dask DataFrames "
                 "of tables only. Read it with lazy=False."
             )
