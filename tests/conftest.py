@@ -8,6 +8,7 @@ import logging
 import os
 import sys
 import uuid
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -258,3 +259,56 @@ def dask_processes(tmp_path_factory):
             proc.wait(timeout=20)
         except subprocess.TimeoutExpired:
             proc.kill()
+
+
+@dataclass
+class CliResult:
+    """What an in-process ``om`` run gave: exit status, stdout and stderr (text)."""
+
+    code: int
+    stdout: str
+    stderr: str
+
+    @property
+    def returncode(self) -> int:  # as subprocess.CompletedProcess names it
+        return self.code
+
+
+@pytest.fixture(scope="session")
+def _om_command():
+    import typer
+
+    from omfs.cli import app
+
+    return typer.main.get_command(app)
+
+
+@pytest.fixture
+def cli(_om_command, tmp_path, monkeypatch):
+    """Runs ``om ARGS...`` in this process with Click's CliRunner, in ``tmp_path``; returns a
+    :class:`CliResult`. ``env`` adds (or, with None, removes) environment variables for the
+    run; ``input`` is its stdin. For what needs a real process (Ctrl-C, a terminal, the
+    cluster, interpreter exit) use ``om_script`` in a subprocess."""
+    from click.testing import CliRunner
+
+    monkeypatch.chdir(tmp_path)
+    quieted = ("distributed", "tornado", "asyncio", "aiobotocore", "botocore", "s3fs")
+    levels = {name: logging.getLogger(name).level for name in quieted}
+
+    def run(*args: str, env: dict[str, str | None] | None = None, input=None) -> CliResult:
+        # the variables om sets for itself are restored after the run, as its exit would
+        env = {
+            "DASK_LOGGING__DISTRIBUTED": os.environ.get("DASK_LOGGING__DISTRIBUTED"),
+            **(env or {}),
+        }
+        runner = CliRunner()
+        try:
+            result = runner.invoke(
+                _om_command, list(args), env=env, input=input, catch_exceptions=False
+            )
+        finally:
+            for name, level in levels.items():
+                logging.getLogger(name).setLevel(level)
+        return CliResult(result.exit_code, result.stdout, result.stderr)
+
+    return run

@@ -1,32 +1,32 @@
-"""The installed ``om`` command, run as a user would: a subprocess."""
+"""The ``om`` command as a user runs it: in this process (Click's CliRunner), and in a real
+process where that matters (a traceback at exit)."""
 
 from __future__ import annotations
 
 import json
 import os
 import subprocess
+import sys
 
 import pandas as pd
 import pytest
 
+import omfs
+
 
 @pytest.fixture(params=["local", "s3"])
-def om(request, tmp_path, om_script):
+def om(request, tmp_path, cli):
     """Runs ``om`` with a context given by the environment, like a CI script would."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("OMFS_")}
-    if request.param == "local":
-        env["OMFS_ROOT"] = str(tmp_path / "ctx")
-    else:
+    env = {"OMFS_ROOT": str(tmp_path / "ctx")}
+    if request.param == "s3":
         options = request.getfixturevalue("s3_options")
         env["OMFS_ROOT"] = request.getfixturevalue("s3_root_factory")()
         env["OMFS_STORAGE_OPTIONS"] = json.dumps(options)
 
     def run(*args, ok=True):
-        result = subprocess.run(
-            [om_script, *args], capture_output=True, text=True, env=env, cwd=tmp_path
-        )
+        result = cli(*args, env=env)
         if ok:
-            assert result.returncode == 0, result.stderr
+            assert result.code == 0, result.stderr
         return result
 
     run.env = env
@@ -114,10 +114,25 @@ def test_bad_names_and_appends_change_nothing(om, tmp_path):
     assert not list(tmp_path.glob("**/escape*"))
 
 
-def test_debug_shows_the_traceback(om):
-    om.env["OMFS_DEBUG"] = "1"
-    result = om("datasets", "get", "nope", "x.csv", ok=False)
+def test_debug_shows_the_traceback(tmp_path, om_script):
+    env = {k: v for k, v in os.environ.items() if not k.startswith("OMFS_")}
+    env |= {"OMFS_ROOT": str(tmp_path / "ctx"), "OMFS_DEBUG": "1"}
+    result = subprocess.run(
+        [om_script, "datasets", "get", "nope", "x.csv"], capture_output=True, text=True, env=env
+    )
     assert "Traceback" in result.stderr and result.returncode != 0
+
+
+def test_a_bug_is_a_traceback_not_a_line(cli, tmp_path, monkeypatch):
+    """Only omfs' own errors and OSError are one line: any other exception is a bug."""
+    from omfs.objects.datasets import DatasetStore
+
+    def broken(self, pattern=None):
+        raise ValueError("a bug in list")
+
+    monkeypatch.setattr(DatasetStore, "list", broken)
+    with pytest.raises(ValueError, match="a bug in list"):
+        cli("datasets", "list", env={"OMFS_ROOT": str(tmp_path / "ctx")})
 
 
 def test_usage_errors_exit_2(om):
@@ -188,3 +203,70 @@ def test_datasets_promote_to_another_root(om, tmp_path):
     assert (
         "onto itself" in om("datasets", "promote", "sales", "--to-bucket", "omega", ok=False).stderr
     )
+
+
+def test_a_bug_in_a_real_process_is_a_traceback(tmp_path):
+    """An exception that is not omfs' own (nor an OSError) is a bug: `om` shows its
+    traceback instead of turning it into one line."""
+    script = (
+        "import sys\n"
+        "from omfs.objects.datasets import DatasetStore\n"
+        "def broken(self, pattern=None):\n"
+        "    raise ValueError('a bug in list')\n"
+        "DatasetStore.list = broken\n"
+        "from omfs.cli import main\n"
+        "sys.argv = ['om', 'datasets', 'list']\n"
+        "main()\n"
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith("OMFS_")}
+    env["OMFS_ROOT"] = str(tmp_path / "ctx")
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env)
+    assert result.returncode != 0
+    assert "Traceback" in result.stderr and "ValueError: a bug in list" in result.stderr
+    assert "om: error" not in result.stderr
+
+
+def test_user_errors_are_omfs_errors_that_are_still_builtins(tmp_path):
+    from omfs.errors import InvalidTypeError, OmfsError, UnknownColumnError, UsageError
+
+    ctx = omfs.setup(tmp_path / "ctx")
+    ctx.datasets.put(pd.DataFrame({"a": [1]}), "t")
+    ctx.datasets.put(b"raw bytes", "r")
+    with pytest.raises(UsageError, match="needs keep_last=, older_than= or both") as err:
+        ctx.datasets.prune("t")
+    assert isinstance(err.value, ValueError)
+    with pytest.raises(InvalidTypeError, match="is a raw file") as err:
+        ctx.datasets.get("r", columns=["a"])
+    assert isinstance(err.value, TypeError)
+    with pytest.raises(UnknownColumnError) as err:
+        ctx.datasets.get("t", columns=["zz"])
+    assert isinstance(err.value, KeyError) and isinstance(err.value, OmfsError)
+    assert str(err.value).startswith("Dataset 't' has no columns ['zz']"), "not quoted"
+    with pytest.raises(UsageError, match="Unknown promotion condition"):
+        ctx.datasets.promote("t", ctx["b"].datasets, conditions=["bogus"], create_bucket=True)
+
+
+def test_errors_carry_their_cli_wording(cli, tmp_path):
+    """The advice of an error is in the API's terms in Python and in the command line's
+    from `om`; both travel with the error (a worker's error is pickled)."""
+    import pickle
+
+    from omfs.errors import SchemaMismatchError
+
+    ctx = omfs.setup(tmp_path / "ctx")
+    ctx.datasets.put(b"raw", "r")
+    with pytest.raises(SchemaMismatchError) as err:
+        ctx.datasets.put(pd.DataFrame({"a": [1]}), "r", append=True)
+    assert "without append=True" in str(err.value)
+    for error in (err.value, pickle.loads(pickle.dumps(err.value))):
+        assert "without --append" in error.cli_message()
+        assert "append=True" not in error.cli_message()
+    (tmp_path / "a.csv").write_text("a\n1\n")
+    env = {"OMFS_ROOT": str(tmp_path / "ctx")}
+    out = cli("datasets", "put", "a.csv", "r", "--append", env=env)
+    assert out.code == 1 and out.stderr == f"om: error: {err.value.cli_message()}\n"
+    with pytest.raises(FileNotFoundError) as missing:
+        ctx.models.get("nope")
+    assert "list() shows the models there" in str(missing.value)
+    moved = pickle.loads(pickle.dumps(missing.value))
+    assert moved.cli_message().endswith("`om models list` shows them.")

@@ -1,12 +1,12 @@
-"""A newcomer's first week with `om`, each step run as a subprocess as a user would: CSV
-import, appends that follow real data, tags, typos, CLI conventions, data semantics."""
+"""A newcomer's first week with `om`, each step run as a user would (in this process with
+Click's CliRunner; a real process and terminal where that matters): CSV import, appends
+that follow real data, tags, typos, CLI conventions, data semantics."""
 
 from __future__ import annotations
 
 import gzip
 import json
 import os
-import subprocess
 import unicodedata
 
 import numpy as np
@@ -18,21 +18,14 @@ from omfs.errors import InvalidNameError, PromotionError
 
 
 @pytest.fixture
-def om(tmp_path, om_script):
-    """Runs `om ARGS...` on a context of this test; returns the CompletedProcess."""
+def om(tmp_path, cli):
+    """Runs `om ARGS...` on a context of this test; returns the result (code, stdout,
+    stderr)."""
     root = tmp_path / "ctx"
 
     def run(*args, code=0, stdin=None, env=None):
-        out = subprocess.run(
-            [om_script, *args],
-            capture_output=True,
-            text=stdin is None or isinstance(stdin, str),
-            input=stdin,
-            cwd=tmp_path,
-            env={**os.environ, "OMFS_ROOT": str(root), **(env or {})},
-            timeout=120,
-        )
-        assert out.returncode == code, (out.stdout, out.stderr)
+        out = cli(*args, input=stdin, env={"OMFS_ROOT": str(root), **(env or {})})
+        assert out.code == code, (out.stdout, out.stderr)
         return out
 
     run.root = root
@@ -291,9 +284,9 @@ def test_head_schema_and_where(om):
 
 
 def test_large_results_are_summarised_on_a_terminal():
-    from omfs.cli import _common
+    from omfs.cli.output import summarise
 
-    lines = _common.summarise(list(range(10_000)))
+    lines = summarise(list(range(10_000)))
     assert lines is not None and "10,000 values" in lines
 
 

@@ -22,6 +22,8 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+from omfs.errors import UsageError
+
 __all__ = [
     "MAX_DEPTH",
     "TooDeepError",
@@ -135,7 +137,7 @@ def parse_duration(value: Any) -> timedelta:
     """
     if isinstance(value, timedelta):
         if value < timedelta(0):
-            raise ValueError(f"Invalid duration {value!r}: it is negative")
+            raise UsageError(f"Invalid duration {value!r}: it is negative")
         return value
     if isinstance(value, int | float) and not isinstance(value, bool) and value >= 0:
         return timedelta(seconds=value)
@@ -143,12 +145,12 @@ def parse_duration(value: Any) -> timedelta:
     unit = match.group(2).lower() if match else ""
     if match and unit == "m":
         number = match.group(1)
-        raise ValueError(
+        raise UsageError(
             f"Duration {value!r} is ambiguous: write {number}min for {number} minute(s) or "
             f"{float(number) * 30:g}d for {number} month(s)"
         )
     if not match or unit not in _DURATION_UNITS:
-        raise ValueError(
+        raise UsageError(
             f"Invalid duration {value!r}: use a number and a unit (s, min, h, d, w), "
             "e.g. '90s', '5min', '1h', '30d' or '2w'"
         )

@@ -47,6 +47,12 @@ class Omega:
         """The context's root URL."""
         return self.storage.url
 
+    @property
+    def cluster(self) -> ClusterHandle:
+        """The context's cluster: its spec (an address, a Client, or None for the background
+        or a private cluster), connected on first use; shared by all buckets."""
+        return self._cluster
+
     def __repr__(self) -> str:
         return f"Omega(root={self.root!r}, bucket={self.bucket!r})"
 

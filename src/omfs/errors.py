@@ -1,7 +1,9 @@
 """The exceptions omfs raises, rooted at :class:`OmfsError`.
 
 Each also subclasses the builtin a caller would naturally catch: a missing object is a
-``FileNotFoundError``, a bad name or value a ``ValueError``.
+``FileNotFoundError``, a bad name or value a ``ValueError``. Each carries what the ``om``
+command needs to report it as data: its wording in the command line's terms
+(:meth:`OmfsError.cli_message`) and an exit status (:attr:`OmfsError.exit_code`).
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ __all__ = [
     "InvalidFilterError",
     "InvalidModelError",
     "InvalidNameError",
+    "InvalidTypeError",
     "NotFoundError",
     "OmfsError",
     "PromotionError",
@@ -24,13 +27,43 @@ __all__ = [
     "SchemaMismatchError",
     "StorageAccessError",
     "StorageUnavailableError",
+    "SyncError",
+    "TableFileError",
     "TaskCancelledError",
+    "UnknownColumnError",
     "UnsafeStorageError",
+    "UsageError",
 ]
 
 
 class OmfsError(Exception):
-    """Base class of every error omfs raises on purpose."""
+    """Base class of every error omfs raises on purpose: a user's mistake or refused input,
+    never a bug.
+
+    ``hint`` says what to do, in the API's terms, and ends the message; ``cli_hint`` says it
+    in the ``om`` command's terms where they differ (``--append`` for ``append=True``).
+
+    Example:
+        >>> err = UsageError("No dataset.", hint="Pass x=.", cli_hint="Give X.")
+        >>> str(err), err.cli_message()
+        ('No dataset. Pass x=.', 'No dataset. Give X.')
+    """
+
+    #: the exit status of ``om`` when this error ends a command
+    exit_code: int = 1
+
+    def __init__(self, *args: object, hint: str | None = None, cli_hint: str | None = None) -> None:
+        message = str(args[0]) if args else ""
+        if hint is not None:
+            args = (f"{message} {hint}".strip(), *args[1:])
+        super().__init__(*args)
+        if cli_hint is not None:
+            self.cli_text = f"{message} {cli_hint}".strip()
+
+    def cli_message(self) -> str:
+        """What ``om`` prints: the message on one line, its advice in the command's terms."""
+        text = getattr(self, "cli_text", None) or str(self)
+        return " ".join(text.split()) or type(self).__name__
 
 
 class NotFoundError(OmfsError, FileNotFoundError):
@@ -42,6 +75,31 @@ class NotFoundError(OmfsError, FileNotFoundError):
 
 class InvalidNameError(OmfsError, ValueError):
     """A name that omfs refuses, because it is malformed or could escape its bucket."""
+
+
+class UsageError(OmfsError, ValueError):
+    """An argument omfs refuses: an unknown action or condition, a malformed duration, time,
+    amount or option, or arguments that contradict each other."""
+
+
+class InvalidTypeError(OmfsError, TypeError):
+    """An object or operation of a kind omfs does not take here: data it cannot store as a
+    dataset, a table read of a raw file, attributes that are not a dict."""
+
+
+class UnknownColumnError(OmfsError, KeyError):
+    """Columns that a dataset does not have."""
+
+    def __str__(self) -> str:  # KeyError would print the message quoted
+        return str(self.args[0]) if self.args else ""
+
+
+class TableFileError(OmfsError, ValueError):
+    """A table file that cannot be read (or written) as asked; the message names it."""
+
+
+class SyncError(OmfsError):
+    """A sync that could not run (bad arguments, contexts that cannot be synced)."""
 
 
 class InvalidFilterError(OmfsError, ValueError):

@@ -7,7 +7,8 @@ from typing import Annotated
 import typer
 
 from omfs.cli import buckets, cluster, contexts, datasets, maintenance, models, runtime, sync
-from omfs.cli._common import hoist_global_options, quiet_libraries, run_with_errors, state
+from omfs.cli.app import App, OmGroup, get_app, quiet_libraries
+from omfs.cli.errors import interrupts_reported
 
 __all__ = ["app", "main"]
 
@@ -18,13 +19,14 @@ app = typer.Typer(
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     rich_markup_mode=None,
+    cls=OmGroup,
 )
-app.add_typer(datasets.app, name="datasets")
-app.add_typer(models.app, name="models")
-app.add_typer(buckets.app, name="buckets")
-app.add_typer(contexts.app, name="contexts")
-app.add_typer(runtime.app, name="runtime")
-app.add_typer(cluster.app, name="cluster")
+app.add_typer(datasets.cli, name="datasets")
+app.add_typer(models.cli, name="models")
+app.add_typer(buckets.cli, name="buckets")
+app.add_typer(contexts.cli, name="contexts")
+app.add_typer(runtime.cli, name="runtime")
+app.add_typer(cluster.cli, name="cluster")
 app.command("fsck")(maintenance.fsck)
 app.command("upgrade")(maintenance.upgrade)
 app.command("gc")(maintenance.gc)
@@ -36,14 +38,14 @@ app.command("import")(sync.import_)
 
 
 @app.command("info")
-def info() -> None:
+def info(ctx: typer.Context) -> None:
     """Show the root, bucket, cluster and storage in effect, and where each came from."""
     import omfs
-    from omfs.cli._common import emit_value
 
-    found = omfs.info(state.root, bucket=state.bucket, context=state.context, cluster=state.cluster)
-    if state.as_json:
-        emit_value(found)
+    run = get_app(ctx)
+    found = omfs.info(run.root, bucket=run.bucket, context=run.context, cluster=run.cluster)
+    if run.as_json:
+        run.value(found)
         return
     for key in ("root", "bucket", "context", "cluster", "storage"):
         source = found["sources"].get(key, "")
@@ -64,6 +66,7 @@ def _show_version(value: bool) -> None:
 
 @app.callback()
 def _options(
+    ctx: typer.Context,
     root: Annotated[
         str | None, typer.Option(help="context root URL or folder [env: OMFS_ROOT]")
     ] = None,
@@ -85,14 +88,16 @@ def _options(
         typer.Option("--version", is_eager=True, callback=_show_version, help="show the version"),
     ] = False,
 ) -> None:
-    state.root, state.bucket, state.cluster, state.as_json = root, bucket, cluster, as_json
-    state.context = context
+    """Build the :class:`~omfs.cli.app.App` every command of this run takes."""
+    run = get_app(ctx)
+    run.root, run.bucket, run.cluster, run.context = root, bucket, cluster, context
+    run.as_json = run.as_json or as_json
     quiet_libraries(verbose)
 
 
 def main() -> None:
-    """Entry point of the ``om`` script."""
-    import sys
-
-    sys.argv[1:] = hoist_global_options(typer.main.get_command(app), sys.argv[1:])
-    run_with_errors(app)
+    """Entry point of the ``om`` script: one :class:`~omfs.cli.app.App` per run; Ctrl-C
+    ends it in one line."""
+    run = App()
+    with interrupts_reported(run.fail):
+        app(obj=run)

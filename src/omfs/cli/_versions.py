@@ -8,68 +8,91 @@ from typing import Annotated, Any
 
 import typer
 
-from omfs.cli._common import asks, confirm, emit_table, state
+from omfs.cli.app import App, get_app
 
 _HISTORY = ["tag", "version", "previous", "at", "user", "reason", "source"]
 
-
-def _store(noun: str) -> Any:
-    return getattr(state.omega(), noun)
+Reason = Annotated[str | None, typer.Option(help="why, kept in the history")]
 
 
-def add_commands(app: typer.Typer, noun: str) -> None:
+def add_commands(cli: typer.Typer, noun: str) -> None:
     """Register ``tag``, ``untag``, ``tags``, ``history``, ``rollback`` and ``prune``."""
+    _add_tag_commands(cli, noun)
+    _add_history_commands(cli, noun)
+    _add_prune(cli, noun)
+
+
+def _show_tag(app: App, meta: Any, tag: str) -> None:
+    app.table(
+        [{"name": meta.name, "tag": tag, "version": meta.version}], ["name", "tag", "version"]
+    )
+
+
+def _add_tag_commands(cli: typer.Typer, noun: str) -> None:
+    """``tag``, ``untag`` and ``tags``."""
     what = noun[:-1]  # "dataset" / "model"
 
-    @app.command("tag")
+    @cli.command("tag")
     def tag(
+        ctx: typer.Context,
         spec: Annotated[str, typer.Argument(help=f"{what} and version, e.g. NAME@v3")],
         tag: Annotated[str, typer.Argument(help="tag to point there, e.g. prod")],
-        reason: Annotated[str | None, typer.Option(help="why, kept in the history")] = None,
+        reason: Reason = None,
     ) -> None:
         """Point a tag at a version (moving it if it pointed elsewhere)."""
-        meta = _store(noun).tag(spec, tag, reason=reason)
-        emit_table(
-            [{"name": meta.name, "tag": tag, "version": meta.version}], ["name", "tag", "version"]
-        )
+        app = get_app(ctx)
+        _show_tag(app, app.store(noun).tag(spec, tag, reason=reason), tag)
 
-    @app.command("untag")
+    @cli.command("untag")
     def untag(
+        ctx: typer.Context,
         name: Annotated[str, typer.Argument(help=f"{what} name")],
         tag: Annotated[str, typer.Argument(help="tag to remove")],
-        reason: Annotated[str | None, typer.Option(help="why, kept in the history")] = None,
+        reason: Reason = None,
     ) -> None:
         """Remove a tag (the removal is kept in the history)."""
-        _store(noun).untag(name, tag, reason=reason)
+        get_app(ctx).store(noun).untag(name, tag, reason=reason)
 
-    @app.command("tags")
-    def tags(name: Annotated[str, typer.Argument(help=f"{what} name")]) -> None:
+    @cli.command("tags")
+    def tags(ctx: typer.Context, name: Annotated[str, typer.Argument(help=f"{what} name")]) -> None:
         """List a name's tags and the versions they point at."""
-        rows = [{"tag": t, "version": v} for t, v in _store(noun).tags(name).items()]
-        emit_table(rows, ["tag", "version"])
+        app = get_app(ctx)
+        rows = [{"tag": t, "version": v} for t, v in app.store(noun).tags(name).items()]
+        app.table(rows, ["tag", "version"])
 
-    @app.command("history")
+
+def _add_history_commands(cli: typer.Typer, noun: str) -> None:
+    """``history`` and ``rollback``."""
+    what = noun[:-1]
+
+    @cli.command("history")
     def history(
+        ctx: typer.Context,
         name: Annotated[str, typer.Argument(help=f"{what} name")],
         tag: Annotated[str | None, typer.Option(help="only this tag")] = None,
     ) -> None:
         """Every tag move, oldest first: version, previous version, time, user, reason."""
-        emit_table(_store(noun).tag_history(name, tag), _HISTORY)
+        app = get_app(ctx)
+        app.table(app.store(noun).tag_history(name, tag), _HISTORY)
 
-    @app.command("rollback")
+    @cli.command("rollback")
     def rollback(
+        ctx: typer.Context,
         name: Annotated[str, typer.Argument(help=f"{what} name")],
         tag: Annotated[str, typer.Argument(help="tag to move back")],
-        reason: Annotated[str | None, typer.Option(help="why, kept in the history")] = None,
+        reason: Reason = None,
     ) -> None:
         """Move a tag back to the version it pointed at before its last move."""
-        meta = _store(noun).rollback(name, tag, reason=reason)
-        emit_table(
-            [{"name": meta.name, "tag": tag, "version": meta.version}], ["name", "tag", "version"]
-        )
+        app = get_app(ctx)
+        _show_tag(app, app.store(noun).rollback(name, tag, reason=reason), tag)
 
-    @app.command("prune")
+
+def _add_prune(cli: typer.Typer, noun: str) -> None:
+    what = noun[:-1]
+
+    @cli.command("prune")
     def prune(
+        ctx: typer.Context,
         name: Annotated[str, typer.Argument(help=f"{what} name")],
         keep_last: Annotated[
             int | None, typer.Option(help="keep this many newest versions", min=0)
@@ -86,20 +109,26 @@ def add_commands(app: typer.Typer, noun: str) -> None:
         versions use stay. Asks on a terminal first (--yes: do not ask)."""
         if keep_last is None and older_than is None:
             raise typer.BadParameter("give --keep-last, --older-than or both")
-        store = _store(noun)
-        if not dry_run and asks(yes):
-            doomed = store.prune(name, keep_last=keep_last, older_than=older_than, dry_run=True)
-            if doomed:
-                listed = ", ".join(f"v{v}" for v in doomed)
-                confirm(
-                    f"Drop {len(doomed)} version(s) of {what} {name!r} in bucket "
-                    f"{store.bucket!r}: {listed}?",
-                    yes,
-                )
-        dropped = store.prune(name, keep_last=keep_last, older_than=older_than, dry_run=dry_run)
+        app = get_app(ctx)
+        store = app.store(noun)
+        which = {"keep_last": keep_last, "older_than": older_than}
+        if not dry_run and app.asks(yes):
+            _confirm_prune(app, store, name, store.prune(name, dry_run=True, **which), yes)
+        dropped = store.prune(name, dry_run=dry_run, **which)
         verb = "would drop" if dry_run else "dropped"
-        emit_table(
+        app.table(
             [{"name": name, verb: v} for v in dropped],
             ["name", verb],
             empty=f"{name}: no version to drop",
+        )
+
+
+def _confirm_prune(app: App, store: Any, name: str, doomed: list[int], yes: bool) -> None:
+    """Ask before dropping ``doomed`` versions (nothing to ask when there are none)."""
+    if doomed:
+        listed = ", ".join(f"v{v}" for v in doomed)
+        app.confirm(
+            f"Drop {len(doomed)} version(s) of {store.noun.lower()} {name!r} in bucket "
+            f"{store.bucket!r}: {listed}?",
+            yes,
         )

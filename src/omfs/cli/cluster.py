@@ -7,9 +7,9 @@ from typing import Annotated, Any
 
 import typer
 
-from omfs.cli._common import emit_table, emit_value, fail, state
+from omfs.cli.app import get_app
 
-app = typer.Typer(
+cli = typer.Typer(
     rich_markup_mode=None,
     help="A local Dask cluster in the background, used by every context without a cluster "
     "of its own.",
@@ -28,8 +28,9 @@ def _rows(record: Any) -> list[dict[str, Any]]:
     ]
 
 
-@app.command()
+@cli.command()
 def start(
+    ctx: typer.Context,
     worker: Annotated[
         list[str] | None,
         typer.Option(
@@ -67,6 +68,7 @@ def start(
     """
     from omfs.compute.processes import WorkerSpec, parse_worker_spec, start_background
 
+    app = get_app(ctx)
     specs = []
     for i, text in enumerate(worker or []):
         resources = parse_worker_spec(text)
@@ -75,11 +77,11 @@ def start(
     plain = workers if workers is not None else (0 if specs else 2)
     specs += [WorkerSpec(f"worker-{i}") for i in range(plain)]
     if not specs:
-        fail("a cluster needs at least one worker: give --workers N or --worker RESOURCES", 2)
+        app.fail("a cluster needs at least one worker: give --workers N or --worker RESOURCES", 2)
     began = time.monotonic()
     record = start_background(specs, port=port, host=host, dashboard=dashboard)
-    if state.as_json:
-        emit_value(record.to_dict())
+    if app.as_json:
+        app.value(record.to_dict())
         return
     print(
         f"om: cluster started at {record.address} with {len(specs)} worker(s) in "
@@ -89,37 +91,39 @@ def start(
         print(f"om: dashboard at {record.dashboard}")
 
 
-@app.command()
-def status() -> None:
+@cli.command()
+def status(ctx: typer.Context) -> None:
     """Say whether the background cluster runs, where, and its workers."""
     from omfs.compute.processes import background, gateway
 
+    app = get_app(ctx)
     record = background()
     if record is None:
-        if state.as_json:
-            emit_value({"running": False})
+        if app.as_json:
+            app.value({"running": False})
             return
-        fail("no background cluster runs; start one with `om cluster start`", 3)
+        app.fail("no background cluster runs; start one with `om cluster start`", 3)
     socket = gateway(record)
-    if state.as_json:
+    if app.as_json:
         doc = record.to_dict()  # type: ignore[union-attr]
-        emit_value({"running": True, **doc, "gateway": str(socket) if socket else None})
+        app.value({"running": True, **doc, "gateway": str(socket) if socket else None})
         return
     where = f"gateway {socket}" if socket else "no gateway: `om runtime` connects itself"
     print(f"running at {record.address}, {where} (log: {record.log})")  # type: ignore[union-attr]
     if record.dashboard:  # type: ignore[union-attr]
         print(f"dashboard at {record.dashboard}")  # type: ignore[union-attr]
-    emit_table(_rows(record), ["name", "resources", "pid"])
+    app.table(_rows(record), ["name", "resources", "pid"])
 
 
-@app.command()
-def stop() -> None:
+@cli.command()
+def stop(ctx: typer.Context) -> None:
     """Stop the background cluster."""
     from omfs.compute.processes import stop_background
 
+    app = get_app(ctx)
     report = stop_background()
-    if state.as_json:
-        emit_value(
+    if app.as_json:
+        app.value(
             {
                 "stopped": bool(report and report.stopped),
                 "signalled": list(report.stopped) if report else [],

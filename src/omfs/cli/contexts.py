@@ -9,41 +9,43 @@ from typing import Annotated
 import typer
 
 from omfs._util import parse_kv
-from omfs.cli._common import emit_table, fail
+from omfs.cli.app import get_app
 
-app = typer.Typer(
+cli = typer.Typer(
     rich_markup_mode=None,
     help="Contexts: named roots (with cluster and options) in the config file.",
     no_args_is_help=True,
 )
 
 
-@app.command("list")
-def list_() -> None:
+@cli.command("list")
+def list_(ctx: typer.Context) -> None:
     """List the named contexts: name, root, bucket, cluster, and which is the default and
     which the remote of push and pull."""
     from omfs import config
 
+    app = get_app(ctx)
     rows = [
         {
             "name": name,
-            "root": ctx["root"],
-            "bucket": ctx.get("bucket"),
-            "cluster": ctx.get("cluster"),
-            "default": "*" if ctx["default"] else "",
-            "remote": "*" if ctx["remote"] else "",
+            "root": entry["root"],
+            "bucket": entry.get("bucket"),
+            "cluster": entry.get("cluster"),
+            "default": "*" if entry["default"] else "",
+            "remote": "*" if entry["remote"] else "",
         }
-        for name, ctx in config.contexts().items()
+        for name, entry in config.contexts().items()
     ]
-    emit_table(
+    app.table(
         rows,
         ["name", "root", "bucket", "cluster", "default", "remote"],
         empty=f"no named contexts in {config.config_path()}; 'om contexts add' adds one",
     )
 
 
-@app.command()
+@cli.command()
 def add(
+    ctx: typer.Context,
     name: Annotated[str, typer.Argument(help="context name, e.g. prod")],
     root: Annotated[str, typer.Option(help="root folder or URL, e.g. s3://acme-ml/prod")],
     bucket: Annotated[str | None, typer.Option(help="default bucket of this context")] = None,
@@ -63,11 +65,12 @@ def add(
     --default; until then `om --context NAME` (or OMFS_CONTEXT) selects it."""
     from omfs import config
 
+    app = get_app(ctx)
     options: dict = {}
     try:
         pairs = parse_kv(storage_option, "--storage-option")
     except ValueError as exc:
-        fail(str(exc), 2)
+        app.fail(str(exc), 2)
     for key, value in pairs:
         try:
             parsed = json.loads(value)
@@ -113,7 +116,7 @@ def _plain_text_note(secrets: list[str], path: object, root: str) -> str:
     )
 
 
-@app.command()
+@cli.command()
 def remove(name: Annotated[str, typer.Argument(help="context name")]) -> None:
     """Remove a named context from the config file (its data is not touched)."""
     from omfs import config

@@ -30,7 +30,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from omfs.cli._common import jsonable, one_line
+from omfs.cli.errors import USER_ERRORS, error_line, exit_code
+from omfs.cli.output import jsonable
 from omfs.compute.resources import ResourceSpec
 from omfs.errors import OmfsError, TaskCancelledError
 
@@ -61,58 +62,88 @@ def model_command(
     stderr. A timeout cancels the task (nothing is written); so does ``gone()`` turning
     True (the client went away). ``debug`` re-raises errors with their traceback.
     """
-    notices: list[str] = []
     try:
-        runtime = with_requirements(om.runtime, list(spec.get("require") or []))
-        runtime = runtime.mode(local=bool(spec.get("local")))
-        proxy = runtime.model(spec["name"])
-        task = proxy.task(
-            spec["action"], spec.get("x"), spec.get("y"), rName=spec.get("result"),
-            **dict(spec.get("params") or {}),
-        )  # fmt: skip
-    except (OmfsError, OSError, ValueError, TypeError, KeyError) as exc:
+        task = _submit(om, spec)
+    except USER_ERRORS as exc:
         if debug:
             raise
-        return {"error": one_line(exc), "code": 1}
-    timeout = spec.get("timeout")
+        return {"error": error_line(exc), "code": exit_code(exc)}
+    notices: list[str] = []
     try:
-        outcome = _wait(task, timeout, gone)
-    except TimeoutError:
-        if task.cancel():
-            return {
-                "error": f"{task.description} did not finish within {timeout:g} s; it was "
-                "cancelled and wrote nothing. Give a longer --timeout, or none to wait.",
-                "code": 1,
-            }
-        notices.append(
-            f"om: {task.description} was already writing its result at the timeout; waiting for it"
-        )
-        outcome = task.get()
-    except _Gone:
-        task.cancel()
-        return {"error": "interrupted", "code": 130}
+        outcome = _outcome(task, spec.get("timeout"), gone, notices)
+    except _Answered as answered:
+        return answered.answer
     except KeyboardInterrupt:
         task.cancel()
         raise
-    except TaskCancelledError as exc:
-        return {"error": one_line(exc), "code": 1}
     except Exception as exc:
         if debug:
             raise
-        if isinstance(exc, OmfsError):
-            return {"error": one_line(exc), "code": 1, "notice": notices}
-        return {
-            "error": f"{task.description} failed: {type(exc).__name__}: {one_line(exc)} "
-            "(OMFS_DEBUG=1 shows the worker's traceback)",
-            "code": 1,
-            "notice": notices,
-        }
+        return {**_failure(task, exc), "notice": notices}
     if hasattr(outcome, "to_dict") and hasattr(outcome, "version"):
         return {"meta": outcome.to_dict(), "notice": notices}
     if hasattr(outcome, "tolist"):
         outcome = outcome.tolist()
     # as `om` prints it (a frame as its to_dict()), so that it travels as JSON
     return {"value": jsonable(outcome), "notice": notices}
+
+
+def _submit(om: Any, spec: dict[str, Any]) -> Any:
+    """Start the task ``spec`` describes on the context's runtime; its TaskResult."""
+    runtime = with_requirements(om.runtime, list(spec.get("require") or []))
+    runtime = runtime.mode(local=bool(spec.get("local")))
+    proxy = runtime.model(spec["name"])
+    return proxy.task(
+        spec["action"], spec.get("x"), spec.get("y"), rName=spec.get("result"),
+        **dict(spec.get("params") or {}),
+    )  # fmt: skip
+
+
+class _Answered(Exception):
+    """The task ended without an outcome: ``answer`` is what the CLI prints."""
+
+    def __init__(self, answer: dict[str, Any]):
+        super().__init__(answer.get("error"))
+        self.answer = answer
+
+
+def _outcome(
+    task: Any, timeout: float | None, gone: Callable[[], bool] | None, notices: list[str]
+) -> Any:
+    """The task's outcome; a timeout cancels it (unless it was already writing: then it is
+    waited for, with a notice), as does the client going away."""
+    try:
+        return _wait(task, timeout, gone)
+    except TimeoutError:
+        if task.cancel():
+            raise _Answered(
+                {
+                    "error": f"{task.description} did not finish within {timeout:g} s; it was "
+                    "cancelled and wrote nothing. Give a longer --timeout, or none to wait.",
+                    "code": 1,
+                }
+            ) from None
+        notices.append(
+            f"om: {task.description} was already writing its result at the timeout; waiting for it"
+        )
+        return task.get()
+    except _Gone:
+        task.cancel()
+        raise _Answered({"error": "interrupted", "code": 130}) from None
+    except TaskCancelledError as exc:
+        raise _Answered({"error": error_line(exc), "code": exit_code(exc)}) from None
+
+
+def _failure(task: Any, exc: Exception) -> dict[str, Any]:
+    """The answer for a task that failed: a user error in one line; anything else (the
+    model's own exception) named with its type."""
+    if isinstance(exc, OmfsError):
+        return {"error": error_line(exc), "code": exit_code(exc)}
+    return {
+        "error": f"{task.description} failed: {type(exc).__name__}: {error_line(exc)} "
+        "(OMFS_DEBUG=1 shows the worker's traceback)",
+        "code": 1,
+    }
 
 
 class _Gone(Exception):
@@ -161,7 +192,7 @@ class _Handler(socketserver.StreamRequestHandler):
         try:
             answer = self.server.answer(json.loads(line), self._gone)
         except Exception as exc:  # a bad request
-            answer = {"error": f"bad request to the runtime gateway: {one_line(exc)}", "code": 1}
+            answer = {"error": f"bad request to the runtime gateway: {error_line(exc)}", "code": 1}
         self.wfile.write(json.dumps(answer, default=str).encode() + b"\n")
 
     def _gone(self) -> bool:
@@ -209,7 +240,7 @@ class _Server(socketserver.ThreadingUnixStreamServer):
             return model_command(om, payload["task"], debug=debug, gone=gone)
         except Exception as exc:
             return {
-                "error": f"{type(exc).__name__}: {one_line(exc)}",
+                "error": f"{type(exc).__name__}: {error_line(exc)}",
                 "code": 1,
                 "traceback": traceback.format_exc(),
             }

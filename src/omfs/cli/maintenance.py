@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import sys
 from typing import Annotated
 
 import typer
 
-from omfs.cli._common import emit_table, fail, state
+from omfs.cli.app import get_app
 
 Buckets = Annotated[
     list[str] | None,
@@ -15,32 +14,35 @@ Buckets = Annotated[
 ]
 
 
-def fsck(bucket: Buckets = None) -> None:
+def fsck(ctx: typer.Context, bucket: Buckets = None) -> None:
     """Verify every live version: its log, and its payload files' presence, size and sha256.
 
     Exits with 1 when something is wrong, after listing every problem.
     """
     from omfs.ops.fsck import fsck as run
 
-    problems = run(state.omega(), bucket)
+    app = get_app(ctx)
+    problems = run(app.omega(), bucket)
     if problems:
-        emit_table(problems, ["bucket", "store", "name", "problem"])
-        fail(f"{len(problems)} problem(s) found; see the list above")
-    emit_table([], ["bucket", "store", "name", "problem"], empty="no problems found")
+        app.table(problems, ["bucket", "store", "name", "problem"])
+        app.fail(f"{len(problems)} problem(s) found; see the list above")
+    app.table([], ["bucket", "store", "name", "problem"], empty="no problems found")
 
 
-def upgrade(bucket: Buckets = None) -> None:
+def upgrade(ctx: typer.Context, bucket: Buckets = None) -> None:
     """Convert datasets and models written by omfs 0.1 to the commit log, in place.
 
     Each object switches atomically; run it again after an interruption.
     """
     from omfs.ops.fsck import upgrade as run
 
-    done = run(state.omega(), bucket)
-    emit_table(done, ["bucket", "store", "name"], empty="nothing to upgrade")
+    app = get_app(ctx)
+    done = run(app.omega(), bucket)
+    app.table(done, ["bucket", "store", "name"], empty="nothing to upgrade")
 
 
 def gc(
+    ctx: typer.Context,
     bucket: Buckets = None,
     grace: Annotated[
         str,
@@ -56,12 +58,11 @@ def gc(
     Objects being written (they hold a gc lease) are left alone and listed as skipped."""
     from omfs.ops.gc import collect_garbage
 
-    report = collect_garbage(
-        state.omega(), buckets=bucket, grace=grace, dry_run=dry_run, force=force
-    )
+    app = get_app(ctx)
+    report = collect_garbage(app.omega(), buckets=bucket, grace=grace, dry_run=dry_run, force=force)
     files = report["files"]
     verb = "would remove" if dry_run else "removed"
-    emit_table(files, ["bucket", "store", "key", "bytes", "why"], empty="nothing to remove")
-    print(f"om: {verb} {len(files)} file(s), {report['bytes']:,} bytes", file=sys.stderr)
+    app.table(files, ["bucket", "store", "key", "bytes", "why"], empty="nothing to remove")
+    app.note(f"{verb} {len(files)} file(s), {report['bytes']:,} bytes")
     for skip in report["skipped"]:
-        print(f"om: skipped {skip['store']} {skip['name']!r}: {skip['why']}", file=sys.stderr)
+        app.note(f"skipped {skip['store']} {skip['name']!r}: {skip['why']}")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -20,19 +19,15 @@ from omfs.cli._common import (
     ToOptions,
     ToRoot,
     drop_command,
-    emit_table,
-    emit_value,
-    fail,
     parse_attributes,
-    progress_bar,
     promote_command,
     report_written,
     require_file,
-    state,
 )
 from omfs.cli._versions import add_commands
+from omfs.cli.app import get_app
 
-app = typer.Typer(
+cli = typer.Typer(
     rich_markup_mode=None, help="Models: joblib payloads with JSON sidecars.", no_args_is_help=True
 )
 
@@ -52,20 +47,23 @@ def _rows(metas: list[Any]) -> list[dict[str, Any]]:
     ]
 
 
-@app.command("list")
+@cli.command("list")
 def list_(
+    ctx: typer.Context,
     pattern: Annotated[str | None, typer.Argument(help="glob, e.g. 'churn/*'")] = None,
 ) -> None:
     """List models."""
-    om = state.omega()
+    app = get_app(ctx)
+    om = app.omega()
     names = om.models.list(pattern)
     if not names:
         om.check_location()  # an empty list from a mistyped root would mislead
-    emit_table([{"name": n} for n in names], ["name"])
+    app.table([{"name": n} for n in names], ["name"])
 
 
-@app.command()
+@cli.command()
 def put(
+    ctx: typer.Context,
     file: Annotated[Path, typer.Argument(help="a joblib or pickle file (it is loaded: trust it)")],
     name: Annotated[str, typer.Argument(help="model name")],
     attr: Annotated[list[str] | None, typer.Option("--attr", help="KEY=VALUE attribute")] = None,
@@ -77,81 +75,89 @@ def put(
     """Store a model saved with joblib as a new version."""
     from omfs.objects.models.store import describe_kind, is_estimator, load_model_file
 
+    app = get_app(ctx)
     require_file(file)
     model = load_model_file(file)
-    meta = state.omega().models.put(
+    meta = app.omega().models.put(
         model, name, attributes=parse_attributes(attr, as_json=attr_json), tag=tag
     )
     if not is_estimator(model):
-        print(
-            f"om: warning: {str(file)!r} holds a {describe_kind(model)}, which has no fit, "
-            "predict or transform method: it is stored, but `om runtime` cannot run it",
-            file=sys.stderr,
+        app.note(
+            f"warning: {str(file)!r} holds a {describe_kind(model)}, which has no fit, "
+            "predict or transform method: it is stored, but `om runtime` cannot run it"
         )
-    emit_table(
+    app.table(
         _rows([meta]),
         ["version", "kind", "fitted", "size"],
         plain=lambda r: f"{name}\tv{r['version']}\t{r['kind']}",
     )
 
 
-@app.command()
+@cli.command()
 def get(
+    ctx: typer.Context,
     name: Annotated[str, typer.Argument(help="model name, name@vN or name@tag")],
     path: Annotated[Path, typer.Argument(help="joblib file to write")],
     version: Annotated[int | None, typer.Option(help="this version")] = None,
     force: Annotated[bool, typer.Option("--force", help="overwrite an existing file")] = False,
 ) -> None:
     """Write a model's verified joblib payload to a local file (it is not unpickled)."""
-    models = state.omega().models
+    app = get_app(ctx)
+    models = app.omega().models
     meta = models.metadata(name, version=version)
     if path.exists() and not force:
-        fail(f"{path} exists; pass --force to overwrite it")
-    with atomic_path(path) as tmp, progress_bar(f"get {name}", meta.get("size")) as advance:
+        app.fail(f"{path} exists; pass --force to overwrite it")
+    with atomic_path(path) as tmp, app.progress(f"get {name}", meta.get("size")) as advance:
         tmp.write_bytes(models.read_payload(meta, progress=advance))
-    report_written(meta, path)
+    report_written(app, meta, path)
 
 
-@app.command()
+@cli.command()
 def drop(
+    ctx: typer.Context,
     name: Annotated[str, typer.Argument(help="model name, or name@vN for one version")],
     force: Annotated[bool, typer.Option("--force", help="no error if it does not exist")] = False,
     yes: Annotated[bool, typer.Option("--yes", "-y", help="do not ask for confirmation")] = False,
 ) -> None:
     """Delete a model with all its versions (or one version)."""
-    drop_command("models", name, force, yes)
+    drop_command(get_app(ctx), "models", name, force, yes)
 
 
-@app.command()
-def restore(name: Annotated[str, typer.Argument(help="model name")]) -> None:
+@cli.command()
+def restore(ctx: typer.Context, name: Annotated[str, typer.Argument(help="model name")]) -> None:
     """Bring back a dropped model with its whole history (until gc collects its files)."""
-    meta = state.omega().models.restore(name)
-    if state.as_json:
-        emit_value({"name": name, "restored": True, "version": meta.version})
+    app = get_app(ctx)
+    meta = app.omega().models.restore(name)
+    if app.as_json:
+        app.value({"name": name, "restored": True, "version": meta.version})
     else:
-        print(f"om: restored model {name!r} (latest version {meta.version})", file=sys.stderr)
+        app.note(f"restored model {name!r} (latest version {meta.version})")
 
 
-@app.command()
+@cli.command()
 def metadata(
+    ctx: typer.Context,
     name: Annotated[str, typer.Argument(help="model name, name@vN or name@tag")],
     version: Annotated[int | None, typer.Option(help="this version")] = None,
 ) -> None:
     """Show a version's sidecar (JSON)."""
-    emit_value(state.omega().models.metadata(name, version=version))
+    app = get_app(ctx)
+    app.value(app.omega().models.metadata(name, version=version))
 
 
-@app.command()
-def versions(name: Annotated[str, typer.Argument(help="model name")]) -> None:
+@cli.command()
+def versions(ctx: typer.Context, name: Annotated[str, typer.Argument(help="model name")]) -> None:
     """List the versions of a model."""
-    emit_table(
-        _rows(state.omega().models.versions(name)),
+    app = get_app(ctx)
+    app.table(
+        _rows(app.omega().models.versions(name)),
         ["version", "created", "kind", "tag", "fitted", "size", "operation"],
     )
 
 
-@app.command()
+@cli.command()
 def promote(
+    ctx: typer.Context,
     name: Annotated[str, typer.Argument(help="model name, name@vN or name@tag")],
     to_bucket: ToBucket = None,
     to_root: ToRoot = None,
@@ -170,20 +176,10 @@ def promote(
     ] = False,
 ) -> None:
     """Copy a model version to another bucket or context, with lineage."""
-    promote_command(
-        "models",
-        name,
-        to_bucket,
-        to_root,
-        to_options,
-        asname,
-        dry_run,
-        condition,
-        to_context,
-        create_bucket,
-        force,
-        with_inputs,
-    )
+    how = {"asname": asname, "conditions": condition, "create_bucket": create_bucket}
+    how = {**how, "force": force, **({"with_inputs": True} if with_inputs else {})}
+    target = (to_bucket, to_root, to_options, to_context)
+    promote_command(get_app(ctx), "models", name, target, how, dry_run)
 
 
-add_commands(app, "models")
+add_commands(cli, "models")

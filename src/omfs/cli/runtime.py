@@ -7,26 +7,21 @@ from typing import Annotated, Any
 
 import typer
 
-from omfs.cli._common import emit_table, emit_value, fail, parse_params, state
+from omfs.cli._common import parse_params
+from omfs.cli.app import App, get_app
+from omfs.cli.errors import debugging
 from omfs.compute.resources import ResourceSpec
 
-app = typer.Typer(
+cli = typer.Typer(
     rich_markup_mode=None,
     help="Runtime: model tasks on the context's Dask cluster.",
     no_args_is_help=True,
 )
 
 
-class _RuntimeOptions:
-    require: list[str] = []
-    local: bool = False
-
-
-options = _RuntimeOptions()
-
-
-@app.callback()
+@cli.callback()
 def _runtime_options(
+    ctx: typer.Context,
     require: Annotated[
         list[str] | None,
         typer.Option(
@@ -35,23 +30,21 @@ def _runtime_options(
     ] = None,
     local: Annotated[bool, typer.Option("--local", help="run in this process, no cluster")] = False,
 ) -> None:
-    options.require = list(require or [])
-    options.local = local
+    app = get_app(ctx)
+    app.require = list(require or [])
+    app.local = local
 
 
-def _runtime() -> Any:
+def _runtime(app: App) -> Any:
     from omfs.cli.gateway import with_requirements
 
-    try:
-        runtime = with_requirements(state.omega().runtime, options.require)
-    except ValueError as exc:
-        fail(str(exc))
-    return runtime.mode(local=options.local)
+    runtime = with_requirements(app.omega().runtime, app.require)
+    return runtime.mode(local=app.local)
 
 
-def _gateway(om: Any) -> Any:
+def _gateway(app: App, om: Any) -> Any:
     """The background cluster's gateway socket, when this context's tasks go there."""
-    if options.local:
+    if app.local:
         return None
     from omfs.compute.processes import background, gateway
 
@@ -62,8 +55,9 @@ def _gateway(om: Any) -> Any:
     return gateway(running)
 
 
-@app.command()
+@cli.command()
 def model(
+    ctx: typer.Context,
     name: Annotated[str, typer.Argument(help="model name")],
     action: Annotated[
         str,
@@ -88,58 +82,58 @@ def model(
     With --timeout, a task that has not finished is cancelled and writes nothing (or, if it
     was already writing, its result is waited for and shown).
     """
-    import os
+    app = get_app(ctx)
+    spec = {"name": name, "action": action, "x": x, "y": y, "result": result}
+    spec |= {"params": parse_params(param), "timeout": timeout}
+    spec |= {"require": app.require, "local": app.local}
+    _show_answer(app, _run_task(app, spec))
 
+
+def _run_task(app: App, spec: dict[str, Any]) -> dict[str, Any]:
+    """Run the task: through the background cluster's gateway where there is one (no Dask
+    import here), else in this process."""
     from omfs.cli.gateway import model_command, request
 
-    spec = {
-        "name": name,
-        "action": action,
-        "x": x,
-        "y": y,
-        "result": result,
-        "params": parse_params(param),
-        "timeout": timeout,
-        "require": options.require,
-        "local": options.local,
+    om = app.omega()
+    path = _gateway(app, om)
+    if path is None:
+        return model_command(om, spec, debug=debugging())
+    storage = om.storage
+    context = {
+        "root": storage.url,
+        "storage_options": storage.options,
+        "bucket": om.bucket,
+        "unsafe_commits": storage.unsafe_commits,
+        "durable": storage.durable,
     }
-    debug = bool(os.environ.get("OMFS_DEBUG"))
-    om = state.omega()
-    path = _gateway(om)
-    if path is not None:  # the background cluster's gateway: no Dask import here
-        storage = om.storage
-        context = {
-            "root": storage.url,
-            "storage_options": storage.options,
-            "bucket": om.bucket,
-            "unsafe_commits": storage.unsafe_commits,
-            "durable": storage.durable,
-        }
-        answer = request(path, {"context": context, "task": spec, "debug": debug})
-    else:
-        answer = model_command(om, spec, debug=debug)
+    return request(path, {"context": context, "task": spec, "debug": debugging()})
+
+
+def _show_answer(app: App, answer: dict[str, Any]) -> None:
+    """Print the gateway's (or :func:`model_command`'s) answer: notices, then the stored
+    result's metadata, the value, or the error."""
     for line in answer.get("notice") or []:
         print(line, file=sys.stderr)
     if "error" in answer:
-        if debug and answer.get("traceback"):
+        if debugging() and answer.get("traceback"):
             print(answer["traceback"], file=sys.stderr, end="")
-        fail(str(answer["error"]), int(answer.get("code") or 1))
-    if "meta" in answer:
+        app.fail(str(answer["error"]), int(answer.get("code") or 1))
+    if "meta" not in answer:
+        app.value(answer.get("value"))
+    elif app.as_json:
+        app.value(answer["meta"])
+    else:
         meta = answer["meta"]
-        if state.as_json:
-            emit_value(meta)
-        else:
-            print(f"{meta['store']}\t{meta['name']}\tv{meta['version']}")
-        return
-    emit_value(answer.get("value"))
+        print(f"{meta['store']}\t{meta['name']}\tv{meta['version']}")
 
 
-@app.command()
-def workers() -> None:
+@cli.command()
+def workers(ctx: typer.Context) -> None:
     """List the cluster's workers and the resources they offer."""
-    rows = _runtime().workers()
+    app = get_app(ctx)
+    rows = _runtime(app).workers()
     for row in rows:
         row["resources"] = (
-            ResourceSpec(row["resources"]).text() if not state.as_json else row["resources"]
+            ResourceSpec(row["resources"]).text() if not app.as_json else row["resources"]
         )
-    emit_table(rows, ["address", "name", "resources", "nthreads", "memory_limit"])
+    app.table(rows, ["address", "name", "resources", "nthreads", "memory_limit"])

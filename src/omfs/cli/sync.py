@@ -2,21 +2,13 @@
 
 from __future__ import annotations
 
-import sys
 from typing import Annotated, Any
 
 import typer
 
-from omfs.cli._common import (
-    CreateBucket,
-    emit_table,
-    emit_value,
-    fail,
-    one_line,
-    progress_bar,
-    shows_progress,
-    state,
-)
+from omfs.cli._common import CreateBucket
+from omfs.cli.app import App, get_app
+from omfs.cli.errors import error_line
 
 Buckets = Annotated[
     list[str] | None, typer.Option("--bucket", help="only this bucket (repeatable; default all)")
@@ -42,59 +34,24 @@ Remote = Annotated[
 
 
 def _run(
+    app: App,
     source: Any,
     target: Any,
-    buckets: Any,
-    names: Any,
+    chosen: dict[str, Any],
     dry_run: bool,
     rebase: bool = False,
     rebase_next: bool = False,
 ) -> dict[str, Any]:
-    """Sync, print the report, fail on divergence (unless ``rebase_next``: the caller
-    rebases the diverged objects next, so they are left out of the table)."""
-    import omfs
-
-    chosen = {"buckets": buckets, "names": names}
-    if dry_run:
-        report = omfs.sync(source, target, dry_run=True, rebase=rebase, **chosen)
-    else:
-        total = objects = None
-        if shows_progress():  # the bar's totals: a dry run, only where a bar is shown
-            plan = omfs.sync(source, target, dry_run=True, **chosen)
-            total, objects = plan["bytes"], len(plan["objects"])
-        with progress_bar("sync", total, objects) as advance:
-            report = omfs.sync(
-                source,
-                target,
-                rebase=rebase,
-                progress=advance,
-                on_object=lambda row: advance(objects=1),
-                **chosen,
-            )
-    if state.as_json:
-        emit_value(report)
-    else:
-        rows = [
-            {
-                "bucket": r["bucket"],
-                "object": f"{r['store']}/{r['name']}",
-                "action": ("would copy" if dry_run and r["action"] == "copy" else r["action"]),
-                "commits": f"{r['target_commits']} -> {r['source_commits']}",
-                "bytes": r["bytes"],
-            }
-            for r in report["objects"]
-            if r["action"] != "unchanged" and not (rebase_next and r["action"] == "diverged")
-        ]
-        emit_table(
-            rows,
-            ["bucket", "object", "action", "commits", "bytes"],
-            empty=f"nothing to copy ({report['unchanged']} object(s) already in sync)",
-        )
+    """Sync the ``buckets`` and ``names`` ``chosen``, print the report, fail on divergence
+    (unless ``rebase_next``: the caller rebases the diverged objects next, so they are
+    left out of the table)."""
+    report = _sync(app, source, target, chosen, dry_run, rebase)
+    _show_report(app, report, dry_run, rebase_next)
     refused = [r for r in report["objects"] if r["action"] == "refused"]
-    if refused and not state.as_json:
+    if refused and not app.as_json:
         for r in refused:  # one line each: the object and the file that failed its check
-            print(f"om: refused: {r['error']}", file=sys.stderr)
-    _explain(report)
+            app.note(f"refused: {r['error']}")
+    _explain(app, report)
     diverged = [r for r in report["objects"] if r["action"] == "diverged"]
     if diverged and not rebase_next:
         names_ = ", ".join(
@@ -103,34 +60,79 @@ def _run(
             for r in diverged
         )
         more = f"; {len(refused)} refused (see above)" if refused else ""
-        fail(f"{len(diverged)} object(s) diverged and were left unchanged: {names_}{more}")
+        app.fail(f"{len(diverged)} object(s) diverged and were left unchanged: {names_}{more}")
     if refused:
-        fail(
+        app.fail(
             f"{len(refused)} object(s) refused: the source does not hold what its log records "
             "(see above); they were left unchanged in the target, the others were synced"
         )
     return report
 
 
-def _explain(report: dict[str, Any]) -> None:
+def _sync(
+    app: App, source: Any, target: Any, chosen: dict[str, Any], dry_run: bool, rebase: bool
+) -> dict[str, Any]:
+    """Run :func:`omfs.sync` (with a progress bar on a terminal); its report."""
+    import omfs
+
+    if dry_run:
+        return omfs.sync(source, target, dry_run=True, rebase=rebase, **chosen)
+    total = objects = None
+    if app.shows_progress():  # the bar's totals: a dry run, only where a bar is shown
+        plan = omfs.sync(source, target, dry_run=True, **chosen)
+        total, objects = plan["bytes"], len(plan["objects"])
+    with app.progress("sync", total, objects) as advance:
+        return omfs.sync(
+            source,
+            target,
+            rebase=rebase,
+            progress=advance,
+            on_object=lambda row: advance(objects=1),
+            **chosen,
+        )
+
+
+def _show_report(app: App, report: dict[str, Any], dry_run: bool, rebase_next: bool) -> None:
+    """The report: whole with --json, else a row per object that changed."""
+    if app.as_json:
+        app.value(report)
+        return
+    rows = [
+        {
+            "bucket": r["bucket"],
+            "object": f"{r['store']}/{r['name']}",
+            "action": ("would copy" if dry_run and r["action"] == "copy" else r["action"]),
+            "commits": f"{r['target_commits']} -> {r['source_commits']}",
+            "bytes": r["bytes"],
+        }
+        for r in report["objects"]
+        if r["action"] != "unchanged" and not (rebase_next and r["action"] == "diverged")
+    ]
+    app.table(
+        rows,
+        ["bucket", "object", "action", "commits", "bytes"],
+        empty=f"nothing to copy ({report['unchanged']} object(s) already in sync)",
+    )
+
+
+def _explain(app: App, report: dict[str, Any]) -> None:
     """One line per tag conflict of a rebase and per object dropped on one side; a drop in
     the target fails the command (the object was not synced)."""
-    import sys
-
-    if state.as_json:
+    if app.as_json:
         return
     for line in report.get("conflicts", []):
-        print(f"om: conflict: {line}", file=sys.stderr)
+        app.note(f"conflict: {line}")
     dropped = [r for r in report["objects"] if r["action"] == "dropped"]
     for r in dropped:
         if r["where"] == "source":
-            print(f"om: {r['message']}", file=sys.stderr)
+            app.note(r["message"])
     in_target = [r["message"] for r in dropped if r["where"] == "target"]
     if in_target:
-        fail("; ".join(in_target))
+        app.fail("; ".join(in_target))
 
 
 def sync(
+    ctx: typer.Context,
     from_context: Annotated[str, typer.Option("--from-context", help="source context")],
     to_context: Annotated[str, typer.Option("--to-context", help="target context")],
     bucket: Buckets = None,
@@ -139,19 +141,23 @@ def sync(
     rebase: Rebase = False,
 ) -> None:
     """Replicate datasets and models with their history from one context to another."""
-    _run(from_context, to_context, bucket, name, dry_run, rebase)
+    chosen = {"buckets": bucket, "names": name}
+    _run(get_app(ctx), from_context, to_context, chosen, dry_run, rebase)
 
 
-def _remote(remote: str | None) -> str:
+def _remote(app: App, remote: str | None) -> str:
     from omfs import config
 
     chosen = remote or config.remote()
     if chosen is None:
-        fail('no remote context: pass --remote NAME or set remote = "NAME" in the config file', 2)
-    return chosen  # type: ignore[return-value]
+        app.fail(
+            'no remote context: pass --remote NAME or set remote = "NAME" in the config file', 2
+        )
+    return chosen
 
 
 def push(
+    ctx: typer.Context,
     remote: Remote = None,
     bucket: Buckets = None,
     name: Names = None,
@@ -159,10 +165,13 @@ def push(
     rebase: Rebase = False,
 ) -> None:
     """Sync this context (--context, --root or the default) to the remote context."""
-    _run(state.omega(), _remote(remote), bucket, name, dry_run, rebase)
+    app = get_app(ctx)
+    chosen = {"buckets": bucket, "names": name}
+    _run(app, app.omega(), _remote(app, remote), chosen, dry_run, rebase)
 
 
 def pull(
+    ctx: typer.Context,
     remote: Remote = None,
     bucket: Buckets = None,
     name: Names = None,
@@ -172,21 +181,24 @@ def pull(
     """Sync the remote context to this one. With --rebase, as git's pull --rebase: the
     remote's history stays as it is, and this context's own versions of a diverged object
     are re-committed on top of it (and published, so both sides end equal)."""
-    here, there = state.omega(), _remote(remote)
+    app = get_app(ctx)
+    here, there = app.omega(), _remote(app, remote)
+    chosen = {"buckets": bucket, "names": name}
     if not rebase:
-        _run(there, here, bucket, name, dry_run)
+        _run(app, there, here, chosen, dry_run)
         return
     import glob
 
-    report = _run(there, here, bucket, name, dry_run, rebase_next=True)
+    report = _run(app, there, here, chosen, dry_run, rebase_next=True)
     diverged = [r for r in report["objects"] if r["action"] == "diverged"]
     if diverged:
         buckets = sorted({r["bucket"] for r in diverged})
         names = sorted({glob.escape(r["name"]) for r in diverged})
-        _run(here, there, buckets, names, dry_run, rebase=True)
+        _run(app, here, there, {"buckets": buckets, "names": names}, dry_run, rebase=True)
 
 
 def export(
+    ctx: typer.Context,
     names: Annotated[
         list[str], typer.Argument(help="NAME, datasets/NAME or models/NAME (repeatable)")
     ],
@@ -198,17 +210,19 @@ def export(
 
     import omfs
 
+    app = get_app(ctx)
     if os.path.exists(output) and not force:
-        fail(f"{output} exists; pass --force to overwrite it")
-    manifest = omfs.export(state.omega(), names, output)
+        app.fail(f"{output} exists; pass --force to overwrite it")
+    manifest = omfs.export(app.omega(), names, output)
     size = sum(f["size"] for f in manifest["files"])
-    if state.as_json:
-        emit_value({"path": output, "objects": manifest["objects"], "bytes": size})
+    if app.as_json:
+        app.value({"path": output, "objects": manifest["objects"], "bytes": size})
     else:
         print(f"om: wrote {output}: {len(manifest['objects'])} object(s), {size:,} bytes")
 
 
 def import_(
+    ctx: typer.Context,
     bundle: Annotated[str, typer.Argument(help="a bundle written by `om export`")],
     to_context: Annotated[
         str | None, typer.Option("--to-context", help="target context (default: this one)")
@@ -223,27 +237,28 @@ def import_(
     import omfs
     from omfs.errors import IntegrityError
 
-    target = to_context if to_context is not None else state.omega()
-    options = {"bucket": state.bucket, "create_bucket": create_bucket, "dry_run": dry_run}
+    app = get_app(ctx)
+    target = to_context if to_context is not None else app.omega()
+    options = {"bucket": app.bucket, "create_bucket": create_bucket, "dry_run": dry_run}
     try:
         report = omfs.import_(bundle, target, **options)
     except IntegrityError as exc:
         report = getattr(exc, "report", None)
         if report is None:
             raise
-        _import_table(report)
-        fail(one_line(exc))
-    _import_table(report)
+        _import_table(app, report)
+        app.fail(error_line(exc))
+    _import_table(app, report)
     diverged = [r for r in report["objects"] if r["action"] == "diverged"]
     if diverged:
-        fail(f"{len(diverged)} object(s) diverged and were left unchanged")
+        app.fail(f"{len(diverged)} object(s) diverged and were left unchanged")
 
 
-def _import_table(report: dict[str, Any]) -> None:
-    if state.as_json:
-        emit_value(report)
+def _import_table(app: App, report: dict[str, Any]) -> None:
+    if app.as_json:
+        app.value(report)
         return
-    emit_table(
+    app.table(
         [
             {"object": f"{r['bucket']}/{r['store']}/{r['name']}", "action": r["action"]}
             for r in report["objects"]

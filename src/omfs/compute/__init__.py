@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from omfs.compute._routing import check_satisfiable, describe_workers
 from omfs.compute.resources import ResourceSpec
 from omfs.compute.tasks import FITTING, METHODS, run_model_task
-from omfs.errors import ConfigError
+from omfs.errors import ConfigError, UsageError
 
 if TYPE_CHECKING:
     from omfs.compute.cluster import ClusterHandle
@@ -178,8 +178,11 @@ class Runtime:
         if self._omega.storage.protocol == "memory":
             raise ConfigError(
                 f"The context {self._omega.root!r} lives in this process's memory, which Dask "
-                "workers cannot see. Run the task locally (runtime.mode(local=True), `om "
-                "runtime --local`), or use a folder or s3:// root."
+                "workers cannot see.",
+                hint="Run the task locally (runtime.mode(local=True), `om runtime --local`), "
+                "or use a folder or s3:// root.",
+                cli_hint="Run the task locally (`om runtime --local`), or use a folder or s3:// "
+                "root.",
             )
         resources = self._resources
         if resources is None:
@@ -250,5 +253,5 @@ class ModelProxy:
     ) -> TaskResult:
         """Any of :data:`METHODS` by name (what the CLI uses)."""
         if method not in METHODS:
-            raise ValueError(f"Unknown model action {method!r}; use one of {list(METHODS)}")
+            raise UsageError(f"Unknown model action {method!r}; use one of {list(METHODS)}")
         return self._call(method, X, Y, rName=rName, **params)

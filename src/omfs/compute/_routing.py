@@ -30,8 +30,9 @@ def check_satisfiable(workers: list[dict[str, Any]], needs: dict[str, float], wh
     """Raise at once when no single worker offers every resource in ``needs``."""
     if not workers:
         raise ResourceUnavailableError(
-            f"The cluster has no workers to run {what}. Start workers (`dask worker "
-            "SCHEDULER_ADDRESS`) or use runtime.mode(local=True)."
+            f"The cluster has no workers to run {what}.",
+            hint="Start workers (`dask worker SCHEDULER_ADDRESS`) or use runtime.mode(local=True).",
+            cli_hint="Start workers (`dask worker SCHEDULER_ADDRESS`) or use `om runtime --local`.",
         )
     if not needs:
         return

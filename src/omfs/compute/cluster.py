@@ -121,8 +121,11 @@ class ClusterHandle:
             raise
         except Exception as exc:
             raise ClusterUnavailableError(
-                f"Could not start a local Dask cluster ({type(exc).__name__}: {exc}). Start "
-                "one with `om cluster start`, or run tasks with runtime.mode(local=True)."
+                f"Could not start a local Dask cluster ({type(exc).__name__}: {exc}).",
+                hint="Start one with `om cluster start`, or run tasks with "
+                "runtime.mode(local=True).",
+                cli_hint="Start one with `om cluster start`, or run tasks with "
+                "`om runtime --local`.",
             ) from exc
         self._source = "private"
         return self._private.client

@@ -12,7 +12,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from omfs.errors import ConfigError
+from omfs.errors import ConfigError, UsageError
 
 __all__ = ["ResourceSpec"]
 
@@ -27,18 +27,18 @@ class ResourceSpec:
     @classmethod
     def of(cls, label: str | None = None, **amounts: float) -> ResourceSpec:
         """``of("gpu")`` -> ``{"gpu": 1}``; ``of(gpu=2, memory=16e9)`` -> as given (the
-        arguments of ``runtime.require``). A ValueError for a blank label or an amount
+        arguments of ``runtime.require``). A UsageError for a blank label or an amount
         that is not a positive number."""
         resources: dict[str, float] = {}
         if label is not None:
             if not isinstance(label, str) or not label.strip():
-                raise ValueError(
+                raise UsageError(
                     f"A resource label is a non-empty string such as 'gpu', got {label!r}"
                 )
             resources[label.strip()] = 1
         for name, amount in amounts.items():
             if not isinstance(amount, int | float) or isinstance(amount, bool) or amount <= 0:
-                raise ValueError(f"Resource {name}={amount!r} must be a positive number")
+                raise UsageError(f"Resource {name}={amount!r} must be a positive number")
             resources[name] = amount
         return cls(resources)
 
@@ -54,7 +54,7 @@ class ResourceSpec:
             spec = dict(require)
             label = spec.pop("label", None)
             return cls.of(label, **spec)
-        raise ValueError(
+        raise UsageError(
             f"The model attribute require={require!r} is not understood: use 'gpu', "
             "{'label': 'gpu'} or a resources dict such as {'gpu': 1}"
         )
@@ -71,7 +71,7 @@ class ResourceSpec:
                 try:
                     amounts[name] = float(amount)
                 except ValueError:
-                    raise ValueError(f"--require {item!r}: the amount must be a number") from None
+                    raise UsageError(f"--require {item!r}: the amount must be a number") from None
             elif label is None:
                 label = name
             else:

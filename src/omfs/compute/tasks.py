@@ -13,7 +13,7 @@ import re
 import socket
 from typing import Any
 
-from omfs.errors import InvalidModelError, TaskCancelledError
+from omfs.errors import InvalidModelError, TaskCancelledError, UsageError
 from omfs.objects.metadata import Metadata, utcnow
 
 __all__ = ["FITTING", "METHODS", "cache_stats", "clear_cache", "run_model_task"]
@@ -61,7 +61,7 @@ def _resolve_input(omega: Any, value: Any, lineage: list[dict[str, Any]], role: 
         return value
     match = _INPUT.match(value.strip())
     if not match:
-        raise ValueError(
+        raise UsageError(
             f"Input {value!r} is neither data nor a dataset name such as 'sales' or 'sales[a,b]'"
         )
     name = match.group("name").strip()
@@ -141,7 +141,7 @@ def run_model_task(
     cancels takes it first, so a cancelled task writes nothing).
     """
     if method not in METHODS:
-        raise ValueError(f"Unknown model task {method!r}; use one of {list(METHODS)}")
+        raise UsageError(f"Unknown model task {method!r}; use one of {list(METHODS)}")
     params = dict(params or {})
     lineage: list[dict[str, Any]] = []
     model = _load_model(omega, model_meta)

@@ -15,7 +15,7 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
-from omfs.errors import IntegrityError, NotFoundError
+from omfs.errors import IntegrityError, NotFoundError, UsageError
 from omfs.names import check_bucket, check_name, split_selector
 from omfs.objects.buckets import bucket_problem
 from omfs.objects.layout import ObjectPaths, index_folder
@@ -36,19 +36,29 @@ class _NotFound(NotFoundError):
     """A NotFoundError whose message (which may need a listing, to name the buckets that
     exist) is made only when someone reads it, not when ``exists()`` catches it."""
 
-    def __init__(self, message: Callable[[], str]):
+    def __init__(self, message: Callable[[bool], str]):
         super().__init__()
         self._message = message
         self._text: str | None = None
 
     def __str__(self) -> str:
         if self._text is None:
-            self._text = self._message()
+            self._text = self._message(False)
             self.args = (self._text,)
         return self._text
 
+    def cli_message(self) -> str:
+        return " ".join(self._message(True).split())
+
     def __reduce__(self) -> tuple[Any, ...]:
-        return (NotFoundError, (str(self),))
+        return (_not_found_error, (str(self), self.cli_message()))
+
+
+def _not_found_error(text: str, cli_text: str) -> NotFoundError:
+    """A plain NotFoundError with both wordings of a _NotFound (what unpickling makes)."""
+    error = NotFoundError(text)
+    error.cli_text = cli_text
+    return error
 
 
 class VersionedBase:
@@ -118,7 +128,7 @@ class VersionedBase:
         return f"{noun} {name!r} in bucket {self.bucket!r} of context {self.storage.url!r}"
 
     def _not_found(self, name: str, detail: str = "") -> NotFoundError:
-        def message() -> str:
+        def message(cli: bool) -> str:
             problem = self.bucket_problem()
             text = (
                 f"{self.noun} {name!r} does not exist{detail} in bucket {self.bucket!r} of "
@@ -126,6 +136,8 @@ class VersionedBase:
             )
             if problem:
                 return f"{text}: {problem}"
+            if cli:
+                return f"{text}. `om {self.kind} list` shows them."
             return f"{text}. list() shows the {self.kind} there."
 
         return _NotFound(message)
@@ -292,7 +304,7 @@ class VersionedBase:
         if version is not None:
             _, from_version = split_selector(f"{name}@{version}")
             if selector is not None and from_version != selector:
-                raise ValueError(
+                raise UsageError(
                     f"{spec!r} selects a version and version={version!r} selects another; "
                     "give only one"
                 )

@@ -7,7 +7,7 @@ from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
-from omfs.errors import IntegrityError, NotFoundError, RestoreError
+from omfs.errors import IntegrityError, InvalidTypeError, NotFoundError, RestoreError, UsageError
 from omfs.names import check_name, split_selector
 from omfs.objects import log as _log
 from omfs.objects.commits import CommittingStore
@@ -141,9 +141,9 @@ class LifecycleMixin(CommittingStore):
         the files go. Returns the versions dropped (or, with ``dry_run=True``, that would
         be)."""
         if keep_last is None and older_than is None:
-            raise ValueError("prune() needs keep_last=, older_than= or both")
+            raise UsageError("prune() needs keep_last=, older_than= or both")
         if keep_last is not None and (type(keep_last) is not int or keep_last < 0):
-            raise ValueError(f"keep_last must be a whole number >= 0, got {keep_last!r}")
+            raise UsageError(f"keep_last must be a whole number >= 0, got {keep_last!r}")
         cutoff = None
         if older_than is not None:
             cutoff = datetime.now(UTC) - parse_duration(older_than)
@@ -194,7 +194,7 @@ class LifecycleMixin(CommittingStore):
         updates are all kept (each re-applies on top of the other).
         """
         if not isinstance(attributes, dict):
-            raise TypeError(f"attributes must be a dict, got {type(attributes).__name__}")
+            raise InvalidTypeError(f"attributes must be a dict, got {type(attributes).__name__}")
         base, rec, head = self.select(name, version)
         number = rec.version
         needs_full = head.complete or number not in head.records

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from omfs.errors import UsageError
 from omfs.names import check_name, check_tag
 from omfs.objects.commits import CommittingStore
 from omfs.objects.metadata import Metadata
@@ -84,7 +85,7 @@ class TagsMixin(CommittingStore):
             moves = [e for e in state.tag_log if e["tag"] == tag]
             previous = moves[-1]["prev"] if moves else None
             if previous is None:
-                raise ValueError(
+                raise UsageError(
                     f"Tag {tag!r} of {self._where(name)} has no previous version to roll "
                     f"back to; tag_history({name!r}, {tag!r}) shows its moves."
                 )

@@ -6,6 +6,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from omfs._util import parse_duration
+from omfs.errors import UsageError
 
 __all__ = ["at_or_before", "parse_duration", "parse_time"]
 
@@ -18,7 +19,7 @@ def parse_time(value: Any) -> datetime:
         try:
             when = datetime.fromisoformat(str(value).strip())
         except ValueError:
-            raise ValueError(
+            raise UsageError(
                 f"Invalid time {value!r}: use ISO 8601, e.g. '2026-03-01T12:00:00Z'"
             ) from None
     return when.replace(tzinfo=UTC) if when.tzinfo is None else when.astimezone(UTC)

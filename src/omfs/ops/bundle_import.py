@@ -146,8 +146,10 @@ def _target_buckets(
                 named = sorted({o[0] for o in bundle.objects})
                 raise NotFoundError(
                     f"Cannot import {where} (objects of bucket(s) {', '.join(named)}): "
-                    f"{problem.replace('; writing creates a new bucket', '')} Pass "
-                    "create_bucket=True to create it, or bucket= to import into another."
+                    f"{problem.replace('; writing creates a new bucket', '')}",
+                    hint="Pass create_bucket=True to create it, or bucket= to import into another.",
+                    cli_hint="Pass --create-bucket to create it, or --bucket to import into "
+                    "another.",
                 )
     return targets
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, Protocol
 
-from omfs.errors import OmfsError
+from omfs.errors import SyncError
 
 if TYPE_CHECKING:
     from omfs.objects.datasets import DatasetStore
@@ -23,10 +23,6 @@ __all__ = ["STORES", "Context", "SyncError", "check_context", "is_context", "sto
 
 #: The stores of a bucket, as they appear in keys (``bucket/datasets/...``).
 STORES = ("datasets", "models")
-
-
-class SyncError(OmfsError):
-    """A sync that could not run (bad arguments, contexts that cannot be synced)."""
 
 
 class Context(Protocol):

@@ -19,7 +19,7 @@ from __future__ import annotations
 from collections import defaultdict
 from typing import Any
 
-from omfs.errors import IntegrityError
+from omfs.errors import IntegrityError, UsageError
 from omfs.objects.lease import GRACE_FLOOR, LEASE_TTL, lease_folder, lease_owner
 from omfs.objects.log import CHECKPOINT_INTERVAL, State
 from omfs.objects.versioned import ADOPT_FILE, VersionedStore, parse_duration
@@ -36,7 +36,7 @@ def check_grace(grace: Any, force: bool) -> float:
     """The grace period in seconds; below the floor only with ``force``."""
     seconds = parse_duration(grace).total_seconds()
     if seconds < GRACE_FLOOR and not force:
-        raise ValueError(
+        raise UsageError(
             f"A gc grace of {grace!r} is below the floor of {GRACE_FLOOR / 60:g} minutes "
             "(10min), which protects writes of omfs versions without gc leases. Use a "
             "longer grace, or force it (force=True, 'om gc --force') when no such writer "

@@ -19,7 +19,13 @@ from dataclasses import dataclass
 from typing import Any, Literal, overload
 
 from omfs import config
-from omfs.errors import ConditionFailedError, NotFoundError, PromotionError
+from omfs.errors import (
+    ConditionFailedError,
+    InvalidTypeError,
+    NotFoundError,
+    PromotionError,
+    UsageError,
+)
 from omfs.names import check_bucket, check_name
 from omfs.objects.log import Commit, State, TagMove, VersionRecord
 from omfs.objects.metadata import Metadata, utcnow
@@ -71,7 +77,7 @@ def _conditions(conditions: Sequence[str | Condition] | None) -> list[tuple[str,
     for cond in conditions or ():
         if isinstance(cond, str):
             if cond not in CONDITIONS:
-                raise ValueError(
+                raise UsageError(
                     f"Unknown promotion condition {cond!r}; known: {sorted(CONDITIONS)}, or "
                     "pass a callable"
                 )
@@ -79,7 +85,7 @@ def _conditions(conditions: Sequence[str | Condition] | None) -> list[tuple[str,
         elif callable(cond):
             out.append((getattr(cond, "__name__", repr(cond)), cond))
         else:
-            raise TypeError(f"A promotion condition is a name or a callable, got {cond!r}")
+            raise InvalidTypeError(f"A promotion condition is a name or a callable, got {cond!r}")
     return out
 
 
@@ -221,8 +227,9 @@ def _prepare(
     if problem and not create_bucket:
         raise PromotionError(
             f"Cannot promote {meta.name!r} v{meta.version}: "
-            f"{problem.replace('; writing creates a new bucket', '')} Pass create_bucket=True "
-            "to create it."
+            f"{problem.replace('; writing creates a new bucket', '')}",
+            hint="Pass create_bucket=True to create it.",
+            cli_hint="Pass --create-bucket to create it.",
         )
     return _Job(source, target, source_name, rec, state, meta, target_name)
 

@@ -177,10 +177,13 @@ def ignored_condition_error(backend: Backend, endpoint: str, url: str) -> Unsafe
     """The error for a compatible server that ignores the conditional create."""
     return UnsafeStorageError(
         f"The server at {endpoint} ignores {backend.condition} (a second create of one key "
-        f"succeeded), so omfs cannot commit atomically to {url}. Use a server that "
-        "supports conditional writes (AWS S3, Google Cloud Storage, Azure Blob Storage, "
-        "Azurite, recent MinIO, Ceph RGW), or open the context with unsafe_commits=True "
-        "for a single writer."
+        f"succeeded), so omfs cannot commit atomically to {url}.",
+        hint="Use a server that supports conditional writes (AWS S3, Google Cloud "
+        "Storage, Azure Blob Storage, Azurite, recent MinIO, Ceph RGW), or open the "
+        "context with unsafe_commits=True for a single writer.",
+        cli_hint="Use a server that supports conditional writes (AWS S3, Google Cloud "
+        "Storage, Azure Blob Storage, Azurite, recent MinIO, Ceph RGW), or use the API "
+        "with unsafe_commits=True for a single writer.",
     )
 
 
@@ -189,8 +192,11 @@ def no_conditional_create_error(protocol: str, url: str) -> UnsafeStorageError:
     return UnsafeStorageError(
         f"omfs cannot commit atomically on {protocol}:// storage ({url}): it "
         "has no put-if-absent for this protocol, so two writers could overwrite each "
-        "other's versions. Reading works. To write anyway, open the context with "
-        "unsafe_commits=True (and make sure only one writer runs at a time)."
+        "other's versions. Reading works.",
+        hint="To write anyway, open the context with unsafe_commits=True (and make sure "
+        "only one writer runs at a time).",
+        cli_hint="To write anyway, use the API with unsafe_commits=True (and make sure "
+        "only one writer runs at a time).",
     )
 
 

@@ -10,6 +10,8 @@ import io
 import os
 from typing import Any
 
+from omfs.errors import InvalidTypeError, UsageError
+
 __all__ = ["from_table", "is_dask", "is_raw", "is_stream", "to_table"]
 
 KIND_FRAME = "pandas.DataFrame"
@@ -120,12 +122,14 @@ def to_table(obj: Any, name: str, preserve_index: bool = False) -> tuple[Any, st
         return _from_pandas(obj, name, keep), KIND_FRAME, info
     if isinstance(obj, np.ndarray):
         if obj.dtype.names:
-            raise TypeError(
+            raise InvalidTypeError(
                 f"Cannot store a structured numpy array as dataset {name!r}: pass "
                 "pandas.DataFrame(array) instead."
             )
         if obj.ndim == 0:
-            raise TypeError(f"Cannot store a 0-d numpy array as dataset {name!r}: it has no rows.")
+            raise InvalidTypeError(
+                f"Cannot store a 0-d numpy array as dataset {name!r}: it has no rows."
+            )
         flat = obj.reshape(len(obj), -1) if obj.ndim > 1 else obj.reshape(-1, 1)
         arrays = [pa.array(flat[:, i]) for i in range(flat.shape[1])]
         table = pa.Table.from_arrays(arrays, names=[str(i) for i in range(flat.shape[1])])
@@ -138,11 +142,13 @@ def to_table(obj: Any, name: str, preserve_index: bool = False) -> tuple[Any, st
         )
     if isinstance(obj, dict):
         return _from_pandas(pd.DataFrame(obj), name), KIND_FRAME, {"source": "dict"}
-    raise TypeError(
+    raise InvalidTypeError(
         f"Cannot store a {type(obj).__module__}.{type(obj).__qualname__} as dataset {name!r}. "
         "Datasets take pandas DataFrames and Series, numpy arrays, pyarrow Tables, Dask "
         "DataFrames, lists of records, dicts of columns, and raw files (bytes, file objects, "
-        "local paths); store other objects with om.models.put()."
+        "local paths);",
+        hint="store other objects with om.models.put().",
+        cli_hint="store other objects with `om models put`.",
     )
 
 
@@ -151,13 +157,13 @@ def _from_pandas(frame: Any, name: str, preserve_index: bool | None = None) -> A
 
     if frame.columns.has_duplicates:
         dupes = sorted({str(c) for c in frame.columns[frame.columns.duplicated()]})
-        raise ValueError(
+        raise UsageError(
             f"Cannot store dataset {name!r}: duplicate column names {dupes}. Rename them first."
         )
     try:
         return pa.Table.from_pandas(frame, preserve_index=preserve_index)
     except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError) as exc:
-        raise TypeError(
+        raise InvalidTypeError(
             f"Cannot store dataset {name!r}: a column holds values Parquet cannot represent "
             f"({exc}). Convert mixed-type object columns to one type first."
         ) from None

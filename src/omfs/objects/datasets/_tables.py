@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from omfs.errors import OmfsError
+from omfs.errors import TableFileError
 
 __all__ = [
     "COMPRESSIONS",
@@ -57,10 +57,6 @@ MAX_COLUMNS = 10_000
 MAX_LINE_BYTES = 8 * 2**20
 _LINE_BYTES_CEILING = 2**30  # pyarrow's block size is a 32-bit int
 HEAD_BYTES = 64 * 1024
-
-
-class TableFileError(OmfsError, ValueError):
-    """A table file that cannot be read (or written) as asked; the message names it."""
 
 
 @dataclass

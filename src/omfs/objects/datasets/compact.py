@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from omfs.errors import CommitConflictError
+from omfs.errors import CommitConflictError, InvalidTypeError
 from omfs.objects.commits import leased
 from omfs.objects.datasets import _convert
 from omfs.objects.datasets.versions import DatasetVersions
@@ -30,7 +30,9 @@ class DatasetCompactor(DatasetVersions):
         metadata (the latest unchanged when there is nothing to merge)."""
         base, rec, state = self.select(name, full=True)
         if rec.kind == _convert.KIND_RAW:
-            raise TypeError(f"Dataset {base!r} is a raw file: there are no parts to compact.")
+            raise InvalidTypeError(
+                f"Dataset {base!r} is a raw file: there are no parts to compact."
+            )
         parts = self.parts_of(base, state, rec)
         groups: list[list[Part]] = []
         for part in parts:

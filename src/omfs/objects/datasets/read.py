@@ -9,7 +9,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 from omfs._util import atomic_path
-from omfs.errors import IntegrityError
+from omfs.errors import IntegrityError, InvalidTypeError, UnknownColumnError, UsageError
 from omfs.objects.datasets import _convert
 from omfs.objects.datasets._filters import build_filter, keywords_to_dnf
 from omfs.objects.datasets._parts import arrow_dataset, damaged_part
@@ -50,13 +50,15 @@ class DatasetReader(DatasetVersions):
         parts = self.parts_of(base, state, rec)
         if rec.kind == _convert.KIND_RAW:
             if columns is not None or filters is not None or filter_kw or lazy:
-                raise TypeError(
+                raise InvalidTypeError(
                     f"Dataset {base!r} is a raw file: columns, filters and lazy do not "
                     "apply. Read it as bytes, with chunksize=, or into local_path=."
                 )
             return self._get_raw(base, rec, parts, chunksize, local_path, progress)
         if local_path is not None:
-            raise TypeError("local_path= applies to raw files; use columns/filters for tables")
+            raise InvalidTypeError(
+                "local_path= applies to raw files; use columns/filters for tables"
+            )
         schema = self._schema(base, rec)
         keys = [self.data_key(base, p["file"]) for p in parts]
         if columns is not None:
@@ -70,7 +72,7 @@ class DatasetReader(DatasetVersions):
             read_columns = columns + [c for c in index if c not in columns]
         if chunksize is not None:
             if int(chunksize) < 1:
-                raise ValueError(f"chunksize must be a positive number of rows, got {chunksize!r}")
+                raise UsageError(f"chunksize must be a positive number of rows, got {chunksize!r}")
             dataset = arrow_dataset(self.storage, keys, parts, schema, whole_file_limit=0)
             chunks = self._iter_chunks(rec, schema, dataset, read_columns, expr, int(chunksize))
             return _checked(chunks, self.storage, keys, parts)
@@ -121,7 +123,7 @@ class DatasetReader(DatasetVersions):
         import dask.dataframe as dd
 
         if rec.kind not in (_convert.KIND_FRAME, _convert.KIND_SERIES, _convert.KIND_ARROW):
-            raise TypeError(
+            raise InvalidTypeError(
                 f"Dataset {name!r} holds a {rec.kind}; lazy=True gives Dask DataFrames "
                 "of tables only. Read it with lazy=False."
             )
@@ -269,7 +271,7 @@ def _checked_columns(name: str, schema: Any, columns: Any) -> list[str]:
     columns = [columns] if isinstance(columns, str) else list(columns)
     unknown = [c for c in columns if c not in set(names)]
     if unknown:
-        raise KeyError(
+        raise UnknownColumnError(
             f"Dataset {name!r} has no columns {unknown}; it has "
             f"{[n for n in names if not n.startswith('__index_level')]}"
         )

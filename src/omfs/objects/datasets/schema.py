@@ -102,8 +102,9 @@ def check_compatible(
     """Refuse data whose kind, columns or types differ from the dataset's (O(columns))."""
     if stored_kind != kind:
         raise SchemaMismatchError(
-            f"Cannot append a {kind} to dataset {name!r}, which holds a {stored_kind}. "
-            "Append the same kind of object, or put() without append=True to replace it."
+            f"Cannot append a {kind} to dataset {name!r}, which holds a {stored_kind}.",
+            hint="Append the same kind of object, or put() without append=True to replace it.",
+            cli_hint="Append the same kind of object, or put without --append to replace it.",
         )
     want = {f.name: f.type for f in stored}
     have = {f.name: f.type for f in schema}
@@ -123,16 +124,20 @@ def check_compatible(
                 raise SchemaMismatchError(
                     f"Cannot append to dataset {name!r} in bucket {bucket!r}: column "
                     f"{column!r} is {_plain_type(want[column])} in the dataset but {t} in "
-                    f"the new data. Convert it: df.astype({{{column!r}: {kind_name!r}}}) "
-                    f"in Python, or --dtype {column}={kind_name} with `om datasets put`; "
-                    "or put without append=True to replace the dataset."
+                    "the new data.",
+                    hint=f"Convert it: df.astype({{{column!r}: {kind_name!r}}}) in Python, "
+                    f"or --dtype {column}={kind_name} with `om datasets put`; or put "
+                    "without append=True to replace the dataset.",
+                    cli_hint=f"Convert it with --dtype {column}={kind_name}, or put without "
+                    "--append to replace the dataset.",
                 )
     if problems:
         raise SchemaMismatchError(
-            f"Cannot append to dataset {name!r} in bucket {bucket!r}: "
-            + "; ".join(problems)
-            + ". Convert the new data to the dataset's schema, or put() without "
-            "append=True to replace the dataset."
+            f"Cannot append to dataset {name!r} in bucket {bucket!r}: " + "; ".join(problems) + ".",
+            hint="Convert the new data to the dataset's schema, or put() without "
+            "append=True to replace the dataset.",
+            cli_hint="Convert the new data to the dataset's schema, or put without --append "
+            "to replace the dataset.",
         )
 
 
@@ -159,9 +164,12 @@ def conform(name: str, bucket: str, table: Any, kind: str, stored_kind: str, sto
                 f"Cannot append to dataset {name!r}: column {f.name!r} is "
                 f"{_plain_type(f.type)} in the dataset, and the new "
                 f"{table.schema.field(f.name).type} values cannot be converted without "
-                f"loss ({detail}). Round or convert them first (e.g. "
+                f"loss ({detail}).",
+                hint="Round or convert them first (e.g. "
                 f"df[{f.name!r}].round().astype({_pandas_name(f.type)!r})), or put without "
-                "append=True to replace the dataset with the new type."
+                "append=True to replace the dataset with the new type.",
+                cli_hint="Round or convert them first, or put without --append to replace "
+                "the dataset with the new type.",
             ) from None
     raise SchemaMismatchError(
         f"Cannot append to dataset {name!r}: the new data cannot be converted to the "

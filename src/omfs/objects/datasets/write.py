@@ -14,7 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import IO, Any
 
-from omfs.errors import SchemaMismatchError
+from omfs.errors import InvalidTypeError, SchemaMismatchError
 from omfs.names import check_name, check_tag
 from omfs.objects.commits import leased
 from omfs.objects.datasets import _convert
@@ -96,9 +96,10 @@ class DatasetWriter(DatasetVersions):
                 "to store other data."
             )
         if append:
-            raise TypeError(
-                f"Cannot append a raw file to dataset {name!r}: raw files are stored "
-                "whole. Put it without append=True to store a new version."
+            raise InvalidTypeError(
+                f"Cannot append a raw file to dataset {name!r}: raw files are stored whole.",
+                hint="Put it without append=True to store a new version.",
+                cli_hint="Put it without --append to store a new version.",
             )
 
     def _appended_to(self, name: str, state: State) -> VersionRecord | None:
@@ -106,8 +107,9 @@ class DatasetWriter(DatasetVersions):
         prev = state.latest_record() if state.exists else None
         if prev is not None and prev.kind == _convert.KIND_RAW:
             raise SchemaMismatchError(
-                f"Cannot append to dataset {name!r}: it holds a raw file. Put the data without "
-                "append=True to store a new version."
+                f"Cannot append to dataset {name!r}: it holds a raw file.",
+                hint="Put the data without append=True to store a new version.",
+                cli_hint="Put the data without --append to store a new version.",
             )
         return prev
 
