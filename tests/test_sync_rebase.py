@@ -275,3 +275,34 @@ def test_sync_names_an_object_dropped_on_one_side(tmp_path, team):
     laptop.gc(grace=0, force=True)
     assert actions(omfs.sync(team, laptop)) == {"d": "copy"}
     assert rows(laptop) == [0, 1, 2, 3] and tree(laptop) == tree(team)
+
+
+@pytest.mark.parametrize("drop", ["prune", "drop"])
+def test_a_rebase_after_pruned_or_dropped_versions_converges(tmp_path, team, drop):
+    """A version dropped or pruned before the sides diverged has no files any more: the
+    rebase neither asks for them nor stops other objects (found by a first-week trial)."""
+    laptop = omfs.setup(tmp_path / "laptop")
+    for w in range(3):
+        laptop.models.put({"w": w}, "m")
+    if drop == "prune":
+        laptop.models.prune("m", keep_last=1)
+    else:
+        laptop.models.drop("m@v1")
+    omfs.sync(laptop, team)
+    laptop.models.put({"w": "laptop"}, "m")
+    team.models.put({"w": "team"}, "m")
+    laptop.datasets.put(pd.DataFrame({"x": [1]}), "other")
+    report = omfs.sync(laptop, team, rebase=True)
+    assert actions(report) == {"m": "rebased", "other": "copy"}
+    assert [v.version for v in laptop.models.versions("m")] == [
+        v.version for v in team.models.versions("m")
+    ]
+    assert laptop.models.get("m") == team.models.get("m") == {"w": "laptop"}
+    assert (
+        actions(omfs.sync(laptop, team))
+        == actions(omfs.sync(team, laptop))
+        == {
+            "m": "unchanged",
+            "other": "unchanged",
+        }
+    )

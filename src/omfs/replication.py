@@ -621,6 +621,9 @@ def _rebase(
     refused = src.storage.copy_verified(files, dst.storage)
     if refused:
         return _refused(row, "; ".join(refused.values()))
+    why = _fetch_target_files(src, dst, target, bucket, store, name)
+    if why is not None:
+        return _refused(row, why)
     mapping = dict(plan.known)
     rebased = []
     for rec in plan.versions:
@@ -704,22 +707,29 @@ def _replay_metadata(target: Any, name: str, plan: _Plan, mapping: dict[int, int
         target._commit(name, change, retry=True, full=True)
 
 
-def _adopt_target(
-    src: Any, dst: Any, source: Any, target: Any, bucket: str, store: str, name: str,
-    common: int, old: int,
-) -> None:  # fmt: skip
-    """The source takes the target's history of ``name``: payloads and schemas it lacks
-    first, then the switch (see ``VersionedStore._adopt``), then checkpoints and hint."""
-    from omfs._log import _dumps
+def _needed_records(state: Any) -> list[Any]:
+    """The records whose payload files a live version still reads: the live versions and,
+    for appended dataset versions, the versions they append to (a pruned parent's parts
+    stay while a live version uses them; a dropped version's own files may be gone)."""
+    need: dict[int, Any] = {}
+    for rec in state.live():
+        while rec is not None and rec.version not in need:
+            need[rec.version] = rec
+            parent = rec.info.get("parent")
+            rec = state.records.get(parent) if parent is not None else None
+    return list(need.values())
 
+
+def _fetch_target_files(
+    src: Any, dst: Any, target: Any, bucket: str, store: str, name: str
+) -> str | None:
+    """Before a rebase commits anything: copy to the source, checked as they travel, the
+    files the target's live versions read that the source lacks (it keeps every file it
+    has), so that adopting the target's history later needs no copy. Why it cannot, or None."""
     tlog = target._log(name)
-    head = tlog.head()
-    full = tlog.full(head)
-    # what the target's validated history names and the source lacks, checked as it
-    # travels (the source keeps every file it has)
     prefix = f"{bucket}/{store}/{name}"
     mine = set(src.storage.list_names(f"{prefix}/_data"))
-    expected = _expected_files(prefix, store, list(full.records.values()))
+    expected = _expected_files(prefix, store, _needed_records(tlog.full(tlog.head())))
     files = [
         e for e in expected.values()
         if (e.key.rsplit("/", 1)[-1] not in mine if "/_data/" in e.key
@@ -727,10 +737,30 @@ def _adopt_target(
     ]  # fmt: skip
     refused = dst.storage.copy_verified(files, src.storage)
     if refused:
-        raise IntegrityError(
-            f"Cannot rebase {prefix}: the target's files do not match its log, so the source "
-            f"kept its history: {'; '.join(refused.values())}. Run 'om fsck' on the target."
+        return (
+            "the target's files do not match its log, so nothing was rebased: "
+            + "; ".join(refused.values())
+            + ". Run 'om fsck' on the target."
         )
+    return None
+
+
+def _adopt_target(
+    src: Any, dst: Any, source: Any, target: Any, bucket: str, store: str, name: str,
+    common: int, old: int,
+) -> None:  # fmt: skip
+    """The source takes the target's history of ``name`` (whose files it already holds:
+    see ``_fetch_target_files``): the switch (see ``VersionedStore._adopt``), then
+    checkpoints and hint."""
+    from omfs._log import _dumps
+
+    # a writer may have committed to the target since: fetch what its versions add
+    why = _fetch_target_files(src, dst, target, bucket, store, name)
+    if why is not None:
+        raise IntegrityError(f"Cannot rebase {bucket}/{store}/{name}: {why}")
+    tlog = target._log(name)
+    head = tlog.head()
+    full = tlog.full(head)
     logs = tlog.files()
     read = dst.storage.read_bytes
     commits = {
