@@ -299,3 +299,19 @@ def test_parts_without_a_sha256_sync_by_size(tmp_path):
     row = next(r for r in omfs.sync(old, target)["objects"] if r["name"] == "team/other")
     assert row["action"] == "refused" and "bytes" in row["error"]
     assert target.datasets.get("team/other")["x"].tolist() == [2.5]
+
+
+def test_sync_refuses_a_name_that_looks_like_one_in_the_target(tmp_path):
+    """Two laptops push `report` and `Report`: put refuses such a pair in one root, and so
+    does sync (found by a first-week trial: the team context listed both)."""
+    import pandas as pd
+
+    team = omfs.setup(tmp_path / "team")
+    one, two = omfs.setup(tmp_path / "one"), omfs.setup(tmp_path / "two")
+    one.datasets.put(pd.DataFrame({"a": [1]}), "report")
+    two.datasets.put(pd.DataFrame({"a": [2]}), "Report")
+    assert omfs.sync(one, team)["copied"] == 1
+    report = omfs.sync(two, team)
+    (row,) = report["objects"]
+    assert row["action"] == "refused" and "'report'" in row["error"]
+    assert team.datasets.list() == ["report"]

@@ -38,7 +38,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from omfs._log import CHECKPOINT_INTERVAL, checkpoint_file, commit_file, is_payload_file
-from omfs._names import check_bucket, check_name
+from omfs._names import check_bucket, check_name, look_alike
 from omfs._storage import Expected
 from omfs.errors import IntegrityError, InvalidNameError, OmfsError
 
@@ -202,6 +202,10 @@ def sync(
                 if obj.commits and theirs.listed and _dropped(src.storage, bucket, store, name):
                     rows.append(_dropped_row(src, dst, bucket, store, name, "source"))
                 continue
+            other = None if theirs.commits else _look_alike_in(want, store, name)
+            if other is not None:
+                rows.append(_look_alike_row(bucket, store, name, other))
+                continue
             row = _sync_object(
                 src.storage, dst.storage, bucket, store, name, obj, theirs, dry_run, progress,
             )  # fmt: skip
@@ -226,6 +230,23 @@ def sync(
         "refused": sum(r["action"] == "refused" for r in rows),
         "bytes": sum(r["bytes"] for r in rows),
     }
+
+
+def _look_alike_in(want: dict[tuple[str, str], _Object], store: str, name: str) -> str | None:
+    """An object of the target's store whose name looks like ``name`` (``Report`` beside
+    ``report``, a Cyrillic a): sync refuses to bring such a name in, as ``put`` does."""
+    return look_alike(name, [n for (s, n), o in want.items() if s == store and o.listed])
+
+
+def _look_alike_row(bucket: str, store: str, name: str, other: str) -> dict[str, Any]:
+    row = {"bucket": bucket, "store": store, "name": name, "source_commits": 0,
+           "target_commits": 0}  # fmt: skip
+    return _refused(
+        row,
+        f"the target has {store[:-1]} {other!r}, whose name looks like it (on a "
+        "case-insensitive disk, or to a person, they are one); rename one of them "
+        f"(put it again under another name and drop the old one) before syncing",
+    )
 
 
 def _versions(storage: Any, bucket: str, store: str, name: str) -> list[int]:
