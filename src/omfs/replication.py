@@ -829,11 +829,9 @@ def _adopt_target(
 ) -> None:  # fmt: skip
     """The source takes the target's history of ``name``: payloads and schemas it lacks
     first, then the switch (see ``VersionedStore._adopt``), then checkpoints and hint."""
-    from omfs._log import _dumps
-
     tlog = target._log(name)
     head = tlog.head()
-    full = tlog.full(head)
+    full, commits, checkpoints = _target_history(source, tlog, head, common)
     # what the target's validated history names and the source lacks, checked as it
     # travels (the source keeps every file it has)
     prefix = f"{bucket}/{store}/{name}"
@@ -850,20 +848,6 @@ def _adopt_target(
             f"Cannot rebase {prefix}: the target's files do not match its log, so the source "
             f"kept its history: {'; '.join(refused.values())}. Run 'om fsck' on the target."
         )
-    logs = tlog.files()
-    read = dst.storage.read_bytes
-    commits = {
-        str(s): read(tlog.key(f"{s:020d}.json")).decode() for s in range(common + 1, head.seq + 1)
-    }
-    checkpoints = {
-        str(int(m.group(1))): read(tlog.key(f)).decode()
-        for f in logs
-        if (m := _CHECKPOINT.fullmatch(f))
-    }
-    try:
-        hint = read(tlog.hint_key).decode()
-    except FileNotFoundError:
-        hint = _dumps({"format": 2, **tlog.identity, "seq": head.seq, "checkpoint": 0}).decode()
     journal = {
         "format": 2,
         **tlog.identity,
@@ -878,9 +862,34 @@ def _adopt_target(
         "old": old,
         "commits": commits,
         "checkpoints": checkpoints,
-        "hint": hint,
+        "hint": _hint(tlog, full, [int(s) for s in checkpoints]).decode(),
     }
     source._adopt(name, journal)
+
+
+def _target_history(
+    source: Any, tlog: Any, head: Any, common: int
+) -> tuple[Any, dict[str, str], dict[str, str]]:
+    """The target's history after ``common`` as the source will adopt it: its commits,
+    replayed on the source's own state at ``common`` (the history both share) with every
+    head and checkpoint checked, the complete state that replay gives (never a checkpoint
+    taken as it is), and the checkpoints after ``common`` that agree with it."""
+    read = tlog.storage.read_bytes
+    raw = {s: read(tlog.key(commit_file(s))) for s in range(common + 1, head.seq + 1)}
+    parsed = {s: tlog.parse(commit_file(s), data) for s, data in raw.items()}
+    listed = [int(m.group(1)) for f in tlog.files() if (m := _CHECKPOINT.fullmatch(f))]
+    listed = [s for s in listed if s > common]
+    cps = {s: read(tlog.key(checkpoint_file(s))) for s in listed}
+    states = {s: tlog.parse(checkpoint_file(s), data) for s, data in cps.items()}
+    slog = source._log(tlog.identity["name"])
+    anchor = _state_at(slog, common)
+    before = None
+    if anchor.deleted and common > 1 and slog._commit_at(common - 1) is not None:
+        before = _state_at(slog, common - 1)
+    full, good = _checked_history(tlog, anchor, before, parsed, states, common)
+    commits = {str(s): data.decode() for s, data in raw.items()}
+    checkpoints = {str(s): cps[s].decode() for s in sorted(good) if s > common}
+    return full, commits, checkpoints
 
 
 # -- bundles moved to omfs.bundle; the old names still work -------------------------------
