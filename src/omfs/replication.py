@@ -23,7 +23,10 @@ make a sync write outside the object's folder. Every commit, checkpoint and hint
 validated as a read validates it (:meth:`ObjectLog.parse`), and the payloads are those its
 records name, each checked against their size and sha256 as it travels
 (:meth:`Storage.copy_verified`); a source that fails either is **refused** for that object,
-which then leaves the target as it was.
+which then leaves the target as it was. The copied commits must also extend the history
+the target holds: they are replayed on the target's state at the shared tip
+(:meth:`ObjectLog.replay`), and a head or checkpoint that contradicts the replay, or a
+version whose payload neither side holds, refuses the object too.
 """
 
 from __future__ import annotations
