@@ -734,6 +734,8 @@ class ObjectLog:
         restore, which brings back the state before the drop), checked where it can be."""
         key = self.key(commit_file(seq))
         snap = checkpoints.get(seq)
+        if commit.op == "restore" and snap is None and before_drop is not None:
+            snap = replace(before_drop, seq=seq, checkpoint=seq)  # gc collected its checkpoint
         if snap is None:
             raise self._corrupt(key, f"its checkpoint {checkpoint_file(seq)} is missing")
         if commit.op == "upgrade" and (seq != 1 or state.seq != 0):
