@@ -306,3 +306,28 @@ def test_a_rebase_after_pruned_or_dropped_versions_converges(tmp_path, team, dro
             "other": "unchanged",
         }
     )
+
+
+def test_the_source_adopts_only_a_target_history_that_replays(tmp_path, team):
+    """A rebase makes the source adopt the target's history: a target checkpoint that
+    contradicts the target's commits (here: it forgets v1-v4) is refused, naming it, and
+    the source keeps its own history and every version."""
+    laptop = omfs.setup(tmp_path / "laptop")
+    for x in range(1, 4):
+        append(laptop, x)
+    omfs.sync(laptop, team)
+    append(laptop, 10)
+    for x in (4, 5):
+        append(team, x)  # the team's commits 4 and 5, with checkpoint 5
+    key = f"omega/datasets/d/_log/{5:020d}.checkpoint.json"
+    doc = json.loads(team.storage.read_bytes(key))
+    doc["state"]["records"] = [r for r in doc["state"]["records"] if r["v"] == 5]
+    team.storage.write_bytes(key, json.dumps(doc).encode())
+    before = tree(laptop)
+    with pytest.raises(omfs.errors.IntegrityError, match="summarises") as info:
+        omfs.sync(laptop, team, rebase=True)
+    assert team.storage.path(key) in str(info.value)
+    assert tree(laptop) == before, "the source kept its history"
+    laptop.gc(grace="0s", force=True)
+    assert rows(laptop) == [1, 2, 3, 10]
+    assert [m.version for m in laptop.datasets.versions("d")] == [1, 2, 3, 4]

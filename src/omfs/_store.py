@@ -383,11 +383,13 @@ class VersionedStore:
                 self.storage.write_bytes(log.key(_log.commit_file(seq)), commits[seq])
             top = max(commits, default=common)
             stale = [log.key(_log.commit_file(s)) for s in range(top + 1, old + 1)]
-            stale += [  # the old history's checkpoints (the journal holds the new one's)
+            stale += [  # the old history's checkpoints (the journal holds the new one's, and
+                # those up to the common commit are of the history both sides share)
                 log.key(f)
                 for f in log.files()
                 if f.endswith(".checkpoint.json")
                 and f[:1].isdigit()
+                and int(f.split(".", 1)[0]) > common
                 and int(f.split(".", 1)[0]) not in checkpoints
             ]
             self.storage.delete(stale)

@@ -23,7 +23,10 @@ make a sync write outside the object's folder. Every commit, checkpoint and hint
 validated as a read validates it (:meth:`ObjectLog.parse`), and the payloads are those its
 records name, each checked against their size and sha256 as it travels
 (:meth:`Storage.copy_verified`); a source that fails either is **refused** for that object,
-which then leaves the target as it was.
+which then leaves the target as it was. The copied commits must also extend the history
+the target holds: they are replayed on the target's state at the shared tip
+(:meth:`ObjectLog.replay`), and a head or checkpoint that contradicts the replay, or a
+version whose payload neither side holds, refuses the object too.
 """
 
 from __future__ import annotations
@@ -351,10 +354,11 @@ def _sync_object(
     if tip > have.seq or not common:
         return _diverged(row, src, dst)
     new_commits = sorted(s for s in have.commits if s > tip)
-    # the newest checkpoints and the hint are copied even when every commit is in place
+    # the checkpoints after the shared tip (and one at the tip the target lacks): each is
+    # checked against the replay of the commits before it is copied
     checkpoints = sorted(
         s for s in have.checkpoints
-        if s > max(tip, have.seq) - 2 * CHECKPOINT_INTERVAL and s not in want.checkpoints
+        if s > tip or (s == tip and s % CHECKPOINT_INTERVAL == 0 and s not in want.checkpoints)
     )  # fmt: skip
     missing_hint = have.hint and not want.hint
     if not (new_commits or checkpoints or missing_hint or not want.listed):
@@ -373,33 +377,41 @@ def _sync_object(
             have.commits[s][0] for s in new_commits
         )
         return row
-    # everything copied is read and validated as a read of the source would validate it
-    # before the first byte reaches the target
+    # everything copied is read and validated as a read of the source would validate it,
+    # and replayed on the target's own state at the shared tip, before the first byte
+    # reaches the target
     log = _source_log(src, bucket, store, name)
     try:
         commits = {s: src.read_bytes(f"{prefix}/_log/{commit_file(s)}") for s in new_commits}
-        parsed = [log.parse(commit_file(s), data) for s, data in commits.items()]
+        parsed = {s: log.parse(commit_file(s), data) for s, data in commits.items()}
         cps = {s: src.read_bytes(f"{prefix}/_log/{checkpoint_file(s)}") for s in checkpoints}
-        states = [log.parse(checkpoint_file(s), data) for s, data in cps.items()]
-        hint = _valid_hint(src, log, prefix) if have.hint else None
+        states = {s: log.parse(checkpoint_file(s), data) for s, data in cps.items()}
+        target = _source_log(dst, bucket, store, name)
+        anchor, before = _shared_state(target, tip, want.checkpoints)
+        final, good = _checked_history(log, anchor, before, parsed, states, tip)
     except (IntegrityError, FileNotFoundError) as exc:
         return _refused(row, str(exc))
-    records = [r for c in parsed for r in (c[0].version, *c[1].records.values()) if r]
-    records += [r for state in states for r in state.records.values()]
-    expected = _expected_files(prefix, store, records)
-    files = [
-        e for e in expected.values()
-        if _listed(have, e.key) and not _listed(want, e.key)  # never over the target's own
-    ]  # fmt: skip
+    cps = {s: data for s, data in cps.items() if s in good}
+    kind = _source_log_store(dst, bucket, store)
+    try:
+        files = _needed_files(kind, prefix, final, anchor, have, want, src)
+    except IntegrityError as exc:
+        return _refused(row, str(exc))
+    hint = _hint(log, final, sorted(set(cps) | {c for c in want.checkpoints if c <= tip}))
     refused = src.copy_verified(files, dst, progress)
     if refused:
         return _refused(row, "; ".join(refused.values()))
-    row["files"] = len(files) + len(commits) + len(cps) + (hint is not None)
+    row["files"] = len(files) + len(commits) + len(cps) + 1
     row["bytes"] = sum(_listed_size(have, e.key) for e in files) + sum(
         len(c) for c in commits.values()
     )
     # checkpoints before the commits whose heads name them (a restore's head names its own,
     # and its log cannot be replayed without it); unnamed, a checkpoint is never read
+    # a checkpoint the target holds after its tip was left by a killed restore: never read
+    # in place of the checked one (overwritten, or removed when the source has none there)
+    stale = [s for s in want.checkpoints if s > tip]
+    if stale:
+        dst.delete([f"{prefix}/_log/{checkpoint_file(s)}" for s in stale])
     for seq, checkpoint in cps.items():
         with contextlib.suppress(FileExistsError):
             dst.create(f"{prefix}/_log/{checkpoint_file(seq)}", checkpoint)
@@ -416,8 +428,7 @@ def _sync_object(
         # for a first put, the index marker comes after the commits (until then the log
         # reads as a write that never finished, and the next sync completes it)
         dst.write_bytes(f"{bucket}/{store}/_index/{name.replace('/', '~')}", b"")
-    if hint is not None:
-        dst.write_bytes(f"{prefix}/_log/_last.json", hint)
+    dst.write_bytes(f"{prefix}/_log/_last.json", hint)
     return row
 
 
@@ -457,14 +468,125 @@ def _source_log(storage: Any, bucket: str, store: str, name: str) -> Any:
     return getattr(Omega(storage, bucket), store)._log(name)
 
 
-def _valid_hint(storage: Any, log: Any, prefix: str) -> bytes | None:
-    """The source's hint, when it is valid (else None: it is only a hint, left out)."""
-    try:
-        data = storage.read_bytes(f"{prefix}/_log/_last.json")
-        log.parse("_last.json", data)
-    except (IntegrityError, FileNotFoundError):
-        return None
-    return bytes(data)
+def _source_log_store(storage: Any, bucket: str, store: str) -> Any:
+    """The store of ``store`` in ``bucket`` of ``storage`` (its validation, its part chains)."""
+    from omfs.context import Omega
+
+    return getattr(Omega(storage, bucket), store)
+
+
+def _shared_state(log: Any, tip: int, listed: Any = ()) -> tuple[Any, Any]:
+    """The complete state of ``log`` (the target's) after its commit ``tip``, the newest
+    one both sides share, and when it ends with a drop the state before that drop (what a
+    restore brings back; None when unknown). One commit, a checkpoint and the commits after
+    it are read; ``listed`` are the checkpoints a listing shows (the newest regular one
+    shortens the replay)."""
+    from dataclasses import replace
+
+    from omfs._log import State
+
+    if tip == 0:
+        return State(), None
+    found = log._commit_at(tip)
+    if found is None:
+        raise log._corrupt(log.key(commit_file(tip)), "the commit is missing")
+    head = found[1]
+    regular = [c for c in listed if head.base < c <= tip and c % CHECKPOINT_INTERVAL == 0]
+    head = replace(head, checkpoint=max([head.checkpoint, *regular]))
+    state = log.full(head)
+    before = None
+    if state.deleted and tip > 1:
+        with contextlib.suppress(IntegrityError):
+            before = _state_at(log, tip - 1) if log._commit_at(tip - 1) else None
+    return state, before
+
+
+def _checked_history(
+    log: Any, anchor: Any, before: Any, parsed: dict[int, Any], states: dict[int, Any], tip: int
+) -> tuple[Any, dict[int, Any]]:
+    """The complete state after the source's new commits, replayed on ``anchor`` (the
+    target's state at ``tip``) with every head and checkpoint checked (see
+    :meth:`ObjectLog.replay`), and the checkpoints that may be copied.
+
+    A target that holds nothing of the object has nothing to lose: when its history cannot
+    be replayed from the start (an upgrade whose checkpoint gc collected), the replay
+    starts from the source's newest checkpoint."""
+    from dataclasses import replace
+
+    from omfs._log import State, _is_snapshot, _state_view
+
+    good: dict[int, Any] = {}
+    if tip and tip in states:  # a checkpoint at the shared tip: it must hold that state
+        if _state_view(states[tip]) == _state_view(anchor):
+            good[tip] = states[tip]
+        else:
+            raise log._corrupt(
+                log.key(checkpoint_file(tip)), "it does not hold the state of its commit"
+            )
+    if not parsed:
+        return anchor, good
+    if tip == 0:
+        first = min(parsed)
+        if parsed[first][0].delete:
+            anchor = State(seq=first - 1)
+        elif (first != 1 or (_is_snapshot(parsed[1][0]) and 1 not in states)) and states:
+            newest = parsed[max(parsed)][1].checkpoint
+            start = newest if newest in states else max(states)
+            anchor = replace(states[start], complete=True)
+            good[start] = states[start]
+    commits = {s: c for s, c in parsed.items() if s > anchor.seq}
+    final, checked = log.replay(anchor, commits, states, before=before)
+    good.update(checked)
+    return final, good
+
+
+def _hint(log: Any, final: Any, checkpoints: list[int]) -> bytes:
+    """The hint of the synced log: its newest commit and the newest checkpoint it holds
+    that was checked or was the target's own (never a hint copied as it came)."""
+    from omfs._log import FORMAT, _dumps
+
+    usable = [c for c in checkpoints if final.base < c <= final.seq]
+    doc = {"format": FORMAT, **log.identity, "seq": final.seq, "checkpoint": max(usable, default=0)}
+    return _dumps(doc)
+
+
+def _needed_files(
+    store: Any, prefix: str, final: Any, anchor: Any, have: _Object, want: _Object, src: Any
+) -> list[Expected]:
+    """The payloads, sidecars and schemas the live versions of ``final`` read that the
+    target lacks, each with what the validated log records of it. A file a version new to
+    the target (or changed) reads that neither side holds refuses the object: its commits
+    would name a payload no one has."""
+    reads = {}
+    fresh: set[str] = set()
+    for rec in final.live():
+        files = _version_reads(store, prefix, final, rec)
+        reads.update(files)
+        old = anchor.records.get(rec.version)
+        if old is None or old.to_doc() != rec.to_doc():
+            fresh.update(files)
+    for key in sorted(fresh):
+        if not _listed(want, key) and not _listed(have, key):
+            raise IntegrityError(
+                f"{src.path(key)} is missing from the source, and a version it syncs reads it "
+                "(the target has no copy either): nothing of the object was copied. Run "
+                "'om fsck' on the source."
+            )
+    return [e for e in reads.values() if not _listed(want, e.key)]
+
+
+def _version_reads(store: Any, prefix: str, state: Any, rec: Any) -> dict[str, Expected]:
+    """Every file version ``rec`` reads (a dataset: its parents' parts too), with the size
+    and sha256 the log records."""
+    if store.kind == "models":
+        return _expected_files(prefix, "models", [rec])
+    out = {k: e for k, e in _expected_files(prefix, "datasets", [rec]).items() if "/_log/" in k}
+    parts = store._parts_of("", state, rec)
+    raw = rec.info.get("sha256") if rec.kind == "raw" and len(parts) == 1 else None
+    for part in parts:
+        key = f"{prefix}/_data/{part['file']}"
+        out[key] = Expected(key, part["size"], part.get("sha256") or raw)
+    return out
 
 
 def _listed(obj: _Object, key: str) -> bool:
@@ -645,6 +767,11 @@ def _rebase(
     why = _fetch_target_files(src, dst, target, bucket, store, name)
     if why is not None:
         return _refused(row, why)
+    try:  # the target's history must replay before anything is committed on top of it
+        tlog = target._log(name)
+        _target_history(source, tlog, tlog.head(), common)
+    except IntegrityError as exc:
+        return _refused(row, str(exc))
     mapping = dict(plan.known)
     rebased = []
     for rec in plan.versions:
@@ -771,31 +898,15 @@ def _adopt_target(
     common: int, old: int,
 ) -> None:  # fmt: skip
     """The source takes the target's history of ``name`` (whose files it already holds:
-    see ``_fetch_target_files``): the switch (see ``VersionedStore._adopt``), then
-    checkpoints and hint."""
-    from omfs._log import _dumps
-
+    see ``_fetch_target_files``), as replayed and checked on the shared state: the switch
+    (see ``VersionedStore._adopt``), then checkpoints and hint."""
     # a writer may have committed to the target since: fetch what its versions add
     why = _fetch_target_files(src, dst, target, bucket, store, name)
     if why is not None:
         raise IntegrityError(f"Cannot rebase {bucket}/{store}/{name}: {why}")
     tlog = target._log(name)
     head = tlog.head()
-    full = tlog.full(head)
-    logs = tlog.files()
-    read = dst.storage.read_bytes
-    commits = {
-        str(s): read(tlog.key(f"{s:020d}.json")).decode() for s in range(common + 1, head.seq + 1)
-    }
-    checkpoints = {
-        str(int(m.group(1))): read(tlog.key(f)).decode()
-        for f in logs
-        if (m := _CHECKPOINT.fullmatch(f))
-    }
-    try:
-        hint = read(tlog.hint_key).decode()
-    except FileNotFoundError:
-        hint = _dumps({"format": 2, **tlog.identity, "seq": head.seq, "checkpoint": 0}).decode()
+    full, commits, checkpoints = _target_history(source, tlog, head, common)
     journal = {
         "format": 2,
         **tlog.identity,
@@ -810,9 +921,34 @@ def _adopt_target(
         "old": old,
         "commits": commits,
         "checkpoints": checkpoints,
-        "hint": hint,
+        "hint": _hint(tlog, full, [int(s) for s in checkpoints]).decode(),
     }
     source._adopt(name, journal)
+
+
+def _target_history(
+    source: Any, tlog: Any, head: Any, common: int
+) -> tuple[Any, dict[str, str], dict[str, str]]:
+    """The target's history after ``common`` as the source will adopt it: its commits,
+    replayed on the source's own state at ``common`` (the history both share) with every
+    head and checkpoint checked, the complete state that replay gives (never a checkpoint
+    taken as it is), and the checkpoints after ``common`` that agree with it."""
+    read = tlog.storage.read_bytes
+    raw = {s: read(tlog.key(commit_file(s))) for s in range(common + 1, head.seq + 1)}
+    parsed = {s: tlog.parse(commit_file(s), data) for s, data in raw.items()}
+    listed = [int(m.group(1)) for f in tlog.files() if (m := _CHECKPOINT.fullmatch(f))]
+    listed = [s for s in listed if s > common]
+    cps = {s: read(tlog.key(checkpoint_file(s))) for s in listed}
+    states = {s: tlog.parse(checkpoint_file(s), data) for s, data in cps.items()}
+    slog = source._log(tlog.identity["name"])
+    anchor = _state_at(slog, common)
+    before = None
+    if anchor.deleted and common > 1 and slog._commit_at(common - 1) is not None:
+        before = _state_at(slog, common - 1)
+    full, good = _checked_history(tlog, anchor, before, parsed, states, common)
+    commits = {str(s): data.decode() for s, data in raw.items()}
+    checkpoints = {str(s): cps[s].decode() for s in sorted(good) if s > common}
+    return full, commits, checkpoints
 
 
 # -- bundles moved to omfs.bundle; the old names still work -------------------------------
