@@ -757,6 +757,11 @@ def _rebase(
             tags={t: v for t, v in plan.tags.items()},
         )
         return row
+    try:  # the target's history must replay before anything is copied or committed
+        tlog = target._log(name)
+        _target_history(source, tlog, tlog.head(), common)
+    except IntegrityError as exc:
+        return _refused(row, str(exc))
     # the rebased versions' payloads and schemas, checked against the source's validated
     # log as they travel, before the first commit; never over a file the target has
     expected = _expected_files(prefix, store, plan.versions)
@@ -767,11 +772,6 @@ def _rebase(
     why = _fetch_target_files(src, dst, target, bucket, store, name)
     if why is not None:
         return _refused(row, why)
-    try:  # the target's history must replay before anything is committed on top of it
-        tlog = target._log(name)
-        _target_history(source, tlog, tlog.head(), common)
-    except IntegrityError as exc:
-        return _refused(row, str(exc))
     mapping = dict(plan.known)
     rebased = []
     for rec in plan.versions:
