@@ -19,7 +19,7 @@ from __future__ import annotations
 from collections import defaultdict
 from typing import TYPE_CHECKING, Any
 
-from omfs._lease import GRACE_FLOOR, LEASE_TTL, lease_folder, lease_owner
+from omfs._lease import GRACE_FLOOR, LEASE_TTL, lease_folder, lease_owner, lease_stem
 from omfs._log import CHECKPOINT_INTERVAL, State
 from omfs._store import ADOPT_FILE, VersionedStore, parse_duration
 from omfs.bundle import clean_staging
@@ -91,8 +91,8 @@ def _by_store(omega: Omega, found: list[dict[str, Any]]) -> list[tuple[Any, list
 
 
 def _leased(store: VersionedStore, now: float, cutoff: float, drop: Any) -> set[str]:
-    """The names with a live lease (listed after the files: see :mod:`omfs._lease`); dead
-    leases old enough are removed."""
+    """The :func:`~omfs._lease.lease_stem` of each name with a live lease (listed after the
+    files: see :mod:`omfs._lease`); dead leases old enough are removed."""
     live: set[str] = set()
     for key, size, modified in store.storage.walk(lease_folder(store.bucket, store.kind)):
         filename = key.rsplit("/", 1)[-1]
@@ -135,7 +135,7 @@ def _collect_store(
 
     leased = _leased(store, now, cutoff, drop)
     for name, files in objects.items():
-        if name in leased:
+        if lease_stem(name) in leased:
             skip(name, "a write is in progress (it holds a gc lease)")
             continue
         quiet = all(modified <= cutoff for *_, modified in files)
@@ -191,7 +191,7 @@ def _collect_store(
             drop(key, size, "temporary file")
             continue
         name = marker.replace("~", "/")
-        if name in leased:
+        if lease_stem(name) in leased:
             continue
         try:
             state = store._state(name)
