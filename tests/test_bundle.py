@@ -452,3 +452,63 @@ def test_export_refuses_a_symlinked_payload(tmp_path):
     with pytest.raises(IntegrityError, match="is a symbolic link"):
         omfs.export(laptop, ["model"], tmp_path / "b.tar")
     assert not (tmp_path / "b.tar").exists()
+
+
+# -- the bundle's history must extend the target's (the attacker's report, items 1 and 3) -------
+def test_a_checkpoint_that_forgets_versions_is_refused_on_import(shared_root, tmp_path):
+    """The report: a bundle whose checkpoint held only v5 made the target forget v1-v4, and
+    gc then deleted their payloads."""
+    laptop = omfs.setup(tmp_path / "laptop")
+    for v in range(1, 4):
+        laptop.models.put({"w": v}, "model")
+    target = open_ctx(shared_root)
+    omfs.sync(laptop, target)
+    for v in range(4, 7):
+        laptop.models.put({"w": v}, "model")
+    path = tmp_path / "b.tar"
+    omfs.export(laptop, ["models/model"], path)
+    checkpoint = f"omega/models/model/_log/{5:020d}.checkpoint.json"
+
+    def forget(p, data):
+        if p != checkpoint:
+            return data
+        doc = json.loads(data)
+        doc["state"]["records"] = [r for r in doc["state"]["records"] if r["v"] == 5]
+        return json.dumps(doc).encode()
+
+    bad = rebuild(path, tmp_path / "bad.tar", edit=forget)
+    before = tree(target)
+    with pytest.raises(IntegrityError, match="summarises") as info:
+        omfs.import_(bad, target)
+    assert checkpoint in str(info.value)
+    assert info.value.report["objects"][0]["action"] == "refused"
+    assert tree(target) == before
+    target.gc(grace="0s", force=True)
+    assert [m.version for m in target.models.versions("model")] == [1, 2, 3]
+    assert target.models.get("model", version=1) == {"w": 1}
+    assert omfs.import_(path, target)["copied"] == 1  # the good bundle still goes in
+    assert [m.version for m in target.models.versions("model")] == list(range(1, 7))
+
+
+def test_a_payload_missing_from_the_bundle_is_refused(shared_root, tmp_path):
+    """A part the log names and the target lacks must come with the bundle; one the target
+    holds need not."""
+    laptop = omfs.setup(tmp_path / "laptop")
+    laptop.datasets.put(pd.DataFrame({"x": [1]}), "sales")
+    laptop.datasets.put(pd.DataFrame({"x": [2]}), "sales", append=True)
+    part = laptop.datasets.parts("sales")[-1]["file"]
+    path = tmp_path / "b.tar"
+    omfs.export(laptop, ["sales"], path)
+    with tarfile.open(path) as tar:
+        members = {m.name: tar.extractfile(m).read() for m in tar.getmembers()}
+    manifest = json.loads(members.pop(MANIFEST))
+    manifest["files"] = [f for f in manifest["files"] if not f["path"].endswith(part)]
+    members = {k: v for k, v in members.items() if not k.endswith(part)}
+    bad = plain_tar(tmp_path / "bad.tar", {**members, MANIFEST: json.dumps(manifest).encode()})
+    target = open_ctx(shared_root)
+    with pytest.raises(IntegrityError, match=f"{part} is missing from the bundle"):
+        omfs.import_(bad, target)
+    assert not target.datasets.exists("sales") and tree(target) == {}
+    omfs.import_(path, target)  # the whole bundle goes in; then the short one is a no-op
+    assert omfs.import_(bad, target)["objects"][0]["action"] == "unchanged"
+    assert target.datasets.get("sales")["x"].tolist() == [1, 2]

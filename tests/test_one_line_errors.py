@@ -117,3 +117,18 @@ def test_a_cluster_address_that_is_not_dask_is_one_line(not_dask, cli, tmp_path)
     ctx = omfs.setup(tmp_path / "api", cluster=not_dask)
     with pytest.raises(ClusterUnavailableError, match="is not a Dask scheduler"):
         ctx.runtime.workers()
+
+
+def test_a_cluster_address_that_stays_silent_is_one_line(cli, tmp_path):
+    """An HTTP server waits for a request and says nothing: Dask's client waited for ever
+    (found by a first-week trial with moto's port as --cluster)."""
+    server = socket.create_server(("127.0.0.1", 0))  # accepts (backlog), never answers
+    address = f"tcp://127.0.0.1:{server.getsockname()[1]}"
+    try:
+        _one_line_error(
+            cli("--cluster", address, "runtime", "workers"),
+            f"{address} is not a Dask scheduler",
+            "no Dask handshake",
+        )
+    finally:
+        server.close()

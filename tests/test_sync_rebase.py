@@ -275,3 +275,61 @@ def test_sync_names_an_object_dropped_on_one_side(tmp_path, team):
     laptop.gc(grace=0, force=True)
     assert actions(omfs.sync(team, laptop)) == {"d": "copy"}
     assert rows(laptop) == [0, 1, 2, 3] and tree(laptop) == tree(team)
+
+
+@pytest.mark.parametrize("drop", ["prune", "drop"])
+def test_a_rebase_after_pruned_or_dropped_versions_converges(tmp_path, team, drop):
+    """A version dropped or pruned before the sides diverged has no files any more: the
+    rebase neither asks for them nor stops other objects (found by a first-week trial)."""
+    laptop = omfs.setup(tmp_path / "laptop")
+    for w in range(3):
+        laptop.models.put({"w": w}, "m")
+    if drop == "prune":
+        laptop.models.prune("m", keep_last=1)
+    else:
+        laptop.models.drop("m@v1")
+    omfs.sync(laptop, team)
+    laptop.models.put({"w": "laptop"}, "m")
+    team.models.put({"w": "team"}, "m")
+    laptop.datasets.put(pd.DataFrame({"x": [1]}), "other")
+    report = omfs.sync(laptop, team, rebase=True)
+    assert actions(report) == {"m": "rebased", "other": "copy"}
+    assert [v.version for v in laptop.models.versions("m")] == [
+        v.version for v in team.models.versions("m")
+    ]
+    assert laptop.models.get("m") == team.models.get("m") == {"w": "laptop"}
+    assert (
+        actions(omfs.sync(laptop, team))
+        == actions(omfs.sync(team, laptop))
+        == {
+            "m": "unchanged",
+            "other": "unchanged",
+        }
+    )
+
+
+def test_the_source_adopts_only_a_target_history_that_replays(tmp_path, team):
+    """A rebase makes the source adopt the target's history: a target checkpoint that
+    contradicts the target's commits (here: it forgets v1-v4) is refused, naming it, and
+    the source keeps its own history and every version."""
+    laptop = omfs.setup(tmp_path / "laptop")
+    for x in range(1, 4):
+        append(laptop, x)
+    omfs.sync(laptop, team)
+    append(laptop, 10)
+    for x in (4, 5):
+        append(team, x)  # the team's commits 4 and 5, with checkpoint 5
+    key = f"omega/datasets/d/_log/{5:020d}.checkpoint.json"
+    doc = json.loads(team.storage.read_bytes(key))
+    doc["state"]["records"] = [r for r in doc["state"]["records"] if r["v"] == 5]
+    team.storage.write_bytes(key, json.dumps(doc).encode())
+    before, theirs = tree(laptop), tree(team)
+    report = omfs.sync(laptop, team, rebase=True)
+    (row,) = report["objects"]
+    assert row["action"] == "refused" and "summarises" in row["error"]
+    assert team.storage.path(key) in row["error"]
+    assert tree(laptop) == before, "the source kept its history"
+    assert tree(team) == theirs, "nothing was committed on the target"
+    laptop.gc(grace="0s", force=True)
+    assert rows(laptop) == [1, 2, 3, 10]
+    assert [m.version for m in laptop.datasets.versions("d")] == [1, 2, 3, 4]

@@ -299,3 +299,119 @@ def test_parts_without_a_sha256_sync_by_size(tmp_path):
     row = next(r for r in omfs.sync(old, target)["objects"] if r["name"] == "team/other")
     assert row["action"] == "refused" and "bytes" in row["error"]
     assert target.datasets.get("team/other")["x"].tolist() == [2.5]
+
+
+def test_sync_refuses_a_name_that_looks_like_one_in_the_target(tmp_path):
+    """Two laptops push `report` and `Report`: put refuses such a pair in one root, and so
+    does sync (found by a first-week trial: the team context listed both)."""
+    import pandas as pd
+
+    team = omfs.setup(tmp_path / "team")
+    one, two = omfs.setup(tmp_path / "one"), omfs.setup(tmp_path / "two")
+    one.datasets.put(pd.DataFrame({"a": [1]}), "report")
+    two.datasets.put(pd.DataFrame({"a": [2]}), "Report")
+    assert omfs.sync(one, team)["copied"] == 1
+    report = omfs.sync(two, team)
+    (row,) = report["objects"]
+    assert row["action"] == "refused" and "'report'" in row["error"]
+    assert team.datasets.list() == ["report"]
+
+
+# -- copied history must extend the history the target holds (the attacker's report, 1 and 3) --
+def log_key(store, name, seq, checkpoint=False):
+    suffix = ".checkpoint.json" if checkpoint else ".json"
+    return f"omega/{store}/{name}/_log/{seq:020d}{suffix}"
+
+
+def edit_doc(ctx, key, change):
+    doc = json.loads(ctx.storage.fs.cat_file(ctx.storage.path(key)))
+    change(doc)
+    overwrite(ctx, key, json.dumps(doc).encode())
+    return ctx.storage.path(key)
+
+
+def assert_history_kept(target, versions):
+    """The target holds ``versions`` of ``model``, each readable, also after a forced gc."""
+    target.gc(grace="0s", force=True)
+    assert [m.version for m in target.models.versions("model")] == versions
+    for v in versions:
+        assert target.models.get("model", version=v) == {"w": v}
+
+
+def test_a_checkpoint_that_forgets_versions_is_refused(sides):
+    """The report: a checkpoint holding only v5 made the target forget v1-v4, then gc
+    deleted their payloads."""
+    source, target = sides
+    for v in range(1, 4):
+        source.models.put({"w": v}, "model")
+    omfs.sync(source, target)
+    for v in range(4, 7):
+        source.models.put({"w": v}, "model")
+    key = log_key("models", "model", 5, checkpoint=True)
+    bad = edit_doc(
+        source,
+        key,
+        lambda d: d["state"].update(records=[r for r in d["state"]["records"] if r["v"] == 5]),
+    )
+    before = tree(target)
+    row = omfs.sync(source, target)["objects"][0]
+    assert row["action"] == "refused" and bad in row["error"], row
+    assert "summarises" in row["error"]
+    assert tree(target) == before, "nothing of the object reached the target"
+    assert_history_kept(target, [1, 2, 3])
+
+
+@pytest.mark.parametrize("edit", ["next", "records"])
+def test_a_commit_whose_head_contradicts_its_history_is_refused(sides, edit):
+    """The report: a commit whose head said next=1 made the target's next put re-create
+    version 1, and gc then deleted the original v1 payload."""
+    source, target = sides
+    for v in range(1, 4):
+        source.models.put({"w": v}, "model")
+    omfs.sync(source, target)
+    source.models.update_attributes("model", {"k": 1}, version=3)
+
+    def change(doc):
+        if edit == "next":
+            doc["head"]["next"] = 1
+        else:  # the head holds an extra record: readers would take it for v1
+            v3 = next(r for r in doc["head"]["records"] if r["v"] == 3)
+            doc["head"]["records"].append({**v3, "v": 1})
+
+    bad = edit_doc(source, log_key("models", "model", 4), change)
+    before = tree(target)
+    row = omfs.sync(source, target)["objects"][0]
+    assert row["action"] == "refused" and bad in row["error"] and "head" in row["error"], row
+    assert tree(target) == before
+    assert target.models.put({"w": 4}, "model").version == 4
+    assert_history_kept(target, [1, 2, 3, 4])
+
+
+def test_a_payload_the_source_lacks_refuses_the_object(sides):
+    """The report: v2's part deleted in the source, then synced to an empty target: the
+    commits went across, rc 0, and the target's v2 could not be read."""
+    source, target = sides
+    source.datasets.put(pd.DataFrame({"x": [1]}), "sales")
+    source.datasets.put(pd.DataFrame({"x": [2]}), "sales", append=True)
+    source.models.put({"w": 1}, "model")
+    gone = part_key(source, "sales", index=-1)
+    source.storage.delete([gone])
+    report = omfs.sync(source, target)
+    rows = {r["name"]: r for r in report["objects"]}
+    assert rows["sales"]["action"] == "refused" and report["refused"] == 1
+    assert source.storage.path(gone) in rows["sales"]["error"]
+    assert "missing" in rows["sales"]["error"]
+    assert rows["model"]["action"] == "copy" and target.models.get("model") == {"w": 1}
+    assert not any("/sales/" in key for key in tree(target)), "nothing of it landed"
+
+
+def test_a_payload_only_the_target_holds_is_not_needed_from_the_source(sides):
+    """A part the source lost but the target has: the new versions that read it go across."""
+    source, target = sides
+    source.datasets.put(pd.DataFrame({"x": [1]}), "sales")
+    omfs.sync(source, target)
+    source.storage.delete([part_key(source, "sales")])
+    source.datasets.put(pd.DataFrame({"x": [2]}), "sales", append=True)
+    row = omfs.sync(source, target)["objects"][0]
+    assert row["action"] == "copy", row
+    assert target.datasets.get("sales")["x"].tolist() == [1, 2]

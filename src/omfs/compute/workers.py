@@ -113,26 +113,40 @@ def check_reachable(address: str, timeout: float = 3.0) -> None:
     )
 
 
-def check_speaks_dask(address: str, timeout: float = 3.0) -> None:
-    """Fail at once when the server at a ``tcp://`` ``address`` answers with bytes that do
-    not start a Dask message (an HTTP or SSH server on that port): Dask's client would read
-    them as a frame length and try to allocate exabytes. A Dask scheduler greets every new
-    connection with a short handshake; a server that stays silent is left to the client."""
+def check_speaks_dask(address: str, timeout: float = 5.0) -> None:
+    """Fail at once when the server at a ``tcp://`` ``address`` is not a Dask scheduler: one
+    that answers with bytes that do not start a Dask message (an HTTP or SSH server on that
+    port: Dask's client would read them as a frame length and try to allocate exabytes), or
+    one that stays silent (an HTTP server waits for a request: Dask's client would wait for
+    ever). A Dask scheduler greets every new connection with its handshake at once."""
     import socket
     import struct
 
     if address.split("://", 1)[0] not in ("tcp", address):
         return  # tls:// and others: their own handshake says it
     try:
-        with socket.create_connection(host_port(address), timeout=timeout) as sock:
-            head = _receive(sock, 8)
-            if head is None:
-                return
-            (size,) = struct.unpack("<Q", head)
-            body = _receive(sock, 8) if 16 <= size <= 2**20 else None
-            frames = struct.unpack("<Q", body)[0] if body is not None else 0
-    except OSError:  # silent, or gone: the client says what it finds
+        sock = socket.create_connection(host_port(address), timeout=timeout)
+    except OSError:  # gone: the client says what it finds
         return
+    with sock:
+        try:
+            head = _receive(sock, 8)
+        except TimeoutError:
+            raise ClusterUnavailableError(
+                f"{address} is not a Dask scheduler: it accepted a connection but sent no "
+                f"Dask handshake within {timeout:g} s (another server listens on that port?). "
+                "Fix --cluster / $OMFS_CLUSTER, or start a scheduler with `om cluster start`."
+            ) from None
+        except OSError:
+            return
+        if head is None:
+            return
+        (size,) = struct.unpack("<Q", head)
+        try:
+            body = _receive(sock, 8) if 16 <= size <= 2**20 else None
+        except OSError:
+            body = None
+        frames = struct.unpack("<Q", body)[0] if body is not None else 0
     if not 1 <= frames <= size // 8:
         raise ClusterUnavailableError(
             f"{address} is not a Dask scheduler: it answered {head!r}..., which is not the "

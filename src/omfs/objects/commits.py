@@ -97,10 +97,11 @@ class CommittingStore(VersionedBase):
                 self.storage.write_bytes(log.key(commit_file(seq)), commits[seq])
             top = max(commits, default=common)
             stale = [log.key(commit_file(s)) for s in range(top + 1, old + 1)]
-            stale += [  # the old history's checkpoints (the journal holds the new one's)
+            stale += [  # the old history's checkpoints (the journal holds the new one's, and
+                # those up to the common commit are of the history both sides share)
                 log.key(f)
                 for f in log.files()
-                if (cp := checkpoint_seq(f)) is not None and cp not in checkpoints
+                if (cp := checkpoint_seq(f)) is not None and cp > common and cp not in checkpoints
             ]
             self.storage.delete(stale)
             for seq, body in sorted(checkpoints.items()):

@@ -31,6 +31,7 @@ so the log gc reads afterwards references the file, or failed, and the file is g
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import threading
 import time
 from collections.abc import Iterator
@@ -58,9 +59,23 @@ def lease_folder(bucket: str, kind: str) -> str:
     return f"{bucket}/{kind}/_leases"
 
 
+#: Longest object-name part of a lease file name, in bytes (the file name adds ``@`` and a
+#: 32-character id, and a local write a temporary name: all must stay under 255 bytes).
+_STEM_BYTES = 160
+
+
+def lease_stem(name: str) -> str:
+    """What a lease file of object ``name`` starts with: the name with ``/`` as ``~``, or for
+    a name too long to fit in a file name, ``#`` and its sha256 (a name may have 255 bytes)."""
+    stem = name.replace("/", "~")
+    if len(stem.encode()) <= _STEM_BYTES:
+        return stem
+    return "#" + hashlib.sha256(name.encode()).hexdigest()
+
+
 def lease_owner(filename: str) -> str:
-    """The object name a lease file ``{name with '~'}@{id}`` is for."""
-    return filename.rsplit("@", 1)[0].replace("~", "/")
+    """The :func:`lease_stem` a lease file ``{stem}@{id}`` is for."""
+    return filename.rsplit("@", 1)[0]
 
 
 def _clock() -> float:
@@ -72,7 +87,7 @@ class Lease:
 
     def __init__(self, storage: Storage, bucket: str, kind: str, name: str, where: str):
         self.storage = storage
-        self.key = f"{lease_folder(bucket, kind)}/{name.replace('/', '~')}@{unique_name()}"
+        self.key = f"{lease_folder(bucket, kind)}/{lease_stem(name)}@{unique_name()}"
         self.where = where
         self.lapsed = False
         self._last_sent = 0.0

@@ -67,6 +67,7 @@ from omfs.objects.records import (
     tag_entry,
     validate_record,
 )
+from omfs.objects.replay import replay as replay_commits
 from omfs.storage import Storage
 
 __all__ = [
@@ -357,6 +358,18 @@ class ObjectLog:
         state = parse_state(body, seq, self.validate_info)
         tag_log = [tag_entry(e) for e in as_list(body.get("tag_log"), "tag_log")]
         return replace(state, complete=True, checkpoint=seq, tag_log=tag_log)
+
+    # -- checking copied history against the history it extends (sync, import, rebase) -------
+    def replay(
+        self,
+        start: State,
+        commits: dict[int, ParsedCommit],
+        checkpoints: dict[int, State],
+        named: frozenset[int] = frozenset(),
+        before: State | None = None,
+    ) -> tuple[State, dict[int, State]]:
+        """``commits`` replayed on ``start`` and checked: see :func:`omfs.objects.replay.replay`."""
+        return replay_commits(self, start, commits, checkpoints, named, before)
 
     # -- schemas (content-addressed) -------------------------------------------------------
     def read_schema(self, schema_id: str) -> bytes:

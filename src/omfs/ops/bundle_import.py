@@ -13,7 +13,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from omfs.errors import IntegrityError, NotFoundError, OmfsError
@@ -57,16 +57,19 @@ _MAX_SIDECAR = 1 << 20
 
 @dataclass
 class _Plan:
-    """What one object of the bundle holds, validated, and what it needs of the target."""
+    """What one object of the bundle holds, validated as a read validates it (what it needs
+    of the target is known once it is replayed on the target's state: see ``_checked``)."""
 
     source: tuple[str, str, str]
     bucket: str  # the target bucket
     commits: list[int]
     checkpoints: list[int]
-    schemas: dict[str, _Member]
-    payloads: dict[str, tuple[_Member, str | None]]  # file -> (member, sha256 the log records)
-    sidecars: dict[str, tuple[_Member, str]]  # model sidecar -> (member, its payload's sha256)
     marker: bool
+    log: ObjectLog  # the bundle's log of it (errors name its members)
+    parsed: dict[int, Any] = field(default_factory=dict)  # seq -> the validated commit
+    states: dict[int, State] = field(default_factory=dict)  # seq -> the validated checkpoint
+    members: dict[str, _Member] = field(default_factory=dict)  # its members by path
+    schema_members: dict[str, _Member] = field(default_factory=dict)  # schema id -> member
 
 
 def import_(
@@ -201,34 +204,34 @@ def _validate(bundle: _Bundle, obj: tuple[str, str, str], tb: str, dst: Context)
     if not commits:
         raise _Refused("the bundle holds no commit of it")
     commits.sort()
-    for seq in commits:
-        log.commit_at(seq)  # parsed and validated: IntegrityError naming the member
-    for seq in sorted(checkpoints):
-        key = log.key(checkpoint_file(seq))
-        log.load_parsed(key, lambda d, seq=seq: log.parse_checkpoint(d, seq))  # type: ignore[misc]
+    # parsed and validated: IntegrityError naming the member
+    parsed = {seq: log.commit_at(seq) for seq in commits}
+    states = {
+        seq: log.load_parsed(
+            log.key(checkpoint_file(seq)),
+            lambda d, seq=seq: log.parse_checkpoint(d, seq),  # type: ignore[misc]
+        )
+        for seq in sorted(checkpoints)
+    }
     for schema_id in schemas:
         log.read_schema(schema_id)  # content-addressed: checks its content against its name
     head = log.head()
     if head.seq != commits[-1]:
         raise _Refused(f"commit {head.seq + 1} is missing from the bundle")
-    state = log.full(head)
-    if not state.exists:
+    if not log.full(head).exists:
         raise _Refused("the bundle holds it dropped")
-    payloads, sidecars = _needed(bundle, store, prefix, state, files)
-    needed_schemas = {
-        sid: schemas.get(sid)
-        for rec in state.live()
-        if isinstance(sid := rec.info.get("schema"), str)
-    }
+    # what it needs of the target is known once it is replayed on the target's state
     return _Plan(
         source=obj,
         bucket=tb,
         commits=commits,
         checkpoints=sorted(checkpoints),
-        schemas=needed_schemas,  # type: ignore[arg-type]
-        payloads=payloads,
-        sidecars=sidecars,
         marker=f"{sbucket}/{kind}/_index/{name.replace('/', '~')}" in files,
+        log=log,
+        parsed=parsed,  # type: ignore[arg-type]
+        states=states,
+        members=files,
+        schema_members=schemas,
     )
 
 
@@ -317,20 +320,30 @@ def _apply(
         row["action"] = "diverged"
         return
     new_commits = [s for s in plan.commits if s > tip]
-    payloads = {f: v for f, v in plan.payloads.items() if f"_data/{f}" not in have}
-    sidecars = {f: v for f, v in plan.sidecars.items() if f"_data/{f}" not in have}
-    schemas = {s: m for s, m in plan.schemas.items() if f"_log/s-{s}.schema" not in have}
+    # the bundle's commits after the shared tip, replayed on the target's own state there:
+    # a head or a checkpoint that contradicts it refuses the object (see ObjectLog.replay)
+    final, good = _checked(plan, dst, tip, have)
+    store = getattr(dst[plan.bucket], kind)
+    needed, needed_sidecars = _needed(bundle, store, src_prefix, final, plan.members)
+    needed_schemas = {
+        sid: plan.schema_members.get(sid)
+        for rec in final.live()
+        if isinstance(sid := rec.info.get("schema"), str)
+    }
+    payloads = {f: v for f, v in needed.items() if f"_data/{f}" not in have}
+    sidecars = {f: v for f, v in needed_sidecars.items() if f"_data/{f}" not in have}
+    schemas = {s: m for s, m in needed_schemas.items() if f"_log/s-{s}.schema" not in have}
     for filename, (member, _) in {**payloads, **sidecars}.items():
         if member is None:
-            raise _Refused(f"the payload {filename} is missing from the bundle")
+            raise _Refused(
+                f"the payload {filename} is missing from the bundle (the log names it, the "
+                "target has no copy)"
+            )
     for sid, member in schemas.items():
         if member is None:
             raise _Refused(f"the schema s-{sid}.schema is missing from the bundle")
     newest = plan.commits[-1]
-    checkpoints = [
-        s for s in plan.checkpoints
-        if s > newest - 2 * CHECKPOINT_INTERVAL and f"_log/{checkpoint_file(s)}" not in have
-    ]  # fmt: skip
+    checkpoints = [s for s in sorted(good) if s > tip or f"_log/{checkpoint_file(s)}" not in have]
     if not (new_commits or payloads or sidecars or schemas or checkpoints or not listed):
         row["action"] = "unchanged"
         return
@@ -352,6 +365,10 @@ def _apply(
         placed.append((stage.stage(bundle, member, None), f"{prefix}/_log/s-{sid}.schema"))
     for staged, key in placed:
         _put_if_absent(storage, staged, key)
+    # a checkpoint the target holds after its tip was left by a killed restore: never read
+    stale = [f"{prefix}/_log/{checkpoint_file(c)}" for c in _checkpoints_of(have) if c > tip]
+    if stale:
+        storage.delete(stale)
     for seq in new_commits:
         try:
             storage.create(f"{prefix}/_log/{commit_file(seq)}", commit_bytes(seq, commit_file(seq)))
@@ -366,8 +383,41 @@ def _apply(
                 f"{prefix}/_log/{checkpoint_file(seq)}", commit_bytes(seq, checkpoint_file(seq))
             )
     hint = {"format": LOG_FORMAT, "store": kind, "bucket": plan.bucket, "name": name,
-            "seq": newest, "checkpoint": max(plan.checkpoints, default=0)}  # fmt: skip
+            "seq": newest, "checkpoint": _hint_checkpoint(final, good, have, tip)}  # fmt: skip
     storage.write_bytes(f"{prefix}/_log/_last.json", _dumps(hint))
+
+
+def _checked(plan: _Plan, dst: Any, tip: int, have: dict[str, int]) -> tuple[State, dict]:
+    """The object's complete state after the bundle's commits, replayed on the target's
+    state at ``tip`` with every head and checkpoint checked, and the checkpoints to place."""
+    from omfs.ops.history import checked_history as _checked_history
+    from omfs.ops.history import shared_state as _shared_state
+
+    _, kind, name = plan.source
+    target = getattr(dst[plan.bucket], kind).object_log(name)
+    listed = _checkpoints_of(have)
+    anchor, before = _shared_state(target, tip, listed)
+    parsed = {s: c for s, c in plan.parsed.items() if s > tip}
+    states = {s: c for s, c in plan.states.items() if s >= tip}
+    if tip in states and (tip % CHECKPOINT_INTERVAL or tip in listed):
+        del states[tip]  # only a regular checkpoint the target lacks is placed at its tip
+    return _checked_history(plan.log, anchor, before, parsed, states, tip)
+
+
+def _checkpoints_of(have: dict[str, int]) -> list[int]:
+    """The checkpoints among the target's files of one object (``_log/...``)."""
+    return [
+        int(m.group(1))
+        for f in have
+        if f.startswith("_log/") and (m := _CHECKPOINT.fullmatch(f.removeprefix("_log/")))
+    ]
+
+
+def _hint_checkpoint(final: State, good: dict, have: dict[str, int], tip: int) -> int:
+    """The newest checkpoint the imported log holds: a checked one, or the target's own."""
+    own = [c for c in _checkpoints_of(have) if c <= tip]
+    usable = [c for c in [*good, *own] if final.base < c <= final.seq]
+    return max(usable, default=0)
 
 
 def _rebucket(data: bytes, bucket: str) -> bytes:

@@ -20,7 +20,7 @@ from collections import defaultdict
 from typing import Any
 
 from omfs.errors import IntegrityError, UsageError
-from omfs.objects.lease import GRACE_FLOOR, LEASE_TTL, lease_folder, lease_owner
+from omfs.objects.lease import GRACE_FLOOR, LEASE_TTL, lease_folder, lease_owner, lease_stem
 from omfs.objects.log import CHECKPOINT_INTERVAL, State
 from omfs.objects.versioned import ADOPT_FILE, VersionedStore, parse_duration
 from omfs.ops.common import Context
@@ -89,8 +89,8 @@ def _by_store(omega: Context, found: list[GcFile]) -> list[tuple[VersionedStore,
 
 
 def _leased(store: VersionedStore, now: float, cutoff: float, drop: Any) -> set[str]:
-    """The names with a live lease (listed after the files: see :mod:`omfs.objects.lease`); dead
-    leases old enough are removed."""
+    """The :func:`~omfs.objects.lease.lease_stem` of each name with a live lease (listed
+    after the files: see :mod:`omfs.objects.lease`); dead leases old enough are removed."""
     live: set[str] = set()
     for key, size, modified in store.storage.walk(lease_folder(store.bucket, store.kind)):
         filename = key.rsplit("/", 1)[-1]
@@ -133,7 +133,7 @@ def _collect_store(
 
     leased = _leased(store, now, cutoff, drop)
     for name, files in objects.items():
-        if name in leased:
+        if lease_stem(name) in leased:
             skip(name, "a write is in progress (it holds a gc lease)")
             continue
         quiet = all(modified <= cutoff for *_, modified in files)
@@ -189,7 +189,7 @@ def _collect_store(
             drop(key, size, "temporary file")
             continue
         name = marker.replace("~", "/")
-        if name in leased:
+        if lease_stem(name) in leased:
             continue
         try:
             state = store.state(name)

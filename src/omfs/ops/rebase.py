@@ -15,9 +15,20 @@ from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, cast
 
 from omfs.errors import IntegrityError
-from omfs.objects.log import Commit, ObjectLog, State, TagMove, VersionRecord
+from omfs.objects.log import (
+    Commit,
+    ObjectLog,
+    State,
+    TagMove,
+    VersionRecord,
+    checkpoint_file,
+    commit_file,
+)
 from omfs.objects.metadata import utcnow
 from omfs.ops.common import Context, SyncError
+from omfs.ops.history import checked_history as _checked_history
+from omfs.ops.history import state_at as _state_at
+from omfs.ops.history import sync_hint as _hint
 
 # imported under the names these functions had in sync.py, so that the bodies of rebase and
 # _adopt_target read exactly as they did
@@ -35,16 +46,6 @@ if TYPE_CHECKING:
     from omfs.objects.versioned import VersionedStore
 
 __all__ = ["rebase"]
-
-
-def _state_at(log: ObjectLog, seq: int) -> State:
-    """The complete state of ``log`` after commit ``seq`` (an empty one for 0)."""
-    if seq == 0:
-        return State()
-    found = log.commit_at(seq)
-    if found is None:
-        raise SyncError(f"{log.prefix}: commit {seq} is missing")
-    return log.full(found[1])
 
 
 def _identity(store: VersionedStore, rec: VersionRecord) -> tuple[str, tuple[str, ...]]:
@@ -139,6 +140,11 @@ def rebase(
             tags={t: v for t, v in plan.tags.items()},
         )
         return row
+    try:  # the target's history must replay before anything is copied or committed
+        tlog = target.object_log(name)
+        _target_history(source, tlog, tlog.head(), common)
+    except IntegrityError as exc:
+        return _refused(row, str(exc))
     # the rebased versions' payloads and schemas, checked against the source's validated
     # log as they travel, before the first commit; never over a file the target has
     expected = _expected_files(prefix, store, plan.versions)
@@ -146,6 +152,9 @@ def rebase(
     refused = src.storage.copy_verified(files, dst.storage)
     if refused:
         return _refused(row, "; ".join(refused.values()))
+    why = _fetch_target_files(src, dst, target, bucket, store, name)
+    if why is not None:
+        return _refused(row, why)
     mapping = dict(plan.known)
     rebased = []
     for rec in plan.versions:
@@ -231,22 +240,30 @@ def _set_attributes(version: int, values: dict[str, Any]) -> Callable[[State], C
     return change
 
 
-def _adopt_target(
-    src: Context, dst: Context, source: VersionedStore, target: VersionedStore, bucket: str,
-    store: str, name: str, common: int, old: int,
-) -> None:  # fmt: skip
-    """The source takes the target's history of ``name``: payloads and schemas it lacks
-    first, then the switch (see ``VersionedStore.adopt``), then checkpoints and hint."""
-    from omfs.objects.log import _dumps
+def _needed_records(state: State) -> list[VersionRecord]:
+    """The records whose payload files a live version still reads: the live versions and,
+    for appended dataset versions, the versions they append to (a pruned parent's parts
+    stay while a live version uses them; a dropped version's own files may be gone)."""
+    need: dict[int, VersionRecord] = {}
+    for rec in state.live():
+        cur: VersionRecord | None = rec
+        while cur is not None and cur.version not in need:
+            need[cur.version] = cur
+            parent = cur.info.get("parent")
+            cur = state.records.get(parent) if parent is not None else None
+    return list(need.values())
 
+
+def _fetch_target_files(
+    src: Context, dst: Context, target: VersionedStore, bucket: str, store: str, name: str
+) -> str | None:
+    """Before a rebase commits anything: copy to the source, checked as they travel, the
+    files the target's live versions read that the source lacks (it keeps every file it
+    has), so that adopting the target's history later needs no copy. Why it cannot, or None."""
     tlog = target.object_log(name)
-    head = tlog.head()
-    full = tlog.full(head)
-    # what the target's validated history names and the source lacks, checked as it
-    # travels (the source keeps every file it has)
     prefix = f"{bucket}/{store}/{name}"
     mine = set(src.storage.list_names(f"{prefix}/_data"))
-    expected = _expected_files(prefix, store, list(full.records.values()))
+    expected = _expected_files(prefix, store, _needed_records(tlog.full(tlog.head())))
     files = [
         e for e in expected.values()
         if (e.key.rsplit("/", 1)[-1] not in mine if "/_data/" in e.key
@@ -254,24 +271,28 @@ def _adopt_target(
     ]  # fmt: skip
     refused = dst.storage.copy_verified(files, src.storage)
     if refused:
-        raise IntegrityError(
-            f"Cannot rebase {prefix}: the target's files do not match its log, so the source "
-            f"kept its history: {'; '.join(refused.values())}. Run 'om fsck' on the target."
+        return (
+            "the target's files do not match its log, so nothing was rebased: "
+            + "; ".join(refused.values())
+            + ". Run 'om fsck' on the target."
         )
-    logs = tlog.files()
-    read = dst.storage.read_bytes
-    commits = {
-        str(s): read(tlog.key(f"{s:020d}.json")).decode() for s in range(common + 1, head.seq + 1)
-    }
-    checkpoints = {
-        str(int(m.group(1))): read(tlog.key(f)).decode()
-        for f in logs
-        if (m := _CHECKPOINT.fullmatch(f))
-    }
-    try:
-        hint = read(tlog.hint_key).decode()
-    except FileNotFoundError:
-        hint = _dumps({"format": 2, **tlog.identity, "seq": head.seq, "checkpoint": 0}).decode()
+    return None
+
+
+def _adopt_target(
+    src: Context, dst: Context, source: VersionedStore, target: VersionedStore, bucket: str,
+    store: str, name: str, common: int, old: int,
+) -> None:  # fmt: skip
+    """The source takes the target's history of ``name`` (whose files it already holds:
+    see ``_fetch_target_files``), as replayed and checked on the shared state: the switch
+    (see ``VersionedStore.adopt``), then checkpoints and hint."""
+    # a writer may have committed to the target since: fetch what its versions add
+    why = _fetch_target_files(src, dst, target, bucket, store, name)
+    if why is not None:
+        raise IntegrityError(f"Cannot rebase {bucket}/{store}/{name}: {why}")
+    tlog = target.object_log(name)
+    head = tlog.head()
+    full, commits, checkpoints = _target_history(source, tlog, head, common)
     journal = {
         "format": 2,
         **tlog.identity,
@@ -286,6 +307,31 @@ def _adopt_target(
         "old": old,
         "commits": commits,
         "checkpoints": checkpoints,
-        "hint": hint,
+        "hint": _hint(tlog, full, [int(s) for s in checkpoints]).decode(),
     }
     source.adopt(name, journal)
+
+
+def _target_history(
+    source: VersionedStore, tlog: ObjectLog, head: State, common: int
+) -> tuple[Any, dict[str, str], dict[str, str]]:
+    """The target's history after ``common`` as the source will adopt it: its commits,
+    replayed on the source's own state at ``common`` (the history both share) with every
+    head and checkpoint checked, the complete state that replay gives (never a checkpoint
+    taken as it is), and the checkpoints after ``common`` that agree with it."""
+    read = tlog.storage.read_bytes
+    raw = {s: read(tlog.key(commit_file(s))) for s in range(common + 1, head.seq + 1)}
+    parsed = {s: tlog.parse(commit_file(s), data) for s, data in raw.items()}
+    listed = [int(m.group(1)) for f in tlog.files() if (m := _CHECKPOINT.fullmatch(f))]
+    listed = [s for s in listed if s > common]
+    cps = {s: read(tlog.key(checkpoint_file(s))) for s in listed}
+    states = {s: tlog.parse(checkpoint_file(s), data) for s, data in cps.items()}
+    slog = source.object_log(tlog.identity["name"])
+    anchor = _state_at(slog, common)
+    before = None
+    if anchor.deleted and common > 1 and slog.commit_at(common - 1) is not None:
+        before = _state_at(slog, common - 1)
+    full, good = _checked_history(tlog, anchor, before, parsed, states, common)
+    commits = {str(s): data.decode() for s, data in raw.items()}
+    checkpoints = {str(s): cps[s].decode() for s in sorted(good) if s > common}
+    return full, commits, checkpoints

@@ -23,7 +23,10 @@ make a sync write outside the object's folder. Every commit, checkpoint and hint
 validated as a read validates it (:meth:`ObjectLog.parse`), and the payloads are those its
 records name, each checked against their size and sha256 as it travels
 (:meth:`Storage.copy_verified`); a source that fails either is **refused** for that object,
-which then leaves the target as it was.
+which then leaves the target as it was. The copied commits must also extend the history
+the target holds: they are replayed on the target's state at the shared tip
+(:meth:`ObjectLog.replay`), and a head or checkpoint that contradicts the replay, or a
+version whose payload neither side holds, refuses the object too.
 """
 
 from __future__ import annotations
@@ -33,17 +36,20 @@ from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, Literal
 
 from omfs.errors import IntegrityError
-from omfs.names import check_bucket
-from omfs.objects.log import CHECKPOINT_INTERVAL, ObjectLog, checkpoint_file, commit_file
+from omfs.names import check_bucket, look_alike
+from omfs.objects.log import CHECKPOINT_INTERVAL, checkpoint_file, commit_file
 from omfs.ops.common import Context, SyncError, check_context
+from omfs.ops.common import store_of as _source_log_store
 
 # imported under the names these functions always had here, so that the bodies of sync and
 # _sync_object read exactly as they did
+from omfs.ops.history import checked_history as _checked_history
+from omfs.ops.history import needed_files as _needed_files
+from omfs.ops.history import shared_state as _shared_state
+from omfs.ops.history import sync_hint as _hint
 from omfs.ops.inventory import ObjectFiles as _Object
-from omfs.ops.inventory import expected_files as _expected_files
 from omfs.ops.inventory import inventory as _inventory
 from omfs.ops.inventory import is_dropped as _dropped
-from omfs.ops.inventory import listed as _listed
 from omfs.ops.inventory import listed_size as _listed_size
 from omfs.ops.inventory import same_commit as _same_commit
 from omfs.ops.inventory import source_log as _source_log
@@ -117,6 +123,10 @@ def sync(
                 if obj.commits and theirs.listed and _dropped(src.storage, bucket, store, name):
                     rows.append(_dropped_row(src, dst, bucket, store, name, "source"))
                 continue
+            other = None if theirs.commits else _look_alike_in(want, store, name)
+            if other is not None:
+                rows.append(_look_alike_row(bucket, store, name, other))
+                continue
             row = _sync_object(
                 src.storage, dst.storage, bucket, store, name, obj, theirs, dry_run, progress,
             )  # fmt: skip
@@ -141,6 +151,23 @@ def sync(
         "refused": sum(r["action"] == "refused" for r in rows),
         "bytes": sum(r["bytes"] for r in rows),
     }
+
+
+def _look_alike_in(want: dict[tuple[str, str], _Object], store: str, name: str) -> str | None:
+    """An object of the target's store whose name looks like ``name`` (``Report`` beside
+    ``report``, a Cyrillic a): sync refuses to bring such a name in, as ``put`` does."""
+    return look_alike(name, [n for (s, n), o in want.items() if s == store and o.listed])
+
+
+def _look_alike_row(bucket: str, store: str, name: str, other: str) -> SyncRow:
+    row: SyncRow = {"bucket": bucket, "store": store, "name": name, "source_commits": 0,
+                    "target_commits": 0, "bytes": 0, "files": 0}  # fmt: skip
+    return _refused(
+        row,
+        f"the target has {store[:-1]} {other!r}, whose name looks like it (on a "
+        "case-insensitive disk, or to a person, they are one); rename one of them "
+        f"(put it again under another name and drop the old one) before syncing",
+    )
 
 
 def _dropped_row(
@@ -215,10 +242,11 @@ def _sync_object(
     if tip > have.seq or not common:
         return _diverged(row, src, dst)
     new_commits = sorted(s for s in have.commits if s > tip)
-    # the newest checkpoints and the hint are copied even when every commit is in place
+    # the checkpoints after the shared tip (and one at the tip the target lacks): each is
+    # checked against the replay of the commits before it is copied
     checkpoints = sorted(
         s for s in have.checkpoints
-        if s > max(tip, have.seq) - 2 * CHECKPOINT_INTERVAL and s not in want.checkpoints
+        if s > tip or (s == tip and s % CHECKPOINT_INTERVAL == 0 and s not in want.checkpoints)
     )  # fmt: skip
     missing_hint = have.hint and not want.hint
     if not (new_commits or checkpoints or missing_hint or not want.listed):
@@ -237,33 +265,41 @@ def _sync_object(
             have.commits[s][0] for s in new_commits
         )
         return row
-    # everything copied is read and validated as a read of the source would validate it
-    # before the first byte reaches the target
+    # everything copied is read and validated as a read of the source would validate it,
+    # and replayed on the target's own state at the shared tip, before the first byte
+    # reaches the target
     log = _source_log(src, bucket, store, name)
     try:
         commits = {s: src.read_bytes(f"{prefix}/_log/{commit_file(s)}") for s in new_commits}
-        parsed = [log.parse(commit_file(s), data) for s, data in commits.items()]
+        parsed = {s: log.parse(commit_file(s), data) for s, data in commits.items()}
         cps = {s: src.read_bytes(f"{prefix}/_log/{checkpoint_file(s)}") for s in checkpoints}
-        states = [log.parse(checkpoint_file(s), data) for s, data in cps.items()]
-        hint = _valid_hint(src, log, prefix) if have.hint else None
+        states = {s: log.parse(checkpoint_file(s), data) for s, data in cps.items()}
+        target = _source_log(dst, bucket, store, name)
+        anchor, before = _shared_state(target, tip, want.checkpoints)
+        final, good = _checked_history(log, anchor, before, parsed, states, tip)
     except (IntegrityError, FileNotFoundError) as exc:
         return _refused(row, str(exc))
-    records = [r for c in parsed for r in (c[0].version, *c[1].records.values()) if r]
-    records += [r for state in states for r in state.records.values()]
-    expected = _expected_files(prefix, store, records)
-    files = [
-        e for e in expected.values()
-        if _listed(have, e.key) and not _listed(want, e.key)  # never over the target's own
-    ]  # fmt: skip
+    cps = {s: data for s, data in cps.items() if s in good}
+    kind = _source_log_store(dst, bucket, store)
+    try:
+        files = _needed_files(kind, prefix, final, anchor, have, want, src)
+    except IntegrityError as exc:
+        return _refused(row, str(exc))
+    hint = _hint(log, final, sorted(set(cps) | {c for c in want.checkpoints if c <= tip}))
     refused = src.copy_verified(files, dst, progress)
     if refused:
         return _refused(row, "; ".join(refused.values()))
-    row["files"] = len(files) + len(commits) + len(cps) + (hint is not None)
+    row["files"] = len(files) + len(commits) + len(cps) + 1
     row["bytes"] = sum(_listed_size(have, e.key) for e in files) + sum(
         len(c) for c in commits.values()
     )
     # checkpoints before the commits whose heads name them (a restore's head names its own,
     # and its log cannot be replayed without it); unnamed, a checkpoint is never read
+    # a checkpoint the target holds after its tip was left by a killed restore: never read
+    # in place of the checked one (overwritten, or removed when the source has none there)
+    stale = [s for s in want.checkpoints if s > tip]
+    if stale:
+        dst.delete([f"{prefix}/_log/{checkpoint_file(s)}" for s in stale])
     for seq, checkpoint in cps.items():
         with contextlib.suppress(FileExistsError):
             dst.create(f"{prefix}/_log/{checkpoint_file(seq)}", checkpoint)
@@ -280,8 +316,7 @@ def _sync_object(
         # for a first put, the index marker comes after the commits (until then the log
         # reads as a write that never finished, and the next sync completes it)
         dst.write_bytes(f"{bucket}/{store}/_index/{name.replace('/', '~')}", b"")
-    if hint is not None:
-        dst.write_bytes(f"{prefix}/_log/_last.json", hint)
+    dst.write_bytes(f"{prefix}/_log/_last.json", hint)
     return row
 
 
@@ -301,13 +336,3 @@ def _clash(src: Storage, dst: Storage, prefix: str, have: _Object, want: _Object
                     "damaged (the target's copy was kept; run 'om fsck' on both)"
                 )
     return None
-
-
-def _valid_hint(storage: Storage, log: ObjectLog, prefix: str) -> bytes | None:
-    """The source's hint, when it is valid (else None: it is only a hint, left out)."""
-    try:
-        data = storage.read_bytes(f"{prefix}/_log/_last.json")
-        log.parse("_last.json", data)
-    except (IntegrityError, FileNotFoundError):
-        return None
-    return bytes(data)

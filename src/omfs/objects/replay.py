@@ -1,0 +1,147 @@
+"""Checking copied history against the history it extends (sync, import, rebase): the
+copied commits are replayed on the state both sides share, and each head and checkpoint
+must agree with the replay. :meth:`omfs.objects.log.ObjectLog.replay` is the entry point."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+from typing import TYPE_CHECKING, Any
+
+from omfs.objects.layout import CHECKPOINT_INTERVAL, checkpoint_file, commit_file
+from omfs.objects.records import Commit, State, apply, dumps
+
+if TYPE_CHECKING:
+    from omfs.objects.log import ObjectLog, ParsedCommit
+
+__all__ = ["replay"]
+
+#: Commits without changes whose state is the checkpoint of the same number.
+_SNAPSHOT_OPS = ("upgrade", "restore")
+
+
+def _is_snapshot(commit: Commit) -> bool:
+    return commit.op in _SNAPSHOT_OPS and not commit.actions()
+
+
+def _plain(doc: Any) -> Any:
+    """``doc`` as JSON gives it back (tuples as lists, keys as strings): comparable."""
+    return json.loads(dumps(doc))
+
+
+def _head_view(state: State) -> Any:
+    """What a head says: the counters, the tags, and every version record it holds."""
+    return _plain(
+        {
+            "next": state.next_version,
+            "latest": state.latest,
+            "tags": state.tags,
+            "deleted": state.deleted,
+            "base": state.base,
+            "records": {v: r.to_doc() for v, r in sorted(state.records.items())}
+            if state.complete is False
+            else {
+                v: state.records[v].to_doc()
+                for v in sorted({x for x in (state.latest, *state.tags.values()) if x})
+                if v in state.records
+            },
+        }
+    )
+
+
+def _state_view(state: State) -> Any:
+    """What a complete state holds: counters, tags, every version record, tag history."""
+    return _plain(
+        {
+            "next": state.next_version,
+            "latest": state.latest,
+            "tags": state.tags,
+            "deleted": state.deleted,
+            "base": state.base,
+            "records": {v: r.to_doc() for v, r in sorted(state.records.items())},
+            "tag_log": state.tag_log,
+        }
+    )
+
+
+def replay(
+    log: ObjectLog,
+    start: State,
+    commits: dict[int, ParsedCommit],
+    checkpoints: dict[int, State],
+    named: frozenset[int] = frozenset(),
+    before: State | None = None,
+) -> tuple[State, dict[int, State]]:
+    """Replay ``commits`` (parsed, after ``start.seq`` and up to the newest of them) on
+    ``start``, the complete state both sides share (``before``: the state before the
+    drop it ends with, if known), and check each against it: its head
+    must be the head the replay gives, and each checkpoint of ``checkpoints`` in that
+    range must hold the replayed state of its commit. Returns the complete state after
+    the newest commit and the checkpoints that agree.
+
+    A checkpoint that disagrees is an IntegrityError naming it when a head names it, its
+    number is a regular one (every :data:`CHECKPOINT_INTERVAL`) or it is in ``named``;
+    otherwise it is one no reader follows (left by a killed restore) and is left out.
+    A commit whose head disagrees is an IntegrityError naming that commit: copying it
+    would make the target forget or renumber versions it holds.
+    """
+    state, before_drop = replace(start, complete=True), before
+    good: dict[int, State] = {}
+    cited = set(named) | {found[1].checkpoint for found in commits.values()}
+    for seq in range(start.seq + 1, max(commits, default=start.seq) + 1):
+        key = log.key(commit_file(seq))
+        if seq not in commits:
+            raise log.corrupt(key, "the commit is missing")
+        commit, head, at, user = commits[seq]
+        if _is_snapshot(commit):
+            new = _snapshot(log, seq, state, before_drop, commit, checkpoints)
+        else:
+            new = apply(state, commit, at, user)
+        if _head_view(head) != _head_view(new):
+            raise log.corrupt(
+                key,
+                "its head does not match the history it extends (versions, tags or "
+                "counters differ from what its changes give)",
+            )
+        if seq in checkpoints:
+            if _state_view(checkpoints[seq]) == _state_view(new):
+                good[seq] = checkpoints[seq]
+            elif seq in cited or seq % CHECKPOINT_INTERVAL == 0:
+                raise log.corrupt(
+                    log.key(checkpoint_file(seq)),
+                    "it does not hold the state of the commits it summarises",
+                )
+        if commit.delete:
+            before_drop = state
+        state = new
+    return state, good
+
+
+def _snapshot(
+    log: ObjectLog,
+    seq: int,
+    state: State,
+    before_drop: State | None,
+    commit: Commit,
+    checkpoints: dict[int, State],
+) -> State:
+    """The state after a commit whose state is its checkpoint (an upgrade, commit 1; a
+    restore, which brings back the state before the drop), checked where it can be."""
+    key = log.key(commit_file(seq))
+    snap = checkpoints.get(seq)
+    if commit.op == "restore" and snap is None and before_drop is not None:
+        snap = replace(before_drop, seq=seq, checkpoint=seq)  # gc collected its checkpoint
+    if snap is None:
+        raise log.corrupt(key, f"its checkpoint {checkpoint_file(seq)} is missing")
+    if commit.op == "upgrade" and (seq != 1 or state.seq != 0):
+        raise log.corrupt(key, "an upgrade can only be the first commit")
+    if commit.op == "restore" and (
+        before_drop is None
+        or not state.deleted
+        or _state_view(replace(before_drop, seq=seq)) != _state_view(snap)
+    ):
+        raise log.corrupt(
+            log.key(checkpoint_file(seq)),
+            "it does not hold the history the restored object had before its drop",
+        )
+    return replace(snap, seq=seq, complete=True)
