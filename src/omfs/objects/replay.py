@@ -6,21 +6,31 @@ from __future__ import annotations
 
 import json
 from dataclasses import replace
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
+from omfs.errors import IntegrityError
 from omfs.objects.layout import CHECKPOINT_INTERVAL, checkpoint_file, commit_file
 from omfs.objects.records import Commit, State, apply, dumps
 
-if TYPE_CHECKING:
-    from omfs.objects.log import ObjectLog, ParsedCommit
+__all__ = ["is_snapshot", "replay", "state_view"]
 
-__all__ = ["replay"]
+#: A commit as :meth:`ObjectLog.commit_at` gives it: (commit, head, time, user).
+ParsedCommit = tuple[Commit, State, str, str]
+
+
+class ObjectLog(Protocol):
+    """What the replay uses of :class:`omfs.objects.log.ObjectLog` (which imports this)."""
+
+    def key(self, filename: str) -> str: ...
+
+    def corrupt(self, key: str, why: str) -> IntegrityError: ...
+
 
 #: Commits without changes whose state is the checkpoint of the same number.
 _SNAPSHOT_OPS = ("upgrade", "restore")
 
 
-def _is_snapshot(commit: Commit) -> bool:
+def is_snapshot(commit: Commit) -> bool:
     return commit.op in _SNAPSHOT_OPS and not commit.actions()
 
 
@@ -49,7 +59,7 @@ def _head_view(state: State) -> Any:
     )
 
 
-def _state_view(state: State) -> Any:
+def state_view(state: State) -> Any:
     """What a complete state holds: counters, tags, every version record, tag history."""
     return _plain(
         {
@@ -93,7 +103,7 @@ def replay(
         if seq not in commits:
             raise log.corrupt(key, "the commit is missing")
         commit, head, at, user = commits[seq]
-        if _is_snapshot(commit):
+        if is_snapshot(commit):
             new = _snapshot(log, seq, state, before_drop, commit, checkpoints)
         else:
             new = apply(state, commit, at, user)
@@ -104,7 +114,7 @@ def replay(
                 "counters differ from what its changes give)",
             )
         if seq in checkpoints:
-            if _state_view(checkpoints[seq]) == _state_view(new):
+            if state_view(checkpoints[seq]) == state_view(new):
                 good[seq] = checkpoints[seq]
             elif seq in cited or seq % CHECKPOINT_INTERVAL == 0:
                 raise log.corrupt(
@@ -138,7 +148,7 @@ def _snapshot(
     if commit.op == "restore" and (
         before_drop is None
         or not state.deleted
-        or _state_view(replace(before_drop, seq=seq)) != _state_view(snap)
+        or state_view(replace(before_drop, seq=seq)) != state_view(snap)
     ):
         raise log.corrupt(
             log.key(checkpoint_file(seq)),

@@ -228,7 +228,7 @@ def _validate(bundle: _Bundle, obj: tuple[str, str, str], tb: str, dst: Context)
         checkpoints=sorted(checkpoints),
         marker=f"{sbucket}/{kind}/_index/{name.replace('/', '~')}" in files,
         log=log,
-        parsed=parsed,  # type: ignore[arg-type]
+        parsed=parsed,
         states=states,
         members=files,
         schema_members=schemas,
@@ -387,7 +387,9 @@ def _apply(
     storage.write_bytes(f"{prefix}/_log/_last.json", _dumps(hint))
 
 
-def _checked(plan: _Plan, dst: Any, tip: int, have: dict[str, int]) -> tuple[State, dict]:
+def _checked(
+    plan: _Plan, dst: Any, tip: int, have: dict[str, int]
+) -> tuple[State, dict[int, State]]:
     """The object's complete state after the bundle's commits, replayed on the target's
     state at ``tip`` with every head and checkpoint checked, and the checkpoints to place."""
     from omfs.ops.history import checked_history as _checked_history
@@ -413,7 +415,7 @@ def _checkpoints_of(have: dict[str, int]) -> list[int]:
     ]
 
 
-def _hint_checkpoint(final: State, good: dict, have: dict[str, int], tip: int) -> int:
+def _hint_checkpoint(final: State, good: dict[int, State], have: dict[str, int], tip: int) -> int:
     """The newest checkpoint the imported log holds: a checked one, or the target's own."""
     own = [c for c in _checkpoints_of(have) if c <= tip]
     usable = [c for c in [*good, *own] if final.base < c <= final.seq]

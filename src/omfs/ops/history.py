@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 from omfs.errors import IntegrityError
 from omfs.objects.log import CHECKPOINT_INTERVAL, FORMAT, State, checkpoint_file, commit_file
 from omfs.objects.records import dumps
-from omfs.objects.replay import _is_snapshot, _state_view
+from omfs.objects.replay import is_snapshot, state_view
 from omfs.ops.common import SyncError
 from omfs.ops.inventory import ObjectFiles, expected_files, listed
 from omfs.storage import Expected
@@ -74,7 +74,7 @@ def checked_history(
     starts from the source's newest checkpoint."""
     good: dict[int, Any] = {}
     if tip and tip in states:  # a checkpoint at the shared tip: it must hold that state
-        if _state_view(states[tip]) == _state_view(anchor):
+        if state_view(states[tip]) == state_view(anchor):
             good[tip] = states[tip]
         else:
             raise log.corrupt(
@@ -86,7 +86,7 @@ def checked_history(
         first = min(parsed)
         if parsed[first][0].delete:
             anchor = State(seq=first - 1)
-        elif (first != 1 or (_is_snapshot(parsed[1][0]) and 1 not in states)) and states:
+        elif (first != 1 or (is_snapshot(parsed[1][0]) and 1 not in states)) and states:
             newest = parsed[max(parsed)][1].checkpoint
             start = newest if newest in states else max(states)
             anchor = replace(states[start], complete=True)
