@@ -4,7 +4,7 @@ store of one bucket of a storage.
 Operations sit below the context layer (:mod:`omfs.context` opens contexts and offers
 ``gc``), so they never import it: the facade (:func:`omfs.sync`, :func:`omfs.import_`)
 resolves context names and hands the operations the contexts; a store reaches another
-bucket of its storage through :func:`store_of`.
+bucket of its storage through :func:`store_of` (from :mod:`omfs.objects.stores`).
 """
 
 from __future__ import annotations
@@ -12,17 +12,14 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any, Protocol
 
 from omfs.errors import SyncError
+from omfs.objects.stores import STORES, store_of
 
 if TYPE_CHECKING:
     from omfs.objects.datasets import DatasetStore
     from omfs.objects.models import ModelStore
-    from omfs.objects.versioned import VersionedStore
     from omfs.storage import Storage
 
 __all__ = ["STORES", "Context", "SyncError", "check_context", "is_context", "store_of"]
-
-#: The stores of a bucket, as they appear in keys (``bucket/datasets/...``).
-STORES = ("datasets", "models")
 
 
 class Context(Protocol):
@@ -63,16 +60,3 @@ def check_context(ctx: Any, operation: str) -> Context:
         return ctx  # type: ignore[no-any-return]
     hint = "; omfs.sync and omfs.import_ also take context names" if isinstance(ctx, str) else ""
     raise SyncError(f"{operation} takes contexts (omfs.setup(...)), got {ctx!r}{hint}")
-
-
-def store_of(storage: Storage, bucket: str, kind: str) -> VersionedStore:
-    """The ``kind`` store (``"datasets"`` or ``"models"``) of ``bucket`` on ``storage``."""
-    if kind == "datasets":
-        from omfs.objects.datasets import DatasetStore
-
-        return DatasetStore(storage, bucket)
-    if kind == "models":
-        from omfs.objects.models import ModelStore
-
-        return ModelStore(storage, bucket)
-    raise ValueError(f"No store {kind!r}: a bucket holds {' and '.join(STORES)}")

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Literal, NotRequired, TypedDict
 
+# promotion is part of the object protocol: its plan is defined beside it, and listed here
+from omfs.objects.promote import PromotePlan, PromoteSide
 from omfs.ops.inventory import versions
 
 if TYPE_CHECKING:
@@ -193,26 +195,3 @@ class UpgradeRow(TypedDict):
     bucket: str
     store: str
     name: str
-
-
-# -- promote --------------------------------------------------------------------------------
-class PromoteSide(TypedDict, total=False):
-    """One side of a promotion plan (the unchanged plan names only name and version)."""
-
-    context: str
-    bucket: str
-    name: str
-    version: int
-
-
-class PromotePlan(TypedDict):
-    """What ``promote(..., dry_run=True)`` returns: what would be copied."""
-
-    source: PromoteSide
-    target: PromoteSide
-    files: int
-    bytes: int
-    server_side: NotRequired[bool]
-    conditions: NotRequired[list[str]]
-    inputs: NotRequired[list[PromotePlan]]  # with_inputs: the datasets' own plans
-    unchanged: NotRequired[bool]  # the target already holds this version

@@ -25,8 +25,8 @@ class DatasetStore(DatasetWriter, DatasetReader, DatasetCompactor):
     def promote(self, name: str, other: DatasetStore | str, **kwargs: Any) -> Metadata:
         """Copy one version of ``name`` to ``other`` (another bucket or context) as a new
         version there, recording where it came from; ``other`` may name a context of the
-        config file (``"prod"``, ``"prod:bucket"``). See :func:`omfs.ops.promote.promote`."""
-        from omfs.ops.promote import promote
+        config file (``"prod"``, ``"prod:bucket"``). See :func:`omfs.objects.promote.promote`."""
+        from omfs.objects.promote import promote
 
         meta: Metadata = promote(self, name, other, **kwargs)
         return meta

@@ -16,7 +16,7 @@ import contextlib
 import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Literal, overload
+from typing import Any, Literal, NotRequired, TypedDict, overload
 
 from omfs import config
 from omfs.errors import (
@@ -29,15 +29,43 @@ from omfs.errors import (
 from omfs.names import check_bucket, check_name
 from omfs.objects.log import Commit, State, TagMove, VersionRecord
 from omfs.objects.metadata import Metadata, utcnow
+from omfs.objects.stores import store_of
 from omfs.objects.versioned import VersionedStore
-from omfs.ops.common import store_of
-from omfs.ops.reports import PromotePlan
 from omfs.storage import Storage, unique_name
 
-__all__ = ["CONDITIONS", "PromotePlan", "model_is_fitted", "promote", "schema_matches_target"]
+__all__ = [
+    "CONDITIONS",
+    "PromotePlan",
+    "PromoteSide",
+    "model_is_fitted",
+    "promote",
+    "schema_matches_target",
+]
 
 Condition = Callable[[Metadata, VersionedStore, VersionedStore, str], "str | None"]
 _Input = tuple[str, str, int]  # a trained_on dataset version: (bucket, name, version)
+
+
+class PromoteSide(TypedDict, total=False):
+    """One side of a promotion plan (the unchanged plan names only name and version)."""
+
+    context: str
+    bucket: str
+    name: str
+    version: int
+
+
+class PromotePlan(TypedDict):
+    """What ``promote(..., dry_run=True)`` returns: what would be copied."""
+
+    source: PromoteSide
+    target: PromoteSide
+    files: int
+    bytes: int
+    server_side: NotRequired[bool]
+    conditions: NotRequired[list[str]]
+    inputs: NotRequired[list[PromotePlan]]  # with_inputs: the datasets' own plans
+    unchanged: NotRequired[bool]  # the target already holds this version
 
 
 def model_is_fitted(meta: Metadata, source: Any, target: Any, target_name: str) -> str | None:
@@ -166,7 +194,7 @@ def promote(
     """Copy ``name`` (or ``name@v3``) from ``source`` to ``target`` as a new version.
 
     Returns the target's new Metadata, or with ``dry_run=True`` a dict saying what would be
-    copied (:class:`~omfs.ops.reports.PromotePlan`; nothing is written). The Metadata
+    copied (:class:`PromotePlan`; nothing is written). The Metadata
     returned has an ``unchanged`` attribute: True when the target already held this version
     (promoted from the same source version, same sha256), which then is not copied again
     unless ``force=True``. A target bucket that does not exist in a context that has other
