@@ -20,7 +20,7 @@ import uuid
 from collections.abc import Callable, Iterable, Iterator
 from datetime import timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from omfs.errors import UsageError
 
@@ -37,6 +37,8 @@ __all__ = [
 ]
 
 MAX_DEPTH = 32
+
+_T = TypeVar("_T")
 
 
 class TooDeepError(ValueError):
@@ -58,7 +60,7 @@ def depth_problem(value: Any, limit: int = MAX_DEPTH) -> str | None:
     return None
 
 
-def parse_bounded(parse: Callable[[str], Any], text: str, limit: int = MAX_DEPTH) -> Any:
+def parse_bounded(parse: Callable[[str], _T], text: str, limit: int = MAX_DEPTH) -> _T:
     """``parse(text)``, raising TooDeepError (not RecursionError) when the result nests more
     than ``limit`` levels deep; the parser's own errors pass through."""
     try:

@@ -61,7 +61,8 @@ def config_path() -> Path:
     ``$XDG_CONFIG_HOME/omfs``, i.e. ``~/.config/omfs``)."""
     if os.environ.get("OMFS_CONFIG"):
         return Path(os.environ["OMFS_CONFIG"]).expanduser()
-    return platformdirs.user_config_path("omfs", appauthor=False) / "config.toml"
+    folder: Path = platformdirs.user_config_path("omfs", appauthor=False)
+    return folder / "config.toml"
 
 
 def default_root() -> str:

@@ -19,6 +19,7 @@ if TYPE_CHECKING:
     from omfs.compute.cluster import ClusterHandle
     from omfs.objects.datasets import DatasetStore
     from omfs.objects.models import ModelStore
+    from omfs.ops.reports import GcReport
 
 __all__ = ["Omega", "info", "setup"]
 
@@ -99,7 +100,7 @@ class Omega:
         dry_run: bool = False,
         buckets: list[str] | None = None,
         force: bool = False,
-    ) -> dict[str, Any]:
+    ) -> GcReport:
         """Remove files no live version references, older than ``grace`` (all buckets by
         default; below 10 minutes only with ``force=True``). See
         :func:`omfs.ops.gc.collect_garbage`."""

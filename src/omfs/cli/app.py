@@ -12,11 +12,13 @@ from __future__ import annotations
 import os
 import sys
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import click
-import typer
 from typer.core import TyperGroup
+
+if TYPE_CHECKING:
+    # the Context TyperGroup's methods take: Click's own, which typer >= 0.2x vendors
+    from typer._click import Context as ClickContext
 
 from omfs.cli.errors import USER_ERRORS, debugging, error_line, exit_code
 from omfs.cli.output import Output
@@ -66,21 +68,23 @@ class App(Output):
             self.fail("not confirmed; nothing was changed")
 
 
-def get_app(ctx: typer.Context | click.Context) -> App:
+def get_app(ctx: ClickContext) -> App:
     """The :class:`App` of this run (made on first use, e.g. by a noun's own callback)."""
-    return ctx.ensure_object(App)
+    app: App = ctx.ensure_object(App)
+    return app
 
 
 class OmGroup(TyperGroup):
     """The root command group: global options anywhere, user errors in one line."""
 
-    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+    def parse_args(self, ctx: ClickContext, args: list[str]) -> list[str]:
         args = hoist_global_options(self, args)
         if "--json" in args[: args.index("--") if "--" in args else len(args)]:
             get_app(ctx).as_json = True  # errors before the callback runs are JSON too
-        return super().parse_args(ctx, args)
+        rest: list[str] = super().parse_args(ctx, args)
+        return rest
 
-    def invoke(self, ctx: click.Context) -> Any:
+    def invoke(self, ctx: ClickContext) -> Any:
         try:
             return super().invoke(ctx)
         except USER_ERRORS as exc:

@@ -105,13 +105,13 @@ def status(ctx: typer.Context) -> None:
         app.fail("no background cluster runs; start one with `om cluster start`", 3)
     socket = gateway(record)
     if app.as_json:
-        doc = record.to_dict()  # type: ignore[union-attr]
+        doc = record.to_dict()
         app.value({"running": True, **doc, "gateway": str(socket) if socket else None})
         return
     where = f"gateway {socket}" if socket else "no gateway: `om runtime` connects itself"
-    print(f"running at {record.address}, {where} (log: {record.log})")  # type: ignore[union-attr]
-    if record.dashboard:  # type: ignore[union-attr]
-        print(f"dashboard at {record.dashboard}")  # type: ignore[union-attr]
+    print(f"running at {record.address}, {where} (log: {record.log})")
+    if record.dashboard:
+        print(f"dashboard at {record.dashboard}")
     app.table(_rows(record), ["name", "resources", "pid"])
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -66,7 +66,7 @@ def add(
     from omfs import config
 
     app = get_app(ctx)
-    options: dict = {}
+    options: dict[str, Any] = {}
     try:
         pairs = parse_kv(storage_option, "--storage-option")
     except ValueError as exc:

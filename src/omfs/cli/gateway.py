@@ -197,7 +197,7 @@ class _Handler(socketserver.StreamRequestHandler):
 
     def _gone(self) -> bool:
         """Whether the client closed the connection (it sends one line, then only reads)."""
-        conn = self.connection
+        conn: socket.socket = self.connection
         readable, _, _ = select.select([conn], [], [], 0)
         if not readable:
             return False

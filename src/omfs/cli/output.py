@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any, NoReturn
 
@@ -65,11 +65,11 @@ class Output:
 
     def table(
         self,
-        rows: Sequence[dict[str, Any]],
+        rows: Sequence[Mapping[str, Any]],
         columns: Sequence[str],
         *,
         title: str | None = None,
-        plain: Callable[[dict[str, Any]], str] | None = None,
+        plain: Callable[[Mapping[str, Any]], str] | None = None,
         empty: str | None = None,
     ) -> None:
         """Rows: a table on a terminal, JSON with --json, tab-separated lines when piped.

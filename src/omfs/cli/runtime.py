@@ -83,7 +83,7 @@ def model(
     was already writing, its result is waited for and shown).
     """
     app = get_app(ctx)
-    spec = {"name": name, "action": action, "x": x, "y": y, "result": result}
+    spec: dict[str, Any] = {"name": name, "action": action, "x": x, "y": y, "result": result}
     spec |= {"params": parse_params(param), "timeout": timeout}
     spec |= {"require": app.require, "local": app.local}
     _show_answer(app, _run_task(app, spec))

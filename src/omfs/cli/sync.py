@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from omfs.cli._common import CreateBucket
 from omfs.cli.app import App, get_app
 from omfs.cli.errors import error_line
+
+if TYPE_CHECKING:
+    from omfs.ops.reports import ImportReport, SyncReport
 
 Buckets = Annotated[
     list[str] | None, typer.Option("--bucket", help="only this bucket (repeatable; default all)")
@@ -41,7 +44,7 @@ def _run(
     dry_run: bool,
     rebase: bool = False,
     rebase_next: bool = False,
-) -> dict[str, Any]:
+) -> SyncReport:
     """Sync the ``buckets`` and ``names`` ``chosen``, print the report, fail on divergence
     (unless ``rebase_next``: the caller rebases the diverged objects next, so they are
     left out of the table)."""
@@ -71,7 +74,7 @@ def _run(
 
 def _sync(
     app: App, source: Any, target: Any, chosen: dict[str, Any], dry_run: bool, rebase: bool
-) -> dict[str, Any]:
+) -> SyncReport:
     """Run :func:`omfs.sync` (with a progress bar on a terminal); its report."""
     import omfs
 
@@ -92,7 +95,7 @@ def _sync(
         )
 
 
-def _show_report(app: App, report: dict[str, Any], dry_run: bool, rebase_next: bool) -> None:
+def _show_report(app: App, report: SyncReport, dry_run: bool, rebase_next: bool) -> None:
     """The report: whole with --json, else a row per object that changed."""
     if app.as_json:
         app.value(report)
@@ -115,7 +118,7 @@ def _show_report(app: App, report: dict[str, Any], dry_run: bool, rebase_next: b
     )
 
 
-def _explain(app: App, report: dict[str, Any]) -> None:
+def _explain(app: App, report: SyncReport) -> None:
     """One line per tag conflict of a rebase and per object dropped on one side; a drop in
     the target fails the command (the object was not synced)."""
     if app.as_json:
@@ -243,10 +246,10 @@ def import_(
     try:
         report = omfs.import_(bundle, target, **options)
     except IntegrityError as exc:
-        report = getattr(exc, "report", None)
-        if report is None:
+        partial: ImportReport | None = getattr(exc, "report", None)  # what was done before
+        if partial is None:
             raise
-        _import_table(app, report)
+        _import_table(app, partial)
         app.fail(error_line(exc))
     _import_table(app, report)
     diverged = [r for r in report["objects"] if r["action"] == "diverged"]
@@ -254,7 +257,7 @@ def import_(
         app.fail(f"{len(diverged)} object(s) diverged and were left unchanged")
 
 
-def _import_table(app: App, report: dict[str, Any]) -> None:
+def _import_table(app: App, report: ImportReport) -> None:
     if app.as_json:
         app.value(report)
         return

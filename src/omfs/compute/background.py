@@ -184,7 +184,7 @@ def start_background(
         log=folder / "cluster.log",
         scheduler_file=folder / "scheduler.json",
     )
-    procs: list[subprocess.Popen] = []  # every process started so far, for the cleanup
+    procs: list[subprocess.Popen[bytes]] = []  # every process started so far, for the cleanup
     try:
         _spawn_scheduler_and_workers(launch, specs, procs)
         address, link = _wait_until_ready(launch, procs, len(specs))
@@ -245,7 +245,7 @@ def _detached_options() -> dict[str, Any]:
 
 
 def _spawn_scheduler_and_workers(
-    launch: _Launch, specs: list[WorkerSpec], procs: list[subprocess.Popen]
+    launch: _Launch, specs: list[WorkerSpec], procs: list[subprocess.Popen[bytes]]
 ) -> None:
     """Start the scheduler, then one process per worker spec (appended to ``procs``)."""
     launch.scheduler_file.unlink(missing_ok=True)
@@ -263,7 +263,7 @@ def _spawn_scheduler_and_workers(
 
 
 def _wait_until_ready(
-    launch: _Launch, procs: list[subprocess.Popen], workers: int
+    launch: _Launch, procs: list[subprocess.Popen[bytes]], workers: int
 ) -> tuple[str, str | None]:
     """Wait for the scheduler and its ``workers``; its address and dashboard link."""
     from distributed import Client
@@ -308,7 +308,7 @@ def _scheduler_env(env: dict[str, str], dashboard: bool) -> dict[str, str]:
     return env if dashboard else {**env, "DASK_DISTRIBUTED__SCHEDULER__HTTP__ROUTES": "[]"}
 
 
-def _identity_of(proc: subprocess.Popen, log: Path) -> ProcessIdentity:
+def _identity_of(proc: subprocess.Popen[bytes], log: Path) -> ProcessIdentity:
     identity = ProcessIdentity.of(proc.pid)
     if identity is None or proc.poll() is not None:
         raise ClusterUnavailableError(
@@ -320,7 +320,7 @@ def _identity_of(proc: subprocess.Popen, log: Path) -> ProcessIdentity:
 
 def _start_gateway(
     address: str, scheduler_pid: int, tls: ClusterTLS, log: Path, detached: dict[str, Any]
-) -> subprocess.Popen:
+) -> subprocess.Popen[bytes]:
     """Start the runtime gateway (see :mod:`omfs.cli.gateway`); wait for its socket."""
     path = state_dir() / _GATEWAY_SOCKET
     path.unlink(missing_ok=True)
@@ -344,7 +344,7 @@ def _start_gateway(
     return proc
 
 
-def _wait_for_path(path: Path, proc: subprocess.Popen, what: str, log: Path) -> None:
+def _wait_for_path(path: Path, proc: subprocess.Popen[bytes], what: str, log: Path) -> None:
     """Wait until ``proc`` has made ``path`` (its sign of being ready), or say it failed."""
     deadline = time.monotonic() + START_TIMEOUT
     while not path.exists():

@@ -61,7 +61,7 @@ class ClusterHandle:
     def describe(self) -> str:
         if _is_client(self.spec):
             return f"client of {self.spec.scheduler.address}"
-        if self.spec:
+        if isinstance(self.spec, str) and self.spec:  # not a client: an address or None
             return self.spec
         if self._private is not None:
             return f"private cluster at {self._private.address}"

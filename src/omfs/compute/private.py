@@ -44,7 +44,7 @@ class PrivateCluster:
         (folder / "logs").mkdir(mode=0o700, exist_ok=True)
         stem = f"private-{os.getpid()}-{uuid.uuid4().hex[:8]}"
         self.log = folder / "logs" / f"{stem}.log"
-        self.procs: list[subprocess.Popen] = []
+        self.procs: list[subprocess.Popen[bytes]] = []
         self.tls = make_tls(folder, stem)
         try:
             security = self.tls.security()

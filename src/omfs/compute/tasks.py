@@ -182,7 +182,7 @@ def _store_fitted(
     lineage: list[dict[str, Any]],
 ) -> Metadata:
     """Store a fitted model as the next version, its lineage naming what it was fit on."""
-    return omega.models.put(
+    stored: Metadata = omega.models.put(
         model,
         meta.name,
         attributes=dict(meta.attributes),
@@ -197,6 +197,7 @@ def _store_fitted(
             },
         },
     )
+    return stored
 
 
 def _store_result(
@@ -208,7 +209,7 @@ def _store_result(
     lineage: list[dict[str, Any]],
 ) -> Metadata:
     """Store a method's result as dataset ``result_name``, saying which model made it."""
-    return omega.datasets.put(
+    stored: Metadata = omega.datasets.put(
         data,
         result_name,
         attributes={
@@ -220,3 +221,4 @@ def _store_result(
             }
         },
     )
+    return stored

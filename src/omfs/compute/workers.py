@@ -58,7 +58,8 @@ def state_dir() -> Path:
     (platformdirs; on Linux ``$XDG_STATE_HOME/omfs``, i.e. ``~/.local/state/omfs``)."""
     if os.environ.get("OMFS_STATE_DIR"):
         return Path(os.environ["OMFS_STATE_DIR"]).expanduser()
-    return platformdirs.user_state_path("omfs", appauthor=False)
+    folder: Path = platformdirs.user_state_path("omfs", appauthor=False)
+    return folder
 
 
 def secure_state_dir() -> Path:
@@ -224,7 +225,7 @@ def log_tail(path: Path, lines: int = 5) -> str:
     return ""
 
 
-def wait_for_workers(client: Any, n: int, procs: list[subprocess.Popen], log: Path) -> None:
+def wait_for_workers(client: Any, n: int, procs: list[subprocess.Popen[bytes]], log: Path) -> None:
     deadline = time.monotonic() + START_TIMEOUT
     while len(client.scheduler_info(n_workers=-1)["workers"]) < n:
         dead = [p for p in procs if p.poll() is not None]
@@ -240,7 +241,7 @@ def wait_for_workers(client: Any, n: int, procs: list[subprocess.Popen], log: Pa
         time.sleep(0.05)
 
 
-def terminate(procs: list[subprocess.Popen], wait: float = 5.0) -> None:
+def terminate(procs: list[subprocess.Popen[bytes]], wait: float = 5.0) -> None:
     for p in procs:
         if p.poll() is None:
             with contextlib.suppress(OSError):

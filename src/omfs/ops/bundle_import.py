@@ -362,6 +362,7 @@ def _apply(
         _check_sidecar(bundle, member, sha)
         placed.append((stage.stage(bundle, member, None), f"{prefix}/_data/{filename}"))
     for sid, member in sorted(schemas.items()):
+        assert member is not None  # a missing one was refused above
         placed.append((stage.stage(bundle, member, None), f"{prefix}/_log/s-{sid}.schema"))
     for staged, key in placed:
         _put_if_absent(storage, staged, key)

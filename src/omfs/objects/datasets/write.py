@@ -244,7 +244,7 @@ class DatasetWriter(DatasetVersions):
             for key, part in zip(keys, ddf.to_delayed(), strict=True)
         ]
         try:
-            parts = list(compute(*tasks))  # type: ignore[no-untyped-call]
+            parts = list(compute(*tasks))
         except BaseException:
             self.storage.delete(keys)
             raise
