@@ -38,6 +38,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import IO, Any
 
+from omfs import _lease
 from omfs._log import (
     CHECKPOINT_INTERVAL,
     ObjectLog,
@@ -525,7 +526,8 @@ def import_(
         clean_staging(dst.storage)
     with _Staging(dst.storage, enabled=not dry_run) as stage:
         for obj in bundle.objects:
-            rows.append(_import_object(bundle, obj, targets[obj], dst, stage, dry_run))
+            with _lease.scope():  # a gc lease on the object while it is written, until done
+                rows.append(_import_object(bundle, obj, targets[obj], dst, stage, dry_run))
     report = {
         "source": where,
         "target": dst.root,
@@ -755,6 +757,8 @@ def _apply(
     row["bytes"] = sum(m.size for m, _ in payloads.values())
     if dry_run:
         return
+    where = f"{kind[:-1]} {name!r} in bucket {plan.bucket!r} of context {storage.url!r}"
+    _lease.take(storage, plan.bucket, kind, name, where)  # gc keeps off what it places
     # payloads and schemas first (checked as they stream), then the commits in order, then
     # the index marker: readers see the old history or the new one
     # the object's files are all staged and checked before the first one is placed
@@ -768,6 +772,7 @@ def _apply(
         placed.append((stage.stage(bundle, member, None), f"{prefix}/_log/s-{sid}.schema"))
     for staged, key in placed:
         _put_if_absent(storage, staged, key)
+    _lease.check_held(storage, plan.bucket, kind, name)  # else gc may have removed them
     for seq in new_commits:
         try:
             storage.create(f"{prefix}/_log/{commit_file(seq)}", commit_bytes(seq, commit_file(seq)))
