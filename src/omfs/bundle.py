@@ -144,7 +144,7 @@ def _export_keys(storage: Any, bucket: str, obj: str) -> list[str]:
 
 def _refuse_symlink(storage: Any, key: str) -> None:
     """A file of a local root that is a symlink is not exported (it may point anywhere)."""
-    if storage.is_local and os.path.islink(storage.path(key)):
+    if storage.is_local and os.path.islink(storage.local(storage.path(key))):
         raise IntegrityError(
             f"{storage.path(key)!r} is a symbolic link, not a file omfs wrote; nothing was "
             "exported. Replace it with the file itself (or drop that version), then export."
@@ -878,7 +878,7 @@ def _put_if_absent(storage: Any, staged: str, key: str) -> None:
     if storage.is_local:
         from omfs._storage import fsync_dir
 
-        path = storage.path(key)
+        path = storage.local(storage.path(key))  # never through a linked folder
         if storage.durable:
             fd = os.open(storage.path(staged), os.O_RDONLY)
             try:
