@@ -757,8 +757,6 @@ def _apply(
     row["bytes"] = sum(m.size for m, _ in payloads.values())
     if dry_run:
         return
-    where = f"{kind[:-1]} {name!r} in bucket {plan.bucket!r} of context {storage.url!r}"
-    _lease.take(storage, plan.bucket, kind, name, where)  # gc keeps off what it places
     # payloads and schemas first (checked as they stream), then the commits in order, then
     # the index marker: readers see the old history or the new one
     # the object's files are all staged and checked before the first one is placed
@@ -770,6 +768,8 @@ def _apply(
         placed.append((stage.stage(bundle, member, None), f"{prefix}/_data/{filename}"))
     for sid, member in sorted(schemas.items()):
         placed.append((stage.stage(bundle, member, None), f"{prefix}/_log/s-{sid}.schema"))
+    where = f"{kind[:-1]} {name!r} in bucket {plan.bucket!r} of context {storage.url!r}"
+    _lease.take(storage, plan.bucket, kind, name, where)  # gc keeps off what it places
     for staged, key in placed:
         _put_if_absent(storage, staged, key)
     _lease.check_held(storage, plan.bucket, kind, name)  # else gc may have removed them
