@@ -331,21 +331,21 @@ def _refuse_links(root: str, path: str, whole: bool = False) -> str:
     """``path``, after checking that no folder between ``root`` and it (and with ``whole``,
     not ``path`` itself) is a symlink: IntegrityError naming the first that is. The root
     itself may be a link. One lstat per component (a file itself is opened O_NOFOLLOW)."""
-    top = root.rstrip("/") + "/"
-    if not path.startswith(top):
+    start = len(root.rstrip("/"))
+    if not path.startswith(root) or path[start : start + 1] != "/":
         return path
-    parts = path[len(top) :].split("/")
-    if not whole:
-        parts = parts[:-1]
-    current = top.rstrip("/")
-    for part in parts:
-        current = f"{current}/{part}"
+    end = len(path) if whole else path.rfind("/")
+    lstat, is_link = os.lstat, stat.S_ISLNK
+    while start < end:
+        start = path.find("/", start + 1)
+        if start == -1 or start > end:
+            start = end
         try:
-            mode = os.lstat(current).st_mode
+            mode = lstat(path[:start]).st_mode
         except (FileNotFoundError, NotADirectoryError):
             return path  # nothing below a missing folder to follow
-        if stat.S_ISLNK(mode):
-            raise symlink_error(current)
+        if is_link(mode):
+            raise symlink_error(path[:start])
     return path
 
 
