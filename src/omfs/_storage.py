@@ -318,12 +318,35 @@ class Expected:
 
 
 def symlink_error(path: str) -> IntegrityError:
-    """The error for a payload or log file that is a symbolic link (never followed)."""
+    """The error for a file or folder below a root that is a symbolic link (never followed)."""
     return IntegrityError(
-        f"{path!r} is a symbolic link; omfs never follows links inside a context root (a "
-        "payload or log file must be a regular file), so it was not read. Replace the link "
-        "with the file itself, or run 'om fsck' to see what is affected."
+        f"{path!r} is a symbolic link; omfs never follows links inside a context root (its "
+        "payloads, logs and their folders must be regular files and folders), so it was "
+        "neither read nor written through. Replace the link with the file or folder itself, "
+        "or run 'om fsck' to see what is affected."
     )
+
+
+def _refuse_links(root: str, path: str, whole: bool = False) -> str:
+    """``path``, after checking that no folder between ``root`` and it (and with ``whole``,
+    not ``path`` itself) is a symlink: IntegrityError naming the first that is. The root
+    itself may be a link. One lstat per component (a file itself is opened O_NOFOLLOW)."""
+    start = len(root.rstrip("/"))
+    if not path.startswith(root) or path[start : start + 1] != "/":
+        return path
+    end = len(path) if whole else path.rfind("/")
+    lstat, is_link = os.lstat, stat.S_ISLNK
+    while start < end:
+        start = path.find("/", start + 1)
+        if start == -1 or start > end:
+            start = end
+        try:
+            mode = lstat(path[:start]).st_mode
+        except (FileNotFoundError, NotADirectoryError):
+            return path  # nothing below a missing folder to follow
+        if is_link(mode):
+            raise symlink_error(path[:start])
+    return path
 
 
 def size_error(path: str, size: int, recorded: int) -> IntegrityError:
@@ -579,6 +602,11 @@ class Storage:
             return self.root
         return f"{self.root}/{key}" if self.root != "/" else f"/{key}"
 
+    def local(self, path: str, whole: bool = False) -> str:
+        """Locally, ``path`` once no folder below the root on the way to it (with ``whole``,
+        nor ``path`` itself) is a symlink (IntegrityError naming it); as is elsewhere."""
+        return _refuse_links(self.root, path, whole) if self.is_local else path
+
     def _key(self, path: str) -> str:
         path = self.fs._strip_protocol(path)
         prefix = self.root.rstrip("/") + "/"
@@ -595,7 +623,7 @@ class Storage:
         """The whole file at filesystem ``path``, in one request (no size lookup first); a
         local symlink is refused (IntegrityError)."""
         if self.is_local:
-            return _read_local(path)
+            return _read_local(self.local(path))
         return self.fs.cat_file(path, **self._cat_options)
 
     @_translated
@@ -603,11 +631,12 @@ class Storage:
         """``key`` opened for reading (a local symlink is refused) or writing."""
         if "w" in mode:
             self.check_writable()
+        path = self.local(self.path(key))
         if "w" in mode and self.is_local:
-            os.makedirs(os.path.dirname(self.path(key)), exist_ok=True)
+            os.makedirs(os.path.dirname(path), exist_ok=True)
         if self.is_local and "r" in mode and "+" not in mode:
-            return os.fdopen(_open_local(self.path(key)), "rb")
-        return self.fs.open(self.path(key), mode, **kwargs)
+            return os.fdopen(_open_local(path), "rb")
+        return self.fs.open(path, mode, **kwargs)
 
     @_translated
     def check_regular(self, items: Iterable[tuple[str, int | None]]) -> None:
@@ -617,8 +646,13 @@ class Storage:
         they get)."""
         if not self.is_local:
             return
+        checked: set[str] = set()
         for key, size in items:
             path = self.path(key)
+            folder = path.rsplit("/", 1)[0]
+            if folder not in checked:  # the folders once (the parts of a version share one)
+                self.local(folder, whole=True)
+                checked.add(folder)
             try:
                 st = os.lstat(path)
             except FileNotFoundError:
@@ -630,17 +664,17 @@ class Storage:
 
     @_translated
     def exists(self, key: str) -> bool:
-        return self.fs.exists(self.path(key))
+        return self.fs.exists(self.local(self.path(key)))
 
     @_translated
     def size(self, key: str) -> int:
-        return int(self.fs.size(self.path(key)))
+        return int(self.fs.size(self.local(self.path(key))))
 
     @_translated
     def list(self, prefix: str) -> list[str]:
         """Names of the files directly below ``prefix`` (one listing call; [] if none)."""
         try:
-            entries = self.fs.ls(self.path(prefix), detail=True)
+            entries = self.fs.ls(self.local(self.path(prefix), whole=True), detail=True)
         except FileNotFoundError:
             return []
         return sorted(
@@ -654,7 +688,7 @@ class Storage:
         """Names of the entries directly below ``prefix`` that start with ``startswith``, in
         no particular order, without a stat per entry: one directory read locally, one
         paginated LIST on object storage (narrowed to ``startswith`` where it can be)."""
-        path = self.path(prefix)
+        path = self.local(self.path(prefix), whole=True)
         if self.is_local:
             try:
                 names = os.listdir(path)
@@ -682,7 +716,7 @@ class Storage:
         """Every file below ``prefix`` as ``(key, size, modified, md5)``: one directory
         walk locally (md5 None), one recursive listing on object storage (md5 where the
         listing tells it, as hex)."""
-        path = self.path(prefix)
+        path = self.local(self.path(prefix), whole=True)
         if self.is_local:
             # symlinks are listed as what they are (never followed: a linked folder is not
             # walked, a linked file is read by no one, since reads refuse links)
@@ -730,7 +764,7 @@ class Storage:
     def list_dirs(self, prefix: str) -> list[str]:
         """Names of the folders directly below ``prefix`` (one listing call)."""
         try:
-            entries = self.fs.ls(self.path(prefix), detail=True)
+            entries = self.fs.ls(self.local(self.path(prefix), whole=True), detail=True)
         except FileNotFoundError:
             return []
         return sorted(
@@ -744,7 +778,7 @@ class Storage:
     def write_bytes(self, key: str, data: bytes) -> None:
         """Write a small object whole; readers see the old or the new content, never a mix."""
         self.check_writable()
-        path = self.path(key)
+        path = self.local(self.path(key))
         if self.is_local:
             _place_local(path, data, os.replace, self.durable)
         else:
@@ -761,7 +795,7 @@ class Storage:
         whole or not at all. Other protocols are refused unless ``unsafe_commits``.
         """
         self.check_writable()
-        path = self.path(key)
+        path = self.local(self.path(key))
         if self.is_local:
             _place_local(path, data, os.link, self.durable)  # link fails if the name exists
         elif self.protocol == "memory":
@@ -824,7 +858,7 @@ class Storage:
     @_translated
     def delete(self, keys: Iterable[str]) -> None:
         """Delete files; missing ones are ignored. One batched call where the backend has it."""
-        paths = [self.path(k) for k in keys]
+        paths = [self.local(self.path(k)) for k in keys]
         if not paths:
             return
         self.check_writable()
@@ -840,7 +874,7 @@ class Storage:
     def delete_tree(self, prefix: str) -> None:
         self.check_writable()
         with contextlib.suppress(FileNotFoundError):
-            self.fs.rm(self.path(prefix), recursive=True)
+            self.fs.rm(self.local(self.path(prefix), whole=True), recursive=True)
 
     @_translated
     def copy(
@@ -857,8 +891,8 @@ class Storage:
         target.check_writable()
         if not src_keys:
             return
-        srcs = [self.path(k) for k in src_keys]
-        dsts = [target.path(k) for k in dst_keys]
+        srcs = [self.local(self.path(k)) for k in src_keys]
+        dsts = [target.local(target.path(k)) for k in dst_keys]
         if not target.is_local:
             self._copy_paths(srcs, target, dsts, progress)
             return
@@ -936,7 +970,7 @@ class Storage:
             for f in files:
                 limit = (f.size if f.size is not None else _DOC_LIMIT) + 1
                 try:
-                    out[f.key] = _read_local(self.path(f.key), limit)
+                    out[f.key] = _read_local(self.local(self.path(f.key)), limit)
                 except (OSError, IntegrityError) as exc:
                     out[f.key] = exc
             return out
@@ -985,7 +1019,7 @@ class Storage:
         assert f.size is not None
         check = _StreamCheck(f, progress)
         reader = (
-            os.fdopen(_open_local(self.path(f.key)), "rb")
+            os.fdopen(_open_local(self.local(self.path(f.key))), "rb")
             if self.is_local
             else self.fs.open(self.path(f.key), "rb", size=f.size)
         )
@@ -996,7 +1030,7 @@ class Storage:
                 and hasattr(target.fs, "_upload_file_part_concurrent")
             ):
                 return target._upload_checked(f.key, reader, check)
-            dst = target.path(f.key)
+            dst = target.local(target.path(f.key))
             if target.is_local:
                 return _place_checked(dst, reader, check, target.durable)
             with target.fs.open(dst, "wb") as out:

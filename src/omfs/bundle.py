@@ -38,6 +38,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import IO, Any
 
+from omfs import _lease
 from omfs._log import (
     CHECKPOINT_INTERVAL,
     ObjectLog,
@@ -143,7 +144,7 @@ def _export_keys(storage: Any, bucket: str, obj: str) -> list[str]:
 
 def _refuse_symlink(storage: Any, key: str) -> None:
     """A file of a local root that is a symlink is not exported (it may point anywhere)."""
-    if storage.is_local and os.path.islink(storage.path(key)):
+    if storage.is_local and os.path.islink(storage.local(storage.path(key))):
         raise IntegrityError(
             f"{storage.path(key)!r} is a symbolic link, not a file omfs wrote; nothing was "
             "exported. Replace it with the file itself (or drop that version), then export."
@@ -528,7 +529,8 @@ def import_(
         clean_staging(dst.storage)
     with _Staging(dst.storage, enabled=not dry_run) as stage:
         for obj in bundle.objects:
-            rows.append(_import_object(bundle, obj, targets[obj], dst, stage, dry_run))
+            with _lease.scope():  # a gc lease on the object while it is written, until done
+                rows.append(_import_object(bundle, obj, targets[obj], dst, stage, dry_run))
     report = {
         "source": where,
         "target": dst.root,
@@ -778,12 +780,15 @@ def _apply(
         placed.append((stage.stage(bundle, member, None), f"{prefix}/_data/{filename}"))
     for sid, member in sorted(schemas.items()):
         placed.append((stage.stage(bundle, member, None), f"{prefix}/_log/s-{sid}.schema"))
+    where = f"{kind[:-1]} {name!r} in bucket {plan.bucket!r} of context {storage.url!r}"
+    _lease.take(storage, plan.bucket, kind, name, where)  # gc keeps off what it places
     for staged, key in placed:
         _put_if_absent(storage, staged, key)
     # a checkpoint the target holds after its tip was left by a killed restore: never read
     stale = [f"{prefix}/_log/{checkpoint_file(c)}" for c in _checkpoints_of(have) if c > tip]
     if stale:
         storage.delete(stale)
+    _lease.check_held(storage, plan.bucket, kind, name)  # else gc may have removed them
     for seq in new_commits:
         try:
             storage.create(f"{prefix}/_log/{commit_file(seq)}", commit_bytes(seq, commit_file(seq)))
@@ -921,7 +926,7 @@ def _put_if_absent(storage: Any, staged: str, key: str) -> None:
     if storage.is_local:
         from omfs._storage import fsync_dir
 
-        path = storage.path(key)
+        path = storage.local(storage.path(key))  # never through a linked folder
         if storage.durable:
             fd = os.open(storage.path(staged), os.O_RDONLY)
             try:

@@ -40,6 +40,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from omfs import _lease
 from omfs._log import CHECKPOINT_INTERVAL, checkpoint_file, commit_file, is_payload_file
 from omfs._names import check_bucket, check_name, look_alike
 from omfs._storage import Expected
@@ -209,13 +210,18 @@ def sync(
             if other is not None:
                 rows.append(_look_alike_row(bucket, store, name, other))
                 continue
-            row = _sync_object(
-                src.storage, dst.storage, bucket, store, name, obj, theirs, dry_run, progress,
-            )  # fmt: skip
-            if row["action"] == "dropped":
-                row = _dropped_row(src, dst, bucket, store, name, "target")
-            elif rebase and row["action"] == "diverged":
-                row = _rebase(src, dst, bucket, store, name, obj, theirs, row, dry_run)
+            with _lease.scope():  # gc leases taken while the object is written, until done
+                row = _sync_object(
+                    src.storage, dst.storage, bucket, store, name, obj, theirs, dry_run,
+                    progress,
+                )  # fmt: skip
+                if row["action"] == "dropped":
+                    row = _dropped_row(src, dst, bucket, store, name, "target")
+                elif rebase and row["action"] == "diverged":
+                    row = _rebase(src, dst, bucket, store, name, obj, theirs, row, dry_run)
+                elif row["action"] in ("unchanged", "copy"):
+                    row = _repair(src.storage, dst.storage, name, obj, theirs, row, dry_run,
+                                  progress)  # fmt: skip
             rows.append(row)
             if on_object is not None:
                 on_object(row)
@@ -308,6 +314,66 @@ def _finish_adoptions(ctx: Any, bucket: str, objects: dict[tuple[str, str], _Obj
     return bool(todo)
 
 
+def _lease_target(storage: Any, bucket: str, store: str, name: str) -> None:
+    """Hold a gc lease on ``name`` in ``storage`` until the object's sync is done, taken
+    only once it is known to write there (an unchanged object costs no request)."""
+    where = f"{store[:-1]} {name!r} in bucket {bucket!r} of context {storage.url!r}"
+    _lease.take(storage, bucket, store, name, where)
+
+
+def _repair(
+    src: Any, dst: Any, name: str, have: _Object, want: _Object, row: dict[str, Any],
+    dry_run: bool, progress: Callable[[int], None] | None,
+) -> dict[str, Any]:  # fmt: skip
+    """Copy the payloads and schemas that the target's log names but the target lacks
+    while the source has them (a file deleted in the target, say by a gc that raced an
+    older sync), each checked against the size and sha256 the target's validated log
+    records. It only adds a missing file, never overwrites one; the listings tell whether
+    it is needed, so a target that lacks nothing costs no request."""
+    from omfs.context import Omega
+
+    bucket, store = row["bucket"], row["store"]
+    prefix = f"{bucket}/{store}/{name}"
+    lacking = {f"_data/{f}" for f in have.data if f not in want.data}
+    lacking |= {f"_log/{f}" for f in have.schemas if f not in want.schemas}
+    if not lacking or not want.commits:  # an object new to the target came whole
+        return row
+    if row["action"] == "copy" and not dry_run:  # what the copy just added is not lacking
+        lacking -= {key[len(prefix) + 1 :] for key, *_ in dst.inventory(prefix)}
+        if not lacking:
+            return row
+    target = getattr(Omega(dst, bucket), store)
+    try:
+        state = target._state(name, full=True, reader=False)
+    except (IntegrityError, OSError):
+        return row  # a target whose log cannot be read: fsck says why; nothing to add to
+    needed = {f"_data/{f}" for rec in state.live() for f in target._version_files(state, rec)}
+    records = list(state.records.values())
+    expected = _expected_files(prefix, store, records)
+    files = [
+        e for key, e in expected.items()
+        if (rel := key[len(prefix) + 1 :]) in lacking
+        and (rel.startswith("_log/") or rel in needed)
+    ]  # fmt: skip
+    if not files:
+        return row
+    repaired = sorted(e.key.rsplit("/", 1)[-1] for e in files)
+    if dry_run:
+        row.update(action="copy", repaired=repaired, files=row["files"] + len(files))
+        return row
+    _lease_target(dst, bucket, store, name)
+    refused = src.copy_verified(files, dst, progress)
+    if refused:
+        return _refused(row, "; ".join(refused.values()))
+    row.update(
+        action="copy",
+        repaired=repaired,
+        files=row["files"] + len(files),
+        bytes=row["bytes"] + sum(_listed_size(have, e.key) for e in files),
+    )
+    return row
+
+
 def _missing_schemas(have: _Object, want: _Object) -> list[str]:
     """The schema files the target lacks, or holds cut short (a killed local copy)."""
     return [f for f, size in sorted(have.schemas.items()) if want.schemas.get(f) != size]
@@ -377,6 +443,7 @@ def _sync_object(
             have.commits[s][0] for s in new_commits
         )
         return row
+    _lease_target(dst, bucket, store, name)  # gc keeps off what it copies until it commits
     # everything copied is read and validated as a read of the source would validate it,
     # and replayed on the target's own state at the shared tip, before the first byte
     # reaches the target
@@ -405,6 +472,7 @@ def _sync_object(
     row["bytes"] = sum(_listed_size(have, e.key) for e in files) + sum(
         len(c) for c in commits.values()
     )
+    _lease.check_held(dst, bucket, store, name)  # else gc may have removed what it copied
     # checkpoints before the commits whose heads name them (a restore's head names its own,
     # and its log cannot be replayed without it); unnamed, a checkpoint is never read
     # a checkpoint the target holds after its tip was left by a killed restore: never read
@@ -762,6 +830,8 @@ def _rebase(
         _target_history(source, tlog, tlog.head(), common)
     except IntegrityError as exc:
         return _refused(row, str(exc))
+    _lease_target(dst.storage, bucket, store, name)  # gc keeps off both sides' new files
+    _lease_target(src.storage, bucket, store, name)
     # the rebased versions' payloads and schemas, checked against the source's validated
     # log as they travel, before the first commit; never over a file the target has
     expected = _expected_files(prefix, store, plan.versions)
@@ -923,6 +993,7 @@ def _adopt_target(
         "checkpoints": checkpoints,
         "hint": _hint(tlog, full, [int(s) for s in checkpoints]).decode(),
     }
+    _lease.check_held(src.storage, bucket, store, name)  # what it copied to the source is there
     source._adopt(name, journal)
 
 
