@@ -12,6 +12,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any, Protocol
 
 from omfs.errors import SyncError
+from omfs.objects import lease as _lease
 
 if TYPE_CHECKING:
     from omfs.objects.datasets import DatasetStore
@@ -19,7 +20,15 @@ if TYPE_CHECKING:
     from omfs.objects.versioned import VersionedStore
     from omfs.storage import Storage
 
-__all__ = ["STORES", "Context", "SyncError", "check_context", "is_context", "store_of"]
+__all__ = [
+    "STORES",
+    "Context",
+    "SyncError",
+    "check_context",
+    "is_context",
+    "lease_target",
+    "store_of",
+]
 
 #: The stores of a bucket, as they appear in keys (``bucket/datasets/...``).
 STORES = ("datasets", "models")
@@ -76,3 +85,10 @@ def store_of(storage: Storage, bucket: str, kind: str) -> VersionedStore:
 
         return ModelStore(storage, bucket)
     raise ValueError(f"No store {kind!r}: a bucket holds {' and '.join(STORES)}")
+
+
+def lease_target(storage: Storage, bucket: str, store: str, name: str) -> None:
+    """Hold a gc lease on ``name`` in ``storage`` until the object's sync is done, taken
+    only once it is known to write there (an unchanged object costs no request)."""
+    where = f"{store[:-1]} {name!r} in bucket {bucket!r} of context {storage.url!r}"
+    _lease.take(storage, bucket, store, name, where)
