@@ -21,11 +21,12 @@ from omfs.errors import IntegrityError
 
 
 def tree(ctx, bucket="omega"):
-    """Every omfs file of a bucket (temporary files aside) and its bytes."""
+    """Every omfs file of a bucket (temporary files and gc leases aside: a killed writer's
+    stays until it expires) and its bytes."""
     return {
         key: ctx.storage.read_bytes(key)
         for key, _, _ in ctx.storage.inventory(bucket)
-        if not key.rsplit("/", 1)[-1].startswith(".")
+        if not key.rsplit("/", 1)[-1].startswith(".") and "/_leases/" not in key
     }
 
 

@@ -158,3 +158,36 @@ def test_cli_limits_are_options(om_script, tmp_path):
     assert out.stderr.startswith("om: error: l.csv, line 2: 3,000 bytes, longer than the 1KiB")
     assert om("w.csv", "w", "--max-columns", "50").returncode == 0
     assert om("l.csv", "l", "--max-line-bytes", "4KB").returncode == 0
+
+
+def quoted_csv(path: Path, value_lines: int, rows: int = 1) -> Path:
+    """A CSV whose ``b`` values are quoted and span ``value_lines`` lines each."""
+    value = "y\n" * value_lines
+    path.write_text("a,b\n0,x\n" + "".join(f'{i},"{value}"\n' for i in range(1, rows + 1)))
+    return path
+
+
+@pytest.mark.parametrize("skip", [False, True])
+def test_a_quoted_value_longer_than_the_limit_is_refused_never_cut(tmp_path, skip):
+    """A valid quoted value spanning lines and longer than the block was read as a short row
+    plus one bad line per line of it ("expected 2 fields, found 1 ... --skip-bad-lines"),
+    and with --skip-bad-lines stored cut short. Now one line naming where it starts."""
+    om_ctx = omfs.setup(tmp_path / "ctx")
+    path = quoted_csv(tmp_path / "q.csv", 3 * 2**16)  # 384 KiB: 3 blocks of 128 KiB
+    with pytest.raises(TableFileError) as err:
+        put_file(om_ctx, path, "q", max_line_bytes=2**17, skip_bad_lines=skip)
+    message = str(err.value)
+    assert message.startswith(f"{path}, line 3: the row starting there holds a quoted value")
+    assert "--max-line-bytes" in message and "\n" not in message
+    assert not om_ctx.datasets.exists("q")
+    put_file(om_ctx, path, "q", max_line_bytes=2**20, skip_bad_lines=skip)
+    assert om_ctx.datasets.get("q")["b"].tolist() == ["x", "y\n" * 3 * 2**16]
+
+
+def test_quoted_values_with_line_breaks_across_blocks_read_whole(tmp_path):
+    """Quoted values whose line breaks fall on a block's end are never cut there."""
+    om_ctx = omfs.setup(tmp_path / "ctx")
+    path = quoted_csv(tmp_path / "many.csv", 3, rows=20_000)  # ~200 KB, blocks of 16 KiB
+    put_file(om_ctx, path, "many", max_line_bytes=2**14)
+    values = om_ctx.datasets.get("many")["b"].tolist()
+    assert len(values) == 20_001 and set(values[1:]) == {"y\ny\ny\n"}

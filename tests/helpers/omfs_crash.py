@@ -124,7 +124,9 @@ OPS: dict[str, Callable[[Any], Any]] = {
     "compact": lambda om: om.datasets.compact("d"),
     "prune": lambda om: om.models.prune("m", keep_last=1),
     "gc": lambda om: om.gc(grace=0, force=True),
-    "restore": lambda om: om.datasets.restore("gone"),
+    # a restore killed after its last change (before it released its gc lease) is done: a
+    # re-run sees the object back ("it exists"), as its user would
+    "restore": lambda om: om.datasets.exists("gone") or om.datasets.restore("gone"),
     "pull-rebase": lambda om: omfs.sync(remote_of(om), om, rebase=True),
     "sync": _sync,
 }

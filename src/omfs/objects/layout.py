@@ -25,6 +25,7 @@ from dataclasses import dataclass
 __all__ = [
     "ADOPT_FILE",
     "CHECKPOINT_INTERVAL",
+    "COLLECT_OP",
     "HINT_FILE",
     "KEEP_CHECKPOINTS",
     "ObjectKey",
@@ -49,6 +50,9 @@ _SEQ_WIDTH = 20
 HINT_FILE = "_last.json"
 #: The journal of a rebase switching an object's log to another history.
 ADOPT_FILE = "_adopt.json"
+#: The op of the tombstone gc commits on a dropped object before it deletes its files: a
+#: restore racing it then loses its commit (see ``restore``), never finds files gone.
+COLLECT_OP = "gc-collect"
 _DROPPING_FILE = "_dropping"
 _CHECKPOINT = re.compile(rf"(\d{{{_SEQ_WIDTH}}})\.checkpoint\.json")
 _FOLDERS = ("_log", "_data", "_versions")

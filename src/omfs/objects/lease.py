@@ -41,7 +41,17 @@ from typing import Any
 from omfs.errors import CommitConflictError
 from omfs.storage import Storage, unique_name
 
-__all__ = ["GRACE_FLOOR", "LEASE_REFRESH", "LEASE_TTL", "Lease", "holding", "lease_folder"]
+__all__ = [
+    "GRACE_FLOOR",
+    "LEASE_REFRESH",
+    "LEASE_TTL",
+    "Lease",
+    "check_held",
+    "holding",
+    "lease_folder",
+    "scope",
+    "take",
+]
 
 #: A lease not rewritten for this long (storage clock) belongs to a writer that stopped.
 LEASE_TTL = 600.0
@@ -50,6 +60,7 @@ LEASE_REFRESH = 60.0
 #: The shortest gc grace accepted without ``force=True``.
 GRACE_FLOOR = 600.0
 
+_scopes: ContextVar[contextlib.ExitStack | None] = ContextVar("omfs_lease_scope", default=None)
 _held: ContextVar[dict[tuple[str, str, str, str], Lease] | None] = ContextVar(
     "omfs_leases", default=None
 )
@@ -158,3 +169,35 @@ def holding(storage: Storage, bucket: str, kind: str, name: str, where: str) -> 
 def held(storage: Storage, bucket: str, kind: str, name: str) -> Lease | None:
     """The lease this thread holds on ``name``, if any."""
     return (_held.get() or {}).get((storage.url, bucket, kind, name))
+
+
+def check_held(storage: Storage, bucket: str, kind: str, name: str) -> None:
+    """Before a commit: refuse it if this thread's lease on ``name`` lapsed (see
+    :meth:`Lease.check`); nothing to check without a lease."""
+    lease = held(storage, bucket, kind, name)
+    if lease is not None:
+        lease.check()
+
+
+@contextlib.contextmanager
+def scope() -> Iterator[None]:
+    """A block whose leases taken with :func:`take` are held until it ends."""
+    with contextlib.ExitStack() as stack:
+        token = _scopes.set(stack)
+        try:
+            yield
+        finally:
+            _scopes.reset(token)
+
+
+def take(storage: Storage, bucket: str, kind: str, name: str, where: str) -> Lease:
+    """Hold a lease on ``name`` until the enclosing :func:`scope` ends. For writers that
+    know only midway that they will write (sync, import): an object left unchanged costs
+    no request."""
+    stack = _scopes.get()
+    if stack is None:
+        raise RuntimeError("omfs.objects.lease.take() runs inside a lease scope()")
+    current = held(storage, bucket, kind, name)
+    if current is not None:
+        return current
+    return stack.enter_context(holding(storage, bucket, kind, name, where))

@@ -7,10 +7,18 @@ from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
-from omfs.errors import IntegrityError, InvalidTypeError, NotFoundError, RestoreError, UsageError
+from omfs.errors import (
+    CommitConflictError,
+    IntegrityError,
+    InvalidTypeError,
+    NotFoundError,
+    RestoreError,
+    UsageError,
+)
 from omfs.names import check_name, split_selector
 from omfs.objects import log as _log
 from omfs.objects.commits import CommittingStore
+from omfs.objects.layout import COLLECT_OP
 from omfs.objects.metadata import Metadata, utcnow
 from omfs.objects.records import Commit, State
 from omfs.objects.times import at_or_before, parse_duration
@@ -50,8 +58,16 @@ class LifecycleMixin(CommittingStore):
         """Bring back an object dropped with ``drop(name)``, with its whole history
         (versions, tags, tag history), while gc has not collected its files. Returns the
         latest version's metadata. Refused (RestoreError, one line) when it exists, was never
-        stored, or gc collected what it needs."""
+        stored, or gc collected what it needs.
+
+        It holds a gc lease and checks the files it brings back after taking it; a gc that
+        decided before the lease to collect them claims the object first with a commit of
+        its own (see :mod:`omfs.ops.gc`), so exactly one of the two wins."""
         name = check_name(name)
+        with self.lease(name):
+            return self._restore(name)
+
+    def _restore(self, name: str) -> Metadata:
         marker = self._marker(name)
         if marker:
             self.finish_adopt(name)
@@ -69,12 +85,26 @@ class LifecycleMixin(CommittingStore):
         restored = replace(before, seq=state.seq + 1, checkpoint=state.seq + 1, complete=True)
         log.write_checkpoint(restored)  # the restore commit's head names it: readers start there
         try:
+            self._check_lease(name)
             log.try_commit(state, Commit(op="restore"), head=restored)
-        except FileExistsError:
+        except (FileExistsError, CommitConflictError) as exc:
             self.storage.delete([log.key(_log.checkpoint_file(restored.seq))])
+            if isinstance(exc, CommitConflictError):
+                raise RestoreError(
+                    f"Cannot restore {self._where(name)}: {exc} (nothing was restored)."
+                ) from None
+            found = log.commit_at(state.seq + 1)
+            if found is not None and found[0].op == COLLECT_OP:  # gc claimed it meanwhile
+                raise self._collected(name, state.seq) from None
             raise self._conflict(name, state.next_version) from None
         self.storage.write_bytes(self._index_key(name), b"")
         return self.metadata(name)
+
+    def _collected(self, name: str, seq: int) -> RestoreError:
+        return RestoreError(
+            f"Cannot restore {self._where(name)}: gc already collected the files of its "
+            f"history (dropped at commit {seq}); it cannot be brought back here."
+        )
 
     def _before_drop(self, name: str, state: State) -> State:
         """The complete state just before the drop that ``state`` (a tombstone) ends, with
@@ -83,11 +113,11 @@ class LifecycleMixin(CommittingStore):
             raise RestoreError(
                 f"Cannot restore {self._where(name)}: there is no dropped object of that name."
             )
-        gone = RestoreError(
-            f"Cannot restore {self._where(name)}: gc already collected the files of its "
-            f"history (dropped at commit {state.seq}); it cannot be brought back here."
-        )
+        gone = self._collected(name, state.seq)
         log = self.object_log(name)
+        last = log.commit_at(state.seq)
+        if last is not None and last[0].op == COLLECT_OP:  # gc's claim: its files are gone
+            raise gone
         found = log.commit_at(state.seq - 1)
         if found is None:
             raise gone

@@ -123,7 +123,7 @@ def _export_keys(storage: Storage, bucket: str, obj: str) -> list[str]:
 
 def _refuse_symlink(storage: Storage, key: str) -> None:
     """A file of a local root that is a symlink is not exported (it may point anywhere)."""
-    if storage.is_local and os.path.islink(storage.path(key)):
+    if storage.is_local and os.path.islink(storage.local(storage.path(key))):
         raise IntegrityError(
             f"{storage.path(key)!r} is a symbolic link, not a file omfs wrote; nothing was "
             "exported. Replace it with the file itself (or drop that version), then export."

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from omfs.errors import IntegrityError, NotFoundError, OmfsError
 from omfs.names import check_bucket
+from omfs.objects import lease as _lease
 from omfs.objects.log import (
     CHECKPOINT_INTERVAL,
     ObjectLog,
@@ -99,7 +100,8 @@ def import_(
         clean_staging(dst.storage)
     with _Staging(dst.storage, enabled=not dry_run) as stage:
         for obj in bundle.objects:
-            rows.append(_import_object(bundle, obj, targets[obj], dst, stage, dry_run))
+            with _lease.scope():  # a gc lease on the object while it is written, until done
+                rows.append(_import_object(bundle, obj, targets[obj], dst, stage, dry_run))
     report: ImportReport = {
         "source": where,
         "target": dst.root,
@@ -364,12 +366,15 @@ def _apply(
     for sid, member in sorted(schemas.items()):
         assert member is not None  # a missing one was refused above
         placed.append((stage.stage(bundle, member, None), f"{prefix}/_log/s-{sid}.schema"))
+    where = f"{kind[:-1]} {name!r} in bucket {plan.bucket!r} of context {storage.url!r}"
+    _lease.take(storage, plan.bucket, kind, name, where)  # gc keeps off what it places
     for staged, key in placed:
         _put_if_absent(storage, staged, key)
     # a checkpoint the target holds after its tip was left by a killed restore: never read
     stale = [f"{prefix}/_log/{checkpoint_file(c)}" for c in _checkpoints_of(have) if c > tip]
     if stale:
         storage.delete(stale)
+    _lease.check_held(storage, plan.bucket, kind, name)  # else gc may have removed them
     for seq in new_commits:
         try:
             storage.create(f"{prefix}/_log/{commit_file(seq)}", commit_bytes(seq, commit_file(seq)))

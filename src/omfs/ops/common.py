@@ -12,6 +12,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any, Protocol
 
 from omfs.errors import SyncError
+from omfs.objects import lease as _lease
 from omfs.objects.stores import STORES, store_of
 
 if TYPE_CHECKING:
@@ -19,7 +20,15 @@ if TYPE_CHECKING:
     from omfs.objects.models import ModelStore
     from omfs.storage import Storage
 
-__all__ = ["STORES", "Context", "SyncError", "check_context", "is_context", "store_of"]
+__all__ = [
+    "STORES",
+    "Context",
+    "SyncError",
+    "check_context",
+    "is_context",
+    "lease_target",
+    "store_of",
+]
 
 
 class Context(Protocol):
@@ -60,3 +69,10 @@ def check_context(ctx: Any, operation: str) -> Context:
         return ctx  # type: ignore[no-any-return]
     hint = "; omfs.sync and omfs.import_ also take context names" if isinstance(ctx, str) else ""
     raise SyncError(f"{operation} takes contexts (omfs.setup(...)), got {ctx!r}{hint}")
+
+
+def lease_target(storage: Storage, bucket: str, store: str, name: str) -> None:
+    """Hold a gc lease on ``name`` in ``storage`` until the object's sync is done, taken
+    only once it is known to write there (an unchanged object costs no request)."""
+    where = f"{store[:-1]} {name!r} in bucket {bucket!r} of context {storage.url!r}"
+    _lease.take(storage, bucket, store, name, where)

@@ -20,8 +20,10 @@ from collections import defaultdict
 from typing import Any
 
 from omfs.errors import IntegrityError, UsageError
+from omfs.objects.layout import COLLECT_OP, commit_file
 from omfs.objects.lease import GRACE_FLOOR, LEASE_TTL, lease_folder, lease_owner, lease_stem
 from omfs.objects.log import CHECKPOINT_INTERVAL, State
+from omfs.objects.records import Commit
 from omfs.objects.versioned import ADOPT_FILE, VersionedStore, parse_duration
 from omfs.ops.common import Context
 from omfs.ops.reports import GcFile, GcReport, GcSkip
@@ -165,23 +167,13 @@ def _collect_store(
             continue
         if _dropped_within_grace(state, files, cutoff):
             continue  # a drop keeps the whole history for restore() for the grace period
-        keep_data, keep_log = _referenced(store, name, state)
-        prefix = f"{top}{name}"
-        for folder, filename, size, modified in files:
-            if modified > cutoff:
+        if state.deleted and _restorable(files, state) and not dry_run:
+            claimed = _claim(store, name, state)
+            if claimed is None:
+                skip(name, "it was restored or written while gc ran")
                 continue
-            keep = keep_data if folder == "_data" else keep_log
-            if filename not in keep:
-                why = (
-                    "temporary file"
-                    if filename.startswith(".")
-                    else (
-                        "payload no live version uses"
-                        if folder == "_data"
-                        else "superseded log file"
-                    )
-                )
-                drop(f"{prefix}/{folder}/{filename}", size, why)
+            state = claimed
+        _garbage(store, name, state, files, cutoff, drop)
     for marker, (key, size, modified) in markers.items():
         if modified > cutoff:
             continue
@@ -197,6 +189,46 @@ def _collect_store(
             continue
         if not state.exists and not state.legacy:
             drop(key, size, "index marker of an object with no version")
+
+
+def _garbage(
+    store: VersionedStore,
+    name: str,
+    state: State,
+    files: list[tuple[str, str, int, float]],
+    cutoff: float,
+    drop: Any,
+) -> None:
+    """Drop the files of ``name`` older than the cutoff that ``state`` does not need."""
+    keep_data, keep_log = _referenced(store, name, state)
+    prefix = f"{store.bucket}/{store.kind}/{name}"
+    for folder, filename, size, modified in files:
+        if modified > cutoff:
+            continue
+        keep = keep_data if folder == "_data" else keep_log
+        if filename not in keep:
+            why = "payload no live version uses" if folder == "_data" else "superseded log file"
+            if filename.startswith("."):
+                why = "temporary file"
+            drop(f"{prefix}/{folder}/{filename}", size, why)
+
+
+def _restorable(files: list[tuple[str, str, int, float]], state: State) -> bool:
+    """True while a dropped object keeps more than its tombstone: what restore() reads
+    (the commit before the drop, the payloads)."""
+    before = commit_file(state.seq - 1)
+    return any(folder == "_data" or (folder == "_log" and f == before) for folder, f, *_ in files)
+
+
+def _claim(store: VersionedStore, name: str, state: State) -> State | None:
+    """Commit gc's own tombstone on a dropped object before deleting its files, so that a
+    restore that took its lease after gc listed the leases loses its commit (one of the two
+    wins the next commit). None when another commit came first (a restore, a new write):
+    then nothing of the object is deleted."""
+    try:
+        return store.object_log(name).try_commit(state, Commit(op=COLLECT_OP, delete=True))
+    except FileExistsError:
+        return None
 
 
 def _dropped_within_grace(

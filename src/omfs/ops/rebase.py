@@ -15,6 +15,7 @@ from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, cast
 
 from omfs.errors import IntegrityError
+from omfs.objects import lease as _lease
 from omfs.objects.log import (
     Commit,
     ObjectLog,
@@ -25,7 +26,7 @@ from omfs.objects.log import (
     commit_file,
 )
 from omfs.objects.metadata import utcnow
-from omfs.ops.common import Context, SyncError
+from omfs.ops.common import Context, SyncError, lease_target
 from omfs.ops.history import checked_history as _checked_history
 from omfs.ops.history import state_at as _state_at
 from omfs.ops.history import sync_hint as _hint
@@ -145,6 +146,8 @@ def rebase(
         _target_history(source, tlog, tlog.head(), common)
     except IntegrityError as exc:
         return _refused(row, str(exc))
+    lease_target(dst.storage, bucket, store, name)  # gc keeps off both sides' new files
+    lease_target(src.storage, bucket, store, name)
     # the rebased versions' payloads and schemas, checked against the source's validated
     # log as they travel, before the first commit; never over a file the target has
     expected = _expected_files(prefix, store, plan.versions)
@@ -309,6 +312,7 @@ def _adopt_target(
         "checkpoints": checkpoints,
         "hint": _hint(tlog, full, [int(s) for s in checkpoints]).decode(),
     }
+    _lease.check_held(src.storage, bucket, store, name)  # what it copied to the source is there
     source.adopt(name, journal)
 
 

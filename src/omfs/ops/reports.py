@@ -69,6 +69,7 @@ class SyncRow(TypedDict):
     conflicts: NotRequired[list[str]]  # rebase: tags moved on both sides
     rebased: NotRequired[list[RebasedVersion]]
     tags: NotRequired[dict[str, int | None]]  # rebase: tag -> version moved to (None: removed)
+    repaired: NotRequired[list[str]]  # copy: files the target lacked, copied again
 
 
 class SyncReport(TypedDict):

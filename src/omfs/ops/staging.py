@@ -98,7 +98,7 @@ def put_if_absent(storage: Storage, staged: str, key: str) -> None:
     if storage.is_local:
         from omfs.storage import fsync_dir
 
-        path = storage.path(key)
+        path = storage.local(storage.path(key))  # never through a linked folder
         if storage.durable:
             fd = os.open(storage.path(staged), os.O_RDONLY)
             try:

@@ -37,8 +37,9 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from omfs.errors import IntegrityError
 from omfs.names import check_bucket, look_alike
+from omfs.objects import lease as _lease
 from omfs.objects.log import CHECKPOINT_INTERVAL, checkpoint_file, commit_file
-from omfs.ops.common import Context, SyncError, check_context
+from omfs.ops.common import Context, SyncError, check_context, lease_target
 from omfs.ops.common import store_of as _source_log_store
 
 # imported under the names these functions always had here, so that the bodies of sync and
@@ -48,6 +49,7 @@ from omfs.ops.history import needed_files as _needed_files
 from omfs.ops.history import shared_state as _shared_state
 from omfs.ops.history import sync_hint as _hint
 from omfs.ops.inventory import ObjectFiles as _Object
+from omfs.ops.inventory import expected_files as _expected_files
 from omfs.ops.inventory import inventory as _inventory
 from omfs.ops.inventory import is_dropped as _dropped
 from omfs.ops.inventory import listed_size as _listed_size
@@ -127,13 +129,18 @@ def sync(
             if other is not None:
                 rows.append(_look_alike_row(bucket, store, name, other))
                 continue
-            row = _sync_object(
-                src.storage, dst.storage, bucket, store, name, obj, theirs, dry_run, progress,
-            )  # fmt: skip
-            if row["action"] == "dropped":
-                row = _dropped_row(src, dst, bucket, store, name, "target")
-            elif rebase and row["action"] == "diverged":
-                row = _rebase(src, dst, bucket, store, name, obj, theirs, row, dry_run)
+            with _lease.scope():  # gc leases taken while the object is written, until done
+                row = _sync_object(
+                    src.storage, dst.storage, bucket, store, name, obj, theirs, dry_run,
+                    progress,
+                )  # fmt: skip
+                if row["action"] == "dropped":
+                    row = _dropped_row(src, dst, bucket, store, name, "target")
+                elif rebase and row["action"] == "diverged":
+                    row = _rebase(src, dst, bucket, store, name, obj, theirs, row, dry_run)
+                elif row["action"] in ("unchanged", "copy"):
+                    row = _repair(src.storage, dst.storage, name, obj, theirs, row, dry_run,
+                                  progress)  # fmt: skip
             rows.append(row)
             if on_object is not None:
                 on_object(row)
@@ -201,6 +208,57 @@ def _finish_adoptions(ctx: Context, bucket: str, objects: dict[tuple[str, str], 
     return bool(todo)
 
 
+def _repair(
+    src: Storage, dst: Storage, name: str, have: _Object, want: _Object, row: SyncRow,
+    dry_run: bool, progress: Callable[[int], None] | None,
+) -> SyncRow:  # fmt: skip
+    """Copy the payloads and schemas that the target's log names but the target lacks
+    while the source has them (a file deleted in the target, say by a gc that raced an
+    older sync), each checked against the size and sha256 the target's validated log
+    records. It only adds a missing file, never overwrites one; the listings tell whether
+    it is needed, so a target that lacks nothing costs no request."""
+    bucket, store = row["bucket"], row["store"]
+    prefix = f"{bucket}/{store}/{name}"
+    lacking = {f"_data/{f}" for f in have.data if f not in want.data}
+    lacking |= {f"_log/{f}" for f in have.schemas if f not in want.schemas}
+    if not lacking or not want.commits:  # an object new to the target came whole
+        return row
+    if row["action"] == "copy" and not dry_run:  # what the copy just added is not lacking
+        lacking -= {key[len(prefix) + 1 :] for key, *_ in dst.inventory(prefix)}
+        if not lacking:
+            return row
+    target = _source_log_store(dst, bucket, store)
+    try:
+        state = target.state(name, full=True, reader=False)
+    except (IntegrityError, OSError):
+        return row  # a target whose log cannot be read: fsck says why; nothing to add to
+    needed = {f"_data/{f}" for rec in state.live() for f in target.version_files(state, rec)}
+    records = list(state.records.values())
+    expected = _expected_files(prefix, store, records)
+    files = [
+        e for key, e in expected.items()
+        if (rel := key[len(prefix) + 1 :]) in lacking
+        and (rel.startswith("_log/") or rel in needed)
+    ]  # fmt: skip
+    if not files:
+        return row
+    repaired = sorted(e.key.rsplit("/", 1)[-1] for e in files)
+    if dry_run:
+        row.update(action="copy", repaired=repaired, files=row["files"] + len(files))  # type: ignore[call-arg]
+        return row
+    lease_target(dst, bucket, store, name)
+    refused = src.copy_verified(files, dst, progress)
+    if refused:
+        return _refused(row, "; ".join(refused.values()))
+    row.update(  # type: ignore[call-arg]
+        action="copy",
+        repaired=repaired,
+        files=row["files"] + len(files),
+        bytes=row["bytes"] + sum(_listed_size(have, e.key) for e in files),
+    )
+    return row
+
+
 def _sync_object(
     src: Storage,
     dst: Storage,
@@ -265,6 +323,7 @@ def _sync_object(
             have.commits[s][0] for s in new_commits
         )
         return row
+    lease_target(dst, bucket, store, name)  # gc keeps off what it copies until it commits
     # everything copied is read and validated as a read of the source would validate it,
     # and replayed on the target's own state at the shared tip, before the first byte
     # reaches the target
@@ -293,6 +352,7 @@ def _sync_object(
     row["bytes"] = sum(_listed_size(have, e.key) for e in files) + sum(
         len(c) for c in commits.values()
     )
+    _lease.check_held(dst, bucket, store, name)  # else gc may have removed what it copied
     # checkpoints before the commits whose heads name them (a restore's head names its own,
     # and its log cannot be replayed without it); unnamed, a checkpoint is never read
     # a checkpoint the target holds after its tip was left by a killed restore: never read

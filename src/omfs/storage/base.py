@@ -154,6 +154,11 @@ class Storage:
             return self.root
         return f"{self.root}/{key}" if self.root != "/" else f"/{key}"
 
+    def local(self, path: str, whole: bool = False) -> str:
+        """Locally, ``path`` once no folder below the root on the way to it (with ``whole``,
+        nor ``path`` itself) is a symlink (IntegrityError naming it); as is elsewhere."""
+        return local.refuse_links(self.root, path, whole) if self.is_local else path
+
     def _key(self, path: str) -> str:
         """The key of a listed filesystem ``path`` (listings give paths without the
         protocol; local ones are made posix, as the root is)."""
@@ -173,7 +178,7 @@ class Storage:
         """The whole file at filesystem ``path``, in one request (no size lookup first); a
         local symlink is refused (IntegrityError)."""
         if self.is_local:
-            return _read_local(path)
+            return _read_local(self.local(path))
         return cast(bytes, self.fs.cat_file(path, **self._cat_options))
 
     @translated
@@ -181,11 +186,12 @@ class Storage:
         """``key`` opened for reading (a local symlink is refused) or writing."""
         if "w" in mode:
             self.check_writable()
+        path = self.local(self.path(key))
         if "w" in mode and self.is_local:
-            os.makedirs(os.path.dirname(self.path(key)), exist_ok=True)
+            os.makedirs(os.path.dirname(path), exist_ok=True)
         if self.is_local and "r" in mode and "+" not in mode:
-            return os.fdopen(_open_local(self.path(key)), "rb")
-        return cast(IO[bytes], self.fs.open(self.path(key), mode, **kwargs))
+            return os.fdopen(_open_local(path), "rb")
+        return cast(IO[bytes], self.fs.open(path, mode, **kwargs))
 
     @translated
     def check_regular(self, items: Iterable[tuple[str, int | None]]) -> None:
@@ -195,8 +201,13 @@ class Storage:
         they get)."""
         if not self.is_local:
             return
+        checked: set[str] = set()
         for key, size in items:
             path = self.path(key)
+            folder = path.rsplit("/", 1)[0]
+            if folder not in checked:  # the folders once (the parts of a version share one)
+                self.local(folder, whole=True)
+                checked.add(folder)
             try:
                 st = os.lstat(path)
             except FileNotFoundError:
@@ -209,19 +220,19 @@ class Storage:
     @translated
     def exists(self, key: str) -> bool:
         """Whether a file (or folder) ``key`` exists."""
-        return bool(self.fs.exists(self.path(key)))
+        return bool(self.fs.exists(self.local(self.path(key))))
 
     @translated
     def size(self, key: str) -> int:
         """The size of file ``key`` in bytes."""
-        return int(self.fs.size(self.path(key)))
+        return int(self.fs.size(self.local(self.path(key))))
 
     @translated
     def list_names(self, prefix: str, startswith: str = "") -> list[str]:
         """Names of the entries directly below ``prefix`` that start with ``startswith``, in
         no particular order, without a stat per entry: one directory read locally, one
         paginated LIST on object storage (narrowed to ``startswith`` where it can be)."""
-        path = self.path(prefix)
+        path = self.local(self.path(prefix), whole=True)
         if self.is_local:
             try:
                 names = os.listdir(path)
@@ -249,7 +260,7 @@ class Storage:
         """Every file below ``prefix`` as ``(key, size, modified, md5)``: one directory
         walk locally (md5 None), one recursive listing on object storage (md5 where the
         listing tells it, as hex)."""
-        path = self.path(prefix)
+        path = self.local(self.path(prefix), whole=True)
         if self.is_local:
             # symlinks are listed as what they are (never followed: a linked folder is not
             # walked, a linked file is read by no one, since reads refuse links)
@@ -297,7 +308,7 @@ class Storage:
     def list_dirs(self, prefix: str) -> list[str]:
         """Names of the folders directly below ``prefix`` (one listing call)."""
         try:
-            entries = self.fs.ls(self.path(prefix), detail=True)
+            entries = self.fs.ls(self.local(self.path(prefix), whole=True), detail=True)
         except FileNotFoundError:
             return []
         return sorted(
@@ -311,7 +322,7 @@ class Storage:
     def write_bytes(self, key: str, data: bytes) -> None:
         """Write a small object whole; readers see the old or the new content, never a mix."""
         self.check_writable()
-        path = self.path(key)
+        path = self.local(self.path(key))
         if self.is_local:
             _place_local(path, data, os.replace, self.durable)
         else:
@@ -328,7 +339,7 @@ class Storage:
         whole or not at all. Other protocols are refused unless ``unsafe_commits``.
         """
         self.check_writable()
-        path = self.path(key)
+        path = self.local(self.path(key))
         if self.is_local:
             _place_local(path, data, os.link, self.durable)  # link fails if the name exists
         elif self.protocol == "memory":
@@ -363,7 +374,7 @@ class Storage:
     @translated
     def delete(self, keys: Iterable[str]) -> None:
         """Delete files; missing ones are ignored. One batched call where the backend has it."""
-        paths = [self.path(k) for k in keys]
+        paths = [self.local(self.path(k)) for k in keys]
         if not paths:
             return
         self.check_writable()
@@ -379,7 +390,7 @@ class Storage:
     def delete_tree(self, prefix: str) -> None:
         self.check_writable()
         with contextlib.suppress(FileNotFoundError):
-            self.fs.rm(self.path(prefix), recursive=True)
+            self.fs.rm(self.local(self.path(prefix), whole=True), recursive=True)
 
     @translated
     def copy(

@@ -7,6 +7,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
+import stat
 from collections.abc import Callable
 
 from omfs.errors import IntegrityError
@@ -17,6 +18,7 @@ __all__ = [
     "open_local",
     "place_local",
     "read_local",
+    "refuse_links",
     "size_error",
     "symlink_error",
 ]
@@ -25,12 +27,35 @@ _NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
 
 
 def symlink_error(path: str) -> IntegrityError:
-    """The error for a payload or log file that is a symbolic link (never followed)."""
+    """The error for a file or folder below a root that is a symbolic link (never followed)."""
     return IntegrityError(
-        f"{path!r} is a symbolic link; omfs never follows links inside a context root (a "
-        "payload or log file must be a regular file), so it was not read. Replace the link "
-        "with the file itself, or run 'om fsck' to see what is affected."
+        f"{path!r} is a symbolic link; omfs never follows links inside a context root (its "
+        "payloads, logs and their folders must be regular files and folders), so it was "
+        "neither read nor written through. Replace the link with the file or folder itself, "
+        "or run 'om fsck' to see what is affected."
     )
+
+
+def refuse_links(root: str, path: str, whole: bool = False) -> str:
+    """``path``, after checking that no folder between ``root`` and it (and with ``whole``,
+    not ``path`` itself) is a symlink: IntegrityError naming the first that is. The root
+    itself may be a link. One lstat per component (a file itself is opened O_NOFOLLOW)."""
+    start = len(root.rstrip("/"))
+    if not path.startswith(root) or path[start : start + 1] != "/":
+        return path
+    end = len(path) if whole else path.rfind("/")
+    lstat, is_link = os.lstat, stat.S_ISLNK
+    while start < end:
+        start = path.find("/", start + 1)
+        if start == -1 or start > end:
+            start = end
+        try:
+            mode = lstat(path[:start]).st_mode
+        except (FileNotFoundError, NotADirectoryError):
+            return path  # nothing below a missing folder to follow
+        if is_link(mode):
+            raise symlink_error(path[:start])
+    return path
 
 
 def size_error(path: str, size: int, recorded: int) -> IntegrityError:

@@ -37,6 +37,7 @@ class Side(Protocol):
     backend: Backend
 
     def path(self, key: str) -> str: ...
+    def local(self, path: str, whole: bool = False) -> str: ...
     def same_filesystem(self, other: Any) -> bool: ...
     def check_writable(self) -> None: ...
     def delete(self, keys: Iterable[str]) -> None: ...
@@ -69,8 +70,8 @@ def copy_files(
 ) -> None:
     """Copy files of ``source`` to ``target`` (see ``Storage.copy``): into a local folder
     beside their places first, then each renamed into place."""
-    srcs = [source.path(k) for k in src_keys]
-    dsts = [target.path(k) for k in dst_keys]
+    srcs = [source.local(source.path(k)) for k in src_keys]
+    dsts = [target.local(target.path(k)) for k in dst_keys]
     if not target.is_local:
         copy_paths(source, srcs, target, dsts, progress)
         return

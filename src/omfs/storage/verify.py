@@ -94,7 +94,7 @@ def _read_many(source: Side, limits: dict[str, int]) -> dict[str, bytes | BaseEx
     if source.is_local:
         for key, limit in limits.items():
             try:
-                out[key] = read_local(source.path(key), limit)
+                out[key] = read_local(source.local(source.path(key)), limit)
             except (OSError, IntegrityError) as exc:
                 out[key] = exc
         return out
@@ -120,14 +120,14 @@ def _copy_large(
     assert f.size is not None
     check = StreamCheck(f, progress)
     reader = (
-        os.fdopen(open_local(source.path(f.key)), "rb")
+        os.fdopen(open_local(source.local(source.path(f.key))), "rb")
         if source.is_local
         else source.fs.open(source.path(f.key), "rb", size=f.size)
     )
     with reader:
         if source.is_local and target.backend is S3:
             return _upload_checked(target.fs, target.path(f.key), reader, check)
-        dst = target.path(f.key)
+        dst = target.local(target.path(f.key))
         if target.is_local:
             return _place_checked(dst, reader, check, target.durable)
         with target.fs.open(dst, "wb") as out:

@@ -161,7 +161,12 @@ def _open_csv(
                 block_size=options.max_line_bytes,
                 use_threads=False,
             ),
-            parse_options=pcsv.ParseOptions(delimiter=sep, invalid_row_handler=on_bad_row),
+            # quote-aware blocks: a quoted value with line breaks is never cut at a block's
+            # end (read as a short row, or the rest of it as rows of its own); one longer
+            # than a block is refused (see stream_error)
+            parse_options=pcsv.ParseOptions(
+                delimiter=sep, newlines_in_values=True, invalid_row_handler=on_bad_row
+            ),
             convert_options=pcsv.ConvertOptions(
                 column_types=types,
                 timestamp_parsers=[pcsv.ISO8601, *_TIME_FORMATS],

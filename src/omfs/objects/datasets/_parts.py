@@ -121,7 +121,7 @@ def write_part(
 
     options = {"row_group_size": row_group_size} if row_group_size else {}
     if storage.is_local:
-        path = storage.path(key)
+        path = storage.local(storage.path(key))  # never through a linked folder
         os.makedirs(os.path.dirname(path), exist_ok=True)
         out = open(path, "wb")  # noqa: SIM115 - closed below
     else:

@@ -176,16 +176,66 @@ def find_long_line(path: str, compression: str | None, limit: int) -> tuple[int,
     return (line, offset - start) if found is not None else None
 
 
+def _find_long_row(path: str, compression: str | None, limit: int) -> tuple[int, int] | None:
+    """``(line, length)`` of the first CSV row longer than ``limit`` bytes whose quoted
+    values span lines (``line``: where the row starts), read in 1 MiB chunks (bounded
+    memory); None when every row fits. Jumps from quote to quote: a line without one costs
+    nothing (``find_long_line`` has checked the physical lines already)."""
+    import pyarrow as pa
+
+    line, row_line, row_start, offset, quoted = 1, 1, 0, 0, False
+    long = False
+    with pa.input_stream(path, compression=compression) as f:
+        while chunk := f.read(2**20):
+            pos = 0
+            while pos <= len(chunk):
+                quote = chunk.find(b'"', pos)
+                end = quote if quote != -1 else len(chunk)
+                if quoted:
+                    line += chunk.count(b"\n", pos, end)
+                else:
+                    newline = chunk.find(b"\n", pos, end)
+                    if newline != -1:
+                        if long or offset + newline - row_start > limit:
+                            return row_line, offset + newline - row_start
+                        last = chunk.rfind(b"\n", pos, end)
+                        line += chunk.count(b"\n", pos, last + 1)
+                        row_line, row_start = line, offset + last + 1
+                long = long or offset + end - row_start > limit
+                if quote == -1:
+                    break
+                quoted, pos = not quoted, quote + 1
+            offset += len(chunk)
+    return (row_line, offset - row_start) if long else None
+
+
 def stream_error(
     path: str, compression: str | None, exc: BaseException, options: ImportOptions
 ) -> TableFileError | None:
-    """A pyarrow block-size failure as the line that is too long; None for other errors."""
+    """A pyarrow block-size failure as the line (or the row whose quoted values span
+    lines) that is too long; None for other errors."""
     text = str(exc)
     if "straddl" not in text and "out of sync" not in text:
         return None
-    found = find_long_line(path, compression, options.max_line_bytes)
+    limit = options.max_line_bytes
+    found = find_long_line(path, compression, limit)
+    if found is None:
+        row = _find_long_row(path, compression, limit)
+        if row is not None:
+            return _long_row_error(path, *row, limit)
     line, length = found if found is not None else (None, None)
-    return long_line_error(path, line, length, options.max_line_bytes)
+    return long_line_error(path, line, length, limit)
+
+
+def _long_row_error(path: str, line: int, length: int, limit: int) -> TableFileError:
+    """The refusal of a row whose quoted values span lines and exceed ``limit`` bytes."""
+    suggest = f"{-(-max(length, 2 * limit) // 10**6) + 1}MB"
+    return TableFileError(
+        f"{path}, line {line}: the row starting there holds a quoted value that spans lines, "
+        f"{length:,} bytes in all, longer than the {size_text(limit)} a row may have; "
+        f"nothing was imported. If that is right, raise the limit, e.g. --max-line-bytes "
+        f"{suggest} (max_line_bytes= in Python; memory grows with it)."
+    )
 
 
 class Batches:
