@@ -39,39 +39,33 @@ def _plain(doc: Any) -> Any:
     return json.loads(dumps(doc))
 
 
+def _counters(state: State) -> dict[str, Any]:
+    """The counters and tags that a head and a complete state both say."""
+    return {
+        "next": state.next_version,
+        "latest": state.latest,
+        "tags": state.tags,
+        "deleted": state.deleted,
+        "base": state.base,
+    }
+
+
 def _head_view(state: State) -> Any:
-    """What a head says: the counters, the tags, and every version record it holds."""
-    return _plain(
-        {
-            "next": state.next_version,
-            "latest": state.latest,
-            "tags": state.tags,
-            "deleted": state.deleted,
-            "base": state.base,
-            "records": {v: r.to_doc() for v, r in sorted(state.records.items())}
-            if state.complete is False
-            else {
-                v: state.records[v].to_doc()
-                for v in sorted({x for x in (state.latest, *state.tags.values()) if x})
-                if v in state.records
-            },
-        }
+    """What a head says: the counters, the tags, and every version record it holds (a head
+    of a complete state holds the latest and the tagged versions only)."""
+    held = (
+        sorted(state.records)
+        if state.complete is False
+        else sorted({x for x in (state.latest, *state.tags.values()) if x} & set(state.records))
     )
+    records = {v: state.records[v].to_doc() for v in held}
+    return _plain({**_counters(state), "records": records})
 
 
 def state_view(state: State) -> Any:
     """What a complete state holds: counters, tags, every version record, tag history."""
-    return _plain(
-        {
-            "next": state.next_version,
-            "latest": state.latest,
-            "tags": state.tags,
-            "deleted": state.deleted,
-            "base": state.base,
-            "records": {v: r.to_doc() for v, r in sorted(state.records.items())},
-            "tag_log": state.tag_log,
-        }
-    )
+    records = {v: r.to_doc() for v, r in sorted(state.records.items())}
+    return _plain({**_counters(state), "records": records, "tag_log": state.tag_log})
 
 
 def replay(
