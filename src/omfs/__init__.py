@@ -1,6 +1,6 @@
 """omfs: a local-first store and runtime for data science.
 
-``import omfs as om`` gives the default context: ``om.datasets``, ``om.models``,
+``import omfs as om`` gives the default context: ``om.datasets``, ``om.models``, ``om.jobs``,
 ``om.runtime``, ``om.buckets`` and ``om["bucket"]`` work with no configuration (a folder
 in your home directory). ``om.setup(...)`` opens other contexts. Heavy libraries (pyarrow,
 s3fs, dask, scikit-learn) are imported only when first used.
@@ -23,12 +23,14 @@ if TYPE_CHECKING:
 
     from omfs.compute import Runtime
     from omfs.objects.datasets import DatasetStore
+    from omfs.objects.jobs import JobStore
     from omfs.objects.models import ModelStore
     from omfs.objects.versioned import VersionedStore
     from omfs.ops.reports import BundleManifest, GcReport, ImportReport, SyncReport
 
     datasets: DatasetStore
     models: ModelStore
+    jobs: JobStore
     runtime: Runtime
     buckets: list[str]
     root: str
@@ -44,6 +46,7 @@ __all__ = [
     "get_default",
     "import_",
     "info",
+    "jobs",
     "models",
     "runtime",
     "setup",
@@ -125,7 +128,9 @@ def gc(
 
 
 #: What the module answers for the default context (PEP 562): ``om.datasets`` and so on.
-_DEFAULT_ATTRIBUTES = frozenset({"datasets", "models", "runtime", "buckets", "root", "bucket"})
+_DEFAULT_ATTRIBUTES = frozenset(
+    {"datasets", "models", "jobs", "runtime", "buckets", "root", "bucket"}
+)
 
 
 def __getattr__(name: str) -> Any:  # PEP 562: the module is the default context

@@ -18,6 +18,7 @@ if TYPE_CHECKING:
     from omfs.compute import Runtime
     from omfs.compute.cluster import ClusterHandle
     from omfs.objects.datasets import DatasetStore
+    from omfs.objects.jobs import JobStore
     from omfs.objects.models import ModelStore
     from omfs.ops.reports import GcReport
 
@@ -25,7 +26,8 @@ __all__ = ["Omega", "info", "setup"]
 
 
 class Omega:
-    """One context on one bucket: ``datasets``, ``models``, ``runtime`` and ``buckets``."""
+    """One context on one bucket: ``datasets``, ``models``, ``jobs``, ``runtime`` and
+    ``buckets``."""
 
     def __init__(
         self,
@@ -88,6 +90,12 @@ class Omega:
         return ModelStore(self.storage, self.bucket, self)
 
     @cached_property
+    def jobs(self) -> JobStore:
+        from omfs.objects.jobs import JobStore
+
+        return JobStore(self.storage, self.bucket, self)
+
+    @cached_property
     def runtime(self) -> Runtime:
         from omfs.compute import Runtime
 
@@ -126,7 +134,7 @@ class Omega:
             raise NotFoundError(problem[0].upper() + problem[1:])
 
     def drop_bucket(self, bucket: str) -> dict[str, int]:
-        """Drop every dataset and model of ``bucket`` (each with all its versions), then the
+        """Drop every dataset, model and job of ``bucket`` (each with all its versions), then the
         bucket's folder. Returns how many of each were dropped."""
         from omfs.errors import NotFoundError
         from omfs.objects.versioned import bucket_names, bucket_problem
@@ -137,7 +145,7 @@ class Omega:
             if problem or target.bucket != self.bucket:
                 raise NotFoundError(f"Cannot drop bucket {bucket!r}: {problem or 'it is empty'}")
         counts = {}
-        for store in (target.datasets, target.models):
+        for store in (target.datasets, target.models, target.jobs):
             names = store.list()
             for name in names:
                 store.drop(name, force=True)

@@ -16,9 +16,12 @@ __all__ = [
     "FormatError",
     "IntegrityError",
     "InvalidFilterError",
+    "InvalidJobError",
     "InvalidModelError",
     "InvalidNameError",
     "InvalidTypeError",
+    "JobFailedError",
+    "MissingExtraError",
     "NotFoundError",
     "OmfsError",
     "PromotionError",
@@ -168,3 +171,18 @@ class TaskCancelledError(OmfsError):
 class InvalidModelError(OmfsError, ValueError):
     """A file or object that is not a model omfs can store or run (not joblib, empty,
     truncated, or without the method a task calls)."""
+
+
+class InvalidJobError(OmfsError, ValueError):
+    """A file that is not a job omfs can store or run: a script that does not compile, a
+    notebook that is not valid nbformat, another kind of file, or a result that is not JSON."""
+
+
+class JobFailedError(OmfsError):
+    """A job run that raised: the message names the job, its version, the run id and the
+    exception's last line (the run record keeps the output up to the failure)."""
+
+
+class MissingExtraError(OmfsError, ImportError):
+    """A feature whose optional dependencies are not installed; the message names the extra
+    (``pip install 'omfs[notebooks]'``)."""

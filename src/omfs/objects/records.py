@@ -50,7 +50,7 @@ __all__ = [
 
 #: The kind of a format-1 tombstone (a version dropped by omfs 0.1): it holds no payload.
 DROPPED_KIND = "dropped"
-_PAYLOAD = re.compile(r"[0-9a-f]{32}\.(parquet|joblib|bin)")
+_PAYLOAD = re.compile(r"[0-9a-f]{32}\.(parquet|joblib|bin|py|ipynb)")
 _MAX_TEXT = 4096
 #: A store's check of a version's ``info`` (raises CorruptRecord).
 InfoValidator = Callable[[dict[str, Any], str], None]
@@ -466,7 +466,7 @@ def check_payload_name(name: Any, what: str = "a payload file name") -> str:
     """``name`` if it is a plain payload file name of ``_data/``; else the log is corrupt."""
     if not is_payload_file(name):
         raise CorruptRecord(
-            f"{what} must be a plain file name '<32 hex digits>.<parquet|joblib|bin>', got "
-            f"{str(name)[:80]!r}"
+            f"{what} must be a plain file name '<32 hex digits>.<parquet|joblib|bin|py|ipynb>', "
+            f"got {str(name)[:80]!r}"
         )
     return str(name)

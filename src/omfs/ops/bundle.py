@@ -63,7 +63,8 @@ def _objects_of(
     source: Context | VersionedStore, names: Sequence[str]
 ) -> list[tuple[Storage, str, str]]:
     """``(storage, bucket, store/name)`` of each name: ``NAME`` (a dataset or model of the
-    context's bucket), ``datasets/NAME`` or ``models/NAME``; a store takes plain names."""
+    context's bucket), ``datasets/NAME``, ``models/NAME`` or ``jobs/NAME``; a store takes
+    plain names."""
     from omfs.objects.versioned import VersionedStore
 
     out = []
@@ -77,18 +78,19 @@ def _objects_of(
             if kind in STORES and rest:
                 stores, name = [getattr(source, kind)], rest
             else:
-                stores, name = [source.datasets, source.models], spec
+                stores, name = [source.datasets, source.models, source.jobs], spec
         else:
             raise SyncError(f"export takes a context or a store, got {source!r}")
         found = [s for s in stores if s.exists(name)]
         if not found:
             raise NotFoundError(
-                f"Cannot export {spec!r}: no dataset or model of that name in bucket "
+                f"Cannot export {spec!r}: no dataset, model or job of that name in bucket "
                 f"{stores[0].bucket!r} of {stores[0].storage.url!r}"
             )
         if len(found) > 1:
             raise SyncError(
-                f"{spec!r} is both a dataset and a model: say datasets/{spec} or models/{spec}"
+                f"{spec!r} names objects of several stores ({', '.join(s.kind for s in found)}):"
+                f" say STORE/{spec}, e.g. {found[0].kind}/{spec}"
             )
         out.append((found[0].storage, found[0].bucket, f"{found[0].kind}/{check_name(name)}"))
     return out

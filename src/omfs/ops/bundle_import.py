@@ -31,6 +31,7 @@ from omfs.objects.log import (
 from omfs.objects.log import (
     FORMAT as LOG_FORMAT,
 )
+from omfs.objects.stores import SIDECAR_STORES
 from omfs.ops.bundle_read import Bundle as _Bundle
 from omfs.ops.bundle_read import BundleFiles as _BundleFiles
 from omfs.ops.bundle_read import Member as _Member
@@ -248,7 +249,7 @@ def _needed(
         for filename, size, sha in _recorded(store, state, rec):
             if expected.setdefault(filename, (size, sha)) != (size, sha):
                 raise _Refused(f"its log records two sizes or hashes for {filename}")
-        if store.kind == "models":
+        if store.kind in SIDECAR_STORES:
             side = _sidecar_of(rec.info["payload"])
             sidecars[side] = (files.get(f"{prefix}/_data/{side}"), rec.info["sha256"])
     payloads: dict[str, tuple[_Member | None, str | None]] = {}
@@ -274,7 +275,7 @@ def _recorded(
     validated records say (a raw file's record holds its sha256; a part holds one where its
     writer recorded it)."""
     info = rec.info
-    if store.kind == "models":
+    if store.kind in SIDECAR_STORES:
         return [(info["payload"], info["size"], info["sha256"])]
     try:
         parts = store._parts_of("", state, rec)  # type: ignore[attr-defined]

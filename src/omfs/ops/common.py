@@ -17,6 +17,7 @@ from omfs.objects.stores import STORES, store_of
 
 if TYPE_CHECKING:
     from omfs.objects.datasets import DatasetStore
+    from omfs.objects.jobs import JobStore
     from omfs.objects.models import ModelStore
     from omfs.storage import Storage
 
@@ -49,6 +50,9 @@ class Context(Protocol):
 
     @property
     def models(self) -> ModelStore: ...
+
+    @property
+    def jobs(self) -> JobStore: ...
 
     def __getitem__(self, bucket: str) -> Context: ...
 

@@ -15,15 +15,16 @@ __all__ = ["FsckProblem", "UpgradeRow", "fsck", "upgrade"]
 
 
 def _stores(omega: Context, buckets: list[str] | None) -> list[VersionedStore]:
-    """The datasets and models stores of ``buckets`` (default: all of the context's)."""
+    """The datasets, models and jobs stores of ``buckets`` (default: all of the context's)."""
     chosen = buckets if buckets is not None else omega.buckets
-    return [store for b in chosen for store in (omega[b].datasets, omega[b].models)]
+    return [s for b in chosen for s in (omega[b].datasets, omega[b].models, omega[b].jobs)]
 
 
 def fsck(omega: Context, buckets: list[str] | None = None) -> list[FsckProblem]:
     """Check every object of ``buckets`` (default: all): its log reads and validates, and
     every live version's payload files are present, of their recorded size, and (models,
-    raw files) of their recorded sha256. Returns one row per problem; [] means all is well."""
+    jobs, raw files) of their recorded sha256; a job's run records read. Returns one row
+    per problem; [] means all is well."""
     problems: list[FsckProblem] = []
     for store in _stores(omega, buckets):
         for name in store.list():

@@ -69,7 +69,8 @@ def collect_garbage(
     skipped: list[GcSkip] = []
     chosen = buckets if buckets is not None else omega.buckets
     for bucket in chosen:
-        for store in (omega[bucket].datasets, omega[bucket].models):
+        # jobs' run records (jobs/_runs/) are history, not garbage: no object owns them
+        for store in (omega[bucket].datasets, omega[bucket].models, omega[bucket].jobs):
             _collect_store(store, now, now - window, found, skipped, dry_run)
     if not dry_run:
         for owner, keys in _by_store(omega, found):

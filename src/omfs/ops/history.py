@@ -13,6 +13,7 @@ from omfs.errors import IntegrityError
 from omfs.objects.log import CHECKPOINT_INTERVAL, FORMAT, State, checkpoint_file, commit_file
 from omfs.objects.records import dumps
 from omfs.objects.replay import is_snapshot, state_view
+from omfs.objects.stores import SIDECAR_STORES
 from omfs.ops.common import SyncError
 from omfs.ops.inventory import ObjectFiles, expected_files, listed
 from omfs.storage import Expected
@@ -139,8 +140,8 @@ def needed_files(
 def version_reads(store: Any, prefix: str, state: Any, rec: Any) -> dict[str, Expected]:
     """Every file version ``rec`` reads (a dataset: its parents' parts too), with the size
     and sha256 the log records."""
-    if store.kind == "models":
-        return expected_files(prefix, "models", [rec])
+    if store.kind in SIDECAR_STORES:
+        return expected_files(prefix, store.kind, [rec])
     out = {k: e for k, e in expected_files(prefix, "datasets", [rec]).items() if "/_log/" in k}
     parts = store.parts_of("", state, rec)
     raw = rec.info.get("sha256") if rec.kind == "raw" and len(parts) == 1 else None

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 from omfs.errors import InvalidNameError, OmfsError
 from omfs.names import check_name
 from omfs.objects.log import is_payload_file
+from omfs.objects.stores import SIDECAR_STORES
 from omfs.ops.common import STORES, store_of
 from omfs.storage import Expected
 
@@ -113,7 +114,7 @@ def valid_name(name: str) -> bool:
 
 
 def is_sidecar(filename: str) -> bool:
-    """Whether ``filename`` is a model payload's JSON sidecar."""
+    """Whether ``filename`` is a model's or job's payload JSON sidecar."""
     stem, _, ext = filename.partition(".")
     return ext == "json" and is_payload_file(f"{stem}.joblib")
 
@@ -163,12 +164,12 @@ def expected_files(
     prefix: str, store: str, records: Sequence[VersionRecord]
 ) -> dict[str, Expected]:
     """What the validated ``records`` say of the files they name: each payload's size and
-    sha256 (a dataset part written before omfs recorded its sha256: its size), a model
-    payload's sidecar, a dataset schema (named by its content's hash)."""
+    sha256 (a dataset part written before omfs recorded its sha256: its size), a model's
+    or job's payload sidecar, a dataset schema (named by its content's hash)."""
     out: dict[str, Expected] = {}
     for rec in records:
         info = rec.info
-        if store == "models":
+        if store in SIDECAR_STORES:
             payload = info.get("payload")
             if payload:
                 key = f"{prefix}/_data/{payload}"

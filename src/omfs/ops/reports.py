@@ -87,6 +87,7 @@ class SyncReport(TypedDict):
     conflicts: list[str]
     refused: int
     bytes: int
+    runs: int  # job runs copied with their jobs
 
 
 def refused(row: SyncRow, why: str) -> SyncRow:

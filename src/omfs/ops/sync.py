@@ -82,14 +82,15 @@ def sync(
     progress: Callable[[int], None] | None = None,
     on_object: Callable[[SyncRow], None] | None = None,
 ) -> SyncReport:
-    """Replicate the datasets and models of ``source`` to ``target`` with their history.
+    """Replicate the datasets, models and jobs of ``source`` to ``target`` with their
+    history (and the jobs' runs).
 
     ``source`` and ``target`` are contexts (``omfs.setup(...)``; :func:`omfs.sync` also
     takes names of contexts in the config file). ``buckets`` limits the buckets (default:
     all of the source's); ``names`` are glob patterns of object names. ``dry_run`` says
     what would be copied. Returns a report (:class:`~omfs.ops.reports.SyncReport`): per
     object the action (``copy``, ``unchanged``, ``diverged``, ``rebased``), the versions
-    and the bytes, and totals.
+    and the bytes, and totals (``runs``: the job runs copied).
 
     ``rebase=True``: a diverged object's source-only versions are re-committed on top of the
     target's latest (an append as an append, a put as a new version, with the tags that
@@ -108,6 +109,7 @@ def sync(
     chosen = [check_bucket(b) for b in buckets] if buckets else None
     bucket_list = chosen or bucket_names(src.storage)
     rows: list[SyncRow] = []
+    runs = 0
     for bucket in bucket_list:
         have = _inventory(src.storage, bucket)
         want = _inventory(dst.storage, bucket)
@@ -144,6 +146,7 @@ def sync(
             rows.append(row)
             if on_object is not None:
                 on_object(row)
+        runs += _sync_runs(src.storage, dst.storage, bucket, rows, dry_run)
     return {
         "source": src.root,
         "target": dst.root,
@@ -157,7 +160,22 @@ def sync(
         "conflicts": [c for r in rows for c in r.get("conflicts", [])],
         "refused": sum(r["action"] == "refused" for r in rows),
         "bytes": sum(r["bytes"] for r in rows),
+        "runs": runs,
     }
+
+
+def _sync_runs(src: Storage, dst: Storage, bucket: str, rows: list[SyncRow], dry_run: bool) -> int:
+    """The runs of the jobs of ``bucket`` that synced (copied, unchanged or rebased) travel
+    with them (:mod:`omfs.ops.runs`)."""
+    from omfs.ops.runs import sync_runs
+
+    synced = {"copy", "unchanged", "rebased"}
+    jobs = {
+        r["name"]
+        for r in rows
+        if r["bucket"] == bucket and r["store"] == "jobs" and r["action"] in synced
+    }
+    return sync_runs(src, dst, bucket, jobs, dry_run)
 
 
 def _look_alike_in(want: dict[tuple[str, str], _Object], store: str, name: str) -> str | None:

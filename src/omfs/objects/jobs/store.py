@@ -1,0 +1,260 @@
+"""The job store: Python scripts and Jupyter notebooks, as versioned payloads with JSON
+sidecars (as models are), and the records of their runs (:mod:`omfs.objects.jobs.runs`).
+
+A version is one payload ``_data/<id>.py`` or ``_data/<id>.ipynb`` with an immutable sidecar
+``_data/<id>.json`` beside it (kind, size, sha256, the file's original name, created).
+A script must compile and a notebook must be valid nbformat before anything is written.
+"""
+
+from __future__ import annotations
+
+import builtins
+import hashlib
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+from omfs.errors import IntegrityError, InvalidJobError, MissingExtraError
+from omfs.names import check_name, check_new_name, check_tag
+from omfs.objects.jobs.runs import RunRecord, RunStore
+from omfs.objects.metadata import Metadata, utcnow
+from omfs.objects.records import (
+    Commit,
+    CorruptRecord,
+    State,
+    VersionRecord,
+    check_payload_name,
+    dumps,
+)
+from omfs.objects.versioned import VersionedStore, leased
+from omfs.storage import unique_name
+
+__all__ = ["KINDS", "JobStore", "check_job_file", "notebook_module"]
+
+#: A job version's kind, by the file's extension.
+KINDS = {".py": "script", ".ipynb": "notebook"}
+_HEX = frozenset("0123456789abcdef")
+NOTEBOOKS_EXTRA = "pip install 'omfs[notebooks]'"
+
+
+def notebook_module(name: str, what: str) -> Any:
+    """``nbformat`` or ``nbclient``, or MissingExtraError naming the extra to install."""
+    import importlib
+
+    try:
+        return importlib.import_module(name)
+    except ImportError:
+        raise MissingExtraError(
+            f"{what} needs the notebooks extra ({name} is not installed): {NOTEBOOKS_EXTRA}"
+        ) from None
+
+
+def check_job_file(data: bytes, filename: str) -> str:
+    """The kind (``script``/``notebook``) of a job file's content, or InvalidJobError in one
+    line: a script that does not compile (naming the file and line), an invalid notebook."""
+    kind = KINDS.get(os.path.splitext(filename)[1].lower())
+    if kind is None:
+        raise InvalidJobError(
+            f"{filename!r} is not a job file: store a Python script (.py) or a Jupyter "
+            "notebook (.ipynb)"
+        )
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError:
+        raise InvalidJobError(f"{filename!r} is not UTF-8 text") from None
+    if kind == "script":
+        try:
+            compile(text, filename, "exec")
+        except SyntaxError as exc:
+            raise InvalidJobError(
+                f"The script {filename!r} does not compile: line {exc.lineno}: {exc.msg}"
+            ) from None
+        return kind
+    nbformat = notebook_module("nbformat", f"The notebook job {filename!r}")
+    try:
+        nbformat.validate(nbformat.reads(text, as_version=4))
+    except Exception as exc:  # nbformat raises JSON, validation and version errors
+        line = " ".join(str(exc).split())[:200]
+        raise InvalidJobError(f"{filename!r} is not a valid notebook: {line}") from None
+    return kind
+
+
+class JobStore(VersionedStore):
+    """Jobs of one bucket: ``put``, ``get``, ``list``, ``versions``, ``metadata``, ``drop``,
+    ``restore``, tags, ``prune``, ``promote``; and their runs (``runs``, ``log``).
+
+    A job runs with ``om.runtime.job(name).run(**params)`` (:mod:`omfs.compute.jobs`)."""
+
+    kind = "jobs"
+    noun = "Job"
+
+    @property
+    def run_store(self) -> RunStore:
+        """The run records of this bucket's jobs."""
+        return RunStore(self.storage, self.bucket)
+
+    # -- the protocol's hooks ---------------------------------------------------------------
+    def validate_info(self, info: dict[str, Any], kind: str) -> None:
+        payload = check_payload_name(info.get("payload"), "the payload file name")
+        if os.path.splitext(payload)[1] not in KINDS:
+            raise CorruptRecord(f"the payload {payload!r} is not a .py or .ipynb file")
+        size = info.get("size")
+        if type(size) is not int or size < 0:
+            raise CorruptRecord(f"size must be a whole number, got {size!r}")
+        sha = info.get("sha256")
+        if not isinstance(sha, str) or len(sha) != 64 or not all(c in _HEX for c in sha):
+            raise CorruptRecord("sha256 must be 64 hex digits")
+        if not isinstance(info.get("filename", ""), str):
+            raise CorruptRecord("filename must be text")
+
+    def own_files(self, rec: VersionRecord) -> list[str]:
+        payload = rec.info.get("payload")
+        return [payload, _sidecar_name(payload)] if payload else []
+
+    def payload_sizes(self, meta: Metadata) -> dict[str, int]:
+        return {meta.info["payload"]: meta.info["size"]}
+
+    def export_version(
+        self, name: str, rec: VersionRecord, state: State
+    ) -> tuple[dict[str, Any], dict[str, int]]:
+        info = dict(rec.info)
+        return info, {info["payload"]: info["size"]}
+
+    def import_info(
+        self, name: str, kind: str, info: dict[str, Any], renamed: dict[str, str], created: str
+    ) -> dict[str, Any]:
+        info = {**info, "payload": renamed[info["payload"]]}
+        self._write_sidecar(name, info, kind, created)
+        return info
+
+    def _legacy_state(self, name: str) -> State | None:
+        return None  # jobs came after the format-1 layout of omfs 0.1
+
+    def _legacy_info(self, name: str, info: dict[str, Any]) -> dict[str, Any]:
+        raise CorruptRecord("jobs have no format-1 layout")
+
+    def _write_sidecar(self, name: str, info: dict[str, Any], kind: str, created: str) -> None:
+        """The payload's own description, written once beside it before its commit."""
+        doc = {"format": 2, "kind": kind, "size": info["size"], "sha256": info["sha256"]}
+        doc |= {"filename": info.get("filename", ""), "created": created}
+        self.storage.write_bytes(self.data_key(name, _sidecar_name(info["payload"])), dumps(doc))
+
+    def _check_version(self, name: str, state: State, rec: VersionRecord) -> list[str]:
+        where = f"job {name!r} version {rec.version}"
+        side = _sidecar_name(rec.info["payload"])
+        try:
+            self.read_payload(self.metadata_for(name, rec))
+            found = json.loads(self.storage.read_bytes(self.data_key(name, side)))
+        except IntegrityError as exc:
+            return [f"{where}: {exc}"]
+        except FileNotFoundError:
+            return [f"{where}: the payload's sidecar {side} is missing"]
+        except ValueError:
+            return [f"{where}: the payload's sidecar {side} is not JSON"]
+        if not isinstance(found, dict) or found.get("sha256") != rec.info.get("sha256"):
+            return [f"{where}: the payload's sidecar does not match the log (sha256)"]
+        return []
+
+    def fsck(self, name: str) -> builtins.list[str]:
+        """Problems of the job's versions (as for models) and of its run records."""
+        return [*super().fsck(name), *self.run_store.problems(name)]
+
+    # -- writing and reading ----------------------------------------------------------------
+    @leased(1)
+    def put(
+        self,
+        path: str | os.PathLike[str],
+        name: str,
+        *,
+        attributes: dict[str, Any] | None = None,
+        tag: str | None = None,
+    ) -> Metadata:
+        """Store the script (``.py``) or notebook (``.ipynb``) at ``path`` as a new,
+        immutable version of job ``name``; it is checked first (it compiles, or is valid
+        nbformat), so nothing is written for a broken file."""
+        source = Path(path)
+        try:
+            data = source.read_bytes()
+        except OSError as exc:
+            raise InvalidJobError(
+                f"Cannot read the job file {str(source)!r}: {exc.strerror}"
+            ) from None
+        kind = check_job_file(data, source.name)
+        name = check_new_name(check_name(name))
+        if tag is not None:
+            check_tag(tag)
+        self._next_state(name)
+        payload = unique_name(source.suffix.lower())
+        info = {"payload": payload, "size": len(data), "filename": source.name}
+        info["sha256"] = hashlib.sha256(data).hexdigest()
+        created = utcnow()
+        written = [self.data_key(name, payload), self.data_key(name, _sidecar_name(payload))]
+        try:
+            self.storage.write_bytes(written[0], data)
+            self._write_sidecar(name, info, kind, created)
+
+            def change(state: State) -> Commit:
+                rec = VersionRecord(
+                    version=state.next_version,
+                    created=created,
+                    kind=kind,
+                    op="put",
+                    attributes=dict(attributes or {}),
+                    tag=tag,
+                    info=info,
+                )
+                return Commit(op="put", version=rec)
+
+            state = self.commit(name, change, retry=True)
+            return self.metadata_for(name, state.records[state.latest])  # type: ignore[index]
+        except BaseException:
+            self.storage.delete(written)
+            raise
+
+    def get(self, name: str, *, version: int | str | None = None, at: Any = None) -> str:
+        """The text of the latest version (or of ``name@v3``, ``name@tag``, ``version=``;
+        ``at=``: as selected then), verified against its sha256."""
+        return self.read_payload(self._resolve(name, version, at)).decode("utf-8")
+
+    def read_payload(self, meta: Metadata) -> bytes:
+        """The verified bytes of one version's file."""
+        try:
+            data = self.storage.read_bytes(self.data_key(meta.name, meta.info["payload"]))
+        except FileNotFoundError:
+            raise self._missing_payload(meta.name, meta.version, meta.info["payload"]) from None
+        if (
+            len(data) != meta.info["size"]
+            or hashlib.sha256(data).hexdigest() != meta.info["sha256"]
+        ):
+            raise IntegrityError(
+                f"The file of job {meta.name!r} version {meta.version} in bucket "
+                f"{self.bucket!r} does not match its sidecar (size or sha256): it was changed "
+                "outside omfs. Put the job again, or drop that version."
+            )
+        return data
+
+    def promote(self, name: str, other: JobStore | str, **kwargs: Any) -> Metadata:
+        """Copy one version of ``name`` to ``other`` (another bucket or context, e.g. dev ->
+        prod) as a new version there; its runs stay. See :func:`omfs.objects.promote.promote`."""
+        from omfs.objects.promote import promote
+
+        meta: Metadata = promote(self, name, other, **kwargs)
+        return meta
+
+    # -- runs -------------------------------------------------------------------------------
+    def runs(self, name: str) -> builtins.list[RunRecord]:
+        """The runs of job ``name``, newest first (a run whose worker died reads as failed)."""
+        return self.run_store.runs(check_name(name))
+
+    def run(self, run_id: str, *, job: str | None = None) -> RunRecord:
+        """The record of one run (``job``: its job, saves a listing)."""
+        return self.run_store.find(run_id, job)
+
+    def log(self, run_id: str, *, job: str | None = None) -> dict[str, str]:
+        """The captured output of a run: ``{"stdout": ..., "stderr": ...}``."""
+        return self.run_store.output(self.run(run_id, job=job))
+
+
+def _sidecar_name(payload: str) -> str:
+    return payload.rsplit(".", 1)[0] + ".json"
