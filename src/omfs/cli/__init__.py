@@ -6,7 +6,17 @@ from typing import Annotated
 
 import typer
 
-from omfs.cli import buckets, cluster, contexts, datasets, maintenance, models, runtime, sync
+from omfs.cli import (
+    buckets,
+    cluster,
+    contexts,
+    datasets,
+    jobs,
+    maintenance,
+    models,
+    runtime,
+    sync,
+)
 from omfs.cli.app import App, OmGroup, get_app, quiet_libraries
 from omfs.cli.errors import interrupts_reported
 
@@ -14,7 +24,7 @@ __all__ = ["app", "main"]
 
 app = typer.Typer(
     name="om",
-    help="omfs: datasets, models and runtime tasks in contexts and buckets. Global options "
+    help="omfs: datasets, models, jobs and runtime tasks in contexts and buckets. Global options "
     "(--root, --bucket, --context, --cluster, --json, -v) may also follow the command.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
@@ -23,6 +33,7 @@ app = typer.Typer(
 )
 app.add_typer(datasets.cli, name="datasets")
 app.add_typer(models.cli, name="models")
+app.add_typer(jobs.cli, name="jobs")
 app.add_typer(buckets.cli, name="buckets")
 app.add_typer(contexts.cli, name="contexts")
 app.add_typer(runtime.cli, name="runtime")

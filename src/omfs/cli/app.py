@@ -51,7 +51,7 @@ class App(Output):
         return self._omega
 
     def store(self, noun: str) -> Any:
-        """``datasets`` or ``models`` of the context."""
+        """``datasets``, ``models`` or ``jobs`` of the context."""
         return getattr(self.omega(), noun)
 
     def asks(self, yes: bool) -> bool:

@@ -1,4 +1,5 @@
-"""The runtime: model tasks on a context's Dask cluster, routed by worker resources.
+"""The runtime: model tasks and job runs on a context's Dask cluster, routed by worker
+resources.
 
 ``om.runtime.require("gpu").model("m").fit("X", "Y").get()`` runs on a worker that offers
 the ``gpu`` resource; ``om.runtime.mode(local=True)`` runs the same task in this process.
@@ -16,6 +17,7 @@ from omfs.errors import ConfigError, UsageError
 
 if TYPE_CHECKING:
     from omfs.compute.cluster import ClusterHandle
+    from omfs.compute.jobs import JobProxy
     from omfs.storage import Storage
 
 __all__ = ["ModelProxy", "ResourceSpec", "Runtime", "TaskResult"]
@@ -146,6 +148,15 @@ class Runtime:
 
     def model(self, name: str) -> ModelProxy:
         return ModelProxy(self, name)
+
+    def job(self, name: str) -> JobProxy:
+        """``job("nightly").run(**params)``: run a stored job on this chain's route (see
+        :mod:`omfs.compute.jobs`)."""
+        from omfs.compute.jobs import JobProxy
+
+        return JobProxy(
+            self._omega, self._cluster, name, resources=self._resources, local=self._local
+        )
 
     def workers(self) -> list[dict[str, Any]]:
         """The cluster's workers and the resources each offers."""

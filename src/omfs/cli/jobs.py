@@ -1,0 +1,234 @@
+"""``om jobs ...``"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from omfs._util import atomic_path
+from omfs.cli._common import (
+    AsName,
+    CreateBucket,
+    DryRun,
+    Force,
+    ToBucket,
+    ToContext,
+    ToOptions,
+    ToRoot,
+    drop_command,
+    parse_attributes,
+    parse_params,
+    promote_command,
+    report_written,
+    require_file,
+)
+from omfs.cli._versions import add_commands
+from omfs.cli.app import App, get_app
+
+cli = typer.Typer(
+    rich_markup_mode=None,
+    help="Jobs: Python scripts and notebooks, versioned, run on the context's runtime.",
+    no_args_is_help=True,
+)
+
+_RUN_COLUMNS = ["id", "status", "version", "started", "finished", "worker", "error"]
+
+
+def _rows(metas: list[Any]) -> list[dict[str, Any]]:
+    return [
+        {
+            "version": m.version,
+            "created": m.created,
+            "kind": m.kind,
+            "tag": m.tag,
+            "filename": m.get("filename"),
+            "size": m.get("size"),
+            "operation": m.get("operation"),
+        }
+        for m in metas
+    ]
+
+
+@cli.command("list")
+def list_(
+    ctx: typer.Context,
+    pattern: Annotated[str | None, typer.Argument(help="glob, e.g. 'reports/*'")] = None,
+) -> None:
+    """List jobs."""
+    app = get_app(ctx)
+    om = app.omega()
+    names = om.jobs.list(pattern)
+    if not names:
+        om.check_location()  # an empty list from a mistyped root would mislead
+    app.table([{"name": n} for n in names], ["name"])
+
+
+@cli.command()
+def put(
+    ctx: typer.Context,
+    file: Annotated[Path, typer.Argument(help="a Python script (.py) or notebook (.ipynb)")],
+    name: Annotated[str, typer.Argument(help="job name")],
+    attr: Annotated[list[str] | None, typer.Option("--attr", help="KEY=VALUE attribute")] = None,
+    tag: Annotated[str | None, typer.Option(help="tag this version")] = None,
+    attr_json: Annotated[
+        bool, typer.Option("--attr-json", help="read --attr values as JSON (numbers, lists)")
+    ] = False,
+) -> None:
+    """Store a script or notebook as a new version of a job."""
+    app = get_app(ctx)
+    require_file(file)
+    meta = app.omega().jobs.put(
+        file, name, attributes=parse_attributes(attr, as_json=attr_json), tag=tag
+    )
+    app.table(
+        _rows([meta]),
+        ["version", "kind", "filename", "size"],
+        plain=lambda r: f"{name}\tv{r['version']}\t{r['kind']}",
+    )
+
+
+@cli.command()
+def get(
+    ctx: typer.Context,
+    name: Annotated[str, typer.Argument(help="job name, name@vN or name@tag")],
+    path: Annotated[Path, typer.Argument(help="file to write")],
+    version: Annotated[int | None, typer.Option(help="this version")] = None,
+    force: Annotated[bool, typer.Option("--force", help="overwrite an existing file")] = False,
+) -> None:
+    """Write a job's verified script or notebook to a local file."""
+    app = get_app(ctx)
+    jobs = app.omega().jobs
+    meta = jobs.metadata(name, version=version)
+    if path.exists() and not force:
+        app.fail(f"{path} exists; pass --force to overwrite it")
+    with atomic_path(path) as tmp:
+        tmp.write_bytes(jobs.read_payload(meta))
+    report_written(app, meta, path)
+
+
+@cli.command()
+def drop(
+    ctx: typer.Context,
+    name: Annotated[str, typer.Argument(help="job name, or name@vN for one version")],
+    force: Annotated[bool, typer.Option("--force", help="no error if it does not exist")] = False,
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="do not ask for confirmation")] = False,
+) -> None:
+    """Delete a job with all its versions (or one version); its runs stay."""
+    drop_command(get_app(ctx), "jobs", name, force, yes)
+
+
+@cli.command()
+def restore(ctx: typer.Context, name: Annotated[str, typer.Argument(help="job name")]) -> None:
+    """Bring back a dropped job with its whole history (until gc collects its files)."""
+    app = get_app(ctx)
+    meta = app.omega().jobs.restore(name)
+    if app.as_json:
+        app.value({"name": name, "restored": True, "version": meta.version})
+    else:
+        app.note(f"restored job {name!r} (latest version {meta.version})")
+
+
+@cli.command()
+def metadata(
+    ctx: typer.Context,
+    name: Annotated[str, typer.Argument(help="job name, name@vN or name@tag")],
+    version: Annotated[int | None, typer.Option(help="this version")] = None,
+) -> None:
+    """Show a version's metadata (JSON)."""
+    app = get_app(ctx)
+    app.value(app.omega().jobs.metadata(name, version=version))
+
+
+@cli.command()
+def versions(ctx: typer.Context, name: Annotated[str, typer.Argument(help="job name")]) -> None:
+    """List the versions of a job."""
+    app = get_app(ctx)
+    app.table(
+        _rows(app.omega().jobs.versions(name)),
+        ["version", "created", "kind", "tag", "filename", "size", "operation"],
+    )
+
+
+@cli.command()
+def promote(
+    ctx: typer.Context,
+    name: Annotated[str, typer.Argument(help="job name, name@vN or name@tag")],
+    to_bucket: ToBucket = None,
+    to_root: ToRoot = None,
+    to_options: ToOptions = None,
+    to_context: ToContext = None,
+    asname: AsName = None,
+    dry_run: DryRun = False,
+    create_bucket: CreateBucket = False,
+    force: Force = False,
+) -> None:
+    """Copy a job version to another bucket or context (dev -> prod)."""
+    how = {"asname": asname, "create_bucket": create_bucket, "force": force}
+    target = (to_bucket, to_root, to_options, to_context)
+    promote_command(get_app(ctx), "jobs", name, target, how, dry_run)
+
+
+@cli.command()
+def run(
+    ctx: typer.Context,
+    name: Annotated[str, typer.Argument(help="job name")],
+    param: Annotated[
+        list[str] | None, typer.Option("--param", help="KEY=VALUE parameter (JSON where it parses)")
+    ] = None,
+    require: Annotated[
+        list[str] | None,
+        typer.Option("--require", help="route to workers offering LABEL or NAME=AMOUNT"),
+    ] = None,
+    local: Annotated[bool, typer.Option("--local", help="run in this process, no cluster")] = False,
+    run_async: Annotated[
+        bool, typer.Option("--async", help="print the run id and return; do not wait")
+    ] = False,
+) -> None:
+    """Run a job and print its run record (a failed run exits non-zero)."""
+    from omfs.cli.gateway import with_requirements
+
+    app = get_app(ctx)
+    runtime = with_requirements(app.omega().runtime, list(require or [])).mode(local=local)
+    started = runtime.job(name).run(**parse_params(param))
+    if run_async:
+        app.table([{"id": started.run_id}], ["id"])
+        return
+    _show_runs(app, [started.get()])
+
+
+def _show_runs(app: App, records: list[Any]) -> None:
+    rows = [r.to_dict() for r in records]
+    if app.as_json:
+        app.value(rows)
+    else:
+        app.table(rows, _RUN_COLUMNS + (["result"] if any(r["result"] for r in rows) else []))
+
+
+@cli.command()
+def runs(ctx: typer.Context, name: Annotated[str, typer.Argument(help="job name")]) -> None:
+    """List a job's runs, newest first."""
+    app = get_app(ctx)
+    _show_runs(app, app.omega().jobs.runs(name))
+
+
+@cli.command()
+def log(
+    ctx: typer.Context,
+    run_id: Annotated[str, typer.Argument(help="run id (from `om jobs runs NAME`)")],
+    job: Annotated[str | None, typer.Option(help="the run's job (saves a listing)")] = None,
+) -> None:
+    """Print the captured stdout and stderr of a run."""
+    import sys
+
+    app = get_app(ctx)
+    output = app.omega().jobs.log(run_id, job=job)
+    if app.as_json:
+        app.value(output)
+        return
+    sys.stdout.write(output["stdout"])
+    sys.stderr.write(output["stderr"])
+
+
+add_commands(cli, "jobs")
