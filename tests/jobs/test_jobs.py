@@ -191,3 +191,11 @@ def test_cli_put_run_runs_log(cli, tmp_path):
     assert broken.code == 1 and "'x.py' does not compile: line 1" in broken.stderr
     assert cli("--root", root, "jobs", "get", "hello", "out.py").code == 0
     assert (tmp_path / "out.py").read_text().startswith('print("hi"')
+
+
+def test_notebook_without_the_extra_names_it(tmp_path, monkeypatch):
+    om = omfs.setup(tmp_path / "ctx")
+    monkeypatch.setitem(sys.modules, "nbformat", None)  # as if it were not installed
+    with pytest.raises(omfs.errors.MissingExtraError, match=r"pip install 'omfs\[notebooks\]'"):
+        om.jobs.put(write(tmp_path, "report.ipynb", "{}"), "report")
+    assert om.jobs.list() == []
