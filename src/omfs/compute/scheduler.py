@@ -127,14 +127,12 @@ class Scheduler:
         for bucket in buckets:
             book = self._books.setdefault(bucket, ScheduleBook(self.storage, bucket))
             try:
-                found = book.scan()
-            except Exception as exc:
+                for job, schedule in book.scan().items():
+                    self._update(bucket, job, schedule)
+                    seen.add((bucket, job))
+            except Exception as exc:  # keep what was known of this bucket
                 log.warning("scheduler: cannot read the schedules of %r: %s", bucket, exc)
                 seen.update(k for k in self._entries if k[0] == bucket)
-                continue
-            for job, schedule in found.items():
-                seen.add((bucket, job))
-                self._update(bucket, job, schedule)
         for key in set(self._entries) - seen:
             del self._entries[key]
 
@@ -196,10 +194,14 @@ class Scheduler:
         stop = stop or threading.Event()
         next_refresh = 0.0
         while not stop.is_set():
-            if self.clock() >= next_refresh:
-                self.refresh()
+            try:
+                if self.clock() >= next_refresh:
+                    self.refresh()
+                    next_refresh = self.clock() + self.refresh_interval
+                self.tick()
+            except Exception:  # a bug or the unexpected: report it, keep the schedules going
+                log.exception("scheduler: a look at the schedules failed")
                 next_refresh = self.clock() + self.refresh_interval
-            self.tick()
             due = self.next_due()
             wake = next_refresh if due is None else min(due, next_refresh)
             stop.wait(max(0.0, wake - self.clock()))

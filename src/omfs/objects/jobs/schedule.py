@@ -37,6 +37,8 @@ __all__ = [
     "CATCHUP",
     "MAX_CATCHUP",
     "OVERLAP",
+    "Catchup",
+    "Overlap",
     "Schedule",
     "due_slots",
     "next_runs",
