@@ -26,7 +26,7 @@ ZONES = [
     "Asia/Kolkata",
     "Australia/Lord_Howe",
 ]
-YEARS = [2024, 2025]
+YEARS = [2024]  # a leap year; hypothesis varies the weekdays and months
 RANGES = {"minute": (0, 59), "hour": (0, 23), "dom": (1, 31), "month": (1, 12), "dow": (0, 7)}
 
 
