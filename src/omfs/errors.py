@@ -27,6 +27,7 @@ __all__ = [
     "PromotionError",
     "ResourceUnavailableError",
     "RestoreError",
+    "ScheduleError",
     "SchemaMismatchError",
     "StorageAccessError",
     "StorageUnavailableError",
@@ -112,6 +113,11 @@ class InvalidFilterError(OmfsError, ValueError):
 
 class SchemaMismatchError(OmfsError, ValueError):
     """Data whose columns or types do not match the dataset it is appended or promoted to."""
+
+
+class ScheduleError(OmfsError, ValueError):
+    """A job schedule omfs refuses: a malformed cron expression, an unknown time zone, an
+    interval under one second, an unknown catch-up or overlap policy."""
 
 
 class CommitConflictError(OmfsError):
