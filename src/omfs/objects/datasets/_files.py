@@ -215,7 +215,8 @@ def _convert_options(types: dict[str, Any], options: ImportOptions) -> Any:
     ``--date-format`` or else ISO 8601 and a few layouts that cannot swap day and month."""
     import pyarrow.csv as pcsv
 
-    parsers = [options.date_format] if options.date_format else [pcsv.ISO8601, *_TIME_FORMATS]
+    given = [options.date_format] if options.date_format else []  # other columns: ISO still
+    parsers = [*given, pcsv.ISO8601, *_TIME_FORMATS]
     return pcsv.ConvertOptions(
         column_types=types,
         timestamp_parsers=parsers,
