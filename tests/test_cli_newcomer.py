@@ -83,7 +83,8 @@ def test_a_late_type_change_names_the_column_and_the_option(om):
     (om.tmp / "late.csv").write_text(f"n\n{rows}\nnot-a-number\n")
     out = om("datasets", "put", "late.csv", "late", code=1)
     message = one_error(out)
-    assert message.startswith("late.csv: ") and "--dtype NAME=string" in message
+    assert message.startswith("late.csv, line 1500002: column 'n' has 'not-a-number'")
+    assert "--dtype n=string" in message
     assert not omfs.setup(om.root).datasets.exists("late")
 
 
@@ -274,7 +275,8 @@ def test_attr_values_are_text_unless_attr_json(om):
 def test_head_schema_and_where(om):
     frame = pd.DataFrame({"qty": np.arange(100), "region": ["EU", "US"] * 50})
     omfs.setup(om.root).datasets.put(frame, "s")
-    assert om("datasets", "head", "s", "-n", "2").stdout.splitlines() == ["0\tEU", "1\tUS"]
+    head = om("datasets", "head", "s", "-n", "2").stdout.splitlines()
+    assert head == ["qty\tregion", "0\tEU", "1\tUS"]  # data piped keeps its header
     assert om("datasets", "schema", "s").stdout.splitlines() == ["qty\tint64", "region\tstring"]
     out = om("datasets", "get", "s", "-", "--where", "qty>=96", "--where", "region==EU")
     assert out.stdout.splitlines() == ["qty,region", "96,EU", "98,EU"]

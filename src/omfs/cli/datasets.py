@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import re
 import sys
 from pathlib import Path
 from typing import Annotated, Any
@@ -31,6 +30,8 @@ from omfs.cli._common import (
 from omfs.cli._versions import add_commands
 from omfs.cli.app import App, get_app
 from omfs.cli.errors import OptionError
+from omfs.errors import InvalidFilterError
+from omfs.objects.datasets.where import parse_where
 
 cli = typer.Typer(
     rich_markup_mode=None, help="Datasets: Parquet tables and raw files.", no_args_is_help=True
@@ -125,6 +126,20 @@ Dtype = Annotated[
         help="a column's type: string, int64, float64, bool, category, datetime (repeatable)",
     ),
 ]
+Decimal = Annotated[
+    str,
+    typer.Option(
+        "--decimal", metavar="CHAR", help="CSV decimal point, e.g. , to read 0,038 as a number"
+    ),
+]
+DateFormat = Annotated[
+    str | None,
+    typer.Option(
+        "--date-format",
+        metavar="FORMAT",
+        help="CSV dates' layout (strptime), e.g. '%d/%m/%Y %H:%M' (default: ISO 8601)",
+    ),
+]
 SkipBadLines = Annotated[
     bool, typer.Option("--skip-bad-lines", help="skip CSV lines with the wrong number of fields")
 ]
@@ -167,6 +182,8 @@ def put(
     parse_dates: ParseDates = None,
     dtype: Dtype = None,
     skip_bad_lines: SkipBadLines = False,
+    decimal: Decimal = ".",
+    date_format: DateFormat = None,
     max_columns: MaxColumns = None,
     max_line_bytes: MaxLineBytes = "8MiB",
     fmt: StdinFormat = None,
@@ -189,6 +206,7 @@ def put(
         options = _import_options(
             sep, encoding, parse_dates, dtype, skip_bad_lines, max_columns, max_line_bytes
         )
+        options.decimal, options.date_format = decimal, date_format
         meta = _put_table(app, file, name, options, how)
         if options.skipped:
             app.note(f"skipped {options.skipped} bad line(s) of {path}")
@@ -238,38 +256,13 @@ def _put_table(app: App, file: Path, name: str, options: Any, how: dict[str, Any
         return datasets.put(data, name, **how)
 
 
-_WHERE = re.compile(r"^\s*([^<>=!~\s]+)\s*(==|=|!=|<=|>=|<|>|~=|\^=)\s*(.*?)\s*$")
-_WHERE_OPS = {
-    "==": "eq",
-    "=": "eq",
-    "!=": "ne",
-    "<": "lt",
-    "<=": "lte",
-    ">": "gt",
-    ">=": "gte",
-    "~=": "contains",
-    "^=": "startswith",
-}
-
-
-def parse_where(items: list[str] | None) -> dict[str, Any]:
-    """``--where 'qty>10'`` as the API's keyword filters (``qty__gt="10"``), values as text
-    that the store casts to the column's type."""
-    out: dict[str, Any] = {}
-    for item in items or []:
-        match = _WHERE.match(item)
-        if not match or not match.group(3):
-            raise OptionError(
-                f"--where {item!r}: use COLUMN OP VALUE with OP one of == != < <= > >= ~= "
-                "(contains) ^= (starts with), e.g. --where 'qty>10'"
-            )
-        column, op, value = match.groups()
-        value = value.strip("'\"")
-        key = f"{column}__{_WHERE_OPS[op]}"
-        if key in out:
-            raise OptionError(f"--where gives {column} {op} twice; combine them into one")
-        out[key] = value
-    return out
+def _where(items: list[str] | None) -> dict[str, Any]:
+    """``--where`` conditions as keyword filters; a condition that does not parse is a usage
+    error (exit status 2)."""
+    try:
+        return parse_where(items)
+    except InvalidFilterError as exc:
+        raise OptionError(exc.cli_message()) from None
 
 
 @cli.command()
@@ -290,7 +283,8 @@ def get(
         typer.Option(
             "--where",
             metavar="COND",
-            help="keep rows where COND holds, e.g. 'qty>10', 'region==EU', 'name^=A' "
+            help="keep rows where COND holds: 'qty>10', 'region==EU', 'name^=A', "
+            "'clinic in (east,south)', 'bmi is not null', '`sepal length (cm)`>5' "
             "(repeatable, all must hold; pushed down into the Parquet read)",
         ),
     ] = None,
@@ -308,7 +302,7 @@ def get(
     target = None if path == "-" else Path(path)
     if target is not None and target.exists() and not force:
         app.fail(f"{path} exists; pass --force to overwrite it")
-    filters = parse_where(where)
+    filters = _where(where)
     if meta.kind == "raw":
         if columns or filters:
             app.fail(f"{name} is a raw file: --columns and --where apply to tables")
@@ -364,10 +358,10 @@ def head(
             f"{name} is a raw file ({meta.get('filename') or 'no name'}); `om datasets get` it"
         )
     cols = [c.strip() for c in columns.split(",")] if columns else None
-    chunks = ds.get(name, columns=cols, chunksize=rows, **parse_where(where))
+    chunks = ds.get(name, columns=cols, chunksize=rows, **_where(where))
     first = next(iter(chunks), None)
-    if first is None:
-        first = pd.DataFrame()
+    if first is None:  # no row matched: still the columns, for a piped header
+        first = pd.DataFrame(columns=cols or list(meta.get("columns") or {}))
     if isinstance(first, pd.Series):
         first = first.to_frame()
     elif not isinstance(first, pd.DataFrame):
@@ -377,7 +371,7 @@ def head(
     if keep_index:
         first = first.reset_index()
     records = first.astype(object).where(first.notna(), None).to_dict(orient="records")
-    app.table(records, [str(c) for c in first.columns], empty="no rows")
+    app.table(records, [str(c) for c in first.columns], empty="no rows", header=True)
 
 
 @cli.command()

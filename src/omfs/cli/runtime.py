@@ -86,7 +86,7 @@ def model(
     spec: dict[str, Any] = {"name": name, "action": action, "x": x, "y": y, "result": result}
     spec |= {"params": parse_params(param), "timeout": timeout}
     spec |= {"require": app.require, "local": app.local}
-    _show_answer(app, _run_task(app, spec))
+    _show_answer(app, _run_task(app, spec), action)
 
 
 def _run_task(app: App, spec: dict[str, Any]) -> dict[str, Any]:
@@ -109,7 +109,7 @@ def _run_task(app: App, spec: dict[str, Any]) -> dict[str, Any]:
     return request(path, {"context": context, "task": spec, "debug": debugging()})
 
 
-def _show_answer(app: App, answer: dict[str, Any]) -> None:
+def _show_answer(app: App, answer: dict[str, Any], action: str) -> None:
     """Print the gateway's (or :func:`model_command`'s) answer: notices, then the stored
     result's metadata, the value, or the error."""
     for line in answer.get("notice") or []:
@@ -119,7 +119,7 @@ def _show_answer(app: App, answer: dict[str, Any]) -> None:
             print(answer["traceback"], file=sys.stderr, end="")
         app.fail(str(answer["error"]), int(answer.get("code") or 1))
     if "meta" not in answer:
-        app.value(answer.get("value"))
+        app.data(answer.get("value"), action)
     elif app.as_json:
         app.value(answer["meta"])
     else:

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from omfs._util import atomic_path
+from omfs.objects.datasets._csv_values import conversion_error
 from omfs.objects.datasets._readers import open_other as _open_other
 from omfs.objects.datasets._tables import (
     COMPRESSIONS,
@@ -84,16 +85,18 @@ def _arrow_type(column: str, name: str) -> Any:
     return pa.type_for_alias(kind)
 
 
-def _sniff_separator(head: bytes, encoding: str | None) -> str:
-    """The separator of a CSV file, from its first lines (``,`` when unclear)."""
+def _sniff_separator(head: bytes, encoding: str | None, decimal: str = ".") -> str | None:
+    """The separator of a CSV file, from its first lines (``,`` when unclear); never the
+    decimal point, and None when the header holds it and nothing else is clear."""
     text = head[:_HEAD_BYTES].decode(_codec(encoding), errors="replace")
     lines = text.splitlines()[:20]
     if len(lines) > 1 and not text.endswith("\n"):
         lines = lines[:-1]  # the last line may be cut
+    candidates = ",;\t|".replace(decimal, "")
     try:
-        return csv.Sniffer().sniff("\n".join(lines), delimiters=",;\t|").delimiter
+        return csv.Sniffer().sniff("\n".join(lines), delimiters=candidates).delimiter
     except csv.Error:
-        return ","
+        return None if lines and decimal in lines[0] else candidates[0]
 
 
 def _codec(encoding: str | None) -> str:
@@ -106,13 +109,13 @@ def _codec(encoding: str | None) -> str:
         return "latin-1"
 
 
-def _count_fields(line: bytes, sep: str, encoding: str | None) -> int:
-    """How many fields a CSV line holds (quotes respected where the csv module can)."""
-    text = line.decode(_codec(encoding), errors="replace")
+def _fields(line: bytes, sep: str, encoding: str | None) -> list[str]:
+    """The fields of a CSV line (quotes respected where the csv module can)."""
+    text = line.decode(_codec(encoding), errors="replace").rstrip("\r")
     try:
-        return len(next(csv.reader([text], delimiter=sep), []))
-    except csv.Error:  # a field beyond csv's size limit: count separators instead
-        return text.count(sep) + 1
+        return next(csv.reader([text], delimiter=sep), [])
+    except csv.Error:  # a field beyond csv's size limit: split at separators instead
+        return text.split(sep)
 
 
 def _open_csv(
@@ -125,20 +128,8 @@ def _open_csv(
     import pyarrow as pa
     import pyarrow.csv as pcsv
 
-    head = _head(path, compression, options.max_line_bytes)
-    header = _first_line(path, compression, head, options.max_line_bytes)
-    sep = options.sep
-    if sep is None:
-        sep = "\t" if fmt == "tsv" else _sniff_separator(head, options.encoding)
-    if sep in ("\\t", "tab"):
-        sep = "\t"
-    if len(sep) != 1:
-        raise TableFileError(f"--sep {sep!r}: the separator must be one character")
-    del head
-    _check_columns(path, _count_fields(header, sep, options.encoding), options, is_csv=True)
-    types = {c: _arrow_type(c, t) for c, t in options.dtype.items()}
-    for column in options.parse_dates:
-        types.setdefault(column, pa.timestamp("ns"))
+    sep, names = _layout(path, fmt, compression, options)
+    types = _column_types(options)
     bad: dict[str, Any] = {}
 
     def on_bad_row(row: Any) -> str:
@@ -152,7 +143,7 @@ def _open_csv(
     # could abort the process (std::terminate) when an error ends the read early
     raw = pa.OSFile(path)
     stream = pa.CompressedInputStream(raw, compression) if compression else raw
-    explain = _csv_explainer(path, compression, bad, options)
+    explain = _csv_explainer(path, compression, bad, options, names)
     try:
         reader = pcsv.open_csv(
             stream,
@@ -167,25 +158,71 @@ def _open_csv(
             parse_options=pcsv.ParseOptions(
                 delimiter=sep, newlines_in_values=True, invalid_row_handler=on_bad_row
             ),
-            convert_options=pcsv.ConvertOptions(
-                column_types=types,
-                timestamp_parsers=[pcsv.ISO8601, *_TIME_FORMATS],
-                strings_can_be_null=True,
-            ),
+            convert_options=_convert_options(types, options),
         )
-    except (pa.ArrowInvalid, UnicodeDecodeError, LookupError) as exc:
-        stream.close()
-        raise explain(exc) from None
-    try:
         _check_schema(path, reader.schema, types, options)
-    except TableFileError:
+    except (pa.ArrowInvalid, UnicodeDecodeError, LookupError, TableFileError) as exc:
         stream.close()
-        raise
+        raise exc if isinstance(exc, TableFileError) else explain(exc) from None
     schema = pa.schema(
         pa.field(f.name, pa.timestamp("ns")) if pa.types.is_date32(f.type) else f
         for f in reader.schema
     )
     return _Batches(reader, schema, raw, stream, explain, progress)
+
+
+def _layout(
+    path: str, fmt: str, compression: str | None, options: ImportOptions
+) -> tuple[str, list[str]]:
+    """The file's separator (given, or detected from its first lines) and column names;
+    too many columns are refused from the header line alone."""
+    head = _head(path, compression, options.max_line_bytes)
+    header = _first_line(path, compression, head, options.max_line_bytes)
+    sep = options.sep
+    if sep is None:
+        sep = "\t" if fmt == "tsv" else _sniff_separator(head, options.encoding, options.decimal)
+    if sep is None:
+        raise TableFileError(
+            f"{path}: the field separator is not clear, and it cannot be the decimal point "
+            f"{options.decimal!r}; give it with --sep, e.g. --sep ';'"
+        )
+    if sep in ("\\t", "tab"):
+        sep = "\t"
+    if len(sep) != 1:
+        raise TableFileError(f"--sep {sep!r}: the separator must be one character")
+    if sep == options.decimal:
+        raise TableFileError(
+            f"--decimal {options.decimal!r} is also the field separator; give the file's "
+            "separator with --sep, e.g. --sep ';'"
+        )
+    names = _fields(header, sep, options.encoding)
+    _check_columns(path, len(names), options, is_csv=True)
+    return sep, names
+
+
+def _column_types(options: ImportOptions) -> dict[str, Any]:
+    """The Arrow types the user asked for: ``--dtype``, and timestamps for ``--parse-dates``."""
+    import pyarrow as pa
+
+    types = {c: _arrow_type(c, t) for c, t in options.dtype.items()}
+    for column in options.parse_dates:
+        types.setdefault(column, pa.timestamp("ns"))
+    return types
+
+
+def _convert_options(types: dict[str, Any], options: ImportOptions) -> Any:
+    """pyarrow's conversion of CSV text: the given types, the decimal point, and dates in
+    ``--date-format`` or else ISO 8601 and a few layouts that cannot swap day and month."""
+    import pyarrow.csv as pcsv
+
+    given = [options.date_format] if options.date_format else []  # other columns: ISO still
+    parsers = [*given, pcsv.ISO8601, *_TIME_FORMATS]
+    return pcsv.ConvertOptions(
+        column_types=types,
+        timestamp_parsers=parsers,
+        strings_can_be_null=True,
+        decimal_point=options.decimal,
+    )
 
 
 def _check_schema(path: str, schema: Any, types: dict[str, Any], options: ImportOptions) -> None:
@@ -209,10 +246,18 @@ def _check_schema(path: str, schema: Any, types: dict[str, Any], options: Import
 
 
 def _csv_explainer(
-    path: str, compression: str | None, bad: dict[str, Any], options: ImportOptions
+    path: str,
+    compression: str | None,
+    bad: dict[str, Any],
+    options: ImportOptions,
+    names: list[str],
 ) -> Callable[[BaseException], TableFileError]:
     def explain(exc: BaseException) -> TableFileError:
-        return _stream_error(path, compression, exc, options) or _csv_error(path, exc, bad, options)
+        return (
+            _stream_error(path, compression, exc, options)
+            or conversion_error(path, " ".join(str(exc).split()), names, options)
+            or _csv_error(path, exc, bad, options)
+        )
 
     return explain
 
@@ -235,11 +280,6 @@ def _csv_error(
             f"{path}, {line}: expected {row.expected_columns} fields, found "
             f"{row.actual_columns} ({row.text[:80]!r}). Fix the line, give the right --sep, "
             "or pass --skip-bad-lines."
-        )
-    if "conversion error" in text:
-        return TableFileError(
-            f"{path}: {text}. A later value does not fit the type read from the first rows; "
-            "give the column's type, e.g. --dtype NAME=string or --dtype NAME=float64."
         )
     return TableFileError(f"{path}: {text}")
 
@@ -269,8 +309,11 @@ def open_table_file(
     if fmt in ("csv", "tsv"):
         batches = _open_csv(where, fmt, compression, options, progress)
         return pa.RecordBatchReader.from_batches(batches.schema, iter(batches))
-    if options.sep or options.skip_bad_lines:
-        raise TableFileError(f"{where}: --sep and --skip-bad-lines apply to CSV files, not {fmt}")
+    if options.sep or options.skip_bad_lines or options.decimal != "." or options.date_format:
+        raise TableFileError(
+            f"{where}: --sep, --skip-bad-lines, --decimal and --date-format apply to CSV "
+            f"files, not {fmt}"
+        )
     convert = bool(options.dtype or options.parse_dates)
     try:
         table = _open_other(where, fmt, compression, convert, options, progress)

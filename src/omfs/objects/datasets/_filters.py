@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from omfs.errors import InvalidFilterError
+from omfs.objects.datasets.where import WHERE_OPERATORS, as_where
 
 __all__ = ["OPERATORS", "all_of", "build_filter"]
 
@@ -33,25 +34,36 @@ OPERATORS = {
 
 def _coerce(key: str, column: str, value: Any, kind: Any) -> Any:
     """A filter value given as text (``"2024-03-01"``, ``"5"`` from the CLI) as the
-    column's type; an error naming the column when it cannot be one."""
+    column's type (each of a list's); an error naming the column when it cannot be one."""
     import pyarrow as pa
 
     if kind is None or value is None:
         return value
-    if isinstance(value, list | tuple | set | frozenset):
-        return type(value)(_coerce(key, column, v, kind) for v in value)
     target = kind.value_type if pa.types.is_dictionary(kind) else kind
+    many = isinstance(value, list | tuple | set | frozenset)
+    try:
+        if many:
+            return type(value)(_cast_text(v, target) for v in value)
+        return _cast_text(value, target)
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError) as exc:
+        bad = exc.args[-1] if many else value
+        raise _refusal(
+            key, value, f": column {column!r} is {target}, and {bad!r} cannot be read as {target}."
+        ) from None
+
+
+def _cast_text(value: Any, target: Any) -> Any:
+    """``value`` as an Arrow scalar of type ``target`` when it is text (else as it is)."""
+    import pyarrow as pa
+
     if not isinstance(value, str) or pa.types.is_string(target) or pa.types.is_large_string(target):
         return value
+    if pa.types.is_boolean(target) and value.lower() in ("true", "false", "1", "0"):
+        return value.lower() in ("true", "1")
     try:
-        if pa.types.is_boolean(target) and value.lower() in ("true", "false", "1", "0"):
-            return value.lower() in ("true", "1")
         return pa.scalar(value).cast(target)
-    except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError):
-        raise InvalidFilterError(
-            f"Filter {key}={value!r}: column {column!r} is {target}, and {value!r} cannot be "
-            f"read as {target}."
-        ) from None
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError) as exc:
+        raise type(exc)(str(exc), value) from None
 
 
 def _keyword_expression(
@@ -67,9 +79,11 @@ def _keyword_expression(
         if tail in OPERATORS and key not in columns:
             column, op = head, tail
     if column not in columns:
-        raise InvalidFilterError(
-            f"Filter {key}={value!r} names the column {column!r}, which the dataset does not "
-            f"have. Columns: {columns}. Operators: " + ", ".join(f"__{o}" for o in OPERATORS)
+        raise _refusal(
+            key,
+            value,
+            f" names the column {column!r}, which the dataset does not have. Columns: {columns}.",
+            hint="Operators: " + ", ".join(f"__{o}" for o in OPERATORS) + ".",
         )
     kind = (types or {}).get(column)
     expr = _operator_expression(key, column, op, value, kind, floats)
@@ -78,28 +92,63 @@ def _keyword_expression(
 
 
 def _check_applies(expr: Any, key: str, value: Any, column: str, op: str, kind: Any) -> None:
-    """Refuse, naming the operator and the column's type, a filter whose operator has no
-    meaning for that type (``contains`` on an int64 column), by evaluating it on no rows:
-    the read itself would fail later with a bare Arrow 'no kernel' error."""
+    """Refuse, naming the operator, the column's type and the operators that do apply, a
+    filter whose operator has no meaning for that type (``contains`` on an int64 column), by
+    evaluating it on no rows: the read itself would fail later with a bare Arrow error."""
     import pyarrow as pa
 
-    if kind is None:
+    if kind is None or _applies(expr, column, kind):
         return
+    target = kind.value_type if pa.types.is_dictionary(kind) else kind
+    works = [o for o in WHERE_OPERATORS if _probe(column, o, kind)]
+    raise _refusal(
+        key,
+        value,
+        f": the operator {op!r} ({OPERATORS[op]}) does not apply to column {column!r}, "
+        f"which is {target}.",
+        hint="Operators that do: " + ", ".join(f"__{o}" for o in works) + ".",
+        cli_hint="--where operators that do: " + ", ".join(WHERE_OPERATORS[o] for o in works) + ".",
+    )
+
+
+def _refusal(
+    key: str, value: Any, text: str, hint: str | None = None, cli_hint: str = ""
+) -> InvalidFilterError:
+    """The error of a keyword filter; on the command line it shows the ``--where``
+    condition it came from."""
+    error = InvalidFilterError(f"Filter {key}={value!r}{text}", hint=hint)
+    error.cli_text = f"--where {as_where(key, value)!r}{text} {cli_hint}".strip()
+    return error
+
+
+def _applies(expr: Any, column: str, kind: Any) -> bool:
+    """Whether Arrow can evaluate ``expr`` on a column of type ``kind``."""
+    import pyarrow as pa
+
     try:
         pa.table({column: pa.array([], type=kind)}).filter(expr)
     except (pa.ArrowNotImplementedError, pa.ArrowTypeError, pa.ArrowInvalid):
-        target = kind.value_type if pa.types.is_dictionary(kind) else kind
-        textual = op in ("contains", "startswith", "endswith")
-        advice = (
-            "it applies to string columns (as --where ~= and ^= do); compare numbers and "
-            "dates with eq, lt, gt and the like"
-            if textual
-            else f"compare it with a value of type {target}"
-        )
-        raise InvalidFilterError(
-            f"Filter {key}={value!r}: the operator {op!r} ({OPERATORS[op]}) does not apply "
-            f"to column {column!r}, which is {target}; {advice}."
-        ) from None
+        return False
+    return True
+
+
+def _probe(column: str, op: str, kind: Any) -> bool:
+    """Whether ``op`` applies to a column of type ``kind`` (tried with a null value)."""
+    import pyarrow as pa
+
+    target = kind.value_type if pa.types.is_dictionary(kind) else kind
+    value: Any = pa.scalar(None, type=target)
+    if op in ("in", "nin"):
+        value = [value]
+    elif op in ("isnull", "notnull"):
+        value = True
+    elif op in ("contains", "startswith", "endswith"):
+        value = "x"
+    try:
+        expr = _operator_expression(op, column, op, value, kind, frozenset())
+    except (pa.ArrowNotImplementedError, pa.ArrowTypeError, pa.ArrowInvalid):
+        return False
+    return _applies(expr, column, kind)
 
 
 def _operator_expression(

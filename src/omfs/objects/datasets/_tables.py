@@ -62,12 +62,15 @@ HEAD_BYTES = 64 * 1024
 @dataclass
 class ImportOptions:
     """How to read a table file; the CLI's ``--sep``, ``--encoding``, ``--parse-dates``,
-    ``--dtype`` and ``--skip-bad-lines``."""
+    ``--dtype``, ``--skip-bad-lines``, ``--decimal`` (``","`` reads ``0,038`` as a number)
+    and ``--date-format`` (strptime, e.g. ``"%d/%m/%Y %H:%M"``; else ISO dates)."""
 
     sep: str | None = None
     encoding: str | None = None
     parse_dates: list[str] = field(default_factory=list)
     dtype: dict[str, str] = field(default_factory=dict)
+    decimal: str = "."
+    date_format: str | None = None
     skip_bad_lines: bool = False
     max_columns: int = MAX_COLUMNS
     max_line_bytes: int = MAX_LINE_BYTES
@@ -75,6 +78,12 @@ class ImportOptions:
 
     def check(self) -> None:
         """Refuse limits that cannot work, naming the option."""
+        if len(self.decimal) != 1 or self.decimal.isdigit():
+            raise TableFileError(f"--decimal {self.decimal!r}: give one character, e.g. ,")
+        if self.date_format is not None and "%" not in self.date_format:
+            raise TableFileError(
+                f"--date-format {self.date_format!r}: give a strptime format, e.g. '%d/%m/%Y'"
+            )
         if self.max_columns < 1:
             raise TableFileError(f"--max-columns {self.max_columns}: give at least 1")
         if not 0 < self.max_line_bytes <= _LINE_BYTES_CEILING:
