@@ -31,8 +31,11 @@ def list_(ctx: typer.Context) -> None:
             "root": entry["root"],
             "bucket": entry.get("bucket"),
             "cluster": entry.get("cluster"),
-            "default": "*" if entry["default"] else "",
-            "remote": "*" if entry["remote"] else "",
+            # --json: true/false; for people, a star
+            **{
+                role: bool(entry[role]) if app.as_json else ("*" if entry[role] else "")
+                for role in ("default", "remote")
+            },
         }
         for name, entry in config.contexts().items()
     ]
@@ -60,9 +63,13 @@ def add(
     remote: Annotated[
         bool, typer.Option("--remote", help="make it the remote of om push and om pull")
     ] = False,
+    force: Annotated[
+        bool, typer.Option("--force", help="replace a context of the same name")
+    ] = False,
 ) -> None:
-    """Add (or replace) a named context in the config file. It becomes the default only with
-    --default; until then `om --context NAME` (or OMFS_CONTEXT) selects it."""
+    """Add a named context to the config file (replace one only with --force). It becomes
+    the default only with --default; until then `om --context NAME` (or OMFS_CONTEXT)
+    selects it. A local folder is stored as an absolute path."""
     from omfs import config
 
     app = get_app(ctx)
@@ -89,6 +96,7 @@ def add(
         storage_options=options,
         default=default,
         remote=remote,
+        replace=force,
     )
     roles = [r for r, on in (("the default", default), ("the remote", remote)) if on]
     print(
