@@ -19,6 +19,7 @@ __all__ = [
     "InvalidModelError",
     "InvalidNameError",
     "InvalidTypeError",
+    "MissingCredentialsError",
     "NotFoundError",
     "OmfsError",
     "PromotionError",
@@ -151,6 +152,13 @@ class StorageUnavailableError(OmfsError, ConnectionError):
 
 class StorageAccessError(StorageUnavailableError, PermissionError):
     """The storage refused omfs: credentials missing, wrong or without permission."""
+
+
+class MissingCredentialsError(StorageAccessError):
+    """No usable credentials for an object store. ``summary`` is the first sentence (what
+    failed), without the advice that follows it."""
+
+    summary: str = ""
 
 
 class UnsafeStorageError(OmfsError):

@@ -19,20 +19,30 @@ cli = typer.Typer(
 )
 
 
+_REQUIRE_HELP = (
+    "route to workers offering LABEL or NAME=AMOUNT (repeatable); 'none': any worker, "
+    "whatever the model's attributes require"
+)
+Require = Annotated[
+    list[str] | None, typer.Option("--require", metavar="LABEL|NAME=AMOUNT", help=_REQUIRE_HELP)
+]
+Local = Annotated[bool, typer.Option("--local", help="run in this process, no cluster")]
+
+
 @cli.callback()
-def _runtime_options(
-    ctx: typer.Context,
-    require: Annotated[
-        list[str] | None,
-        typer.Option(
-            "--require", help="route to workers offering LABEL or NAME=AMOUNT (repeatable)"
-        ),
-    ] = None,
-    local: Annotated[bool, typer.Option("--local", help="run in this process, no cluster")] = False,
-) -> None:
+def _runtime_options(ctx: typer.Context, require: Require = None, local: Local = False) -> None:
+    """The options may also follow the command (`om runtime model m fit X --require gpu`)."""
     app = get_app(ctx)
     app.require = list(require or [])
     app.local = local
+
+
+def _command_options(ctx: typer.Context, require: list[str] | None, local: bool) -> App:
+    """The run's App with a command's own --require / --local added to the group's."""
+    app = get_app(ctx)
+    app.require = [*app.require, *(require or [])]
+    app.local = app.local or local
+    return app
 
 
 def _runtime(app: App) -> Any:
@@ -75,14 +85,18 @@ def model(
     param: Annotated[
         list[str] | None, typer.Option("--param", help="KEY=VALUE passed to the method")
     ] = None,
-    timeout: Annotated[float | None, typer.Option(help="seconds to wait for the result")] = None,
+    timeout: Annotated[
+        float | None, typer.Option(metavar="SECONDS", help="seconds to wait for the result")
+    ] = None,
+    require: Require = None,
+    local: Local = False,
 ) -> None:
     """Run a model task and print its result.
 
     With --timeout, a task that has not finished is cancelled and writes nothing (or, if it
     was already writing, its result is waited for and shown).
     """
-    app = get_app(ctx)
+    app = _command_options(ctx, require, local)
     spec: dict[str, Any] = {"name": name, "action": action, "x": x, "y": y, "result": result}
     spec |= {"params": parse_params(param), "timeout": timeout}
     spec |= {"require": app.require, "local": app.local}
@@ -106,7 +120,21 @@ def _run_task(app: App, spec: dict[str, Any]) -> dict[str, Any]:
         "unsafe_commits": storage.unsafe_commits,
         "durable": storage.durable,
     }
-    return request(path, {"context": context, "task": spec, "debug": debugging()})
+    answer = request(path, {"context": context, "task": spec, "debug": debugging()})
+    return _with_credentials_advice(answer, storage.url)
+
+
+def _with_credentials_advice(answer: dict[str, Any], url: str) -> dict[str, Any]:
+    """The gateway's answer, saying so where the background cluster lacks credentials that
+    this shell has (the cluster keeps the environment of the shell that started it)."""
+    if answer.get("kind") != "MissingCredentialsError":
+        return answer
+    from omfs.compute.credentials import cluster_credentials_advice
+
+    advice = cluster_credentials_advice(url, {}, "background")
+    if advice:
+        answer["error"] = f"{answer.get('summary') or answer['error']} {advice}"
+    return answer
 
 
 def _show_answer(app: App, answer: dict[str, Any]) -> None:
@@ -128,9 +156,9 @@ def _show_answer(app: App, answer: dict[str, Any]) -> None:
 
 
 @cli.command()
-def workers(ctx: typer.Context) -> None:
+def workers(ctx: typer.Context, local: Local = False) -> None:
     """List the cluster's workers and the resources they offer."""
-    app = get_app(ctx)
+    app = _command_options(ctx, None, local)
     rows = _runtime(app).workers()
     for row in rows:
         row["resources"] = (
