@@ -21,6 +21,7 @@ if TYPE_CHECKING:
     from typer._click import Context as ClickContext
 
 from omfs.cli.errors import USER_ERRORS, debugging, error_line, exit_code
+from omfs.cli.helptext import readable_help
 from omfs.cli.output import Output
 
 __all__ = ["App", "OmGroup", "get_app", "hoist_global_options", "quiet_libraries"]
@@ -74,8 +75,25 @@ def get_app(ctx: ClickContext) -> App:
     return app
 
 
+#: the order of ``om --help``: the everyday nouns first, maintenance last
+COMMAND_ORDER = (
+    "datasets", "models", "buckets", "contexts", "runtime", "cluster", "info",
+    "sync", "push", "pull", "export", "import", "fsck", "upgrade", "gc",
+)  # fmt: skip
+
+
 class OmGroup(TyperGroup):
-    """The root command group: global options anywhere, user errors in one line."""
+    """The root command group: global options anywhere, user errors in one line, help in
+    readable metavars with the everyday nouns first."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        readable_help(self)
+
+    def list_commands(self, ctx: ClickContext) -> list[str]:
+        names = super().list_commands(ctx)
+        rank = {name: i for i, name in enumerate(COMMAND_ORDER)}
+        return sorted(names, key=lambda name: rank.get(name, len(rank)))
 
     def parse_args(self, ctx: ClickContext, args: list[str]) -> list[str]:
         args = hoist_global_options(self, args)
