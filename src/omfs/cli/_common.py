@@ -137,6 +137,21 @@ def drop_command(app: App, store: str, name: str, force: bool, yes: bool = False
     dropped = target.drop(name, force=force)
     if app.as_json:
         app.value({"name": name, "dropped": dropped})
+    else:
+        print(_dropped_line(store, name, target.bucket, dropped))
+
+
+def _dropped_line(store: str, name: str, bucket: str, dropped: bool) -> str:
+    """What ``drop`` did, in one line, and how to undo it."""
+    what = store[:-1]
+    if not dropped:
+        return f"no {what} {name!r} in bucket {bucket!r}; nothing was dropped"
+    if "@" in name:
+        return f"dropped {what} version {name!r} from bucket {bucket!r}"
+    return (
+        f"dropped {what} {name!r} with all its versions from bucket {bucket!r}; "
+        f"`om --bucket {bucket} {store} restore {name}` brings it back until gc collects it"
+    )
 
 
 def report_written(app: App, meta: Any, path: Any) -> None:

@@ -14,6 +14,7 @@ import sys
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+import typer
 from typer.core import TyperGroup
 
 if TYPE_CHECKING:
@@ -99,7 +100,11 @@ class OmGroup(TyperGroup):
         args = hoist_global_options(self, args)
         if "--json" in args[: args.index("--") if "--" in args else len(args)]:
             get_app(ctx).as_json = True  # errors before the callback runs are JSON too
-        rest: list[str] = super().parse_args(ctx, args)
+        try:
+            rest: list[str] = super().parse_args(ctx, args)
+        except CLICK_USAGE_ERROR as exc:
+            _usage_error_as_json(ctx, exc)
+            raise
         return rest
 
     def invoke(self, ctx: ClickContext) -> Any:
@@ -109,6 +114,24 @@ class OmGroup(TyperGroup):
             if debugging():
                 raise
             get_app(ctx).fail(error_line(exc), exit_code(exc))
+        except CLICK_USAGE_ERROR as exc:  # a subcommand's arguments, an unknown command
+            _usage_error_as_json(ctx, exc)
+            raise
+
+
+#: Click's usage error (a wrong option or argument; Typer vendors Click, so it is reached
+#: through the public ``typer.BadParameter``, one of its kinds)
+CLICK_USAGE_ERROR: type[Exception] = next(
+    c for c in typer.BadParameter.__mro__ if c.__name__ == "UsageError"
+)
+
+
+def _usage_error_as_json(ctx: ClickContext, exc: Any) -> None:
+    """With ``--json``, a usage error is a JSON object on stderr too (as any error); for
+    people, Click's own usage text stays."""
+    run = get_app(ctx)
+    if run.as_json and not debugging():
+        run.fail(exc.format_message(), exc.exit_code)
 
 
 def hoist_global_options(command: Any, args: list[str]) -> list[str]:
