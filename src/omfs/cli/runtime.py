@@ -10,6 +10,7 @@ import typer
 from omfs.cli._common import parse_params
 from omfs.cli.app import App, get_app
 from omfs.cli.errors import debugging
+from omfs.cli.output import is_terminal, summarise
 from omfs.compute.resources import ResourceSpec
 
 cli = typer.Typer(
@@ -100,7 +101,7 @@ def model(
     spec: dict[str, Any] = {"name": name, "action": action, "x": x, "y": y, "result": result}
     spec |= {"params": parse_params(param), "timeout": timeout}
     spec |= {"require": app.require, "local": app.local}
-    _show_answer(app, _run_task(app, spec))
+    _show_answer(app, _run_task(app, spec), action)
 
 
 def _run_task(app: App, spec: dict[str, Any]) -> dict[str, Any]:
@@ -137,7 +138,7 @@ def _with_credentials_advice(answer: dict[str, Any], url: str) -> dict[str, Any]
     return answer
 
 
-def _show_answer(app: App, answer: dict[str, Any]) -> None:
+def _show_answer(app: App, answer: dict[str, Any], action: str) -> None:
     """Print the gateway's (or :func:`model_command`'s) answer: notices, then the stored
     result's metadata, the value, or the error."""
     for line in answer.get("notice") or []:
@@ -147,12 +148,41 @@ def _show_answer(app: App, answer: dict[str, Any]) -> None:
             print(answer["traceback"], file=sys.stderr, end="")
         app.fail(str(answer["error"]), int(answer.get("code") or 1))
     if "meta" not in answer:
-        app.value(answer.get("value"))
+        _show_value(app, action, answer.get("value"))
     elif app.as_json:
         app.value(answer["meta"])
     else:
         meta = answer["meta"]
         print(f"{meta['store']}\t{meta['name']}\tv{meta['version']}")
+
+
+def _show_value(app: App, action: str, value: Any) -> None:
+    """A task's value: rows (predictions, a frame) as a table, tab-separated lines when
+    piped; a single value (a score) as it is; JSON with --json. A long result on a
+    terminal is summarised (--result stores it)."""
+    table = None if app.as_json else value_rows(action, value)
+    if table is None or (is_terminal() and summarise(value) is not None):
+        app.value(value)
+        return
+    app.table(*table)
+
+
+def value_rows(action: str, value: Any) -> tuple[list[dict[str, Any]], list[str]] | None:
+    """A task's value as rows and columns: a list gives one row per item (a column per
+    item of a nested list: ``predict_proba``); a frame (``{column: {index: value}}``) a row
+    per index with the index first. None for a single value."""
+    if isinstance(value, dict) and value and all(isinstance(v, dict) for v in value.values()):
+        columns = [str(c) for c in value]
+        index = list(next(iter(value.values())))
+        rows = [{"index": i, **{str(c): value[c].get(i) for c in value}} for i in index]
+        return rows, ["index", *columns]
+    if not isinstance(value, list):
+        return None
+    if value and all(isinstance(v, list) for v in value):
+        width = max(len(v) for v in value)
+        columns = [f"{action}_{k}" for k in range(width)]
+        return [dict(zip(columns, v, strict=False)) for v in value], columns
+    return [{action: v} for v in value], [action]
 
 
 @cli.command()

@@ -1,0 +1,92 @@
+"""The small stumbles of a newcomer's first week with `om` (issue 19, item 15), each run
+in this process with Click's CliRunner: readable help, one line after a drop, JSON usage
+errors, task values as rows."""
+
+from __future__ import annotations
+
+import json
+
+import pandas as pd
+import pytest
+from sklearn.linear_model import LinearRegression, LogisticRegression
+
+import omfs
+
+
+@pytest.fixture
+def om(tmp_path, cli):
+    """Runs `om ARGS...` on a context of this test (asserting its exit status)."""
+    root = tmp_path / "ctx"
+
+    def run(*args, code=0):
+        out = cli(*args, env={"OMFS_ROOT": str(root)})
+        assert out.code == code, (out.stdout, out.stderr)
+        return out
+
+    run.root = root
+    return run
+
+
+def test_help_shows_readable_metavars_and_everyday_nouns_first(om):
+    usage = om("runtime", "model", "--help").stdout
+    assert "Usage: om runtime model [OPTIONS] NAME ACTION [X] [Y]" in usage
+    assert "--param KEY=VALUE" in usage and "--result RESULT" in usage
+    assert "<str>" not in usage and "<list[str]>" not in usage and "{name}" not in usage
+    put = om("datasets", "put", "--help").stdout
+    assert "Usage: om datasets put [OPTIONS] PATH NAME" in put and "{path}" not in put
+    listing = om("--help").stdout.split("Commands:")[1].splitlines()
+    commands = [line.split()[0] for line in listing if line.startswith("  ")]
+    nouns = [w for w in commands if w in ("datasets", "models", "fsck", "upgrade", "gc")]
+    assert nouns == ["datasets", "models", "fsck", "upgrade", "gc"]
+
+
+def test_drop_says_what_it_dropped_and_how_to_restore(om):
+    store = omfs.setup(om.root)
+    store.datasets.put(pd.DataFrame({"a": [1]}), "d")
+    store.datasets.put(pd.DataFrame({"a": [2]}), "d")
+    out = om("datasets", "drop", "d@v1")
+    assert out.stdout == "dropped dataset version 'd@v1' from bucket 'omega'\n"
+    out = om("datasets", "drop", "d")
+    assert out.stdout == (
+        "dropped dataset 'd' with all its versions from bucket 'omega'; "
+        "`om --bucket omega datasets restore d` brings it back until gc collects it\n"
+    )
+    om("datasets", "restore", "d")
+    out = om("datasets", "drop", "nope", "--force")
+    assert out.stdout == "no dataset 'nope' in bucket 'omega'; nothing was dropped\n"
+    assert json.loads(om("--json", "datasets", "drop", "d").stdout) == {
+        "name": "d",
+        "dropped": True,
+    }
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ("--json", "datasets", "put"),
+        ("datasets", "list", "--bogus", "--json"),
+        ("--json", "nocommand"),
+    ],
+)
+def test_usage_errors_are_json_with_json(om, args):
+    out = om(*args, code=2)
+    error = json.loads(out.stderr)
+    assert error["exit_code"] == 2 and error["error"]
+    assert out.stdout == ""
+
+
+def test_task_values_print_as_rows(om):
+    store = omfs.setup(om.root)
+    store.datasets.put(pd.DataFrame({"x": [0.0, 1.0, 2.0, 3.0]}), "X")
+    store.datasets.put(pd.DataFrame({"y": [0, 0, 1, 1]}), "Y")
+    fit_x = pd.DataFrame({"x": [0.0, 1.0]})
+    store.models.put(LinearRegression().fit(fit_x, [1.0, 3.0]), "lin")
+    store.models.put(LogisticRegression().fit(fit_x * 3, [0, 1]), "log")
+    task = ("runtime", "model")
+    out = om(*task, "lin", "predict", "X", "--local")
+    assert [round(float(v), 6) for v in out.stdout.splitlines()] == [1.0, 3.0, 5.0, 7.0]
+    proba = om(*task, "log", "predict_proba", "X", "--local").stdout.splitlines()
+    assert len(proba) == 4 and all(len(line.split("\t")) == 2 for line in proba)
+    assert om(*task, "log", "score", "X", "Y", "--local").stdout.strip() == "1.0"
+    as_json = json.loads(om("--json", *task, "lin", "predict", "X", "--local").stdout)
+    assert [round(v, 6) for v in as_json] == [1.0, 3.0, 5.0, 7.0]
