@@ -90,3 +90,16 @@ def test_task_values_print_as_rows(om):
     assert om(*task, "log", "score", "X", "Y", "--local").stdout.strip() == "1.0"
     as_json = json.loads(om("--json", *task, "lin", "predict", "X", "--local").stdout)
     assert [round(v, 6) for v in as_json] == [1.0, 3.0, 5.0, 7.0]
+
+
+def test_global_storage_option_beside_root(cli, tmp_path, s3_root, s3_server):
+    """`--storage-option KEY=VALUE` gives --root's storage options (dotted keys nest), also
+    after the command; a malformed one is a usage error."""
+    (tmp_path / "a.csv").write_text("a\n1\n")
+    endpoint = f"client_kwargs.endpoint_url={s3_server}"
+    out = cli("--root", s3_root, "--storage-option", endpoint, "datasets", "put", "a.csv", "a")
+    assert out.code == 0, out.stderr
+    out = cli("datasets", "list", "--root", s3_root, "--storage-option", endpoint)
+    assert out.code == 0 and out.stdout.split() == ["a"], out.stderr
+    out = cli("--root", s3_root, "--storage-option", "nonsense", "datasets", "list")
+    assert out.code == 2 and "--storage-option" in out.stderr

@@ -20,6 +20,7 @@ __all__ = [
     "parse_attributes",
     "parse_params",
     "parse_size",
+    "parse_storage_options",
     "promote_command",
     "report_written",
     "require_file",
@@ -45,6 +46,23 @@ def parse_size(text: str) -> int:
         return _util.parse_size(text)
     except ValueError as exc:
         raise OptionError(str(exc)) from None
+
+
+def parse_storage_options(items: list[str] | None, option: str) -> dict[str, Any]:
+    """``KEY=VALUE`` storage options: a JSON value where it parses as one (``anon=true``),
+    dotted keys nested (``client_kwargs.endpoint_url=http://...``)."""
+    options: dict[str, Any] = {}
+    for key, value in _kv(items, option):
+        try:
+            parsed = json.loads(value)
+        except ValueError:
+            parsed = value
+        target = options
+        *parents, last = key.split(".")
+        for part in parents:
+            target = target.setdefault(part, {})
+        target[last] = parsed
+    return options
 
 
 def _key_value(item: str, option: str) -> tuple[str, str]:

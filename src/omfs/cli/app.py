@@ -36,6 +36,8 @@ class App(Output):
     bucket: str | None = None
     cluster: str | None = None
     context: str | None = None
+    #: ``--storage-option KEY=VALUE`` (beside ``--root s3://...``)
+    storage_options: dict[str, Any] = field(default_factory=dict)
     as_json: bool = False
     #: ``om runtime --require ... --local``
     require: list[str] = field(default_factory=list)
@@ -48,7 +50,11 @@ class App(Output):
             import omfs
 
             self._omega = omfs.setup(
-                self.root, bucket=self.bucket, cluster=self.cluster, context=self.context
+                self.root,
+                bucket=self.bucket,
+                cluster=self.cluster,
+                context=self.context,
+                storage_options=self.storage_options or None,
             )
         return self._omega
 

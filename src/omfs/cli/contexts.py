@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import json
 import sys
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 
-from omfs._util import parse_kv
+from omfs.cli._common import parse_storage_options
 from omfs.cli.app import get_app
 
 cli = typer.Typer(
@@ -72,22 +71,7 @@ def add(
     selects it. A local folder is stored as an absolute path."""
     from omfs import config
 
-    app = get_app(ctx)
-    options: dict[str, Any] = {}
-    try:
-        pairs = parse_kv(storage_option, "--storage-option")
-    except ValueError as exc:
-        app.fail(str(exc), 2)
-    for key, value in pairs:
-        try:
-            parsed = json.loads(value)
-        except ValueError:
-            parsed = value
-        target = options
-        *parents, last = key.split(".")
-        for part in parents:  # client_kwargs.endpoint_url=... nests
-            target = target.setdefault(part, {})
-        target[last] = parsed
+    options = parse_storage_options(storage_option, "--storage-option")
     path = config.add_context(
         name,
         root,
