@@ -103,3 +103,28 @@ def test_global_storage_option_beside_root(cli, tmp_path, s3_root, s3_server):
     assert out.code == 0 and out.stdout.split() == ["a"], out.stderr
     out = cli("--root", s3_root, "--storage-option", "nonsense", "datasets", "list")
     assert out.code == 2 and "--storage-option" in out.stderr
+
+
+def test_shell_completion_offers_names(cli, tmp_path):
+    """`om datasets get <TAB>` offers the context's dataset names; models, buckets and
+    contexts likewise."""
+    store = omfs.setup(tmp_path / "ctx")
+    store.datasets.put({"a": [1]}, "sales")
+    store.datasets.put({"a": [1]}, "salaries")
+    store.models.put({"w": 1}, "churn")
+    omfs.setup(tmp_path / "ctx", bucket="team").datasets.put({"a": [1]}, "x")
+    omfs.config.add_context("prod", str(tmp_path / "prod"))
+
+    def complete(line):
+        words = line.split(" ")
+        env = {"_OM_COMPLETE": "complete_bash", "COMP_WORDS": line}
+        out = cli(*[], env={**env, "COMP_CWORD": str(len(words) - 1)})
+        assert out.code == 0, out.stderr
+        return out.stdout.split()
+
+    assert complete("om --root ctx datasets get sa") == ["salaries", "sales"]
+    assert complete("om --root ctx models drop ") == ["churn"]
+    assert complete("om --root ctx --bucket ") == ["omega", "team"]
+    assert complete("om --context ") == ["prod"]
+    assert complete("om --root nowhere-at-all datasets get ") == []
+    assert not (tmp_path / "nowhere-at-all").exists()  # completing creates nothing

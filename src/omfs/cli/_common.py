@@ -49,20 +49,12 @@ def parse_size(text: str) -> int:
 
 
 def parse_storage_options(items: list[str] | None, option: str) -> dict[str, Any]:
-    """``KEY=VALUE`` storage options: a JSON value where it parses as one (``anon=true``),
-    dotted keys nested (``client_kwargs.endpoint_url=http://...``)."""
-    options: dict[str, Any] = {}
-    for key, value in _kv(items, option):
-        try:
-            parsed = json.loads(value)
-        except ValueError:
-            parsed = value
-        target = options
-        *parents, last = key.split(".")
-        for part in parents:
-            target = target.setdefault(part, {})
-        target[last] = parsed
-    return options
+    """``KEY=VALUE`` storage options (see :func:`omfs._util.parse_options`); a usage error
+    otherwise."""
+    try:
+        return _util.parse_options(items, option)
+    except ValueError as exc:
+        raise OptionError(str(exc)) from None
 
 
 def _key_value(item: str, option: str) -> tuple[str, str]:

@@ -21,6 +21,7 @@ if TYPE_CHECKING:
     # the Context TyperGroup's methods take: Click's own, which typer >= 0.2x vendors
     from typer._click import Context as ClickContext
 
+from omfs.cli.completion import completes_names
 from omfs.cli.errors import USER_ERRORS, debugging, error_line, exit_code
 from omfs.cli.helptext import readable_help
 from omfs.cli.output import Output
@@ -96,6 +97,7 @@ class OmGroup(TyperGroup):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         readable_help(self)
+        completes_names(self)
 
     def list_commands(self, ctx: ClickContext) -> list[str]:
         names = super().list_commands(ctx)
