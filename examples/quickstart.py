@@ -47,7 +47,11 @@ def main() -> None:
         .fit("quickstart/sales[price]", "quickstart/sales[units]")
         .get(timeout=300)
     )
-    print(f"fitted v{fitted.version} on {[i['dataset'] for i in fitted.lineage['trained_on']]}")
+    inputs = [
+        f"{i['role']}={i['dataset']}@v{i['version']}[{','.join(i['columns'])}]"
+        for i in fitted.lineage["trained_on"]
+    ]
+    print(f"fitted v{fitted.version} on {', '.join(inputs)}")
     om.runtime.model("quickstart/units").predict(
         "quickstart/sales[price]", rName="quickstart/pred"
     ).get()

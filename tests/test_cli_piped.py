@@ -9,6 +9,7 @@ import pandas as pd
 
 import omfs
 from omfs.cli.output import Output
+from omfs.cli.runtime import _show_value
 
 
 def test_data_commands_keep_a_header_when_piped(cli, tmp_path):
@@ -27,13 +28,13 @@ def test_data_commands_keep_a_header_when_piped(cli, tmp_path):
 
 def test_a_tasks_values_piped_are_rows_under_a_header(capsys):
     out = Output()
-    out.data([0, 1, 1], "predict")
+    _show_value(out, "predict", [0, 1, 1])
     assert capsys.readouterr().out.splitlines() == ["predict", "0", "1", "1"]
-    out.data([[0.25, 0.75], [0.5, 0.5]], "predict_proba")
+    _show_value(out, "predict_proba", [[0.25, 0.75], [0.5, 0.5]])
     lines = capsys.readouterr().out.splitlines()
     assert lines == ["predict_proba_0\tpredict_proba_1", "0.25\t0.75", "0.5\t0.5"]
-    out.data(0.75, "score")  # not rows: a document, as before
+    _show_value(out, "score", 0.75)  # not rows: a document, as before
     assert capsys.readouterr().out.strip() == "0.75"
     out.as_json = True
-    out.data([0, 1], "predict")
+    _show_value(out, "predict", [0, 1])
     assert json.loads(capsys.readouterr().out) == [0, 1]

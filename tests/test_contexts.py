@@ -98,7 +98,7 @@ def test_contexts_commands(two_contexts, om_script, tmp_path):
         return subprocess.run([om_script, *args], capture_output=True, text=True, env=env)
 
     rows = json.loads(run("--json", "contexts", "list").stdout)
-    assert [(r["name"], r["default"]) for r in rows] == [("dev", "*"), ("prod", "")]
+    assert [(r["name"], r["default"]) for r in rows] == [("dev", True), ("prod", False)]
     assert rows[1]["root"] == prod_root and rows[1]["cluster"] == "tcp://sched:8786"
     src = tmp_path / "in.csv"
     pd.DataFrame({"a": [1, 2, 3]}).to_csv(src, index=False)
@@ -143,8 +143,34 @@ def test_adding_a_context_switches_nothing(tmp_path, monkeypatch, om_script):
     out = run("contexts", "add", "team", "--root", str(tmp_path / "team"), "--remote")
     assert "as the remote" in out.stderr
     rows = json.loads(run("--json", "contexts", "list").stdout)
-    assert [(r["name"], r["default"], r["remote"]) for r in rows] == [("team", "", "*")]
+    assert [(r["name"], r["default"], r["remote"]) for r in rows] == [("team", False, True)]
     run("push")
     assert omfs.setup(context="team").models.list() == ["churn"]
     run("contexts", "add", "team", "--root", str(tmp_path / "team"), "--default")
     assert config.resolve().context == "team"
+
+
+def test_adding_a_context_of_an_existing_name_needs_force(cli, tmp_path):
+    """`om contexts add dev` refuses to replace another `dev` (naming its root) unless
+    --force; the same entry again only changes its role. A relative folder is stored
+    absolute; a URL as given."""
+    (tmp_path / "work").mkdir()
+    out = cli("contexts", "add", "dev", "--root", "./reldata")
+    assert out.code == 0, out.stderr
+    first = str(tmp_path / "reldata")
+    assert config.contexts()["dev"]["root"] == first
+    out = cli("contexts", "add", "dev", "--root", "s3://acme/dev")
+    assert out.code == 1
+    assert f"A context 'dev' already exists in {str(config.config_path())!r} (root {first!r})" in (
+        out.stderr
+    )
+    assert "Give --force to replace it" in out.stderr
+    assert config.contexts()["dev"]["root"] == first  # nothing changed
+    assert cli("contexts", "add", "dev", "--root", "./reldata", "--default").code == 0
+    out = cli("contexts", "add", "dev", "--root", "s3://acme/dev", "--force")
+    assert out.code == 0, out.stderr
+    assert config.contexts()["dev"]["root"] == "s3://acme/dev"
+    with pytest.raises(ConfigError, match="Pass replace=True"):
+        config.add_context("dev", "s3://acme/other")
+    rows = json.loads(cli("--json", "contexts", "list").stdout)
+    assert [(r["name"], r["default"], r["remote"]) for r in rows] == [("dev", True, False)]

@@ -31,3 +31,8 @@ def test_quickstart_runs_as_written_and_again(tmp_path):
         assert out.returncode == 0, out.stderr[-3000:]
         assert f"prod: ['quickstart/units'] v{run} from omega" in out.stdout
         assert "Traceback" not in out.stderr
+        # Dask's own chatter (a dashboard port in use, ...) stays out of the output
+        assert "8787" not in out.stderr and "distributed." not in out.stderr, out.stderr
+        fitted = 2 * run
+        inputs = f"X=quickstart/sales@v{fitted}[price], Y=quickstart/sales@v{fitted}[units]"
+        assert f"fitted v{fitted} on {inputs}\n" in out.stdout

@@ -455,7 +455,7 @@ def test_rerun_upgrade_finishes_a_killed_one_and_gc_says_what_it_skips(tmp_path)
     assert fsck(om) == []  # the 0.1 layout has no sidecars: not "missing"
     skipped = om.gc(grace=0, force=True)["skipped"]
     assert {s["name"] for s in skipped} == {"sales", "blob", "team/other", "arr", "reg", "p"}
-    assert {s["why"] for s in skipped} == {"it is in the omfs 0.1 layout; run 'om upgrade' first"}
+    assert {s["why"] for s in skipped} == {"it is in the format-1 layout; run 'om upgrade' first"}
     assert len(upgrade(om)) == 6
     # what a kill after the commit of 'sales' left: its old sidecars
     old = "omega/datasets/sales/_versions"

@@ -127,6 +127,21 @@ def test_rollback_moves_back_and_is_recorded(store):
         store.rollback("m", "first")
 
 
+def test_rollback_twice_goes_further_back(store):
+    """Each rollback undoes one more move of the tag (it does not toggle between the last
+    two versions); a move after a rollback is undone first."""
+    put_versions(store, "m", 4)
+    for v in (1, 2, 3):
+        store.tag(f"m@v{v}", "prod")
+    assert store.rollback("m", "prod").version == 2
+    assert store.rollback("m", "prod").version == 1
+    with pytest.raises(ValueError, match="no previous version"):
+        store.rollback("m", "prod")
+    store.tag("m@v4", "prod")
+    assert store.rollback("m", "prod").version == 1
+    assert [e["version"] for e in store.tag_history("m", "prod")] == [1, 2, 3, 2, 1, 4, 1]
+
+
 def test_tags_travel_with_promotion(store, ctx):
     put_versions(store, "m", 2)
     store.tag("m@v1", "prod")

@@ -14,6 +14,7 @@ attributes never need more than a handful of levels: anything deeper than
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import re
 import uuid
@@ -33,6 +34,7 @@ __all__ = [
     "parse_bounded",
     "parse_duration",
     "parse_kv",
+    "parse_options",
     "parse_size",
 ]
 
@@ -125,6 +127,24 @@ def parse_kv(
             raise ValueError(f"{option} takes {form}, got {item!r}")
         pairs.append((key, value))
     return pairs
+
+
+def parse_options(items: Iterable[str] | None, option: str) -> dict[str, Any]:
+    """``KEY=VALUE`` storage options as a dict: a JSON value where it parses as one
+    (``anon=true``), dotted keys nested (``client_kwargs.endpoint_url=http://...``); a
+    ValueError naming ``option`` for a malformed item."""
+    options: dict[str, Any] = {}
+    for key, value in parse_kv(items, option):
+        try:
+            parsed = json.loads(value)
+        except ValueError:
+            parsed = value
+        target = options
+        *parents, last = key.split(".")
+        for part in parents:
+            target = target.setdefault(part, {})
+        target[last] = parsed
+    return options
 
 
 _DURATION = re.compile(r"\s*(\d+(?:\.\d+)?)\s*([a-z]*)\s*", re.IGNORECASE)

@@ -228,8 +228,10 @@ def add_context(
     storage_options: dict[str, Any] | None = None,
     default: bool = False,
     remote: bool = False,
+    replace: bool = False,
 ) -> Path:
-    """Add (or replace) context ``name`` in the config file; returns the file's path.
+    """Add context ``name`` to the config file (replacing a different one of that name only
+    with ``replace=True``); returns the file's path. A local folder is stored as an absolute path.
 
     Adding a context changes nothing else: it becomes the default context only with
     ``default=True`` (as ``git remote add`` does not switch branches, a new ``team`` entry
@@ -240,6 +242,8 @@ def add_context(
     if problem:
         raise ConfigError(f"Cannot save the storage options of context {name!r}: {problem}.")
     conf = _read_config() if config_path().exists() else {}
+    if "://" not in root:  # a folder: the same one from whichever folder omfs runs in
+        root = os.path.abspath(os.path.expanduser(root))
     entry: dict[str, Any] = {"root": root}
     if bucket:
         entry["bucket"] = bucket
@@ -247,6 +251,15 @@ def add_context(
         entry["cluster"] = cluster
     if storage_options:
         entry["storage_options"] = storage_options
+    existing = conf.get("contexts", {}).get(name)
+    if existing is not None and existing != entry and not replace:
+        # the same entry again (to make it the default or the remote) replaces nothing
+        raise ConfigError(
+            f"A context {name!r} already exists in {str(config_path())!r} (root "
+            f"{existing.get('root')!r}); nothing was changed.",
+            hint="Pass replace=True to replace it, or choose another name.",
+            cli_hint="Give --force to replace it, or choose another name.",
+        )
     conf.setdefault("contexts", {})[name] = entry
     if default:
         conf["default"] = name

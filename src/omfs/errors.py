@@ -21,6 +21,7 @@ __all__ = [
     "InvalidNameError",
     "InvalidTypeError",
     "JobFailedError",
+    "MissingCredentialsError",
     "MissingExtraError",
     "NotFoundError",
     "OmfsError",
@@ -160,6 +161,13 @@ class StorageUnavailableError(OmfsError, ConnectionError):
 
 class StorageAccessError(StorageUnavailableError, PermissionError):
     """The storage refused omfs: credentials missing, wrong or without permission."""
+
+
+class MissingCredentialsError(StorageAccessError):
+    """No usable credentials for an object store. ``summary`` is the first sentence (what
+    failed), without the advice that follows it."""
+
+    summary: str = ""
 
 
 class UnsafeStorageError(OmfsError):

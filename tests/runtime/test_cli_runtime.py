@@ -34,16 +34,17 @@ def test_seed_command_line(tmp_path, dask_processes, om_script):
             "mymodel",
             "v2",
         ]
+        # the runtime's options may also follow the action
         out = run(
             "runtime",
-            "--require",
-            "gpu",
             "model",
             "mymodel",
             "predict",
             "X[x]",
             "--result",
             "preds",
+            "--require",
+            "gpu",
         )
     assert out.split() == ["datasets", "preds", "v1"]
     workers = {t["worker"] for t in stream.data if str(t["key"]).startswith("omfs-")}
@@ -60,9 +61,11 @@ def test_seed_command_line(tmp_path, dask_processes, om_script):
     }
 
     bad = subprocess.run(
-        [OM, "runtime", "--require", "tpu", "model", "mymodel", "fit", "X", "Y"],
+        [OM, "runtime", "model", "mymodel", "fit", "X", "Y", "--require", "tpu"],
         capture_output=True,
         text=True,
         env=env,
     )
     assert bad.returncode == 1 and "'tpu'" in bad.stderr and "Traceback" not in bad.stderr
+    # a scheduler of the user's own: the advice is `dask worker` at its address
+    assert f'`dask worker {dask_processes["address"]} --resources "tpu=1"`' in bad.stderr

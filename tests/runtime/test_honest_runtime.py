@@ -314,3 +314,61 @@ def test_ctrl_c_cancels_the_task_and_exits_130(tmp_path, dask_processes, om_scri
     assert err.splitlines() == ["om: error: interrupted"]
     time.sleep(6)
     assert [m.version for m in om.models.versions("m")] == [1]
+
+
+def test_background_cluster_advice_routing_and_credentials(
+    tmp_path, state_env, om_script, s3_server, s3_root_factory, s3_options
+):
+    """Where omfs runs the cluster, a routing error names `om cluster start --worker`, says
+    when the requirement came from the model's attributes (`--require none` overrides it),
+    and --require may follow the action. A cluster started without the S3 credentials this
+    shell has is named as the cause, with how to restart it."""
+    local = tmp_path / "ctx"
+    om = _context(local)
+    om.models.put(LinearRegression(), "bound", attributes={"require": "gpu"})
+    s3_root = s3_root_factory()
+    remote = omfs.setup(s3_root, storage_options=s3_options)
+    remote.datasets.put(X, "X")
+    remote.datasets.put(Y, "Y")
+    remote.models.put(LinearRegression(), "m")
+    bare = {k: v for k, v in state_env.items() if not k.startswith("AWS_ACCESS_KEY_ID")}
+    bare = {k: v for k, v in bare.items() if k != "AWS_SECRET_ACCESS_KEY"}
+    bare |= {"AWS_ENDPOINT_URL": s3_server, "AWS_EC2_METADATA_DISABLED": "true"}
+    shell = {**state_env, "AWS_ENDPOINT_URL": s3_server}
+
+    def om_(*args, env=shell):
+        return subprocess.run(
+            [om_script, *args], capture_output=True, text=True, env=env, timeout=120
+        )
+
+    assert om_("cluster", "start", "--workers", "1", env=bare).returncode == 0
+    try:
+        out = om_("--root", str(local), *FIT, "--require", "gpu")
+        assert out.returncode == 1, out.stderr
+        assert "No worker can run fit of model 'm': it requires gpu=1" in out.stderr
+        assert "`om cluster stop && om cluster start --worker gpu=1`" in out.stderr
+        assert "dask worker" not in out.stderr and "from the model" not in out.stderr
+        out = om_("--root", str(local), "runtime", "model", "bound", "fit", "X", "Y")
+        assert out.returncode == 1
+        assert "The requirement comes from the model's attributes (require='gpu')" in out.stderr
+        assert "--require none for any worker" in out.stderr
+        out = om_("--root", str(local), "runtime", "model", "bound", "fit", "X", "Y", "--require",
+                  "none")  # fmt: skip
+        assert out.returncode == 0, out.stderr
+        out = om_("--root", s3_root, *FIT)
+        assert out.returncode == 1
+        assert out.stderr.startswith(f"om: error: No usable credentials for {s3_root} ("), out
+        assert (
+            "This shell has them (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY), but the background "
+            "cluster that ran the task was started without them. Restart it from a shell that "
+            "has them: `om cluster stop && om cluster start`." in out.stderr
+        )
+        assert "Set them in the environment" not in out.stderr
+        assert len(out.stderr.splitlines()) == 1
+        # the same in Python: this process has them, the background cluster's workers not
+        with pytest.raises(omfs.errors.MissingCredentialsError) as info:
+            remote.runtime.model("m").fit("X", "Y").get(timeout=60)
+        assert "This shell has them (AWS_ACCESS_KEY_ID" in str(info.value)
+        remote._cluster.close()
+    finally:
+        assert om_("cluster", "stop").returncode == 0

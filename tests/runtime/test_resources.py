@@ -42,3 +42,33 @@ def test_bad_requirements_are_refused():
         ResourceSpec.from_options(["gpu=lots"])
     with pytest.raises(ValueError, match="is not understood"):
         ResourceSpec.from_attribute(3)
+
+
+def test_routing_advice_depends_on_who_runs_the_cluster():
+    """`dask worker ADDRESS` for a scheduler of the user's own; `om cluster start --worker`
+    where omfs runs the cluster (restarting the background one); the model's attribute named
+    when the requirement came from it."""
+    from omfs.compute._routing import Route, check_satisfiable
+    from omfs.errors import ResourceUnavailableError
+
+    workers = [{"address": "tcp://w:1", "name": "w1", "resources": {"cpu": 1}}]
+
+    def advice(route):
+        with pytest.raises(ResourceUnavailableError) as info:
+            check_satisfiable(workers, {"gpu": 1}, "fit of model 'm'", route)
+        return str(info.value), info.value.cli_message()
+
+    text, cli = advice(Route("external", "tcp://sched:8786"))
+    assert 'Start one with `dask worker tcp://sched:8786 --resources "gpu=1"`, or change' in text
+    assert text.endswith("or change require().") and cli.endswith("or change --require.")
+    text, _ = advice(Route("private"))
+    assert "Give the cluster omfs starts such a worker: `om cluster start --worker gpu=1`" in text
+    text, cli = advice(Route("background", from_model={"label": "gpu"}))
+    assert "`om cluster stop && om cluster start --worker gpu=1`" in text
+    assert "dask worker" not in text
+    assert text.endswith("or runtime.require() for any worker.")
+    assert cli.endswith(
+        "--worker gpu=1`. The requirement comes from the model's attributes (require={'label': "
+        "'gpu'}): override it with --require LABEL, or --require none for any worker."
+    )
+    assert ResourceSpec.from_options(["none"]).as_dict() == {}

@@ -17,6 +17,7 @@ from omfs.cli import (
     runtime,
     sync,
 )
+from omfs.cli._common import parse_storage_options
 from omfs.cli.app import App, OmGroup, get_app, quiet_libraries
 from omfs.cli.errors import interrupts_reported
 
@@ -25,7 +26,8 @@ __all__ = ["app", "main"]
 app = typer.Typer(
     name="om",
     help="omfs: datasets, models, jobs and runtime tasks in contexts and buckets. Global options "
-    "(--root, --bucket, --context, --cluster, --json, -v) may also follow the command.",
+    "(--root, --storage-option, --bucket, --context, --cluster, --json, -v) may also follow "
+    "the command.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     rich_markup_mode=None,
@@ -90,6 +92,14 @@ def _options(
     context: Annotated[
         str | None, typer.Option(help="a named context of the config file [env: OMFS_CONTEXT]")
     ] = None,
+    storage_option: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--storage-option",
+            help="KEY=VALUE storage option of --root, e.g. client_kwargs.endpoint_url=URL or "
+            "anon=true (repeatable; dotted keys nest)",
+        ),
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="machine-readable output")] = False,
     verbose: Annotated[
         bool, typer.Option("--verbose", "-v", help="show the logs of Dask and storage")
@@ -102,6 +112,7 @@ def _options(
     """Build the :class:`~omfs.cli.app.App` every command of this run takes."""
     run = get_app(ctx)
     run.root, run.bucket, run.cluster, run.context = root, bucket, cluster, context
+    run.storage_options = parse_storage_options(storage_option, "--storage-option")
     run.as_json = run.as_json or as_json
     quiet_libraries(verbose)
 

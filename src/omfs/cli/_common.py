@@ -20,6 +20,7 @@ __all__ = [
     "parse_attributes",
     "parse_params",
     "parse_size",
+    "parse_storage_options",
     "promote_command",
     "report_written",
     "require_file",
@@ -43,6 +44,15 @@ def parse_size(text: str) -> int:
     """``128MB``, ``1GiB``, ``500000`` as a number of bytes; a usage error otherwise."""
     try:
         return _util.parse_size(text)
+    except ValueError as exc:
+        raise OptionError(str(exc)) from None
+
+
+def parse_storage_options(items: list[str] | None, option: str) -> dict[str, Any]:
+    """``KEY=VALUE`` storage options (see :func:`omfs._util.parse_options`); a usage error
+    otherwise."""
+    try:
+        return _util.parse_options(items, option)
     except ValueError as exc:
         raise OptionError(str(exc)) from None
 
@@ -137,6 +147,21 @@ def drop_command(app: App, store: str, name: str, force: bool, yes: bool = False
     dropped = target.drop(name, force=force)
     if app.as_json:
         app.value({"name": name, "dropped": dropped})
+    else:
+        print(_dropped_line(store, name, target.bucket, dropped))
+
+
+def _dropped_line(store: str, name: str, bucket: str, dropped: bool) -> str:
+    """What ``drop`` did, in one line, and how to undo it."""
+    what = store[:-1]
+    if not dropped:
+        return f"no {what} {name!r} in bucket {bucket!r}; nothing was dropped"
+    if "@" in name:
+        return f"dropped {what} version {name!r} from bucket {bucket!r}"
+    return (
+        f"dropped {what} {name!r} with all its versions from bucket {bucket!r}; "
+        f"`om --bucket {bucket} {store} restore {name}` brings it back until gc collects it"
+    )
 
 
 def report_written(app: App, meta: Any, path: Any) -> None:

@@ -14,13 +14,16 @@ import sys
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+import typer
 from typer.core import TyperGroup
 
 if TYPE_CHECKING:
     # the Context TyperGroup's methods take: Click's own, which typer >= 0.2x vendors
     from typer._click import Context as ClickContext
 
+from omfs.cli.completion import completes_names
 from omfs.cli.errors import USER_ERRORS, debugging, error_line, exit_code
+from omfs.cli.helptext import readable_help
 from omfs.cli.output import Output
 
 __all__ = ["App", "OmGroup", "get_app", "hoist_global_options", "quiet_libraries"]
@@ -34,6 +37,8 @@ class App(Output):
     bucket: str | None = None
     cluster: str | None = None
     context: str | None = None
+    #: ``--storage-option KEY=VALUE`` (beside ``--root s3://...``)
+    storage_options: dict[str, Any] = field(default_factory=dict)
     as_json: bool = False
     #: ``om runtime --require ... --local``
     require: list[str] = field(default_factory=list)
@@ -46,7 +51,11 @@ class App(Output):
             import omfs
 
             self._omega = omfs.setup(
-                self.root, bucket=self.bucket, cluster=self.cluster, context=self.context
+                self.root,
+                bucket=self.bucket,
+                cluster=self.cluster,
+                context=self.context,
+                storage_options=self.storage_options or None,
             )
         return self._omega
 
@@ -74,14 +83,36 @@ def get_app(ctx: ClickContext) -> App:
     return app
 
 
+#: the order of ``om --help``: the everyday nouns first, maintenance last
+COMMAND_ORDER = (
+    "datasets", "models", "buckets", "contexts", "runtime", "cluster", "info",
+    "sync", "push", "pull", "export", "import", "fsck", "upgrade", "gc",
+)  # fmt: skip
+
+
 class OmGroup(TyperGroup):
-    """The root command group: global options anywhere, user errors in one line."""
+    """The root command group: global options anywhere, user errors in one line, help in
+    readable metavars with the everyday nouns first."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        readable_help(self)
+        completes_names(self)
+
+    def list_commands(self, ctx: ClickContext) -> list[str]:
+        names = super().list_commands(ctx)
+        rank = {name: i for i, name in enumerate(COMMAND_ORDER)}
+        return sorted(names, key=lambda name: rank.get(name, len(rank)))
 
     def parse_args(self, ctx: ClickContext, args: list[str]) -> list[str]:
         args = hoist_global_options(self, args)
         if "--json" in args[: args.index("--") if "--" in args else len(args)]:
             get_app(ctx).as_json = True  # errors before the callback runs are JSON too
-        rest: list[str] = super().parse_args(ctx, args)
+        try:
+            rest: list[str] = super().parse_args(ctx, args)
+        except CLICK_USAGE_ERROR as exc:
+            _usage_error_as_json(ctx, exc)
+            raise
         return rest
 
     def invoke(self, ctx: ClickContext) -> Any:
@@ -91,6 +122,24 @@ class OmGroup(TyperGroup):
             if debugging():
                 raise
             get_app(ctx).fail(error_line(exc), exit_code(exc))
+        except CLICK_USAGE_ERROR as exc:  # a subcommand's arguments, an unknown command
+            _usage_error_as_json(ctx, exc)
+            raise
+
+
+#: Click's usage error (a wrong option or argument; Typer vendors Click, so it is reached
+#: through the public ``typer.BadParameter``, one of its kinds)
+CLICK_USAGE_ERROR: type[Exception] = next(
+    c for c in typer.BadParameter.__mro__ if c.__name__ == "UsageError"
+)
+
+
+def _usage_error_as_json(ctx: ClickContext, exc: Any) -> None:
+    """With ``--json``, a usage error is a JSON object on stderr too (as any error); for
+    people, Click's own usage text stays."""
+    run = get_app(ctx)
+    if run.as_json and not debugging():
+        run.fail(exc.format_message(), exc.exit_code)
 
 
 def hoist_global_options(command: Any, args: list[str]) -> list[str]:

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import json
 import sys
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 
-from omfs._util import parse_kv
+from omfs.cli._common import parse_storage_options
 from omfs.cli.app import get_app
 
 cli = typer.Typer(
@@ -31,8 +30,11 @@ def list_(ctx: typer.Context) -> None:
             "root": entry["root"],
             "bucket": entry.get("bucket"),
             "cluster": entry.get("cluster"),
-            "default": "*" if entry["default"] else "",
-            "remote": "*" if entry["remote"] else "",
+            # --json: true/false; for people, a star
+            **{
+                role: bool(entry[role]) if app.as_json else ("*" if entry[role] else "")
+                for role in ("default", "remote")
+            },
         }
         for name, entry in config.contexts().items()
     ]
@@ -60,27 +62,16 @@ def add(
     remote: Annotated[
         bool, typer.Option("--remote", help="make it the remote of om push and om pull")
     ] = False,
+    force: Annotated[
+        bool, typer.Option("--force", help="replace a context of the same name")
+    ] = False,
 ) -> None:
-    """Add (or replace) a named context in the config file. It becomes the default only with
-    --default; until then `om --context NAME` (or OMFS_CONTEXT) selects it."""
+    """Add a named context to the config file (replace one only with --force). It becomes
+    the default only with --default; until then `om --context NAME` (or OMFS_CONTEXT)
+    selects it. A local folder is stored as an absolute path."""
     from omfs import config
 
-    app = get_app(ctx)
-    options: dict[str, Any] = {}
-    try:
-        pairs = parse_kv(storage_option, "--storage-option")
-    except ValueError as exc:
-        app.fail(str(exc), 2)
-    for key, value in pairs:
-        try:
-            parsed = json.loads(value)
-        except ValueError:
-            parsed = value
-        target = options
-        *parents, last = key.split(".")
-        for part in parents:  # client_kwargs.endpoint_url=... nests
-            target = target.setdefault(part, {})
-        target[last] = parsed
+    options = parse_storage_options(storage_option, "--storage-option")
     path = config.add_context(
         name,
         root,
@@ -89,6 +80,7 @@ def add(
         storage_options=options,
         default=default,
         remote=remote,
+        replace=force,
     )
     roles = [r for r, on in (("the default", default), ("the remote", remote)) if on]
     print(

@@ -35,7 +35,7 @@ from omfs.cli.output import jsonable
 from omfs.compute.resources import ResourceSpec
 from omfs.errors import OmfsError, TaskCancelledError
 
-__all__ = ["model_command", "request", "serve", "with_requirements"]
+__all__ = ["error_answer", "model_command", "request", "serve", "with_requirements"]
 
 _MAX_REQUEST = 16 * 2**20
 
@@ -67,7 +67,7 @@ def model_command(
     except USER_ERRORS as exc:
         if debug:
             raise
-        return {"error": error_line(exc), "code": exit_code(exc)}
+        return error_answer(exc)
     notices: list[str] = []
     try:
         outcome = _outcome(task, spec.get("timeout"), gone, notices)
@@ -97,6 +97,16 @@ def _submit(om: Any, spec: dict[str, Any]) -> Any:
         spec["action"], spec.get("x"), spec.get("y"), rName=spec.get("result"),
         **dict(spec.get("params") or {}),
     )  # fmt: skip
+
+
+def error_answer(exc: BaseException) -> dict[str, Any]:
+    """The answer for a user error: its line and exit status, its type's name (``kind``)
+    and, where it has one, its ``summary`` without advice (which the CLI may replace)."""
+    answer = {"error": error_line(exc), "code": exit_code(exc), "kind": type(exc).__name__}
+    summary = getattr(exc, "summary", "")
+    if summary:
+        answer["summary"] = summary
+    return answer
 
 
 class _Answered(Exception):
@@ -131,14 +141,14 @@ def _outcome(
         task.cancel()
         raise _Answered({"error": "interrupted", "code": 130}) from None
     except TaskCancelledError as exc:
-        raise _Answered({"error": error_line(exc), "code": exit_code(exc)}) from None
+        raise _Answered(error_answer(exc)) from None
 
 
 def _failure(task: Any, exc: Exception) -> dict[str, Any]:
     """The answer for a task that failed: a user error in one line; anything else (the
     model's own exception) named with its type."""
     if isinstance(exc, OmfsError):
-        return {"error": error_line(exc), "code": exit_code(exc)}
+        return error_answer(exc)
     return {
         "error": f"{task.description} failed: {type(exc).__name__}: {error_line(exc)} "
         "(OMFS_DEBUG=1 shows the worker's traceback)",
@@ -216,7 +226,7 @@ class _Server(socketserver.ThreadingUnixStreamServer):
         from omfs.compute.cluster import ClusterHandle
 
         self.client = Client(address, timeout="30s", security=security)
-        self.handle_ = ClusterHandle(self.client)
+        self.handle_ = ClusterHandle(self.client, background=True)
         old = os.umask(0o077)  # the socket is the user's only
         try:
             super().__init__(str(path), _Handler)

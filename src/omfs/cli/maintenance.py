@@ -30,7 +30,8 @@ def fsck(ctx: typer.Context, bucket: Buckets = None) -> None:
 
 
 def upgrade(ctx: typer.Context, bucket: Buckets = None) -> None:
-    """Convert datasets and models written by omfs 0.1 to the commit log, in place.
+    """Convert datasets and models in the format-1 layout (sidecars in _versions/, from
+    before the commit log) to the commit log, in place.
 
     Each object switches atomically; run it again after an interruption.
     """

@@ -100,24 +100,6 @@ class Output:
         for r in rows:
             print(plain(r) if plain else "\t".join(_cell(r.get(c)) for c in columns))
 
-    def data(self, value: Any, name: str) -> None:
-        """A command's result that is data (a task's predictions): a list of values, or of
-        rows of values, piped is tab-separated lines under a header (``name``, or
-        ``name_0``, ``name_1``... for rows); anything else, and on a terminal, a document."""
-        rows = _value_rows(value) if not (self.as_json or is_terminal()) else None
-        if rows is None:
-            self.value(value)
-            return
-        width = len(rows[0]) if rows else 1
-        columns = (
-            [name]
-            if width == 1 and not isinstance(value[0], list)
-            else [f"{name}_{i}" for i in range(width)]
-        )
-        print("\t".join(columns))
-        for row in rows:
-            print("\t".join(_cell(v) for v in row))
-
     def note(self, message: str) -> None:
         """One line for people on stderr: ``om: message``."""
         print(f"om: {message}", file=sys.stderr)
@@ -145,17 +127,6 @@ class Output:
             return
         with _bar(description, total, objects) as advance:
             yield advance
-
-
-def _value_rows(value: Any) -> list[list[Any]] | None:
-    """A non-empty list of scalars, or of equally long lists of scalars, as rows (else None)."""
-    if not isinstance(value, list) or not value:
-        return None
-    rows = [v if isinstance(v, list) else [v] for v in value]
-    scalar = (str, int, float, bool, type(None))
-    if len({len(r) for r in rows}) != 1 or not all(isinstance(c, scalar) for r in rows for c in r):
-        return None
-    return rows
 
 
 def _cell(value: Any) -> str:

@@ -10,6 +10,7 @@ import typer
 from omfs.cli._common import parse_params
 from omfs.cli.app import App, get_app
 from omfs.cli.errors import debugging
+from omfs.cli.output import is_terminal, summarise
 from omfs.compute.resources import ResourceSpec
 
 cli = typer.Typer(
@@ -19,20 +20,30 @@ cli = typer.Typer(
 )
 
 
+_REQUIRE_HELP = (
+    "route to workers offering LABEL or NAME=AMOUNT (repeatable); 'none': any worker, "
+    "whatever the model's attributes require"
+)
+Require = Annotated[
+    list[str] | None, typer.Option("--require", metavar="LABEL|NAME=AMOUNT", help=_REQUIRE_HELP)
+]
+Local = Annotated[bool, typer.Option("--local", help="run in this process, no cluster")]
+
+
 @cli.callback()
-def _runtime_options(
-    ctx: typer.Context,
-    require: Annotated[
-        list[str] | None,
-        typer.Option(
-            "--require", help="route to workers offering LABEL or NAME=AMOUNT (repeatable)"
-        ),
-    ] = None,
-    local: Annotated[bool, typer.Option("--local", help="run in this process, no cluster")] = False,
-) -> None:
+def _runtime_options(ctx: typer.Context, require: Require = None, local: Local = False) -> None:
+    """The options may also follow the command (`om runtime model m fit X --require gpu`)."""
     app = get_app(ctx)
     app.require = list(require or [])
     app.local = local
+
+
+def _command_options(ctx: typer.Context, require: list[str] | None, local: bool) -> App:
+    """The run's App with a command's own --require / --local added to the group's."""
+    app = get_app(ctx)
+    app.require = [*app.require, *(require or [])]
+    app.local = app.local or local
+    return app
 
 
 def _runtime(app: App) -> Any:
@@ -75,14 +86,18 @@ def model(
     param: Annotated[
         list[str] | None, typer.Option("--param", help="KEY=VALUE passed to the method")
     ] = None,
-    timeout: Annotated[float | None, typer.Option(help="seconds to wait for the result")] = None,
+    timeout: Annotated[
+        float | None, typer.Option(metavar="SECONDS", help="seconds to wait for the result")
+    ] = None,
+    require: Require = None,
+    local: Local = False,
 ) -> None:
     """Run a model task and print its result.
 
     With --timeout, a task that has not finished is cancelled and writes nothing (or, if it
     was already writing, its result is waited for and shown).
     """
-    app = get_app(ctx)
+    app = _command_options(ctx, require, local)
     spec: dict[str, Any] = {"name": name, "action": action, "x": x, "y": y, "result": result}
     spec |= {"params": parse_params(param), "timeout": timeout}
     spec |= {"require": app.require, "local": app.local}
@@ -106,7 +121,21 @@ def _run_task(app: App, spec: dict[str, Any]) -> dict[str, Any]:
         "unsafe_commits": storage.unsafe_commits,
         "durable": storage.durable,
     }
-    return request(path, {"context": context, "task": spec, "debug": debugging()})
+    answer = request(path, {"context": context, "task": spec, "debug": debugging()})
+    return _with_credentials_advice(answer, storage.url)
+
+
+def _with_credentials_advice(answer: dict[str, Any], url: str) -> dict[str, Any]:
+    """The gateway's answer, saying so where the background cluster lacks credentials that
+    this shell has (the cluster keeps the environment of the shell that started it)."""
+    if answer.get("kind") != "MissingCredentialsError":
+        return answer
+    from omfs.compute.credentials import cluster_credentials_advice
+
+    advice = cluster_credentials_advice(url, {}, "background")
+    if advice:
+        answer["error"] = f"{answer.get('summary') or answer['error']} {advice}"
+    return answer
 
 
 def _show_answer(app: App, answer: dict[str, Any], action: str) -> None:
@@ -119,7 +148,7 @@ def _show_answer(app: App, answer: dict[str, Any], action: str) -> None:
             print(answer["traceback"], file=sys.stderr, end="")
         app.fail(str(answer["error"]), int(answer.get("code") or 1))
     if "meta" not in answer:
-        app.data(answer.get("value"), action)
+        _show_value(app, action, answer.get("value"))
     elif app.as_json:
         app.value(answer["meta"])
     else:
@@ -127,10 +156,39 @@ def _show_answer(app: App, answer: dict[str, Any], action: str) -> None:
         print(f"{meta['store']}\t{meta['name']}\tv{meta['version']}")
 
 
+def _show_value(app: App, action: str, value: Any) -> None:
+    """A task's value: rows (predictions, a frame) as a table, tab-separated lines when
+    piped; a single value (a score) as it is; JSON with --json. A long result on a
+    terminal is summarised (--result stores it)."""
+    table = None if app.as_json else value_rows(action, value)
+    if table is None or (is_terminal() and summarise(value) is not None):
+        app.value(value)
+        return
+    app.table(*table, header=True)
+
+
+def value_rows(action: str, value: Any) -> tuple[list[dict[str, Any]], list[str]] | None:
+    """A task's value as rows and columns: a list gives one row per item (a column per
+    item of a nested list: ``predict_proba``); a frame (``{column: {index: value}}``) a row
+    per index with the index first. None for a single value."""
+    if isinstance(value, dict) and value and all(isinstance(v, dict) for v in value.values()):
+        columns = [str(c) for c in value]
+        index = list(next(iter(value.values())))
+        rows = [{"index": i, **{str(c): value[c].get(i) for c in value}} for i in index]
+        return rows, ["index", *columns]
+    if not isinstance(value, list):
+        return None
+    if value and all(isinstance(v, list) for v in value):
+        width = max(len(v) for v in value)
+        columns = [f"{action}_{k}" for k in range(width)]
+        return [dict(zip(columns, v, strict=False)) for v in value], columns
+    return [{action: v} for v in value], [action]
+
+
 @cli.command()
-def workers(ctx: typer.Context) -> None:
+def workers(ctx: typer.Context, local: Local = False) -> None:
     """List the cluster's workers and the resources they offer."""
-    app = get_app(ctx)
+    app = _command_options(ctx, None, local)
     rows = _runtime(app).workers()
     for row in rows:
         row["resources"] = (

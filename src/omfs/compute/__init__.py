@@ -8,12 +8,15 @@ the ``gpu`` resource; ``om.runtime.mode(local=True)`` runs the same task in this
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable
+from functools import partial
 from typing import TYPE_CHECKING, Any, Protocol
 
-from omfs.compute._routing import check_satisfiable, describe_workers
+from omfs.compute._routing import Route, check_satisfiable, describe_workers
+from omfs.compute.credentials import cluster_credentials_advice
 from omfs.compute.resources import ResourceSpec
 from omfs.compute.tasks import FITTING, METHODS, run_model_task
-from omfs.errors import ConfigError, UsageError
+from omfs.errors import ConfigError, MissingCredentialsError, UsageError
 
 if TYPE_CHECKING:
     from omfs.compute.cluster import ClusterHandle
@@ -56,6 +59,7 @@ class TaskResult:
         description: str = "",
         guard: str | None = None,
         forget: Any = None,
+        advice: Callable[[], str | None] | None = None,
     ):
         self.future = future
         self._value = value
@@ -63,6 +67,7 @@ class TaskResult:
         self.description = description
         self._guard = guard
         self._forget = forget  # called once cancelled: the exit no longer waits for it
+        self._advice = advice  # why the workers lack credentials this process has
 
     def get(self, timeout: float | None = None) -> Any:
         """The task's result; raises what the task raised, or TimeoutError after
@@ -72,6 +77,8 @@ class TaskResult:
 
             try:
                 return self.future.result(timeout=timeout)
+            except MissingCredentialsError as exc:
+                raise self._explained(exc) from None
             except (TimeoutError, DaskTimeout):
                 if self.future.status in ("finished", "error"):
                     return self.future.result()
@@ -82,6 +89,15 @@ class TaskResult:
         if self._error is not None:
             raise self._error
         return self._value
+
+    def _explained(self, exc: MissingCredentialsError) -> MissingCredentialsError:
+        """``exc`` saying why the workers lack credentials this process has, where known."""
+        advice = self._advice() if self._advice is not None else None
+        if not advice:
+            return exc
+        explained = MissingCredentialsError(f"{exc.summary or exc} {advice}")
+        explained.summary = exc.summary
+        return explained
 
     def done(self) -> bool:
         return self.future.done() if self.future is not None else True
@@ -195,10 +211,8 @@ class Runtime:
                 cli_hint="Run the task locally (`om runtime --local`), or use a folder or s3:// "
                 "root.",
             )
-        resources = self._resources
-        if resources is None:
-            resources = ResourceSpec.from_attribute(meta.attributes.get("require")).as_dict()
-        check_satisfiable(self.workers(), resources, f"{method} of model {meta.name!r}")
+        resources, route = self._route(meta)
+        check_satisfiable(self.workers(), resources, f"{method} of model {meta.name!r}", route)
         future = self.client.submit(
             run_model_task,
             self._omega,
@@ -210,12 +224,26 @@ class Runtime:
         )
         handle = self._cluster
         handle.track(future, description)
+        storage = self._omega.storage
         return TaskResult(
             future,
             description=description,
             guard=guard,
             forget=lambda: handle.forget(future.key),
+            advice=partial(
+                cluster_credentials_advice, storage.url, storage.options, handle.kind, route.address
+            ),
         )
+
+    def _route(self, meta: Any) -> tuple[dict[str, float], Route]:
+        """The resources a task of ``meta`` requires (``require()``, else the model's
+        attribute), and where they came from (connects to the cluster)."""
+        attribute = meta.attributes.get("require") if self._resources is None else None
+        resources = self._resources
+        if resources is None:
+            resources = ResourceSpec.from_attribute(attribute).as_dict()
+        self.client  # noqa: B018 (connected: the handle knows its kind and address)
+        return resources, Route(self._cluster.kind, self._cluster.address, attribute)
 
 
 class ModelProxy:

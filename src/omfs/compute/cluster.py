@@ -36,7 +36,7 @@ class ClusterHandle:
     ends with tasks pending waits for them, saying which.
     """
 
-    def __init__(self, spec: Any = None):
+    def __init__(self, spec: Any = None, *, background: bool = False):
         if spec is not None and not isinstance(spec, str) and not _is_client(spec):
             raise ConfigError(
                 f"cluster must be a scheduler address such as 'tcp://host:8786' or a "
@@ -46,6 +46,7 @@ class ClusterHandle:
         self._client: Any = spec if _is_client(spec) else None
         self._private: Any = None
         self._source = "client" if _is_client(spec) else None
+        self._background = background  # a client of the background cluster (its gateway)
         self._lock = threading.Lock()
         self._pending: dict[str, tuple[Any, str]] = {}
         self._exit_registered = False
@@ -57,6 +58,19 @@ class ClusterHandle:
     def started(self) -> bool:
         """True once a client exists (nothing is started before the first remote task)."""
         return self._client is not None
+
+    @property
+    def kind(self) -> str:
+        """Who runs the connected cluster: ``background`` (``om cluster start``),
+        ``private`` (this process) or ``external`` (a scheduler or Client of the user's)."""
+        if self._background or self._source == "background":
+            return "background"
+        return "private" if self._source == "private" else "external"
+
+    @property
+    def address(self) -> str | None:
+        """The scheduler's address once connected."""
+        return str(self._client.scheduler.address) if self._client is not None else None
 
     def describe(self) -> str:
         if _is_client(self.spec):

@@ -62,10 +62,13 @@ class ResourceSpec:
     @classmethod
     def from_options(cls, items: Iterable[str]) -> ResourceSpec:
         """``--require`` items: ``LABEL`` or ``NAME=AMOUNT`` each (the first label is what
-        ``require(label)`` takes, any further one counts 1 too)."""
+        ``require(label)`` takes, any further one counts 1 too); ``none`` requires nothing
+        (any worker, whatever the model's attributes say)."""
         label = None
         amounts: dict[str, float] = {}
         for item in items:
+            if item.strip().lower() == "none":
+                continue
             name, sep, amount = item.partition("=")
             if sep:
                 try:

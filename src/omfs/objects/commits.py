@@ -212,7 +212,8 @@ class CommittingStore(VersionedBase):
         state = self.state(name, full=full, reader=False)
         if state.legacy:
             raise FormatError(
-                f"{self._where(name)} was written by omfs 0.1 (sidecars in _versions/). It "
+                f"{self._where(name)} is in the format-1 layout (sidecars in _versions/, from "
+                "before the commit log). It "
                 "can be read as it is; to write to it, convert it first with 'om upgrade' "
                 "(or store.upgrade(name))."
             )

@@ -9,7 +9,7 @@ from omfs.errors import UsageError
 from omfs.names import check_name, check_tag
 from omfs.objects.commits import CommittingStore
 from omfs.objects.metadata import Metadata
-from omfs.objects.records import Commit, State, TagMove
+from omfs.objects.records import Commit, State, TagEvent, TagMove
 
 __all__ = ["TagsMixin"]
 
@@ -76,14 +76,14 @@ class TagsMixin(CommittingStore):
 
     def rollback(self, name: str, tag: str, *, reason: str | None = None) -> Metadata:
         """Move ``tag`` back to the version it pointed at before its last move (recorded as
-        a move of its own)."""
+        a move of its own). Rolling back again goes further back along the tag's history:
+        a rollback undoes one move, as an editor's undo does."""
         name, tag = check_name(name), check_tag(tag)
 
         def change(state: State) -> Commit:
             if not state.exists or tag not in state.tags:
                 raise self._not_found(name, f" with tag {tag!r}")
-            moves = [e for e in state.tag_log if e["tag"] == tag]
-            previous = moves[-1]["prev"] if moves else None
+            previous = _before_last_move([e for e in state.tag_log if e["tag"] == tag])
             if previous is None:
                 raise UsageError(
                     f"Tag {tag!r} of {self._where(name)} has no previous version to roll "
@@ -91,7 +91,24 @@ class TagsMixin(CommittingStore):
                 )
             self._check_live(name, state, previous)
             why = reason or f"rollback from version {state.tags[tag]}"
-            return Commit(op="rollback", moves=[TagMove(tag, previous, why)])
+            return Commit(op="rollback", moves=[TagMove(tag, previous, why, ROLLBACK)])
 
         state = self.commit(name, change, retry=True, full=True)
         return self.metadata_for(name, state.records[state.tags[tag]])
+
+
+#: the ``source`` of a tag move made by ``rollback`` (a move back, undone by none)
+ROLLBACK = {"op": "rollback"}
+
+
+def _before_last_move(moves: list[TagEvent]) -> int | None:
+    """Where a rollback takes a tag: its moves replayed as an undo stack (a move pushes the
+    version it left, a rollback pops one), whose top is the answer."""
+    stack: list[int | None] = []
+    for move in moves:
+        if move.get("source") == ROLLBACK:
+            if stack:
+                stack.pop()
+        else:
+            stack.append(move["prev"])
+    return stack[-1] if stack else None

@@ -148,7 +148,7 @@ def _collect_store(
             if any(folder == "_versions" for folder, *_ in files):
                 skip(
                     name,
-                    "it is in the omfs 0.1 layout; run 'om upgrade' first"
+                    "it is in the format-1 layout; run 'om upgrade' first"
                     if state.legacy
                     else "its upgrade was interrupted; run 'om upgrade' to finish it",
                 )

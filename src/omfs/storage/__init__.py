@@ -16,7 +16,7 @@ to the context root, built from validated names, so they cannot leave the root.
 
 from __future__ import annotations
 
-from omfs.storage.backends import connection_problem, credentials_hint
+from omfs.storage.backends import connection_problem, credentials_hint, credentials_in_environment
 from omfs.storage.base import Storage
 from omfs.storage.local import fsync_dir, size_error, symlink_error
 from omfs.storage.options import PUBLIC_OPTION_KEYS, public_options
@@ -31,6 +31,7 @@ __all__ = [
     "StreamHasher",
     "connection_problem",
     "credentials_hint",
+    "credentials_in_environment",
     "fsync_dir",
     "public_options",
     "size_error",

@@ -10,6 +10,7 @@ import contextlib
 import os
 import socket
 import threading
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
@@ -27,6 +28,7 @@ __all__ = [
     "backend_for",
     "connection_problem",
     "credentials_hint",
+    "credentials_in_environment",
 ]
 
 
@@ -45,6 +47,8 @@ class Backend:
     credentials: str = ""
     #: the vendor's own server, which honours the condition as documented
     vendor_server: str = ""
+    #: the environment variables that give (or point at) credentials
+    credential_variables: tuple[str, ...] = ()
 
     @property
     def object_store(self) -> bool:
@@ -59,6 +63,13 @@ S3 = Backend(
     condition="If-None-Match",
     credentials="e.g. AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or AWS_PROFILE",
     vendor_server="https://s3.amazonaws.com",
+    credential_variables=(
+        "AWS_ACCESS_KEY_ID",
+        "AWS_SECRET_ACCESS_KEY",
+        "AWS_SESSION_TOKEN",
+        "AWS_PROFILE",
+        "AWS_WEB_IDENTITY_TOKEN_FILE",
+    ),
 )
 GCS = Backend(
     "Google Cloud Storage",
@@ -67,6 +78,7 @@ GCS = Backend(
     condition="ifGenerationMatch=0",
     credentials="e.g. GOOGLE_APPLICATION_CREDENTIALS, or `gcloud auth application-default login`",
     vendor_server="https://storage.googleapis.com",
+    credential_variables=("GOOGLE_APPLICATION_CREDENTIALS",),
 )
 AZURE = Backend(
     "Azure Blob Storage",
@@ -76,6 +88,12 @@ AZURE = Backend(
     credentials=(
         "e.g. AZURE_STORAGE_CONNECTION_STRING, or AZURE_STORAGE_ACCOUNT_NAME and "
         "AZURE_STORAGE_ACCOUNT_KEY"
+    ),
+    credential_variables=(
+        "AZURE_STORAGE_CONNECTION_STRING",
+        "AZURE_STORAGE_ACCOUNT_KEY",
+        "AZURE_STORAGE_SAS_TOKEN",
+        "AZURE_CLIENT_SECRET",
     ),
 )
 #: The protocols of the object stores with a conditional create of their own.
@@ -98,6 +116,14 @@ def backend_for(protocol: str) -> Backend:
 def credentials_hint(url: str) -> str:
     """Where the credentials of ``url``'s object store come from."""
     return backend_for(url.split("://", 1)[0]).credentials or S3.credentials
+
+
+def credentials_in_environment(url: str, environ: Mapping[str, str] | None = None) -> list[str]:
+    """The variables of ``environ`` (this process's environment) that give credentials for
+    ``url``'s object store (names only, never values)."""
+    environ = os.environ if environ is None else environ
+    variables = backend_for(url.split("://", 1)[0]).credential_variables
+    return [name for name in variables if environ.get(name)]
 
 
 def s3_endpoint(options: dict[str, Any]) -> str | None:

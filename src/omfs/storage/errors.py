@@ -9,7 +9,12 @@ import socket
 from collections.abc import Callable, Iterator
 from typing import Any, Protocol, TypeVar, cast
 
-from omfs.errors import OmfsError, StorageAccessError, StorageUnavailableError
+from omfs.errors import (
+    MissingCredentialsError,
+    OmfsError,
+    StorageAccessError,
+    StorageUnavailableError,
+)
 from omfs.storage.backends import credentials_hint
 
 __all__ = ["storage_error", "translated", "translating"]
@@ -57,10 +62,14 @@ def storage_error(exc: BaseException, url: str) -> OmfsError | None:
         or (isinstance(exc, ValueError) and "with credentials" in cause)  # adlfs
     ):
         # Azure answers a wrong key with 403 AuthorizationFailure, GCS a bad token with 401
-        return StorageAccessError(
-            f"No usable credentials for {url} ({cause}). Set them in the environment "
-            f"({credentials_hint(url)}) or in the context's storage_options."
+        summary = f"No usable credentials for {url} ({cause})."
+        error = MissingCredentialsError(
+            summary,
+            hint=f"Set them in the environment ({credentials_hint(url)}) or in the context's "
+            "storage_options.",
         )
+        error.summary = summary
+        return error
     if isinstance(exc, PermissionError) or (type(exc) is OSError and first.startswith("Forbidden")):
         # gcsfs raises a plain OSError("Forbidden: ...") for a 403
         return StorageAccessError(
