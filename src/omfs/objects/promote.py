@@ -390,6 +390,7 @@ def _change(job: _Job, lineage: dict[str, Any], info: dict[str, Any]) -> Callabl
             info=info,
         )
         moves = [TagMove(t, new.version, "promoted", {**origin, "tag": t}) for t in travelling]
+        job.target.describe_version(job.target_name, new)  # a model's sidecar: this copy's
         return Commit(op="promote", version=new, moves=moves)
 
     return change
