@@ -66,7 +66,7 @@ def main(argv: list[str]) -> None:
                 local.models.put({"coef": list(range(20)), "i": i}, f"model-{i:04d}")
             target = omfs.setup(_fresh_root(fs, options), storage_options=options)
             t_sync, n_sync, report = _timed(server, lambda: omfs.sync(local, target))
-            assert report["copied"] == 1000
+            assert report.copied == 1000
             plain_root = _fresh_root(fs, options)
             t_put, n_put, _ = _timed(
                 server,
@@ -75,7 +75,7 @@ def main(argv: list[str]) -> None:
                 ),
             )
             t_same, n_same, report = _timed(server, lambda: omfs.sync(local, target))
-            assert report["unchanged"] == 1000 and report["copied"] == 0
+            assert report.unchanged == 1000 and report.copied == 0
             rows += [
                 ("push 1,000 small models", t_sync, n_sync, t_put, n_put),
                 ("sync again, no change (1,000 objects)", t_same, n_same, None, None),

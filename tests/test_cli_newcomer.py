@@ -179,8 +179,10 @@ def test_typos_in_root_and_bucket_name_what_exists(om):
     assert "does not exist" in one_error(om("buckets", "list", "--root", "typo", code=1))
     message = one_error(om("datasets", "promote", "d", "--to-bucket", "prdo", code=1))
     assert "bucket 'prdo' does not exist" in message and "--create-bucket" in message
-    with pytest.raises(PromotionError, match="create_bucket=True"):
-        omfs.setup(om.root).datasets.promote("d", omfs.setup(om.root)["prdo"].datasets)
+    with pytest.raises(PromotionError, match="create_bucket=True"):  # Python: when asked
+        omfs.setup(om.root).datasets.promote(
+            "d", omfs.setup(om.root)["prdo"].datasets, create_bucket=False
+        )
 
 
 def test_om_info_says_what_is_in_effect_and_why(om, tmp_path):

@@ -56,7 +56,7 @@ def test_gc_during_a_sync_leaves_what_it_copies(tmp_path, target):
             skipped.append(collect(target))
 
     report = omfs.sync(laptop, target, progress=progress)
-    assert [r["action"] for r in report["objects"]] == ["copy"]
+    assert [r.action for r in report.objects] == ["copy"]
     assert skipped == [["d"]]
     assert rows(target) == rows(laptop)
     assert fsck(target) == []
@@ -70,7 +70,7 @@ def test_an_unchanged_sync_takes_no_lease(tmp_path, target, monkeypatch):
     from omfs.objects import lease
 
     monkeypatch.setattr(lease, "Lease", None)  # any lease taken would fail
-    assert omfs.sync(laptop, target)["unchanged"] == 1
+    assert omfs.sync(laptop, target).unchanged == 1
 
 
 def test_sync_adds_a_payload_the_target_lost_and_never_overwrites(tmp_path, target):
@@ -87,17 +87,17 @@ def test_sync_adds_a_payload_the_target_lost_and_never_overwrites(tmp_path, targ
     assert any(part in p["problem"] for p in fsck(target))
     good = laptop.storage.read_bytes(key)
     laptop.storage.write_bytes(key, bytes(reversed(good)))  # same size, other bytes
-    refused = omfs.sync(laptop, target)["objects"][0]
-    assert refused["action"] == "refused" and part in refused["error"]
+    refused = omfs.sync(laptop, target).objects[0]
+    assert refused.action == "refused" and part in refused.error
     assert not target.storage.exists(key)
     laptop.storage.write_bytes(key, good)
-    assert omfs.sync(laptop, target, dry_run=True)["objects"][0]["repaired"] == [part]
+    assert omfs.sync(laptop, target, dry_run=True).objects[0].repaired == [part]
     assert not target.storage.exists(key)
-    row = omfs.sync(laptop, target)["objects"][0]
-    assert (row["action"], row["repaired"]) == ("copy", [part])
+    row = omfs.sync(laptop, target).objects[0]
+    assert (row.action, row.repaired) == ("copy", [part])
     assert rows(target) == [[0], [0, 1]]
     assert fsck(target) == []
-    assert omfs.sync(laptop, target)["objects"][0]["action"] == "unchanged"
+    assert omfs.sync(laptop, target).objects[0].action == "unchanged"
 
 
 def test_gc_during_a_rebase_leaves_both_sides_whole(tmp_path, target, monkeypatch):
@@ -122,7 +122,7 @@ def test_gc_during_a_rebase_leaves_both_sides_whole(tmp_path, target, monkeypatc
     monkeypatch.setattr(rebasing, "_recommit", gc_target_first)
     monkeypatch.setattr(VersionedStore, "adopt", gc_source_first)
     report = omfs.sync(laptop, target, rebase=True)
-    assert [r["action"] for r in report["objects"]] == ["rebased"]
+    assert [r.action for r in report.objects] == ["rebased"]
     assert skipped == {"target": ["d"], "source": ["d"]}
     assert rows(target) == rows(laptop) == [[0], [0, 2], [0, 2, 1]]
     assert fsck(target) == [] and fsck(laptop) == []

@@ -13,18 +13,28 @@ from omfs.errors import ConditionFailedError, PromotionError
 X = np.arange(10, dtype=float).reshape(-1, 1)
 
 
-def test_seed_examples_between_buckets(ctx):
-    om_dev, om_prod = ctx["dev"], ctx["prod"]
-    om_dev.datasets.put(pd.DataFrame({"units": [1, 2, 3]}), "sales")
-    om_dev.models.put(LinearRegression().fit(X, X.ravel()), "sales-prediction")
+def test_seed_examples_between_buckets(shared_root):
+    """The omega|ml example exactly as written: ``prod`` was never written, and promoting
+    into it creates it, as ``put`` would (issue 19, item 1)."""
+    root, options = shared_root
+    om = omfs.setup(root, storage_options=options)
+    om["dev"].datasets.put(pd.DataFrame({"units": [1, 2, 3]}), "sales")
+    om["dev"].models.put(LinearRegression().fit(X, X.ravel()), "sales-prediction")
+    assert "prod" not in om.buckets
 
-    om_dev.datasets.promote("sales", om_prod.datasets, create_bucket=True)
-    meta = om_dev.models.promote("sales-prediction", om_prod.models, create_bucket=True)
+    # development
+    om_dev = om["dev"]
+    # production
+    om_prod = om["prod"]
+    om_dev.datasets.promote("sales", om_prod.datasets)
+    om_dev.models.promote("sales-prediction", om_prod.models)
 
+    assert "prod" in om.buckets and "prdo" not in om.buckets
     assert list(om_prod.datasets.get("sales")["units"]) == [1, 2, 3]
+    meta = om_prod.models.metadata("sales-prediction")
     assert meta.lineage["promoted_from"] == {
         **meta.lineage["promoted_from"],
-        "context": ctx.root,
+        "context": om.root,
         "bucket": "dev",
         "name": "sales-prediction",
         "version": 1,
@@ -33,6 +43,10 @@ def test_seed_examples_between_buckets(ctx):
     np.testing.assert_allclose(
         om_prod.models.get("sales-prediction").predict(X), X.ravel(), atol=1e-9
     )
+    # the typo guard stays where typos happen: asked for (the CLI's --to-bucket asks)
+    with pytest.raises(PromotionError, match="bucket 'prdo' does not exist"):
+        om_dev.datasets.promote("sales", om["prdo"].datasets, create_bucket=False)
+    assert "prod" in om.buckets and "prdo" not in om.buckets
 
 
 def test_promoted_copy_is_independent_and_versioned(ctx):

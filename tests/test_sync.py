@@ -17,7 +17,8 @@ import pandas as pd
 import pytest
 
 import omfs
-from omfs.errors import IntegrityError
+from omfs.errors import DivergedError, IntegrityError, NotFoundError, OmfsError
+from omfs.ops.reports import SyncReport, SyncRow
 
 
 def tree(ctx, bucket="omega"):
@@ -52,7 +53,7 @@ def test_sync_replicates_history_and_is_idempotent(tmp_path, target):
     laptop = omfs.setup(tmp_path / "laptop")
     fill(laptop)
     report = omfs.sync(laptop, target)
-    assert report["copied"] == 3 and report["diverged"] == 0
+    assert report.copied == 3 and report.diverged == 0
     for bucket in ("omega", "team"):
         assert tree(target, bucket) == tree(laptop, bucket), "identical logs and payloads"
     assert [m.version for m in target.datasets.versions("sales")] == [1, 2, 3]
@@ -61,11 +62,11 @@ def test_sync_replicates_history_and_is_idempotent(tmp_path, target):
     assert target.models.metadata("model").attributes == {"owner": "ana"}
     assert target["team"].datasets.get("blob") == b"raw bytes"
     again = omfs.sync(laptop, target)
-    assert again["copied"] == 0 and again["bytes"] == 0 and again["unchanged"] == 3
+    assert again.copied == 0 and again.bytes == 0 and again.unchanged == 3
     # work goes on offline, then is pushed: only the new commits and payloads travel
     laptop.datasets.put(pd.DataFrame({"x": [9]}), "sales", append=True)
     plan = omfs.sync(laptop, target, dry_run=True)
-    assert [(r["name"], r["action"]) for r in plan["objects"] if r["action"] != "unchanged"] == [
+    assert [(r.name, r.action) for r in plan.objects if r.action != "unchanged"] == [
         ("sales", "copy")
     ]
     assert target.datasets.metadata("sales").version == 3, "a dry run writes nothing"
@@ -81,7 +82,7 @@ def test_no_change_sync_costs_less_than_one_request_per_object(s3_counter, s3_op
     omfs.sync(laptop, team)
     s3_counter.reset()
     report = omfs.sync(laptop, team)
-    assert report["unchanged"] == 40
+    assert report.unchanged == 40
     assert s3_counter.total <= 40 // 4 + 5, s3_counter.requests
 
 
@@ -95,19 +96,54 @@ def _root(options):
     return f"s3://{bucket}/team"
 
 
-def test_divergence_is_reported_and_left_alone(tmp_path):
+def test_divergence_raises_after_the_others_are_synced(tmp_path):
+    """A scheduled script notices (issue 19, item 3): DivergedError, an OmfsError carrying
+    the typed report, once every other object was synced; a dry run only reports it."""
     laptop, team = omfs.setup(tmp_path / "laptop"), omfs.setup(tmp_path / "team")
     fill(laptop)
     omfs.sync(laptop, team)
     laptop.datasets.put(pd.DataFrame({"x": [10]}), "sales", append=True)
     team.datasets.put(pd.DataFrame({"x": [20]}), "sales", append=True)
+    laptop.models.put({"w": 2}, "model")  # an object that syncs fine beside it
     before = tree(team)
-    report = omfs.sync(laptop, team)
-    (row,) = [r for r in report["objects"] if r["action"] == "diverged"]
-    assert row["name"] == "sales" and row["source_commits"] == row["target_commits"] == 5
-    assert row["source_versions"] == row["target_versions"] == [1, 2, 3, 4]
+    assert omfs.sync(laptop, team, dry_run=True).diverged == 1, "a dry run says it"
     assert tree(team) == before
-    assert team.datasets.get("sales")["x"].tolist() == [0, 1, 2, 20]
+    with pytest.raises(DivergedError, match="omega/datasets/sales") as info:
+        omfs.sync(laptop, team)
+    assert isinstance(info.value, OmfsError) and "rebase=True" in str(info.value)
+    report = info.value.report
+    assert isinstance(report, SyncReport) and report.diverged == 1 and report.copied == 1
+    (row,) = report.rows("diverged")
+    assert isinstance(row, SyncRow)
+    assert row.name == "sales" and row.source_commits == row.target_commits == 5
+    assert row.source_versions == row.target_versions == [1, 2, 3, 4]
+    assert team.models.get("model") == {"w": 2}, "the other object was synced"
+    assert team.datasets.get("sales")["x"].tolist() == [0, 1, 2, 20], "left unchanged"
+    assert json.loads(json.dumps(report.to_dict()))["objects"][0] == {
+        "bucket": "omega", "store": "datasets", "name": "sales", "source_commits": 5,
+        "target_commits": 5, "bytes": 0, "files": 0, "action": "diverged",
+        "source_versions": [1, 2, 3, 4], "target_versions": [1, 2, 3, 4],
+    }  # fmt: skip
+    assert omfs.sync(laptop, team, rebase=True).rebased == 1, "rebase=True: no error"
+
+
+def test_a_target_simply_ahead_is_behind_not_diverged(tmp_path):
+    """The source holds a prefix of the target's history: nothing to copy, no error."""
+    laptop, team = omfs.setup(tmp_path / "laptop"), omfs.setup(tmp_path / "team")
+    laptop.models.put({"w": 1}, "m")
+    omfs.sync(laptop, team)
+    team.models.put({"w": 2}, "m")
+    (row,) = omfs.sync(laptop, team).objects
+    assert (row.action, row.source_versions, row.target_versions) == ("behind", [1], [1, 2])
+    assert [r.action for r in omfs.sync(team, laptop).objects] == ["copy"]
+
+
+def test_an_unknown_bucket_is_an_error_naming_those_that_exist(tmp_path):
+    laptop, team = omfs.setup(tmp_path / "laptop"), omfs.setup(tmp_path / "team")
+    fill(laptop)
+    with pytest.raises(NotFoundError, match=r"bucket 'omgea' does not exist.*omega, team"):
+        omfs.sync(laptop, team, buckets=["omgea"])
+    assert not os.path.exists(team.root)
 
 
 def test_rebase_recommits_source_only_versions_on_top(tmp_path, om_script):
@@ -122,8 +158,8 @@ def test_rebase_recommits_source_only_versions_on_top(tmp_path, om_script):
     team.datasets.put(pd.DataFrame({"x": [20]}), "sales", append=True)  # team v4
     team.models.put({"w": 7}, "solo")  # team v2
     report = omfs.sync(laptop, team, rebase=True)
-    rows = {r["name"]: r for r in report["objects"] if r["action"] == "rebased"}
-    assert rows["sales"]["rebased"] == [
+    rows = {r.name: r for r in report.objects if r.action == "rebased"}
+    assert rows["sales"].rebased == [
         {"source_version": 4, "target_version": 5},
         {"source_version": 5, "target_version": 6},
     ]
@@ -159,16 +195,16 @@ def test_a_killed_sync_resumes_consistently(tmp_path, target):
             time.sleep(0.01)
         proc.send_signal(signal.SIGKILL)
         proc.wait()
-        mid_sync += omfs.sync(ctx, reopen(), dry_run=True)["copied"] > 0
+        mid_sync += omfs.sync(ctx, reopen(), dry_run=True).copied > 0
         partial = reopen()
         for name in partial.datasets.list():  # a new object appears whole, or not at all
             assert [m.version for m in partial.datasets.versions(name)] == [1, 2]
             assert len(partial.datasets.get(name)) == 201
     assert mid_sync >= 2, "the kills landed while the sync ran"
     report = omfs.sync(ctx, reopen())
-    assert report["diverged"] == 0
+    assert report.diverged == 0
     assert tree(reopen()) == tree(ctx), "nothing duplicated, nothing missing"
-    assert omfs.sync(ctx, reopen())["copied"] == 0
+    assert omfs.sync(ctx, reopen()).copied == 0
 
 
 def test_sync_push_and_pull_from_the_cli(tmp_path, om_script):
@@ -208,8 +244,8 @@ def test_progress_counts_bytes_and_objects(tmp_path, om_script):
     fill(laptop)
     seen, sent = [], []
     report = omfs.sync(laptop, omfs.setup(team), progress=sent.append, on_object=seen.append)
-    assert seen == report["objects"] and len(seen) == 3  # one row per object, as it ends
-    assert sum(sent) == sum(r["bytes"] for r in report["objects"] if r["action"] == "copy")
+    assert seen == report.objects and len(seen) == 3  # one row per object, as it ends
+    assert sum(sent) == sum(r.bytes for r in report.objects if r.action == "copy")
     laptop["team"].datasets.put(pd.DataFrame({"x": range(10)}), "more")
     # on a terminal, `om sync` shows both: N/M objects and the bytes
     config = tmp_path / "config.toml"
@@ -313,3 +349,44 @@ def test_promote_with_inputs_and_a_failure_leaves_the_target_as_it_was(tmp_path,
     assert trained["X"]["version"] == prod.datasets.metadata("X").version == 3  # not reused
     assert prod.datasets.get("X@v3")["x"].tolist() == [1.0, 2.0, 3.0]
     assert prod.datasets.get(f"Y@v{trained['Y']['version']}")["y"].tolist() == [2.0, 4.0, 6.0]
+
+
+def test_cli_sync_push_and_pull_say_what_to_do(tmp_path, cli):
+    """Issue 19, items 3 and 13 from the command line: an unknown bucket is an error naming
+    those that exist; a remote simply ahead is "behind: pull first"; a divergence prints the
+    report and exits 1 with one line naming --rebase; pull --rebase --dry-run says "would
+    rebase" (one report, also with --json), and then --rebase does it."""
+    laptop, team = tmp_path / "laptop", tmp_path / "team"
+    config = tmp_path / "config.toml"
+    config.write_text(
+        f'default = "laptop"\nremote = "team"\n[contexts.laptop]\nroot = "{laptop}"\n'
+        f'[contexts.team]\nroot = "{team}"\n'
+    )
+    env = {"OMFS_CONFIG": str(config)}
+    fill(omfs.setup(laptop))
+    out = cli("sync", "--from-context", "laptop", "--to-context", "team", "--bucket", "omgea",
+              env=env)  # fmt: skip
+    assert out.code == 1 and "nothing to copy" not in out.stderr
+    assert "bucket 'omgea' does not exist" in out.stderr and "omega, team" in out.stderr
+    assert cli("push", env=env).code == 0
+    omfs.setup(team).models.put({"w": 2}, "model")  # the remote is simply ahead
+    out = cli("push", env=env)
+    assert out.code == 0 and "models/model\tbehind: pull first" in out.stdout, out.stdout
+    assert cli("pull", env=env).code == 0
+    append = {"append": True}
+    omfs.setup(team).datasets.put(pd.DataFrame({"x": [20]}), "sales", **append)
+    omfs.setup(laptop).datasets.put(pd.DataFrame({"x": [10]}), "sales", **append)
+    out = cli("push", env=env)
+    assert out.code == 1 and "datasets/sales\tdiverged" in out.stdout
+    (line,) = out.stderr.strip().splitlines()
+    assert "diverged and were left unchanged: omega/datasets/sales" in line
+    assert "`om push --rebase`" in line
+    out = cli("pull", "--rebase", "--dry-run", env=env)
+    assert out.code == 0 and "diverged" not in out.stdout + out.stderr
+    assert "datasets/sales\twould rebase" in out.stdout
+    plan = json.loads(cli("--json", "pull", "--rebase", "--dry-run", env=env).stdout)
+    assert [r["action"] for r in plan["objects"] if r["name"] == "sales"] == ["would rebase"]
+    assert plan["diverged"] == 0
+    assert cli("pull", "--rebase", env=env).code == 0
+    assert omfs.setup(laptop).datasets.get("sales")["x"].tolist() == [0, 1, 2, 20, 10]
+    assert omfs.setup(team).datasets.get("sales")["x"].tolist() == [0, 1, 2, 20, 10]

@@ -44,7 +44,7 @@ def rows(ctx, name="d"):
 
 
 def actions(report):
-    return {r["name"]: r["action"] for r in report["objects"]}
+    return {r.name: r.action for r in report.objects}
 
 
 def diverge(laptop, team):
@@ -53,7 +53,7 @@ def diverge(laptop, team):
     append(laptop, 1)
     append(laptop, 2)
     laptop.datasets.tag("d@v1", "prod")
-    assert omfs.sync(laptop, team)["copied"] == 1
+    assert omfs.sync(laptop, team).copied == 1
     append(laptop, 3)
     laptop.datasets.tag("d@v2", "prod")
     append(team, 4)
@@ -63,9 +63,9 @@ def test_push_rebase_converges_once_and_keeps_a_local_tag_move(tmp_path, team):
     laptop = omfs.setup(tmp_path / "laptop")
     diverge(laptop, team)
     report = omfs.sync(laptop, team, rebase=True)
-    (row,) = report["objects"]
-    assert row["action"] == "rebased" and row["conflicts"] == []
-    assert row["rebased"] == [{"source_version": 3, "target_version": 4}]
+    (row,) = report.objects
+    assert row.action == "rebased" and row.conflicts == []
+    assert row.rebased == [{"source_version": 3, "target_version": 4}]
     assert rows(team) == rows(laptop) == [1, 2, 4, 3], "each append applied exactly once"
     assert team.datasets.tags("d") == laptop.datasets.tags("d") == {"prod": 2}, "tag kept"
     assert tree(team) == tree(laptop), "both sides hold the same log and payloads"
@@ -116,7 +116,7 @@ def test_a_rebase_killed_before_the_source_adopted_is_finished_by_a_rerun(
     assert rows(team) == [1, 2, 4, 3] and rows(laptop) == [1, 2, 3]
     monkeypatch.undo()
     report = omfs.sync(laptop, team, rebase=True)
-    done = {r["name"]: r["rebased"] for r in report["objects"]}
+    done = {r.name: r.rebased for r in report.objects}
     assert done == {"d": [], "m": [{"source_version": 2, "target_version": 3}]}
     assert rows(team) == rows(laptop) == [1, 2, 4, 3]
     assert [m.version for m in team.models.versions("m")] == [1, 2, 3]
@@ -152,7 +152,7 @@ def test_a_tag_moved_on_both_sides_is_a_reported_conflict(tmp_path, team):
     diverge(laptop, team)
     team.datasets.tag("d@v3", "prod")  # the colleague moved prod too, elsewhere
     report = omfs.sync(laptop, team, rebase=True)
-    (line,) = report["conflicts"]
+    (line,) = report.conflicts
     assert "tag 'prod' of datasets/d moved on both sides (source: v2, target: v3)" in line
     assert team.datasets.tags("d") == {"prod": 3}, "nothing changed for that tag"
     assert rows(team) == rows(laptop) == [1, 2, 4, 3], "the rest was rebased"
@@ -163,10 +163,10 @@ def test_a_dry_run_rebase_says_what_it_would_do_and_writes_nothing(tmp_path, tea
     laptop = omfs.setup(tmp_path / "laptop")
     diverge(laptop, team)
     before = tree(laptop), tree(team)
-    (row,) = omfs.sync(laptop, team, rebase=True, dry_run=True)["objects"]
-    assert row["action"] == "would rebase"
-    assert row["rebased"] == [{"source_version": 3, "target_version": 4}]
-    assert row["tags"] == {"prod": 2}
+    (row,) = omfs.sync(laptop, team, rebase=True, dry_run=True).objects
+    assert row.action == "would rebase"
+    assert row.rebased == [{"source_version": 3, "target_version": 4}]
+    assert row.tags == {"prod": 2}
     assert (tree(laptop), tree(team)) == before
 
 
@@ -260,12 +260,12 @@ def test_sync_names_an_object_dropped_on_one_side(tmp_path, team):
         append(laptop, x)
     omfs.sync(laptop, team)
     laptop.datasets.drop("d")
-    (row,) = omfs.sync(team, laptop)["objects"]  # om pull of an object dropped locally
-    assert row["action"] == "dropped" and row["where"] == "target"
-    assert "was dropped in the target" in row["message"]
-    assert f"--root {laptop.root} --bucket omega datasets restore d" in row["message"]
-    (row,) = omfs.sync(laptop, team)["objects"]  # om push: the drop stays local
-    assert row["action"] == "dropped" and row["where"] == "source"
+    (row,) = omfs.sync(team, laptop).objects  # om pull of an object dropped locally
+    assert row.action == "dropped" and row.where == "target"
+    assert "was dropped in the target" in row.message
+    assert f"--root {laptop.root} --bucket omega datasets restore d" in row.message
+    (row,) = omfs.sync(laptop, team).objects  # om push: the drop stays local
+    assert row.action == "dropped" and row.where == "source"
     assert rows(team) == [0, 1, 2, 3]
     laptop.datasets.restore("d")  # the drop and the restore are history: a push sends both
     assert actions(omfs.sync(laptop, team)) == {"d": "copy"}
@@ -325,9 +325,9 @@ def test_the_source_adopts_only_a_target_history_that_replays(tmp_path, team):
     team.storage.write_bytes(key, json.dumps(doc).encode())
     before, theirs = tree(laptop), tree(team)
     report = omfs.sync(laptop, team, rebase=True)
-    (row,) = report["objects"]
-    assert row["action"] == "refused" and "summarises" in row["error"]
-    assert team.storage.path(key) in row["error"]
+    (row,) = report.objects
+    assert row.action == "refused" and "summarises" in row.error
+    assert team.storage.path(key) in row.error
     assert tree(laptop) == before, "the source kept its history"
     assert tree(team) == theirs, "nothing was committed on the target"
     laptop.gc(grace="0s", force=True)

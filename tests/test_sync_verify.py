@@ -68,7 +68,7 @@ def sides(request, tmp_path):
 def seed(source, target):
     source.datasets.put(pd.DataFrame({"x": [1, 2]}), "sales")
     source.models.put({"w": 1}, "model")
-    assert omfs.sync(source, target)["copied"] == 2
+    assert omfs.sync(source, target).copied == 2
 
 
 def assert_target_intact(target):
@@ -92,12 +92,12 @@ def test_a_payload_that_fails_its_check_is_refused_and_nothing_lands(sides, how)
     bad_model = damage(source, model_key(source, "model"), how)
     before = tree(target)
     report = omfs.sync(source, target)
-    rows = {r["name"]: r for r in report["objects"]}
-    assert rows["sales"]["action"] == rows["model"]["action"] == "refused"
-    assert bad_part in rows["sales"]["error"] and bad_model in rows["model"]["error"]
+    rows = {r.name: r for r in report.objects}
+    assert rows["sales"].action == rows["model"].action == "refused"
+    assert bad_part in rows["sales"].error and bad_model in rows["model"].error
     word = "bytes" if how == "truncate" else "sha256"
-    assert word in rows["sales"]["error"] and word in rows["model"]["error"]
-    assert report["refused"] == 2 and rows["bystander"]["action"] == "copy"
+    assert word in rows["sales"].error and word in rows["model"].error
+    assert report.refused == 2 and rows["bystander"].action == "copy"
     assert target.datasets.get("bystander")["y"].tolist() == [1], "the others are synced"
     after = {k: v for k, v in tree(target).items() if "/bystander" not in k}
     assert after == before, "no commit, no payload of a refused object reached the target"
@@ -114,9 +114,9 @@ def test_a_damaged_payload_the_target_has_is_never_copied_over_it(sides):
     source.models.put({"w": 2}, "model")
     before = tree(target)
     report = omfs.sync(source, target)
-    rows = {r["name"]: r for r in report["objects"]}
-    assert rows["sales"]["action"] == rows["model"]["action"] == "refused"
-    assert bad_part in rows["sales"]["error"] and bad_model in rows["model"]["error"]
+    rows = {r.name: r for r in report.objects}
+    assert rows["sales"].action == rows["model"].action == "refused"
+    assert bad_part in rows["sales"].error and bad_model in rows["model"].error
     assert tree(target) == before
     assert_target_intact(target)
 
@@ -150,10 +150,10 @@ def test_a_hostile_commit_is_refused_and_the_target_stays_good(sides, kind):
         errors[name] = source.storage.path(key)
     before = tree(target)
     report = omfs.sync(source, target)
-    rows = {r["name"]: r for r in report["objects"]}
+    rows = {r.name: r for r in report.objects}
     for name, path in errors.items():
-        assert rows[name]["action"] == "refused", rows[name]
-        assert path in rows[name]["error"]
+        assert rows[name].action == "refused", rows[name]
+        assert path in rows[name].error
     assert tree(target) == before, "nothing of a hostile commit reached the target"
     assert not target.storage.exists("etc/passwd")
     assert_target_intact(target)
@@ -173,8 +173,8 @@ def test_a_symlinked_payload_is_refused_on_read_and_on_sync(tmp_path):
     with pytest.raises(IntegrityError, match="symbolic link"):
         source.models.get("model")
     report = omfs.sync(source, target)
-    assert [r["action"] for r in report["objects"]] == ["refused", "refused"]
-    assert all("symbolic link" in r["error"] for r in report["objects"])
+    assert [r.action for r in report.objects] == ["refused", "refused"]
+    assert all("symbolic link" in r.error for r in report.objects)
     assert tree(target) == {}
 
 
@@ -251,9 +251,9 @@ def test_large_payloads_stream_checked_and_a_bad_one_leaves_nothing(pair, tmp_pa
     assert min(p["size"] for p in source.datasets.parts("bad")) > 512
     bad = damage(source, part_key(source, "bad"), "flip")
     report = omfs.sync(source, target)
-    rows = {r["name"]: r for r in report["objects"]}
-    assert rows["good"]["action"] == "copy" and rows["bad"]["action"] == "refused"
-    assert bad in rows["bad"]["error"] and "sha256" in rows["bad"]["error"]
+    rows = {r.name: r for r in report.objects}
+    assert rows["good"].action == "copy" and rows["bad"].action == "refused"
+    assert bad in rows["bad"].error and "sha256" in rows["bad"].error
     assert target.datasets.get("good")["x"].tolist() == list(range(2000))
     assert not any("/bad/" in key for key in tree(target)), "no partial or bad payload"
 
@@ -291,13 +291,13 @@ def test_parts_without_a_sha256_sync_by_size(tmp_path):
     old.models.upgrade_all()
     assert all("sha256" not in p for p in old.datasets.parts("sales"))
     report = omfs.sync(old, target, buckets=["omega"])
-    assert report["refused"] == 0 and report["copied"] == 5
+    assert report.refused == 0 and report.copied == 5
     assert target.datasets.get("sales")["a"].tolist() == list(range(1, 10))
     assert target.datasets.get("sales@prod")["a"].tolist() == list(range(1, 7))
     damage(old, part_key(old, "team/other"), "truncate")
     old.datasets.put(pd.DataFrame({"x": [3.5]}), "team/other", append=True)
-    row = next(r for r in omfs.sync(old, target)["objects"] if r["name"] == "team/other")
-    assert row["action"] == "refused" and "bytes" in row["error"]
+    row = next(r for r in omfs.sync(old, target).objects if r.name == "team/other")
+    assert row.action == "refused" and "bytes" in row.error
     assert target.datasets.get("team/other")["x"].tolist() == [2.5]
 
 
@@ -310,10 +310,10 @@ def test_sync_refuses_a_name_that_looks_like_one_in_the_target(tmp_path):
     one, two = omfs.setup(tmp_path / "one"), omfs.setup(tmp_path / "two")
     one.datasets.put(pd.DataFrame({"a": [1]}), "report")
     two.datasets.put(pd.DataFrame({"a": [2]}), "Report")
-    assert omfs.sync(one, team)["copied"] == 1
+    assert omfs.sync(one, team).copied == 1
     report = omfs.sync(two, team)
-    (row,) = report["objects"]
-    assert row["action"] == "refused" and "'report'" in row["error"]
+    (row,) = report.objects
+    assert row.action == "refused" and "'report'" in row.error
     assert team.datasets.list() == ["report"]
 
 
@@ -354,9 +354,9 @@ def test_a_checkpoint_that_forgets_versions_is_refused(sides):
         lambda d: d["state"].update(records=[r for r in d["state"]["records"] if r["v"] == 5]),
     )
     before = tree(target)
-    row = omfs.sync(source, target)["objects"][0]
-    assert row["action"] == "refused" and bad in row["error"], row
-    assert "summarises" in row["error"]
+    row = omfs.sync(source, target).objects[0]
+    assert row.action == "refused" and bad in row.error, row
+    assert "summarises" in row.error
     assert tree(target) == before, "nothing of the object reached the target"
     assert_history_kept(target, [1, 2, 3])
 
@@ -380,8 +380,8 @@ def test_a_commit_whose_head_contradicts_its_history_is_refused(sides, edit):
 
     bad = edit_doc(source, log_key("models", "model", 4), change)
     before = tree(target)
-    row = omfs.sync(source, target)["objects"][0]
-    assert row["action"] == "refused" and bad in row["error"] and "head" in row["error"], row
+    row = omfs.sync(source, target).objects[0]
+    assert row.action == "refused" and bad in row.error and "head" in row.error, row
     assert tree(target) == before
     assert target.models.put({"w": 4}, "model").version == 4
     assert_history_kept(target, [1, 2, 3, 4])
@@ -397,11 +397,11 @@ def test_a_payload_the_source_lacks_refuses_the_object(sides):
     gone = part_key(source, "sales", index=-1)
     source.storage.delete([gone])
     report = omfs.sync(source, target)
-    rows = {r["name"]: r for r in report["objects"]}
-    assert rows["sales"]["action"] == "refused" and report["refused"] == 1
-    assert source.storage.path(gone) in rows["sales"]["error"]
-    assert "missing" in rows["sales"]["error"]
-    assert rows["model"]["action"] == "copy" and target.models.get("model") == {"w": 1}
+    rows = {r.name: r for r in report.objects}
+    assert rows["sales"].action == "refused" and report.refused == 1
+    assert source.storage.path(gone) in rows["sales"].error
+    assert "missing" in rows["sales"].error
+    assert rows["model"].action == "copy" and target.models.get("model") == {"w": 1}
     assert not any("/sales/" in key for key in tree(target)), "nothing of it landed"
 
 
@@ -412,6 +412,6 @@ def test_a_payload_only_the_target_holds_is_not_needed_from_the_source(sides):
     omfs.sync(source, target)
     source.storage.delete([part_key(source, "sales")])
     source.datasets.put(pd.DataFrame({"x": [2]}), "sales", append=True)
-    row = omfs.sync(source, target)["objects"][0]
-    assert row["action"] == "copy", row
+    row = omfs.sync(source, target).objects[0]
+    assert row.action == "copy", row
     assert target.datasets.get("sales")["x"].tolist() == [1, 2]

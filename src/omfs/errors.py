@@ -8,11 +8,14 @@ command needs to report it as data: its wording in the command line's terms
 
 from __future__ import annotations
 
+from typing import Any
+
 __all__ = [
     "ClusterUnavailableError",
     "CommitConflictError",
     "ConditionFailedError",
     "ConfigError",
+    "DivergedError",
     "FormatError",
     "IntegrityError",
     "InvalidFilterError",
@@ -105,6 +108,19 @@ class TableFileError(OmfsError, ValueError):
 
 class SyncError(OmfsError):
     """A sync that could not run (bad arguments, contexts that cannot be synced)."""
+
+
+class DivergedError(OmfsError):
+    """A sync that left objects unchanged because both sides have versions the other lacks.
+
+    Raised by :func:`omfs.sync` once every other object was synced, unless ``rebase=True``;
+    ``report`` is the whole :class:`~omfs.ops.reports.SyncReport` (its ``diverged`` rows
+    name the objects and the versions each side holds)."""
+
+    def __init__(self, *args: object, report: Any = None, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        #: the :class:`~omfs.ops.reports.SyncReport` of the sync that raised it
+        self.report = report
 
 
 class InvalidFilterError(OmfsError, ValueError):

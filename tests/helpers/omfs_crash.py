@@ -103,7 +103,7 @@ def _sync(om: Any) -> Any:
         finally:
             _PAUSED[0] = False
     report = omfs.sync(omfs.setup(path), om, buckets=[om.bucket])
-    assert report["refused"] == report["diverged"] == 0, report
+    assert report.refused == report.diverged == 0, report
     return report
 
 

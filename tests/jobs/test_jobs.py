@@ -130,20 +130,20 @@ def test_sync_carries_a_job_with_its_runs_and_gc_keeps_them(om, tmp_path):
     first = om.runtime.mode(local=True).job("nightly").run().get()
     target = omfs.setup(tmp_path / "laptop")
     report = omfs.sync(om, target)
-    rows = {(r["store"], r["name"]): r["action"] for r in report["objects"]}
-    assert rows[("jobs", "nightly")] == "copy" and report["runs"] == 1
+    rows = {(r.store, r.name): r.action for r in report.objects}
+    assert rows[("jobs", "nightly")] == "copy" and report.runs == 1
     assert [r.id for r in target.jobs.runs("nightly")] == [first.id]
     assert target.jobs.log(first.id)["stdout"] == "reading sales\n"
     # a run that was unfinished in the target is brought up to date; finished ones stay
     store = target.jobs.run_store
     store.write(replace(first, status="running", finished=None).owned_here())
     second = om.runtime.mode(local=True).job("nightly").run().get()
-    assert omfs.sync(om, target)["runs"] == 2
+    assert omfs.sync(om, target).runs == 2
     assert {r.id: r.status for r in target.jobs.runs("nightly")} == {
         first.id: "succeeded",
         second.id: "succeeded",
     }
-    assert omfs.sync(om, target)["runs"] == 0
+    assert omfs.sync(om, target).runs == 0
     assert target.gc(grace="0s", force=True)["files"] == []
     assert len(target.jobs.runs("nightly")) == 2
 

@@ -36,6 +36,10 @@ Remote = Annotated[
 ]
 
 
+#: how each command shows an object whose source is behind its target
+_BEHIND = {"push": "behind: pull first", "pull": "ahead: push first"}
+
+
 def _run(
     app: App,
     source: Any,
@@ -43,78 +47,95 @@ def _run(
     chosen: dict[str, Any],
     dry_run: bool,
     rebase: bool = False,
-    rebase_next: bool = False,
+    command: str = "sync",
 ) -> SyncReport:
     """Sync the ``buckets`` and ``names`` ``chosen``, print the report, fail on divergence
-    (unless ``rebase_next``: the caller rebases the diverged objects next, so they are
-    left out of the table)."""
+    (with the hint naming --rebase) and on refused objects."""
     report = _sync(app, source, target, chosen, dry_run, rebase)
-    _show_report(app, report, dry_run, rebase_next)
-    refused = [r for r in report["objects"] if r["action"] == "refused"]
+    _finish(app, report, dry_run, command)
+    return report
+
+
+def _finish(app: App, report: SyncReport, dry_run: bool, command: str) -> None:
+    """Print ``report`` and fail (one line) when objects diverged, were refused or dropped
+    in the target."""
+    _show_report(app, report, dry_run, command)
+    refused = report.rows("refused")
     if refused and not app.as_json:
         for r in refused:  # one line each: the object and the file that failed its check
-            app.note(f"refused: {r['error']}")
+            app.note(f"refused: {r.error}")
     _explain(app, report)
-    diverged = [r for r in report["objects"] if r["action"] == "diverged"]
-    if diverged and not rebase_next:
+    diverged = report.rows("diverged")
+    if diverged:
         names_ = ", ".join(
-            f"{r['bucket']}/{r['store']}/{r['name']} (source v{r.get('source_versions')}, "
-            f"target v{r.get('target_versions')})"
+            f"{r.bucket}/{r.store}/{r.name} (source v{r.source_versions}, "
+            f"target v{r.target_versions})"
             for r in diverged
         )
         more = f"; {len(refused)} refused (see above)" if refused else ""
-        app.fail(f"{len(diverged)} object(s) diverged and were left unchanged: {names_}{more}")
+        app.fail(
+            f"{len(diverged)} object(s) diverged and were left unchanged: {names_}{more}. "
+            f"`om {command} --rebase` re-commits this side's versions on top of the other's."
+        )
     if refused:
         app.fail(
             f"{len(refused)} object(s) refused: the source does not hold what its log records "
             "(see above); they were left unchanged in the target, the others were synced"
         )
-    return report
 
 
 def _sync(
     app: App, source: Any, target: Any, chosen: dict[str, Any], dry_run: bool, rebase: bool
 ) -> SyncReport:
-    """Run :func:`omfs.sync` (with a progress bar on a terminal); its report."""
+    """Run :func:`omfs.sync` (with a progress bar on a terminal); its report, also when
+    objects diverged (the others were synced)."""
     import omfs
+    from omfs.errors import DivergedError
 
     if dry_run:
         return omfs.sync(source, target, dry_run=True, rebase=rebase, **chosen)
     total = objects = None
     if app.shows_progress():  # the bar's totals: a dry run, only where a bar is shown
         plan = omfs.sync(source, target, dry_run=True, **chosen)
-        total, objects = plan["bytes"], len(plan["objects"])
+        total, objects = plan.bytes, len(plan.objects)
     with app.progress("sync", total, objects) as advance:
-        return omfs.sync(
-            source,
-            target,
-            rebase=rebase,
-            progress=advance,
-            on_object=lambda row: advance(objects=1),
-            **chosen,
-        )
+        try:
+            return omfs.sync(
+                source,
+                target,
+                rebase=rebase,
+                progress=advance,
+                on_object=lambda row: advance(objects=1),
+                **chosen,
+            )
+        except DivergedError as exc:
+            report: SyncReport = exc.report
+            return report
 
 
-def _show_report(app: App, report: SyncReport, dry_run: bool, rebase_next: bool) -> None:
+def _show_report(app: App, report: SyncReport, dry_run: bool, command: str) -> None:
     """The report: whole with --json, else a row per object that changed."""
     if app.as_json:
         app.value(report)
         return
+    shown = {"behind": _BEHIND.get(command, "behind: target is ahead")}
+    if dry_run:
+        shown["copy"] = "would copy"
     rows = [
         {
-            "bucket": r["bucket"],
-            "object": f"{r['store']}/{r['name']}",
-            "action": ("would copy" if dry_run and r["action"] == "copy" else r["action"]),
-            "commits": f"{r['target_commits']} -> {r['source_commits']}",
-            "bytes": r["bytes"],
+            "bucket": r.bucket,
+            "object": f"{r.store}/{r.name}",
+            "action": shown.get(r.action or "", r.action),
+            "commits": f"{r.target_commits} -> {r.source_commits}",
+            "bytes": r.bytes,
         }
-        for r in report["objects"]
-        if r["action"] != "unchanged" and not (rebase_next and r["action"] == "diverged")
+        for r in report.objects
+        if r.action != "unchanged"
     ]
     app.table(
         rows,
         ["bucket", "object", "action", "commits", "bytes"],
-        empty=f"nothing to copy ({report['unchanged']} object(s) already in sync)",
+        empty=f"nothing to copy ({report.unchanged} object(s) already in sync)",
     )
 
 
@@ -123,13 +144,13 @@ def _explain(app: App, report: SyncReport) -> None:
     the target fails the command (the object was not synced)."""
     if app.as_json:
         return
-    for line in report.get("conflicts", []):
+    for line in report.conflicts:
         app.note(f"conflict: {line}")
-    dropped = [r for r in report["objects"] if r["action"] == "dropped"]
+    dropped = report.rows("dropped")
     for r in dropped:
-        if r["where"] == "source":
-            app.note(r["message"])
-    in_target = [r["message"] for r in dropped if r["where"] == "target"]
+        if r.where == "source" and r.message:
+            app.note(r.message)
+    in_target = [r.message or "" for r in dropped if r.where == "target"]
     if in_target:
         app.fail("; ".join(in_target))
 
@@ -145,7 +166,7 @@ def sync(
 ) -> None:
     """Replicate datasets and models with their history from one context to another."""
     chosen = {"buckets": bucket, "names": name}
-    _run(get_app(ctx), from_context, to_context, chosen, dry_run, rebase)
+    _run(get_app(ctx), from_context, to_context, chosen, dry_run, rebase, "sync")
 
 
 def _remote(app: App, remote: str | None) -> str:
@@ -170,7 +191,7 @@ def push(
     """Sync this context (--context, --root or the default) to the remote context."""
     app = get_app(ctx)
     chosen = {"buckets": bucket, "names": name}
-    _run(app, app.omega(), _remote(app, remote), chosen, dry_run, rebase)
+    _run(app, app.omega(), _remote(app, remote), chosen, dry_run, rebase, "push")
 
 
 def pull(
@@ -188,16 +209,31 @@ def pull(
     here, there = app.omega(), _remote(app, remote)
     chosen = {"buckets": bucket, "names": name}
     if not rebase:
-        _run(app, there, here, chosen, dry_run)
+        _run(app, there, here, chosen, dry_run, command="pull")
         return
+    _finish(app, _pull_rebase(app, here, there, chosen, dry_run), dry_run, "pull")
+
+
+def _pull_rebase(
+    app: App, here: Any, there: Any, chosen: dict[str, Any], dry_run: bool
+) -> SyncReport:
+    """``pull --rebase``: the remote's history comes here; then this side's versions of each
+    object that diverged (or that the remote lacks) go on top of the remote's, and are
+    published. One report: the rows of the second step replace the first's."""
     import glob
 
-    report = _run(app, there, here, chosen, dry_run, rebase_next=True)
-    diverged = [r for r in report["objects"] if r["action"] == "diverged"]
-    if diverged:
-        buckets = sorted({r["bucket"] for r in diverged})
-        names = sorted({glob.escape(r["name"]) for r in diverged})
-        _run(app, here, there, {"buckets": buckets, "names": names}, dry_run, rebase=True)
+    from omfs.ops.reports import SyncReport
+
+    first = _sync(app, there, here, chosen, dry_run, rebase=False)
+    todo = first.rows("diverged", "behind")
+    if not todo:
+        return first
+    buckets = sorted({r.bucket for r in todo})
+    names = sorted({glob.escape(r.name) for r in todo})
+    second = _sync(app, here, there, {"buckets": buckets, "names": names}, dry_run, True)
+    done = {(r.bucket, r.store, r.name): r for r in second.objects}
+    rows = [done.pop((r.bucket, r.store, r.name), r) for r in first.objects]
+    return SyncReport.of(first.source, first.target, dry_run, rows + list(done.values()))
 
 
 def export(

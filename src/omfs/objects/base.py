@@ -198,9 +198,15 @@ class VersionedBase:
 
         Returns:
             The ``info`` of the version to commit here (what lives beside the log, such as
-            a schema or a model sidecar, is written by this call).
+            a schema, is written by this call; a model's sidecar names the version, so
+            :meth:`describe_version` writes it from the commit's change).
         """
         raise NotImplementedError
+
+    def describe_version(self, name: str, rec: VersionRecord) -> None:
+        """Write what describes version ``rec`` of ``name`` beside its payload (a model's
+        sidecar), just before the commit that makes it a version; nothing by default.
+        A writer calls it from its commit's change, so a retry rewrites it renumbered."""
 
     def own_files(self, rec: VersionRecord) -> list[str]:
         """The payload files that ``rec`` itself added (and, for models, their sidecars)."""

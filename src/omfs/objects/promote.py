@@ -141,7 +141,7 @@ def promote(
     conditions: Sequence[str | Condition] | None = None,
     dry_run: bool = False,
     progress: Callable[[int], None] | None = None,
-    create_bucket: bool = False,
+    create_bucket: bool = True,
     force: bool = False,
     with_inputs: bool = False,
 ) -> Metadata | PromotePlan:
@@ -151,9 +151,12 @@ def promote(
     copied (:class:`PromotePlan`; nothing is written). The Metadata
     returned has an ``unchanged`` attribute: True when the target already held this version
     (promoted from the same source version, same sha256), which then is not copied again
-    unless ``force=True``. A target bucket that does not exist in a context that has other
-    buckets (a typo?) is refused unless ``create_bucket=True``. ``target`` may name a
-    context of the config file (``"prod"``, ``"prod:bucket"``).
+    unless ``force=True``. A target bucket that does not exist yet is created, as ``put``
+    creates it (``om_dev.datasets.promote("sales", om["prod"].datasets)`` into a fresh
+    ``prod``); ``create_bucket=False`` refuses it instead when the context has other
+    buckets (the typo guard of ``om ... promote --to-bucket``, which ``--create-bucket``
+    lifts). ``target`` may name a context of the config file (``"prod"``,
+    ``"prod:bucket"``).
 
     ``with_inputs=True`` (models) first promotes the exact dataset versions the model's
     lineage names (``trained_on``) into the target's bucket, and the promoted model's
@@ -387,6 +390,7 @@ def _change(job: _Job, lineage: dict[str, Any], info: dict[str, Any]) -> Callabl
             info=info,
         )
         moves = [TagMove(t, new.version, "promoted", {**origin, "tag": t}) for t in travelling]
+        job.target.describe_version(job.target_name, new)  # a model's sidecar: this copy's
         return Commit(op="promote", version=new, moves=moves)
 
     return change

@@ -39,7 +39,7 @@ from omfs.ops.inventory import common_commit as _common_commit
 from omfs.ops.inventory import expected_files as _expected_files
 from omfs.ops.inventory import listed as _listed
 from omfs.ops.inventory import versions as _versions
-from omfs.ops.reports import SyncRow
+from omfs.ops.reports import RebasedVersion, SyncRow
 from omfs.ops.reports import refused as _refused
 
 if TYPE_CHECKING:
@@ -129,17 +129,15 @@ def rebase(
     prefix = f"{bucket}/{store}/{name}"
     common = _common_commit(src.storage, dst.storage, prefix, have, want)
     plan = _plan(source, target, name, common)
-    row["conflicts"] = plan.conflicts
+    row.conflicts = plan.conflicts
     if dry_run:
         nxt = target.object_log(name).head().next_version
-        row.update(  # type: ignore[call-arg]
-            action="would rebase",
-            rebased=[
-                {"source_version": r.version, "target_version": nxt + i}
-                for i, r in enumerate(plan.versions)
-            ],
-            tags={t: v for t, v in plan.tags.items()},
-        )
+        row.action = "would rebase"
+        row.rebased = [
+            {"source_version": r.version, "target_version": nxt + i}
+            for i, r in enumerate(plan.versions)
+        ]
+        row.tags = dict(plan.tags)
         return row
     try:  # the target's history must replay before anything is copied or committed
         tlog = target.object_log(name)
@@ -159,7 +157,7 @@ def rebase(
     if why is not None:
         return _refused(row, why)
     mapping = dict(plan.known)
-    rebased = []
+    rebased: list[RebasedVersion] = []
     for rec in plan.versions:
         origin = {"context": src.root, "version": rec.version}
         state = target.commit(name, _recommit(target, store, prefix, rec, origin), retry=True)
@@ -167,13 +165,10 @@ def rebase(
         rebased.append({"source_version": rec.version, "target_version": state.latest})
     _replay_metadata(target, name, plan, mapping)
     _adopt_target(src, dst, source, target, bucket, store, name, common, have.seq)
-    row.update(  # type: ignore[call-arg]
-        action="rebased",
-        rebased=rebased,
-        tags={t: (None if v is None else mapping.get(v, v)) for t, v in plan.tags.items()},
-        source_versions=_versions(src.storage, bucket, store, name),
-        target_versions=_versions(dst.storage, bucket, store, name),
-    )
+    row.action, row.rebased = "rebased", rebased
+    row.tags = {t: (None if v is None else mapping.get(v, v)) for t, v in plan.tags.items()}
+    row.source_versions = _versions(src.storage, bucket, store, name)
+    row.target_versions = _versions(dst.storage, bucket, store, name)
     return row
 
 

@@ -14,8 +14,11 @@ changed):
   with put-if-absent, then checkpoints and the hint. A reader sees the old history or a
   longer prefix of the new one, never a mix; a killed sync is resumed by the next one
   (payloads and commits that exist are skipped by name, never overwritten).
+- the target holds the source's whole log and more (the source's newest commit is the
+  target's commit of that number): **behind**. Nothing to copy; the source should pull.
 - the target has commits the source lacks, or a different commit at the same number:
-  **diverged**. The object is reported (versions on both sides) and left unchanged.
+  **diverged**. The object is reported (versions on both sides) and left unchanged, and the
+  sync raises :class:`~omfs.errors.DivergedError` after the other objects are synced.
 
 Everything listed from the source is validated before it is used: object names by the name
 rules, file names against the log's and payloads' own patterns, so a hostile store cannot
@@ -35,7 +38,7 @@ import contextlib
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, Literal
 
-from omfs.errors import IntegrityError
+from omfs.errors import DivergedError, IntegrityError, NotFoundError
 from omfs.names import check_bucket, look_alike
 from omfs.objects import lease as _lease
 from omfs.objects.log import CHECKPOINT_INTERVAL, checkpoint_file, commit_file
@@ -89,79 +92,119 @@ def sync(
     takes names of contexts in the config file). ``buckets`` limits the buckets (default:
     all of the source's); ``names`` are glob patterns of object names. ``dry_run`` says
     what would be copied. Returns a report (:class:`~omfs.ops.reports.SyncReport`): per
-    object the action (``copy``, ``unchanged``, ``diverged``, ``rebased``), the versions
-    and the bytes, and totals (``runs``: the job runs copied).
+    object the action (``copy``, ``unchanged``, ``diverged``, ``behind``, ``rebased``), the
+    versions and the bytes, and totals (``runs``: the job runs copied).
+
+    An object **diverged** (both sides have versions the other lacks) is left unchanged; once
+    every other object is synced, :class:`~omfs.errors.DivergedError` is raised carrying the
+    report (a dry run only reports it). An object the target holds all of and more is
+    **behind**: nothing to copy, and no error. A bucket the source does not have is a
+    :class:`~omfs.errors.NotFoundError` naming those it has.
 
     ``rebase=True``: a diverged object's source-only versions are re-committed on top of the
     target's latest (an append as an append, a put as a new version, with the tags that
-    pointed at them); their lineage names the original (``rebased_from``).
+    pointed at them); their lineage names the original (``rebased_from``). Then the source
+    takes the target's history, so both end equal (an object that is behind just takes it).
 
     ``progress`` is called with the bytes of payloads as they travel, ``on_object`` with
     each object's report row once the object is done (for progress bars).
     """
-    import fnmatch
-
-    from omfs.objects.versioned import bucket_names
-
     src, dst = _resolve(source), _resolve(target)
     if src.storage == dst.storage:
         raise SyncError(f"source and target are the same context ({src.root}); nothing to sync")
-    chosen = [check_bucket(b) for b in buckets] if buckets else None
-    bucket_list = chosen or bucket_names(src.storage)
     rows: list[SyncRow] = []
     runs = 0
-    for bucket in bucket_list:
-        have = _inventory(src.storage, bucket)
-        want = _inventory(dst.storage, bucket)
-        if not dry_run:  # a rebase killed while a side switched its history: finish it first
-            if _finish_adoptions(src, bucket, have):
-                have = _inventory(src.storage, bucket)
-            if _finish_adoptions(dst, bucket, want):
-                want = _inventory(dst.storage, bucket)
-        for (store, name), obj in sorted(have.items()):
-            if names and not any(fnmatch.fnmatchcase(name, p) for p in names):
-                continue
-            theirs = want.get((store, name), _Object())
-            if not obj.listed or not obj.commits:
-                # a write that never committed: nothing to replicate; a drop: said so
-                if obj.commits and theirs.listed and _dropped(src.storage, bucket, store, name):
-                    rows.append(_dropped_row(src, dst, bucket, store, name, "source"))
-                continue
-            other = None if theirs.commits else _look_alike_in(want, store, name)
-            if other is not None:
-                rows.append(_look_alike_row(bucket, store, name, other))
-                continue
-            with _lease.scope():  # gc leases taken while the object is written, until done
-                row = _sync_object(
-                    src.storage, dst.storage, bucket, store, name, obj, theirs, dry_run,
-                    progress,
-                )  # fmt: skip
-                if row["action"] == "dropped":
-                    row = _dropped_row(src, dst, bucket, store, name, "target")
-                elif rebase and row["action"] == "diverged":
-                    row = _rebase(src, dst, bucket, store, name, obj, theirs, row, dry_run)
-                elif row["action"] in ("unchanged", "copy"):
-                    row = _repair(src.storage, dst.storage, name, obj, theirs, row, dry_run,
-                                  progress)  # fmt: skip
-            rows.append(row)
-            if on_object is not None:
-                on_object(row)
-        runs += _sync_runs(src.storage, dst.storage, bucket, rows, dry_run)
-    return {
-        "source": src.root,
-        "target": dst.root,
-        "dry_run": dry_run,
-        "objects": rows,
-        "copied": sum(r["action"] == "copy" for r in rows),
-        "unchanged": sum(r["action"] == "unchanged" for r in rows),
-        "diverged": sum(r["action"] == "diverged" for r in rows),
-        "rebased": sum(r["action"] == "rebased" for r in rows),
-        "dropped": sum(r["action"] == "dropped" for r in rows),
-        "conflicts": [c for r in rows for c in r.get("conflicts", [])],
-        "refused": sum(r["action"] == "refused" for r in rows),
-        "bytes": sum(r["bytes"] for r in rows),
-        "runs": runs,
-    }
+    for bucket in _buckets(src, buckets):
+        synced = _sync_bucket(src, dst, bucket, names, dry_run, rebase, progress, on_object)
+        runs += _sync_runs(src.storage, dst.storage, bucket, synced, dry_run)
+        rows += synced
+    report = SyncReport.of(src.root, dst.root, dry_run, rows)
+    report.runs = runs
+    if report.diverged and not dry_run:
+        raise _diverged_error(report)
+    return report
+
+
+def _buckets(src: Context, buckets: Sequence[str] | None) -> list[str]:
+    """The buckets to sync: ``buckets``, each of which the source must have (a typo is an
+    error, as everywhere else), or all of the source's."""
+    from omfs.config import DEFAULT_BUCKET
+    from omfs.objects.versioned import bucket_names
+
+    existing = bucket_names(src.storage)
+    if not buckets:
+        return existing
+    chosen = [check_bucket(b) for b in buckets]
+    unknown = [b for b in chosen if b not in existing and b != DEFAULT_BUCKET]
+    if unknown:
+        have = ", ".join(existing) if existing else "none yet"
+        raise NotFoundError(
+            f"bucket {unknown[0]!r} does not exist in the source context {src.root!r} (its "
+            f"buckets: {have}); nothing was synced. Check the name."
+        )
+    return chosen
+
+
+def _diverged_error(report: SyncReport) -> DivergedError:
+    """The error a sync raises when objects diverged (the others were synced)."""
+    rows = report.rows("diverged")
+    names = ", ".join(
+        f"{r.bucket}/{r.store}/{r.name} (source v{r.source_versions}, target v{r.target_versions})"
+        for r in rows
+    )
+    return DivergedError(
+        f"{len(rows)} object(s) diverged and were left unchanged (the others were synced): "
+        f"{names}.",
+        hint="Pass rebase=True to re-commit the source's versions on top of the target's.",
+        cli_hint="Pass --rebase to re-commit them on top of the other side's versions.",
+        report=report,
+    )
+
+
+def _sync_bucket(
+    src: Context, dst: Context, bucket: str, names: Sequence[str] | None, dry_run: bool,
+    rebase: bool, progress: Callable[[int], None] | None,
+    on_object: Callable[[SyncRow], None] | None,
+) -> list[SyncRow]:  # fmt: skip
+    """Sync the objects of one bucket whose names match ``names``; their rows."""
+    import fnmatch
+
+    rows: list[SyncRow] = []
+    have = _inventory(src.storage, bucket)
+    want = _inventory(dst.storage, bucket)
+    if not dry_run:  # a rebase killed while a side switched its history: finish it first
+        if _finish_adoptions(src, bucket, have):
+            have = _inventory(src.storage, bucket)
+        if _finish_adoptions(dst, bucket, want):
+            want = _inventory(dst.storage, bucket)
+    for (store, name), obj in sorted(have.items()):
+        if names and not any(fnmatch.fnmatchcase(name, p) for p in names):
+            continue
+        theirs = want.get((store, name), _Object())
+        if not obj.listed or not obj.commits:
+            # a write that never committed: nothing to replicate; a drop: said so
+            if obj.commits and theirs.listed and _dropped(src.storage, bucket, store, name):
+                rows.append(_dropped_row(src, dst, bucket, store, name, "source"))
+            continue
+        other = None if theirs.commits else _look_alike_in(want, store, name)
+        if other is not None:
+            rows.append(_look_alike_row(bucket, store, name, other))
+            continue
+        with _lease.scope():  # gc leases taken while the object is written, until done
+            row = _sync_object(
+                src.storage, dst.storage, bucket, store, name, obj, theirs, dry_run, progress
+            )
+            if row.action == "dropped":
+                row = _dropped_row(src, dst, bucket, store, name, "target")
+            elif rebase and row.action in ("diverged", "behind"):
+                row = _rebase(src, dst, bucket, store, name, obj, theirs, row, dry_run)
+            elif row.action in ("unchanged", "copy"):
+                row = _repair(src.storage, dst.storage, name, obj, theirs, row, dry_run,
+                              progress)  # fmt: skip
+        rows.append(row)
+        if on_object is not None:
+            on_object(row)
+    return rows
 
 
 def _sync_runs(src: Storage, dst: Storage, bucket: str, rows: list[SyncRow], dry_run: bool) -> int:
@@ -170,11 +213,7 @@ def _sync_runs(src: Storage, dst: Storage, bucket: str, rows: list[SyncRow], dry
     from omfs.ops.runs import sync_runs
 
     synced = {"copy", "unchanged", "rebased"}
-    jobs = {
-        r["name"]
-        for r in rows
-        if r["bucket"] == bucket and r["store"] == "jobs" and r["action"] in synced
-    }
+    jobs = {r.name for r in rows if r.bucket == bucket and r.store == "jobs" and r.action in synced}
     return sync_runs(src, dst, bucket, jobs, dry_run)
 
 
@@ -185,10 +224,8 @@ def _look_alike_in(want: dict[tuple[str, str], _Object], store: str, name: str) 
 
 
 def _look_alike_row(bucket: str, store: str, name: str, other: str) -> SyncRow:
-    row: SyncRow = {"bucket": bucket, "store": store, "name": name, "source_commits": 0,
-                    "target_commits": 0, "bytes": 0, "files": 0}  # fmt: skip
     return _refused(
-        row,
+        SyncRow(bucket, store, name),
         f"the target has {store[:-1]} {other!r}, whose name looks like it (on a "
         "case-insensitive disk, or to a person, they are one); rename one of them "
         f"(put it again under another name and drop the old one) before syncing",
@@ -212,10 +249,7 @@ def _dropped_row(
         f"it back there, or `om --root {other.root} --bucket {bucket} {store} drop {name}` "
         "drops it on the other side too"
     )
-    return {
-        "bucket": bucket, "store": store, "name": name, "action": "dropped", "where": where,
-        "message": message, "source_commits": 0, "target_commits": 0, "bytes": 0, "files": 0,
-    }  # fmt: skip
+    return SyncRow(bucket, store, name, action="dropped", where=where, message=message)
 
 
 def _finish_adoptions(ctx: Context, bucket: str, objects: dict[tuple[str, str], _Object]) -> bool:
@@ -235,13 +269,13 @@ def _repair(
     older sync), each checked against the size and sha256 the target's validated log
     records. It only adds a missing file, never overwrites one; the listings tell whether
     it is needed, so a target that lacks nothing costs no request."""
-    bucket, store = row["bucket"], row["store"]
+    bucket, store = row.bucket, row.store
     prefix = f"{bucket}/{store}/{name}"
     lacking = {f"_data/{f}" for f in have.data if f not in want.data}
     lacking |= {f"_log/{f}" for f in have.schemas if f not in want.schemas}
     if not lacking or not want.commits:  # an object new to the target came whole
         return row
-    if row["action"] == "copy" and not dry_run:  # what the copy just added is not lacking
+    if row.action == "copy" and not dry_run:  # what the copy just added is not lacking
         lacking -= {key[len(prefix) + 1 :] for key, *_ in dst.inventory(prefix)}
         if not lacking:
             return row
@@ -262,18 +296,14 @@ def _repair(
         return row
     repaired = sorted(e.key.rsplit("/", 1)[-1] for e in files)
     if dry_run:
-        row.update(action="copy", repaired=repaired, files=row["files"] + len(files))  # type: ignore[call-arg]
+        row.action, row.repaired, row.files = "copy", repaired, row.files + len(files)
         return row
     lease_target(dst, bucket, store, name)
     refused = src.copy_verified(files, dst, progress)
     if refused:
         return _refused(row, "; ".join(refused.values()))
-    row.update(  # type: ignore[call-arg]
-        action="copy",
-        repaired=repaired,
-        files=row["files"] + len(files),
-        bytes=row["bytes"] + sum(_listed_size(have, e.key) for e in files),
-    )
+    row.action, row.repaired, row.files = "copy", repaired, row.files + len(files)
+    row.bytes += sum(_listed_size(have, e.key) for e in files)
     return row
 
 
@@ -289,18 +319,10 @@ def _sync_object(
     progress: Callable[[int], None] | None,
 ) -> SyncRow:
     prefix = f"{bucket}/{store}/{name}"
-    row: SyncRow = {
-        "bucket": bucket,
-        "store": store,
-        "name": name,
-        "source_commits": have.seq,
-        "target_commits": want.seq,
-        "bytes": 0,
-        "files": 0,
-    }
+    row = SyncRow(bucket, store, name, source_commits=have.seq, target_commits=want.seq)
     if want.commits and not want.listed and _dropped(dst, bucket, store, name):
         if len(want.commits) > 1:  # its history is still there: restore() can bring it back
-            row["action"] = "dropped"
+            row.action = "dropped"
             return row
         if not dry_run:  # gc collected all but the tombstone: the source's comes as new
             tombstone = f"{prefix}/_log/{want.seq:020d}.json"
@@ -315,6 +337,11 @@ def _sync_object(
         if tip
         else True
     )
+    if tip > have.seq and _same_commit(
+        src, dst, f"{prefix}/_log/{have.seq:020d}.json", have.commits[have.seq],
+        want.commits.get(have.seq, (-1, None)),
+    ):  # fmt: skip
+        return _diverged(row, src, dst, "behind")  # the target holds all this and more
     if tip > have.seq or not common:
         return _diverged(row, src, dst)
     new_commits = sorted(s for s in have.commits if s > tip)
@@ -326,20 +353,16 @@ def _sync_object(
     )  # fmt: skip
     missing_hint = have.hint and not want.hint
     if not (new_commits or checkpoints or missing_hint or not want.listed):
-        row["action"] = "unchanged"
+        row.action = "unchanged"
         return row
-    row["action"] = "copy"
+    row.action = "copy"
     clash = _clash(src, dst, prefix, have, want)
     if clash is not None:
         return _refused(row, clash)
     if dry_run:  # an estimate from the listings alone (no read)
         data = [f for f in have.data if f not in want.data]
-        row["files"] = (
-            len(data) + len(new_commits) + len(checkpoints) + missing_hint
-        )  # fmt: skip
-        row["bytes"] = sum(have.data[f] for f in data) + sum(
-            have.commits[s][0] for s in new_commits
-        )
+        row.files = len(data) + len(new_commits) + len(checkpoints) + missing_hint
+        row.bytes = sum(have.data[f] for f in data) + sum(have.commits[s][0] for s in new_commits)
         return row
     lease_target(dst, bucket, store, name)  # gc keeps off what it copies until it commits
     # everything copied is read and validated as a read of the source would validate it,
@@ -366,8 +389,8 @@ def _sync_object(
     refused = src.copy_verified(files, dst, progress)
     if refused:
         return _refused(row, "; ".join(refused.values()))
-    row["files"] = len(files) + len(commits) + len(cps) + 1
-    row["bytes"] = sum(_listed_size(have, e.key) for e in files) + sum(
+    row.files = len(files) + len(commits) + len(cps) + 1
+    row.bytes = sum(_listed_size(have, e.key) for e in files) + sum(
         len(c) for c in commits.values()
     )
     _lease.check_held(dst, bucket, store, name)  # else gc may have removed what it copied

@@ -120,8 +120,9 @@ class ModelStore(VersionedStore):
     ``versions``, ``update_attributes``, ``promote``.
 
     Each payload ``_data/<id>.joblib`` has an immutable sidecar ``_data/<id>.json`` beside
-    it (kind, size, sha256, library versions, created), so the file describes itself to a
-    person or a tool that finds it without omfs.
+    it (name, bucket, version, kind, size, sha256, library versions, created, the attributes
+    at put time and the lineage: :meth:`describe_version`), so the file describes itself to
+    a person or a tool that finds it without omfs.
     """
 
     kind = "models"
@@ -163,27 +164,38 @@ class ModelStore(VersionedStore):
     def import_info(
         self, name: str, kind: str, info: dict[str, Any], renamed: dict[str, str], created: str
     ) -> dict[str, Any]:
-        info = {**info, "payload": renamed[info["payload"]]}
-        self._write_sidecar(name, info, kind, created)
-        return info
+        return {**info, "payload": renamed[info["payload"]]}  # its sidecar: describe_version
 
     def _legacy_info(self, name: str, info: dict[str, Any]) -> dict[str, Any]:
         return {k: v for k, v in info.items() if k != "tag"}
 
     def _upgrade_record(self, name: str, rec: VersionRecord) -> VersionRecord:
-        self._write_sidecar(name, rec.info, rec.kind, rec.created)
+        self.describe_version(name, rec)
         return rec
 
-    def _write_sidecar(self, name: str, info: dict[str, Any], kind: str, created: str) -> None:
-        """The payload's own description, written once beside it before its commit."""
+    def describe_version(self, name: str, rec: VersionRecord) -> None:
+        """Write the payload's sidecar: what the payload is (kind, size, sha256, library
+        versions, fitted, created) and the version it is written as (name, bucket, version,
+        the attributes at that time, lineage), so the folder explains itself without omfs.
+
+        Written just before the commit that makes it a version (again on a retry that
+        renumbers it), never after: later attribute updates and tags live in the log only.
+        Sync, bundles and rebase copy a sidecar byte for byte, so it says where the payload
+        was first written; a promotion writes its copy's own."""
+        info = rec.info
         doc = {
             "format": 2,
-            "kind": kind,
+            "name": name,
+            "bucket": self.bucket,
+            "version": rec.version,
+            "kind": rec.kind,
+            "created": rec.created,
             "size": info["size"],
             "sha256": info["sha256"],
             "libraries": info.get("libraries", {}),
             "fitted": info.get("fitted"),
-            "created": created,
+            "attributes": rec.attributes,
+            "lineage": rec.lineage,
         }
         key = self.data_key(name, _sidecar_name(info["payload"]))
         self.storage.write_bytes(key, dumps(doc))
@@ -244,7 +256,6 @@ class ModelStore(VersionedStore):
             }
             created = utcnow()
             kind = describe_kind(obj)
-            self._write_sidecar(name, info, kind, created)
 
             def change(state: State) -> Commit:
                 rec = VersionRecord(
@@ -257,6 +268,7 @@ class ModelStore(VersionedStore):
                     lineage=lineage,
                     info=info,
                 )
+                self.describe_version(name, rec)  # the sidecar names the version it becomes
                 return Commit(op="put", version=rec)
 
             state = self.commit(name, change, retry=True)
