@@ -210,3 +210,68 @@ def test_tag_commands(tmp_path, om_script):
         assert run(noun, "tags", name).stdout == ""
         out = run(noun, "tag", f"{name}@v1", "v2", ok=False)
         assert out.stderr.count("\n") == 1 and "Invalid tag 'v2'" in out.stderr
+
+
+def test_versions_and_metadata_show_each_versions_current_tags(shared_root):
+    """Issue 19.4: the tags a version has now (a list), not the tag given at put time;
+    ``at=``: the tags as they were then."""
+    root, options = shared_root
+    om = omfs.setup(root, storage_options=options)
+    for store in (om.datasets, om.models):
+        if store.kind == "models":
+            store.put({"i": 1}, "t", tag="prod")
+            store.put({"i": 2}, "t")
+        else:
+            store.put(pd.DataFrame({"i": [1]}), "t", tag="prod")
+            store.put(pd.DataFrame({"i": [2]}), "t")
+        store.tag("t@v2", "prod")
+        store.tag("t@v2", "candidate")
+        assert [m.tags for m in store.versions("t")] == [[], ["candidate", "prod"]]
+        v1 = store.metadata("t@v1")
+        assert v1.tags == [] and v1.put_tag == "prod"
+        assert store.metadata("t@prod").tags == ["candidate", "prod"]
+        doc = store.metadata("t").to_dict()
+        assert doc["tags"] == ["candidate", "prod"] and "tag" not in doc
+        # before prod moved: it was on v1, and v2 (not yet written) had none
+        then = store.tag_history("t", "prod")[0]["at"]
+        assert [(m.version, m.tags) for m in store.versions("t", at=then)] == [(1, ["prod"])]
+        assert store.metadata("t@prod", at=then).tags == ["prod"]
+
+
+def test_cli_versions_show_current_tags_and_at_selects_by_time(cli, tmp_path):
+    """Issue 19.4 and 19.12: ``versions`` lists current tags; ``--at`` for get, metadata
+    and versions of datasets and models (ISO 8601, a time without zone read as UTC)."""
+    import joblib
+
+    root = str(tmp_path / "root")
+    om = omfs.setup(root)
+    om.datasets.put(pd.DataFrame({"i": [1]}), "t", tag="prod")
+    om.datasets.put(pd.DataFrame({"i": [2]}), "t")
+    om.models.put({"i": 1}, "m", tag="prod")
+    om.models.put({"i": 2}, "m")
+    om.datasets.tag("t@v2", "prod")
+    om.models.tag("m@v2", "prod")
+    for noun, name in (("datasets", "t"), ("models", "m")):
+        run = cli("--root", root, "--json", noun, "versions", name)
+        assert [r["tags"] for r in json.loads(run.stdout)] == [[], ["prod"]], run.stderr
+        assert "\tprod\t" in cli("--root", root, noun, "versions", name).stdout
+        then = getattr(om, noun).tag_history(name, "prod")[0]["at"]
+        naive = datetime.fromisoformat(then).astimezone(UTC).replace(tzinfo=None).isoformat()
+        for when in (then, naive):
+            run = cli("--root", root, "--json", noun, "versions", name, "--at", when)
+            assert [(r["version"], r["tags"]) for r in json.loads(run.stdout)] == [(1, ["prod"])]
+            run = cli("--root", root, "--json", noun, "metadata", f"{name}@prod", "--at", when)
+            assert json.loads(run.stdout)["version"] == 1, run.stderr
+        run = cli("--root", root, noun, "metadata", f"{name}@prod", "--at", "last week")
+        assert run.code != 0 and "Invalid time 'last week'" in run.stderr
+        assert "Traceback" not in run.stderr
+        run = cli("--root", root, noun, "versions", name, "--at", "2020-01-01")
+        assert run.code != 0 and "at 2020-01-01T00:00:00+00:00" in run.stderr
+    then = om.datasets.tag_history("t", "prod")[0]["at"]
+    run = cli("--root", root, "datasets", "get", "t@prod", "-", "--at", then)
+    assert run.stdout.split() == ["i", "1"], run.stderr
+    assert cli("--root", root, "datasets", "get", "t@prod", "-").stdout.split() == ["i", "2"]
+    then = om.models.tag_history("m", "prod")[0]["at"]
+    run = cli("--root", root, "models", "get", "m@prod", "old.joblib", "--at", then)
+    assert run.code == 0, run.stderr
+    assert joblib.load(tmp_path / "old.joblib") == {"i": 1}

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import dask.dataframe as dd
 import numpy as np
 import pandas as pd
@@ -99,3 +101,52 @@ def test_dask_put_writes_partitions_and_roundtrips(ctx):
     assert back.npartitions >= 1 and int(back["a"].sum().compute()) == int(df["a"].sum())
     ctx.datasets.put(df.iloc[:5], "big", append=True)
     assert len(ctx.datasets.get("big")) == 45
+
+
+def test_filtered_reads_keep_the_row_labels_of_an_unfiltered_read(shared_root):
+    """Issue 19.5: a filtered get labels its rows as the unfiltered get does (as pandas
+    boolean filtering keeps labels), across appended parts and row groups, in chunks too."""
+    import omfs
+
+    root, options = shared_root
+    om = omfs.setup(root, storage_options=options)
+    df = pd.DataFrame({"a": np.arange(50), "b": np.arange(50) * 0.5})
+    om.datasets.put(df.iloc[:20], "t", row_group_size=7)
+    om.datasets.put(df.iloc[20:35], "t", append=True, row_group_size=4)
+    om.datasets.put(df.iloc[35:], "t", append=True)
+    whole = om.datasets.get("t")
+    for kw, keep in [
+        ({"a__gt": 17}, whole.a > 17),
+        ({"a__in": [3, 19, 22, 40]}, whole.a.isin([3, 19, 22, 40])),
+        ({"b__lt": 2, "columns": ["b"]}, whole.b < 2),
+        ({"a__gt": 99}, whole.a > 99),
+    ]:
+        want = whole[keep] if "columns" not in kw else whole[keep][["b"]]
+        pd.testing.assert_frame_equal(om.datasets.get("t", **kw), want)
+        chunks = list(om.datasets.get("t", chunksize=4, **kw))
+        assert [c.index.tolist() for c in chunks] == [
+            want.index[i : i + 4].tolist() for i in range(0, len(want), 4)
+        ]
+    # one part stored with its own RangeIndex: the original labels, as pandas gives them
+    iris = pd.DataFrame({"sl": np.linspace(4, 8, 20)}, index=pd.RangeIndex(100, 140, 2))
+    om.datasets.put(iris, "iris/X")
+    got = om.datasets.get("iris/X", sl__gt=7.5)
+    pd.testing.assert_frame_equal(got, iris[iris.sl > 7.5])
+    assert got.index.tolist() == [134, 136, 138]
+    # a stored index keeps its own labels
+    named = iris.rename_axis("k")
+    om.datasets.put(named, "named")
+    pd.testing.assert_frame_equal(om.datasets.get("named", sl__gt=7.5), named[named.sl > 7.5])
+
+
+def test_cli_filtered_output_has_the_columns_of_an_unfiltered_one(cli, tmp_path):
+    """Issue 19.5: the original row numbers stay out of files and head (no extra column)."""
+    import omfs
+
+    root = str(tmp_path / "root")
+    om = omfs.setup(root)
+    om.datasets.put(pd.DataFrame({"a": [1, 2, 3], "b": ["x", "y", "z"]}), "t")
+    run = cli("--root", root, "datasets", "get", "t", "-", "--where", "a>1")
+    assert run.stdout.splitlines() == ["a,b", "2,y", "3,z"], run.stderr
+    run = cli("--root", root, "--json", "datasets", "head", "t", "--where", "a>1")
+    assert json.loads(run.stdout) == [{"a": 2, "b": "y"}, {"a": 3, "b": "z"}]

@@ -56,7 +56,7 @@ def test_append_aligns_columns_by_name_and_merges_categories(ctx):
     [
         (pd.DataFrame({"id": ["a"], "x": [1.0]}), "column 'id' is int64 in the dataset but"),
         (pd.DataFrame({"id": [1]}), r"lacks columns \['x'\]"),
-        (pd.DataFrame({"id": [1], "x": [1.0], "y": [2]}), r"extra columns \['y'\]"),
+        (pd.DataFrame({"id": [1], "x": [1.0], "y": [2]}), r"new columns \['y'\].*new_columns=True"),
     ],
 )
 def test_append_with_another_schema_is_refused_and_changes_nothing(ctx, bad, message):
@@ -167,3 +167,68 @@ def test_buckets_and_contexts_are_separate(ctx_factory):
     assert sorted(a.buckets) == ["dev", "omega"]
     assert a.bucket == "omega", "om['dev'] must leave the original unchanged"
     assert b.datasets.list() == [] and b.buckets == ["omega"]
+
+
+def test_append_with_new_columns_when_asked(shared_root):
+    """Issue 19.8: ``new_columns=True`` adds columns (earlier rows read them as null) through
+    every read, compaction, promotion and sync; a type conflict is still refused."""
+    import omfs
+
+    root, options = shared_root
+    om = omfs.setup(root, storage_options=options)
+    ds = om.datasets
+    ds.put(frame(0, 3), "s", row_group_size=2)
+    ds.put(frame(3, 2).assign(y=[7, 8]), "s", append=True, new_columns=True)
+    with pytest.raises(SchemaMismatchError, match="column 'x' is double in the dataset"):
+        ds.put(frame(5, 1).assign(x=["a"], y=[1], z=[1]), "s", append=True, new_columns=True)
+    ds.put(frame(5, 1).assign(y=[9], z=["q"]), "s", append=True, new_columns=True)
+    want = pd.DataFrame(
+        {
+            "id": np.arange(6),
+            "x": [0.0, 0.5, 1.0, 0.0, 0.5, 0.0],
+            "y": [np.nan] * 3 + [7.0, 8.0, 9.0],
+            "z": [None] * 5 + ["q"],
+        }
+    )
+    got = ds.get("s")
+    pd.testing.assert_frame_equal(got, want, check_dtype=False)
+    assert list(ds.metadata("s")["columns"]) == ["id", "x", "y", "z"]
+    assert ds.get("s", y__gt=7.5, columns=["id"])["id"].tolist() == [4, 5]
+    assert ds.get("s", y__isnull=True).index.tolist() == [0, 1, 2]
+    assert pd.concat(ds.get("s", chunksize=2, columns=["y"]))["y"].isna().sum() == 3
+    assert ds.get("s", lazy=True, columns=["id", "y"], y__gt=7.5).compute()["id"].tolist() == [
+        4,
+        5,
+    ]
+    pd.testing.assert_frame_equal(
+        ds.get("s", lazy=True).compute().reset_index(drop=True), want, check_dtype=False
+    )
+    assert ds.get("s@v1").columns.tolist() == ["id", "x"]  # the old version keeps its columns
+    ds.compact("s")
+    pd.testing.assert_frame_equal(ds.get("s"), got)
+    ds.promote("s", om["prod"].datasets, create_bucket=True)
+    pd.testing.assert_frame_equal(om["prod"].datasets.get("s"), got)
+    copy = omfs.setup(f"{root}-copy", storage_options=options)
+    omfs.sync(om, copy)
+    pd.testing.assert_frame_equal(
+        copy.datasets.get("s", y__gt=7.5), got[got.y > 7.5], check_dtype=False
+    )
+
+
+def test_cli_append_with_new_columns_needs_add_columns(cli, tmp_path):
+    """Issue 19.8: without --add-columns the error names the new columns and the flag."""
+    import omfs
+
+    root = str(tmp_path / "root")
+    (tmp_path / "a.csv").write_text("id,x\n1,0.5\n")
+    (tmp_path / "b.csv").write_text("id,x,y\n2,1.5,7\n")
+    assert cli("--root", root, "datasets", "put", "a.csv", "s").code == 0
+    run = cli("--root", root, "datasets", "put", "b.csv", "s", "--append")
+    assert run.code != 0 and "new columns ['y']" in run.stderr and "--add-columns" in run.stderr
+    run = cli("--root", root, "datasets", "put", "b.csv", "s", "--add-columns")
+    assert run.code != 0 and "--append" in run.stderr
+    run = cli("--root", root, "datasets", "put", "b.csv", "s", "--append", "--add-columns")
+    assert run.code == 0, run.stderr
+    lines = cli("--root", root, "datasets", "get", "s", "-").stdout.splitlines()
+    assert lines[:2] == ["id,x,y", "1,0.5,"] and lines[2].startswith("2,1.5,7")
+    assert [m.version for m in omfs.setup(root).datasets.versions("s")] == [1, 2]

@@ -60,7 +60,8 @@ def test_versions_tags_and_selection(ctx):
     ctx.models.put(fitted(), "m", tag="prod-2024")
     ctx.models.put(LinearRegression(fit_intercept=False), "m")
     versions = ctx.models.versions("m")
-    assert [(v.version, v.tag) for v in versions] == [(1, None), (2, "prod-2024"), (3, None)]
+    assert [(v.version, v.tags) for v in versions] == [(1, []), (2, ["prod-2024"]), (3, [])]
+    assert [v.put_tag for v in versions] == [None, "prod-2024", None]
     assert ctx.models.get("m").fit_intercept is False
     assert ctx.models.metadata("m@prod-2024").version == 2
     assert hasattr(ctx.models.get("m@v2"), "coef_")

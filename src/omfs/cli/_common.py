@@ -110,6 +110,18 @@ def parse_params(items: list[str] | None) -> dict[str, Any]:
     return out
 
 
+# `--at` of `om datasets|models get|metadata|versions`
+At = Annotated[
+    str | None,
+    typer.Option(
+        "--at",
+        metavar="TIME",
+        help="as it was at this time (what NAME or NAME@tag selected then): ISO 8601, e.g. "
+        "2026-03-01T12:00:00Z or 2026-03-01T13:00+01:00; a time without a zone is UTC",
+    ),
+]
+
+
 # options of `om datasets|models promote`, declared once for both nouns
 ToBucket = Annotated[str | None, typer.Option("--to-bucket", help="target bucket")]
 ToRoot = Annotated[str | None, typer.Option("--to-root", help="target context root URL")]

@@ -1,4 +1,4 @@
-"""Commands that datasets and models share: tags, their history, rollback and pruning.
+"""Commands that datasets, models and jobs share: tags, their history, rollback and pruning.
 
 Declared once and added to both nouns by :func:`add_commands`. (No ``from __future__
 import annotations`` here: Typer reads the annotations, which use the noun of each app.)
@@ -8,18 +8,70 @@ from typing import Annotated, Any
 
 import typer
 
+from omfs.cli._common import At
 from omfs.cli.app import App, get_app
 
 _HISTORY = ["tag", "version", "previous", "at", "user", "reason", "source"]
+_VERSIONS = {
+    "datasets": ["version", "created", "kind", "rows", "bytes", "tags", "operation"],
+    "models": ["version", "created", "kind", "tags", "fitted", "size", "operation"],
+    "jobs": ["version", "created", "kind", "tags", "filename", "size", "operation"],
+}
 
 Reason = Annotated[str | None, typer.Option(help="why, kept in the history")]
 
 
 def add_commands(cli: typer.Typer, noun: str) -> None:
-    """Register ``tag``, ``untag``, ``tags``, ``history``, ``rollback`` and ``prune``."""
+    """Register ``metadata``, ``versions``, ``tag``, ``untag``, ``tags``, ``history``,
+    ``rollback`` and ``prune``."""
+    _add_version_commands(cli, noun)
     _add_tag_commands(cli, noun)
     _add_history_commands(cli, noun)
     _add_prune(cli, noun)
+
+
+def version_row(meta: Any) -> dict[str, Any]:
+    """A version as ``versions`` lists it (and ``put`` reports it): ``tags`` are the tags
+    that point at it now."""
+    row = {"version": meta.version, "created": meta.created, "kind": meta.kind, "tags": meta.tags}
+    keys = ("rows", "bytes", "fitted", "size", "filename", "operation")
+    return row | {k: meta.get(k) for k in keys}
+
+
+def _tag_cells(app: App, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """``rows`` with their ``tags`` as a list with --json, else joined by commas."""
+    if app.as_json:
+        return rows
+    return [{**r, "tags": ",".join(r["tags"])} for r in rows]
+
+
+def _add_version_commands(cli: typer.Typer, noun: str) -> None:
+    """``metadata`` and ``versions``, both with ``--at``."""
+    what = noun[:-1]
+
+    @cli.command("metadata", help=f"Show a {what} version's metadata (JSON), with its tags.")
+    def metadata(
+        ctx: typer.Context,
+        name: Annotated[str, typer.Argument(help=f"{what} name, name@vN or name@tag")],
+        version: Annotated[int | None, typer.Option(help="this version")] = None,
+        at: At = None,
+    ) -> None:
+        app = get_app(ctx)
+        app.value(app.store(noun).metadata(name, version=version, at=at))
+
+    @cli.command(
+        "versions",
+        help=f"List the versions of a {what}, each with the tags that point at it now "
+        "(--at: then).",
+    )
+    def versions(
+        ctx: typer.Context,
+        name: Annotated[str, typer.Argument(help=f"{what} name")],
+        at: At = None,
+    ) -> None:
+        app = get_app(ctx)
+        rows = [version_row(m) for m in app.store(noun).versions(name, at=at)]
+        app.table(_tag_cells(app, rows), _VERSIONS[noun])
 
 
 def _show_tag(app: App, meta: Any, tag: str) -> None:

@@ -12,6 +12,7 @@ import typer
 from omfs._util import parse_kv
 from omfs.cli._common import (
     AsName,
+    At,
     Conditions,
     CreateBucket,
     DryRun,
@@ -27,7 +28,7 @@ from omfs.cli._common import (
     report_written,
     require_file,
 )
-from omfs.cli._versions import add_commands
+from omfs.cli._versions import add_commands, version_row
 from omfs.cli.app import App, get_app
 from omfs.cli.errors import OptionError
 from omfs.errors import InvalidFilterError
@@ -36,21 +37,6 @@ from omfs.objects.datasets.where import parse_where
 cli = typer.Typer(
     rich_markup_mode=None, help="Datasets: Parquet tables and raw files.", no_args_is_help=True
 )
-
-
-def _version_rows(metas: list[Any]) -> list[dict[str, Any]]:
-    return [
-        {
-            "version": m.version,
-            "created": m.created,
-            "kind": m.kind,
-            "rows": m.get("rows"),
-            "bytes": m.get("bytes"),
-            "tag": m.tag,
-            "operation": m.get("operation"),
-        }
-        for m in metas
-    ]
 
 
 @cli.command("list")
@@ -168,6 +154,13 @@ AttrJson = Annotated[
     bool, typer.Option("--attr-json", help="read --attr values as JSON (numbers, lists)")
 ]
 Tag = Annotated[str | None, typer.Option(help="tag this version")]
+AddColumns = Annotated[
+    bool,
+    typer.Option(
+        "--add-columns",
+        help="with --append: let the rows add columns (earlier rows read them as empty)",
+    ),
+]
 
 
 @cli.command()
@@ -190,6 +183,7 @@ def put(
     attr: Attr = None,
     attr_json: AttrJson = False,
     tag: Tag = None,
+    add_columns: AddColumns = False,
 ) -> None:
     """Store a local file as a new version of a dataset.
 
@@ -200,6 +194,10 @@ def put(
     file = _spool_stdin(f".{fmt or ('bin' if raw else 'csv')}") if path == "-" else Path(path)
     require_file(file)
     how = {"append": append, "attributes": parse_attributes(attr, as_json=attr_json), "tag": tag}
+    if add_columns:
+        if not append or raw:
+            raise OptionError("--add-columns adds columns to appended rows: use it with --append")
+        how["new_columns"] = True
     if raw:
         meta = _put_raw(app, file, name, how)
     else:  # an unknown suffix is refused by open_table_file, naming --raw
@@ -211,7 +209,7 @@ def put(
         if options.skipped:
             app.note(f"skipped {options.skipped} bad line(s) of {path}")
     app.table(
-        _version_rows([meta]),
+        [version_row(meta)],
         ["version", "kind", "rows", "bytes", "operation"],
         plain=lambda r: f"{name}\tv{r['version']}\t{r['rows'] or r['bytes']}",
     )
@@ -277,6 +275,7 @@ def get(
         ),
     ],
     version: Annotated[int | None, typer.Option(help="read this version")] = None,
+    at: At = None,
     columns: Annotated[str | None, typer.Option(help="comma-separated columns")] = None,
     where: Annotated[
         list[str] | None,
@@ -298,7 +297,7 @@ def get(
 
     app = get_app(ctx)
     ds = app.omega().datasets
-    meta = ds.metadata(name, version=version)
+    meta = ds.metadata(name, version=version, at=at)
     target = None if path == "-" else Path(path)
     if target is not None and target.exists() and not force:
         app.fail(f"{path} exists; pass --force to overwrite it")
@@ -306,14 +305,28 @@ def get(
     if meta.kind == "raw":
         if columns or filters:
             app.fail(f"{name} is a raw file: --columns and --where apply to tables")
-        _get_raw(app, ds, meta, name, version, target)
+        _get_raw(app, ds, meta, meta.name, meta.version, target)
     else:
         cols = [c.strip() for c in columns.split(",")] if columns else None
         with app.progress(f"get {name}", None):
-            data = ds.get(name, version=version, columns=cols, **filters)
-            write_table_file(data, target, fmt)
+            data = ds.get(meta.name, version=meta.version, columns=cols, **filters)
+            write_table_file(_without_row_numbers(data, meta), target, fmt)
     if target is not None:
         report_written(app, meta, target)
+
+
+def _without_row_numbers(data: Any, meta: Any) -> Any:
+    """``data`` without the labels that a filtered read keeps for a table stored with a plain
+    RangeIndex: they are row numbers, so a file gets the same columns with --where as
+    without (a stored index is a column, ``__index_level_0__`` when unnamed, and stays)."""
+    import pandas as pd
+
+    index = getattr(data, "index", None)
+    if index is None or index.name is not None or isinstance(index, pd.RangeIndex):
+        return data
+    if "__index_level_0__" in (meta.get("columns") or {}):
+        return data
+    return data.reset_index(drop=True)
 
 
 def _get_raw(
@@ -366,7 +379,7 @@ def head(
         first = first.to_frame()
     elif not isinstance(first, pd.DataFrame):
         first = pd.DataFrame(first)
-    first = first.head(rows)
+    first = _without_row_numbers(first.head(rows), meta)
     keep_index = not (isinstance(first.index, pd.RangeIndex) and first.index.name is None)
     if keep_index:
         first = first.reset_index()
@@ -412,28 +425,6 @@ def restore(ctx: typer.Context, name: Annotated[str, typer.Argument(help="datase
         app.value({"name": name, "restored": True, "version": meta.version})
     else:
         app.note(f"restored dataset {name!r} (latest version {meta.version})")
-
-
-@cli.command()
-def metadata(
-    ctx: typer.Context,
-    name: Annotated[str, typer.Argument(help="dataset name, optionally name@vN")],
-    version: Annotated[int | None, typer.Option(help="this version")] = None,
-) -> None:
-    """Show a version's metadata (JSON)."""
-    app = get_app(ctx)
-    meta = app.omega().datasets.metadata(name, version=version).to_dict()
-    app.value(meta)
-
-
-@cli.command()
-def versions(ctx: typer.Context, name: Annotated[str, typer.Argument(help="dataset name")]) -> None:
-    """List the versions of a dataset."""
-    app = get_app(ctx)
-    metas = app.omega().datasets.versions(name)
-    app.table(
-        _version_rows(metas), ["version", "created", "kind", "rows", "bytes", "tag", "operation"]
-    )
 
 
 @cli.command()

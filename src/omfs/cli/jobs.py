@@ -24,7 +24,7 @@ from omfs.cli._common import (
     report_written,
     require_file,
 )
-from omfs.cli._versions import add_commands
+from omfs.cli._versions import add_commands, version_row
 from omfs.cli.app import App, get_app
 
 cli = typer.Typer(
@@ -37,18 +37,7 @@ _RUN_COLUMNS = ["id", "status", "version", "started", "finished", "worker", "err
 
 
 def _rows(metas: list[Any]) -> list[dict[str, Any]]:
-    return [
-        {
-            "version": m.version,
-            "created": m.created,
-            "kind": m.kind,
-            "tag": m.tag,
-            "filename": m.get("filename"),
-            "size": m.get("size"),
-            "operation": m.get("operation"),
-        }
-        for m in metas
-    ]
+    return [version_row(m) for m in metas]
 
 
 @cli.command("list")
@@ -128,27 +117,6 @@ def restore(ctx: typer.Context, name: Annotated[str, typer.Argument(help="job na
         app.value({"name": name, "restored": True, "version": meta.version})
     else:
         app.note(f"restored job {name!r} (latest version {meta.version})")
-
-
-@cli.command()
-def metadata(
-    ctx: typer.Context,
-    name: Annotated[str, typer.Argument(help="job name, name@vN or name@tag")],
-    version: Annotated[int | None, typer.Option(help="this version")] = None,
-) -> None:
-    """Show a version's metadata (JSON)."""
-    app = get_app(ctx)
-    app.value(app.omega().jobs.metadata(name, version=version))
-
-
-@cli.command()
-def versions(ctx: typer.Context, name: Annotated[str, typer.Argument(help="job name")]) -> None:
-    """List the versions of a job."""
-    app = get_app(ctx)
-    app.table(
-        _rows(app.omega().jobs.versions(name)),
-        ["version", "created", "kind", "tag", "filename", "size", "operation"],
-    )
 
 
 @cli.command()

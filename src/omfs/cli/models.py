@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 
 from omfs._util import atomic_path
 from omfs.cli._common import (
     AsName,
+    At,
     Conditions,
     CreateBucket,
     DryRun,
@@ -24,27 +25,12 @@ from omfs.cli._common import (
     report_written,
     require_file,
 )
-from omfs.cli._versions import add_commands
+from omfs.cli._versions import add_commands, version_row
 from omfs.cli.app import get_app
 
 cli = typer.Typer(
     rich_markup_mode=None, help="Models: joblib payloads with JSON sidecars.", no_args_is_help=True
 )
-
-
-def _rows(metas: list[Any]) -> list[dict[str, Any]]:
-    return [
-        {
-            "version": m.version,
-            "created": m.created,
-            "kind": m.kind,
-            "tag": m.tag,
-            "fitted": m.get("fitted"),
-            "size": m.get("size"),
-            "operation": m.get("operation"),
-        }
-        for m in metas
-    ]
 
 
 @cli.command("list")
@@ -87,7 +73,7 @@ def put(
             "predict or transform method: it is stored, but `om runtime` cannot run it"
         )
     app.table(
-        _rows([meta]),
+        [version_row(meta)],
         ["version", "kind", "fitted", "size"],
         plain=lambda r: f"{name}\tv{r['version']}\t{r['kind']}",
     )
@@ -99,12 +85,13 @@ def get(
     name: Annotated[str, typer.Argument(help="model name, name@vN or name@tag")],
     path: Annotated[Path, typer.Argument(help="joblib file to write")],
     version: Annotated[int | None, typer.Option(help="this version")] = None,
+    at: At = None,
     force: Annotated[bool, typer.Option("--force", help="overwrite an existing file")] = False,
 ) -> None:
     """Write a model's verified joblib payload to a local file (it is not unpickled)."""
     app = get_app(ctx)
     models = app.omega().models
-    meta = models.metadata(name, version=version)
+    meta = models.metadata(name, version=version, at=at)
     if path.exists() and not force:
         app.fail(f"{path} exists; pass --force to overwrite it")
     with atomic_path(path) as tmp, app.progress(f"get {name}", meta.get("size")) as advance:
@@ -132,27 +119,6 @@ def restore(ctx: typer.Context, name: Annotated[str, typer.Argument(help="model 
         app.value({"name": name, "restored": True, "version": meta.version})
     else:
         app.note(f"restored model {name!r} (latest version {meta.version})")
-
-
-@cli.command()
-def metadata(
-    ctx: typer.Context,
-    name: Annotated[str, typer.Argument(help="model name, name@vN or name@tag")],
-    version: Annotated[int | None, typer.Option(help="this version")] = None,
-) -> None:
-    """Show a version's sidecar (JSON)."""
-    app = get_app(ctx)
-    app.value(app.omega().models.metadata(name, version=version))
-
-
-@cli.command()
-def versions(ctx: typer.Context, name: Annotated[str, typer.Argument(help="model name")]) -> None:
-    """List the versions of a model."""
-    app = get_app(ctx)
-    app.table(
-        _rows(app.omega().models.versions(name)),
-        ["version", "created", "kind", "tag", "fitted", "size", "operation"],
-    )
 
 
 @cli.command()

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import builtins
 import fnmatch
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from datetime import datetime
 from typing import Any
 
@@ -22,7 +22,7 @@ from omfs.objects.layout import ObjectPaths, index_folder
 from omfs.objects.log import ObjectLog
 from omfs.objects.metadata import Metadata
 from omfs.objects.records import State, VersionRecord
-from omfs.objects.times import at_or_before, parse_time
+from omfs.objects.times import at_or_before, parse_time, tags_at
 from omfs.storage import Storage
 
 __all__ = ["ADOPTING", "VersionedBase"]
@@ -377,9 +377,14 @@ class VersionedBase:
             )
         return name, rec, state
 
-    def metadata_for(self, name: str, rec: VersionRecord) -> Metadata:
+    def metadata_for(
+        self, name: str, rec: VersionRecord, tags: Mapping[str, int] | None = None
+    ) -> Metadata:
         """The user-facing Metadata of version ``rec`` of ``name`` (what ``metadata()``,
-        ``put()`` and ``versions()`` return)."""
+        ``put()`` and ``versions()`` return). ``tags``: each tag -> the version it points at
+        (a state's ``tags``; read from the log's head when not given)."""
+        if tags is None:
+            tags = self.state(name).tags
         return Metadata(
             name=name,
             bucket=self.bucket,
@@ -388,7 +393,8 @@ class VersionedBase:
             version=rec.version,
             created=rec.created,
             attributes=dict(rec.attributes),
-            tag=rec.tag,
+            tags=sorted(t for t, v in tags.items() if v == rec.version),
+            put_tag=rec.tag,
             lineage=rec.lineage,
             context=self.storage.url,
             history=list(rec.history),
@@ -396,9 +402,10 @@ class VersionedBase:
         )
 
     def _resolve(self, spec: str, version: int | str | None = None, at: Any = None) -> Metadata:
-        """The metadata that ``spec`` selects."""
-        name, rec, _ = self.select(spec, version, at=at)
-        return self.metadata_for(name, rec)
+        """The metadata that ``spec`` selects (with the tags as they were ``at``, if given)."""
+        name, rec, state = self.select(spec, version, at=at)
+        tags = state.tags if at is None else tags_at(state.tag_log, parse_time(at))
+        return self.metadata_for(name, rec, tags)
 
     # -- public reading API ----------------------------------------------------------------
     def list(self, pattern: str | None = None) -> list[str]:
@@ -442,21 +449,26 @@ class VersionedBase:
 
     def metadata(self, name: str, *, version: int | str | None = None, at: Any = None) -> Metadata:
         """The metadata of the latest version, or of the one ``name@v3``, ``name@tag`` or
-        ``version=`` selects; ``at=`` (ISO 8601) as it was selected at that time."""
+        ``version=`` selects; ``at=`` (ISO 8601; naive times are UTC) as it was selected at
+        that time, with the tags of then."""
         return self._resolve(name, version, at)
 
     def versions(self, name: str, *, at: Any = None) -> builtins.list[Metadata]:
-        """Every live version of ``name``, oldest first; ``at=``: those live at that time
-        (and still readable)."""
+        """Every live version of ``name``, oldest first, each with the tags that point at it
+        now; ``at=``: those live at that time (and still readable), with the tags of then."""
         name = check_name(name)
         state = self.state(name, full=True)
         live = state.live() if state.exists else []
+        tags, detail = state.tags, ""
         if at is not None:
             when = parse_time(at)
+            if live:
+                detail = f" at {when.isoformat()} (it had no version yet)"
             live = [r for r in live if at_or_before(r.created, when)]
+            tags = tags_at(state.tag_log, when)
         if not live:
-            raise self._not_found(name)
-        return [self.metadata_for(name, rec) for rec in live]
+            raise self._not_found(name, detail)
+        return [self.metadata_for(name, rec, tags) for rec in live]
 
     # -- integrity ------------------------------------------------------------------------
     def _check_payload_present(self, name: str, version: int, filename: str) -> str:

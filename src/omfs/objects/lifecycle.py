@@ -234,4 +234,4 @@ class LifecycleMixin(CommittingStore):
             return Commit(op="update-attributes", attributes=(number, dict(attributes), utcnow()))
 
         state = self.commit(base, change, retry=True, full=needs_full)
-        return self.metadata_for(base, state.records[number])
+        return self.metadata_for(base, state.records[number], state.tags)

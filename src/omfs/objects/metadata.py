@@ -32,6 +32,10 @@ class Metadata(Mapping[str, Any]):
     ``"models"``, the same value as a store's own ``kind`` attribute, ``om.datasets.kind``),
     while ``kind`` is the Python type of the stored object (``"pandas.DataFrame"``,
     ``"sklearn.linear_model.LinearRegression"``).
+
+    ``tags`` are the tags that point at this version now (as they were at ``at=`` when
+    one was given); ``put_tag`` is the tag given to ``put(..., tag=)`` when the version was
+    written, which may have moved since.
     """
 
     name: str
@@ -41,7 +45,8 @@ class Metadata(Mapping[str, Any]):
     version: int = 0
     created: str = field(default_factory=utcnow)
     attributes: dict[str, Any] = field(default_factory=dict)
-    tag: str | None = None
+    tags: list[str] = field(default_factory=list)
+    put_tag: str | None = None
     lineage: dict[str, Any] | None = None
     context: str = ""
     history: list[dict[str, Any]] = field(default_factory=list)
@@ -66,7 +71,7 @@ class Metadata(Mapping[str, Any]):
         return len(self.to_dict())
 
     def __repr__(self) -> str:
-        tag = f", tag={self.tag!r}" if self.tag else ""
+        tag = f", tags={self.tags!r}" if self.tags else ""
         return (
             f"Metadata({self.store}:{self.bucket}/{self.name} v{self.version}, "
             f"kind={self.kind!r}{tag}, created={self.created!r})"

@@ -200,7 +200,7 @@ def _prepare(
             "another datasets store and a model to another models store"
         )
     source_name, rec, state = source.select(name, full=True)
-    meta = source.metadata_for(source_name, rec)
+    meta = source.metadata_for(source_name, rec, state.tags)
     target_name = check_name(asname) if asname is not None else meta.name
     if source == target and target_name == meta.name:
         raise PromotionError(
@@ -315,7 +315,7 @@ def _copy(
             if inputs:
                 lineage["trained_on"] = _trained_on(inputs, target, promoted)
             state = target.commit(name, _change(job, lineage, new_info), retry=True)
-            return target.metadata_for(name, state.records[state.latest])  # type: ignore[index]
+            return target.metadata_for(name, state.latest_record(), state.tags)
         except BaseException:
             target.storage.delete(written)
             for store, copy, new_object in reversed(created):

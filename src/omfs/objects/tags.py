@@ -38,7 +38,7 @@ class TagsMixin(CommittingStore):
 
         # the full state: the head after the move holds the newly tagged version's record
         state = self.commit(name, change, retry=True, full=True)
-        return self.metadata_for(name, state.records[number])
+        return self.metadata_for(name, state.records[number], state.tags)
 
     def untag(self, name: str, tag: str, *, reason: str | None = None) -> None:
         """Remove ``tag`` from ``name`` (recorded in its history)."""
@@ -94,7 +94,7 @@ class TagsMixin(CommittingStore):
             return Commit(op="rollback", moves=[TagMove(tag, previous, why, ROLLBACK)])
 
         state = self.commit(name, change, retry=True, full=True)
-        return self.metadata_for(name, state.records[state.tags[tag]])
+        return self.metadata_for(name, state.records[state.tags[tag]], state.tags)
 
 
 #: the ``source`` of a tag move made by ``rollback`` (a move back, undone by none)

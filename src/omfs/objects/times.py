@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
 from omfs._util import parse_duration
 from omfs.errors import UsageError
 
-__all__ = ["at_or_before", "parse_duration", "parse_time"]
+__all__ = ["at_or_before", "parse_duration", "parse_time", "tags_at"]
 
 
 def parse_time(value: Any) -> datetime:
@@ -31,3 +32,16 @@ def at_or_before(stamp: str, when: datetime) -> bool:
         return parse_time(stamp) <= when
     except ValueError:
         return False
+
+
+def tags_at(tag_log: Iterable[Mapping[str, Any]], when: datetime) -> dict[str, int]:
+    """Each tag -> the version it pointed at at ``when``, from a complete state's tag log
+    (its moves, oldest first)."""
+    tags: dict[str, int] = {}
+    for move in tag_log:
+        if at_or_before(move["at"], when):
+            if move["v"] is None:
+                tags.pop(move["tag"], None)
+            else:
+                tags[move["tag"]] = move["v"]
+    return tags

@@ -302,13 +302,20 @@ def _known_size_handler() -> Any:
                 self.sizes = sizes
                 self.shas = shas
                 self.limit = limit
+                # the part read last: a read that opens a part for its footer, then for its
+                # row groups (a filter that keeps row positions) fetches it once
+                self.last: tuple[str, bytes] | None = None
 
             def open_input_file(self, path: str) -> Any:
                 size = self.sizes.get(path)
                 if size is not None and size <= self.limit:
+                    last = self.last
+                    if last is not None and last[0] == path:
+                        return pa.BufferReader(last[1])
                     # read whole anyway: its size and sha256 are checked at no extra request
                     data = self.storage.cat_path(path)
                     check_part_bytes(path, data, size, self.shas.get(path))
+                    self.last = (path, data)
                     return pa.BufferReader(data)
                 if size is not None:
                     return pa.PythonFile(self.fs.open(path, mode="rb", size=size), mode="r")

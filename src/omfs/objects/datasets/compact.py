@@ -41,7 +41,7 @@ class DatasetCompactor(DatasetVersions):
             else:
                 groups.append([part])
         if all(len(g) == 1 for g in groups):
-            return self.metadata_for(base, rec)
+            return self.metadata_for(base, rec, state.tags)
         schema = self._schema(base, rec)
         new_parts: list[Part] = []
         written: list[str] = []
@@ -78,7 +78,7 @@ class DatasetCompactor(DatasetVersions):
                 return Commit(op="compact", version=new)
 
             state = self.commit(base, change, retry=True, full=True)
-            return self.metadata_for(base, state.records[state.latest])  # type: ignore[index]
+            return self.metadata_for(base, state.latest_record(), state.tags)
         except BaseException:
             self.storage.delete(self.data_key(base, f) for f in written)
             raise
@@ -109,10 +109,24 @@ class DatasetCompactor(DatasetVersions):
             with self.storage.open(self.data_key(name, part["file"]), "rb") as f:
                 reader = pq.ParquetFile(f)
                 for i in range(reader.num_row_groups):
-                    table = reader.read_row_group(i).cast(schema)
+                    table = _with_columns(reader.read_row_group(i), schema).cast(schema)
                     writer.write_table(table)
                     rows += table.num_rows
         return rows
+
+
+def _with_columns(table: Any, schema: Any) -> Any:
+    """``table`` with the columns of ``schema`` in its order, those it lacks as nulls (a part
+    written before an append added columns)."""
+    import pyarrow as pa
+
+    if table.schema.names == schema.names:
+        return table
+    have = set(table.schema.names)
+    columns = [
+        table.column(f.name) if f.name in have else pa.nulls(table.num_rows, f.type) for f in schema
+    ]
+    return pa.Table.from_arrays(columns, names=schema.names)
 
 
 def _merged_stats(parts: list[Part]) -> dict[str, list[Any]]:

@@ -44,7 +44,8 @@ class DatasetReader(DatasetVersions):
         ``lazy=True`` gives a Dask DataFrame; ``chunksize=N`` an iterator of frames of N rows
         (one row group in memory at a time). Raw files come back as bytes, or are written
         to ``local_path``. ``at=`` (ISO 8601) reads what ``name`` or ``name@tag`` selected
-        at that time.
+        at that time. Filtered rows keep the labels an unfiltered read gives them, as pandas
+        filtering does (a RangeIndex's, computed from the parts' row counts).
         """
         base, rec, state = self.select(name, version, at=at)
         parts = self.parts_of(base, state, rec)
@@ -66,20 +67,54 @@ class DatasetReader(DatasetVersions):
         if lazy:
             return self._get_lazy(base, rec, schema, keys, parts, columns, filters, filter_kw)
         expr = _filter_expr(schema, filters, filter_kw)
-        read_columns = None
-        if columns is not None:
-            index = [c for c in pandas_index_columns(schema) if c in schema.names]
-            read_columns = columns + [c for c in index if c not in columns]
+        read_columns = _with_index_columns(schema, columns)
+        labels = _row_labels(rec.kind, schema, parts)
         if chunksize is not None:
             if int(chunksize) < 1:
                 raise UsageError(f"chunksize must be a positive number of rows, got {chunksize!r}")
             dataset = arrow_dataset(self.storage, keys, parts, schema, whole_file_limit=0)
-            chunks = self._iter_chunks(rec, schema, dataset, read_columns, expr, int(chunksize))
+            batches = self._batches(dataset, schema, keys, parts, read_columns, expr, labels)
+            chunks = self._iter_chunks(rec, schema, batches, labels, int(chunksize))
             return _checked(chunks, self.storage, keys, parts)
+        if expr is not None and labels is not None:  # keep the rows' labels, as pandas does
+            return self._read_labelled(base, rec, schema, keys, parts, read_columns, expr, labels)
         table = self._read_table(base, rec, schema, keys, parts, read_columns, expr)
         return _convert.from_table(
             table, rec.kind, rec.info, whole=columns is None and expr is None
         )
+
+    def _read_labelled(
+        self,
+        name: str,
+        rec: VersionRecord,
+        schema: Any,
+        keys: list[str],
+        parts: list[Part],
+        read_columns: list[str] | None,
+        expr: Any,
+        labels: Any,
+    ) -> Any:
+        """The rows ``expr`` selects, labelled as an unfiltered read labels them."""
+        import numpy as np
+        import pyarrow as pa
+
+        dataset = arrow_dataset(self.storage, keys, parts, schema)
+        names = list(schema.names) if read_columns is None else read_columns
+        batches, positions = [], []
+        try:
+            for batch, where in _selected(self.storage, dataset, schema, keys, parts, names, expr):
+                batches.append(batch)
+                positions.append(where)
+        except FileNotFoundError:
+            self._raise_missing_part(name, rec, parts)
+            raise
+        except (OSError, pa.ArrowException) as exc:
+            raise damaged_part(self.storage, keys, parts) or exc from None
+        fields = pa.schema([schema.field(n) for n in names], metadata=schema.metadata)
+        table = pa.Table.from_batches(batches, schema=fields)
+        obj = _convert.from_table(table, rec.kind, rec.info, whole=False)
+        obj.index = labels[np.concatenate(positions) if positions else np.empty(0, np.int64)]
+        return obj
 
     def _read_table(
         self,
@@ -142,74 +177,90 @@ class DatasetReader(DatasetVersions):
             dataset = arrow_dataset(self.storage, keys, parts, schema)
             matching = {f.path for f in dataset.get_fragments(filter=expr)}
             paths = [p for p in paths if p in matching] or paths[:1]
-        ddf = dd.read_parquet(
-            paths, filesystem=self.storage.fs, columns=columns, filters=dnf or None
-        )
+        if any(_lacks_columns(p, schema) for p in parts):  # written before columns were added
+            ddf = _read_parts_lazily(self.storage.fs, paths, schema, columns, dnf)
+        else:
+            ddf = dd.read_parquet(
+                paths, filesystem=self.storage.fs, columns=columns, filters=dnf or None
+            )
         if rec.kind == _convert.KIND_SERIES:
             series = ddf[_convert.SERIES_COLUMN]
             return series.rename(rec.info.get("series_name"))
         return ddf
 
-    def _iter_chunks(
+    def _batches(
         self,
-        rec: VersionRecord,
-        schema: Any,
         dataset: Any,
+        schema: Any,
+        keys: list[str],
+        parts: list[Part],
         read_columns: list[str] | None,
         expr: Any,
-        chunksize: int,
-    ) -> Iterator[Any]:
-        """Frames of ``chunksize`` rows, reading one row group of one part at a time."""
-        import pyarrow as pa
-
-        pending: list[Any] = []
-        buffered = 0
-        offset = 0
-        rng = pandas_range_index(schema)
-        single = len(dataset.files) == 1
-
-        def emit(batches: list[Any]) -> Any:
-            nonlocal offset
-            table = pa.Table.from_batches(batches, schema=batches[0].schema)
-            table = table.replace_schema_metadata(schema.metadata)
-            obj = _convert.from_table(table, rec.kind, rec.info, whole=False)
-            if hasattr(obj, "index") and rng is not None:
-                import pandas as pd
-
-                if expr is None and single:
-                    # unfiltered rows of one part: continue the stored range exactly
-                    step = rng.get("step", 1)
-                    start = rng.get("start", 0) + offset * step
-                    obj.index = pd.RangeIndex(
-                        start, start + len(obj) * step, step, name=rng.get("name")
-                    )
-                else:  # as a whole read would number them
-                    obj.index = pd.RangeIndex(offset, offset + len(obj))
-            offset += table.num_rows
-            return obj
-
+        labels: Any,
+    ) -> Iterator[tuple[Any, Any]]:
+        """``(batch, positions)`` of the selected rows, one row group of one part at a time;
+        ``positions`` (the rows' places in the version) only where a filter needs them."""
+        if expr is not None and labels is not None:
+            names = list(schema.names) if read_columns is None else read_columns
+            yield from _selected(self.storage, dataset, schema, keys, parts, names, expr, False)
+            return
         for fragment in dataset.get_fragments(filter=expr):
             for row_group in fragment.split_by_row_group(filter=expr, schema=schema):
                 batches = row_group.to_batches(
                     schema=schema,
                     columns=read_columns,
                     filter=expr,
-                    batch_size=chunksize,
                     batch_readahead=0,
                     fragment_readahead=0,
                     use_threads=False,
                 )
                 for batch in batches:
-                    while batch.num_rows:
-                        take = min(chunksize - buffered, batch.num_rows)
-                        pending.append(batch.slice(0, take))
-                        buffered += take
-                        batch = batch.slice(take)
-                        if buffered == chunksize:
-                            yield emit(pending)
-                            pending, buffered = [], 0
+                    yield batch, None
+
+    def _iter_chunks(
+        self,
+        rec: VersionRecord,
+        schema: Any,
+        batches: Iterator[tuple[Any, Any]],
+        labels: Any,
+        chunksize: int,
+    ) -> Iterator[Any]:
+        """Frames of ``chunksize`` rows from ``batches``, labelled as a whole read would."""
+        import numpy as np
+        import pyarrow as pa
+
+        pending: list[Any] = []
+        where: list[Any] = []
+        buffered = 0
+        offset = 0
+
+        def emit() -> Any:
+            nonlocal offset
+            table = pa.Table.from_batches(pending, schema=pending[0].schema)
+            table = table.replace_schema_metadata(schema.metadata)
+            obj = _convert.from_table(table, rec.kind, rec.info, whole=False)
+            if hasattr(obj, "index") and labels is not None:
+                positions = np.concatenate(where) if where else None
+                obj.index = (
+                    labels[offset : offset + len(obj)] if positions is None else (labels[positions])
+                )
+            offset += table.num_rows
+            return obj
+
+        for batch, positions in batches:
+            while batch.num_rows:
+                take = min(chunksize - buffered, batch.num_rows)
+                pending.append(batch.slice(0, take))
+                if positions is not None:
+                    where.append(positions[:take])
+                    positions = positions[take:]
+                buffered += take
+                batch = batch.slice(take)
+                if buffered == chunksize:
+                    yield emit()
+                    pending, where, buffered = [], [], 0
         if pending:
-            yield emit(pending)
+            yield emit()
 
     def _get_raw(
         self,
@@ -249,6 +300,117 @@ class DatasetReader(DatasetVersions):
                 f"The payload of dataset {name!r} version {rec.version} does not match "
                 "its recorded sha256: it was changed or truncated outside omfs."
             )
+
+
+def _with_index_columns(schema: Any, columns: list[str] | None) -> list[str] | None:
+    """``columns`` and the stored index columns (None: every column)."""
+    if columns is None:
+        return None
+    index = [c for c in pandas_index_columns(schema) if c in schema.names]
+    return columns + [c for c in index if c not in columns]
+
+
+#: the column that holds whether a row is selected, while reading rows with their positions
+_SELECTED = "__omfs_selected__"
+
+
+def _row_labels(kind: str, schema: Any, parts: list[Part]) -> Any:
+    """The RangeIndex an unfiltered read of a frame or series stored with one gives (the
+    stored range when the row count matches it, else 0..rows-1, as pyarrow does); None
+    when the index is stored as columns (they carry the labels) or there is none."""
+    import pandas as pd
+
+    rng = pandas_range_index(schema)
+    if rng is None or kind not in (_convert.KIND_FRAME, _convert.KIND_SERIES):
+        return None
+    rows = sum(p["rows"] for p in parts)
+    stored = pd.RangeIndex(
+        rng.get("start", 0), rng.get("stop", 0), rng.get("step", 1), name=rng.get("name")
+    )
+    return stored if len(stored) == rows else pd.RangeIndex(rows)
+
+
+def _selected(
+    storage: Any,
+    dataset: Any,
+    schema: Any,
+    keys: list[str],
+    parts: list[Part],
+    names: list[str],
+    expr: Any,
+    threads: bool = True,
+) -> Iterator[tuple[Any, Any]]:
+    """``(batch, positions)``: the rows ``expr`` selects, part by part, with their places
+    among all the version's rows (from the parts' row counts in the log and their row
+    groups'). Parts and row groups whose statistics cannot match are still skipped; the
+    filter is evaluated as a column of the read instead of dropping rows inside it."""
+    import itertools
+
+    import numpy as np
+    import pyarrow.compute as pc
+
+    rows = itertools.accumulate((p["rows"] for p in parts), initial=0)
+    starts = dict(zip((storage.path(k) for k in keys), rows, strict=False))
+    projection = {**{n: pc.field(n) for n in names}, _SELECTED: expr}
+    for fragment in dataset.get_fragments(filter=expr):
+        fragment.ensure_complete_metadata()
+        groups = fragment.row_groups
+        first = dict(
+            zip(
+                (g.id for g in groups),
+                itertools.accumulate((g.num_rows for g in groups), initial=starts[fragment.path]),
+                strict=False,
+            )
+        )
+        subset = fragment.subset(filter=expr, schema=schema)
+        spans = [np.arange(first[g.id], first[g.id] + g.num_rows) for g in subset.row_groups]
+        positions = np.concatenate(spans) if spans else np.empty(0, np.int64)
+        done = 0
+        quiet = {} if threads else {"batch_readahead": 0, "fragment_readahead": 0}
+        scan = subset.to_batches(schema=schema, columns=projection, use_threads=threads, **quiet)
+        for batch in scan:
+            keep = batch.column(_SELECTED)
+            where = pc.filter(positions[done : done + batch.num_rows], keep).to_numpy()
+            done += batch.num_rows
+            yield batch.filter(keep).select(names), where
+
+
+def _lacks_columns(part: Part, schema: Any) -> bool:
+    """True when ``part``'s statistics show it lacks columns of ``schema`` (a part written
+    before an append added them; parts without statistics predate that)."""
+    stats = part.get("stats") or {}
+    return bool(stats) and any(n not in stats for n in schema.names)
+
+
+def _read_parts_lazily(
+    fs: Any, paths: list[str], schema: Any, columns: list[str] | None, dnf: list[Any]
+) -> Any:
+    """A Dask DataFrame of one partition per part, each read with the dataset's ``schema``
+    (columns a part lacks read as null, which Dask's own reader refuses)."""
+    import dask.dataframe as dd
+
+    meta = _read_part(None, fs, schema, columns, [])
+    return dd.from_map(_read_part, paths, fs=fs, schema=schema, columns=columns, dnf=dnf, meta=meta)
+
+
+def _read_part(path: str | None, fs: Any, schema: Any, columns: Any, dnf: list[Any]) -> Any:
+    """One part as pandas, read with ``schema`` (None: no rows, the frame's meta)."""
+    import pyarrow.parquet as pq
+
+    if path is None:
+        table = schema.empty_table()
+        if columns is not None:
+            table = table.select(columns + pandas_index_columns(schema))
+    else:
+        table = pq.read_table(
+            path,
+            filesystem=fs,
+            schema=schema,
+            columns=columns,
+            filters=dnf or None,
+            use_pandas_metadata=True,
+        )
+    return table.to_pandas()
 
 
 def _checked(

@@ -15,6 +15,7 @@ __all__ = [
     "pandas_range_index",
     "schema_bytes",
     "schema_from_bytes",
+    "with_new_columns",
 ]
 
 _schemas: dict[bytes, Any] = {}
@@ -116,7 +117,14 @@ def check_compatible(
     elif missing:
         problems.append(f"the new data lacks columns {missing}")
     elif extra:
-        problems.append(f"the new data has extra columns {extra}")
+        raise SchemaMismatchError(
+            f"Cannot append to dataset {name!r} in bucket {bucket!r}: the new data has new "
+            f"columns {extra}.",
+            hint="Pass new_columns=True to add them (earlier rows read them as null), or "
+            "put() without append=True to replace the dataset.",
+            cli_hint="Pass --add-columns to add them (earlier rows read them as null), or put "
+            "without --append to replace the dataset.",
+        )
     else:
         for column, t in have.items():
             if not _assignable(want[column], t):
@@ -141,12 +149,44 @@ def check_compatible(
         )
 
 
-def conform(name: str, bucket: str, table: Any, kind: str, stored_kind: str, stored: Any) -> Any:
+def with_new_columns(stored: Any, new: Any) -> Any:
+    """``stored`` with the data columns of ``new`` that it lacks added at its end (with their
+    pandas metadata): the schema of an append that adds columns. Parts written before it
+    lack them, and read them as null."""
+    import pyarrow as pa
+
+    old_meta, new_meta = _pandas_meta(stored), _pandas_meta(new)
+    index = {c for c in new_meta.get("index_columns", []) if isinstance(c, str)}
+    extra = [f for f in new if f.name not in set(stored.names) and f.name not in index]
+    if not extra:
+        return stored
+    metadata = dict(stored.metadata or {})
+    if old_meta and new_meta:
+        names = {f.name for f in extra}
+        added = [c for c in new_meta.get("columns", []) if c.get("field_name") in names]
+        old_meta["columns"] = [*old_meta.get("columns", []), *added]
+        metadata[b"pandas"] = json.dumps(old_meta).encode()
+    return pa.schema([*stored, *extra], metadata=metadata or None)
+
+
+def conform(
+    name: str,
+    bucket: str,
+    table: Any,
+    kind: str,
+    stored_kind: str,
+    stored: Any,
+    new_columns: bool = False,
+) -> Any:
     """Check ``table`` against the dataset's schema and cast it to that schema, widened
-    where the dataset had only nulls so far (an all-null column takes the new type)."""
+    where the dataset had only nulls so far (an all-null column takes the new type);
+    ``new_columns``: the columns it adds are added to the schema (see
+    :func:`with_new_columns`)."""
     import pyarrow as pa
     import pyarrow.compute as pc
 
+    if new_columns and stored_kind == kind:
+        stored = with_new_columns(stored, table.schema)
     check_compatible(name, bucket, table.schema, kind, stored_kind, stored)
     if table.schema.names != stored.names:
         table = table.select(stored.names)

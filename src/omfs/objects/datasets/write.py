@@ -14,7 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import IO, Any
 
-from omfs.errors import InvalidTypeError, SchemaMismatchError
+from omfs.errors import InvalidTypeError, SchemaMismatchError, UsageError
 from omfs.names import check_name, check_tag
 from omfs.objects.commits import leased
 from omfs.objects.datasets import _convert
@@ -56,14 +56,23 @@ class DatasetWriter(DatasetVersions):
         tag: str | None = None,
         row_group_size: int | None = None,
         progress: Callable[[int], None] | None = None,
+        new_columns: bool = False,
     ) -> Metadata:
         """Store ``obj`` as a new version of dataset ``name`` (``append=True`` adds rows).
 
-        Returns the metadata of the version that was committed.
+        ``new_columns=True`` (with ``append=True``, for DataFrames and Arrow tables) lets the
+        rows add columns: earlier rows read them as null. Without it, an append whose data
+        has columns the dataset lacks is refused. Returns the metadata of the version that
+        was committed.
         """
         name = check_name(name)
         if tag is not None:
             check_tag(tag)
+        if new_columns and not append:
+            raise UsageError(
+                f"new_columns=True adds columns to the rows appended to dataset {name!r}; "
+                "pass append=True too (a put without it replaces the columns anyway)."
+            )
         if isinstance(obj, str) or _convert.is_raw(obj):
             self._check_raw_put(obj, name, append)
             return self._put_raw(obj, name, attributes, tag, progress)
@@ -72,7 +81,7 @@ class DatasetWriter(DatasetVersions):
         stored = self._schema(name, prev) if prev is not None else None
         written: list[str] = []
         try:
-            new = self._write_table(obj, name, prev, stored, row_group_size)
+            new = self._write_table(obj, name, prev, stored, (row_group_size, new_columns))
             written = [p["file"] for p in new.parts]
             schema_id = self._schema_id(name, prev, stored, new.schema)
             # what the latest version must still hold for this append to go on top of it
@@ -82,7 +91,7 @@ class DatasetWriter(DatasetVersions):
             state = self.commit(
                 name, change, retry=append, expected_next=None if append else state.next_version
             )
-            return self.metadata_for(name, state.latest_record())
+            return self.metadata_for(name, state.latest_record(), state.tags)
         except BaseException:
             self.storage.delete(self.data_key(name, f) for f in written)
             raise
@@ -119,20 +128,22 @@ class DatasetWriter(DatasetVersions):
         name: str,
         prev: VersionRecord | None,
         stored: Any,
-        row_group_size: int | None,
+        how: tuple[int | None, bool],
     ) -> _Written:
-        """Write ``obj`` as parts (conformed to ``stored``, the schema appended to)."""
+        """Write ``obj`` as parts (conformed to ``stored``, the schema appended to); ``how``:
+        the row group size, and whether the rows may add columns."""
+        row_group_size, new_columns = how
         if _convert.is_dask(obj):
-            return _Written(*self._write_dask(obj, name, stored, row_group_size))
+            return _Written(*self._write_dask(obj, name, stored, how))
         if _convert.is_stream(obj):
-            parts, schema = self._write_stream(obj, name, prev, stored, row_group_size)
+            parts, schema = self._write_stream(obj, name, prev, stored, how)
             return _Written(parts, schema, _convert.KIND_FRAME, {})
         keep_index = stored is not None and any(
             c.startswith("__index_level_") for c in stored.names
         )
         table, kind, info = _convert.to_table(obj, name, preserve_index=keep_index)
         if prev is not None:
-            table = self._conform(name, table, kind, prev.kind, stored)
+            table = self._conform(name, table, kind, prev.kind, stored, new_columns)
         key = self.data_key(name, unique_name(".parquet"))
         return _Written(
             [write_part(self.storage, key, table, row_group_size)], table.schema, kind, info
@@ -185,18 +196,19 @@ class DatasetWriter(DatasetVersions):
     ) -> None:
         if latest.info.get("schema") != expected or latest.kind != kind:
             raise SchemaMismatchError(
-                f"Dataset {name!r} in bucket {self.bucket!r} was replaced by "
-                "another writer while this append was running; nothing was "
+                f"Dataset {name!r} in bucket {self.bucket!r} was replaced (or given new "
+                "columns) by another writer while this append was running; nothing was "
                 "appended. Read the new version and append again."
             )
 
     def _write_stream(
-        self, reader: Any, name: str, prev: Any, stored: Any, row_group_size: int | None
+        self, reader: Any, name: str, prev: Any, stored: Any, how: tuple[int | None, bool]
     ) -> tuple[list[Part], Any]:
         """Write a RecordBatchReader as parts of about ``_STREAM_PART_BYTES`` each, holding
         one part in memory at a time; nothing is left behind on failure."""
         import pyarrow as pa
 
+        row_group_size, new_columns = how
         parts: list[Part] = []
         pending: list[Any] = []
         size = 0
@@ -206,7 +218,9 @@ class DatasetWriter(DatasetVersions):
             nonlocal pending, size, schema
             table = pa.Table.from_batches(pending, schema=reader.schema)
             if prev is not None:
-                table = self._conform(name, table, _convert.KIND_FRAME, prev.kind, stored)
+                table = self._conform(
+                    name, table, _convert.KIND_FRAME, prev.kind, stored, new_columns
+                )
             schema = table.schema
             key = self.data_key(name, unique_name(".parquet"))
             parts.append(write_part(self.storage, key, table, row_group_size))
@@ -226,16 +240,22 @@ class DatasetWriter(DatasetVersions):
         return parts, schema
 
     def _write_dask(
-        self, ddf: Any, name: str, stored: Any, row_group_size: int | None
+        self, ddf: Any, name: str, stored: Any, how: tuple[int | None, bool]
     ) -> tuple[list[Part], Any, str, dict[str, Any]]:
         import pyarrow as pa
         from dask.base import compute
         from dask.delayed import delayed
 
+        row_group_size, new_columns = how
         schema = pa.Schema.from_pandas(ddf._meta, preserve_index=True)
         if stored is not None:
             empty = self._conform(
-                name, schema.empty_table(), _convert.KIND_FRAME, _convert.KIND_FRAME, stored
+                name,
+                schema.empty_table(),
+                _convert.KIND_FRAME,
+                _convert.KIND_FRAME,
+                stored,
+                new_columns,
             )
             schema = empty.schema
         keys = [self.data_key(name, unique_name(".parquet")) for _ in range(ddf.npartitions)]
@@ -250,9 +270,23 @@ class DatasetWriter(DatasetVersions):
             raise
         return parts, schema, _convert.KIND_FRAME, {"source": "dask"}
 
-    def _conform(self, name: str, table: Any, kind: str, stored_kind: str, stored: Any) -> Any:
-        """``table`` checked against the dataset's schema and cast to it."""
-        return conform(name, self.bucket, table, kind, stored_kind, stored)
+    def _conform(
+        self,
+        name: str,
+        table: Any,
+        kind: str,
+        stored_kind: str,
+        stored: Any,
+        new_columns: bool = False,
+    ) -> Any:
+        """``table`` checked against the dataset's schema and cast to it (``new_columns``:
+        the columns it adds are added to the schema)."""
+        if new_columns and kind not in (_convert.KIND_FRAME, _convert.KIND_ARROW):
+            raise InvalidTypeError(
+                f"Cannot add columns to dataset {name!r}, which holds a {kind}: new_columns "
+                "applies to DataFrames and Arrow tables."
+            )
+        return conform(name, self.bucket, table, kind, stored_kind, stored, new_columns)
 
     # -- raw files ----------------------------------------------------------------------------
     def _put_raw(
@@ -281,7 +315,7 @@ class DatasetWriter(DatasetVersions):
                 }
                 change = _raw_change(info, attributes, tag)
                 state = self.commit(name, change, retry=False, expected_next=state.next_version)
-                return self.metadata_for(name, state.latest_record())
+                return self.metadata_for(name, state.latest_record(), state.tags)
             except BaseException:
                 self.storage.delete([key])
                 raise
@@ -351,6 +385,8 @@ def _write_dask_partition(
 
     table = pa.Table.from_pandas(frame, preserve_index=True)
     try:
+        if set(table.schema.names) == set(schema.names):
+            table = table.select(schema.names)  # the dataset's column order
         table = table.cast(schema)
     except (pa.ArrowInvalid, ValueError) as exc:
         raise SchemaMismatchError(

@@ -206,7 +206,7 @@ class ModelStore(VersionedStore):
         if not payload:
             return []
         try:
-            self.read_payload(self.metadata_for(name, rec))
+            self.read_payload(self.metadata_for(name, rec, state.tags))
         except IntegrityError as exc:
             return [f"{where}: {exc}"]
         if state.legacy:
@@ -272,7 +272,7 @@ class ModelStore(VersionedStore):
                 return Commit(op="put", version=rec)
 
             state = self.commit(name, change, retry=True)
-            return self.metadata_for(name, state.records[state.latest])  # type: ignore[index]
+            return self.metadata_for(name, state.latest_record(), state.tags)
         except BaseException:
             self.storage.delete(written)
             raise
