@@ -6,7 +6,17 @@ from typing import Annotated
 
 import typer
 
-from omfs.cli import buckets, cluster, contexts, datasets, maintenance, models, runtime, sync
+from omfs.cli import (
+    buckets,
+    cluster,
+    contexts,
+    datasets,
+    maintenance,
+    models,
+    runtime,
+    serve,
+    sync,
+)
 from omfs.cli.app import App, OmGroup, get_app, quiet_libraries
 from omfs.cli.errors import interrupts_reported
 
@@ -35,6 +45,7 @@ app.command("push")(sync.push)
 app.command("pull")(sync.pull)
 app.command("export")(sync.export)
 app.command("import")(sync.import_)
+app.command("serve")(serve.serve)
 
 
 @app.command("info")
