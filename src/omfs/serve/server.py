@@ -137,7 +137,7 @@ class Server:
             status, message = error_status(exc)
             self.record(request_id, spec, loaded, action, status, start, rows, message)
             raise
-        shadow = self.record(request_id, spec, loaded, action, 200, start, rows, None, X)
+        shadow = self.record(request_id, spec, loaded, action, 200, start, rows, None, rows_in)
         return Answer(loaded, predictions, request_id, self.headers(loaded, request_id), shadow)
 
     async def call(self, loaded: Loaded, action: str, X: Any, rows: int) -> list[Any]:
@@ -175,7 +175,7 @@ class Server:
         start: float,
         rows: int,
         error: str | None,
-        X: Any = None,
+        frame: Frame | None = None,
     ) -> tuple[Any, ...] | None:
         """Count the answer and queue its audit row; when a shadow runs, return its
         job instead (:meth:`run_shadow` queues the row with the challenger's answer)."""
@@ -198,20 +198,21 @@ class Server:
             error,
         )
         shadow = self.shadows.get(name) if loaded is not None else None
-        if shadow is None or X is None:
+        if shadow is None or frame is None:
             self.audit.add((*row, None, None, None))
             return None
-        return (row, name, shadow, action, X)
+        return (row, name, shadow, action, frame)
 
     async def run_shadow(
-        self, row: tuple[Any, ...], name: str, selector: Any, action: str, X: Any
+        self, row: tuple[Any, ...], name: str, selector: Any, action: str, frame: Frame
     ) -> None:
         """Run the challenger on the same input after the answer was sent, and audit both
         (the challenger's answer is never returned)."""
         assert self.audit is not None
         try:
             loaded = await self.binding(selector_text(name, selector))
-            answer: Any = await self.call(loaded, action, X, len(X))
+            X = model_input(frame, loaded.features, loaded.n_features)
+            answer: Any = await self.call(loaded, action, X, len(frame.data))
             shadow = (loaded.version, loaded.sha256, msgspec.json.encode(answer).decode())
         except Exception as exc:
             status, message = error_status(exc)
