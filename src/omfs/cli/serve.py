@@ -44,7 +44,7 @@ def serve(
     """Serve the context's models (all, or each --model NAME@TAG) and datasets over HTTP:
     /v1/models/NAME@TAG/predict, MLflow's /invocations for one model, /metrics, /docs."""
     try:
-        import uvicorn
+        import uvicorn  # noqa: F401
     except ImportError:
         raise OptionError("om serve needs the serve extra: pip install 'omfs[serve]'") from None
     from omfs._util import parse_size
@@ -64,8 +64,15 @@ def serve(
         "host": host,
         "max_body": limit,
     }
-    asgi = make_app(run.omega(), **kwargs)  # checks models, routes, tokens before listening
-    served = ", ".join(model) if model else "every model"
+    _run(run, make_app(run.omega(), **kwargs), kwargs, port, workers)
+
+
+def _run(run: App, asgi: Any, kwargs: dict[str, Any], port: int, workers: int) -> None:
+    """Listen (the app was made, so models, routes and tokens were checked); more than one
+    worker: each makes its own app from the same settings."""
+    import uvicorn
+
+    host, served = kwargs["host"], ", ".join(kwargs["models"] or ["every model"])
     print(f"om serve: {served} of {run.omega()!r} on http://{host}:{port}", file=sys.stderr)
     if workers == 1:
         uvicorn.run(asgi, host=host, port=port, log_level="warning")

@@ -57,26 +57,31 @@ def guarded(handler: Handler) -> Handler:
     return run
 
 
-def _routes(server: Server) -> list[Route]:
-    async def health(request: Request) -> Response:
+class _Handlers:
+    """The endpoints of one server."""
+
+    def __init__(self, server: Server):
+        self.server = server
+
+    async def health(self, request: Request) -> Response:
         """Liveness: the server answers."""
-        return json_response({"status": "ok", "loaded": len(server.registry.bindings)})
+        return json_response({"status": "ok", "loaded": len(self.server.registry.bindings)})
 
-    async def list_models(request: Request) -> Response:
+    async def list_models(self, request: Request) -> Response:
         """The models served: versions, tags, and which version each served selector uses."""
-        server.allow(request)
-        return json_response(await run_in_threadpool(_model_list, server))
+        self.server.allow(request)
+        return json_response(await run_in_threadpool(_model_list, self.server))
 
-    async def call_model(request: Request) -> Response:
+    async def call_model(self, request: Request) -> Response:
         """``POST /v1/models/{name}/{action}``."""
         spec, action = request.path_params["name"], request.path_params["action"]
-        answer = await server.answer(request, spec, action, frame_of)
+        answer = await self.server.answer(request, spec, action, frame_of)
         doc = {
             "model": answer.loaded.name,
             "version": answer.loaded.version,
             "predictions": answer.predictions,
         }
-        task = BackgroundTask(server.run_shadow, *answer.shadow) if answer.shadow else None
+        task = BackgroundTask(self.server.run_shadow, *answer.shadow) if answer.shadow else None
         return Response(
             msgspec.json.encode(doc),
             headers=answer.headers,
@@ -84,46 +89,51 @@ def _routes(server: Server) -> list[Route]:
             background=task,
         )
 
-    async def get_dataset(request: Request) -> Response:
+    async def get_dataset(self, request: Request) -> Response:
         """``GET /v1/datasets/{name}?columns=&where=&format=``, streamed."""
-        server.allow(request)
+        self.server.allow(request)
         fmt, columns, filters = read_options(request.query_params)
         name = request.path_params["name"]
         chunks = await run_in_threadpool(
-            dataset_chunks, server.om.datasets, name, fmt, columns, filters
+            dataset_chunks, self.server.om.datasets, name, fmt, columns, filters
         )
         return StreamingResponse(iterate_in_threadpool(chunks), media_type=FORMATS[fmt])
 
-    async def put_dataset(request: Request) -> Response:
+    async def put_dataset(self, request: Request) -> Response:
         """``POST /v1/datasets/{name}[?append=true]`` with a write token."""
-        server.allow(request, WRITE)
+        self.server.allow(request, WRITE)
         append = request.query_params.get("append", "false").lower() in ("1", "true", "yes")
-        body = await server.body(request)
+        body = await self.server.body(request)
         frame = read_upload(body, request.headers.get("content-type", ""))
         name = request.path_params["name"]
-        meta = await run_in_threadpool(server.om.datasets.put, frame, name, append=append)
+        meta = await run_in_threadpool(self.server.om.datasets.put, frame, name, append=append)
         return json_response({"name": meta.name, "version": meta.version, "rows": len(frame)})
 
-    async def metrics(request: Request) -> Response:
+    async def metrics(self, request: Request) -> Response:
         """Prometheus text format."""
-        server.allow(request)
-        return PlainTextResponse(server.metrics.render(), media_type="text/plain; version=0.0.4")
+        self.server.allow(request)
+        return PlainTextResponse(
+            self.server.metrics.render(), media_type="text/plain; version=0.0.4"
+        )
 
-    async def schema(request: Request) -> Response:
-        return json_response(openapi.schema(single=server.registry.single()))
+    async def schema(self, request: Request) -> Response:
+        return json_response(openapi.schema(single=self.server.registry.single()))
 
-    async def docs(request: Request) -> Response:
+    async def docs(self, request: Request) -> Response:
         return HTMLResponse(openapi.DOCS_PAGE)
 
+
+def _routes(server: Server) -> list[Route]:
+    h = _Handlers(server)
     routes = [
-        Route("/health", guarded(health)),
-        Route("/v1/models", guarded(list_models)),
-        Route("/v1/models/{name:path}/{action}", guarded(call_model), methods=["POST"]),
-        Route("/v1/datasets/{name:path}", guarded(get_dataset), methods=["GET"]),
-        Route("/v1/datasets/{name:path}", guarded(put_dataset), methods=["POST"]),
-        Route("/metrics", guarded(metrics)),
-        Route("/openapi.json", schema),
-        Route("/docs", docs),
+        Route("/health", guarded(h.health)),
+        Route("/v1/models", guarded(h.list_models)),
+        Route("/v1/models/{name:path}/{action}", guarded(h.call_model), methods=["POST"]),
+        Route("/v1/datasets/{name:path}", guarded(h.get_dataset), methods=["GET"]),
+        Route("/v1/datasets/{name:path}", guarded(h.put_dataset), methods=["POST"]),
+        Route("/metrics", guarded(h.metrics)),
+        Route("/openapi.json", h.schema),
+        Route("/docs", h.docs),
     ]
     return routes + protocols.routes(server, guarded, json_response)
 

@@ -119,10 +119,10 @@ class Audit:
         columns = list(zip(*rows, strict=True))
         arrays = []
         for i, field in enumerate(schema):
-            values = columns[i]
+            values: Any = columns[i]
             if field.name == "time":
-                values = [int(t * 1_000_000) for t in values]
-                arrays.append(pa.array(values, pa.int64()).cast(field.type))
+                micros = [int(t * 1_000_000) for t in values]
+                arrays.append(pa.array(micros, pa.int64()).cast(field.type))
             else:
                 arrays.append(pa.array(values, field.type))
         return pa.Table.from_arrays(arrays, schema=schema)

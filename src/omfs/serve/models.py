@@ -110,6 +110,7 @@ class Registry:
             self.served = dict(split_selector(s) for s in served)
         self.routes = routes or {}
         self.bindings: dict[Key, Loaded] = {}
+        self._parsed: dict[str, Key] = {}
         self._models: dict[tuple[str, int, str], Any] = {}
         self._hints: dict[str, bytes | None] = {}
         self._lock = threading.RLock()
@@ -122,7 +123,12 @@ class Registry:
         """The binding key of a request's ``name[@tag|@vN]``: a bare name follows its
         route (canary weights) or the served selector. NotFoundError for a model this
         server does not serve."""
-        name, selector = split_selector(spec)
+        parsed = self._parsed.get(spec)
+        if parsed is None:
+            parsed = split_selector(spec)  # validates the name: cached, it is not free
+            if len(self._parsed) < 10_000:
+                self._parsed[spec] = parsed
+        name, selector = parsed
         if self.served is not None and name not in self.served:
             raise NotFoundError(f"Model {name!r} is not served here; served: {sorted(self.served)}")
         if selector is None and name in self.routes:

@@ -30,23 +30,27 @@ __all__ = ["infer_frame", "routes"]
 _DATATYPES = {"f": "FP64", "i": "INT64", "u": "UINT64", "b": "BOOL"}
 
 
-def routes(server: Server, guarded: Callable[..., Any], respond: Callable[..., Any]) -> list[Route]:
-    """The MLflow routes (one model served) and the Open Inference Protocol v2 routes."""
+class _Handlers:
+    """The endpoints of other protocols, on one server."""
 
-    async def ping(request: Request) -> Response:
+    def __init__(self, server: Server, respond: Callable[..., Response]):
+        self.server = server
+        self.respond = respond
+
+    async def ping(self, request: Request) -> Response:
         """MLflow's health check."""
         return Response("\n", media_type="application/json")
 
-    async def invocations(request: Request) -> Response:
+    async def invocations(self, request: Request) -> Response:
         """MLflow's ``/invocations``: the served model's ``predict``."""
-        single = server.registry.single()
+        single = self.server.registry.single()
         try:
-            answer = await server.answer(request, single or "", "predict", frame_of)
+            answer = await self.server.answer(request, single or "", "predict", frame_of)
         except Exception as exc:
             status, message = error_status(exc)
             code = "BAD_REQUEST" if status < 500 else "INTERNAL_ERROR"
-            return respond({"error_code": code, "message": message, "error": message}, status)
-        task = BackgroundTask(server.run_shadow, *answer.shadow) if answer.shadow else None
+            return self.respond({"error_code": code, "message": message, "error": message}, status)
+        task = BackgroundTask(self.server.run_shadow, *answer.shadow) if answer.shadow else None
         return Response(
             _encode({"predictions": answer.predictions}),
             headers=answer.headers,
@@ -54,19 +58,19 @@ def routes(server: Server, guarded: Callable[..., Any], respond: Callable[..., A
             background=task,
         )
 
-    async def live(request: Request) -> Response:
-        return respond({"live": True})
+    async def live(self, request: Request) -> Response:
+        return self.respond({"live": True})
 
-    async def ready(request: Request) -> Response:
-        return respond({"ready": True})
+    async def ready(self, request: Request) -> Response:
+        return self.respond({"ready": True})
 
-    async def model_metadata(request: Request) -> Response:
+    async def model_metadata(self, request: Request) -> Response:
         """OIP model metadata: name, versions, platform."""
-        server.allow(request)
+        self.server.allow(request)
         spec = request.path_params["name"]
-        loaded = await server.binding(spec)
-        versions = await run_in_threadpool(server.registry.store.versions, loaded.name)
-        return respond(
+        loaded = await self.server.binding(spec)
+        versions = await run_in_threadpool(self.server.registry.store.versions, loaded.name)
+        return self.respond(
             {
                 "name": spec,
                 "versions": [str(m.version) for m in versions],
@@ -76,15 +80,15 @@ def routes(server: Server, guarded: Callable[..., Any], respond: Callable[..., A
             }
         )
 
-    async def infer(request: Request) -> Response:
+    async def infer(self, request: Request) -> Response:
         """OIP ``infer``: inputs as tensors, one output."""
         spec = request.path_params["name"]
         if "version" in request.path_params:
             spec = f"{spec}@v{request.path_params['version']}"
-        body = await server.body(request)
+        body = await self.server.body(request)
         doc = decode_json(body)
         action = _requested_action(doc)
-        answer = await server.answer(request, spec, action, lambda *_: infer_frame(doc), body)
+        answer = await self.server.answer(request, spec, action, lambda *_: infer_frame(doc), body)
         outputs = _output(action, answer.predictions)
         doc = {
             "model_name": answer.loaded.name,
@@ -92,24 +96,30 @@ def routes(server: Server, guarded: Callable[..., Any], respond: Callable[..., A
             "id": answer.request_id,
             "outputs": [outputs],
         }
-        task = BackgroundTask(server.run_shadow, *answer.shadow) if answer.shadow else None
+        task = BackgroundTask(self.server.run_shadow, *answer.shadow) if answer.shadow else None
         return Response(
             _encode(doc), headers=answer.headers, media_type="application/json", background=task
         )
 
+
+def routes(server: Server, guarded: Callable[..., Any], respond: Callable[..., Any]) -> list[Route]:
+    """The MLflow routes (one model served) and the Open Inference Protocol v2 routes."""
+    h = _Handlers(server, respond)
     found = [
-        Route("/v2/health/live", live),
-        Route("/v2/health/ready", ready),
+        Route("/v2/health/live", h.live),
+        Route("/v2/health/ready", h.ready),
         Route(
-            "/v2/models/{name:path}/versions/{version:int}/infer", guarded(infer), methods=["POST"]
+            "/v2/models/{name:path}/versions/{version:int}/infer",
+            guarded(h.infer),
+            methods=["POST"],
         ),
-        Route("/v2/models/{name:path}/infer", guarded(infer), methods=["POST"]),
-        Route("/v2/models/{name:path}", guarded(model_metadata), methods=["GET"]),
+        Route("/v2/models/{name:path}/infer", guarded(h.infer), methods=["POST"]),
+        Route("/v2/models/{name:path}", guarded(h.model_metadata), methods=["GET"]),
     ]
     if server.registry.single() is not None:
         found += [
-            Route("/ping", ping, methods=["GET"]),
-            Route("/invocations", invocations, methods=["POST"]),
+            Route("/ping", h.ping, methods=["GET"]),
+            Route("/invocations", h.invocations, methods=["POST"]),
         ]
     return found
 

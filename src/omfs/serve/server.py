@@ -7,9 +7,10 @@ a request but a one-line 500 that is logged with its traceback.
 
 from __future__ import annotations
 
+import itertools
 import logging
+import os
 import time
-import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -84,6 +85,12 @@ class Server:
         self.audit = audit
         self.metrics = Metrics()
         self.max_body = max_body
+        self._ids = itertools.count(1)
+        self._prefix = os.urandom(8).hex()
+
+    def request_id(self) -> str:
+        """A new request id: this server's random prefix and a counter (unique, cheap)."""
+        return f"{self._prefix}-{next(self._ids):x}"
 
     def allow(self, request: Request, needs: str = READ) -> str:
         """The request's scope; AccessDenied when it lacks ``needs``."""
@@ -119,7 +126,7 @@ class Server:
         """Run ``action`` of model ``spec`` on the rows ``frame(body, content_type)`` gives
         (``body``: when the caller read it already); every outcome is counted and audited."""
         start = time.perf_counter()
-        request_id = request.headers.get("x-request-id", "")[:128] or uuid.uuid4().hex
+        request_id = request.headers.get("x-request-id", "")[:128] or self.request_id()
         loaded: Loaded | None = None
         rows = 0
         try:
@@ -209,6 +216,7 @@ class Server:
         """Run the challenger on the same input after the answer was sent, and audit both
         (the challenger's answer is never returned)."""
         assert self.audit is not None
+        shadow: tuple[int | None, str | None, str]
         try:
             loaded = await self.binding(selector_text(name, selector))
             X = model_input(frame, loaded.features, loaded.n_features)
