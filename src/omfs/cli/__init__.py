@@ -15,6 +15,7 @@ from omfs.cli import (
     maintenance,
     models,
     runtime,
+    serve,
     sync,
 )
 from omfs.cli._common import parse_storage_options
@@ -48,6 +49,7 @@ app.command("push")(sync.push)
 app.command("pull")(sync.pull)
 app.command("export")(sync.export)
 app.command("import")(sync.import_)
+app.command("serve")(serve.serve)
 
 
 @app.command("info")

@@ -1,0 +1,95 @@
+"""``om serve``: the context's models and datasets over HTTP (the ``serve`` extra)."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from omfs.cli.app import App, get_app
+from omfs.cli.errors import OptionError
+
+
+def serve(
+    ctx: typer.Context,
+    host: Annotated[str, typer.Option(help="address to listen on (not loopback: a token)")] = (
+        "127.0.0.1"
+    ),
+    port: Annotated[int, typer.Option(help="port to listen on")] = 8000,
+    workers: Annotated[int, typer.Option(min=1, help="server processes")] = 1,
+    token_file: Annotated[
+        Path | None,
+        typer.Option(help="private file of read/write TOKEN lines [env: OMFS_SERVE_TOKEN]"),
+    ] = None,
+    model: Annotated[
+        list[str] | None,
+        typer.Option("--model", metavar="NAME@TAG", help="serve only these (repeatable)"),
+    ] = None,
+    route: Annotated[
+        list[str] | None,
+        typer.Option(metavar="NAME=TAG:W,TAG:W", help="canary weights for requests to NAME"),
+    ] = None,
+    shadow: Annotated[
+        list[str] | None,
+        typer.Option(metavar="NAME=TAG", help="also run TAG on NAME's requests; audit only"),
+    ] = None,
+    no_audit: Annotated[
+        bool, typer.Option("--no-audit", help="do not record answers in serving/audit")
+    ] = False,
+    max_body: Annotated[str, typer.Option(help="largest request body (413 above)")] = "16MB",
+) -> None:
+    """Serve the context's models (all, or each --model NAME@TAG) and datasets over HTTP:
+    /v1/models/NAME@TAG/predict, MLflow's /invocations for one model, /metrics, /docs."""
+    try:
+        import uvicorn  # noqa: F401
+    except ImportError:
+        raise OptionError("om serve needs the serve extra: pip install 'omfs[serve]'") from None
+    from omfs._util import parse_size
+    from omfs.serve import app as make_app
+
+    run = get_app(ctx)
+    try:
+        limit = parse_size(max_body)
+    except ValueError as exc:
+        raise OptionError(f"--max-body: {exc}") from None
+    kwargs: dict[str, Any] = {
+        "models": model or None,
+        "route": route or None,
+        "shadow": shadow or None,
+        "audit": not no_audit,
+        "token_file": str(token_file) if token_file else None,
+        "host": host,
+        "max_body": limit,
+    }
+    _run(run, make_app(run.omega(), **kwargs), kwargs, port, workers)
+
+
+def _run(run: App, asgi: Any, kwargs: dict[str, Any], port: int, workers: int) -> None:
+    """Listen (the app was made, so models, routes and tokens were checked); more than one
+    worker: each makes its own app from the same settings."""
+    import uvicorn
+
+    host, served = kwargs["host"], ", ".join(kwargs["models"] or ["every model"])
+    print(f"om serve: {served} of {run.omega()!r} on http://{host}:{port}", file=sys.stderr)
+    if workers == 1:
+        uvicorn.run(asgi, host=host, port=port, log_level="warning")
+        return
+    os.environ["OMFS_SERVE_CONFIG"] = _settings(run, kwargs)
+    uvicorn.run(
+        "omfs.serve.asgi:from_environment",
+        factory=True,
+        host=host,
+        port=port,
+        workers=workers,
+        log_level="warning",
+    )
+
+
+def _settings(run: App, kwargs: dict[str, Any]) -> str:
+    import json
+
+    setup = {"root": run.root, "bucket": run.bucket, "context": run.context}
+    return json.dumps({"setup": setup, "app": kwargs})

@@ -1,0 +1,13 @@
+"""Serving: models and datasets of a context over HTTP, by tag, with hot reload, canary
+and shadow routes, and an audit of every answer (``om serve``; the ``serve`` extra).
+
+``omfs.serve.app(om, ...)`` returns the ASGI app (Starlette) for uvicorn or any ASGI
+server (:mod:`omfs.serve.asgi`); :mod:`omfs.serve.access` holds the token and loopback
+rules other servers share.
+"""
+
+from __future__ import annotations
+
+from omfs.serve.asgi import app
+
+__all__ = ["app"]

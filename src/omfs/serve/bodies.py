@@ -1,0 +1,193 @@
+"""Request bodies as model input, and answers as JSON.
+
+Accepted bodies (JSON unless said):
+
+- omega|ml's ``{"columns": [...], "data": [[...], ...]}``;
+- MLflow's ``{"dataframe_split": {"columns", "data"}}``, ``{"dataframe_records": [{...}]}``,
+  ``{"instances": [[...]]}`` and ``{"inputs": [[...]] | {"col": [...]}}``;
+- ``text/csv`` with a header line.
+"""
+
+from __future__ import annotations
+
+import io
+from typing import Any
+
+import msgspec
+
+__all__ = ["MLFLOW_KEYS", "Frame", "Problem", "decode_json", "frame_of", "model_input", "to_list"]
+
+#: the body forms of MLflow's scoring protocol
+MLFLOW_KEYS = ("dataframe_split", "dataframe_records", "instances", "inputs")
+_FORMS = (
+    '{"columns": [...], "data": [[...]]}, or MLflow\'s dataframe_split, dataframe_records, '
+    "instances or inputs, or text/csv"
+)
+
+_decoder = msgspec.json.Decoder()
+
+
+class Problem(Exception):
+    """A request that cannot be answered, with its HTTP status and a message naming why."""
+
+    def __init__(self, status: int, message: str):
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+class Frame(msgspec.Struct):
+    """Rows of a request: column names (None when the body gave none) and row lists."""
+
+    columns: list[str] | None
+    data: list[list[Any]]
+
+
+def decode_json(body: bytes) -> Any:
+    """The JSON document of ``body``; 400 naming the problem when it is empty or not JSON."""
+    if not body.strip():
+        raise Problem(400, f"the request body is empty; send {_FORMS}")
+    try:
+        return _decoder.decode(body)
+    except msgspec.DecodeError as exc:
+        raise Problem(400, f"the request body is not valid JSON: {exc}") from None
+
+
+def frame_of(body: bytes, content_type: str) -> Frame:
+    """The rows a model request carries, in any accepted form."""
+    if content_type.startswith("text/csv"):
+        return _csv_frame(body)
+    if content_type and not content_type.startswith("application/json"):
+        raise Problem(415, f"unsupported content type {content_type!r}; send JSON or text/csv")
+    doc = decode_json(body)
+    if not isinstance(doc, dict):
+        raise Problem(400, f"the body must be a JSON object: {_FORMS}")
+    if "data" in doc:
+        return _split(doc, "the body")
+    given = [k for k in MLFLOW_KEYS if k in doc]
+    if len(given) != 1:
+        what = "none" if not given else " and ".join(given)
+        raise Problem(400, f"the body gives {what} of the accepted forms; send one: {_FORMS}")
+    value = doc[given[0]]
+    if given[0] == "dataframe_split":
+        if not isinstance(value, dict):
+            raise Problem(400, 'dataframe_split must be {"columns": [...], "data": [[...]]}')
+        return _split(value, "dataframe_split")
+    if given[0] == "dataframe_records":
+        return _records(value, "dataframe_records")
+    return _tensor(value, given[0])
+
+
+def _split(doc: dict[str, Any], where: str) -> Frame:
+    columns, data = doc.get("columns"), doc.get("data")
+    if columns is not None and (
+        not isinstance(columns, list) or not all(isinstance(c, str) for c in columns)
+    ):
+        raise Problem(400, f"{where}: columns must be a list of names")
+    return _rows(columns, data, where)
+
+
+def _rows(columns: list[str] | None, data: Any, where: str) -> Frame:
+    if not isinstance(data, list) or not data:
+        raise Problem(400, f"{where}: data must be a non-empty list of rows")
+    if not all(isinstance(row, list) for row in data):
+        if any(isinstance(row, (list, dict)) for row in data):
+            raise Problem(400, f"{where}: every row must be a list of values")
+        data = [[value] for value in data]  # one column, one value per row
+    width = len(columns) if columns is not None else len(data[0])
+    for i, row in enumerate(data):
+        if len(row) != width:
+            raise Problem(422, f"{where}: row {i} has {len(row)} values, expected {width}")
+    return Frame(columns, data)
+
+
+def _records(value: Any, where: str) -> Frame:
+    if not isinstance(value, list) or not value or not all(isinstance(r, dict) for r in value):
+        raise Problem(400, f"{where} must be a non-empty list of {{column: value}} records")
+    columns = list(value[0])
+    for i, record in enumerate(value):
+        if list(record) != columns and set(record) != set(columns):
+            raise Problem(422, f"{where}: record {i} has other columns than record 0")
+    return Frame(columns, [[record[c] for c in columns] for record in value])
+
+
+def _tensor(value: Any, where: str) -> Frame:
+    if isinstance(value, dict):  # columnar: {"col": [values], ...}
+        columns = list(value)
+        cols = [v if isinstance(v, list) else [v] for v in value.values()]
+        if not cols or len({len(c) for c in cols}) != 1:
+            raise Problem(422, f"{where}: every column must have the same number of values")
+        return _rows(columns, [list(r) for r in zip(*cols, strict=True)], where)
+    if isinstance(value, list) and value and all(isinstance(r, dict) for r in value):
+        return _records(value, where)
+    return _rows(None, value, where)
+
+
+def _csv_frame(body: bytes) -> Frame:
+    import pandas as pd
+
+    if not body.strip():
+        raise Problem(400, f"the request body is empty; send {_FORMS}")
+    try:
+        df = pd.read_csv(io.BytesIO(body))
+    except Exception as exc:
+        raise Problem(400, f"the CSV body cannot be read: {exc}") from None
+    if df.empty:
+        raise Problem(400, "the CSV body has a header but no rows")
+    return Frame([str(c) for c in df.columns], df.astype(object).values.tolist())
+
+
+def model_input(frame: Frame, features: tuple[str, ...] | None, n_features: int | None) -> Any:
+    """What the model's method takes: a DataFrame in the model's column order when it was
+    fitted with column names, else a float array. 422 for wrong columns or non-numbers."""
+    import numpy as np
+
+    if features is not None:
+        return _named_input(frame, features)
+    width = len(frame.data[0])
+    if n_features is not None and width != n_features:
+        raise Problem(422, f"the model expects {n_features} columns, the request gives {width}")
+    try:
+        return np.asarray(frame.data, dtype=np.float64)
+    except (ValueError, TypeError):
+        raise Problem(422, _non_numeric(frame)) from None
+
+
+def _named_input(frame: Frame, features: tuple[str, ...]) -> Any:
+    import pandas as pd
+
+    columns = frame.columns
+    if columns is None:
+        if len(frame.data[0]) != len(features):
+            raise Problem(
+                422,
+                f"the model expects the columns {list(features)}, the request gives "
+                f"{len(frame.data[0])} unnamed values per row",
+            )
+        columns = list(features)
+    missing = [f for f in features if f not in columns]
+    if missing:
+        raise Problem(422, f"the request lacks the columns {missing} the model expects")
+    return pd.DataFrame(frame.data, columns=columns)[list(features)]
+
+
+def _non_numeric(frame: Frame) -> str:
+    for i, row in enumerate(frame.data):
+        for j, value in enumerate(row):
+            try:
+                float(value)
+            except (ValueError, TypeError):
+                column = frame.columns[j] if frame.columns else f"#{j}"
+                return f"non-numeric data: row {i}, column {column} holds {value!r}"
+    return "the data cannot be read as numbers"
+
+
+def to_list(result: Any) -> list[Any]:
+    """A model's answer (numpy array, pandas object, list) as JSON-ready lists."""
+    if hasattr(result, "tolist"):
+        out: list[Any] = result.tolist()
+        return out
+    if hasattr(result, "to_numpy"):
+        out = result.to_numpy().tolist()
+        return out
+    return list(result)
