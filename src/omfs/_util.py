@@ -34,6 +34,7 @@ __all__ = [
     "parse_duration",
     "parse_kv",
     "parse_size",
+    "parse_where",
 ]
 
 MAX_DEPTH = 32
@@ -183,3 +184,38 @@ def parse_size(text: str) -> int:
             f"Invalid size {text!r}: use a number with an optional unit, e.g. 128MB or 1GiB"
         )
     return int(float(match.group(1)) * _SIZE_UNITS[unit])
+
+
+_WHERE = re.compile(r"^\s*([^<>=!~\s]+)\s*(==|=|!=|<=|>=|<|>|~=|\^=)\s*(.*?)\s*$")
+_WHERE_OPS = {
+    "==": "eq",
+    "=": "eq",
+    "!=": "ne",
+    "<": "lt",
+    "<=": "lte",
+    ">": "gt",
+    ">=": "gte",
+    "~=": "contains",
+    "^=": "startswith",
+}
+
+
+def parse_where(items: Iterable[str] | None, option: str = "where") -> dict[str, Any]:
+    """``["qty>10", "region==EU"]`` as the stores' keyword filters (``qty__gt="10"``), values
+    as text that the store casts to the column's type; a ValueError naming ``option`` for an
+    item that is no ``COLUMN OP VALUE``. Shared by ``om datasets get --where`` and ``om ui``."""
+    out: dict[str, Any] = {}
+    for item in items or []:
+        match = _WHERE.match(item)
+        if not match or not match.group(3):
+            raise ValueError(
+                f"{option} {item!r}: use COLUMN OP VALUE with OP one of == != < <= > >= ~= "
+                f"(contains) ^= (starts with), e.g. {option} 'qty>10'"
+            )
+        column, op, value = match.groups()
+        value = value.strip("'\"")
+        key = f"{column}__{_WHERE_OPS[op]}"
+        if key in out:
+            raise ValueError(f"{option} gives {column} {op} twice; combine them into one")
+        out[key] = value
+    return out

@@ -16,6 +16,7 @@ from omfs.cli import (
     models,
     runtime,
     sync,
+    ui,
 )
 from omfs.cli.app import App, OmGroup, get_app, quiet_libraries
 from omfs.cli.errors import interrupts_reported
@@ -46,6 +47,7 @@ app.command("push")(sync.push)
 app.command("pull")(sync.pull)
 app.command("export")(sync.export)
 app.command("import")(sync.import_)
+app.command("ui")(ui.ui)
 
 
 @app.command("info")

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import os
-import re
 import sys
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 
+from omfs import _util
 from omfs._util import parse_kv
 from omfs.cli._common import (
     AsName,
@@ -238,38 +238,12 @@ def _put_table(app: App, file: Path, name: str, options: Any, how: dict[str, Any
         return datasets.put(data, name, **how)
 
 
-_WHERE = re.compile(r"^\s*([^<>=!~\s]+)\s*(==|=|!=|<=|>=|<|>|~=|\^=)\s*(.*?)\s*$")
-_WHERE_OPS = {
-    "==": "eq",
-    "=": "eq",
-    "!=": "ne",
-    "<": "lt",
-    "<=": "lte",
-    ">": "gt",
-    ">=": "gte",
-    "~=": "contains",
-    "^=": "startswith",
-}
-
-
 def parse_where(items: list[str] | None) -> dict[str, Any]:
-    """``--where 'qty>10'`` as the API's keyword filters (``qty__gt="10"``), values as text
-    that the store casts to the column's type."""
-    out: dict[str, Any] = {}
-    for item in items or []:
-        match = _WHERE.match(item)
-        if not match or not match.group(3):
-            raise OptionError(
-                f"--where {item!r}: use COLUMN OP VALUE with OP one of == != < <= > >= ~= "
-                "(contains) ^= (starts with), e.g. --where 'qty>10'"
-            )
-        column, op, value = match.groups()
-        value = value.strip("'\"")
-        key = f"{column}__{_WHERE_OPS[op]}"
-        if key in out:
-            raise OptionError(f"--where gives {column} {op} twice; combine them into one")
-        out[key] = value
-    return out
+    """``--where 'qty>10'`` as the API's keyword filters (:func:`omfs._util.parse_where`)."""
+    try:
+        return _util.parse_where(items, "--where")
+    except ValueError as exc:
+        raise OptionError(str(exc)) from None
 
 
 @cli.command()
