@@ -1,4 +1,4 @@
-"""``om ui`` first response on a big context: 1,000 models × 10 versions, 1,000 datasets.
+"""``om ui`` first response on a big context: 1,000 models x 10 versions, 1,000 datasets.
 
     python benchmarks/ui_bench.py [models] [versions] [datasets]
 
@@ -88,7 +88,7 @@ def percentile(values: list[float], q: float) -> float:
 
 
 def main() -> None:
-    models, versions, datasets = (int(a) for a in (sys.argv[1:] + ["1000", "10", "1000"])[:3])
+    models, versions, datasets = (int(a) for a in [*sys.argv[1:], "1000", "10", "1000"][:3])
     root = Path(os.environ.get("OMFS_UI_BENCH_ROOT", "/tmp/omfs-ui-bench"))
     took = build(root, models, versions, datasets)
     print(f"context: {models:,} models x {versions} versions, {datasets:,} datasets at {root}")
