@@ -6,6 +6,7 @@ from __future__ import annotations
 import re
 
 import httpx
+import pandas as pd
 import pytest
 
 from .conftest import SCRIPT, Running
@@ -139,3 +140,30 @@ def test_non_loopback_needs_a_token(ui_om, tmp_path, monkeypatch):
 def test_a_foreign_host_header_is_refused(ui_url):
     answer = httpx.get(ui_url + "/models", headers={"Host": "attacker.example"})
     assert answer.status_code == 403
+
+
+def test_the_serving_page_plots_the_audit(ui_url, ui_om):
+    from datetime import UTC, datetime, timedelta
+
+    now = datetime.now(UTC)
+    audit = pd.DataFrame(
+        {
+            "time": [now - timedelta(minutes=m) for m in (5, 4, 3, 90)],
+            "model": ["churn", "churn", "churn", "<b>x</b>"],
+            "version": [3, 3, 2, 1],
+            "latency_ms": [1.5, 2.5, 4.0, 9.0],
+        }
+    )
+    with httpx.Client(base_url=ui_url) as client:
+        empty = client.get("/serving").text
+        ui_om.datasets.put(audit, "serving/audit")
+        page = client.get("/serving").text
+    assert "No audit in bucket omega" in empty
+    assert page.count("<polyline") == 2 * 3  # two charts, three model versions
+    assert "churn@v3 — 2 requests" in page and "&lt;b&gt;x&lt;/b&gt;@v1" in page
+
+
+def test_om_ui_refuses_a_public_host_without_a_token(cli, tmp_path):
+    result = cli("ui", "--host", "0.0.0.0", "--no-browser", env={"OMFS_ROOT": str(tmp_path)})
+    assert result.code != 0
+    assert "without a token" in result.stderr and "Traceback" not in result.stderr
