@@ -16,6 +16,7 @@ import statistics
 import subprocess
 import sys
 import time
+from multiprocessing import Process
 from pathlib import Path
 
 import httpx
@@ -46,14 +47,32 @@ def build(root: Path, models: int, versions: int, datasets: int) -> float:
     start = time.perf_counter()
     om = omfs.setup(root)
     frame = pd.DataFrame({"qty": range(100), "region": ["EU", "US"] * 50})
+    done = set(om.datasets.list())
     for i in range(datasets):
-        om.datasets.put(frame, f"d{i:05d}")
-    for i in range(models):
-        for v in range(versions):
-            tag = "prod" if v == versions - 2 else None
-            om.models.put({"coef": [i, v]}, f"m{i:05d}", attributes={"v": v}, tag=tag)
+        if f"d{i:05d}" not in done:
+            om.datasets.put(frame, f"d{i:05d}")
+    halves = [(0, models // 2), (models // 2, models)]
+    workers = [Process(target=build_models, args=(str(root), *h, versions)) for h in halves]
+    for worker in workers:  # two processes: the puts are CPU-bound
+        worker.start()
+    for worker in workers:
+        worker.join()
+        if worker.exitcode:
+            raise SystemExit("building the models failed")
     marker.touch()
     return time.perf_counter() - start
+
+
+def build_models(root: str, first: int, last: int, versions: int) -> None:
+    """Models ``first`` to ``last - 1`` with ``versions`` versions each (resumes a build
+    that stopped: a complete model is kept, a partial one completed)."""
+    om = omfs.setup(root)
+    for i in range(first, last):
+        name = f"m{i:05d}"
+        have = om.models.state(name).next_version - 1
+        for v in range(have, versions):
+            tag = "prod" if v == versions - 2 else None
+            om.models.put({"coef": [i, v]}, name, attributes={"v": v}, tag=tag)
 
 
 def free_port() -> int:
