@@ -29,7 +29,7 @@ PAGES = [
     "/",
     "/models",
     "/models?page=10",
-    "/models?q=m05*",
+    "/models?q=m005*",
     "/datasets",
     "/datasets?page=10",
     "/jobs",
