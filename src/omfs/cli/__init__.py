@@ -17,6 +17,7 @@ from omfs.cli import (
     runtime,
     serve,
     sync,
+    ui,
 )
 from omfs.cli._common import parse_storage_options
 from omfs.cli.app import App, OmGroup, get_app, quiet_libraries
@@ -50,6 +51,7 @@ app.command("pull")(sync.pull)
 app.command("export")(sync.export)
 app.command("import")(sync.import_)
 app.command("serve")(serve.serve)
+app.command("ui")(ui.ui)
 
 
 @app.command("info")

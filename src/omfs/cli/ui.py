@@ -1,0 +1,40 @@
+"""``om ui``: the context in a local web page (the ``serve`` extra)."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from omfs.cli.app import get_app
+from omfs.cli.errors import OptionError
+
+
+def ui(
+    ctx: typer.Context,
+    port: Annotated[int, typer.Option(help="port to listen on (0: any free port)")] = 8765,
+    host: Annotated[
+        str, typer.Option(help="address to listen on (not loopback: needs a token)")
+    ] = "127.0.0.1",
+    no_browser: Annotated[bool, typer.Option("--no-browser", help="do not open a browser")] = False,
+    token_file: Annotated[
+        Path | None,
+        typer.Option(help="private file of TOKEN lines, as om serve's [env: OMFS_SERVE_TOKEN]"),
+    ] = None,
+) -> None:
+    """Open the context in a web page: environments, datasets, models (tag history,
+    lineage, promotion), jobs and serving. Listens on 127.0.0.1 until Ctrl-C."""
+    try:
+        import uvicorn
+    except ImportError:
+        raise OptionError("om ui needs the serve extra: pip install 'omfs[serve]'") from None
+    from omfs.ui.app import create_app
+    from omfs.ui.serving import serve
+
+    run = get_app(ctx)
+    om = run.omega()
+    token = str(token_file) if token_file else None
+    app = create_app(om, host=host, token_file=token)  # refuses a bare non-loopback host
+    serve(uvicorn, app, host, port, token, open_browser=not no_browser, out=sys.stderr)
