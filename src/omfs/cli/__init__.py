@@ -11,6 +11,7 @@ from omfs.cli import (
     cluster,
     contexts,
     datasets,
+    engines,
     jobs,
     maintenance,
     models,
@@ -46,6 +47,8 @@ app.command("push")(sync.push)
 app.command("pull")(sync.pull)
 app.command("export")(sync.export)
 app.command("import")(sync.import_)
+app.command("sql")(engines.sql)
+datasets.cli.command("export-delta")(engines.export_delta)
 
 
 @app.command("info")

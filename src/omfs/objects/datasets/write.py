@@ -11,7 +11,7 @@ import hashlib
 import io
 import os
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import IO, Any
 
 from omfs.errors import InvalidTypeError, SchemaMismatchError
@@ -56,10 +56,12 @@ class DatasetWriter(DatasetVersions):
         tag: str | None = None,
         row_group_size: int | None = None,
         progress: Callable[[int], None] | None = None,
+        lineage: dict[str, Any] | None = None,
     ) -> Metadata:
         """Store ``obj`` as a new version of dataset ``name`` (``append=True`` adds rows).
 
-        Returns the metadata of the version that was committed.
+        ``lineage`` records where the data came from (``om.sql(..., into=)`` names the query
+        and the versions it read). Returns the metadata of the version that was committed.
         """
         name = check_name(name)
         if tag is not None:
@@ -79,6 +81,7 @@ class DatasetWriter(DatasetVersions):
             # (schemas are content-addressed: a racing first write of the same schema agrees)
             expected = prev.info.get("schema") if prev is not None else schema_id
             change = self._put_change(name, new, schema_id, expected, append, attributes, tag)
+            change = _with_lineage(change, lineage)
             state = self.commit(
                 name, change, retry=append, expected_next=None if append else state.next_version
             )
@@ -358,3 +361,18 @@ def _write_dask_partition(
             "partition dtypes, e.g. with ddf.astype(...)"
         ) from None
     return write_part(storage, key, table, row_group_size)
+
+
+def _with_lineage(
+    change: Callable[[State], Commit], lineage: dict[str, Any] | None
+) -> Callable[[State], Commit]:
+    """``change``, its new version recording ``lineage`` (where given)."""
+    if not lineage:
+        return change
+
+    def with_lineage(state: State) -> Commit:
+        commit = change(state)
+        assert commit.version is not None  # a put always adds a version
+        return replace(commit, version=replace(commit.version, lineage=dict(lineage)))
+
+    return with_lineage
