@@ -50,6 +50,7 @@ __all__ = [
     "models",
     "runtime",
     "setup",
+    "sql",
     "sync",
 ]
 
@@ -125,6 +126,11 @@ def gc(
     return collect_garbage(
         get_default(), grace=grace, dry_run=dry_run, buckets=buckets, force=force
     )
+
+
+def sql(query: str, *, as_arrow: bool = False, into: str | None = None) -> Any:
+    """SQL over dataset versions in the default context (as :meth:`Omega.sql`)."""
+    return get_default().sql(query, as_arrow=as_arrow, into=into)
 
 
 #: What the module answers for the default context (PEP 562): ``om.datasets`` and so on.

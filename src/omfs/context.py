@@ -101,6 +101,26 @@ class Omega:
 
         return Runtime(self, self._cluster)
 
+    def sql(self, query: str, *, as_arrow: bool = False, into: str | None = None) -> Any:
+        """Run a SQL query in DuckDB over dataset versions, named as tables: ``sales``,
+        ``"sales@prod"``, ``"sales@v3"``, ``"bucket/sales"``, ``"context:bucket/sales@tag"``.
+
+        Returns a pandas DataFrame (a pyarrow Table with ``as_arrow=True``); ``into=NAME``
+        stores the answer as a new version of dataset NAME, its lineage naming the query and
+        the versions read, and returns its metadata. See :func:`omfs.ops.sql.sql`.
+
+        Example::
+
+            om.sql('select region, sum(qty) from "sales@prod" group by 1')
+        """
+        from omfs.ops.sql import sql
+
+        def open_context(spec: str) -> DatasetStore:
+            name, _, bucket = spec.partition(":")
+            return setup(context=name, bucket=bucket or None).datasets
+
+        return sql(self.datasets, query, as_arrow=as_arrow, into=into, open_context=open_context)
+
     def gc(
         self,
         *,

@@ -29,6 +29,7 @@ __all__ = [
     "NotFoundError",
     "OmfsError",
     "PromotionError",
+    "QueryError",
     "ResourceUnavailableError",
     "RestoreError",
     "ScheduleError",
@@ -216,3 +217,7 @@ class JobFailedError(OmfsError):
 class MissingExtraError(OmfsError, ImportError):
     """A feature whose optional dependencies are not installed; the message names the extra
     (``pip install 'omfs[notebooks]'``)."""
+
+
+class QueryError(OmfsError, ValueError):
+    """A SQL query (``om.sql``, ``om sql``) that DuckDB cannot parse or run: its first line."""

@@ -11,6 +11,7 @@ from omfs.cli import (
     cluster,
     contexts,
     datasets,
+    engines,
     jobs,
     maintenance,
     models,
@@ -52,6 +53,8 @@ app.command("export")(sync.export)
 app.command("import")(sync.import_)
 app.command("serve")(serve.serve)
 app.command("ui")(ui.ui)
+app.command("sql")(engines.sql)
+datasets.cli.command("export-delta")(engines.export_delta)
 
 
 @app.command("info")

@@ -2,7 +2,7 @@
 
 Its parts: the protocol hooks and what a version holds (:mod:`.versions`), the schema rules
 (:mod:`.schema`), ``put`` (:mod:`.write`), ``get`` (:mod:`.read`), ``compact``
-(:mod:`.compact`).
+(:mod:`.compact`), other engines (:mod:`.engines`).
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ from typing import Any
 
 from omfs.errors import UsageError
 from omfs.objects.datasets.compact import COMPACT_TARGET, DatasetCompactor
+from omfs.objects.datasets.engines import DatasetEngines
 from omfs.objects.datasets.read import DatasetReader
 from omfs.objects.datasets.write import DatasetWriter
 from omfs.objects.metadata import Metadata
@@ -20,9 +21,10 @@ from omfs.objects.metadata import Metadata
 __all__ = ["COMPACT_TARGET", "DatasetStore"]
 
 
-class DatasetStore(DatasetWriter, DatasetReader, DatasetCompactor):
+class DatasetStore(DatasetWriter, DatasetReader, DatasetCompactor, DatasetEngines):
     """Datasets of one bucket: ``put``, ``put_file``, ``get``, ``list``, ``exists``, ``drop``,
-    ``metadata``, ``versions``, ``compact``, ``promote``."""
+    ``metadata``, ``versions``, ``compact``, ``promote``; for other engines
+    ``to_arrow_dataset``, ``to_polars`` and ``export_delta``."""
 
     def put_file(
         self,

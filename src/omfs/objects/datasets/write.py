@@ -11,7 +11,7 @@ import hashlib
 import io
 import os
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import IO, Any
 
 from omfs.errors import InvalidTypeError, SchemaMismatchError, UsageError
@@ -57,13 +57,15 @@ class DatasetWriter(DatasetVersions):
         row_group_size: int | None = None,
         progress: Callable[[int], None] | None = None,
         new_columns: bool = False,
+        lineage: dict[str, Any] | None = None,
     ) -> Metadata:
         """Store ``obj`` as a new version of dataset ``name`` (``append=True`` adds rows).
 
         ``new_columns=True`` (with ``append=True``, for DataFrames and Arrow tables) lets the
         rows add columns: earlier rows read them as null. Without it, an append whose data
-        has columns the dataset lacks is refused. Returns the metadata of the version that
-        was committed.
+        has columns the dataset lacks is refused. ``lineage`` records where the data came
+        from (``om.sql(..., into=)`` names the query and the versions it read). Returns the
+        metadata of the version that was committed.
         """
         name = check_name(name)
         if tag is not None:
@@ -88,6 +90,7 @@ class DatasetWriter(DatasetVersions):
             # (schemas are content-addressed: a racing first write of the same schema agrees)
             expected = prev.info.get("schema") if prev is not None else schema_id
             change = self._put_change(name, new, schema_id, expected, append, attributes, tag)
+            change = _with_lineage(change, lineage)
             state = self.commit(
                 name, change, retry=append, expected_next=None if append else state.next_version
             )
@@ -394,3 +397,18 @@ def _write_dask_partition(
             "partition dtypes, e.g. with ddf.astype(...)"
         ) from None
     return write_part(storage, key, table, row_group_size)
+
+
+def _with_lineage(
+    change: Callable[[State], Commit], lineage: dict[str, Any] | None
+) -> Callable[[State], Commit]:
+    """``change``, its new version recording ``lineage`` (where given)."""
+    if not lineage:
+        return change
+
+    def with_lineage(state: State) -> Commit:
+        commit = change(state)
+        assert commit.version is not None  # a put always adds a version
+        return replace(commit, version=replace(commit.version, lineage=dict(lineage)))
+
+    return with_lineage
