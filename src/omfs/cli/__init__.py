@@ -15,6 +15,7 @@ from omfs.cli import (
     maintenance,
     models,
     runtime,
+    scheduler,
     sync,
 )
 from omfs.cli.app import App, OmGroup, get_app, quiet_libraries
@@ -38,6 +39,7 @@ app.add_typer(buckets.cli, name="buckets")
 app.add_typer(contexts.cli, name="contexts")
 app.add_typer(runtime.cli, name="runtime")
 app.add_typer(cluster.cli, name="cluster")
+app.add_typer(scheduler.cli, name="scheduler")
 app.command("fsck")(maintenance.fsck)
 app.command("upgrade")(maintenance.upgrade)
 app.command("gc")(maintenance.gc)

@@ -88,6 +88,7 @@ class SyncReport(TypedDict):
     refused: int
     bytes: int
     runs: int  # job runs copied with their jobs
+    schedules: int  # job schedules copied with their jobs (a newer one is never replaced)
 
 
 def refused(row: SyncRow, why: str) -> SyncRow:

@@ -109,7 +109,7 @@ def sync(
     chosen = [check_bucket(b) for b in buckets] if buckets else None
     bucket_list = chosen or bucket_names(src.storage)
     rows: list[SyncRow] = []
-    runs = 0
+    runs = schedules = 0
     for bucket in bucket_list:
         have = _inventory(src.storage, bucket)
         want = _inventory(dst.storage, bucket)
@@ -146,7 +146,9 @@ def sync(
             rows.append(row)
             if on_object is not None:
                 on_object(row)
-        runs += _sync_runs(src.storage, dst.storage, bucket, rows, dry_run)
+        runs, schedules = _add(
+            (runs, schedules), _sync_runs(src.storage, dst.storage, bucket, rows, dry_run)
+        )
     return {
         "source": src.root,
         "target": dst.root,
@@ -161,13 +163,20 @@ def sync(
         "refused": sum(r["action"] == "refused" for r in rows),
         "bytes": sum(r["bytes"] for r in rows),
         "runs": runs,
+        "schedules": schedules,
     }
 
 
-def _sync_runs(src: Storage, dst: Storage, bucket: str, rows: list[SyncRow], dry_run: bool) -> int:
-    """The runs of the jobs of ``bucket`` that synced (copied, unchanged or rebased) travel
-    with them (:mod:`omfs.ops.runs`)."""
-    from omfs.ops.runs import sync_runs
+def _add(a: tuple[int, int], b: tuple[int, int]) -> tuple[int, int]:
+    return a[0] + b[0], a[1] + b[1]
+
+
+def _sync_runs(
+    src: Storage, dst: Storage, bucket: str, rows: list[SyncRow], dry_run: bool
+) -> tuple[int, int]:
+    """The runs and schedules of the jobs of ``bucket`` that synced (copied, unchanged or
+    rebased) travel with them (:mod:`omfs.ops.runs`): how many of each were copied."""
+    from omfs.ops.runs import sync_runs, sync_schedules
 
     synced = {"copy", "unchanged", "rebased"}
     jobs = {
@@ -175,7 +184,9 @@ def _sync_runs(src: Storage, dst: Storage, bucket: str, rows: list[SyncRow], dry
         for r in rows
         if r["bucket"] == bucket and r["store"] == "jobs" and r["action"] in synced
     }
-    return sync_runs(src, dst, bucket, jobs, dry_run)
+    return sync_runs(src, dst, bucket, jobs, dry_run), sync_schedules(
+        src, dst, bucket, jobs, dry_run
+    )
 
 
 def _look_alike_in(want: dict[tuple[str, str], _Object], store: str, name: str) -> str | None:
