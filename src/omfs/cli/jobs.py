@@ -193,16 +193,32 @@ def run(
         bool, typer.Option("--async", help="print the run id and return; do not wait")
     ] = False,
 ) -> None:
-    """Run a job and print its run record (a failed run exits non-zero)."""
-    from omfs.cli.gateway import with_requirements
+    """Run a job and print its run record (a failed run exits non-zero).
+
+    With the background cluster running (`om cluster start`), the run goes through its
+    gateway: no Dask client starts in this command.
+    """
+    from omfs.cli.errors import debugging
+    from omfs.cli.gateway import job_command, request
+    from omfs.cli.runtime import context_of, gateway_socket
+    from omfs.objects.jobs.runs import RunRecord
 
     app = get_app(ctx)
-    runtime = with_requirements(app.omega().runtime, list(require or [])).mode(local=local)
-    started = runtime.job(name).run(**parse_params(param))
+    om = app.omega()
+    spec = {"name": name, "params": parse_params(param), "require": list(require or [])}
+    spec |= {"local": local, "async": run_async}
+    path = gateway_socket(om, local)
+    if path is None:
+        answer = job_command(om, spec, debug=debugging())
+    else:
+        answer = request(path, {"context": context_of(om), "job": spec, "debug": debugging()})
+    if "error" in answer:
+        app.fail(str(answer["error"]), int(answer.get("code") or 1))
+    rec = RunRecord.from_dict(answer["run"])
     if run_async:
-        app.table([{"id": started.run_id}], ["id"])
+        app.table([{"id": rec.id}], ["id"])
         return
-    _show_runs(app, [started.get()])
+    _show_runs(app, [rec])
 
 
 def _show_runs(app: App, records: list[Any]) -> None:
