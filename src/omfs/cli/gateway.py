@@ -97,8 +97,10 @@ def job_command(
     cancels it; one that started runs on (its record says how it ended)."""
     try:
         runtime = with_requirements(om.runtime, list(spec.get("require") or []))
-        started = runtime.mode(local=bool(spec.get("local"))).job(spec["name"]).run(
-            **dict(spec.get("params") or {})
+        started = (
+            runtime.mode(local=bool(spec.get("local")))
+            .job(spec["name"])
+            .run(**dict(spec.get("params") or {}))
         )
         if spec.get("async"):
             return {"run": started.record().to_dict()}

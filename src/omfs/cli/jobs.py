@@ -205,7 +205,8 @@ def run(
 
     app = get_app(ctx)
     om = app.omega()
-    spec = {"name": name, "params": parse_params(param), "require": list(require or [])}
+    spec: dict[str, Any] = {"name": name, "params": parse_params(param)}
+    spec["require"] = list(require or [])
     spec |= {"local": local, "async": run_async}
     path = gateway_socket(om, local)
     if path is None:
