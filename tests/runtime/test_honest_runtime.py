@@ -87,7 +87,10 @@ def test_plain_script_without_main_guard_runs_remote_tasks(tmp_path, state_env):
 
 def test_background_cluster_is_used_by_cli_and_setup(tmp_path, state_env, om_script):
     root = tmp_path / "ctx"
-    _context(root)
+    jobs = _context(root).jobs
+    (tmp_path / "tick.py").write_text("def run(om):\n    return 1\n")
+    jobs.put(tmp_path / "tick.py", "tick", attributes={"require": {"label": "gpu"}})
+    jobs.schedule("tick", every="1s")
 
     def om(*args, check=True):
         out = subprocess.run(
@@ -109,6 +112,8 @@ def test_background_cluster_is_used_by_cli_and_setup(tmp_path, state_env, om_scr
         assert again.returncode == 1 and "already runs at" in again.stderr
         status = om("--json", "cluster", "status").stdout
         assert '"running": true' in status and '"gpu": 1.0' in status
+        assert json.loads(status)["jobs_scheduler_running"] is True
+        assert "job scheduler pid" in om("cluster", "status").stdout
         began = time.monotonic()
         assert om("runtime", "--require", "gpu", "model", "m", "fit", "X", "Y").stdout.split() == [
             "models",
@@ -118,6 +123,13 @@ def test_background_cluster_is_used_by_cli_and_setup(tmp_path, state_env, om_scr
         first = time.monotonic() - began
         rows = om("runtime", "workers").stdout.splitlines()
         assert sorted(r.split("\t")[1] for r in rows) == ["gpu-0", "worker-0"]
+        # the cluster's job scheduler fires the context's schedule, on the routed worker
+        deadline = time.monotonic() + 60
+        while not [r for r in jobs.runs("tick") if r.status == "succeeded"]:
+            assert time.monotonic() < deadline, jobs.runs("tick")
+            time.sleep(0.2)
+        ran = next(r for r in jobs.runs("tick") if r.status == "succeeded")
+        assert ran.slot and [ran.worker, "gpu-0"] in [r.split("\t")[:2] for r in rows]
         # setup() without a cluster uses the background one too (no private cluster started)
         ctx = omfs.setup(root)
         assert "background cluster at" in repr(ctx.runtime)
@@ -185,6 +197,20 @@ def test_cli_tasks_go_through_the_gateway_without_importing_dask(tmp_path, state
             assert remote.returncode == local.returncode == 0, remote.stderr + local.stderr
             assert json.loads(remote.stdout) == json.loads(local.stdout)
         assert list(json.loads(local.stdout)) == ["x"]  # a frame prints as its to_dict()
+        # `om jobs run` goes through the gateway too: a run on a worker, no Dask imported here
+        (tmp_path / "job.py").write_text("def run(om, n=1):\n    return n * 2\n")
+        (tmp_path / "bad.py").write_text("raise ValueError('no data')\n")
+        om.jobs.put(tmp_path / "job.py", "job")
+        om.jobs.put(tmp_path / "bad.py", "bad")
+        out = run([sys.executable, "-c", probe, "--json", "jobs", "run", "job", "--param", "n=4"])
+        assert out.returncode == 0, out.stderr
+        (rec,) = json.loads(out.stdout)
+        assert rec["status"] == "succeeded" and rec["result"] == 8
+        assert rec["worker"].startswith("tls://127.0.0.1:")
+        assert out.stderr.strip() == "distributed imported: False"
+        out = run([om_script, "jobs", "run", "bad"])
+        assert out.returncode == 1 and len(out.stderr.splitlines()) == 1, out.stderr
+        assert "Job 'bad' v1 failed" in out.stderr and "ValueError: no data" in out.stderr
     finally:
         assert run([om_script, "cluster", "stop"]).returncode == 0
     assert not socket.exists()

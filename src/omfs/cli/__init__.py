@@ -16,6 +16,7 @@ from omfs.cli import (
     maintenance,
     models,
     runtime,
+    scheduler,
     serve,
     sync,
     ui,
@@ -43,6 +44,7 @@ app.add_typer(buckets.cli, name="buckets")
 app.add_typer(contexts.cli, name="contexts")
 app.add_typer(runtime.cli, name="runtime")
 app.add_typer(cluster.cli, name="cluster")
+app.add_typer(scheduler.cli, name="scheduler")
 app.command("fsck")(maintenance.fsck)
 app.command("upgrade")(maintenance.upgrade)
 app.command("gc")(maintenance.gc)

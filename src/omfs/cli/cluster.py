@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import time
 from typing import Annotated, Any
 
@@ -60,35 +61,86 @@ def start(
             "user can read it",
         ),
     ] = False,
+    schedules: Annotated[
+        bool,
+        typer.Option(
+            "--schedules/--no-schedules",
+            help="also fire the job schedules of the context in effect (--root, --context "
+            "or the config file), running them on this cluster",
+        ),
+    ] = True,
 ) -> None:
     """Start a scheduler and workers in the background.
 
     Only processes that can read the certificate made for the cluster in your omfs state
-    folder (mode 0600) can connect: your own.
+    folder (mode 0600) can connect: your own. Unless --no-schedules, a job scheduler runs
+    beside them for the context in effect, as `om scheduler run` would, while it runs.
     """
-    from omfs.compute.processes import WorkerSpec, parse_worker_spec, start_background
+    from omfs.compute.processes import start_background
 
     app = get_app(ctx)
-    specs = []
-    for i, text in enumerate(worker or []):
-        resources = parse_worker_spec(text)
-        label = "-".join(sorted(resources)) or "worker"
-        specs.append(WorkerSpec(f"{label}-{i}", resources))
-    plain = workers if workers is not None else (0 if specs else 2)
-    specs += [WorkerSpec(f"worker-{i}") for i in range(plain)]
+    specs = _worker_specs(worker or [], workers)
     if not specs:
         app.fail("a cluster needs at least one worker: give --workers N or --worker RESOURCES", 2)
     began = time.monotonic()
-    record = start_background(specs, port=port, host=host, dashboard=dashboard)
+    context = _schedules_context(app) if schedules else None
+    record = start_background(specs, port=port, host=host, dashboard=dashboard, schedules=context)
+    _say_started(app, record, time.monotonic() - began)
+
+
+def _say_started(app: Any, record: Any, took: float) -> None:
     if app.as_json:
         app.value(record.to_dict())
         return
     print(
-        f"om: cluster started at {record.address} with {len(specs)} worker(s) in "
-        f"{time.monotonic() - began:.1f} s; `om cluster stop` stops it",
+        f"om: cluster started at {record.address} with {len(record.workers)} worker(s) in "
+        f"{took:.1f} s; `om cluster stop` stops it",
     )
     if record.dashboard:
         print(f"om: dashboard at {record.dashboard}")
+    if record.schedules_root:
+        print(f"om: job scheduler fires the schedules of {record.schedules_root}")
+
+
+def _worker_specs(worker: list[str], workers: int | None) -> list[Any]:
+    """The workers ``--worker RESOURCES`` and ``--workers N`` ask for."""
+    from omfs.compute.processes import WorkerSpec, parse_worker_spec
+
+    specs = []
+    for i, text in enumerate(worker):
+        resources = parse_worker_spec(text)
+        label = "-".join(sorted(resources)) or "worker"
+        specs.append(WorkerSpec(f"{label}-{i}", resources))
+    plain = workers if workers is not None else (0 if specs else 2)
+    return specs + [WorkerSpec(f"worker-{i}") for i in range(plain)]
+
+
+def _schedules_context(app: Any) -> dict[str, Any] | None:
+    """The context whose schedules the cluster's job scheduler fires (None: a memory root,
+    which no other process sees)."""
+    from omfs import config
+
+    settings = config.resolve(app.root, app.bucket, app.cluster, None, app.context)
+    if str(settings.root).startswith("memory://"):
+        app.note("no job scheduler: the context lives in this process's memory")
+        return None
+    root = str(settings.root)
+    return {
+        "root": root if "://" in root else os.path.abspath(root),
+        "storage_options": settings.storage_options,
+        "bucket": settings.bucket,
+        "cluster": settings.cluster,
+    }
+
+
+def _scheduler_line(record: Any) -> tuple[str, bool]:
+    """What ``status`` says of the job scheduler, and whether it runs."""
+    pid = record.jobs_scheduler_pid
+    if pid is None:
+        return "no job scheduler (started with --no-schedules)", False
+    if not record.is_ours(pid):
+        return f"job scheduler (pid {pid}) stopped; see the log", False
+    return f"job scheduler pid {pid} fires the schedules of {record.schedules_root}", True
 
 
 @cli.command()
@@ -104,14 +156,16 @@ def status(ctx: typer.Context) -> None:
             return
         app.fail("no background cluster runs; start one with `om cluster start`", 3)
     socket = gateway(record)
+    line, jobs_running = _scheduler_line(record)
     if app.as_json:
-        doc = record.to_dict()
+        doc = record.to_dict() | {"jobs_scheduler_running": jobs_running}
         app.value({"running": True, **doc, "gateway": str(socket) if socket else None})
         return
     where = f"gateway {socket}" if socket else "no gateway: `om runtime` connects itself"
     print(f"running at {record.address}, {where} (log: {record.log})")
     if record.dashboard:
         print(f"dashboard at {record.dashboard}")
+    print(line)
     app.table(_rows(record), ["name", "resources", "pid"])
 
 

@@ -35,7 +35,7 @@ from omfs.cli.output import jsonable
 from omfs.compute.resources import ResourceSpec
 from omfs.errors import OmfsError, TaskCancelledError
 
-__all__ = ["error_answer", "model_command", "request", "serve", "with_requirements"]
+__all__ = ["error_answer", "job_command", "model_command", "request", "serve", "with_requirements"]
 
 _MAX_REQUEST = 16 * 2**20
 
@@ -86,6 +86,35 @@ def model_command(
         outcome = outcome.tolist()
     # as `om` prints it (a frame as its to_dict()), so that it travels as JSON
     return {"value": jsonable(outcome), "notice": notices}
+
+
+def job_command(
+    om: Any, spec: dict[str, Any], *, debug: bool = False, gone: Callable[[], bool] | None = None
+) -> dict[str, Any]:
+    """Run ``om jobs run`` as ``spec`` says (``name``, ``params``, ``require``, ``local``,
+    ``async``); the answer is ``{"run": record}`` (with ``async``: as it started) or
+    ``{"error": message, "code": n}``. The client going away before a worker took the run
+    cancels it; one that started runs on (its record says how it ended)."""
+    try:
+        runtime = with_requirements(om.runtime, list(spec.get("require") or []))
+        started = (
+            runtime.mode(local=bool(spec.get("local")))
+            .job(spec["name"])
+            .run(**dict(spec.get("params") or {}))
+        )
+        if spec.get("async"):
+            return {"run": started.record().to_dict()}
+        while True:
+            try:
+                return {"run": started.get(timeout=0.2).to_dict()}
+            except TimeoutError:
+                if gone is not None and gone():
+                    started.cancel()
+                    return {"error": "interrupted", "code": 130}
+    except USER_ERRORS as exc:
+        if debug:
+            raise
+        return {"error": error_line(exc), "code": exit_code(exc)}
 
 
 def _submit(om: Any, spec: dict[str, Any]) -> Any:
@@ -247,6 +276,8 @@ class _Server(socketserver.ThreadingUnixStreamServer):
         om = Omega(storage, context["bucket"], _cluster_handle=self.handle_)
         debug = bool(payload.get("debug"))
         try:
+            if "job" in payload:
+                return job_command(om, payload["job"], debug=debug, gone=gone)
             return model_command(om, payload["task"], debug=debug, gone=gone)
         except Exception as exc:
             return {

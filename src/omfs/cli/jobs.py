@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -131,9 +132,15 @@ def promote(
     dry_run: DryRun = False,
     create_bucket: CreateBucket = False,
     force: Force = False,
+    with_schedule: Annotated[
+        bool,
+        typer.Option("--with-schedule", help="copy the job's schedule too (else it stays)"),
+    ] = False,
 ) -> None:
-    """Copy a job version to another bucket or context (dev -> prod)."""
+    """Copy a job version to another bucket or context (dev -> prod); its schedule only
+    with --with-schedule."""
     how = {"asname": asname, "create_bucket": create_bucket, "force": force}
+    how["with_schedule"] = with_schedule
     target = (to_bucket, to_root, to_options, to_context)
     promote_command(get_app(ctx), "jobs", name, target, how, dry_run)
 
@@ -154,16 +161,33 @@ def run(
         bool, typer.Option("--async", help="print the run id and return; do not wait")
     ] = False,
 ) -> None:
-    """Run a job and print its run record (a failed run exits non-zero)."""
-    from omfs.cli.gateway import with_requirements
+    """Run a job and print its run record (a failed run exits non-zero).
+
+    With the background cluster running (`om cluster start`), the run goes through its
+    gateway: no Dask client starts in this command.
+    """
+    from omfs.cli.errors import debugging
+    from omfs.cli.gateway import job_command, request
+    from omfs.cli.runtime import context_of, gateway_socket
+    from omfs.objects.jobs.runs import RunRecord
 
     app = get_app(ctx)
-    runtime = with_requirements(app.omega().runtime, list(require or [])).mode(local=local)
-    started = runtime.job(name).run(**parse_params(param))
+    om = app.omega()
+    spec: dict[str, Any] = {"name": name, "params": parse_params(param)}
+    spec["require"] = list(require or [])
+    spec |= {"local": local, "async": run_async}
+    path = gateway_socket(om, local)
+    if path is None:
+        answer = job_command(om, spec, debug=debugging())
+    else:
+        answer = request(path, {"context": context_of(om), "job": spec, "debug": debugging()})
+    if "error" in answer:
+        app.fail(str(answer["error"]), int(answer.get("code") or 1))
+    rec = RunRecord.from_dict(answer["run"])
     if run_async:
-        app.table([{"id": started.run_id}], ["id"])
+        app.table([{"id": rec.id}], ["id"])
         return
-    _show_runs(app, [started.get()])
+    _show_runs(app, [rec])
 
 
 def _show_runs(app: App, records: list[Any]) -> None:
@@ -197,6 +221,82 @@ def log(
         return
     sys.stdout.write(output["stdout"])
     sys.stderr.write(output["stderr"])
+
+
+# -- schedules ---------------------------------------------------------------------------------
+def _show_schedules(app: App, schedules: list[Any], columns: list[str]) -> None:
+    """Schedules as a table (or, with --json, each whole, with its ``when`` line)."""
+    rows = [{"when": s.describe(), **s.to_dict()} for s in schedules]
+    if app.as_json:
+        app.value(rows)
+        return
+    for row in rows:
+        row["params"] = json.dumps(row["params"]) if row["params"] else "-"
+    app.table(rows, columns)
+
+
+@cli.command()
+def schedule(
+    ctx: typer.Context,
+    name: Annotated[str, typer.Argument(help="job name")],
+    cron: Annotated[
+        str | None, typer.Option(help="five cron fields, e.g. '0 6 * * 1-5' (wall time in --tz)")
+    ] = None,
+    tz: Annotated[str, typer.Option(help="IANA time zone of --cron, e.g. Europe/Zurich")] = "UTC",
+    every: Annotated[str | None, typer.Option(help="an interval: 30s, 5min, 1h, 1d")] = None,
+    catchup: Annotated[
+        str, typer.Option(help="missed slots after a downtime: skip, latest or all")
+    ] = "skip",
+    overlap: Annotated[
+        str, typer.Option(help="a slot while the previous run runs: skip or allow")
+    ] = "skip",
+    param: Annotated[
+        list[str] | None, typer.Option("--param", help="KEY=VALUE for each run (JSON if it parses)")
+    ] = None,
+) -> None:
+    """Run a job on a schedule (replacing its schedule); `om scheduler run` fires it."""
+    app = get_app(ctx)
+    if (cron is None) == (every is None):
+        app.fail("give one of --cron EXPR or --every INTERVAL", 2)
+    made = app.omega().jobs.schedule(
+        name, cron=cron, every=every, tz=tz, params=parse_params(param),
+        catchup=catchup, overlap=overlap,
+    )  # fmt: skip
+    _show_schedules(app, [made], ["job", "when", "catchup", "overlap", "params"])
+
+
+@cli.command()
+def unschedule(ctx: typer.Context, name: Annotated[str, typer.Argument(help="job name")]) -> None:
+    """Remove a job's schedule (its runs stay)."""
+    app = get_app(ctx)
+    app.omega().jobs.unschedule(name)
+    if app.as_json:
+        app.value({"name": name, "unscheduled": True})
+    else:
+        app.note(f"job {name!r} is no longer scheduled")
+
+
+@cli.command()
+def schedules(ctx: typer.Context) -> None:
+    """List the bucket's job schedules."""
+    app = get_app(ctx)
+    _show_schedules(
+        app,
+        app.omega().jobs.schedules(),
+        ["job", "when", "catchup", "overlap", "params", "created"],
+    )
+
+
+@cli.command("next")
+def next_(
+    ctx: typer.Context,
+    name: Annotated[str, typer.Argument(help="job name")],
+    n: Annotated[int, typer.Option("-n", min=1, max=1000, help="how many slots")] = 5,
+) -> None:
+    """Show a job's next slots (in its schedule's time zone)."""
+    app = get_app(ctx)
+    slots = app.omega().jobs.next_runs(name, n=n)
+    app.table([{"slot": s.isoformat()} for s in slots], ["slot"])
 
 
 add_commands(cli, "jobs")

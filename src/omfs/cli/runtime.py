@@ -53,9 +53,9 @@ def _runtime(app: App) -> Any:
     return runtime.mode(local=app.local)
 
 
-def _gateway(app: App, om: Any) -> Any:
+def gateway_socket(om: Any, local: bool) -> Any:
     """The background cluster's gateway socket, when this context's tasks go there."""
-    if app.local:
+    if local:
         return None
     from omfs.compute.processes import background, gateway
 
@@ -110,19 +110,23 @@ def _run_task(app: App, spec: dict[str, Any]) -> dict[str, Any]:
     from omfs.cli.gateway import model_command, request
 
     om = app.omega()
-    path = _gateway(app, om)
+    path = gateway_socket(om, app.local)
     if path is None:
         return model_command(om, spec, debug=debugging())
+    answer = request(path, {"context": context_of(om), "task": spec, "debug": debugging()})
+    return _with_credentials_advice(answer, om.storage.url)
+
+
+def context_of(om: Any) -> dict[str, Any]:
+    """What the gateway needs to open ``om``'s context and bucket."""
     storage = om.storage
-    context = {
+    return {
         "root": storage.url,
         "storage_options": storage.options,
         "bucket": om.bucket,
         "unsafe_commits": storage.unsafe_commits,
         "durable": storage.durable,
     }
-    answer = request(path, {"context": context, "task": spec, "debug": debugging()})
-    return _with_credentials_advice(answer, storage.url)
 
 
 def _with_credentials_advice(answer: dict[str, Any], url: str) -> dict[str, Any]:

@@ -74,12 +74,17 @@ class BackgroundCluster:
     #: trusted to signal anything
     processes: tuple[ProcessIdentity, ...] = ()
     dashboard: str | None = None
+    #: the job scheduler (``python -m omfs.cli.scheduler``) and the root whose schedules it
+    #: fires; None when started without one
+    jobs_scheduler_pid: int | None = None
+    schedules_root: str | None = None
 
     @property
     def pids(self) -> tuple[int, ...]:
-        """Every process of the cluster, in the order they are stopped."""
-        gateway = () if self.gateway_pid is None else (self.gateway_pid,)
-        return tuple(dict.fromkeys((*gateway, *self.worker_pids, self.scheduler_pid)))
+        """Every process of the cluster, in the order they are stopped (the job scheduler
+        first, so that no slot fires on a cluster going away)."""
+        front = [p for p in (self.jobs_scheduler_pid, self.gateway_pid) if p is not None]
+        return tuple(dict.fromkeys((*front, *self.worker_pids, self.scheduler_pid)))
 
     def process(self, pid: int) -> Any:
         """The ``psutil.Process`` of ``pid`` when it still runs the process this record says
@@ -102,6 +107,8 @@ class BackgroundCluster:
             "log": self.log,
             "gateway_pid": self.gateway_pid,
             "dashboard": self.dashboard,
+            "jobs_scheduler_pid": self.jobs_scheduler_pid,
+            "schedules_root": self.schedules_root,
             "processes": [p.to_dict() for p in self.processes],
         }
 
@@ -122,9 +129,8 @@ def _read_state(path: Path) -> BackgroundCluster | None:
         address = doc["address"]
         host_port(address)
         pids = [doc["scheduler_pid"], *doc["worker_pids"]]
-        gateway_pid = doc.get("gateway_pid")
-        if gateway_pid is not None:
-            pids.append(gateway_pid)
+        gateway_pid, jobs_pid = doc.get("gateway_pid"), doc.get("jobs_scheduler_pid")
+        pids += [p for p in (gateway_pid, jobs_pid) if p is not None]
         if not all(type(p) is int and p > 1 for p in pids):
             return None
         workers = tuple(
@@ -142,9 +148,15 @@ def _read_state(path: Path) -> BackgroundCluster | None:
             gateway_pid=gateway_pid,
             processes=tuple(_read_identity(p) for p in doc.get("processes") or ()),
             dashboard=None if dashboard is None else str(dashboard),
+            jobs_scheduler_pid=jobs_pid,
+            schedules_root=_text_or_none(doc.get("schedules_root")),
         )
     except (OSError, ValueError, KeyError, TypeError, AttributeError, ClusterUnavailableError):
         return None
+
+
+def _text_or_none(value: Any) -> str | None:
+    return None if value is None else str(value)
 
 
 def background() -> BackgroundCluster | None:
@@ -166,12 +178,15 @@ def start_background(
     port: int = 0,
     host: str | None = None,
     dashboard: bool = False,
+    schedules: dict[str, Any] | None = None,
 ) -> BackgroundCluster:
     """Start a detached scheduler and workers on this machine and record them.
 
     They listen on ``host`` (127.0.0.1 by default) and accept only clients that present the
     certificate made here (:func:`background_tls`); the scheduler's dashboard runs only
-    when ``dashboard`` is asked for.
+    when ``dashboard`` is asked for. ``schedules`` (``root``, ``storage_options``,
+    ``bucket``, ``cluster``): also run a job scheduler for that context's schedules, whose
+    runs go to this cluster (see :mod:`omfs.cli.scheduler`).
     """
     _refuse_second()
     specs = workers or default_workers()
@@ -188,7 +203,12 @@ def start_background(
     try:
         _spawn_scheduler_and_workers(launch, specs, procs)
         address, link = _wait_until_ready(launch, procs, len(specs))
-        procs.append(_start_gateway(address, procs[0].pid, launch.tls, launch.log, launch.detached))
+        gateway_proc = _start_gateway(
+            address, procs[0].pid, launch.tls, launch.log, launch.detached
+        )
+        procs.append(gateway_proc)
+        jobs = None if schedules is None else _start_jobs_scheduler(schedules, launch)
+        procs += [jobs] if jobs is not None else []
         identities = tuple(_identity_of(p, launch.log) for p in procs)
     except BaseException:
         terminate(procs)
@@ -197,13 +217,15 @@ def start_background(
     record = BackgroundCluster(
         address=address,
         scheduler_pid=procs[0].pid,
-        worker_pids=tuple(p.pid for p in procs[1:-1]),
+        worker_pids=tuple(p.pid for p in procs[1 : len(specs) + 1]),
         workers=tuple(specs),
         started=time.time(),
         log=str(launch.log),
-        gateway_pid=procs[-1].pid,
+        gateway_pid=gateway_proc.pid,
         processes=identities,
         dashboard=link,
+        jobs_scheduler_pid=None if jobs is None else jobs.pid,
+        schedules_root=None if schedules is None else str(schedules["root"]),
     )
     atomic_write(folder / _STATE_FILE, json.dumps(record.to_dict(), indent=2).encode(), mode=0o600)
     return record
@@ -338,6 +360,22 @@ def _start_gateway(
         proc = subprocess.Popen(cmd, stdout=out, **detached)
     try:
         _wait_for_path(path, proc, "The runtime gateway", log)
+    except BaseException:
+        terminate([proc])
+        raise
+    return proc
+
+
+def _start_jobs_scheduler(context: dict[str, Any], launch: _Launch) -> subprocess.Popen[bytes]:
+    """Start the job scheduler of the context ``context`` describes; it reads that on its
+    standard input (storage options may hold secrets: never on a command line)."""
+    cmd = [sys.executable, "-m", "omfs.cli.scheduler"]
+    with open(launch.log, "ab") as out:
+        proc = subprocess.Popen(cmd, stdout=out, **{**launch.detached, "stdin": subprocess.PIPE})
+    assert proc.stdin is not None
+    try:
+        proc.stdin.write(json.dumps(context).encode() + b"\n")
+        proc.stdin.close()
     except BaseException:
         terminate([proc])
         raise

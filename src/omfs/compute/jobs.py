@@ -19,6 +19,7 @@ import contextlib
 import io
 import json
 import pickle
+import sys
 import threading
 import traceback
 from dataclasses import replace
@@ -26,6 +27,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from omfs.compute._routing import check_satisfiable, describe_workers
+from omfs.compute.capture import captured
 from omfs.compute.resources import ResourceSpec
 from omfs.errors import ConfigError, JobFailedError, UsageError
 from omfs.objects.jobs.runs import (
@@ -161,6 +163,18 @@ class JobProxy:
 
     def start(self, params: dict[str, Any], *, slot: datetime | None = None) -> RunResult | None:
         """Start a run (see :func:`start_run`); None when ``slot``'s run exists already."""
+        claimed = self.claim(params, slot=slot)
+        if claimed is None:
+            return None
+        rec, resources = claimed
+        return self._submit(rec, resources, self.omega.jobs.run_store)
+
+    def claim(
+        self, params: dict[str, Any], *, slot: datetime | None = None, worker: str | None = None
+    ) -> tuple[RunRecord, dict[str, float]] | None:
+        """Check the route and create the run's record (with put-if-absent: None when
+        ``slot``'s run exists already); the record and the resources it needs. ``worker``:
+        the caller runs it itself, now (its heartbeat then says whether it still does)."""
         meta = self.omega.jobs.metadata(self.name)
         params = _json_params(params, meta.name)
         resources = self._route(meta)
@@ -172,11 +186,11 @@ class JobProxy:
             slot=slot.isoformat() if slot is not None else None,
             bucket=self.omega.bucket,
             kind=meta.kind,
+            worker=worker,
         ).owned_here()
-        store: RunStore = self.omega.jobs.run_store
-        if not store.create(rec):
+        if not self.omega.jobs.run_store.create(rec):
             return None
-        return self._submit(rec, resources, store)
+        return rec, resources
 
     def _route(self, meta: Any) -> dict[str, float]:
         """The resources the run needs, checked against the workers (before anything is
@@ -246,13 +260,14 @@ class _Heartbeat:
         self.thread.join()
 
 
-def _worker_address() -> str:
-    try:
-        from distributed import get_worker
-
-        return str(get_worker().address)
-    except (ImportError, ValueError):
-        return "local"
+def _worker_address(claimed: str | None) -> str:
+    """The Dask worker running this, else who claimed the run to run it (a scheduler), else
+    ``local``. Dask is not imported for it: a process that never imported it is no worker."""
+    distributed = sys.modules.get("distributed")
+    if distributed is not None:
+        with contextlib.suppress(ValueError):
+            return str(distributed.get_worker().address)
+    return claimed or "local"
 
 
 def execute_run(omega: Any, doc: dict[str, Any]) -> dict[str, Any]:
@@ -261,7 +276,7 @@ def execute_run(omega: Any, doc: dict[str, Any]) -> dict[str, Any]:
     rec = store.read(doc["job"], doc["id"], seen=False)
     if rec.status != "running":
         return rec.to_dict()  # cancelled before it started
-    rec = replace(rec.owned_here(), worker=_worker_address())
+    rec = replace(rec.owned_here(), worker=_worker_address(rec.worker))
     store.write(rec)
     with _Heartbeat(store, rec):
         status, result, error, outputs = _execute(omega, rec)
@@ -293,7 +308,7 @@ def _run_script(omega: Any, rec: RunRecord, text: str, filename: str) -> Outcome
     scope = {"__name__": "__main__", "__file__": filename, "om": omega, "params": rec.params}
     status, result, error = "succeeded", None, None
     try:
-        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        with captured(out, err):
             exec(compile(text, filename, "exec"), scope)
             if callable(scope.get("run")):
                 result = scope["run"](omega, **rec.params)

@@ -44,6 +44,7 @@ __all__ = [
     "model_is_fitted",
     "promote",
     "schema_matches_target",
+    "target_store",
 ]
 
 _Input = tuple[str, str, int]  # a trained_on dataset version: (bucket, name, version)
@@ -448,6 +449,12 @@ def _already_promoted(job: _Job) -> Metadata | None:
         ):
             return candidate
     return None
+
+
+def target_store(source: VersionedStore, target: VersionedStore | str) -> VersionedStore:
+    """The store a promotion of ``source`` goes to: ``target``, or the same store in the
+    context it names (``"prod"``, ``"prod:bucket"``)."""
+    return _named_target(source, target) if isinstance(target, str) else target
 
 
 def _named_target(source: VersionedStore, spec: str) -> VersionedStore:

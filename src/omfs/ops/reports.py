@@ -106,6 +106,7 @@ class SyncReport:
     refused: int = 0
     bytes: int = 0
     runs: int = 0  # job runs copied with their jobs
+    schedules: int = 0  # job schedules copied with their jobs (a newer one is never replaced)
 
     @classmethod
     def of(cls, source: str, target: str, dry_run: bool, rows: list[SyncRow]) -> SyncReport:

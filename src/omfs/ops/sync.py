@@ -113,13 +113,14 @@ def sync(
     if src.storage == dst.storage:
         raise SyncError(f"source and target are the same context ({src.root}); nothing to sync")
     rows: list[SyncRow] = []
-    runs = 0
+    runs = schedules = 0
     for bucket in _buckets(src, buckets):
         synced = _sync_bucket(src, dst, bucket, names, dry_run, rebase, progress, on_object)
-        runs += _sync_runs(src.storage, dst.storage, bucket, synced, dry_run)
+        copied = _sync_runs(src.storage, dst.storage, bucket, synced, dry_run)
+        runs, schedules = runs + copied[0], schedules + copied[1]
         rows += synced
     report = SyncReport.of(src.root, dst.root, dry_run, rows)
-    report.runs = runs
+    report.runs, report.schedules = runs, schedules
     if report.diverged and not dry_run:
         raise _diverged_error(report)
     return report
@@ -207,14 +208,18 @@ def _sync_bucket(
     return rows
 
 
-def _sync_runs(src: Storage, dst: Storage, bucket: str, rows: list[SyncRow], dry_run: bool) -> int:
-    """The runs of the jobs of ``bucket`` that synced (copied, unchanged or rebased) travel
-    with them (:mod:`omfs.ops.runs`)."""
-    from omfs.ops.runs import sync_runs
+def _sync_runs(
+    src: Storage, dst: Storage, bucket: str, rows: list[SyncRow], dry_run: bool
+) -> tuple[int, int]:
+    """The runs and schedules of the jobs of ``bucket`` that synced (copied, unchanged or
+    rebased) travel with them (:mod:`omfs.ops.runs`): how many of each were copied."""
+    from omfs.ops.runs import sync_runs, sync_schedules
 
     synced = {"copy", "unchanged", "rebased"}
     jobs = {r.name for r in rows if r.bucket == bucket and r.store == "jobs" and r.action in synced}
-    return sync_runs(src, dst, bucket, jobs, dry_run)
+    return sync_runs(src, dst, bucket, jobs, dry_run), sync_schedules(
+        src, dst, bucket, jobs, dry_run
+    )
 
 
 def _look_alike_in(want: dict[tuple[str, str], _Object], store: str, name: str) -> str | None:

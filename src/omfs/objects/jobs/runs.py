@@ -225,6 +225,21 @@ class RunStore:
                 continue  # a run a sync is still copying (its record comes last)
         return sorted(found, key=lambda r: (r.started, r.id), reverse=True)
 
+    def running(self, job: str, newest: int = 5) -> list[RunRecord]:
+        """The runs of ``job`` still running among its ``newest`` (by run id, which starts
+        with the start or slot time): what ``overlap="skip"`` asks, without reading every
+        record of a long history. A run whose process died does not count."""
+        folder = f"{self.top}/{job.replace('/', '~')}"
+        found = []
+        for run_id in sorted(self.storage.list_dirs(folder))[-newest:]:
+            try:
+                rec = self.read(job, run_id)
+            except NotFoundError:
+                continue
+            if rec.status == "running":
+                found.append(rec)
+        return found
+
     def find(self, run_id: str, job: str | None = None) -> RunRecord:
         """The record of ``run_id`` (of ``job``, or found by one listing of all runs)."""
         if job is not None:

@@ -25,6 +25,7 @@ from omfs.storage import Storage
 
 __all__ = [
     "ScheduleBook",
+    "copy_schedule",
     "delete_schedule",
     "get_schedule",
     "job_next_runs",
@@ -130,6 +131,19 @@ def job_next_runs(
 ) -> list[datetime]:
     """The next ``n`` slots of job ``name`` (timezone-aware, in its schedule's zone)."""
     return next_runs(get_schedule(storage, bucket, name), after, n)
+
+
+def copy_schedule(
+    schedule: Schedule, storage: Storage, bucket: str, name: str, *, keep_created: bool = False
+) -> Schedule:
+    """Write ``schedule`` as job ``name``'s in ``bucket`` of ``storage`` (a promotion or a
+    sync); its slots count from now there unless ``keep_created`` (a sync: the same schedule
+    on two roots of one context)."""
+    name = _checked(name)
+    created = schedule.created if keep_created else datetime.now(UTC)
+    copied = replace(schedule, job=name, created=created)
+    storage.write_bytes(schedule_key(bucket, name), json.dumps(copied.to_dict()).encode())
+    return copied
 
 
 def read_last_fired(storage: Storage, bucket: str, name: str) -> datetime | None:

@@ -12,12 +12,15 @@ import builtins
 import hashlib
 import json
 import os
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from omfs.errors import IntegrityError, InvalidJobError, MissingExtraError
+from omfs.errors import IntegrityError, InvalidJobError, MissingExtraError, NotFoundError
 from omfs.names import check_name, check_new_name, check_tag
+from omfs.objects.jobs import schedule_book
 from omfs.objects.jobs.runs import RunRecord, RunStore
+from omfs.objects.jobs.schedule import Catchup, Overlap, Schedule
 from omfs.objects.metadata import Metadata, utcnow
 from omfs.objects.records import (
     Commit,
@@ -82,7 +85,8 @@ def check_job_file(data: bytes, filename: str) -> str:
 
 class JobStore(VersionedStore):
     """Jobs of one bucket: ``put``, ``get``, ``list``, ``versions``, ``metadata``, ``drop``,
-    ``restore``, tags, ``prune``, ``promote``; and their runs (``runs``, ``log``).
+    ``restore``, tags, ``prune``, ``promote``; their runs (``runs``, ``log``) and schedules
+    (``schedule``, ``unschedule``, ``schedules``, ``next_runs``).
 
     A job runs with ``om.runtime.job(name).run(**params)`` (:mod:`omfs.compute.jobs`)."""
 
@@ -234,13 +238,23 @@ class JobStore(VersionedStore):
             )
         return data
 
-    def promote(self, name: str, other: JobStore | str, **kwargs: Any) -> Metadata:
+    def promote(
+        self, name: str, other: JobStore | str, *, with_schedule: bool = False, **kwargs: Any
+    ) -> Any:
         """Copy one version of ``name`` to ``other`` (another bucket or context, e.g. dev ->
-        prod) as a new version there; its runs stay. See :func:`omfs.objects.promote.promote`."""
-        from omfs.objects.promote import promote
+        prod) as a new version there; its runs stay, and so does its schedule unless
+        ``with_schedule=True``, which copies it too (replacing the target's; slots count
+        from now there). See :func:`omfs.objects.promote.promote`."""
+        from omfs.objects.promote import promote, target_store
 
-        meta: Metadata = promote(self, name, other, **kwargs)
-        return meta
+        schedule = None
+        if with_schedule:  # checked before anything is copied
+            schedule = self.get_schedule(self.select(name)[0])
+        target = target_store(self, other)
+        result = promote(self, name, target, **kwargs)
+        if schedule is not None and not kwargs.get("dry_run"):
+            schedule_book.copy_schedule(schedule, target.storage, target.bucket, result.name)
+        return result
 
     # -- runs -------------------------------------------------------------------------------
     def runs(self, name: str) -> builtins.list[RunRecord]:
@@ -254,6 +268,62 @@ class JobStore(VersionedStore):
     def log(self, run_id: str, *, job: str | None = None) -> dict[str, str]:
         """The captured output of a run: ``{"stdout": ..., "stderr": ...}``."""
         return self.run_store.output(self.run(run_id, job=job))
+
+    # -- schedules ----------------------------------------------------------------------------
+    def schedule(
+        self,
+        name: str,
+        *,
+        cron: str | None = None,
+        every: Any = None,
+        tz: str = "UTC",
+        params: dict[str, Any] | None = None,
+        catchup: Catchup = "skip",
+        overlap: Overlap = "skip",
+    ) -> Schedule:
+        """Run job ``name`` on a schedule: ``cron`` (five fields, wall time in ``tz``) or
+        ``every`` (``"30s"``, ``"1h"``); ``params`` for each run; ``catchup`` (``skip``,
+        ``latest``, ``all``) after a downtime; ``overlap`` (``skip``/``allow``) while the
+        previous run still runs. Replaces the job's schedule; a scheduler (``om scheduler
+        run``, or the background cluster's) fires it. See :mod:`omfs.objects.jobs.schedule`."""
+        name = self._known_job(name)
+        return schedule_book.put_schedule(
+            self.storage, self.bucket, name, cron=cron, every=every, tz=tz, params=params,
+            catchup=catchup, overlap=overlap,
+        )  # fmt: skip
+
+    def unschedule(self, name: str) -> None:
+        """Remove job ``name``'s schedule (NotFoundError when it has none); runs stay."""
+        schedule_book.delete_schedule(self.storage, self.bucket, check_name(name))
+
+    def get_schedule(self, name: str) -> Schedule:
+        """Job ``name``'s schedule (NotFoundError when it has none)."""
+        return schedule_book.get_schedule(self.storage, self.bucket, check_name(name))
+
+    def schedules(self) -> builtins.list[Schedule]:
+        """The schedules of this bucket's jobs, by job name."""
+        return schedule_book.list_schedules(self.storage, self.bucket)
+
+    def next_runs(
+        self, name: str, n: int = 5, *, after: datetime | None = None
+    ) -> builtins.list[datetime]:
+        """The next ``n`` slots of job ``name`` after ``after`` (default: now), as
+        timezone-aware datetimes in its schedule's zone."""
+        return schedule_book.job_next_runs(self.storage, self.bucket, check_name(name), n, after)
+
+    def _known_job(self, name: str) -> str:
+        """``name`` when such a job exists, else NotFoundError naming the jobs that do."""
+        name = check_name(name)
+        if self.exists(name):
+            return name
+        known = self.list()
+        there = ", ".join(repr(n) for n in known[:20]) if known else "none"
+        raise NotFoundError(
+            f"Cannot schedule job {name!r}: no such job in bucket {self.bucket!r} of context "
+            f"{self.storage.url!r} (jobs there: {there}).",
+            hint="Put it first with om.jobs.put().",
+            cli_hint="Put it first with `om jobs put FILE NAME`.",
+        )
 
 
 def _sidecar_name(payload: str) -> str:
