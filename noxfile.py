@@ -26,7 +26,10 @@ def tests(session: nox.Session) -> None:
     azurite = _install_azurite(session)
     if azurite:
         env["OMFS_TEST_AZURITE"] = azurite
-    session.run("pytest", *session.posargs, env=env)
+    # two test processes: most tests wait on servers, workers and subprocesses, so two keep
+    # both cores busy; worksteal evens out the long crash-campaign tests at the end
+    args = session.posargs or ["-n", "2", "--dist", "worksteal"]
+    session.run("pytest", *args, env=env)
 
 
 #: the browser om ui's end-to-end tests drive (Playwright's own downloads are not used)

@@ -4,10 +4,10 @@ For each operation and backend: kill the operation just before each of its stora
 (injected kills) and at a few timed points, then check that readers see the state before
 the operation or after it, never one between, with list/exists/versions/get/tags agreeing.
 
-CI runs a sample (local: every write point of each operation plus one timed kill; S3: the
-middle write); ``OMFS_CRASH_FULL=1`` (``nox -s crash``) kills at every
-write point plus timed points, at least 30 kills per operation and backend, and prints the
-counts.
+CI runs a sample (local: up to :data:`CI_LOCAL_POINTS` write points of each operation,
+spread evenly from the first to the last, plus one timed kill; S3: the middle write).
+``OMFS_CRASH_FULL=1`` (``nox -s crash``) kills at every write point plus timed points, at
+least 30 kills per operation and backend, and prints the counts.
 """
 
 from __future__ import annotations
@@ -30,6 +30,8 @@ import omfs
 HELPER = Path(__file__).parent / "helpers" / "omfs_crash.py"
 FULL = os.environ.get("OMFS_CRASH_FULL") == "1"
 MIN_KILLS = 30
+#: at most this many write points per local operation in the CI sample (first and last kept)
+CI_LOCAL_POINTS = 10
 COUNTS: dict[tuple[str, str], list[int]] = {}
 
 import omfs_crash  # noqa: E402 - on sys.path via conftest
@@ -83,7 +85,10 @@ def kill_points(writes: int, backend: str) -> list[str]:
     calls = [f"call:{k}" for k in range(1, writes + 1)]
     if not FULL and backend == "s3":  # the sample CI runs: one kill mid-operation
         return [f"call:{(writes + 1) // 2}"]
-    if not FULL:  # every write point of a local operation is cheap to kill at
+    if not FULL:  # local kills are cheap: many write points, spread over the operation
+        if writes > CI_LOCAL_POINTS:
+            step = (writes - 1) / (CI_LOCAL_POINTS - 1)
+            calls = [f"call:{round(1 + i * step)}" for i in range(CI_LOCAL_POINTS)]
         return [*calls, "timed"]
     timed = ["timed"] * max(3, MIN_KILLS - len(calls))
     return calls + timed
