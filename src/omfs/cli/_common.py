@@ -21,6 +21,7 @@ __all__ = [
     "parse_params",
     "parse_size",
     "parse_storage_options",
+    "plan_lines",
     "promote_command",
     "report_written",
     "require_file",
@@ -225,7 +226,11 @@ def promote_command(
     dst = _promote_target(app, *target)
     src_store, dst_store = app.store(store), getattr(dst, store)
     if dry_run:
-        app.value(src_store.promote(name, dst_store, dry_run=True, **how))
+        plan = src_store.promote(name, dst_store, dry_run=True, **how)
+        if app.as_json:
+            app.value(plan)
+        else:
+            print("\n".join(plan_lines(plan, store[:-1], dst.bucket, how)))
         return
     total = None
     if app.shows_progress():  # the bar's total: a dry run, only where a bar is shown
@@ -241,3 +246,48 @@ def promote_command(
         app.value(meta)
     else:
         print(f"{meta.name}\tv{meta.version}\t{dst.root}\t{dst.bucket}")
+
+
+def plan_lines(plan: Any, noun: str, bucket: str, how: dict[str, Any]) -> list[str]:
+    """A promotion's dry run for people: what would be copied where, as which version, with
+    which tags (``--json`` prints the plan itself)."""
+    source, target = plan["source"], plan["target"]
+    what = f"{noun} {source['name']} v{source['version']}"
+    if plan.get("unchanged"):
+        return [
+            f"{bucket} already has {what} as {target['name']} v{target['version']}; nothing "
+            "would be copied (--force copies again)"
+        ]
+    lines = [
+        f"would promote {what} -> {target['name']} v{target['version']} in bucket "
+        f"{target['bucket']}",
+        f"  from      {source['context']}  bucket {source['bucket']}",
+        f"  to        {target['context']}  bucket {target['bucket']}",
+        f"  copy      {_copy_line(plan)}",
+        f"  tags      {', '.join(plan.get('tags') or []) or '(none)'}",
+    ]
+    if plan.get("conditions"):
+        lines.append(f"  checked   {', '.join(plan['conditions'])}")
+    for sub in plan.get("inputs") or []:
+        lines.append("  input     " + _input_line(sub))
+    if how.get("with_schedule"):
+        lines.append("  schedule  copied too (replacing the target's)")
+    return lines
+
+
+def _copy_line(plan: Any) -> str:
+    """``2 file(s), 1.2 kB, server-side``: what a plan copies."""
+    from rich.filesize import decimal
+
+    own = plan["bytes"] - sum(sub["bytes"] for sub in plan.get("inputs") or [])
+    how = "server-side" if plan.get("server_side") else "streamed"
+    return f"{plan['files']} file(s), {decimal(own)}, {how}"
+
+
+def _input_line(sub: Any) -> str:
+    """One training dataset of a ``--with-inputs`` plan."""
+    source, target = sub["source"], sub["target"]
+    head = f"dataset {source['name']} v{source['version']} -> {target['name']} v{target['version']}"
+    if sub.get("unchanged"):
+        return f"{head} (already there)"
+    return f"{head}: {_copy_line(sub)}"

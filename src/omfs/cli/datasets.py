@@ -270,8 +270,9 @@ def get(
     path: Annotated[
         str,
         typer.Argument(
-            help="file to write, by suffix: .csv, .tsv, .parquet, .jsonl, .feather (text also "
-            ".gz); - writes CSV (or --format) to stdout; raw datasets: any file"
+            help="file to write, by suffix: .csv, .tsv, .parquet, .jsonl, .json, .feather, "
+            ".xlsx (with openpyxl; text also .gz); - writes CSV (or --format) to stdout; raw "
+            "datasets: any file"
         ),
     ],
     version: Annotated[int | None, typer.Option(help="read this version")] = None,
@@ -293,7 +294,7 @@ def get(
     force: Annotated[bool, typer.Option("--force", help="overwrite an existing file")] = False,
 ) -> None:
     """Write a dataset to a local file."""
-    from omfs.objects.datasets._files import write_table_file
+    from omfs.objects.datasets._files import nullable_ints, write_table_file
 
     app = get_app(ctx)
     ds = app.omega().datasets
@@ -310,7 +311,8 @@ def get(
         cols = [c.strip() for c in columns.split(",")] if columns else None
         with app.progress(f"get {name}", None):
             data = ds.get(meta.name, version=meta.version, columns=cols, **filters)
-            write_table_file(_without_row_numbers(data, meta), target, fmt)
+            data = nullable_ints(_without_row_numbers(data, meta), meta.get("columns") or {})
+            write_table_file(data, target, fmt)
     if target is not None:
         report_written(app, meta, target)
 
@@ -363,6 +365,8 @@ def head(
     """Show the first rows of a table (reads only what they need)."""
     import pandas as pd
 
+    from omfs.objects.datasets._files import nullable_ints
+
     app = get_app(ctx)
     ds = app.omega().datasets
     meta = ds.metadata(name)
@@ -380,6 +384,7 @@ def head(
     elif not isinstance(first, pd.DataFrame):
         first = pd.DataFrame(first)
     first = _without_row_numbers(first.head(rows), meta)
+    first = nullable_ints(first, meta.get("columns") or {})
     keep_index = not (isinstance(first.index, pd.RangeIndex) and first.index.name is None)
     if keep_index:
         first = first.reset_index()
