@@ -25,6 +25,8 @@ __all__ = [
     "promote_command",
     "report_written",
     "require_file",
+    "restore_command",
+    "write_payload_command",
 ]
 
 
@@ -147,6 +149,11 @@ Force = Annotated[
 ]
 
 
+# options of `om datasets|models|jobs drop`
+NoError = Annotated[bool, typer.Option("--force", help="no error if it does not exist")]
+Yes = Annotated[bool, typer.Option("--yes", "-y", help="do not ask for confirmation")]
+
+
 def drop_command(app: App, store: str, name: str, force: bool, yes: bool = False) -> None:
     """``om datasets|models drop``: asks on a terminal before dropping every version."""
     target = app.store(store)
@@ -175,6 +182,31 @@ def _dropped_line(store: str, name: str, bucket: str, dropped: bool) -> str:
         f"dropped {what} {name!r} with all its versions from bucket {bucket!r}; "
         f"`om --bucket {bucket} {store} restore {name}` brings it back until gc collects it"
     )
+
+
+def restore_command(app: App, store: str, name: str) -> None:
+    """``om datasets|models|jobs restore``: bring back a dropped object, and say so."""
+    meta = app.store(store).restore(name)
+    if app.as_json:
+        app.value({"name": name, "restored": True, "version": meta.version})
+    else:
+        app.note(f"restored {store[:-1]} {name!r} (latest version {meta.version})")
+
+
+def write_payload_command(
+    app: App, store: str, name: str, path: Path, selected: dict[str, Any], force: bool
+) -> None:
+    """``om models|jobs get NAME PATH``: the version's verified payload bytes (never
+    unpickled or run) written to ``path`` atomically; ``selected``: ``version``, ``at``."""
+    from omfs._util import atomic_path
+
+    objects = app.store(store)
+    meta = objects.metadata(name, **selected)
+    if path.exists() and not force:
+        app.fail(f"{path} exists; pass --force to overwrite it")
+    with atomic_path(path) as tmp, app.progress(f"get {name}", meta.get("size")) as advance:
+        tmp.write_bytes(objects.read_payload(meta, progress=advance))
+    report_written(app, meta, path)
 
 
 def report_written(app: App, meta: Any, path: Any) -> None:

@@ -17,16 +17,19 @@ from omfs.cli._common import (
     CreateBucket,
     DryRun,
     Force,
+    NoError,
     ToBucket,
     ToContext,
     ToOptions,
     ToRoot,
+    Yes,
     drop_command,
     parse_attributes,
     parse_size,
     promote_command,
     report_written,
     require_file,
+    restore_command,
 )
 from omfs.cli._versions import add_commands, version_row
 from omfs.cli.app import App, get_app
@@ -414,8 +417,8 @@ def schema(
 def drop(
     ctx: typer.Context,
     name: Annotated[str, typer.Argument(help="dataset name, or name@vN for one version")],
-    force: Annotated[bool, typer.Option("--force", help="no error if it does not exist")] = False,
-    yes: Annotated[bool, typer.Option("--yes", "-y", help="do not ask for confirmation")] = False,
+    force: NoError = False,
+    yes: Yes = False,
 ) -> None:
     """Delete a dataset with all its versions (or one version)."""
     drop_command(get_app(ctx), "datasets", name, force, yes)
@@ -424,12 +427,7 @@ def drop(
 @cli.command()
 def restore(ctx: typer.Context, name: Annotated[str, typer.Argument(help="dataset name")]) -> None:
     """Bring back a dropped dataset with its whole history (until gc collects its files)."""
-    app = get_app(ctx)
-    meta = app.omega().datasets.restore(name)
-    if app.as_json:
-        app.value({"name": name, "restored": True, "version": meta.version})
-    else:
-        app.note(f"restored dataset {name!r} (latest version {meta.version})")
+    restore_command(get_app(ctx), "datasets", name)
 
 
 @cli.command()
