@@ -161,7 +161,7 @@ def test_models_commands_and_promotion(om, tmp_path):
         "--create-bucket" in om("models", "promote", "reg", "--to-bucket", "prod", ok=False).stderr
     )
     new_bucket = ("--to-bucket", "prod", "--create-bucket")
-    plan = json.loads(om("models", "promote", "reg", *new_bucket, "--dry-run").stdout)
+    plan = json.loads(om("--json", "models", "promote", "reg", *new_bucket, "--dry-run").stdout)
     assert plan["files"] == 1 and plan["target"]["bucket"] == "prod"
     assert "prod" not in om("buckets", "list").stdout
     out = om("models", "promote", "reg", *new_bucket, "--condition", "fitted").stdout

@@ -130,3 +130,57 @@ def test_shell_completion_offers_names(cli, tmp_path):
     assert complete("om --context ") == ["prod"]
     assert complete("om --root nowhere-at-all datasets get ") == []
     assert not (tmp_path / "nowhere-at-all").exists()  # completing creates nothing
+
+
+def test_promote_dry_run_prints_a_plan_for_people(om):
+    """`promote --dry-run` says in lines what would be copied where, as which version, with
+    which tags; the plan as JSON only with --json; nothing is copied."""
+    store = omfs.setup(om.root)
+    store.datasets.put(pd.DataFrame({"a": [1, 2]}), "sales")
+    store.datasets.tag("sales", "prod")
+    to_prod = ("--to-bucket", "prod", "--create-bucket")
+    lines = om("datasets", "promote", "sales", *to_prod, "--dry-run").stdout.splitlines()
+    assert lines[0] == "would promote dataset sales v1 -> sales v1 in bucket prod"
+    assert lines[3].split()[:3] == ["copy", "1", "file(s),"] and "  tags      prod" in lines
+    assert "prod" not in store.buckets
+    plan = json.loads(om("--json", "datasets", "promote", "sales", *to_prod, "--dry-run").stdout)
+    assert plan["target"]["version"] == 1 and plan["tags"] == ["prod"]
+    om("datasets", "promote", "sales", *to_prod)
+    again = om("datasets", "promote", "sales", "--to-bucket", "prod", "--dry-run").stdout
+    assert again.startswith("prod already has dataset sales v1 as sales v1; nothing would")
+
+
+def test_get_writes_json_and_xlsx_that_put_reads_back(om, tmp_path):
+    """`get NAME out.json|out.xlsx` writes the formats `put` reads: put -> get -> put gives
+    the same table."""
+    pytest.importorskip("openpyxl")
+    frame = pd.DataFrame({"n": [1, 2, 3], "x": [0.5, None, 2.25], "s": ["a", "b", None]})
+    omfs.setup(om.root).datasets.put(frame, "t")
+    for out in ("out.json", "out.xlsx"):
+        assert om("datasets", "get", "t", out).stdout.strip() == out
+        om("datasets", "put", out, f"back-{out.split('.')[1]}")
+        back = omfs.setup(om.root).datasets.get(f"back-{out.split('.')[1]}")
+        pd.testing.assert_frame_equal(back, frame, check_dtype=False)
+    assert json.loads((tmp_path / "out.json").read_text())[1] == {"n": 2, "x": None, "s": "b"}
+
+
+def test_get_xlsx_without_openpyxl_names_the_package(om, tmp_path, monkeypatch):
+    """Without openpyxl, `get x out.xlsx` is one line naming `pip install openpyxl`; no file."""
+    omfs.setup(om.root).datasets.put(pd.DataFrame({"a": [1]}), "t")
+    monkeypatch.setitem(__import__("sys").modules, "openpyxl", None)
+    out = om("datasets", "get", "t", "out.xlsx", code=1)
+    assert "pip install openpyxl" in out.stderr and len(out.stderr.splitlines()) == 1
+    assert not (tmp_path / "out.xlsx").exists()
+
+
+def test_an_int_column_with_nulls_is_written_as_ints(om, tmp_path):
+    """An integer column with missing values prints `5`, not `5.0`: `get -`, a .jsonl file,
+    `head` piped and `om sql --format csv` alike."""
+    (tmp_path / "in.csv").write_text("id,qty\n1,5\n2,\n3,7\n")
+    om("datasets", "put", "in.csv", "t")
+    assert om("datasets", "get", "t", "-").stdout.splitlines() == ["id,qty", "1,5", "2,", "3,7"]
+    assert om("datasets", "head", "t").stdout.splitlines()[1:] == ["1\t5", "2\t", "3\t7"]
+    sql = om("sql", "select * from t order by id", "--format", "csv").stdout
+    assert sql.splitlines() == ["id,qty", "1,5", "2,", "3,7"]
+    om("datasets", "get", "t", "t.jsonl")
+    assert '"qty":5' in (tmp_path / "t.jsonl").read_text()

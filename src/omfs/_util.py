@@ -36,6 +36,7 @@ __all__ = [
     "parse_kv",
     "parse_options",
     "parse_size",
+    "pid_exists",
 ]
 
 MAX_DEPTH = 32
@@ -203,3 +204,18 @@ def parse_size(text: str) -> int:
             f"Invalid size {text!r}: use a number with an optional unit, e.g. 128MB or 1GiB"
         )
     return int(float(match.group(1)) * _SIZE_UNITS[unit])
+
+
+def pid_exists(pid: int) -> bool:
+    """True while a process ``pid`` runs on this machine (one of another user included)."""
+    if os.name == "nt":  # os.kill(pid, 0) would end the process there
+        import psutil
+
+        return bool(psutil.pid_exists(pid))
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True

@@ -21,9 +21,12 @@ __all__ = [
     "parse_params",
     "parse_size",
     "parse_storage_options",
+    "plan_lines",
     "promote_command",
     "report_written",
     "require_file",
+    "restore_command",
+    "write_payload_command",
 ]
 
 
@@ -146,6 +149,11 @@ Force = Annotated[
 ]
 
 
+# options of `om datasets|models|jobs drop`
+NoError = Annotated[bool, typer.Option("--force", help="no error if it does not exist")]
+Yes = Annotated[bool, typer.Option("--yes", "-y", help="do not ask for confirmation")]
+
+
 def drop_command(app: App, store: str, name: str, force: bool, yes: bool = False) -> None:
     """``om datasets|models drop``: asks on a terminal before dropping every version."""
     target = app.store(store)
@@ -174,6 +182,31 @@ def _dropped_line(store: str, name: str, bucket: str, dropped: bool) -> str:
         f"dropped {what} {name!r} with all its versions from bucket {bucket!r}; "
         f"`om --bucket {bucket} {store} restore {name}` brings it back until gc collects it"
     )
+
+
+def restore_command(app: App, store: str, name: str) -> None:
+    """``om datasets|models|jobs restore``: bring back a dropped object, and say so."""
+    meta = app.store(store).restore(name)
+    if app.as_json:
+        app.value({"name": name, "restored": True, "version": meta.version})
+    else:
+        app.note(f"restored {store[:-1]} {name!r} (latest version {meta.version})")
+
+
+def write_payload_command(
+    app: App, store: str, name: str, path: Path, selected: dict[str, Any], force: bool
+) -> None:
+    """``om models|jobs get NAME PATH``: the version's verified payload bytes (never
+    unpickled or run) written to ``path`` atomically; ``selected``: ``version``, ``at``."""
+    from omfs._util import atomic_path
+
+    objects = app.store(store)
+    meta = objects.metadata(name, **selected)
+    if path.exists() and not force:
+        app.fail(f"{path} exists; pass --force to overwrite it")
+    with atomic_path(path) as tmp, app.progress(f"get {name}", meta.get("size")) as advance:
+        tmp.write_bytes(objects.read_payload(meta, progress=advance))
+    report_written(app, meta, path)
 
 
 def report_written(app: App, meta: Any, path: Any) -> None:
@@ -225,7 +258,11 @@ def promote_command(
     dst = _promote_target(app, *target)
     src_store, dst_store = app.store(store), getattr(dst, store)
     if dry_run:
-        app.value(src_store.promote(name, dst_store, dry_run=True, **how))
+        plan = src_store.promote(name, dst_store, dry_run=True, **how)
+        if app.as_json:
+            app.value(plan)
+        else:
+            print("\n".join(plan_lines(plan, store[:-1], dst.bucket, how)))
         return
     total = None
     if app.shows_progress():  # the bar's total: a dry run, only where a bar is shown
@@ -241,3 +278,48 @@ def promote_command(
         app.value(meta)
     else:
         print(f"{meta.name}\tv{meta.version}\t{dst.root}\t{dst.bucket}")
+
+
+def plan_lines(plan: Any, noun: str, bucket: str, how: dict[str, Any]) -> list[str]:
+    """A promotion's dry run for people: what would be copied where, as which version, with
+    which tags (``--json`` prints the plan itself)."""
+    source, target = plan["source"], plan["target"]
+    what = f"{noun} {source['name']} v{source['version']}"
+    if plan.get("unchanged"):
+        return [
+            f"{bucket} already has {what} as {target['name']} v{target['version']}; nothing "
+            "would be copied (--force copies again)"
+        ]
+    lines = [
+        f"would promote {what} -> {target['name']} v{target['version']} in bucket "
+        f"{target['bucket']}",
+        f"  from      {source['context']}  bucket {source['bucket']}",
+        f"  to        {target['context']}  bucket {target['bucket']}",
+        f"  copy      {_copy_line(plan)}",
+        f"  tags      {', '.join(plan.get('tags') or []) or '(none)'}",
+    ]
+    if plan.get("conditions"):
+        lines.append(f"  checked   {', '.join(plan['conditions'])}")
+    for sub in plan.get("inputs") or []:
+        lines.append("  input     " + _input_line(sub))
+    if how.get("with_schedule"):
+        lines.append("  schedule  copied too (replacing the target's)")
+    return lines
+
+
+def _copy_line(plan: Any) -> str:
+    """``2 file(s), 1.2 kB, server-side``: what a plan copies."""
+    from rich.filesize import decimal
+
+    own = plan["bytes"] - sum(sub["bytes"] for sub in plan.get("inputs") or [])
+    how = "server-side" if plan.get("server_side") else "streamed"
+    return f"{plan['files']} file(s), {decimal(own)}, {how}"
+
+
+def _input_line(sub: Any) -> str:
+    """One training dataset of a ``--with-inputs`` plan."""
+    source, target = sub["source"], sub["target"]
+    head = f"dataset {source['name']} v{source['version']} -> {target['name']} v{target['version']}"
+    if sub.get("unchanged"):
+        return f"{head} (already there)"
+    return f"{head}: {_copy_line(sub)}"

@@ -17,16 +17,19 @@ from omfs.cli._common import (
     CreateBucket,
     DryRun,
     Force,
+    NoError,
     ToBucket,
     ToContext,
     ToOptions,
     ToRoot,
+    Yes,
     drop_command,
     parse_attributes,
     parse_size,
     promote_command,
     report_written,
     require_file,
+    restore_command,
 )
 from omfs.cli._versions import add_commands, version_row
 from omfs.cli.app import App, get_app
@@ -270,8 +273,9 @@ def get(
     path: Annotated[
         str,
         typer.Argument(
-            help="file to write, by suffix: .csv, .tsv, .parquet, .jsonl, .feather (text also "
-            ".gz); - writes CSV (or --format) to stdout; raw datasets: any file"
+            help="file to write, by suffix: .csv, .tsv, .parquet, .jsonl, .json, .feather, "
+            ".xlsx (with openpyxl; text also .gz); - writes CSV (or --format) to stdout; raw "
+            "datasets: any file"
         ),
     ],
     version: Annotated[int | None, typer.Option(help="read this version")] = None,
@@ -293,7 +297,7 @@ def get(
     force: Annotated[bool, typer.Option("--force", help="overwrite an existing file")] = False,
 ) -> None:
     """Write a dataset to a local file."""
-    from omfs.objects.datasets._files import write_table_file
+    from omfs.objects.datasets._files import nullable_ints, write_table_file
 
     app = get_app(ctx)
     ds = app.omega().datasets
@@ -310,7 +314,8 @@ def get(
         cols = [c.strip() for c in columns.split(",")] if columns else None
         with app.progress(f"get {name}", None):
             data = ds.get(meta.name, version=meta.version, columns=cols, **filters)
-            write_table_file(_without_row_numbers(data, meta), target, fmt)
+            data = nullable_ints(_without_row_numbers(data, meta), meta.get("columns") or {})
+            write_table_file(data, target, fmt)
     if target is not None:
         report_written(app, meta, target)
 
@@ -363,6 +368,8 @@ def head(
     """Show the first rows of a table (reads only what they need)."""
     import pandas as pd
 
+    from omfs.objects.datasets._files import nullable_ints
+
     app = get_app(ctx)
     ds = app.omega().datasets
     meta = ds.metadata(name)
@@ -380,6 +387,7 @@ def head(
     elif not isinstance(first, pd.DataFrame):
         first = pd.DataFrame(first)
     first = _without_row_numbers(first.head(rows), meta)
+    first = nullable_ints(first, meta.get("columns") or {})
     keep_index = not (isinstance(first.index, pd.RangeIndex) and first.index.name is None)
     if keep_index:
         first = first.reset_index()
@@ -409,8 +417,8 @@ def schema(
 def drop(
     ctx: typer.Context,
     name: Annotated[str, typer.Argument(help="dataset name, or name@vN for one version")],
-    force: Annotated[bool, typer.Option("--force", help="no error if it does not exist")] = False,
-    yes: Annotated[bool, typer.Option("--yes", "-y", help="do not ask for confirmation")] = False,
+    force: NoError = False,
+    yes: Yes = False,
 ) -> None:
     """Delete a dataset with all its versions (or one version)."""
     drop_command(get_app(ctx), "datasets", name, force, yes)
@@ -419,12 +427,7 @@ def drop(
 @cli.command()
 def restore(ctx: typer.Context, name: Annotated[str, typer.Argument(help="dataset name")]) -> None:
     """Bring back a dropped dataset with its whole history (until gc collects its files)."""
-    app = get_app(ctx)
-    meta = app.omega().datasets.restore(name)
-    if app.as_json:
-        app.value({"name": name, "restored": True, "version": meta.version})
-    else:
-        app.note(f"restored dataset {name!r} (latest version {meta.version})")
+    restore_command(get_app(ctx), "datasets", name)
 
 
 @cli.command()

@@ -61,7 +61,7 @@ def sql(
     if into is not None:
         _report_stored(app, om.sql(query, into=into))
         return
-    answer = om.sql(query)
+    answer = _frame(om.sql(query, as_arrow=True))
     if target is not None or fmt not in (None, "table"):
         from omfs.objects.datasets._files import write_table_file
 
@@ -73,6 +73,14 @@ def sql(
                 print(str(target))
         return
     _show(app, answer)
+
+
+def _frame(table: Any) -> Any:
+    """The answer as a DataFrame whose integer columns stay integers where they hold nulls
+    (``5``, not ``5.0``), in a table and in every file format alike."""
+    from omfs.objects.datasets._files import nullable_ints
+
+    return nullable_ints(table.to_pandas(), {f.name: f.type for f in table.schema})
 
 
 def _show(app: App, answer: Any) -> None:

@@ -8,22 +8,25 @@ from typing import Annotated, Any
 
 import typer
 
-from omfs._util import atomic_path
 from omfs.cli._common import (
     AsName,
+    At,
     CreateBucket,
     DryRun,
     Force,
+    NoError,
     ToBucket,
     ToContext,
     ToOptions,
     ToRoot,
+    Yes,
     drop_command,
     parse_attributes,
     parse_params,
     promote_command,
-    report_written,
     require_file,
+    restore_command,
+    write_payload_command,
 )
 from omfs.cli._versions import add_commands, version_row
 from omfs.cli.app import App, get_app
@@ -85,25 +88,20 @@ def get(
     name: Annotated[str, typer.Argument(help="job name, name@vN or name@tag")],
     path: Annotated[Path, typer.Argument(help="file to write")],
     version: Annotated[int | None, typer.Option(help="this version")] = None,
+    at: At = None,
     force: Annotated[bool, typer.Option("--force", help="overwrite an existing file")] = False,
 ) -> None:
     """Write a job's verified script or notebook to a local file."""
-    app = get_app(ctx)
-    jobs = app.omega().jobs
-    meta = jobs.metadata(name, version=version)
-    if path.exists() and not force:
-        app.fail(f"{path} exists; pass --force to overwrite it")
-    with atomic_path(path) as tmp:
-        tmp.write_bytes(jobs.read_payload(meta))
-    report_written(app, meta, path)
+    selected = {"version": version, "at": at}
+    write_payload_command(get_app(ctx), "jobs", name, path, selected, force)
 
 
 @cli.command()
 def drop(
     ctx: typer.Context,
     name: Annotated[str, typer.Argument(help="job name, or name@vN for one version")],
-    force: Annotated[bool, typer.Option("--force", help="no error if it does not exist")] = False,
-    yes: Annotated[bool, typer.Option("--yes", "-y", help="do not ask for confirmation")] = False,
+    force: NoError = False,
+    yes: Yes = False,
 ) -> None:
     """Delete a job with all its versions (or one version); its runs stay."""
     drop_command(get_app(ctx), "jobs", name, force, yes)
@@ -112,12 +110,7 @@ def drop(
 @cli.command()
 def restore(ctx: typer.Context, name: Annotated[str, typer.Argument(help="job name")]) -> None:
     """Bring back a dropped job with its whole history (until gc collects its files)."""
-    app = get_app(ctx)
-    meta = app.omega().jobs.restore(name)
-    if app.as_json:
-        app.value({"name": name, "restored": True, "version": meta.version})
-    else:
-        app.note(f"restored job {name!r} (latest version {meta.version})")
+    restore_command(get_app(ctx), "jobs", name)
 
 
 @cli.command()

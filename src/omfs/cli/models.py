@@ -7,7 +7,6 @@ from typing import Annotated
 
 import typer
 
-from omfs._util import atomic_path
 from omfs.cli._common import (
     AsName,
     At,
@@ -15,15 +14,18 @@ from omfs.cli._common import (
     CreateBucket,
     DryRun,
     Force,
+    NoError,
     ToBucket,
     ToContext,
     ToOptions,
     ToRoot,
+    Yes,
     drop_command,
     parse_attributes,
     promote_command,
-    report_written,
     require_file,
+    restore_command,
+    write_payload_command,
 )
 from omfs.cli._versions import add_commands, version_row
 from omfs.cli.app import get_app
@@ -89,22 +91,16 @@ def get(
     force: Annotated[bool, typer.Option("--force", help="overwrite an existing file")] = False,
 ) -> None:
     """Write a model's verified joblib payload to a local file (it is not unpickled)."""
-    app = get_app(ctx)
-    models = app.omega().models
-    meta = models.metadata(name, version=version, at=at)
-    if path.exists() and not force:
-        app.fail(f"{path} exists; pass --force to overwrite it")
-    with atomic_path(path) as tmp, app.progress(f"get {name}", meta.get("size")) as advance:
-        tmp.write_bytes(models.read_payload(meta, progress=advance))
-    report_written(app, meta, path)
+    selected = {"version": version, "at": at}
+    write_payload_command(get_app(ctx), "models", name, path, selected, force)
 
 
 @cli.command()
 def drop(
     ctx: typer.Context,
     name: Annotated[str, typer.Argument(help="model name, or name@vN for one version")],
-    force: Annotated[bool, typer.Option("--force", help="no error if it does not exist")] = False,
-    yes: Annotated[bool, typer.Option("--yes", "-y", help="do not ask for confirmation")] = False,
+    force: NoError = False,
+    yes: Yes = False,
 ) -> None:
     """Delete a model with all its versions (or one version)."""
     drop_command(get_app(ctx), "models", name, force, yes)
@@ -113,12 +109,7 @@ def drop(
 @cli.command()
 def restore(ctx: typer.Context, name: Annotated[str, typer.Argument(help="model name")]) -> None:
     """Bring back a dropped model with its whole history (until gc collects its files)."""
-    app = get_app(ctx)
-    meta = app.omega().models.restore(name)
-    if app.as_json:
-        app.value({"name": name, "restored": True, "version": meta.version})
-    else:
-        app.note(f"restored model {name!r} (latest version {meta.version})")
+    restore_command(get_app(ctx), "models", name)
 
 
 @cli.command()

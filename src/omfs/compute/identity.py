@@ -3,9 +3,10 @@ that very process later (never a reused pid)."""
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from typing import Any
+
+from omfs._util import pid_exists
 
 __all__ = ["ProcessIdentity", "pid_exists"]
 
@@ -51,13 +52,3 @@ class ProcessIdentity:
 
     def to_dict(self) -> dict[str, Any]:
         return {"pid": self.pid, "create_time": self.create_time, "cmdline": list(self.cmdline)}
-
-
-def pid_exists(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True

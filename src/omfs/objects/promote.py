@@ -68,6 +68,7 @@ class PromotePlan(TypedDict):
     bytes: int
     server_side: NotRequired[bool]
     conditions: NotRequired[list[str]]
+    tags: NotRequired[list[str]]  # the source version's tags, which travel with the copy
     inputs: NotRequired[list[PromotePlan]]  # with_inputs: the datasets' own plans
     unchanged: NotRequired[bool]  # the target already holds this version
 
@@ -273,11 +274,17 @@ def _plan(
             "name": meta.name,
             "version": meta.version,
         },
-        "target": {"context": target.storage.url, "bucket": target.bucket, "name": job.target_name},
+        "target": {
+            "context": target.storage.url,
+            "bucket": target.bucket,
+            "name": job.target_name,
+            "version": target.state(job.target_name).next_version,
+        },
         "files": len(sizes),
         "bytes": sum(sizes.values()),
         "server_side": source.storage.same_filesystem(target.storage),
         "conditions": labels,
+        "tags": _travelling_tags(job),
     }
     if inputs:
         plan["inputs"] = [
@@ -378,7 +385,7 @@ def _change(job: _Job, lineage: dict[str, Any], info: dict[str, Any]) -> Callabl
     """The commit of the promoted version; the tags on the source version travel with it."""
     meta = job.meta
     origin = dict(lineage["promoted_from"])
-    travelling = sorted(t for t, v in job.state.tags.items() if v == meta.version)
+    travelling = _travelling_tags(job)
 
     def change(state: State) -> Commit:
         new = VersionRecord(
@@ -395,6 +402,11 @@ def _change(job: _Job, lineage: dict[str, Any], info: dict[str, Any]) -> Callabl
         return Commit(op="promote", version=new, moves=moves)
 
     return change
+
+
+def _travelling_tags(job: _Job) -> list[str]:
+    """The tags on the source version: the promoted version carries them in the target."""
+    return sorted(t for t, v in job.state.tags.items() if v == job.meta.version)
 
 
 def _inputs_of(meta: Metadata, source: VersionedStore) -> list[tuple[dict[str, Any], _Input]]:

@@ -2,8 +2,8 @@
 and shadow routes, and an audit of every answer (``om serve``; the ``serve`` extra).
 
 ``omfs.serve.app(om, ...)`` returns the ASGI app (Starlette) for uvicorn or any ASGI
-server (:mod:`omfs.serve.asgi`); :mod:`omfs.serve.access` holds the token and loopback
-rules other servers share.
+server (:mod:`omfs.serve.asgi`); :mod:`omfs.access` holds the token and loopback
+rules it shares with ``om ui``.
 """
 
 from __future__ import annotations

@@ -15,9 +15,9 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, PlainTextResponse, Response, StreamingResponse
 from starlette.routing import Route
 
+from omfs.access import WRITE, Tokens, check_bind
 from omfs.errors import UsageError
 from omfs.serve import openapi, protocols
-from omfs.serve.access import WRITE, Tokens, check_bind
 from omfs.serve.audit import AUDIT_DATASET, Audit
 from omfs.serve.bodies import frame_of
 from omfs.serve.datasets import FORMATS, dataset_chunks, read_options, read_upload

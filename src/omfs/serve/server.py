@@ -18,8 +18,8 @@ import msgspec
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 
+from omfs.access import READ, AccessDenied, Tokens
 from omfs.errors import IntegrityError, NotFoundError, OmfsError, UnknownColumnError
-from omfs.serve.access import READ, AccessDenied, Tokens
 from omfs.serve.audit import Audit
 from omfs.serve.bodies import Frame, Problem, model_input, to_list
 from omfs.serve.metrics import Metrics

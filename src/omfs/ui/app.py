@@ -20,13 +20,9 @@ from starlette.routing import Mount
 from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from omfs.access import Tokens, check_bind, host_is_loopback
 from omfs.errors import NotFoundError, OmfsError
-from omfs.ui.access import (
-    AUTH_COOKIE,
-    Tokens,
-    check_bind,
-    host_is_loopback,
-)
+from omfs.ui.access import AUTH_COOKIE
 from omfs.ui.base import UI, CsrfError
 
 __all__ = ["create_app"]
@@ -59,9 +55,8 @@ class Access:
             response.set_cookie(AUTH_COOKIE, given, httponly=True, samesite="strict")
             await response(scope, receive, send)
             return
-        header = request.headers.get("authorization", "")
-        bearer = header[7:] if header.startswith("Bearer ") else None
-        if self.tokens.accepts(request.cookies.get(AUTH_COOKIE)) or self.tokens.accepts(bearer):
+        bearer = self.tokens.scope(request.headers.get("authorization"))
+        if self.tokens.accepts(request.cookies.get(AUTH_COOKIE)) or bearer is not None:
             await self.app(scope, receive, send)
             return
         await PlainTextResponse("om ui needs its token: open the address om ui printed", 401)(
@@ -110,7 +105,7 @@ def create_app(
     from omfs.ui.routes import routes
 
     tokens = Tokens.load(token_file)
-    check_bind(host, tokens)
+    check_bind(host, tokens, could="read and change the context")
     ui = UI(om, _templates(), page_size)
     static = Mount("/static", StaticFiles(directory=_HERE / "static"), name="static")
     handler = _error_page(ui)

@@ -56,46 +56,31 @@ def _head(store: Any, name: str) -> Any:
     return state if state.exists else None
 
 
-def model_rows(store: Any, names: list[str]) -> list[dict[str, Any]]:
-    """One row per model of a list page: latest version, kind, created, tags."""
+def _latest_rows(store: Any, names: list[str]) -> list[tuple[dict[str, Any], Any]]:
+    """For each object still there: the row a list page shows of every kind (name, latest
+    version, kind, created, tags) and its latest version record."""
     rows = []
     for name in names:
         state = _head(store, name)
         if state is None:
             continue
         rec = state.latest_record()
-        rows.append(
-            {
-                "name": name,
-                "latest": rec.version,
-                "kind": rec.kind,
-                "created": rec.created,
-                "tags": sorted(state.tags.items()),
-            }
-        )
+        row = {"name": name, "latest": rec.version, "kind": rec.kind, "created": rec.created}
+        rows.append(({**row, "tags": sorted(state.tags.items())}, rec))
     return rows
+
+
+def model_rows(store: Any, names: list[str]) -> list[dict[str, Any]]:
+    """One row per model of a list page: latest version, kind, created, tags."""
+    return [row for row, _ in _latest_rows(store, names)]
 
 
 def dataset_rows(store: Any, names: list[str]) -> list[dict[str, Any]]:
     """One row per dataset of a list page: latest version, rows, size, tags, last change."""
-    rows = []
-    for name in names:
-        state = _head(store, name)
-        if state is None:
-            continue
-        rec = state.latest_record()
-        rows.append(
-            {
-                "name": name,
-                "latest": rec.version,
-                "kind": rec.kind,
-                "rows": rec.info.get("rows"),
-                "bytes": rec.info.get("bytes"),
-                "created": rec.created,
-                "tags": sorted(state.tags.items()),
-            }
-        )
-    return rows
+    return [
+        {**row, "rows": rec.info.get("rows"), "bytes": rec.info.get("bytes")}
+        for row, rec in _latest_rows(store, names)
+    ]
 
 
 def _versions(store: Any, name: str) -> tuple[list[Any], dict[str, int]]:

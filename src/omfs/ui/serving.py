@@ -6,7 +6,7 @@ import threading
 import webbrowser
 from typing import Any, TextIO
 
-from omfs.ui.access import Tokens
+from omfs.access import Tokens
 
 __all__ = ["address", "serve"]
 
@@ -17,7 +17,7 @@ def address(host: str, port: int, token_file: str | None) -> str:
     url = f"http://{shown}:{port}/"
     tokens = Tokens.load(token_file)
     if tokens.required:
-        url += "?token=" + tokens.values[0].decode()
+        url += "?token=" + next(iter(tokens.scopes)).decode()
     return url
 
 

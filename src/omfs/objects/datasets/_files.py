@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import csv
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +37,7 @@ __all__ = [
     "MAX_COLUMNS",
     "ImportOptions",
     "TableFileError",
+    "nullable_ints",
     "open_table_file",
     "table_format",
     "write_table_file",
@@ -332,11 +333,32 @@ def open_table_file(
     return table
 
 
+def nullable_ints(data: Any, types: Mapping[str, Any]) -> Any:
+    """``data`` with its integer columns (``types``: column -> Arrow type, as a dataset's
+    ``columns`` metadata or a table's schema says) that pandas read as float because they
+    hold nulls, as pandas' nullable ``Int64``: a file then says ``5``, not ``5.0``."""
+    import pandas as pd
+
+    if isinstance(data, pd.Series):
+        data = data.to_frame()
+    if not isinstance(data, pd.DataFrame):
+        return data
+    found = {
+        column: "UInt64" if str(kind).startswith("uint") else "Int64"
+        for column, kind in types.items()
+        if str(kind).startswith(("int", "uint"))
+        and column in data.columns
+        and data[column].dtype.kind == "f"
+    }
+    return data.astype(found) if found else data
+
+
 def write_table_file(
     data: Any, path: str | os.PathLike[str] | None, fmt: str | None = None
 ) -> None:
     """Write a table to ``path`` by its suffix (``fmt`` overrides), atomically; ``None``
-    writes CSV (or ``fmt``) to stdout."""
+    writes CSV (or ``fmt``) to stdout. ``.json`` is a list of records (what ``put`` reads
+    back), ``.xlsx`` needs the package openpyxl."""
     import sys
 
     import pandas as pd
@@ -356,13 +378,35 @@ def write_table_file(
         _write(data, sys.stdout, fmt, keep_index, None)
         return
     target = Path(path)
-    if fmt not in ("csv", "tsv", "parquet", "jsonl", "feather"):
+    if fmt not in _WRITES:
         raise TableFileError(
-            f"Cannot write a table to {str(target)!r}: use a .csv, .tsv, .parquet, .jsonl or "
-            ".feather file (optionally .gz for text), or - for stdout"
+            f"Cannot write a table to {str(target)!r}: use a .csv, .tsv, .parquet, .jsonl, "
+            ".json, .feather or .xlsx file (optionally .gz for text), or - for stdout"
         )
+    if fmt == "excel":
+        _check_excel(data, target)
     with atomic_path(target) as tmp:
         _write(data, tmp, fmt, keep_index, compression)
+
+
+_WRITES = ("csv", "tsv", "parquet", "jsonl", "json", "feather", "excel")
+
+
+def _check_excel(data: Any, target: Path) -> None:
+    """Refuse, before anything is written, what an .xlsx file cannot be made of here."""
+    try:
+        import openpyxl  # noqa: F401
+    except ImportError:
+        raise TableFileError(
+            f"Writing {target.name} needs the package openpyxl: pip install openpyxl "
+            "(or write .csv or .parquet)"
+        ) from None
+    zoned = [str(c) for c in data.columns if getattr(data[c].dtype, "tz", None) is not None]
+    if zoned or getattr(data.index, "tz", None) is not None:
+        raise TableFileError(
+            f"Cannot write {target.name}: Excel holds no time zones (column(s) "
+            f"{', '.join(zoned) or 'index'}); write .csv or .parquet, or convert them first"
+        )
 
 
 def _write(data: Any, out: Any, fmt: str, keep_index: bool, compression: str | None) -> None:
@@ -373,7 +417,9 @@ def _write(data: Any, out: Any, fmt: str, keep_index: bool, compression: str | N
         data.to_parquet(out)
     elif fmt == "feather":
         (data.reset_index() if keep_index else data).to_feather(out)
+    elif fmt == "excel":
+        (data.reset_index() if keep_index else data).to_excel(out, index=False, engine="openpyxl")
     else:
         (data.reset_index() if keep_index else data).to_json(
-            out, orient="records", lines=True, date_format="iso", **options
+            out, orient="records", lines=fmt == "jsonl", date_format="iso", **options
         )

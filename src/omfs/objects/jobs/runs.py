@@ -31,6 +31,7 @@ from dataclasses import asdict, dataclass, field, fields, replace
 from datetime import UTC, datetime
 from typing import Any
 
+from omfs._util import pid_exists
 from omfs.errors import NotFoundError
 from omfs.objects.records import dumps
 from omfs.storage import Storage
@@ -135,7 +136,7 @@ def _lost_reason(rec: RunRecord, at: datetime) -> str | None:
     the submitting process owns it (only its death, on this host, is told); then the
     worker, whose heartbeat must be fresh."""
     where = f"{rec.worker or 'the submitting process'} (pid {rec.pid} on {rec.host})"
-    if rec.host == socket.gethostname() and rec.pid is not None and not _alive(rec.pid):
+    if rec.host == socket.gethostname() and rec.pid is not None and not pid_exists(rec.pid):
         return f"lost: {where} stopped before the run finished (killed?)"
     if rec.worker is None:
         return None  # queued: it may wait for a worker as long as it must
@@ -144,16 +145,6 @@ def _lost_reason(rec: RunRecord, at: datetime) -> str | None:
     if silent > LOST_AFTER:
         return f"lost: no heartbeat from {where} for {silent:.0f} s"
     return None
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def run_files(storage: Storage, bucket: str) -> dict[tuple[str, str], dict[str, int]]:

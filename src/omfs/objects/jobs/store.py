@@ -10,34 +10,32 @@ from __future__ import annotations
 
 import builtins
 import hashlib
-import json
 import os
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from omfs.errors import IntegrityError, InvalidJobError, MissingExtraError, NotFoundError
+from omfs.errors import InvalidJobError, MissingExtraError, NotFoundError
 from omfs.names import check_name, check_new_name, check_tag
 from omfs.objects.jobs import schedule_book
 from omfs.objects.jobs.runs import RunRecord, RunStore
 from omfs.objects.jobs.schedule import Catchup, Overlap, Schedule
 from omfs.objects.metadata import Metadata, utcnow
+from omfs.objects.payloads import PayloadStore, check_payload_info, sidecar_name
 from omfs.objects.records import (
     Commit,
     CorruptRecord,
     State,
     VersionRecord,
-    check_payload_name,
     dumps,
 )
-from omfs.objects.versioned import VersionedStore, leased
+from omfs.objects.versioned import leased
 from omfs.storage import unique_name
 
 __all__ = ["KINDS", "JobStore", "check_job_file", "notebook_module"]
 
 #: A job version's kind, by the file's extension.
 KINDS = {".py": "script", ".ipynb": "notebook"}
-_HEX = frozenset("0123456789abcdef")
 NOTEBOOKS_EXTRA = "pip install 'omfs[notebooks]'"
 
 
@@ -83,7 +81,7 @@ def check_job_file(data: bytes, filename: str) -> str:
     return kind
 
 
-class JobStore(VersionedStore):
+class JobStore(PayloadStore):
     """Jobs of one bucket: ``put``, ``get``, ``list``, ``versions``, ``metadata``, ``drop``,
     ``restore``, tags, ``prune``, ``promote``; their runs (``runs``, ``log``) and schedules
     (``schedule``, ``unschedule``, ``schedules``, ``next_runs``).
@@ -100,30 +98,9 @@ class JobStore(VersionedStore):
 
     # -- the protocol's hooks ---------------------------------------------------------------
     def validate_info(self, info: dict[str, Any], kind: str) -> None:
-        payload = check_payload_name(info.get("payload"), "the payload file name")
-        if os.path.splitext(payload)[1] not in KINDS:
-            raise CorruptRecord(f"the payload {payload!r} is not a .py or .ipynb file")
-        size = info.get("size")
-        if type(size) is not int or size < 0:
-            raise CorruptRecord(f"size must be a whole number, got {size!r}")
-        sha = info.get("sha256")
-        if not isinstance(sha, str) or len(sha) != 64 or not all(c in _HEX for c in sha):
-            raise CorruptRecord("sha256 must be 64 hex digits")
+        check_payload_info(info, tuple(KINDS), "a .py or .ipynb file")
         if not isinstance(info.get("filename", ""), str):
             raise CorruptRecord("filename must be text")
-
-    def own_files(self, rec: VersionRecord) -> list[str]:
-        payload = rec.info.get("payload")
-        return [payload, _sidecar_name(payload)] if payload else []
-
-    def payload_sizes(self, meta: Metadata) -> dict[str, int]:
-        return {meta.info["payload"]: meta.info["size"]}
-
-    def export_version(
-        self, name: str, rec: VersionRecord, state: State
-    ) -> tuple[dict[str, Any], dict[str, int]]:
-        info = dict(rec.info)
-        return info, {info["payload"]: info["size"]}
 
     def import_info(
         self, name: str, kind: str, info: dict[str, Any], renamed: dict[str, str], created: str
@@ -142,23 +119,7 @@ class JobStore(VersionedStore):
         """The payload's own description, written once beside it before its commit."""
         doc = {"format": 2, "kind": kind, "size": info["size"], "sha256": info["sha256"]}
         doc |= {"filename": info.get("filename", ""), "created": created}
-        self.storage.write_bytes(self.data_key(name, _sidecar_name(info["payload"])), dumps(doc))
-
-    def _check_version(self, name: str, state: State, rec: VersionRecord) -> list[str]:
-        where = f"job {name!r} version {rec.version}"
-        side = _sidecar_name(rec.info["payload"])
-        try:
-            self.read_payload(self.metadata_for(name, rec))
-            found = json.loads(self.storage.read_bytes(self.data_key(name, side)))
-        except IntegrityError as exc:
-            return [f"{where}: {exc}"]
-        except FileNotFoundError:
-            return [f"{where}: the payload's sidecar {side} is missing"]
-        except ValueError:
-            return [f"{where}: the payload's sidecar {side} is not JSON"]
-        if not isinstance(found, dict) or found.get("sha256") != rec.info.get("sha256"):
-            return [f"{where}: the payload's sidecar does not match the log (sha256)"]
-        return []
+        self.storage.write_bytes(self.data_key(name, sidecar_name(info["payload"])), dumps(doc))
 
     def fsck(self, name: str) -> builtins.list[str]:
         """Problems of the job's versions (as for models) and of its run records."""
@@ -193,7 +154,7 @@ class JobStore(VersionedStore):
         info = {"payload": payload, "size": len(data), "filename": source.name}
         info["sha256"] = hashlib.sha256(data).hexdigest()
         created = utcnow()
-        written = [self.data_key(name, payload), self.data_key(name, _sidecar_name(payload))]
+        written = [self.data_key(name, payload), self.data_key(name, sidecar_name(payload))]
         try:
             self.storage.write_bytes(written[0], data)
             self._write_sidecar(name, info, kind, created)
@@ -220,23 +181,6 @@ class JobStore(VersionedStore):
         """The text of the latest version (or of ``name@v3``, ``name@tag``, ``version=``;
         ``at=``: as selected then), verified against its sha256."""
         return self.read_payload(self._resolve(name, version, at)).decode("utf-8")
-
-    def read_payload(self, meta: Metadata) -> bytes:
-        """The verified bytes of one version's file."""
-        try:
-            data = self.storage.read_bytes(self.data_key(meta.name, meta.info["payload"]))
-        except FileNotFoundError:
-            raise self._missing_payload(meta.name, meta.version, meta.info["payload"]) from None
-        if (
-            len(data) != meta.info["size"]
-            or hashlib.sha256(data).hexdigest() != meta.info["sha256"]
-        ):
-            raise IntegrityError(
-                f"The file of job {meta.name!r} version {meta.version} in bucket "
-                f"{self.bucket!r} does not match its sidecar (size or sha256): it was changed "
-                "outside omfs. Put the job again, or drop that version."
-            )
-        return data
 
     def promote(
         self, name: str, other: JobStore | str, *, with_schedule: bool = False, **kwargs: Any
@@ -324,7 +268,3 @@ class JobStore(VersionedStore):
             hint="Put it first with om.jobs.put().",
             cli_hint="Put it first with `om jobs put FILE NAME`.",
         )
-
-
-def _sidecar_name(payload: str) -> str:
-    return payload.rsplit(".", 1)[0] + ".json"

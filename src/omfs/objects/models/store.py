@@ -10,32 +10,28 @@ from __future__ import annotations
 
 import hashlib
 import io
-import json
 import mmap
 import platform
 import sys
-from collections.abc import Callable
 from typing import Any
 
-from omfs.errors import IntegrityError, InvalidModelError
+from omfs.errors import InvalidModelError
 from omfs.names import check_name, check_tag
 from omfs.objects.metadata import Metadata, utcnow
+from omfs.objects.payloads import PayloadStore, check_payload_info, sidecar_name
 from omfs.objects.records import (
     Commit,
     CorruptRecord,
     State,
     VersionRecord,
-    check_payload_name,
     dumps,
 )
-from omfs.objects.versioned import VersionedStore, leased
+from omfs.objects.versioned import leased
 from omfs.storage import HashingWriter as _HashingWriter
-from omfs.storage import StreamHasher as _Hasher
 from omfs.storage import unique_name
 
 __all__ = ["ModelStore", "describe_kind", "is_estimator", "is_fitted", "load_model_file"]
 
-_CHUNK = 16 * 2**20
 _LIBRARIES = ("numpy", "scipy", "pandas", "sklearn", "xgboost", "lightgbm", "torch")
 
 
@@ -115,7 +111,7 @@ def _library_versions() -> dict[str, str]:
     return versions
 
 
-class ModelStore(VersionedStore):
+class ModelStore(PayloadStore):
     """Models of one bucket: ``put``, ``get``, ``list``, ``exists``, ``drop``, ``metadata``,
     ``versions``, ``update_attributes``, ``promote``.
 
@@ -131,15 +127,7 @@ class ModelStore(VersionedStore):
     def validate_info(self, info: dict[str, Any], kind: str) -> None:
         if "payload" not in info:
             raise CorruptRecord("a model version names its payload")
-        payload = check_payload_name(info["payload"], "the payload file name")
-        if not payload.endswith(".joblib"):
-            raise CorruptRecord(f"the payload {payload!r} is not a .joblib file")
-        size = info.get("size")
-        if type(size) is not int or size < 0:
-            raise CorruptRecord(f"size must be a whole number, got {size!r}")
-        sha = info.get("sha256")
-        if not isinstance(sha, str) or len(sha) != 64 or not all(c in _HEX for c in sha):
-            raise CorruptRecord("sha256 must be 64 hex digits")
+        check_payload_info(info, (".joblib",), "a .joblib file")
         if info.get("fitted") not in (True, False, None):
             raise CorruptRecord("fitted must be true, false or null")
         libraries = info.get("libraries", {})
@@ -147,19 +135,6 @@ class ModelStore(VersionedStore):
             isinstance(v, str) for v in libraries.values()
         ):
             raise CorruptRecord("libraries must map names to version strings")
-
-    def own_files(self, rec: VersionRecord) -> list[str]:
-        payload = rec.info.get("payload")
-        return [payload, _sidecar_name(payload)] if payload else []
-
-    def payload_sizes(self, meta: Metadata) -> dict[str, int]:
-        return {meta.info["payload"]: meta.info["size"]} if "payload" in meta.info else {}
-
-    def export_version(
-        self, name: str, rec: VersionRecord, state: State
-    ) -> tuple[dict[str, Any], dict[str, int]]:
-        info = dict(rec.info)
-        return info, ({info["payload"]: info["size"]} if "payload" in info else {})
 
     def import_info(
         self, name: str, kind: str, info: dict[str, Any], renamed: dict[str, str], created: str
@@ -197,31 +172,8 @@ class ModelStore(VersionedStore):
             "attributes": rec.attributes,
             "lineage": rec.lineage,
         }
-        key = self.data_key(name, _sidecar_name(info["payload"]))
+        key = self.data_key(name, sidecar_name(info["payload"]))
         self.storage.write_bytes(key, dumps(doc))
-
-    def _check_version(self, name: str, state: State, rec: VersionRecord) -> list[str]:
-        where = f"model {name!r} version {rec.version}"
-        payload = rec.info.get("payload")
-        if not payload:
-            return []
-        try:
-            self.read_payload(self.metadata_for(name, rec, state.tags))
-        except IntegrityError as exc:
-            return [f"{where}: {exc}"]
-        if state.legacy:
-            return []  # the omfs 0.1 layout has no payload sidecars: 'om upgrade' writes them
-        try:
-            side = json.loads(self.storage.read_bytes(self.data_key(name, _sidecar_name(payload))))
-        except FileNotFoundError:
-            return [f"{where}: the payload's sidecar {_sidecar_name(payload)} is missing"]
-        except ValueError:
-            return [f"{where}: the payload's sidecar {_sidecar_name(payload)} is not JSON"]
-        except IntegrityError as exc:  # e.g. a symlink, never followed
-            return [f"{where}: {exc}"]
-        if not isinstance(side, dict) or side.get("sha256") != rec.info.get("sha256"):
-            return [f"{where}: the payload's sidecar does not match the log (sha256)"]
-        return []
 
     @leased(1)
     def put(
@@ -242,7 +194,7 @@ class ModelStore(VersionedStore):
         self._next_state(name)  # refuses the old layout before anything is written
         payload = unique_name(".joblib")
         key = self.data_key(name, payload)
-        written = [key, self.data_key(name, _sidecar_name(payload))]
+        written = [key, self.data_key(name, sidecar_name(payload))]
         try:
             with self.storage.open(key, "wb") as f:
                 writer = _HashingWriter(f)
@@ -292,40 +244,9 @@ class ModelStore(VersionedStore):
             except FileNotFoundError:
                 raise self._missing_payload(meta.name, meta.version, meta.info["payload"]) from None
             with f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as mapped:
-                self._verify(meta, len(mapped), hashlib.sha256(mapped).hexdigest())
+                self.verify_payload(meta, len(mapped), hashlib.sha256(mapped).hexdigest())
                 return joblib.load(mapped)
         return joblib.load(io.BytesIO(self.read_payload(meta)))
-
-    def read_payload(self, meta: Metadata, progress: Callable[[int], None] | None = None) -> bytes:
-        """The verified payload bytes of one version (hashed while they are read)."""
-        key = self.data_key(meta.name, meta.info["payload"])
-        chunks = []
-        hasher = _Hasher()
-        try:
-            with self.storage.open(key, "rb") as f:
-                while chunk := f.read(_CHUNK):
-                    hasher.update(chunk)
-                    chunks.append(chunk)
-                    if progress:
-                        progress(len(chunk))
-        except FileNotFoundError:
-            hasher.hexdigest()
-            raise self._missing_payload(meta.name, meta.version, meta.info["payload"]) from None
-        data = b"".join(chunks)
-        self._verify(meta, len(data), hasher.hexdigest())
-        return data
-
-    def _verify(self, meta: Metadata, size: int, sha256: str) -> None:
-        if size != meta.info.get("size") or sha256 != meta.info.get("sha256"):
-            what = (
-                "is truncated or longer" if size != meta.info.get("size") else "has another sha256"
-            )
-            raise IntegrityError(
-                f"The payload of model {meta.name!r} version {meta.version} in bucket "
-                f"{self.bucket!r} does not match its sidecar (it {what}: {size} bytes, "
-                f"sidecar says {meta.info.get('size')}): it was truncated or changed outside "
-                "omfs and was not loaded. Put the model again, or drop that version."
-            )
 
     def promote(self, name: str, other: ModelStore | str, **kwargs: Any) -> Metadata:
         """Copy one version of ``name`` to ``other`` (another bucket or context) as a new
@@ -335,10 +256,3 @@ class ModelStore(VersionedStore):
 
         meta: Metadata = promote(self, name, other, **kwargs)
         return meta
-
-
-_HEX = frozenset("0123456789abcdef")
-
-
-def _sidecar_name(payload: str) -> str:
-    return payload.rsplit(".", 1)[0] + ".json"

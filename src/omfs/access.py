@@ -1,8 +1,9 @@
 """Who may talk to an omfs server: loopback binding, bearer tokens, read and write scopes.
 
-Shared by ``om serve`` and ``om ui``. A server bound to anything but a loopback address
-needs a token. Tokens come from a private token file (``--token-file``) or from
-``$OMFS_SERVE_TOKEN``; they are compared in constant time.
+Shared by ``om serve`` and ``om ui`` (a module of its own because the two servers may not
+import each other; the UI's cookies and CSRF rules are :mod:`omfs.ui.access`). A server
+bound to anything but a loopback address needs a token. Tokens come from a private token
+file (``--token-file``) or from ``$OMFS_SERVE_TOKEN``; they are compared in constant time.
 
 A token file holds one token per line, optionally preceded by its scope::
 
@@ -13,6 +14,7 @@ A token file holds one token per line, optionally preceded by its scope::
 
 A ``read`` token may call models and read datasets; a ``write`` token may also put and
 append datasets. Without any token (loopback only) everyone may read and no one may write.
+``om ui`` accepts a token of either scope.
 """
 
 from __future__ import annotations
@@ -26,7 +28,17 @@ from pathlib import Path
 
 from omfs.errors import ConfigError
 
-__all__ = ["READ", "TOKEN_ENV", "WRITE", "AccessDenied", "Tokens", "check_bind", "is_loopback"]
+__all__ = [
+    "READ",
+    "TOKEN_ENV",
+    "WRITE",
+    "AccessDenied",
+    "Tokens",
+    "check_bind",
+    "host_is_loopback",
+    "is_loopback",
+    "read_token_file",
+]
 
 READ = "read"
 WRITE = "write"
@@ -54,6 +66,14 @@ def is_loopback(host: str) -> bool:
         return False
 
 
+def host_is_loopback(header: str | None) -> bool:
+    """True when a ``Host`` header (``127.0.0.1:8765``, ``[::1]:80``) names a loopback host."""
+    if not header:
+        return False
+    host = header.rsplit(":", 1)[0] if header.count(":") == 1 or "]:" in header else header
+    return is_loopback(host)
+
+
 @dataclass
 class Tokens:
     """The tokens a server accepts, each with its scope (``read`` or ``write``)."""
@@ -79,13 +99,22 @@ class Tokens:
 
     def scope(self, authorization: str | None) -> str | None:
         """The scope of the ``Authorization: Bearer …`` header's token; None when it is
-        missing or unknown. Every known token is compared, in constant time."""
+        missing or unknown."""
         if not authorization or not authorization.startswith("Bearer "):
             return None
-        given = authorization[7:].strip().encode()
+        return self.lookup(authorization[7:])
+
+    def accepts(self, given: str | None) -> bool:
+        """True when ``given`` is one of the tokens, of either scope (``om ui``'s rule)."""
+        return bool(given) and self.lookup(given or "") is not None
+
+    def lookup(self, given: str) -> str | None:
+        """The scope of token ``given``, None when unknown; every known token is compared,
+        in constant time."""
+        data = given.strip().encode()
         found = None
         for token, scope in self.scopes.items():
-            if hmac.compare_digest(token, given):
+            if hmac.compare_digest(token, data):
                 found = scope
         return found
 
@@ -138,10 +167,11 @@ def read_token_file(path: Path) -> dict[bytes, str]:
     return scopes
 
 
-def check_bind(host: str, tokens: Tokens) -> None:
-    """Refuse (ConfigError) to bind to a non-loopback address without a token."""
+def check_bind(host: str, tokens: Tokens, could: str = "call it") -> None:
+    """Refuse (ConfigError) to bind to a non-loopback address without a token; ``could``:
+    what anyone who reaches the server could do."""
     if not is_loopback(host) and not tokens.required:
         raise ConfigError(
             f"Refusing to listen on {host!r} without a token: anyone who can reach it could "
-            f"call it. Give --token-file FILE or set ${TOKEN_ENV}, or listen on 127.0.0.1."
+            f"{could}. Give --token-file FILE or set ${TOKEN_ENV}, or listen on 127.0.0.1."
         )
