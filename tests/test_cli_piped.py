@@ -4,6 +4,7 @@ a task's predictions); listings stay bare lines, as before."""
 from __future__ import annotations
 
 import json
+import os
 
 import pandas as pd
 
@@ -38,3 +39,21 @@ def test_a_tasks_values_piped_are_rows_under_a_header(capsys):
     out.as_json = True
     _show_value(out, "predict", [0, 1])
     assert json.loads(capsys.readouterr().out) == [0, 1]
+
+
+def test_a_reader_that_stops_early_is_no_error(om_script, tmp_path):
+    """`om ... | head -1`: the rows head never reads are no error (no 'Broken pipe', exit 0)."""
+    import subprocess
+
+    root = tmp_path / "ctx"
+    omfs.setup(root).datasets.put(pd.DataFrame({"a": range(200_000)}), "big")
+    pipes = (
+        f"'{om_script}' datasets versions big | head -c1 >/dev/null;"
+        f" '{om_script}' datasets get big - | head -1"
+    )
+    out = subprocess.run(
+        ["bash", "-o", "pipefail", "-c", pipes],
+        capture_output=True, text=True, env={**os.environ, "OMFS_ROOT": str(root)}, timeout=120,
+    )  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    assert out.stdout == "a\n" and "Broken pipe" not in out.stderr

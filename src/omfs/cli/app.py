@@ -118,6 +118,9 @@ class OmGroup(TyperGroup):
     def invoke(self, ctx: ClickContext) -> Any:
         try:
             return super().invoke(ctx)
+        except BrokenPipeError:  # `om ... | head`: the reader has all it wanted
+            _quiet_stdout()
+            raise SystemExit(0) from None
         except USER_ERRORS as exc:
             if debugging():
                 raise
@@ -125,6 +128,12 @@ class OmGroup(TyperGroup):
         except CLICK_USAGE_ERROR as exc:  # a subcommand's arguments, an unknown command
             _usage_error_as_json(ctx, exc)
             raise
+
+
+def _quiet_stdout() -> None:
+    """Point stdout at /dev/null, so that flushing it at exit raises no second broken pipe."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
 
 
 #: Click's usage error (a wrong option or argument; Typer vendors Click, so it is reached
