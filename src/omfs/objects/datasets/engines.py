@@ -8,6 +8,7 @@ them and object storage is never asked for a size nor listed.
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 from omfs.errors import InvalidTypeError
@@ -55,6 +56,16 @@ class DatasetEngines(DatasetVersions):
         if strings_as_dictionary:
             dataset = _strings_as_dictionary(dataset, [p["size"] for p in parts])
         return dataset
+
+    def check_parts_present(self, name: str, version: int, paths: list[str]) -> None:
+        """On a local folder, refuse part files of version ``version`` of ``name`` (paths of
+        its Arrow dataset's fragments) that are gone: the IntegrityError ``get`` raises,
+        before an engine that reads them itself (DuckDB's ``read_parquet``) stumbles."""
+        if not self.storage.is_local:
+            return
+        for path in paths:
+            if not os.path.lexists(path):
+                raise self._missing_payload(name, version, path.rsplit("/", 1)[-1])
 
     def to_polars(
         self,
