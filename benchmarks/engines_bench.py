@@ -36,7 +36,7 @@ AGGREGATE = "select region, sum(qty) qty, avg(price) price from {} group by 1 or
 
 
 #: interleaved runs of each side of a comparison
-RUNS = 7
+RUNS = 11
 
 
 def medians(*fns: Callable[[], Any], runs: int = RUNS) -> list[float]:

@@ -193,6 +193,8 @@ def test_local_sql_reads_exactly_the_parts_of_the_version_with_new_columns(tmp_p
     latest = om.sql("select * from sales order by id")
     assert list(latest.columns) == ["id", "region", "extra"] and len(latest) == 40
     assert latest["extra"].isna().sum() == 30 and latest["extra"].iloc[-1] == 1.5
+    early = om.sql("select * from sales where id < 5")  # only a part from before 'extra'
+    assert list(early.columns) == ["id", "region", "extra"] and early["extra"].isna().all()
     # a filter the statistics answer reads only the part that can match
     query = "select id from sales s where s.id between 31 and 32 and region <> 'x'"
     dataset = om.datasets.to_arrow_dataset("sales")

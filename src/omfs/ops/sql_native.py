@@ -56,6 +56,8 @@ def query_tree(con: Any, query: str) -> dict[str, Any] | None:
 def attach(con: Any, table: str, store: DatasetStore, name: str, version: int, tree: Any) -> None:
     """Make ``table`` in ``con`` read version ``version`` of dataset ``name``: a view over
     ``read_parquet`` of its part files on a local folder, else its Arrow dataset."""
+    import duckdb
+
     if not store.storage.is_local:
         con.register(table, store.to_arrow_dataset(name, version=version, **_AS_PARQUET))
         return
@@ -70,17 +72,25 @@ def attach(con: Any, table: str, store: DatasetStore, name: str, version: int, t
     if not paths:  # no part can match: the rows of none, typed as stored
         con.register(table, dataset.schema.empty_table())
         return
-    store.check_parts_present(name, version, paths)
-    con.execute(f"create temp view {quoted(table)} as {_select(dataset.schema, paths, types)}")
+    parts = store.local_parts(name, version, paths)
+    held = None if any("stats" not in p for p in parts) else {c for p in parts for c in p["stats"]}
+    try:
+        con.execute(f"create temp view {quoted(table)} as {_select(paths, types, held)}")
+    except duckdb.Error:  # what DuckDB's reader does not take, the Arrow dataset reads
+        con.register(table, store.to_arrow_dataset(name, version=version, **_AS_PARQUET))
 
 
-def _select(schema: Any, paths: list[str], types: dict[str, str]) -> str:
+def _select(paths: list[str], types: dict[str, str], held: set[str] | None) -> str:
     """The view's query: the stored columns, in order, each as the type DuckDB gives it
-    from Arrow (a no-op cast where the Parquet reader already agrees)."""
+    from Arrow (a no-op cast where the Parquet reader already agrees); a column none of the
+    parts holds (by their statistics: added after them) as nulls."""
     files = ", ".join("'" + p.replace("'", "''") + "'" for p in paths)
     columns = ", ".join(
-        f"cast({quoted(n)} as {types[n]}) as {quoted(n)}" if types[n] != '"NULL"' else quoted(n)
-        for n in schema.names
+        quoted(n)
+        if t == '"NULL"'
+        else f"cast({'null' if held is not None and n not in held else quoted(n)} as {t}) "
+        f"as {quoted(n)}"
+        for n, t in types.items()
     )
     scan = f"read_parquet([{files}], union_by_name = true, hive_partitioning = false)"
     return f"select {columns} from {scan}"

@@ -15,7 +15,7 @@ from omfs.errors import InvalidTypeError
 from omfs.objects.datasets import _convert
 from omfs.objects.datasets._parts import arrow_dataset
 from omfs.objects.datasets.versions import DatasetVersions
-from omfs.objects.records import State
+from omfs.objects.records import Part, State
 
 __all__ = ["DatasetEngines"]
 
@@ -57,15 +57,20 @@ class DatasetEngines(DatasetVersions):
             dataset = _strings_as_dictionary(dataset, [p["size"] for p in parts])
         return dataset
 
-    def check_parts_present(self, name: str, version: int, paths: list[str]) -> None:
-        """On a local folder, refuse part files of version ``version`` of ``name`` (paths of
-        its Arrow dataset's fragments) that are gone: the IntegrityError ``get`` raises,
-        before an engine that reads them itself (DuckDB's ``read_parquet``) stumbles."""
-        if not self.storage.is_local:
-            return
+    def local_parts(self, name: str, version: int, paths: list[str]) -> list[Part]:
+        """The part records of version ``version`` of ``name`` stored at ``paths`` (paths of
+        its Arrow dataset's fragments), each checked present on a local folder: a part gone
+        is the IntegrityError ``get`` raises, before an engine that reads the files itself
+        (DuckDB's ``read_parquet``) stumbles on it."""
+        base, rec, state = self.select(name, version)
+        by_path = {
+            self.storage.path(self.data_key(base, p["file"])): p
+            for p in self.parts_of(base, state, rec)
+        }
         for path in paths:
-            if not os.path.lexists(path):
-                raise self._missing_payload(name, version, path.rsplit("/", 1)[-1])
+            if self.storage.is_local and not os.path.lexists(path):
+                raise self._missing_payload(base, rec.version, path.rsplit("/", 1)[-1])
+        return [by_path[path] for path in paths]
 
     def to_polars(
         self,
