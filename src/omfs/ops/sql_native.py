@@ -74,16 +74,20 @@ def attach(con: Any, table: str, store: DatasetStore, name: str, version: int, t
         return
     parts = store.local_parts(name, version, paths)
     held = None if any("stats" not in p for p in parts) else {c for p in parts for c in p["stats"]}
+    # by their statistics, every part holds every column: DuckDB reads one footer to bind
+    alike = held is not None and all(len(p["stats"]) == len(types) for p in parts)
     try:
-        con.execute(f"create temp view {quoted(table)} as {_select(paths, types, held)}")
+        view = _select(paths, types, held, union=not alike)
+        con.execute(f"create temp view {quoted(table)} as {view}")
     except duckdb.Error:  # what DuckDB's reader does not take, the Arrow dataset reads
         con.register(table, store.to_arrow_dataset(name, version=version, **_AS_PARQUET))
 
 
-def _select(paths: list[str], types: dict[str, str], held: set[str] | None) -> str:
+def _select(paths: list[str], types: dict[str, str], held: set[str] | None, *, union: bool) -> str:
     """The view's query: the stored columns, in order, each as the type DuckDB gives it
     from Arrow (a no-op cast where the Parquet reader already agrees); a column none of the
-    parts holds (by their statistics: added after them) as nulls."""
+    parts holds (by their statistics: added after them) as nulls. ``union``: the parts'
+    columns differ, so DuckDB matches them by name (reading every footer to bind)."""
     files = ", ".join("'" + p.replace("'", "''") + "'" for p in paths)
     columns = ", ".join(
         quoted(n)
@@ -92,7 +96,8 @@ def _select(paths: list[str], types: dict[str, str], held: set[str] | None) -> s
         f"as {quoted(n)}"
         for n, t in types.items()
     )
-    scan = f"read_parquet([{files}], union_by_name = true, hive_partitioning = false)"
+    by_name = "union_by_name = true, " if union else ""
+    scan = f"read_parquet([{files}], {by_name}hive_partitioning = false)"
     return f"select {columns} from {scan}"
 
 
