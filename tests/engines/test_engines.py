@@ -3,16 +3,21 @@
 
 from __future__ import annotations
 
+import datetime as dt
+import decimal
 import os
 
 import deltalake
+import duckdb
 import pandas as pd
 import polars as pl
+import pyarrow as pa
 import pyarrow.dataset as pads
 import pytest
 
 import omfs
-from omfs.errors import NotFoundError, QueryError, SyncError
+from omfs.errors import IntegrityError, NotFoundError, QueryError, SyncError
+from omfs.ops.sql_native import attach, query_tree, scan_filter
 
 
 def frame(start: int, n: int = 10) -> pd.DataFrame:
@@ -61,7 +66,8 @@ def test_filters_skip_parts_that_cannot_match_locally(tmp_path):
     assert om.sql("select count(*) n from sales where id < 5")["n"].tolist() == [5]
     lazy = om.datasets.to_polars("sales")
     assert lazy.filter(pl.col("id") < 3).collect().height == 3
-    with pytest.raises(QueryError, match="No such file"):  # a query that needs them opens them
+    # a query that needs them opens them: a missing one is the error get() gives
+    with pytest.raises(IntegrityError, match=r"payload '.*\.parquet' of dataset 'sales'.*missing"):
         om.sql("select count(*) from sales where id > 50")
 
 
@@ -168,3 +174,81 @@ def test_cli_export_delta(tmp_path, cli):
     assert first.code == 0 and "v1..v3" in first.stderr
     again = cli("--root", root, "--json", "datasets", "export-delta", "sales", url)
     assert '"exported": []' in again.stdout and '"delta_version": 2' in again.stdout
+
+
+def test_local_sql_reads_exactly_the_parts_of_the_version_with_new_columns(tmp_path):
+    """On a local folder DuckDB reads the version's part files itself: exactly those of
+    ``@v2`` after v3 appended, columns added later as null in older parts."""
+    om = omfs.setup(tmp_path / "ctx")
+    three_versions(om)
+    om.datasets.put(frame(30).assign(extra=1.5), "sales", append=True, new_columns=True)
+    con = duckdb.connect()
+    attach(con, "sales@v2", om.datasets, "sales", 2, None)
+    (view,) = con.sql("select sql from duckdb_views() where view_name = 'sales@v2'").fetchall()
+    v2_files = om.datasets.to_arrow_dataset("sales@v2").files
+    assert "read_parquet" in view[0] and all(f in view[0] for f in v2_files)
+    v3_only = set(om.datasets.to_arrow_dataset("sales@v3").files) - set(v2_files)
+    assert v3_only and not any(f in view[0] for f in v3_only)
+    assert sorted(om.sql('select id from "sales@v2"')["id"]) == list(range(20))
+    latest = om.sql("select * from sales order by id")
+    assert list(latest.columns) == ["id", "region", "extra"] and len(latest) == 40
+    assert latest["extra"].isna().sum() == 30 and latest["extra"].iloc[-1] == 1.5
+    early = om.sql("select * from sales where id < 5")  # only a part from before 'extra'
+    assert list(early.columns) == ["id", "region", "extra"] and early["extra"].isna().all()
+    # a filter the statistics answer reads only the part that can match
+    query = "select id from sales s where s.id between 31 and 32 and region <> 'x'"
+    dataset = om.datasets.to_arrow_dataset("sales")
+    where = scan_filter(query_tree(con, query), "sales", dataset.schema)
+    assert len(dataset.files) == 4 and len(list(dataset.get_fragments(where))) == 1
+    assert om.sql(query)["id"].tolist() == [31, 32]
+
+
+def test_local_sql_answers_with_the_types_of_the_arrow_dataset(tmp_path):
+    """DuckDB's own Parquet reader answers with the types the version's Arrow dataset
+    gives DuckDB (timestamps in s and ms, time zones, categoricals, decimals, dates)."""
+    om = omfs.setup(tmp_path / "ctx")
+    table = pa.table(
+        {
+            "s": pa.array([1, 2], pa.timestamp("s")),
+            "ms": pa.array([1, 2], pa.timestamp("ms", "Europe/Paris")),
+            "ns": pa.array([1, 2], pa.timestamp("ns")),
+            "cat": pa.array(["a", "b"]).dictionary_encode(),
+            "dec": pa.array([decimal.Decimal("1.25")] * 2, pa.decimal128(10, 2)),
+            "day": pa.array([dt.date(2024, 1, 1)] * 2),
+            "small": pa.array([1, 2], pa.int8()),
+        }
+    )
+    om.datasets.put(table, "zoo")
+    om.datasets.put(
+        table.append_column("late", pa.array([1.0, 2.0])), "zoo", append=True, new_columns=True
+    )
+    om.datasets.put(pa.table({"took": pa.array([1, 2], pa.duration("s"))}), "durations")
+    for name in ("zoo", "durations"):  # durations: Parquet keeps integers, so Arrow reads them
+        con = duckdb.connect()
+        con.register(name, om.datasets.to_arrow_dataset(name, strings_as_dictionary=True))
+        expected = con.sql(f"select * from {name}").to_arrow_table()
+        answer = om.sql(f"select * from {name}", as_arrow=True)
+        assert answer.schema == expected.schema and answer.equals(expected), name
+
+
+def test_parts_pruned_locally_answer_as_the_arrow_dataset(tmp_path):
+    """The parts omfs leaves out by a query's WHERE never change its answer."""
+    om = omfs.setup(tmp_path / "ctx")
+    for i in range(6):
+        part = frame(i * 10).assign(x=i + 0.5)
+        om.datasets.put(part, "t", append=i > 0)
+    con = duckdb.connect()
+    con.register("t", om.datasets.to_arrow_dataset("t"))
+    for query in (
+        "select count(*) n from t where id < 15 or x > 4.0",
+        "select count(*) n from t where id in (3, 55, 99) and 20 > id",
+        "select count(*) n from t a where a.id between 11 and 12 and region = 'EU'",
+        "select count(*) n from t where x = 2 or id > 1e9",  # no part can match
+        "select count(*) n from t, t u where t.id = u.id and t.id < 5",
+        "select count(*) n from (select * from t where id < 5 union all "
+        "select * from t where id > 55)",
+        "select count(*) n from t where ID < 7 or region like 'U%'",
+        "select id * 2 as id2 from t where id2 < 10 order by 1",
+    ):
+        expected = con.sql(query).df()
+        assert om.sql(query).equals(expected), query

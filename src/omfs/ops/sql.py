@@ -2,19 +2,23 @@
 
 DuckDB's own parser names the tables a query reads; each is a dataset selector (``sales``,
 ``sales@prod``, ``sales@v3``, ``bucket/sales``, ``context:bucket/sales@prod``), resolved to
-one version and handed to DuckDB as the Arrow dataset of exactly that version's parts,
-lazily: DuckDB pushes its column selection and filters into the scan, and the statistics
-omfs keeps per part skip the parts a filter cannot match.
+one version and handed to DuckDB as exactly that version's parts, lazily: on a local folder
+as a view over ``read_parquet`` of the part files (see :mod:`omfs.ops.sql_native`),
+elsewhere as the version's Arrow dataset. DuckDB pushes its column selection and filters
+into the scan, and the statistics omfs keeps per part skip the parts a filter cannot match.
 """
 
 from __future__ import annotations
 
+import os
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 from omfs.errors import MissingExtraError, NotFoundError, QueryError, UsageError
 from omfs.objects.datasets import DatasetStore
+from omfs.ops.sql_native import attach, query_tree
 
 __all__ = ["SQL_EXTRA", "DatasetRef", "referenced_names", "resolve", "sql"]
 
@@ -50,6 +54,23 @@ def _duckdb() -> Any:
     except ImportError:
         raise MissingExtraError(f"SQL needs DuckDB, which is not installed: {SQL_EXTRA}") from None
     return duckdb
+
+
+_DATABASE: dict[int, Any] = {}
+_DATABASE_LOCK = threading.Lock()
+
+
+def _connection() -> Any:
+    """A new connection (a cursor) to this process's in-memory DuckDB database: it starts
+    in a millisecond where a new database takes tens, and DuckDB's caches of the files it
+    read outlive one query. What a query registers or views lives in its connection only."""
+    duckdb = _duckdb()
+    pid = os.getpid()  # a forked child opens its own
+    with _DATABASE_LOCK:
+        if pid not in _DATABASE:
+            _DATABASE.clear()
+            _DATABASE[pid] = duckdb.connect()
+        return _DATABASE[pid].cursor()
 
 
 def _one_line(exc: BaseException) -> str:
@@ -160,13 +181,11 @@ def sql(
     """
     duckdb = _duckdb()
     refs = [resolve(store, t, open_context) for t in referenced_names(query)]
-    con = duckdb.connect()
+    con = _connection()
     try:
+        tree = query_tree(con, query) if any(r.store.storage.is_local for r in refs) else None
         for ref in refs:
-            dataset = ref.store.to_arrow_dataset(
-                ref.name, version=ref.version, strings_as_dictionary=True
-            )
-            con.register(ref.table, dataset)
+            attach(con, ref.table, ref.store, ref.name, ref.version, tree)
         try:
             result = con.sql(query)
             answer = None if result is None else _arrow(result)

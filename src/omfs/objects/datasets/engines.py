@@ -8,13 +8,14 @@ them and object storage is never asked for a size nor listed.
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 from omfs.errors import InvalidTypeError
 from omfs.objects.datasets import _convert
 from omfs.objects.datasets._parts import arrow_dataset
 from omfs.objects.datasets.versions import DatasetVersions
-from omfs.objects.records import State
+from omfs.objects.records import Part, State
 
 __all__ = ["DatasetEngines"]
 
@@ -55,6 +56,21 @@ class DatasetEngines(DatasetVersions):
         if strings_as_dictionary:
             dataset = _strings_as_dictionary(dataset, [p["size"] for p in parts])
         return dataset
+
+    def local_parts(self, name: str, version: int, paths: list[str]) -> list[Part]:
+        """The part records of version ``version`` of ``name`` stored at ``paths`` (paths of
+        its Arrow dataset's fragments), each checked present on a local folder: a part gone
+        is the IntegrityError ``get`` raises, before an engine that reads the files itself
+        (DuckDB's ``read_parquet``) stumbles on it."""
+        base, rec, state = self.select(name, version)
+        by_path = {
+            self.storage.path(self.data_key(base, p["file"])): p
+            for p in self.parts_of(base, state, rec)
+        }
+        for path in paths:
+            if self.storage.is_local and not os.path.lexists(path):
+                raise self._missing_payload(base, rec.version, path.rsplit("/", 1)[-1])
+        return [by_path[path] for path in paths]
 
     def to_polars(
         self,
