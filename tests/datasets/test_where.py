@@ -107,3 +107,12 @@ def test_python_keywords_take_the_same_operators(shared_root):
     assert ds.get("k", **{"sepal length (cm)__gt": 1.5})["sepal length (cm)"].tolist() == [2.0, 3.0]
     with pytest.raises(InvalidFilterError, match=r"Operators that do: __eq, __ne.*__isnull"):
         ds.get("k", **{"sepal length (cm)__contains": "1"})
+
+
+def test_a_time_that_is_no_time_says_to_write_iso(tmp_path):
+    """`--where 'when>=25/03/2024'` on a timestamp column says how to write a time."""
+    om = omfs.setup(tmp_path / "ctx")
+    om.datasets.put(pd.DataFrame({"when": pd.to_datetime(["2024-03-01", "2024-04-01"])}), "t")
+    with pytest.raises(InvalidFilterError, match=r"ISO 8601: 2024-03-25"):
+        om.datasets.get("t", **parse_where(["when>=25/03/2024"]))
+    assert len(om.datasets.get("t", **parse_where(["when>=2024-03-25"]))) == 1

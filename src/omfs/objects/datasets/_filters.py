@@ -47,9 +47,10 @@ def _coerce(key: str, column: str, value: Any, kind: Any) -> Any:
         return _cast_text(value, target)
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError) as exc:
         bad = exc.args[-1] if many else value
-        raise _refusal(
-            key, value, f": column {column!r} is {target}, and {bad!r} cannot be read as {target}."
-        ) from None
+        said = f": column {column!r} is {target}, and {bad!r} cannot be read as {target}."
+        if pa.types.is_temporal(target):
+            said += " Write times as ISO 8601: 2024-03-25, or 2024-03-25T14:30:00."
+        raise _refusal(key, value, said) from None
 
 
 def _cast_text(value: Any, target: Any) -> Any:
