@@ -57,7 +57,8 @@ def model_command(
     """Run ``om runtime model`` as ``spec`` says; the answer the CLI prints.
 
     ``spec``: ``name``, ``action``, ``x``, ``y``, ``result``, ``params``, ``timeout``,
-    ``require``, ``local``. The answer is ``{"meta": ...}`` (a stored result),
+    ``require``, ``local``, ``async``. The answer is ``{"id": ...}`` (``async``: at once,
+    the task runs on), ``{"meta": ...}`` (a stored result),
     ``{"value": ...}``, or ``{"error": message, "code": 1}``, with ``notice`` lines for
     stderr. A timeout cancels the task (nothing is written); so does ``gone()`` turning
     True (the client went away). ``debug`` re-raises errors with their traceback.
@@ -68,6 +69,9 @@ def model_command(
         if debug:
             raise
         return {"error": error_line(exc), "code": exit_code(exc)}
+    if spec.get("async"):
+        om.cluster.detach()  # its record written, it runs on without this client
+        return {"id": task.id, "description": task.description}
     notices: list[str] = []
     try:
         outcome = _outcome(task, spec.get("timeout"), gone, notices)

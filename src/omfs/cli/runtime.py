@@ -76,15 +76,19 @@ def model(
         list[str] | None, typer.Option("--param", help="KEY=VALUE passed to the method")
     ] = None,
     timeout: Annotated[float | None, typer.Option(help="seconds to wait for the result")] = None,
+    run_async: Annotated[
+        bool, typer.Option("--async", help="print the task's id and return at once")
+    ] = False,
 ) -> None:
     """Run a model task and print its result.
 
     With --timeout, a task that has not finished is cancelled and writes nothing (or, if it
-    was already writing, its result is waited for and shown).
+    was already writing, its result is waited for and shown). With --async, the task's id
+    is printed at once and the task runs on: `om runtime result ID` gives its result.
     """
     app = get_app(ctx)
     spec: dict[str, Any] = {"name": name, "action": action, "x": x, "y": y, "result": result}
-    spec |= {"params": parse_params(param), "timeout": timeout}
+    spec |= {"params": parse_params(param), "timeout": timeout, "async": run_async}
     spec |= {"require": app.require, "local": app.local}
     _show_answer(app, _run_task(app, spec))
 
@@ -97,6 +101,11 @@ def _run_task(app: App, spec: dict[str, Any]) -> dict[str, Any]:
     om = app.omega()
     path = _gateway(app, om)
     if path is None:
+        if spec.get("async") and not app.local and om.cluster.spec is None:
+            app.fail(
+                "--async needs a cluster that outlives this command, and none runs: start "
+                "one with `om cluster start` (or give --cluster / $OMFS_CLUSTER)."
+            )
         return model_command(om, spec, debug=debugging())
     storage = om.storage
     context = {
@@ -118,7 +127,12 @@ def _show_answer(app: App, answer: dict[str, Any]) -> None:
         if debugging() and answer.get("traceback"):
             print(answer["traceback"], file=sys.stderr, end="")
         app.fail(str(answer["error"]), int(answer.get("code") or 1))
-    if "meta" not in answer:
+    if "id" in answer and "value" not in answer and "meta" not in answer:
+        if app.as_json:
+            app.value({"id": answer["id"], "task": answer.get("description")})
+        else:
+            print(answer["id"])
+    elif "meta" not in answer:
         app.value(answer.get("value"))
     elif app.as_json:
         app.value(answer["meta"])
@@ -137,3 +151,104 @@ def workers(ctx: typer.Context) -> None:
             ResourceSpec(row["resources"]).text() if not app.as_json else row["resources"]
         )
     app.table(rows, ["address", "name", "resources", "nthreads", "memory_limit"])
+
+
+# -- tasks by id: read from the context's records (no cluster needed) ----------------------
+def _print_value(app: App, value: Any) -> None:
+    """A task's value as `om runtime model` prints it (a stored version as one line)."""
+    if hasattr(value, "to_dict") and hasattr(value, "version") and not app.as_json:
+        print(f"{value.store}\t{value.name}\tv{value.version}")
+    elif hasattr(value, "tolist"):
+        app.value(value.tolist())
+    else:
+        app.value(value)
+
+
+@cli.command()
+def result(
+    ctx: typer.Context,
+    task_id: Annotated[str, typer.Argument(metavar="ID", help="the task's id")],
+    timeout: Annotated[
+        float | None, typer.Option(help="seconds to wait for it (default: until it ends)")
+    ] = None,
+) -> None:
+    """Print the result of task ID (waiting for it to end), from any machine that opens
+    the same context."""
+    app = get_app(ctx)
+    _print_value(app, app.omega().runtime.result(task_id, timeout=timeout))
+
+
+@cli.command()
+def status(
+    ctx: typer.Context,
+    task_id: Annotated[str, typer.Argument(metavar="ID", help="the task's id")],
+) -> None:
+    """Print the status of task ID: pending, running, succeeded, failed or cancelled."""
+    app = get_app(ctx)
+    row = app.omega().runtime.task(task_id)
+    if app.as_json:
+        app.value(row)
+    else:
+        print(row["status"] + (f"\t{row['error']}" if row.get("error") else ""))
+
+
+_TASK_COLUMNS = ["id", "object", "action", "status", "submitted", "finished", "worker", "error"]
+
+
+@cli.command()
+def tasks(
+    ctx: typer.Context,
+    limit: Annotated[int, typer.Option("-n", "--limit", help="how many, newest first")] = 20,
+) -> None:
+    """List the context's most recent tasks, newest first."""
+    app = get_app(ctx)
+    rows = app.omega().runtime.tasks(limit=limit)
+    if not app.as_json:
+        for row in rows:
+            row["route"] = ResourceSpec(row.get("route") or {}).text()
+    app.table(rows, [*_TASK_COLUMNS[:3], "route", *_TASK_COLUMNS[3:]], empty="no tasks yet")
+
+
+@cli.command()
+def log(
+    ctx: typer.Context,
+    task_id: Annotated[str, typer.Argument(metavar="ID", help="the task's id")],
+) -> None:
+    """Print the log records and warnings task ID emitted (and a failure's traceback)."""
+    app = get_app(ctx)
+    text = app.omega().runtime.log(task_id)
+    if app.as_json:
+        app.value({"id": task_id, "log": text})
+    else:
+        print(text, end="")
+
+
+@cli.command()
+def cancel(
+    ctx: typer.Context,
+    task_id: Annotated[str, typer.Argument(metavar="ID", help="the task's id")],
+) -> None:
+    """Cancel task ID; exits 1 when it had already finished or begun to write."""
+    app = get_app(ctx)
+    if not _runtime(app).cancel(task_id):
+        app.fail(f"Task {task_id} had already finished or begun to write; it was not cancelled.")
+    print(f"cancelled {task_id}")
+
+
+@cli.command()
+def ping(
+    ctx: typer.Context,
+    require: Annotated[
+        list[str] | None,
+        typer.Option("--require", help="the route: LABEL or NAME=AMOUNT (repeatable)"),
+    ] = None,
+) -> None:
+    """Ping each worker that would take a task on this route (--require): its address,
+    name, resources and round-trip time."""
+    app = get_app(ctx)
+    app.require = [*app.require, *(require or [])]
+    rows = _runtime(app).ping()
+    for row in rows:
+        if not app.as_json:
+            row["resources"] = ResourceSpec(row["resources"]).text()
+    app.table(rows, ["address", "name", "resources", "rtt_ms"])

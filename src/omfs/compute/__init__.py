@@ -6,13 +6,23 @@ the ``gpu`` resource; ``om.runtime.mode(local=True)`` runs the same task in this
 
 from __future__ import annotations
 
-import uuid
 from typing import TYPE_CHECKING, Any, Protocol
 
-from omfs.compute._routing import check_satisfiable, describe_workers
+from omfs.compute._routing import fetch_workers, ping_workers
+from omfs.compute.records import (
+    new_id,
+    public_row,
+    read_log,
+    read_record,
+    recent,
+    task_status,
+    wait_result,
+    write_record,
+)
 from omfs.compute.resources import ResourceSpec
-from omfs.compute.tasks import FITTING, METHODS, run_model_task
+from omfs.compute.tasks import FITTING, METHODS, run_recorded
 from omfs.errors import ConfigError, UsageError
+from omfs.objects.metadata import utcnow
 
 if TYPE_CHECKING:
     from omfs.compute.cluster import ClusterHandle
@@ -37,7 +47,8 @@ class _Context(Protocol):
 
 
 class TaskResult:
-    """The outcome of a task: ``get(timeout=None)`` waits for it; ``future`` is the Dask
+    """The outcome of a task: ``get(timeout=None)`` waits for it; ``id`` names it for
+    ``om.runtime.result(id)`` / ``status(id)`` in any process; ``future`` is the Dask
     future (None in local mode). Errors raised by the task are raised by ``get``.
 
     ``cancel()`` stops the task; a task that writes (fit, or a result stored with
@@ -54,6 +65,8 @@ class TaskResult:
         description: str = "",
         guard: str | None = None,
         forget: Any = None,
+        id: str | None = None,
+        storage: Storage | None = None,
     ):
         self.future = future
         self._value = value
@@ -61,6 +74,9 @@ class TaskResult:
         self.description = description
         self._guard = guard
         self._forget = forget  # called once cancelled: the exit no longer waits for it
+        #: the task's id (its records live under ``_tasks/ID/`` of the context)
+        self.id = id
+        self._storage = storage
 
     def get(self, timeout: float | None = None) -> Any:
         """The task's result; raises what the task raised, or TimeoutError after
@@ -84,20 +100,31 @@ class TaskResult:
     def done(self) -> bool:
         return self.future.done() if self.future is not None else True
 
+    def status(self) -> str:
+        """``pending``, ``running``, ``succeeded``, ``failed`` or ``cancelled``."""
+        if self.future is None:
+            return "failed" if self._error is not None else "succeeded"
+        if self.future.status == "finished":
+            return "succeeded"
+        if self.future.status == "cancelled":
+            return "cancelled"
+        if self.future.status == "error":
+            return "failed"
+        if self.id is not None and self._storage is not None:
+            return task_status(self._storage, self.id)
+        return "pending"
+
     def cancel(self) -> bool:
         """Stop the task. True: it will write nothing. False: it had already finished or
         begun to write; ``get()`` returns its result."""
         if self.future is None or self.future.done():
             return False
-        if self._guard is not None:
-            from distributed import Lock
-
-            # the task takes this lock before it writes; whoever holds it decides
-            if not Lock(self._guard).acquire(timeout=5):
-                return False
-        self.future.cancel()
+        if not cancel_future(self.future, self._guard):
+            return False
         if self._forget is not None:
             self._forget()
+        if self.id is not None and self._storage is not None:
+            write_record(self._storage, self.id, "cancelled", {"at": utcnow()})
         return True
 
     def __repr__(self) -> str:
@@ -106,7 +133,19 @@ class TaskResult:
             if self.future is not None
             else ("error" if self._error else "finished")
         )
-        return f"<TaskResult {self.description} {state}>"
+        return f"<TaskResult {self.id} {self.description} {state}>"
+
+
+def cancel_future(future: Any, guard: str | None) -> bool:
+    """Cancel a task's future (fire-and-forget too): False when it holds its write lock."""
+    if guard is not None:
+        from distributed import Lock
+
+        # the task takes this lock before it writes; whoever holds it decides
+        if not Lock(guard).acquire(timeout=5):
+            return False
+    future.cancel(force=True)
+    return True
 
 
 class Runtime:
@@ -149,12 +188,62 @@ class Runtime:
 
     def workers(self) -> list[dict[str, Any]]:
         """The cluster's workers and the resources each offers."""
-        return describe_workers(self.client.scheduler_info(n_workers=-1))
+        return fetch_workers(self.client)
 
     @property
     def client(self) -> Any:
         """The ``distributed.Client`` of this context (connected or started on first use)."""
         return self._cluster.client()
+
+    # -- tasks by id (any process that opens the same context) ------------------------------
+    def result(self, task_id: str, timeout: float | None = None) -> Any:
+        """The value of task ``task_id``, waiting up to ``timeout`` seconds (None: until it
+        ends). Raises TaskFailedError / TaskCancelledError for a task that failed or was
+        cancelled, TimeoutError when it has not finished in time."""
+        self._cluster.write_records()
+        return wait_result(self._omega.storage, task_id, timeout)
+
+    def status(self, task_id: str) -> str:
+        """``pending``, ``running``, ``succeeded``, ``failed`` or ``cancelled``."""
+        self._cluster.write_records()
+        return str(read_record(self._omega.storage, task_id)["status"])
+
+    def task(self, task_id: str) -> dict[str, Any]:
+        """Everything recorded of task ``task_id``: object, action, route, status, times,
+        worker, error line."""
+        self._cluster.write_records()
+        return public_row(read_record(self._omega.storage, task_id))
+
+    def tasks(self, limit: int = 20) -> list[dict[str, Any]]:
+        """The ``limit`` most recently submitted tasks of this context, newest first."""
+        self._cluster.write_records()
+        return [public_row(r) for r in recent(self._omega.storage, limit)]
+
+    def log(self, task_id: str) -> str:
+        """The log records and warnings task ``task_id`` emitted (and a failure's traceback)."""
+        self._cluster.write_records()
+        return read_log(self._omega.storage, task_id)
+
+    def cancel(self, task_id: str) -> bool:
+        """Cancel task ``task_id`` (submitted by any process): True when it will write
+        nothing, False when it had finished or already begun to write."""
+        self._cluster.write_records()
+        row = read_record(self._omega.storage, task_id)
+        if row["status"] not in ("pending", "running") or not row.get("key"):
+            return False
+        from distributed import Future
+
+        future: Any = Future(row["key"], self.client)
+        writes = row.get("action") in FITTING or row.get("writes")
+        if not cancel_future(future, f"{row['key']}-commit" if writes else None):
+            return False
+        write_record(self._omega.storage, task_id, "cancelled", {"at": utcnow()})
+        return True
+
+    def ping(self, timeout: float = 10) -> list[dict[str, Any]]:
+        """Each worker that would take a task on this route answers: address, name,
+        resources and round-trip time (ms). ResourceUnavailableError when none does."""
+        return ping_workers(self.client, self._resources or {}, timeout)
 
     def _run(
         self,
@@ -166,15 +255,63 @@ class Runtime:
         result_name: str | None,
     ) -> TaskResult:
         description = f"{method}({meta.name}@v{meta.version})"
+        task_id = new_id()
         writes = method in FITTING or result_name is not None
-        key = f"omfs-{method}-{meta.name.replace('/', '.')}-{uuid.uuid4().hex[:12]}"
+        key = f"omfs-{method}-{meta.name.replace('/', '.')}-{task_id}"
         guard = f"{key}-commit" if writes and not self._local else None
         args = (meta, method, X, Y, params, result_name)
         if self._local:
             try:
-                return TaskResult(value=run_model_task(self._omega, *args), description=description)
+                value = run_recorded(self._omega, task_id, *args)
+                return TaskResult(value=value, description=description, id=task_id)
             except Exception as exc:
-                return TaskResult(error=exc, description=description)
+                return TaskResult(error=exc, description=description, id=task_id)
+        self._check_shared()
+        resources = self._resources
+        if resources is None:
+            resources = ResourceSpec.from_attribute(meta.attributes.get("require")).as_dict()
+        handle, client = self._cluster, self.client
+        handle.view.check(client, resources, f"{method} of model {meta.name!r}")
+        future = client.submit(
+            run_recorded,
+            self._omega,
+            task_id,
+            *args,
+            guard=guard,
+            route=resources,
+            resources=resources or None,
+            pure=False,
+            key=key,
+        )
+        submitted: dict[str, Any] = {
+            "at": utcnow(),
+            "object": f"models/{meta.name}@v{meta.version}",
+        }
+        submitted |= {"action": method, "route": resources, "key": key, "bucket": meta.bucket}
+        submitted["writes"] = writes
+        if method in FITTING:  # the next task reads the version this one makes
+            handle.latest.forget(meta.bucket, meta.name)
+            future.add_done_callback(lambda _: handle.latest.forget(meta.bucket, meta.name))
+        return self._tracked(future, task_id, description, guard, submitted)
+
+    def _tracked(
+        self, future: Any, task_id: str, description: str, guard: str | None, doc: dict[str, Any]
+    ) -> TaskResult:
+        """A submitted task, kept until it finishes; as this process exits, tasks still
+        pending become fire-and-forget (they run to their end) and get their record."""
+        handle = self._cluster
+        handle.track(future, description, (self._omega.storage, task_id, doc))
+        return TaskResult(
+            future,
+            description=description,
+            guard=guard,
+            forget=lambda: handle.forget(future.key),
+            id=task_id,
+            storage=self._omega.storage,
+        )
+
+    def _check_shared(self) -> None:
+        """Refuse a context in this process's memory: workers cannot see it."""
         if self._omega.storage.protocol == "memory":
             raise ConfigError(
                 f"The context {self._omega.root!r} lives in this process's memory, which Dask "
@@ -184,27 +321,6 @@ class Runtime:
                 cli_hint="Run the task locally (`om runtime --local`), or use a folder or s3:// "
                 "root.",
             )
-        resources = self._resources
-        if resources is None:
-            resources = ResourceSpec.from_attribute(meta.attributes.get("require")).as_dict()
-        check_satisfiable(self.workers(), resources, f"{method} of model {meta.name!r}")
-        future = self.client.submit(
-            run_model_task,
-            self._omega,
-            *args,
-            guard=guard,
-            resources=resources or None,
-            pure=False,
-            key=key,
-        )
-        handle = self._cluster
-        handle.track(future, description)
-        return TaskResult(
-            future,
-            description=description,
-            guard=guard,
-            forget=lambda: handle.forget(future.key),
-        )
 
 
 class ModelProxy:
@@ -224,8 +340,13 @@ class ModelProxy:
     def _call(
         self, method: str, X: Any = None, Y: Any = None, *, rName: str | None = None, **params: Any
     ) -> TaskResult:
-        meta = self._runtime._omega.models.metadata(self.name)
-        return self._runtime._run(meta, method, X, Y, params, rName)
+        runtime = self._runtime
+        models = runtime._omega.models
+        if runtime._local:
+            meta = models.metadata(self.name)
+        else:
+            meta = runtime.cluster.latest.get(models, self.name)
+        return runtime._run(meta, method, X, Y, params, rName)
 
     def fit(self, X: Any = None, Y: Any = None, **params: Any) -> TaskResult:
         return self._call("fit", X, Y, **params)
