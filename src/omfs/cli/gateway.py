@@ -97,10 +97,28 @@ def _submit(om: Any, spec: dict[str, Any]) -> Any:
     runtime = with_requirements(om.runtime, list(spec.get("require") or []))
     runtime = runtime.mode(local=bool(spec.get("local")))
     proxy = runtime.model(spec["name"])
+    if spec["action"] == "gridsearch":
+        params = dict(spec.get("params") or {})
+        return proxy.gridsearch(
+            spec.get("x"), spec.get("y"), parameters=_grid(spec.get("param_grid")),
+            cv=params.pop("cv", 3), scoring=params.pop("scoring", None),
+        )  # fmt: skip
     return proxy.task(
         spec["action"], spec.get("x"), spec.get("y"), rName=spec.get("result"),
         **dict(spec.get("params") or {}),
     )  # fmt: skip
+
+
+def _grid(text: Any) -> Any:
+    """``--param-grid`` JSON: ``{"C": [0.1, 1, 10]}``."""
+    from omfs.errors import UsageError
+
+    if not text:
+        raise UsageError("gridsearch needs --param-grid, e.g. '{\"C\": [0.1, 1, 10]}'")
+    try:
+        return json.loads(text)
+    except ValueError as exc:
+        raise UsageError(f"--param-grid is not JSON ({exc}): e.g. '{{\"C\": [0.1, 1]}}'") from None
 
 
 class _Answered(Exception):

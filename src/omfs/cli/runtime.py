@@ -62,7 +62,8 @@ def model(
     action: Annotated[
         str,
         typer.Argument(
-            help="fit, partial_fit, predict, predict_proba, decision_function, transform, score"
+            help="fit, partial_fit, predict, predict_proba, decision_function, transform, score, "
+            "gridsearch"
         ),
     ],
     x: Annotated[
@@ -79,6 +80,10 @@ def model(
     run_async: Annotated[
         bool, typer.Option("--async", help="print the task's id and return at once")
     ] = False,
+    param_grid: Annotated[
+        str | None,
+        typer.Option(help="gridsearch: the candidates as JSON, e.g. '{\"C\": [0.1, 1, 10]}'"),
+    ] = None,
 ) -> None:
     """Run a model task and print its result.
 
@@ -89,6 +94,7 @@ def model(
     app = get_app(ctx)
     spec: dict[str, Any] = {"name": name, "action": action, "x": x, "y": y, "result": result}
     spec |= {"params": parse_params(param), "timeout": timeout, "async": run_async}
+    spec["param_grid"] = param_grid
     spec |= {"require": app.require, "local": app.local}
     _show_answer(app, _run_task(app, spec))
 

@@ -9,6 +9,9 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any, Protocol
 
 from omfs.compute._routing import fetch_workers, ping_workers
+from omfs.compute.canvas import Canvas, CanvasResult, run_local
+from omfs.compute.canvas import submit as submit_canvas
+from omfs.compute.gridsearch import candidates, run_here, submit_gridsearch
 from omfs.compute.records import (
     new_id,
     public_row,
@@ -28,7 +31,7 @@ if TYPE_CHECKING:
     from omfs.compute.cluster import ClusterHandle
     from omfs.storage import Storage
 
-__all__ = ["ModelProxy", "ResourceSpec", "Runtime", "TaskResult"]
+__all__ = ["Canvas", "CanvasResult", "ModelProxy", "ResourceSpec", "Runtime", "TaskResult"]
 
 
 class _Context(Protocol):
@@ -240,6 +243,60 @@ class Runtime:
         write_record(self._omega.storage, task_id, "cancelled", {"at": utcnow()})
         return True
 
+    def _gridsearch(
+        self, name: str, X: Any, Y: Any, parameters: Any, cv: Any, scoring: Any
+    ) -> TaskResult:
+        meta = self._omega.models.metadata(name)
+        description = f"gridsearch({meta.name}@v{meta.version})"
+        candidates(parameters)  # a bad grid is refused here, before anything runs
+        if self._local:
+            try:
+                value, task_id = run_here(self._omega, meta, X, Y, parameters, cv, scoring)
+            except Exception as exc:
+                return TaskResult(error=exc, description=description)
+            return TaskResult(value=value, description=description, id=task_id)
+        self._check_shared()
+        route = self._resources
+        if route is None:
+            route = ResourceSpec.from_attribute(meta.attributes.get("require")).as_dict()
+        self._cluster.view.check(self.client, route, f"gridsearch of model {meta.name!r}")
+        final, task_id, _ = submit_gridsearch(self, meta, X, Y, parameters, cv, scoring, route)
+        doc: dict[str, Any] = {"at": utcnow(), "object": f"models/{meta.name}@v{meta.version}"}
+        doc |= {"action": "gridsearch", "route": route, "key": final.key, "writes": True}
+        self._cluster.latest.forget(meta.bucket, meta.name)
+        return self._tracked(final, task_id, description, None, doc)
+
+    # -- canvases ----------------------------------------------------------------------------
+    def sequence(self) -> Canvas:
+        """Steps that run one after the other (each waits for the one before in the
+        scheduler); ``run().get()`` is the last one's value. A failing step stops it."""
+        return Canvas(self, "sequence")
+
+    def parallel(self) -> Canvas:
+        """Steps that run side by side; ``run().getall()`` is every value in order."""
+        return Canvas(self, "parallel")
+
+    def mapreduce(self, reduce: Any = None) -> Canvas:
+        """Map steps side by side, then ``reduce(values)`` (a callable importable on the
+        workers) on this runtime's route; ``run().get()`` is its value."""
+        return Canvas(self, "mapreduce", reduce)
+
+    def _run_canvas(self, canvas: Canvas) -> CanvasResult:
+        if self._local:
+            return run_local(self._omega, canvas)
+        self._check_shared()
+        handle, client = self._cluster, self.client
+
+        def route_of(step: Any) -> dict[str, float]:
+            route = step.route
+            if route is None:  # the model's own attribute, as for a single task
+                meta = handle.latest.get(self._omega.models, step.name)
+                route = ResourceSpec.from_attribute(meta.attributes.get("require")).as_dict()
+            handle.view.check(client, route, f"{step.method} of model {step.name!r}")
+            return dict(route)
+
+        return submit_canvas(self, canvas, route_of)
+
     def ping(self, timeout: float = 10) -> list[dict[str, Any]]:
         """Each worker that would take a task on this route answers: address, name,
         resources and round-trip time (ms). ResourceUnavailableError when none does."""
@@ -368,6 +425,16 @@ class ModelProxy:
 
     def score(self, X: Any, Y: Any = None, **params: Any) -> TaskResult:
         return self._call("score", X, Y, **params)
+
+    def gridsearch(
+        self, X: Any, Y: Any = None, *, parameters: Any, cv: Any = 3, scoring: Any = None
+    ) -> TaskResult:
+        """Cross-validate every combination of ``parameters`` (``{"C": [0.1, 1, 10]}``),
+        one task per candidate spread over the route's workers; the best is refit on all
+        the data and stored as the model's next version (its lineage names the search,
+        parameters and score), the table as dataset ``<model>_gridsearch``. ``get()``
+        returns the new version's metadata."""
+        return self._runtime._gridsearch(self.name, X, Y, parameters, cv, scoring)
 
     def task(
         self, method: str, X: Any = None, Y: Any = None, *, rName: str | None = None, **params: Any

@@ -29,6 +29,8 @@ __all__ = [
     "METHODS",
     "cache_stats",
     "clear_cache",
+    "load_model",
+    "resolve_input",
     "run_model_task",
     "run_recorded",
 ]
@@ -66,11 +68,11 @@ def _cached_model(omega: Any, name: str, version: int, sha256: str) -> Any:
     return omega.models.get(name, version=version)
 
 
-def _load_model(omega: Any, meta: Metadata) -> Any:
+def load_model(omega: Any, meta: Metadata) -> Any:
     return _cached_model(omega, meta.name, meta.version, meta.info["sha256"])
 
 
-def _resolve_input(omega: Any, value: Any, lineage: list[dict[str, Any]], role: str) -> Any:
+def resolve_input(omega: Any, value: Any, lineage: list[dict[str, Any]], role: str) -> Any:
     """A dataset name (``"sales"``, ``"sales@v2[a,b]"``) is read here; data passes through."""
     if not isinstance(value, str):
         return value
@@ -159,9 +161,9 @@ def run_model_task(
         raise UsageError(f"Unknown model task {method!r}; use one of {list(METHODS)}")
     params = dict(params or {})
     lineage: list[dict[str, Any]] = []
-    model = _load_model(omega, model_meta)
+    model = load_model(omega, model_meta)
     args = [
-        _resolve_input(omega, value, lineage, role)
+        resolve_input(omega, value, lineage, role)
         for value, role in ((X, "X"), (Y, "Y"))
         if value is not None
     ]
@@ -335,11 +337,17 @@ _starts = _Starts()
 
 
 def run_recorded(
-    omega: Any, task_id: str, *args: Any, route: dict[str, float] | None = None, **kwargs: Any
+    omega: Any,
+    task_id: str,
+    *args: Any,
+    route: dict[str, float] | None = None,
+    call: Any = None,
+    **kwargs: Any,
 ) -> Any:
     """:func:`run_model_task`, recorded under ``_tasks/ID/`` as it starts and ends: the
     value (Parquet or JSON), or the error; the log and warnings it emitted. ``args`` are
-    run_model_task's (model metadata, method, ...); ``route``: the resources it asked for."""
+    run_model_task's (model metadata, method, ...); ``route``: the resources it asked for;
+    ``call``: run ``call()`` instead (a task of another kind on that model)."""
     storage = omega.storage
     meta, method = args[0], args[1]
     started = {"at": utcnow(), **_worker_name(), "action": method, "route": route or {}}
@@ -347,7 +355,7 @@ def run_recorded(
     _starts.add(storage, task_id, started)
     with _captured() as capture:
         try:
-            value = run_model_task(omega, *args, **kwargs)
+            value = call() if call is not None else run_model_task(omega, *args, **kwargs)
         except BaseException as exc:
             _starts.done(task_id)
             capture.lines.append(traceback.format_exc())
