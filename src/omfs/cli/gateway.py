@@ -35,7 +35,7 @@ from omfs.cli.output import jsonable
 from omfs.compute.resources import ResourceSpec
 from omfs.errors import OmfsError, TaskCancelledError
 
-__all__ = ["model_command", "request", "serve", "with_requirements"]
+__all__ = ["model_command", "request", "result_command", "serve", "with_requirements"]
 
 _MAX_REQUEST = 16 * 2**20
 
@@ -84,12 +84,28 @@ def model_command(
         if debug:
             raise
         return {**_failure(task, exc), "notice": notices}
+    return {**_answer(outcome), "notice": notices}
+
+
+def _answer(outcome: Any) -> dict[str, Any]:
+    """A task's value as the CLI prints it: a stored version's metadata, else the value as
+    JSON (an array as a list, a frame as its to_dict())."""
     if hasattr(outcome, "to_dict") and hasattr(outcome, "version"):
-        return {"meta": outcome.to_dict(), "notice": notices}
+        return {"meta": outcome.to_dict()}
     if hasattr(outcome, "tolist"):
         outcome = outcome.tolist()
-    # as `om` prints it (a frame as its to_dict()), so that it travels as JSON
-    return {"value": jsonable(outcome), "notice": notices}
+    return {"value": jsonable(outcome)}
+
+
+def result_command(om: Any, spec: dict[str, Any], *, debug: bool = False) -> dict[str, Any]:
+    """``om runtime result``: the answer for task ``spec["id"]`` (waiting up to
+    ``spec["timeout"]``), as :func:`model_command` answers."""
+    try:
+        return _answer(om.runtime.result(spec["id"], timeout=spec.get("timeout")))
+    except USER_ERRORS as exc:
+        if debug:
+            raise
+        return {"error": error_line(exc), "code": exit_code(exc)}
 
 
 def _submit(om: Any, spec: dict[str, Any]) -> Any:
@@ -259,6 +275,8 @@ class _Server(socketserver.ThreadingUnixStreamServer):
         om = Omega(storage, context["bucket"], _cluster_handle=self.handle_)
         debug = bool(payload.get("debug"))
         try:
+            if "result" in payload:
+                return result_command(om, payload["result"], debug=debug)
             return model_command(om, payload["task"], debug=debug, gone=gone)
         except Exception as exc:
             return {

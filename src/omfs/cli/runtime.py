@@ -113,15 +113,19 @@ def _run_task(app: App, spec: dict[str, Any]) -> dict[str, Any]:
                 "one with `om cluster start` (or give --cluster / $OMFS_CLUSTER)."
             )
         return model_command(om, spec, debug=debugging())
+    return request(path, {"context": _context(om), "task": spec, "debug": debugging()})
+
+
+def _context(om: Any) -> dict[str, Any]:
+    """The context as the gateway opens it."""
     storage = om.storage
-    context = {
+    return {
         "root": storage.url,
         "storage_options": storage.options,
         "bucket": om.bucket,
         "unsafe_commits": storage.unsafe_commits,
         "durable": storage.durable,
     }
-    return request(path, {"context": context, "task": spec, "debug": debugging()})
 
 
 def _show_answer(app: App, answer: dict[str, Any]) -> None:
@@ -160,16 +164,6 @@ def workers(ctx: typer.Context) -> None:
 
 
 # -- tasks by id: read from the context's records (no cluster needed) ----------------------
-def _print_value(app: App, value: Any) -> None:
-    """A task's value as `om runtime model` prints it (a stored version as one line)."""
-    if hasattr(value, "to_dict") and hasattr(value, "version") and not app.as_json:
-        print(f"{value.store}\t{value.name}\tv{value.version}")
-    elif hasattr(value, "tolist"):
-        app.value(value.tolist())
-    else:
-        app.value(value)
-
-
 @cli.command()
 def result(
     ctx: typer.Context,
@@ -180,8 +174,17 @@ def result(
 ) -> None:
     """Print the result of task ID (waiting for it to end), from any machine that opens
     the same context."""
+    from omfs.cli.gateway import request, result_command
+
     app = get_app(ctx)
-    _print_value(app, app.omega().runtime.result(task_id, timeout=timeout))
+    om = app.omega()
+    spec = {"id": task_id, "timeout": timeout}
+    path = _gateway(app, om)
+    if path is None:  # read here (the gateway has pyarrow loaded: it answers faster)
+        _show_answer(app, result_command(om, spec, debug=debugging()))
+    else:
+        payload = {"context": _context(om), "result": spec, "debug": debugging()}
+        _show_answer(app, request(path, payload))
 
 
 @cli.command()

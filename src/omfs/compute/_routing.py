@@ -147,9 +147,14 @@ def ping_workers(client: Any, needs: dict[str, float], timeout: float = 10) -> l
     if not rows:
         route = ResourceSpec(needs)
         start = f"om cluster start --worker {route.text() or 'gpu=1'}"
+        why = (
+            f"none of the {len(candidates)} worker(s) offering it answered within {timeout:g} s"
+            if candidates
+            else "no worker offers it"
+        )
         raise ResourceUnavailableError(
-            f"No worker answered a ping on route {route.describe()} within {timeout:g} s: "
-            f"start one that offers it (`{start}`, or `dask worker SCHEDULER_ADDRESS "
-            f'--resources "{route.text() or "gpu=1"}"`).'
+            f"No worker answered a ping on route {route.describe()}: {why}. Start one that "
+            f"offers it (`{start}`, or `dask worker SCHEDULER_ADDRESS --resources "
+            f'"{route.text() or "gpu=1"}"`).'
         )
     return rows

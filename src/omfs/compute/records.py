@@ -183,14 +183,18 @@ def decode_value(doc: dict[str, Any], parquet: Any = None) -> Any:
     if fmt == "parquet":
         import pyarrow.parquet as pq
 
-        frame = pq.read_table(io.BytesIO(parquet())).to_pandas()
+        # ParquetFile, not read_table: no pyarrow.dataset import (the CLI's start-up)
+        table = pq.ParquetFile(io.BytesIO(parquet())).read()
+        if doc.get("type") == "ndarray":  # no pandas either
+            import numpy as np
+
+            columns = [c.to_numpy(zero_copy_only=False) for c in table.columns]
+            return columns[0] if doc.get("ndim") == 1 else np.column_stack(columns)
+        frame = table.to_pandas()
         if doc.get("type") == "series":
             series = frame.iloc[:, 0]
             series.name = doc.get("name")
             return series
-        if doc.get("type") == "ndarray":
-            array = frame.to_numpy()
-            return array[:, 0] if doc.get("ndim") == 1 else array
         return frame
     raise UnstorableResultError(doc.get("refused") or "The task's result was not stored.")
 
