@@ -35,7 +35,8 @@ def test_sequence_fits_then_predicts_with_the_fitted_version_on_its_route(om, da
         meta = result.get(timeout=60)
     assert meta.name == "p" and meta.attributes["produced_by"]["version"] == 2
     np.testing.assert_allclose(om.datasets.get("p")["predict"], Y["y"], atol=1e-6)
-    steps = {str(t["key"]).split("-")[2]: t["worker"] for t in stream.data if "sequence" in str(t["key"])}
+    keys = [(str(t["key"]), t["worker"]) for t in stream.data]
+    steps = {key.split("-")[2]: worker for key, worker in keys if "sequence" in key}
     assert steps["predict"] == dask_processes["workers"]["gpu-worker"]
     assert om.runtime.status(result.ids[0]) == "succeeded"
 

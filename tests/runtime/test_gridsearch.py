@@ -25,8 +25,10 @@ def test_gridsearch_stores_the_best_version_and_the_table(tmp_path, dask_process
     om.datasets.put(Y, "Y")
     om.models.put(Ridge(), "m")
     with get_task_stream(dask_processes["client"]) as stream:
-        task = om.runtime.require("gpu").model("m").gridsearch(
-            "X", "Y", parameters={"alpha": [0.001, 1, 1000]}, cv=3
+        task = (
+            om.runtime.require("gpu")
+            .model("m")
+            .gridsearch("X", "Y", parameters={"alpha": [0.001, 1, 1000]}, cv=3)
         )
         meta = task.get(timeout=120)
     assert meta.version == 2

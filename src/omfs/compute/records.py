@@ -11,7 +11,8 @@ written once, by one process, so no write races another:
   tasks itself (a burst writes none for tasks that end meanwhile),
 - ``started.json`` by the worker as the task starts (worker address and name),
 - ``finished.json`` by the worker at the end: status, error line, and the value when it
-  is plain (JSON) or a version's metadata; a frame or array is ``result.parquet`` beside it,
+  is plain (JSON) or a version's metadata; a frame or array is Parquet: inside it (base64)
+  up to 64 KiB, else ``result.parquet`` beside it,
 - ``log.txt``: the log records and warnings the task emitted, and a failure's traceback,
 - ``cancelled.json`` by whoever cancelled it.
 
@@ -21,6 +22,7 @@ lose a record, never a stored version. ``purge`` removes records older than a re
 
 from __future__ import annotations
 
+import base64
 import io
 import json
 import os
@@ -184,7 +186,8 @@ def decode_value(doc: dict[str, Any], parquet: Any = None) -> Any:
         import pyarrow.parquet as pq
 
         # ParquetFile, not read_table: no pyarrow.dataset import (the CLI's start-up)
-        table = pq.ParquetFile(io.BytesIO(parquet())).read()
+        data = base64.b64decode(doc["inline"]) if "inline" in doc else parquet()
+        table = pq.ParquetFile(io.BytesIO(data)).read()
         if doc.get("type") == "ndarray":  # no pandas either
             import numpy as np
 

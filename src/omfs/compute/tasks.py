@@ -7,6 +7,7 @@ models are kept in a small per-process cache keyed by location, version and sha2
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import copy
 import functools
@@ -48,6 +49,8 @@ METHODS = (
 FITTING = ("fit", "partial_fit")
 _INPUT = re.compile(r"^(?P<name>[^\[\]]+?)(?:\[(?P<columns>[^\[\]]*)\])?$")
 _CACHE_SIZE = 8
+#: a Parquet result up to this size travels inside ``finished.json`` (base64)
+INLINE_PARQUET = 64 * 1024
 
 
 def cache_stats() -> dict[str, int]:
@@ -370,7 +373,9 @@ def run_recorded(
     except UnstorableResultError as exc:
         capture.lines.append(f"omfs: the result was not stored: {exc}")
         doc, parquet = {"format": "refused", "refused": str(exc)}, None
-    if parquet is not None:
+    if parquet is not None and len(parquet) <= INLINE_PARQUET:
+        doc["inline"] = base64.b64encode(parquet).decode()  # one file per quick task
+    elif parquet is not None:
         storage.write_bytes(f"{PREFIX}/{task_id}/result.parquet", parquet, durable=False)
     _finish_log(storage, task_id, capture)
     write_record(
