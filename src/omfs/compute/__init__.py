@@ -77,7 +77,7 @@ class TaskResult:
         self.description = description
         self._guard = guard
         self._forget = forget  # called once cancelled: the exit no longer waits for it
-        #: the task's id (its records live under ``_tasks/ID/`` of the context)
+        #: the task's id (its records live under ``_tasks/ID.*`` of the context)
         self.id = id
         self._storage = storage
 

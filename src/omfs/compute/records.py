@@ -1,15 +1,16 @@
 """Task records and results that outlive the process that submitted the task.
 
 Each task has an id (``20260105-141502123-3f2a9c1b``: UTC time of submission to the
-millisecond, then random) and a
-folder ``_tasks/ID/`` at the context's root, which no listing of datasets, models or buckets
-shows (names starting with ``_`` are omfs' own) and which sync leaves alone. Each file is
-written once, by one process, so no write races another:
+millisecond, then random) and files ``_tasks/ID.*`` at the context's root (one folder),
+which no listing of datasets, models or buckets shows (names starting with ``_`` are omfs'
+own) and which sync leaves alone. Each file is written once, by one process, so no write
+races another:
 
 - ``submitted.json`` by the submitter (object, action, route, Dask key), only for a task
   still pending when another process could ask: as the submitter exits, or asks about
   tasks itself (a burst writes none for tasks that end meanwhile),
-- ``started.json`` by the worker as the task starts (worker address and name),
+- ``started.json`` by the worker once the task has run 0.2 s (worker address and name;
+  a quicker task's ``finished.json`` says where and when it started),
 - ``finished.json`` by the worker at the end: status, error line, and the value when it
   is plain (JSON) or a version's metadata; a frame or array is Parquet: inside it (base64)
   up to 64 KiB, else ``result.parquet`` beside it,
@@ -17,7 +18,8 @@ written once, by one process, so no write races another:
 - ``cancelled.json`` by whoever cancelled it.
 
 Nothing is ever unpickled from here. Records are written without fsync: a power loss may
-lose a record, never a stored version. ``purge`` removes records older than a retention (``om gc``).
+lose a record, never a stored version. ``purge`` removes records older than a retention
+(``om gc``).
 """
 
 from __future__ import annotations
@@ -48,6 +50,7 @@ __all__ = [
     "read_record",
     "read_result",
     "recent",
+    "record_key",
     "task_status",
     "wait_result",
     "write_record",
@@ -79,19 +82,25 @@ def new_id() -> str:
     return f"{datetime.now(UTC):%Y%m%d-%H%M%S%f}"[:-3] + f"-{_random.getrandbits(32):08x}"
 
 
-def _folder(task_id: str) -> str:
+def _checked(task_id: str) -> str:
     if not isinstance(task_id, str) or not _ID.match(task_id):
         raise UsageError(
             f"{task_id!r} is not a task id; ids look like 20260105-141502123-3f2a9c1b "
             "(`om runtime tasks` lists them)"
         )
-    return f"{PREFIX}/{task_id}"
+    return task_id
+
+
+def record_key(task_id: str, name: str) -> str:
+    """The key of one record file: ``_tasks/ID.NAME`` (one flat folder: a task costs no
+    folder of its own to make, which on a local disk is as slow as the write)."""
+    return f"{PREFIX}/{_checked(task_id)}.{name}"
 
 
 def write_record(storage: Any, task_id: str, name: str, doc: dict[str, Any]) -> None:
     """Write one record file (``submitted``, ``started``, ``finished``, ``cancelled``)."""
     data = json.dumps(doc, default=str).encode()
-    storage.write_bytes(f"{_folder(task_id)}/{name}.json", data, durable=False)
+    storage.write_bytes(record_key(task_id, f"{name}.json"), data, durable=False)
 
 
 # -- values ----------------------------------------------------------------------------------
@@ -206,8 +215,8 @@ def decode_value(doc: dict[str, Any], parquet: Any = None) -> Any:
 def read_record(storage: Any, task_id: str) -> dict[str, Any]:
     """Everything recorded of one task, with its ``status``; NotFoundError for an id no
     record names."""
-    folder = _folder(task_id)
-    present = set(storage.list_names(folder))
+    stem = _checked(task_id) + "."
+    present = {n[len(stem) :] for n in storage.list_names(PREFIX, startswith=stem)}
     if not present:
         raise NotFoundError(
             f"No task {task_id!r} in {storage.url} (`om runtime tasks` lists recent ones; "
@@ -218,7 +227,7 @@ def read_record(storage: Any, task_id: str) -> dict[str, Any]:
         if name in present:
             with _tolerant():
                 record[name.removesuffix(".json")] = json.loads(
-                    storage.read_bytes(f"{folder}/{name}")
+                    storage.read_bytes(record_key(task_id, name))
                 )
     return _summary(record, "log.txt" in present)
 
@@ -278,7 +287,7 @@ def read_result(storage: Any, task_id: str) -> Any:
     if row["status"] != "succeeded":
         raise TimeoutError(f"Task {task_id} ({_what(row)}) is {row['status']}")
     doc = row["_result"] or {"format": "json", "value": None}
-    return decode_value(doc, lambda: storage.read_bytes(f"{_folder(task_id)}/result.parquet"))
+    return decode_value(doc, lambda: storage.read_bytes(record_key(task_id, "result.parquet")))
 
 
 def wait_result(storage: Any, task_id: str, timeout: float | None = None) -> Any:
@@ -322,13 +331,13 @@ def read_log(storage: Any, task_id: str) -> str:
     row = read_record(storage, task_id)
     if not row["has_log"]:
         return ""
-    data: bytes = storage.read_bytes(f"{_folder(task_id)}/log.txt")
+    data: bytes = storage.read_bytes(record_key(task_id, "log.txt"))
     return data.decode(errors="replace")
 
 
 def recent(storage: Any, limit: int = 20) -> list[dict[str, Any]]:
     """The ``limit`` most recently submitted tasks, newest first."""
-    ids = sorted((n for n in storage.list_names(PREFIX) if _ID.match(n)), reverse=True)
+    ids = sorted(_ids(storage), reverse=True)
     rows = []
     for task_id in ids[: max(0, limit)]:
         try:
@@ -342,15 +351,23 @@ def purge(storage: Any, older_than: float, *, dry_run: bool = False) -> list[str
     """Remove the records of tasks submitted more than ``older_than`` seconds ago (by the
     time in their id), whatever their status. Returns their ids."""
     cutoff = time.time() - older_than
+    names = storage.list_names(PREFIX)
     gone = []
-    for task_id in sorted(n for n in storage.list_names(PREFIX) if _ID.match(n)):
+    for task_id in sorted({n.split(".", 1)[0] for n in names if _ID.match(n.split(".", 1)[0])}):
         stamp = datetime.strptime(task_id[:18], "%Y%m%d-%H%M%S%f").replace(tzinfo=UTC)
         if stamp.timestamp() >= cutoff:
             break  # ids sort by time: every later one is younger
         gone.append(task_id)
-        if not dry_run:
-            storage.delete_tree(_folder(task_id))
+    if not dry_run and gone:
+        old = set(gone)
+        storage.delete([f"{PREFIX}/{n}" for n in names if n.split(".", 1)[0] in old])
     return gone
+
+
+def _ids(storage: Any) -> set[str]:
+    """The ids that some record names."""
+    ids = {n.split(".", 1)[0] for n in storage.list_names(PREFIX)}
+    return {i for i in ids if _ID.match(i)}
 
 
 def finished_doc(status: str, error: str | None = None, **extra: Any) -> dict[str, Any]:

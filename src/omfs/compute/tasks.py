@@ -21,7 +21,7 @@ import warnings
 from collections.abc import Iterator
 from typing import Any
 
-from omfs.compute.records import PREFIX, encode_value, finished_doc, write_record
+from omfs.compute.records import encode_value, finished_doc, record_key, write_record
 from omfs.errors import InvalidModelError, TaskCancelledError, UnstorableResultError, UsageError
 from omfs.objects.metadata import Metadata, utcnow
 
@@ -347,7 +347,7 @@ def run_recorded(
     call: Any = None,
     **kwargs: Any,
 ) -> Any:
-    """:func:`run_model_task`, recorded under ``_tasks/ID/`` as it starts and ends: the
+    """:func:`run_model_task`, recorded under ``_tasks/ID.*`` as it starts and ends: the
     value (Parquet or JSON), or the error; the log and warnings it emitted. ``args`` are
     run_model_task's (model metadata, method, ...); ``route``: the resources it asked for;
     ``call``: run ``call()`` instead (a task of another kind on that model)."""
@@ -376,7 +376,7 @@ def run_recorded(
     if parquet is not None and len(parquet) <= INLINE_PARQUET:
         doc["inline"] = base64.b64encode(parquet).decode()  # one file per quick task
     elif parquet is not None:
-        storage.write_bytes(f"{PREFIX}/{task_id}/result.parquet", parquet, durable=False)
+        storage.write_bytes(record_key(task_id, "result.parquet"), parquet, durable=False)
     _finish_log(storage, task_id, capture)
     write_record(
         storage, task_id, "finished", finished_doc("succeeded", result=doc, started=started)
@@ -387,4 +387,4 @@ def run_recorded(
 def _finish_log(storage: Any, task_id: str, capture: _Capture) -> None:
     if capture.lines:
         text = "\n".join(capture.lines).rstrip() + "\n"
-        storage.write_bytes(f"{PREFIX}/{task_id}/log.txt", text.encode(), durable=False)
+        storage.write_bytes(record_key(task_id, "log.txt"), text.encode(), durable=False)
