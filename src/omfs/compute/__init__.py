@@ -173,6 +173,16 @@ class Runtime:
         return f"Runtime({where}, require={self._resources})"
 
     @property
+    def omega(self) -> Any:
+        """The context (and bucket) this runtime runs tasks for."""
+        return self._omega
+
+    @property
+    def resources(self) -> dict[str, float] | None:
+        """The route this runtime's chain asked for (None: each model's own attribute)."""
+        return self._resources
+
+    @property
     def cluster(self) -> ClusterHandle:
         """The context's cluster handle (its spec, and its client once connected)."""
         return self._cluster
@@ -281,7 +291,8 @@ class Runtime:
         workers) on this runtime's route; ``run().get()`` is its value."""
         return Canvas(self, "mapreduce", reduce)
 
-    def _run_canvas(self, canvas: Canvas) -> CanvasResult:
+    def run_canvas(self, canvas: Canvas) -> CanvasResult:
+        """Submit a canvas's steps (what ``Canvas.run()`` calls)."""
         if self._local:
             return run_local(self._omega, canvas)
         self._check_shared()

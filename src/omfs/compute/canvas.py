@@ -99,7 +99,7 @@ class Canvas:
         return None
 
     def model(self, name: str) -> _StepProxy:
-        return _StepProxy(self, name, self._runtime._resources)
+        return _StepProxy(self, name, self._runtime.resources)
 
     def require(self, label: str | None = None, **resources: float) -> _Routed:
         """Route the steps added through it to workers offering ``label``/``resources``."""
@@ -110,7 +110,7 @@ class Canvas:
             raise UsageError(f"The {self.kind} has no steps: add some with crt.model(...).")
         if self.kind == "mapreduce" and not callable(self.reduce):
             raise UsageError("mapreduce(reduce=...) needs a callable importable on the workers")
-        result: CanvasResult = self._runtime._run_canvas(self)
+        result: CanvasResult = self._runtime.run_canvas(self)
         return result
 
 
@@ -183,7 +183,7 @@ def submit(runtime: Any, canvas: Canvas, route_of: Any) -> CanvasResult:
     """Submit the canvas's steps to the cluster in one go (see the module's docstring);
     ``route_of(step)`` gives each step's resources."""
     client = runtime.client
-    omega = runtime._omega
+    omega = runtime.omega
     futures: list[Any] = []
     ids: list[str] = []
     for index, step in enumerate(canvas.steps):
@@ -199,13 +199,13 @@ def submit(runtime: Any, canvas: Canvas, route_of: Any) -> CanvasResult:
         futures.append(future)
     final = None
     if canvas.kind == "mapreduce":
-        route = runtime._resources or {}
+        route = runtime.resources or {}
         final = client.submit(
             run_reduce, canvas.reduce, "the reduce step", *futures,
             resources=route or None, pure=False, key=f"omfs-reduce-{new_id()}",
         )  # fmt: skip
     for future, step in zip(futures, canvas.steps, strict=True):
-        runtime._cluster.track(future, f"{step.method}({step.name})")
+        runtime.cluster.track(future, f"{step.method}({step.name})")
     if final is not None:
-        runtime._cluster.track(final, "reduce")
+        runtime.cluster.track(final, "reduce")
     return CanvasResult(futures, ids, final)

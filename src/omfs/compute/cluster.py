@@ -13,7 +13,7 @@ from typing import Any
 from omfs.compute._routing import WorkerView
 from omfs.compute.records import write_record
 from omfs.errors import ClusterUnavailableError, ConfigError
-from omfs.objects.commits import commits_made
+from omfs.objects.log import commits_made
 
 __all__ = ["ClusterHandle", "LatestVersions", "close_all"]
 

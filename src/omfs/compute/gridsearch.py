@@ -168,7 +168,7 @@ def submit_gridsearch(
     from omfs.compute.records import new_id
 
     client = runtime.client
-    omega = runtime._omega
+    omega = runtime.omega
     grid = candidates(parameters)
     task_id = new_id()
     stem = f"omfs-gridsearch-{meta.name.replace('/', '.')}-{task_id}"

@@ -26,16 +26,7 @@ from omfs.objects.base import ADOPTING, VersionedBase
 from omfs.objects.layout import checkpoint_file, checkpoint_seq, commit_file
 from omfs.objects.records import Commit, State, apply, dumps
 
-__all__ = ["CommittingStore", "NeedsFullState", "commits_made", "leased"]
-
-#: how many commits this process has made (see :func:`commits_made`)
-_commits_made = [0]
-
-
-def commits_made() -> int:
-    """How many commits this process has made: a reader that caches metadata re-reads it
-    once this changes (the runtime does, so a put is seen by the next task at once)."""
-    return _commits_made[0]
+__all__ = ["CommittingStore", "NeedsFullState", "leased"]
 
 
 _MAX_ATTEMPTS = 200
@@ -182,7 +173,6 @@ class CommittingStore(VersionedBase):
                 time.sleep(random.uniform(0.001, 0.01) * min(attempt + 1, 20))
                 state = self._writable_state(name, full)
                 continue
-            _commits_made[0] += 1
             if new.exists and not listed:
                 # a new object (or one a retry kept alive): listing it is the readers' point
                 self.storage.write_bytes(self._index_key(name), b"")
