@@ -128,13 +128,23 @@ class Omega:
         dry_run: bool = False,
         buckets: list[str] | None = None,
         force: bool = False,
+        task_retention: Any = None,
     ) -> GcReport:
         """Remove files no live version references, older than ``grace`` (all buckets by
         default; below 10 minutes only with ``force=True``). See
-        :func:`omfs.ops.gc.collect_garbage`."""
+        :func:`omfs.ops.gc.collect_garbage`. Without ``buckets``, also the runtime's task
+        records older than ``task_retention`` (default ``$OMFS_TASK_RETENTION`` or 7d):
+        their ids are the report's ``tasks``."""
+        from omfs._util import parse_duration
+        from omfs.compute.records import purge
         from omfs.ops.gc import collect_garbage
 
-        return collect_garbage(self, buckets=buckets, grace=grace, dry_run=dry_run, force=force)
+        report = collect_garbage(self, buckets=buckets, grace=grace, dry_run=dry_run, force=force)
+        if buckets is None:
+            keep = task_retention or os.environ.get("OMFS_TASK_RETENTION") or "7d"
+            seconds = parse_duration(keep).total_seconds()
+            report["tasks"] = purge(self.storage, seconds, dry_run=dry_run)
+        return report
 
     @property
     def buckets(self) -> list[str]:

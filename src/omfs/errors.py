@@ -39,8 +39,10 @@ __all__ = [
     "SyncError",
     "TableFileError",
     "TaskCancelledError",
+    "TaskFailedError",
     "UnknownColumnError",
     "UnsafeStorageError",
+    "UnstorableResultError",
     "UsageError",
 ]
 
@@ -197,6 +199,14 @@ class ClusterUnavailableError(OmfsError, ConnectionError):
 
 class TaskCancelledError(OmfsError):
     """A runtime task that was cancelled before it could write anything."""
+
+
+class TaskFailedError(OmfsError):
+    """A runtime task, read back by its id, that failed: the message is its error line."""
+
+
+class UnstorableResultError(OmfsError, TypeError):
+    """A task result that omfs cannot store safely (only frames, arrays and plain values)."""
 
 
 class InvalidModelError(OmfsError, ValueError):

@@ -26,3 +26,24 @@ class SlowRegressor(RegressorMixin, BaseEstimator):
 
     def predict(self, X):
         return np.full(len(X), self.mean_)
+
+
+class ChattyPredictor(BaseEstimator):
+    """Logs and warns as it predicts; ``returns="set"`` answers with a set (which omfs
+    cannot store as JSON or Parquet)."""
+
+    def __init__(self, returns: str = "array"):
+        self.returns = returns
+
+    def fit(self, X, y=None):
+        return self
+
+    def predict(self, X):
+        import logging
+        import warnings
+
+        logging.getLogger("chatty").warning("predicting %d rows", len(X))
+        warnings.warn("chatty is deprecated", DeprecationWarning, stacklevel=1)
+        if self.returns == "set":
+            return {1, 2, 3}
+        return np.arange(len(X), dtype=float)

@@ -35,7 +35,15 @@ from omfs.cli.output import jsonable
 from omfs.compute.resources import ResourceSpec
 from omfs.errors import OmfsError, TaskCancelledError
 
-__all__ = ["error_answer", "job_command", "model_command", "request", "serve", "with_requirements"]
+__all__ = [
+    "error_answer",
+    "job_command",
+    "model_command",
+    "request",
+    "result_command",
+    "serve",
+    "with_requirements",
+]
 
 _MAX_REQUEST = 16 * 2**20
 
@@ -57,7 +65,8 @@ def model_command(
     """Run ``om runtime model`` as ``spec`` says; the answer the CLI prints.
 
     ``spec``: ``name``, ``action``, ``x``, ``y``, ``result``, ``params``, ``timeout``,
-    ``require``, ``local``. The answer is ``{"meta": ...}`` (a stored result),
+    ``require``, ``local``, ``async``. The answer is ``{"id": ...}`` (``async``: at once,
+    the task runs on), ``{"meta": ...}`` (a stored result),
     ``{"value": ...}``, or ``{"error": message, "code": 1}``, with ``notice`` lines for
     stderr. A timeout cancels the task (nothing is written); so does ``gone()`` turning
     True (the client went away). ``debug`` re-raises errors with their traceback.
@@ -68,6 +77,9 @@ def model_command(
         if debug:
             raise
         return error_answer(exc)
+    if spec.get("async"):
+        om.cluster.detach()  # its record written, it runs on without this client
+        return {"id": task.id, "description": task.description}
     notices: list[str] = []
     try:
         outcome = _outcome(task, spec.get("timeout"), gone, notices)
@@ -80,12 +92,28 @@ def model_command(
         if debug:
             raise
         return {**_failure(task, exc), "notice": notices}
+    return {**_answer(outcome), "notice": notices}
+
+
+def _answer(outcome: Any) -> dict[str, Any]:
+    """A task's value as the CLI prints it: a stored version's metadata, else the value as
+    JSON (an array as a list, a frame as its to_dict())."""
     if hasattr(outcome, "to_dict") and hasattr(outcome, "version"):
-        return {"meta": outcome.to_dict(), "notice": notices}
+        return {"meta": outcome.to_dict()}
     if hasattr(outcome, "tolist"):
         outcome = outcome.tolist()
-    # as `om` prints it (a frame as its to_dict()), so that it travels as JSON
-    return {"value": jsonable(outcome), "notice": notices}
+    return {"value": jsonable(outcome)}
+
+
+def result_command(om: Any, spec: dict[str, Any], *, debug: bool = False) -> dict[str, Any]:
+    """``om runtime result``: the answer for task ``spec["id"]`` (waiting up to
+    ``spec["timeout"]``), as :func:`model_command` answers."""
+    try:
+        return _answer(om.runtime.result(spec["id"], timeout=spec.get("timeout")))
+    except USER_ERRORS as exc:
+        if debug:
+            raise
+        return error_answer(exc)
 
 
 def job_command(
@@ -114,7 +142,7 @@ def job_command(
     except USER_ERRORS as exc:
         if debug:
             raise
-        return {"error": error_line(exc), "code": exit_code(exc)}
+        return error_answer(exc)
 
 
 def _submit(om: Any, spec: dict[str, Any]) -> Any:
@@ -122,6 +150,12 @@ def _submit(om: Any, spec: dict[str, Any]) -> Any:
     runtime = with_requirements(om.runtime, list(spec.get("require") or []))
     runtime = runtime.mode(local=bool(spec.get("local")))
     proxy = runtime.model(spec["name"])
+    if spec["action"] == "gridsearch":
+        params = dict(spec.get("params") or {})
+        return proxy.gridsearch(
+            spec.get("x"), spec.get("y"), parameters=_grid(spec.get("param_grid")),
+            cv=params.pop("cv", 3), scoring=params.pop("scoring", None),
+        )  # fmt: skip
     return proxy.task(
         spec["action"], spec.get("x"), spec.get("y"), rName=spec.get("result"),
         **dict(spec.get("params") or {}),
@@ -136,6 +170,18 @@ def error_answer(exc: BaseException) -> dict[str, Any]:
     if summary:
         answer["summary"] = summary
     return answer
+
+
+def _grid(text: Any) -> Any:
+    """``--param-grid`` JSON: ``{"C": [0.1, 1, 10]}``."""
+    from omfs.errors import UsageError
+
+    if not text:
+        raise UsageError("gridsearch needs --param-grid, e.g. '{\"C\": [0.1, 1, 10]}'")
+    try:
+        return json.loads(text)
+    except ValueError as exc:
+        raise UsageError(f"--param-grid is not JSON ({exc}): e.g. '{{\"C\": [0.1, 1]}}'") from None
 
 
 class _Answered(Exception):
@@ -278,6 +324,8 @@ class _Server(socketserver.ThreadingUnixStreamServer):
         try:
             if "job" in payload:
                 return job_command(om, payload["job"], debug=debug, gone=gone)
+            if "result" in payload:
+                return result_command(om, payload["result"], debug=debug)
             return model_command(om, payload["task"], debug=debug, gone=gone)
         except Exception as exc:
             return {

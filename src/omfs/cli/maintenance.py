@@ -53,17 +53,25 @@ def gc(
     force: Annotated[
         bool, typer.Option("--force", help="accept a grace below the 10min floor")
     ] = False,
+    task_retention: Annotated[
+        str | None,
+        typer.Option(help="runtime task records older than this go (default 7d)"),
+    ] = None,
 ) -> None:
     """Remove files no live version references: payloads of crashed or dropped writes,
     temporary files, superseded checkpoints, index markers of objects with no version.
-    Objects being written (they hold a gc lease) are left alone and listed as skipped."""
-    from omfs.ops.gc import collect_garbage
-
+    Objects being written (they hold a gc lease) are left alone and listed as skipped.
+    Without --bucket, also the runtime's task records older than --task-retention
+    ($OMFS_TASK_RETENTION, default 7d)."""
     app = get_app(ctx)
-    report = collect_garbage(app.omega(), buckets=bucket, grace=grace, dry_run=dry_run, force=force)
+    report = app.omega().gc(
+        buckets=bucket, grace=grace, dry_run=dry_run, force=force, task_retention=task_retention
+    )
     files = report["files"]
     verb = "would remove" if dry_run else "removed"
     app.table(files, ["bucket", "store", "key", "bytes", "why"], empty="nothing to remove")
     app.note(f"{verb} {len(files)} file(s), {report['bytes']:,} bytes")
+    if report.get("tasks"):
+        app.note(f"{verb} the records of {len(report['tasks'])} runtime task(s)")
     for skip in report["skipped"]:
         app.note(f"skipped {skip['store']} {skip['name']!r}: {skip['why']}")

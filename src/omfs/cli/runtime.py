@@ -73,7 +73,8 @@ def model(
     action: Annotated[
         str,
         typer.Argument(
-            help="fit, partial_fit, predict, predict_proba, decision_function, transform, score"
+            help="fit, partial_fit, predict, predict_proba, decision_function, transform, score, "
+            "gridsearch"
         ),
     ],
     x: Annotated[
@@ -91,15 +92,24 @@ def model(
     ] = None,
     require: Require = None,
     local: Local = False,
+    run_async: Annotated[
+        bool, typer.Option("--async", help="print the task's id and return at once")
+    ] = False,
+    param_grid: Annotated[
+        str | None,
+        typer.Option(help="gridsearch: the candidates as JSON, e.g. '{\"C\": [0.1, 1, 10]}'"),
+    ] = None,
 ) -> None:
     """Run a model task and print its result.
 
     With --timeout, a task that has not finished is cancelled and writes nothing (or, if it
-    was already writing, its result is waited for and shown).
+    was already writing, its result is waited for and shown). With --async, the task's id
+    is printed at once and the task runs on: `om runtime result ID` gives its result.
     """
     app = _command_options(ctx, require, local)
     spec: dict[str, Any] = {"name": name, "action": action, "x": x, "y": y, "result": result}
-    spec |= {"params": parse_params(param), "timeout": timeout}
+    spec |= {"params": parse_params(param), "timeout": timeout, "async": run_async}
+    spec["param_grid"] = param_grid
     spec |= {"require": app.require, "local": app.local}
     _show_answer(app, _run_task(app, spec), action)
 
@@ -112,6 +122,11 @@ def _run_task(app: App, spec: dict[str, Any]) -> dict[str, Any]:
     om = app.omega()
     path = gateway_socket(om, app.local)
     if path is None:
+        if spec.get("async") and not app.local and om.cluster.spec is None:
+            app.fail(
+                "--async needs a cluster that outlives this command, and none runs: start "
+                "one with `om cluster start` (or give --cluster / $OMFS_CLUSTER)."
+            )
         return model_command(om, spec, debug=debugging())
     answer = request(path, {"context": context_of(om), "task": spec, "debug": debugging()})
     return _with_credentials_advice(answer, om.storage.url)
@@ -151,7 +166,12 @@ def _show_answer(app: App, answer: dict[str, Any], action: str) -> None:
         if debugging() and answer.get("traceback"):
             print(answer["traceback"], file=sys.stderr, end="")
         app.fail(str(answer["error"]), int(answer.get("code") or 1))
-    if "meta" not in answer:
+    if "id" in answer and "value" not in answer and "meta" not in answer:
+        if app.as_json:
+            app.value({"id": answer["id"], "task": answer.get("description")})
+        else:
+            print(answer["id"])
+    elif "meta" not in answer:
         _show_value(app, action, answer.get("value"))
     elif app.as_json:
         app.value(answer["meta"])
@@ -199,3 +219,103 @@ def workers(ctx: typer.Context, local: Local = False) -> None:
             ResourceSpec(row["resources"]).text() if not app.as_json else row["resources"]
         )
     app.table(rows, ["address", "name", "resources", "nthreads", "memory_limit"])
+
+
+# -- tasks by id: read from the context's records (no cluster needed) ----------------------
+@cli.command()
+def result(
+    ctx: typer.Context,
+    task_id: Annotated[str, typer.Argument(metavar="ID", help="the task's id")],
+    timeout: Annotated[
+        float | None, typer.Option(help="seconds to wait for it (default: until it ends)")
+    ] = None,
+) -> None:
+    """Print the result of task ID (waiting for it to end), from any machine that opens
+    the same context."""
+    from omfs.cli.gateway import request, result_command
+
+    app = get_app(ctx)
+    om = app.omega()
+    spec = {"id": task_id, "timeout": timeout}
+    path = gateway_socket(om, app.local)
+    if path is None:  # read here (the gateway has pyarrow loaded: it answers faster)
+        _show_answer(app, result_command(om, spec, debug=debugging()), "result")
+    else:
+        payload = {"context": context_of(om), "result": spec, "debug": debugging()}
+        _show_answer(app, request(path, payload), "result")
+
+
+@cli.command()
+def status(
+    ctx: typer.Context,
+    task_id: Annotated[str, typer.Argument(metavar="ID", help="the task's id")],
+) -> None:
+    """Print the status of task ID: pending, running, succeeded, failed or cancelled."""
+    app = get_app(ctx)
+    row = app.omega().runtime.task(task_id)
+    if app.as_json:
+        app.value(row)
+    else:
+        print(row["status"] + (f"\t{row['error']}" if row.get("error") else ""))
+
+
+_TASK_COLUMNS = ["id", "object", "action", "status", "submitted", "finished", "worker", "error"]
+
+
+@cli.command()
+def tasks(
+    ctx: typer.Context,
+    limit: Annotated[int, typer.Option("-n", "--limit", help="how many, newest first")] = 20,
+) -> None:
+    """List the context's most recent tasks, newest first."""
+    app = get_app(ctx)
+    rows = app.omega().runtime.tasks(limit=limit)
+    if not app.as_json:
+        for row in rows:
+            row["route"] = ResourceSpec(row.get("route") or {}).text()
+    app.table(rows, [*_TASK_COLUMNS[:3], "route", *_TASK_COLUMNS[3:]], empty="no tasks yet")
+
+
+@cli.command()
+def log(
+    ctx: typer.Context,
+    task_id: Annotated[str, typer.Argument(metavar="ID", help="the task's id")],
+) -> None:
+    """Print the log records and warnings task ID emitted (and a failure's traceback)."""
+    app = get_app(ctx)
+    text = app.omega().runtime.log(task_id)
+    if app.as_json:
+        app.value({"id": task_id, "log": text})
+    else:
+        print(text, end="")
+
+
+@cli.command()
+def cancel(
+    ctx: typer.Context,
+    task_id: Annotated[str, typer.Argument(metavar="ID", help="the task's id")],
+) -> None:
+    """Cancel task ID; exits 1 when it had already finished or begun to write."""
+    app = get_app(ctx)
+    if not _runtime(app).cancel(task_id):
+        app.fail(f"Task {task_id} had already finished or begun to write; it was not cancelled.")
+    print(f"cancelled {task_id}")
+
+
+@cli.command()
+def ping(
+    ctx: typer.Context,
+    require: Annotated[
+        list[str] | None,
+        typer.Option("--require", help="the route: LABEL or NAME=AMOUNT (repeatable)"),
+    ] = None,
+) -> None:
+    """Ping each worker that would take a task on this route (--require): its address,
+    name, resources and round-trip time."""
+    app = get_app(ctx)
+    app.require = [*app.require, *(require or [])]
+    rows = _runtime(app).ping()
+    for row in rows:
+        if not app.as_json:
+            row["resources"] = ResourceSpec(row["resources"]).text()
+    app.table(rows, ["address", "name", "resources", "rtt_ms"])

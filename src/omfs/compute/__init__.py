@@ -7,23 +7,36 @@ the ``gpu`` resource; ``om.runtime.mode(local=True)`` runs the same task in this
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Callable
 from functools import partial
 from typing import TYPE_CHECKING, Any, Protocol
 
-from omfs.compute._routing import Route, check_satisfiable, describe_workers
-from omfs.compute.credentials import cluster_credentials_advice
+from omfs.compute._routing import Route, fetch_workers, ping_workers
+from omfs.compute.canvas import Canvas, CanvasResult, run_local
+from omfs.compute.canvas import submit as submit_canvas
+from omfs.compute.credentials import cluster_credentials_advice, explained
+from omfs.compute.gridsearch import candidates, run_here, submit_gridsearch
+from omfs.compute.records import (
+    new_id,
+    public_row,
+    read_log,
+    read_record,
+    recent,
+    task_status,
+    wait_result,
+    write_record,
+)
 from omfs.compute.resources import ResourceSpec
-from omfs.compute.tasks import FITTING, METHODS, run_model_task
+from omfs.compute.tasks import FITTING, METHODS, run_recorded
 from omfs.errors import ConfigError, MissingCredentialsError, UsageError
+from omfs.objects.metadata import utcnow
 
 if TYPE_CHECKING:
     from omfs.compute.cluster import ClusterHandle
     from omfs.compute.jobs import JobProxy
     from omfs.storage import Storage
 
-__all__ = ["ModelProxy", "ResourceSpec", "Runtime", "TaskResult"]
+__all__ = ["Canvas", "CanvasResult", "ModelProxy", "ResourceSpec", "Runtime", "TaskResult"]
 
 
 class _Context(Protocol):
@@ -42,7 +55,8 @@ class _Context(Protocol):
 
 
 class TaskResult:
-    """The outcome of a task: ``get(timeout=None)`` waits for it; ``future`` is the Dask
+    """The outcome of a task: ``get(timeout=None)`` waits for it; ``id`` names it for
+    ``om.runtime.result(id)`` / ``status(id)`` in any process; ``future`` is the Dask
     future (None in local mode). Errors raised by the task are raised by ``get``.
 
     ``cancel()`` stops the task; a task that writes (fit, or a result stored with
@@ -59,6 +73,8 @@ class TaskResult:
         description: str = "",
         guard: str | None = None,
         forget: Any = None,
+        id: str | None = None,
+        storage: Storage | None = None,
         advice: Callable[[], str | None] | None = None,
     ):
         self.future = future
@@ -67,6 +83,9 @@ class TaskResult:
         self.description = description
         self._guard = guard
         self._forget = forget  # called once cancelled: the exit no longer waits for it
+        #: the task's id (its records live under ``_tasks/ID.*`` of the context)
+        self.id = id
+        self._storage = storage
         self._advice = advice  # why the workers lack credentials this process has
 
     def get(self, timeout: float | None = None) -> Any:
@@ -77,8 +96,6 @@ class TaskResult:
 
             try:
                 return self.future.result(timeout=timeout)
-            except MissingCredentialsError as exc:
-                raise self._explained(exc) from None
             except (TimeoutError, DaskTimeout):
                 if self.future.status in ("finished", "error"):
                     return self.future.result()
@@ -86,36 +103,40 @@ class TaskResult:
                     f"{self.description} did not finish within {timeout:g} s; it goes on "
                     "running. Call get() again to wait for it, or cancel() to stop it."
                 ) from None
+            except MissingCredentialsError as exc:
+                raise explained(exc, self._advice) from None
         if self._error is not None:
             raise self._error
         return self._value
 
-    def _explained(self, exc: MissingCredentialsError) -> MissingCredentialsError:
-        """``exc`` saying why the workers lack credentials this process has, where known."""
-        advice = self._advice() if self._advice is not None else None
-        if not advice:
-            return exc
-        explained = MissingCredentialsError(f"{exc.summary or exc} {advice}")
-        explained.summary = exc.summary
-        return explained
-
     def done(self) -> bool:
         return self.future.done() if self.future is not None else True
+
+    def status(self) -> str:
+        """``pending``, ``running``, ``succeeded``, ``failed`` or ``cancelled``."""
+        if self.future is None:
+            return "failed" if self._error is not None else "succeeded"
+        if self.future.status == "finished":
+            return "succeeded"
+        if self.future.status == "cancelled":
+            return "cancelled"
+        if self.future.status == "error":
+            return "failed"
+        if self.id is not None and self._storage is not None:
+            return task_status(self._storage, self.id)
+        return "pending"
 
     def cancel(self) -> bool:
         """Stop the task. True: it will write nothing. False: it had already finished or
         begun to write; ``get()`` returns its result."""
         if self.future is None or self.future.done():
             return False
-        if self._guard is not None:
-            from distributed import Lock
-
-            # the task takes this lock before it writes; whoever holds it decides
-            if not Lock(self._guard).acquire(timeout=5):
-                return False
-        self.future.cancel()
+        if not cancel_future(self.future, self._guard):
+            return False
         if self._forget is not None:
             self._forget()
+        if self.id is not None and self._storage is not None:
+            write_record(self._storage, self.id, "cancelled", {"at": utcnow()})
         return True
 
     def __repr__(self) -> str:
@@ -124,7 +145,19 @@ class TaskResult:
             if self.future is not None
             else ("error" if self._error else "finished")
         )
-        return f"<TaskResult {self.description} {state}>"
+        return f"<TaskResult {self.id} {self.description} {state}>"
+
+
+def cancel_future(future: Any, guard: str | None) -> bool:
+    """Cancel a task's future (fire-and-forget too): False when it holds its write lock."""
+    if guard is not None:
+        from distributed import Lock
+
+        # the task takes this lock before it writes; whoever holds it decides
+        if not Lock(guard).acquire(timeout=5):
+            return False
+    future.cancel(force=True)
+    return True
 
 
 class Runtime:
@@ -147,6 +180,16 @@ class Runtime:
     def __repr__(self) -> str:
         where = "local" if self._local else self._cluster.describe()
         return f"Runtime({where}, require={self._resources})"
+
+    @property
+    def omega(self) -> Any:
+        """The context (and bucket) this runtime runs tasks for."""
+        return self._omega
+
+    @property
+    def resources(self) -> dict[str, float] | None:
+        """The route this runtime's chain asked for (None: each model's own attribute)."""
+        return self._resources
 
     @property
     def cluster(self) -> ClusterHandle:
@@ -176,12 +219,117 @@ class Runtime:
 
     def workers(self) -> list[dict[str, Any]]:
         """The cluster's workers and the resources each offers."""
-        return describe_workers(self.client.scheduler_info(n_workers=-1))
+        return fetch_workers(self.client)
 
     @property
     def client(self) -> Any:
         """The ``distributed.Client`` of this context (connected or started on first use)."""
         return self._cluster.client()
+
+    # -- tasks by id (any process that opens the same context) ------------------------------
+    def result(self, task_id: str, timeout: float | None = None) -> Any:
+        """The value of task ``task_id``, waiting up to ``timeout`` seconds (None: until it
+        ends). Raises TaskFailedError / TaskCancelledError for a task that failed or was
+        cancelled, TimeoutError when it has not finished in time."""
+        self._cluster.write_records()
+        return wait_result(self._omega.storage, task_id, timeout)
+
+    def status(self, task_id: str) -> str:
+        """``pending``, ``running``, ``succeeded``, ``failed`` or ``cancelled``."""
+        self._cluster.write_records()
+        return str(read_record(self._omega.storage, task_id)["status"])
+
+    def task(self, task_id: str) -> dict[str, Any]:
+        """Everything recorded of task ``task_id``: object, action, route, status, times,
+        worker, error line."""
+        self._cluster.write_records()
+        return public_row(read_record(self._omega.storage, task_id))
+
+    def tasks(self, limit: int = 20) -> list[dict[str, Any]]:
+        """The ``limit`` most recently submitted tasks of this context, newest first."""
+        self._cluster.write_records()
+        return [public_row(r) for r in recent(self._omega.storage, limit)]
+
+    def log(self, task_id: str) -> str:
+        """The log records and warnings task ``task_id`` emitted (and a failure's traceback)."""
+        self._cluster.write_records()
+        return read_log(self._omega.storage, task_id)
+
+    def cancel(self, task_id: str) -> bool:
+        """Cancel task ``task_id`` (submitted by any process): True when it will write
+        nothing, False when it had finished or already begun to write."""
+        self._cluster.write_records()
+        row = read_record(self._omega.storage, task_id)
+        if row["status"] not in ("pending", "running") or not row.get("key"):
+            return False
+        from distributed import Future
+
+        future: Any = Future(row["key"], self.client)
+        writes = row.get("action") in FITTING or row.get("writes")
+        if not cancel_future(future, f"{row['key']}-commit" if writes else None):
+            return False
+        write_record(self._omega.storage, task_id, "cancelled", {"at": utcnow()})
+        return True
+
+    def _gridsearch(
+        self, name: str, X: Any, Y: Any, parameters: Any, cv: Any, scoring: Any
+    ) -> TaskResult:
+        meta = self._omega.models.metadata(name)
+        description = f"gridsearch({meta.name}@v{meta.version})"
+        candidates(parameters)  # a bad grid is refused here, before anything runs
+        if self._local:
+            try:
+                value, task_id = run_here(self._omega, meta, X, Y, parameters, cv, scoring)
+            except Exception as exc:
+                return TaskResult(error=exc, description=description)
+            return TaskResult(value=value, description=description, id=task_id)
+        self._check_shared()
+        route = self._resources
+        if route is None:
+            route = ResourceSpec.from_attribute(meta.attributes.get("require")).as_dict()
+        self._cluster.view.check(self.client, route, f"gridsearch of model {meta.name!r}")
+        final, task_id, _ = submit_gridsearch(self, meta, X, Y, parameters, cv, scoring, route)
+        doc: dict[str, Any] = {"at": utcnow(), "object": f"models/{meta.name}@v{meta.version}"}
+        doc |= {"action": "gridsearch", "route": route, "key": final.key, "writes": True}
+        self._cluster.latest.forget(meta.bucket, meta.name)
+        return self._tracked(final, task_id, description, None, doc)
+
+    # -- canvases ----------------------------------------------------------------------------
+    def sequence(self) -> Canvas:
+        """Steps that run one after the other (each waits for the one before in the
+        scheduler); ``run().get()`` is the last one's value. A failing step stops it."""
+        return Canvas(self, "sequence")
+
+    def parallel(self) -> Canvas:
+        """Steps that run side by side; ``run().getall()`` is every value in order."""
+        return Canvas(self, "parallel")
+
+    def mapreduce(self, reduce: Any = None) -> Canvas:
+        """Map steps side by side, then ``reduce(values)`` (a callable importable on the
+        workers) on this runtime's route; ``run().get()`` is its value."""
+        return Canvas(self, "mapreduce", reduce)
+
+    def run_canvas(self, canvas: Canvas) -> CanvasResult:
+        """Submit a canvas's steps (what ``Canvas.run()`` calls)."""
+        if self._local:
+            return run_local(self._omega, canvas)
+        self._check_shared()
+        handle, client = self._cluster, self.client
+
+        def route_of(step: Any) -> dict[str, float]:
+            route = step.route
+            if route is None:  # the model's own attribute, as for a single task
+                meta = handle.latest.get(self._omega.models, step.name)
+                route = ResourceSpec.from_attribute(meta.attributes.get("require")).as_dict()
+            handle.view.check(client, route, f"{step.method} of model {step.name!r}")
+            return dict(route)
+
+        return submit_canvas(self, canvas, route_of)
+
+    def ping(self, timeout: float = 10) -> list[dict[str, Any]]:
+        """Each worker that would take a task on this route answers: address, name,
+        resources and round-trip time (ms). ResourceUnavailableError when none does."""
+        return ping_workers(self.client, self._resources or {}, timeout)
 
     def _run(
         self,
@@ -193,47 +341,42 @@ class Runtime:
         result_name: str | None,
     ) -> TaskResult:
         description = f"{method}({meta.name}@v{meta.version})"
+        task_id = new_id()
         writes = method in FITTING or result_name is not None
-        key = f"omfs-{method}-{meta.name.replace('/', '.')}-{uuid.uuid4().hex[:12]}"
+        key = f"omfs-{method}-{meta.name.replace('/', '.')}-{task_id}"
         guard = f"{key}-commit" if writes and not self._local else None
         args = (meta, method, X, Y, params, result_name)
         if self._local:
             try:
-                return TaskResult(value=run_model_task(self._omega, *args), description=description)
+                value = run_recorded(self._omega, task_id, *args)
+                return TaskResult(value=value, description=description, id=task_id)
             except Exception as exc:
-                return TaskResult(error=exc, description=description)
-        if self._omega.storage.protocol == "memory":
-            raise ConfigError(
-                f"The context {self._omega.root!r} lives in this process's memory, which Dask "
-                "workers cannot see.",
-                hint="Run the task locally (runtime.mode(local=True), `om runtime --local`), "
-                "or use a folder or s3:// root.",
-                cli_hint="Run the task locally (`om runtime --local`), or use a folder or s3:// "
-                "root.",
-            )
+                return TaskResult(error=exc, description=description, id=task_id)
+        self._check_shared()
         resources, route = self._route(meta)
-        check_satisfiable(self.workers(), resources, f"{method} of model {meta.name!r}", route)
-        future = self.client.submit(
-            run_model_task,
+        handle, client = self._cluster, self.client
+        handle.view.check(client, resources, f"{method} of model {meta.name!r}", route)
+        future = client.submit(
+            run_recorded,
             self._omega,
+            task_id,
             *args,
             guard=guard,
+            route=resources,
             resources=resources or None,
             pure=False,
             key=key,
         )
-        handle = self._cluster
-        handle.track(future, description)
-        storage = self._omega.storage
-        return TaskResult(
-            future,
-            description=description,
-            guard=guard,
-            forget=lambda: handle.forget(future.key),
-            advice=partial(
-                cluster_credentials_advice, storage.url, storage.options, handle.kind, route.address
-            ),
-        )
+        submitted: dict[str, Any] = {
+            "at": utcnow(),
+            "object": f"models/{meta.name}@v{meta.version}",
+        }
+        submitted |= {"action": method, "route": resources, "key": key, "bucket": meta.bucket}
+        submitted["writes"] = writes
+        if method in FITTING:  # the next task reads the version this one makes
+            handle.latest.forget(meta.bucket, meta.name)
+            future.add_done_callback(lambda _: handle.latest.forget(meta.bucket, meta.name))
+        return self._tracked(future, task_id, description, guard, submitted, route)
 
     def _route(self, meta: Any) -> tuple[dict[str, float], Route]:
         """The resources a task of ``meta`` requires (``require()``, else the model's
@@ -244,6 +387,45 @@ class Runtime:
             resources = ResourceSpec.from_attribute(attribute).as_dict()
         self.client  # noqa: B018 (connected: the handle knows its kind and address)
         return resources, Route(self._cluster.kind, self._cluster.address, attribute)
+
+    def _tracked(
+        self,
+        future: Any,
+        task_id: str,
+        description: str,
+        guard: str | None,
+        doc: dict[str, Any],
+        route: Route | None = None,
+    ) -> TaskResult:
+        """A submitted task, kept until it finishes; as this process exits, tasks still
+        pending become fire-and-forget (they run to their end) and get their record."""
+        handle = self._cluster
+        storage = self._omega.storage
+        handle.track(future, description, (storage, task_id, doc))
+        address = route.address if route is not None else handle.address
+        return TaskResult(
+            future,
+            description=description,
+            guard=guard,
+            forget=lambda: handle.forget(future.key),
+            id=task_id,
+            storage=storage,
+            advice=partial(
+                cluster_credentials_advice, storage.url, storage.options, handle.kind, address
+            ),
+        )
+
+    def _check_shared(self) -> None:
+        """Refuse a context in this process's memory: workers cannot see it."""
+        if self._omega.storage.protocol == "memory":
+            raise ConfigError(
+                f"The context {self._omega.root!r} lives in this process's memory, which Dask "
+                "workers cannot see.",
+                hint="Run the task locally (runtime.mode(local=True), `om runtime --local`), "
+                "or use a folder or s3:// root.",
+                cli_hint="Run the task locally (`om runtime --local`), or use a folder or s3:// "
+                "root.",
+            )
 
 
 class ModelProxy:
@@ -263,8 +445,13 @@ class ModelProxy:
     def _call(
         self, method: str, X: Any = None, Y: Any = None, *, rName: str | None = None, **params: Any
     ) -> TaskResult:
-        meta = self._runtime._omega.models.metadata(self.name)
-        return self._runtime._run(meta, method, X, Y, params, rName)
+        runtime = self._runtime
+        models = runtime._omega.models
+        if runtime._local:
+            meta = models.metadata(self.name)
+        else:
+            meta = runtime.cluster.latest.get(models, self.name)
+        return runtime._run(meta, method, X, Y, params, rName)
 
     def fit(self, X: Any = None, Y: Any = None, **params: Any) -> TaskResult:
         return self._call("fit", X, Y, **params)
@@ -286,6 +473,16 @@ class ModelProxy:
 
     def score(self, X: Any, Y: Any = None, **params: Any) -> TaskResult:
         return self._call("score", X, Y, **params)
+
+    def gridsearch(
+        self, X: Any, Y: Any = None, *, parameters: Any, cv: Any = 3, scoring: Any = None
+    ) -> TaskResult:
+        """Cross-validate every combination of ``parameters`` (``{"C": [0.1, 1, 10]}``),
+        one task per candidate spread over the route's workers; the best is refit on all
+        the data and stored as the model's next version (its lineage names the search,
+        parameters and score), the table as dataset ``<model>_gridsearch``. ``get()``
+        returns the new version's metadata."""
+        return self._runtime._gridsearch(self.name, X, Y, parameters, cv, scoring)
 
     def task(
         self, method: str, X: Any = None, Y: Any = None, *, rName: str | None = None, **params: Any

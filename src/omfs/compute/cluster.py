@@ -6,12 +6,16 @@ import atexit
 import os
 import sys
 import threading
+import time
 import weakref
 from typing import Any
 
+from omfs.compute._routing import WorkerView
+from omfs.compute.records import write_record
 from omfs.errors import ClusterUnavailableError, ConfigError
+from omfs.objects.log import commits_made
 
-__all__ = ["ClusterHandle", "close_all"]
+__all__ = ["ClusterHandle", "LatestVersions", "close_all"]
 
 #: the handles of this process that opened a client (see :func:`close_all`)
 _connected: weakref.WeakSet[ClusterHandle] = weakref.WeakSet()
@@ -32,8 +36,9 @@ class ClusterHandle:
     The spec is a scheduler address (``tcp://host:8786``), a ``distributed.Client``, or None:
     then the background cluster of ``om cluster start`` when it runs, else a private cluster
     (worker subprocesses) started on first use and stopped at exit. Buckets of one context
-    share one handle. Tasks submitted through it are kept until they finish: a script that
-    ends with tasks pending waits for them, saying which.
+    share one handle. Tasks are submitted fire-and-forget: a script that ends with tasks
+    pending on a cluster that outlives it exits at once, saying which go on running; on a
+    private cluster (which stops with the script) it waits for them, saying which.
     """
 
     def __init__(self, spec: Any = None, *, background: bool = False):
@@ -48,8 +53,14 @@ class ClusterHandle:
         self._source = "client" if _is_client(spec) else None
         self._background = background  # a client of the background cluster (its gateway)
         self._lock = threading.Lock()
-        self._pending: dict[str, tuple[Any, str]] = {}
+        #: Dask key -> (future, description, its submitted record or None once written)
+        self._pending: dict[str, tuple[Any, str, Any]] = {}
+        self._prune_at = 64
         self._exit_registered = False
+        #: the workers as the scheduler last told (routes are checked against it)
+        self.view = WorkerView()
+        #: models' latest metadata as last read (see :class:`LatestVersions`)
+        self.latest = LatestVersions()
 
     def __repr__(self) -> str:
         return f"ClusterHandle({self.describe()})"
@@ -90,13 +101,14 @@ class ClusterHandle:
         with self._lock:
             if self._client is None or self._client.status in ("closed", "closing"):
                 self._client = self._connect()
+                self.view = WorkerView()
                 _connected.add(self)
                 if not self._exit_registered:
                     # pending tasks are awaited before the interpreter stops its thread
                     # pools (which Dask's client needs to send them), the rest at exit
                     early = getattr(threading, "_register_atexit", None)
                     if early is not None:
-                        early(self.wait_pending)
+                        early(self.at_exit)
                     atexit.register(self.close)
                     self._exit_registered = True
             return self._client
@@ -145,12 +157,15 @@ class ClusterHandle:
         return self._private.client
 
     # -- tasks --------------------------------------------------------------------------
-    def track(self, future: Any, description: str) -> None:
-        """Keep ``future`` (and so its task) alive until it finishes."""
-        key = future.key
+    def track(self, future: Any, description: str, record: Any = None) -> None:
+        """Keep ``future`` (and so its task) alive until it finishes (finished ones are
+        dropped as more come: no callback per task). ``record``: ``(storage, id, doc)`` of
+        its ``submitted`` record, written by :meth:`write_records` if still pending then."""
         with self._lock:
-            self._pending[key] = (future, description)
-        future.add_done_callback(lambda f: self._pending.pop(f.key, None))
+            self._pending[future.key] = (future, description, record)
+            if len(self._pending) >= self._prune_at:
+                self._pending = {k: v for k, v in self._pending.items() if not v[0].done()}
+                self._prune_at = max(64, 2 * len(self._pending))
 
     def forget(self, key: str) -> None:
         """Stop keeping the task ``key`` (it was cancelled)."""
@@ -159,7 +174,28 @@ class ClusterHandle:
 
     def pending(self) -> list[tuple[Any, str]]:
         with self._lock:
-            return [(f, d) for f, d in self._pending.values() if not f.done()]
+            return [(f, d) for f, d, _ in self._pending.values() if not f.done()]
+
+    def write_records(self) -> None:
+        """Write the ``submitted`` record of each task still pending (so that another
+        process can see it), once."""
+        with self._lock:
+            due = [(k, v) for k, v in self._pending.items() if v[2] is not None]
+            for key, (future, description, _) in due:
+                self._pending[key] = (future, description, None)
+        for _, (future, _, (storage, task_id, doc)) in due:
+            if not future.done():  # a finished task has its worker's record
+                write_record(storage, task_id, "submitted", doc)
+
+    def detach(self) -> None:
+        """Let the pending tasks run to their end without this client: write their
+        records and hand them to the scheduler as fire-and-forget (one message)."""
+        self.write_records()
+        pending = [f for f, _ in self.pending()]
+        if pending and self._client is not None and self._client.status == "running":
+            from distributed import fire_and_forget
+
+            fire_and_forget(pending)
 
     def wait_pending(self) -> None:
         """Wait for tasks still running, saying once which (Ctrl-C abandons them)."""
@@ -179,13 +215,33 @@ class ClusterHandle:
         except KeyboardInterrupt:
             print(f"omfs: abandoned unfinished task(s): {names}", file=sys.stderr)
             for future, _ in pending:
-                future.cancel()
+                future.cancel(force=True)
+
+    def at_exit(self) -> None:
+        """As the process ends: write the records of tasks still pending; wait for the tasks
+        of a private cluster (it stops with this process); say which tasks go on running
+        on a cluster that outlives it (they were submitted fire-and-forget)."""
+        if self._source == "private":
+            self.write_records()
+            self.wait_pending()
+            return
+        pending = self.pending()
+        self.detach()
+        if pending and self._source in ("background", "address"):
+            names = ", ".join(d for _, d in pending)
+            print(
+                f"omfs: {len(pending)} task(s) go on running on the cluster after this "
+                f"process exits: {names} (`om runtime status ID`, `om runtime result ID`)",
+                file=sys.stderr,
+            )
+        with self._lock:
+            self._pending.clear()
 
     def close(self) -> None:
-        """Wait for pending tasks, then close a client and cluster this handle started (not
-        a caller's own client)."""
+        """Write queued task records and wait for a private cluster's tasks, then close a
+        client and cluster this handle started (not a caller's own client)."""
         if self._source in ("private", "background", "address"):
-            self.wait_pending()
+            self.at_exit()
         with self._lock:
             if self._private is not None:
                 self._private.close()
@@ -194,6 +250,32 @@ class ClusterHandle:
             elif self._source in ("background", "address") and self._client is not None:
                 self._client.close()
                 self._client = None
+
+
+class LatestVersions:
+    """Each model's latest metadata as this process last read it, reused for ``ttl``
+    seconds, so that a burst of tasks reads it once, not once per task (four small reads).
+    Any commit this process makes (a put) forgets every entry; a fit submitted from here
+    forgets its model's, and again as it ends. Another process's new version is seen
+    within ``ttl``."""
+
+    def __init__(self, ttl: float = 1.0):
+        self.ttl = ttl
+        self._entries: dict[tuple[str, str], tuple[Any, float, int]] = {}
+
+    def get(self, models: Any, spec: str) -> Any:
+        key = (models.bucket, spec)
+        hit = self._entries.get(key)
+        made = commits_made()
+        if hit is not None and time.monotonic() - hit[1] < self.ttl and hit[2] == made:
+            return hit[0]
+        meta = models.metadata(spec)
+        self._entries[key] = (meta, time.monotonic(), made)
+        return meta
+
+    def forget(self, bucket: str, name: str) -> None:
+        for key in [k for k in self._entries if k[0] == bucket and k[1].split("@")[0] == name]:
+            self._entries.pop(key, None)
 
 
 def _is_client(obj: Any) -> bool:

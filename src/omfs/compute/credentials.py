@@ -8,13 +8,14 @@ usable credentials". This module says so, and how to restart the cluster with th
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from omfs.config import secret_options
+from omfs.errors import MissingCredentialsError
 from omfs.storage import credentials_hint, credentials_in_environment
 
-__all__ = ["RESTART", "cluster_credentials_advice"]
+__all__ = ["RESTART", "cluster_credentials_advice", "explained"]
 
 #: how to give the background cluster this shell's environment
 RESTART = "`om cluster stop && om cluster start`"
@@ -55,3 +56,16 @@ def cluster_credentials_advice(
         "never travel with a task: set them in the environment of the cluster's workers "
         f"({credentials_hint(url)}){restart}."
     )
+
+
+def explained(
+    exc: MissingCredentialsError, advice: Callable[[], str | None] | None
+) -> MissingCredentialsError:
+    """``exc`` saying why the workers lack credentials this process has, where ``advice``
+    knows."""
+    said = advice() if advice is not None else None
+    if not said:
+        return exc
+    out = MissingCredentialsError(f"{exc.summary or exc} {said}")
+    out.summary = exc.summary
+    return out

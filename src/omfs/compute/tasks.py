@@ -7,16 +7,34 @@ models are kept in a small per-process cache keyed by location, version and sha2
 
 from __future__ import annotations
 
+import base64
+import contextlib
 import copy
 import functools
+import logging
 import re
 import socket
+import threading
+import time
+import traceback
+import warnings
+from collections.abc import Iterator
 from typing import Any
 
-from omfs.errors import InvalidModelError, TaskCancelledError, UsageError
+from omfs.compute.records import encode_value, finished_doc, record_key, write_record
+from omfs.errors import InvalidModelError, TaskCancelledError, UnstorableResultError, UsageError
 from omfs.objects.metadata import Metadata, utcnow
 
-__all__ = ["FITTING", "METHODS", "cache_stats", "clear_cache", "run_model_task"]
+__all__ = [
+    "FITTING",
+    "METHODS",
+    "cache_stats",
+    "clear_cache",
+    "load_model",
+    "resolve_input",
+    "run_model_task",
+    "run_recorded",
+]
 
 METHODS = (
     "fit",
@@ -31,6 +49,8 @@ METHODS = (
 FITTING = ("fit", "partial_fit")
 _INPUT = re.compile(r"^(?P<name>[^\[\]]+?)(?:\[(?P<columns>[^\[\]]*)\])?$")
 _CACHE_SIZE = 8
+#: a Parquet result up to this size travels inside ``finished.json`` (base64)
+INLINE_PARQUET = 64 * 1024
 
 
 def cache_stats() -> dict[str, int]:
@@ -51,11 +71,11 @@ def _cached_model(omega: Any, name: str, version: int, sha256: str) -> Any:
     return omega.models.get(name, version=version)
 
 
-def _load_model(omega: Any, meta: Metadata) -> Any:
+def load_model(omega: Any, meta: Metadata) -> Any:
     return _cached_model(omega, meta.name, meta.version, meta.info["sha256"])
 
 
-def _resolve_input(omega: Any, value: Any, lineage: list[dict[str, Any]], role: str) -> Any:
+def resolve_input(omega: Any, value: Any, lineage: list[dict[str, Any]], role: str) -> Any:
     """A dataset name (``"sales"``, ``"sales@v2[a,b]"``) is read here; data passes through."""
     if not isinstance(value, str):
         return value
@@ -144,9 +164,9 @@ def run_model_task(
         raise UsageError(f"Unknown model task {method!r}; use one of {list(METHODS)}")
     params = dict(params or {})
     lineage: list[dict[str, Any]] = []
-    model = _load_model(omega, model_meta)
+    model = load_model(omega, model_meta)
     args = [
-        _resolve_input(omega, value, lineage, role)
+        resolve_input(omega, value, lineage, role)
         for value, role in ((X, "X"), (Y, "Y"))
         if value is not None
     ]
@@ -222,3 +242,149 @@ def _store_result(
         },
     )
     return stored
+
+
+# -- recorded tasks (what the runtime submits) ----------------------------------------------
+class _Capture(logging.Handler):
+    """The log records and warnings of one task: those emitted on its thread."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.INFO)
+        self.thread = threading.get_ident()
+        self.lines: list[str] = []
+        self.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if record.thread == self.thread:
+            self.lines.append(self.format(record))
+
+
+_captures = threading.local()
+_show_warning = warnings.showwarning
+
+
+def _route_warning(message: Any, category: Any, filename: str, lineno: int, *a: Any) -> None:
+    """``warnings.showwarning`` of a worker: into the running task's log, if any."""
+    capture = getattr(_captures, "current", None)
+    if capture is None:
+        _show_warning(message, category, filename, lineno, *a)
+        return
+    capture.lines.append(f"{category.__name__}: {message} ({filename}:{lineno})")
+
+
+@contextlib.contextmanager
+def _captured() -> Iterator[_Capture]:
+    """Capture this thread's log records (INFO and up) and every warning while the task
+    runs (warnings filters are process-wide: with several threads a worker's tasks share
+    them)."""
+    capture = _Capture()
+    root = logging.getLogger()
+    root.addHandler(capture)
+    _captures.current = capture
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("always")
+            warnings.showwarning = _route_warning  # type: ignore[assignment]
+            yield capture
+    finally:
+        _captures.current = None
+        root.removeHandler(capture)
+
+
+def _worker_name() -> dict[str, Any]:
+    try:
+        from distributed import get_worker
+
+        worker = get_worker()
+        return {"worker": worker.address, "worker_name": str(worker.name)}
+    except (ImportError, ValueError):
+        return {"worker": f"local:{socket.gethostname()}", "worker_name": "local"}
+
+
+class _Starts:
+    """Writes the ``started`` record of a task that runs longer than ``after`` seconds
+    (from one thread per process): a quick task writes only its ``finished`` record, which
+    says when and where it started too."""
+
+    def __init__(self, after: float = 0.2):
+        self.after = after
+        self._due: dict[str, tuple[float, Any, dict[str, Any]]] = {}
+        self._lock = threading.Lock()
+        self._thread: threading.Thread | None = None
+
+    def add(self, storage: Any, task_id: str, doc: dict[str, Any]) -> None:
+        with self._lock:
+            self._due[task_id] = (time.monotonic() + self.after, storage, doc)
+            if self._thread is None or not self._thread.is_alive():
+                self._thread = threading.Thread(target=self._run, daemon=True, name="omfs-starts")
+                self._thread.start()
+
+    def done(self, task_id: str) -> None:
+        with self._lock:
+            self._due.pop(task_id, None)
+
+    def _run(self) -> None:
+        while True:
+            time.sleep(self.after / 2)
+            now = time.monotonic()
+            with self._lock:
+                due = [(k, v) for k, v in self._due.items() if v[0] <= now]
+                for task_id, _ in due:
+                    del self._due[task_id]
+            for task_id, (_, storage, doc) in due:
+                with contextlib.suppress(Exception):  # a record only: the task runs on
+                    write_record(storage, task_id, "started", doc)
+
+
+_starts = _Starts()
+
+
+def run_recorded(
+    omega: Any,
+    task_id: str,
+    *args: Any,
+    route: dict[str, float] | None = None,
+    call: Any = None,
+    **kwargs: Any,
+) -> Any:
+    """:func:`run_model_task`, recorded under ``_tasks/ID.*`` as it starts and ends: the
+    value (Parquet or JSON), or the error; the log and warnings it emitted. ``args`` are
+    run_model_task's (model metadata, method, ...); ``route``: the resources it asked for;
+    ``call``: run ``call()`` instead (a task of another kind on that model)."""
+    storage = omega.storage
+    meta, method = args[0], args[1]
+    started = {"at": utcnow(), **_worker_name(), "action": method, "route": route or {}}
+    started["object"] = f"models/{meta.name}@v{meta.version}"
+    _starts.add(storage, task_id, started)
+    with _captured() as capture:
+        try:
+            value = call() if call is not None else run_model_task(omega, *args, **kwargs)
+        except BaseException as exc:
+            _starts.done(task_id)
+            capture.lines.append(traceback.format_exc())
+            _finish_log(storage, task_id, capture)
+            status = "cancelled" if isinstance(exc, TaskCancelledError) else "failed"
+            error = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+            write_record(storage, task_id, "finished", finished_doc(status, error, started=started))
+            raise
+    _starts.done(task_id)
+    try:
+        doc, parquet = encode_value(value)
+    except UnstorableResultError as exc:
+        capture.lines.append(f"omfs: the result was not stored: {exc}")
+        doc, parquet = {"format": "refused", "refused": str(exc)}, None
+    if parquet is not None and len(parquet) <= INLINE_PARQUET:
+        doc["inline"] = base64.b64encode(parquet).decode()  # one file per quick task
+    elif parquet is not None:
+        storage.write_bytes(record_key(task_id, "result.parquet"), parquet, durable=False)
+    _finish_log(storage, task_id, capture)
+    write_record(
+        storage, task_id, "finished", finished_doc("succeeded", result=doc, started=started)
+    )
+    return value
+
+
+def _finish_log(storage: Any, task_id: str, capture: _Capture) -> None:
+    if capture.lines:
+        text = "\n".join(capture.lines).rstrip() + "\n"
+        storage.write_bytes(record_key(task_id, "log.txt"), text.encode(), durable=False)

@@ -28,6 +28,7 @@ from omfs.objects.records import Commit, State, apply, dumps
 
 __all__ = ["CommittingStore", "NeedsFullState", "leased"]
 
+
 _MAX_ATTEMPTS = 200
 _F = TypeVar("_F", bound=Callable[..., Any])
 

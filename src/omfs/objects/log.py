@@ -85,9 +85,20 @@ __all__ = [
     "checkpoint_file",
     "clear_cache",
     "commit_file",
+    "commits_made",
     "is_payload_file",
     "validate_record",
 ]
+
+#: how many commits this process has made (see :func:`commits_made`)
+_commits_made = [0]
+
+
+def commits_made() -> int:
+    """How many commits this process has made: a reader that caches metadata re-reads it
+    once this changes (the runtime does, so a put is seen by the next task at once)."""
+    return _commits_made[0]
+
 
 FORMAT = 2
 _CACHE_ENTRIES = 128
@@ -420,6 +431,7 @@ class ObjectLog:
             "head": new.head_doc(),
         }
         self.storage.create(self.key(commit_file(seq)), dumps(doc))
+        _commits_made[0] += 1
         return self._after_commit(state, new)
 
     def _after_commit(self, before: State, new: State) -> State:

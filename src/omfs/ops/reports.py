@@ -223,6 +223,8 @@ class GcReport(TypedDict):
     bytes: int
     dry_run: bool
     skipped: list[GcSkip]
+    #: the runtime's task records removed (``Omega.gc`` of a whole context)
+    tasks: NotRequired[list[str]]
 
 
 class FsckProblem(TypedDict):

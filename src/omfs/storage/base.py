@@ -10,6 +10,8 @@ differs between protocols is in ``backends``; the local file primitives in ``loc
 from __future__ import annotations
 
 import contextlib
+import functools
+import json
 import os
 import stat
 import threading
@@ -319,12 +321,13 @@ class Storage:
 
     # -- writing --------------------------------------------------------------------------
     @translated
-    def write_bytes(self, key: str, data: bytes) -> None:
-        """Write a small object whole; readers see the old or the new content, never a mix."""
+    def write_bytes(self, key: str, data: bytes, *, durable: bool | None = None) -> None:
+        """Write a small object whole; readers see the old or the new content, never a mix.
+        ``durable=False`` skips the fsyncs of a local write (records that may be lost)."""
         self.check_writable()
         path = self.local(self.path(key))
         if self.is_local:
-            _place_local(path, data, os.replace, self.durable)
+            _place_local(path, data, os.replace, self.durable if durable is None else durable)
         else:
             self.fs.pipe_file(path, data)
 
@@ -482,4 +485,16 @@ class Storage:
 
 
 def _rebuild(url: str, options: dict[str, Any], unsafe_commits: bool, durable: bool) -> Storage:
+    """An unpickled Storage: one per root and options in a process (a worker unpickles one
+    with every task; making it anew costs a filesystem lookup each time)."""
+    try:
+        key = json.dumps([url, options, unsafe_commits, durable], sort_keys=True)
+    except (TypeError, ValueError):  # options that are not plain values: not shared
+        return Storage(url, options, unsafe_commits=unsafe_commits, durable=durable)
+    return _rebuilt(key)
+
+
+@functools.lru_cache(maxsize=16)
+def _rebuilt(key: str) -> Storage:
+    url, options, unsafe_commits, durable = json.loads(key)
     return Storage(url, options, unsafe_commits=unsafe_commits, durable=durable)

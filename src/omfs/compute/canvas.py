@@ -1,0 +1,211 @@
+"""Task canvases: ``sequence()``, ``parallel()`` and ``mapreduce()``.
+
+Steps are collected in a ``with`` block and submitted together by ``run()``: each step is a
+task with its own id, record and route, and a sequence's steps depend on each other in the
+scheduler, so no step waits for a round trip through this client. Each step reads its
+model's latest version as it starts (a ``predict`` after a ``fit`` uses the fitted one).
+
+    with om.runtime.sequence() as crt:
+        crt.model("m").fit("X", "Y")
+        crt.require("gpu").model("m").predict("X", rName="p")
+    crt.run().get()
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from omfs.compute.records import new_id
+from omfs.compute.resources import ResourceSpec
+from omfs.compute.tasks import METHODS, run_recorded
+from omfs.errors import TaskFailedError, UsageError
+
+__all__ = ["Canvas", "CanvasResult", "run_reduce", "run_step"]
+
+
+@dataclass
+class _Step:
+    name: str
+    method: str
+    X: Any = None
+    Y: Any = None
+    params: dict[str, Any] = field(default_factory=dict)
+    result_name: str | None = None
+    route: dict[str, float] | None = None  # None: the model's attribute, else the runtime's
+
+    def label(self, index: int) -> str:
+        return f"step {index + 1} ({self.method} of model {self.name!r})"
+
+
+def run_step(
+    omega: Any, task_id: str, step: _Step, label: str, route: dict[str, float], *after: Any
+) -> Any:
+    """One step on a worker: the model's latest version, then :func:`run_recorded`. A
+    failure is raised naming the step (``after``: the steps it waits for, unused)."""
+    try:
+        meta = omega.models.metadata(step.name)
+        args = (meta, step.method, step.X, step.Y, step.params, step.result_name)
+        return run_recorded(omega, task_id, *args, route=route)
+    except Exception as exc:
+        raise TaskFailedError(f"{label} failed: {type(exc).__name__}: {exc}") from None
+
+
+def run_reduce(reduce: Any, label: str, *values: Any) -> Any:
+    """The reduce step of a mapreduce: ``reduce(list_of_values)``."""
+    try:
+        return reduce(list(values))
+    except Exception as exc:
+        raise TaskFailedError(f"{label} failed: {type(exc).__name__}: {exc}") from None
+
+
+class _StepProxy:
+    """``crt.model(name)``: each method adds one step."""
+
+    def __init__(self, canvas: Canvas, name: str, route: dict[str, float] | None):
+        self._canvas, self._name, self._route = canvas, name, route
+
+    def task(
+        self, method: str, X: Any = None, Y: Any = None, *, rName: str | None = None, **params: Any
+    ) -> Canvas:
+        if method not in METHODS:
+            raise UsageError(f"Unknown model action {method!r}; use one of {list(METHODS)}")
+        step = _Step(self._name, method, X, Y, dict(params), rName, self._route)
+        self._canvas.steps.append(step)
+        return self._canvas
+
+    def __getattr__(self, method: str) -> Any:
+        if method not in METHODS:
+            raise AttributeError(method)
+        return lambda X=None, Y=None, rName=None, **params: self.task(
+            method, X, Y, rName=rName, **params
+        )
+
+
+class Canvas:
+    """Steps collected in a ``with`` block; ``run()`` submits them (``kind``: sequence,
+    parallel or mapreduce)."""
+
+    def __init__(self, runtime: Any, kind: str, reduce: Any = None):
+        self._runtime = runtime
+        self.kind = kind
+        self.reduce = reduce
+        self.steps: list[_Step] = []
+
+    def __enter__(self) -> Canvas:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        return None
+
+    def model(self, name: str) -> _StepProxy:
+        return _StepProxy(self, name, self._runtime.resources)
+
+    def require(self, label: str | None = None, **resources: float) -> _Routed:
+        """Route the steps added through it to workers offering ``label``/``resources``."""
+        return _Routed(self, ResourceSpec.of(label, **resources).as_dict())
+
+    def run(self) -> CanvasResult:
+        if not self.steps:
+            raise UsageError(f"The {self.kind} has no steps: add some with crt.model(...).")
+        if self.kind == "mapreduce" and not callable(self.reduce):
+            raise UsageError("mapreduce(reduce=...) needs a callable importable on the workers")
+        result: CanvasResult = self._runtime.run_canvas(self)
+        return result
+
+
+class _Routed:
+    def __init__(self, canvas: Canvas, route: dict[str, float]):
+        self._canvas, self._route = canvas, route
+
+    def model(self, name: str) -> _StepProxy:
+        return _StepProxy(self._canvas, name, self._route)
+
+
+class CanvasResult:
+    """The submitted steps: ``get()`` is the last step's value (a mapreduce: the reduced
+    value), ``getall()`` every step's in order; ``ids`` the steps' task ids."""
+
+    def __init__(self, futures: list[Any], ids: list[str], final: Any = None):
+        self.futures = futures
+        self.ids = ids
+        self._final = final if final is not None else futures[-1]
+
+    def get(self, timeout: float | None = None) -> Any:
+        return _value(self._final, timeout)
+
+    def getall(self, timeout: float | None = None) -> list[Any]:
+        return [_value(f, timeout) for f in self.futures]
+
+
+def _value(future: Any, timeout: float | None) -> Any:
+    if isinstance(future, _Done):
+        return future.result()
+    return future.result(timeout=timeout)
+
+
+class _Done:
+    """A step run in this process (local mode): its value or error."""
+
+    def __init__(self, value: Any = None, error: BaseException | None = None):
+        self.value, self.error = value, error
+
+    def result(self, timeout: float | None = None) -> Any:
+        if self.error is not None:
+            raise self.error
+        return self.value
+
+
+def run_local(omega: Any, canvas: Canvas) -> CanvasResult:
+    """A canvas in this process: its steps one after the other (a sequence stops at the
+    first failure)."""
+    done: list[Any] = []
+    ids = []
+    for index, step in enumerate(canvas.steps):
+        ids.append(new_id())
+        try:
+            done.append(_Done(run_step(omega, ids[-1], step, step.label(index), {})))
+        except TaskFailedError as exc:
+            done.append(_Done(error=exc))
+            if canvas.kind == "sequence":
+                break
+    final = None
+    if canvas.kind == "mapreduce":
+        try:
+            values = [d.result() for d in done]
+            final = _Done(run_reduce(canvas.reduce, "the reduce step", *values))
+        except TaskFailedError as exc:
+            final = _Done(error=exc)
+    return CanvasResult(done, ids, final)
+
+
+def submit(runtime: Any, canvas: Canvas, route_of: Any) -> CanvasResult:
+    """Submit the canvas's steps to the cluster in one go (see the module's docstring);
+    ``route_of(step)`` gives each step's resources."""
+    client = runtime.client
+    omega = runtime.omega
+    futures: list[Any] = []
+    ids: list[str] = []
+    for index, step in enumerate(canvas.steps):
+        route = route_of(step)
+        label = step.label(index)
+        after = futures[-1:] if canvas.kind == "sequence" else []
+        ids.append(new_id())
+        key = f"omfs-{canvas.kind}-{step.method}-{step.name.replace('/', '.')}-{ids[-1]}"
+        future = client.submit(
+            run_step, omega, ids[-1], step, label, route, *after,
+            resources=route or None, pure=False, key=key,
+        )  # fmt: skip
+        futures.append(future)
+    final = None
+    if canvas.kind == "mapreduce":
+        route = runtime.resources or {}
+        final = client.submit(
+            run_reduce, canvas.reduce, "the reduce step", *futures,
+            resources=route or None, pure=False, key=f"omfs-reduce-{new_id()}",
+        )  # fmt: skip
+    for future, step in zip(futures, canvas.steps, strict=True):
+        runtime.cluster.track(future, f"{step.method}({step.name})")
+    if final is not None:
+        runtime.cluster.track(final, "reduce")
+    return CanvasResult(futures, ids, final)

@@ -1,0 +1,64 @@
+"""Runtime canvases: sequence, parallel, mapreduce, each step routed by its own route."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+from distributed import get_task_stream
+from sklearn.linear_model import LinearRegression
+
+import omfs
+from omfs.errors import TaskFailedError
+
+pytestmark = pytest.mark.cluster
+
+X = pd.DataFrame({"x": np.arange(20.0)})
+Y = pd.DataFrame({"y": 2 * np.arange(20.0) + 1})
+
+
+@pytest.fixture
+def om(tmp_path, dask_processes):
+    om = omfs.setup(tmp_path / "ctx", cluster=dask_processes["client"])
+    om.datasets.put(X, "X")
+    om.datasets.put(Y, "Y")
+    om.models.put(LinearRegression(), "m")
+    return om
+
+
+def test_sequence_fits_then_predicts_with_the_fitted_version_on_its_route(om, dask_processes):
+    with get_task_stream(dask_processes["client"]) as stream:
+        with om.runtime.sequence() as crt:
+            crt.model("m").fit("X", "Y")
+            crt.require("gpu").model("m").predict("X", rName="p")
+        result = crt.run()
+        meta = result.get(timeout=60)
+    assert meta.name == "p" and meta.attributes["produced_by"]["version"] == 2
+    np.testing.assert_allclose(om.datasets.get("p")["predict"], Y["y"], atol=1e-6)
+    keys = [(str(t["key"]), t["worker"]) for t in stream.data]
+    steps = {key.split("-")[2]: worker for key, worker in keys if "sequence" in key}
+    assert steps["predict"] == dask_processes["workers"]["gpu-worker"]
+    assert om.runtime.status(result.ids[0]) == "succeeded"
+
+
+def test_a_failing_step_stops_the_sequence_and_is_named(om):
+    with om.runtime.sequence() as crt:
+        crt.model("m").predict("X")  # unfitted
+        crt.model("m").fit("X", "Y")
+    with pytest.raises(TaskFailedError, match=r"step 1 \(predict of model 'm'\) failed"):
+        crt.run().get(timeout=60)
+    assert [v.version for v in om.models.versions("m")] == [1], "step 2 never ran"
+
+
+def test_parallel_and_mapreduce(om):
+    om.models.put(LinearRegression().fit(X, Y["y"]), "m")
+    with om.runtime.parallel() as crt:
+        crt.model("m").predict("X")
+        crt.require("cpu").model("m").score("X", "Y")
+    values = crt.run().getall(timeout=60)
+    np.testing.assert_allclose(values[0], Y["y"], atol=1e-6)
+    assert values[1] == pytest.approx(1.0)
+    with om.runtime.mapreduce(reduce=len) as crt:
+        for _ in range(3):
+            crt.model("m").predict("X")
+    assert crt.run().get(timeout=60) == 3
