@@ -54,6 +54,11 @@ class _NotFound(NotFoundError):
         return (_not_found_error, (str(self), self.cli_message()))
 
 
+# what a traceback, ``repr`` and ``type(exc).__name__`` show: the public class it is
+_NotFound.__name__ = _NotFound.__qualname__ = "NotFoundError"
+_NotFound.__module__ = NotFoundError.__module__
+
+
 def _not_found_error(text: str, cli_text: str) -> NotFoundError:
     """A plain NotFoundError with both wordings of a _NotFound (what unpickling makes)."""
     error = NotFoundError(text)
