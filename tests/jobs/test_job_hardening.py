@@ -226,3 +226,24 @@ def test_what_om_prints_says_each_thing_once(tmp_path, cli):
     assert error.count(f"pid {pid}") == 1, error
     helptext = cli("scheduler", "run", "--help").stdout
     assert "SIGTERM" in helptext
+
+
+def test_a_job_raising_keyboard_interrupt_in_a_thread_just_fails(tmp_path):
+    """On a worker's or a scheduler's thread a job's KeyboardInterrupt is no Ctrl-C: the run
+    fails and the thread goes on."""
+    import threading
+
+    om = omfs.setup(tmp_path / "ctx")
+    put(om, tmp_path, "ctrl", BASE.format(what="KeyboardInterrupt"))
+    errors = []
+
+    def run():
+        try:
+            run_local(om, "ctrl").get()
+        except BaseException as exc:
+            errors.append(exc)
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    thread.join(60)
+    assert [type(e) for e in errors] == [JobFailedError]

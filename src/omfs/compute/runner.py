@@ -100,8 +100,10 @@ def _upload(store: RunStore, rec: RunRecord, output: RunOutput) -> None:
 
 
 def execute_run(omega: Any, doc: dict[str, Any]) -> dict[str, Any]:
-    """Run one job run (on a worker, or in this process) and return its final record; a
-    ``KeyboardInterrupt`` is recorded (``failed``), then raised again."""
+    """Run one job run (on a worker, or in this process) and return its final record. A
+    ``KeyboardInterrupt`` is recorded (``failed``), then raised again in the main thread
+    (Ctrl-C of a run in this process); in another thread (a worker's, a scheduler's) the
+    failed record is returned as for any other exception."""
     store: RunStore = omega.jobs.run_store
     rec = store.read(doc["job"], doc["id"], seen=False)
     if rec.status != "running":
@@ -121,8 +123,8 @@ def execute_run(omega: Any, doc: dict[str, Any]) -> dict[str, Any]:
     if os.getpid() != owner:  # a child the job forked came back: the record is not its own
         os._exit(0 if outcome[0] == "succeeded" else 1)
     rec = _finish(store, rec, outcome, output)
-    if interrupt is not None:
-        raise interrupt
+    if interrupt is not None and threading.current_thread() is threading.main_thread():
+        raise interrupt  # Ctrl-C of a run in this process: it stops the caller too
     return rec.to_dict()
 
 
