@@ -252,3 +252,31 @@ def test_parts_pruned_locally_answer_as_the_arrow_dataset(tmp_path):
     ):
         expected = con.sql(query).df()
         assert om.sql(query).equals(expected), query
+
+
+def test_delta_refusals_are_one_line(tmp_path, cli):
+    """A file where the table should be, and a table omfs did not write: one line each."""
+    om = omfs.setup(tmp_path / "ctx")
+    three_versions(om)
+    (tmp_path / "a-file").write_text("x")
+    for url in (tmp_path / "a-file", tmp_path / "a-file" / "below"):
+        with pytest.raises(SyncError, match="Cannot export to the Delta table") as caught:
+            om.datasets.export_delta("sales", str(url))
+        assert "\n" not in str(caught.value) and "\x1b" not in str(caught.value)
+    out = cli("--root", om.root, "datasets", "export-delta", "sales", str(tmp_path / "a-file"))
+    assert out.code == 1 and out.stderr.count("\n") == 1 and "Traceback" not in out.stderr
+    foreign = str(tmp_path / "foreign")
+    deltalake.write_deltalake(foreign, pd.DataFrame({"id": [1]}))
+    with pytest.raises(SyncError, match="it was not written by omfs's export_delta") as caught:
+        om.datasets.export_delta("sales", foreign)
+    assert "None" not in str(caught.value)
+
+
+def test_a_dropped_version_is_a_plain_not_found_error(tmp_path):
+    om = omfs.setup(tmp_path / "ctx")
+    three_versions(om)
+    om.datasets.prune("sales", keep_last=1)
+    with pytest.raises(NotFoundError) as caught:
+        om.datasets.to_arrow_dataset("sales@v1")
+    assert type(caught.value).__name__ == "NotFoundError"
+    assert repr(caught.value).startswith("NotFoundError(")

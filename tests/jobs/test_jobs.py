@@ -154,21 +154,27 @@ def test_a_run_whose_process_died_reads_failed(om, tmp_path):
     dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
                           capture_output=True, text=True, check=True)  # fmt: skip
     store = om.jobs.run_store
-    killed = replace(done, id="r-killed", status="running", finished=None, worker="tcp://w:1")
+    killed = replace(
+        done, id="20240101T000000Z-00000a", status="running", finished=None, worker="tcp://w:1"
+    )
     store.write(replace(killed, pid=int(dead.stdout)))
     old = (datetime.now(UTC) - timedelta(seconds=LOST_AFTER + 5)).isoformat()
-    store.write(replace(killed, id="r-silent", host="elsewhere", pid=1, heartbeat=old))
-    store.write(replace(killed, id="r-alive", heartbeat=datetime.now(UTC).isoformat()))
-    seen = {r.id: r for r in om.jobs.runs("nightly")}
-    killed_seen = seen["r-killed"]
-    assert killed_seen.status == "failed" and "stopped before the run" in killed_seen.error
-    assert seen["r-silent"].status == "failed" and "no heartbeat from tcp://w:1" in (
-        seen["r-silent"].error
+    store.write(
+        replace(killed, id="20240101T000000Z-00000b", host="elsewhere", pid=1, heartbeat=old)
     )
-    assert seen["r-alive"].status == "running"
+    store.write(
+        replace(killed, id="20240101T000000Z-00000c", heartbeat=datetime.now(UTC).isoformat())
+    )
+    seen = {r.id: r for r in om.jobs.runs("nightly")}
+    killed_seen = seen["20240101T000000Z-00000a"]
+    assert killed_seen.status == "failed" and "stopped before the run" in killed_seen.error
+    assert seen["20240101T000000Z-00000b"].status == "failed" and "no heartbeat from tcp://w:1" in (
+        seen["20240101T000000Z-00000b"].error
+    )
+    assert seen["20240101T000000Z-00000c"].status == "running"
     assert set(RunRecord.__dataclass_fields__) >= {"id", "status", "result", "slot", "worker"}
     with pytest.raises(NotFoundError):
-        om.jobs.log("no-such-run")
+        om.jobs.log("20240101T000000Z-ffffff")
 
 
 def test_cli_put_run_runs_log(cli, tmp_path):

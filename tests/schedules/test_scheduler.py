@@ -66,6 +66,32 @@ def test_a_scheduler_starting_after_a_downtime_catches_up_by_policy(om, catchup,
     assert book.read_last_fired(om.storage, "omega", "daily") == utc(2024, 1, 6, 6)
 
 
+@pytest.mark.parametrize(("catchup", "days"), [("latest", [5]), ("all", [2, 3, 4, 5])])
+def test_catchup_slots_of_one_look_are_one_batch(om, catchup, days):
+    """With overlap="skip", the missed slots fired at one look do not count as overlapping
+    each other (each starts a run that still runs as the next fires); a run that ran before
+    the look holds the whole batch back, and the batch holds back the next look's slot."""
+    store(om, "daily", cron="0 6 * * *", catchup=catchup, created=utc(2024, 1, 1))
+    book.record_fired(om.storage, "omega", "daily", utc(2024, 1, 1, 6))
+    running: set[str] = set()
+
+    def fire(om, job, slot, params):
+        running.add(job)  # the run it starts runs on
+        return True
+
+    scheduler = Scheduler(om, fire, is_running=lambda om, job: job in running)
+    scheduler.refresh()
+    done = scheduler.tick(now=utc(2024, 1, 5, 12))
+    assert [(f.slot.day, f.outcome) for f in done] == [(d, "fired") for d in days]
+    scheduler.tick(now=utc(2024, 1, 6, 5, 59))
+    assert [f.outcome for f in scheduler.tick(now=utc(2024, 1, 6, 6))] == ["overlap"]
+    # a scheduler starting while a run still runs skips the whole missed batch
+    book.record_fired(om.storage, "omega", "daily", utc(2024, 1, 1, 6))
+    later = Scheduler(om, fire, is_running=lambda om, job: True)
+    later.refresh()
+    assert {f.outcome for f in later.tick(now=utc(2024, 1, 5, 12))} == {"overlap"}
+
+
 def test_every_bucket_is_watched_and_params_travel(om):
     store(om, "a", every="1h", params={"x": 1}, created=utc(2024, 1, 1))
     store(om, "b", bucket="dev", every="1h", created=utc(2024, 1, 1))

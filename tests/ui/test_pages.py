@@ -137,6 +137,24 @@ def test_non_loopback_needs_a_token(ui_om, tmp_path, monkeypatch):
         assert httpx.get(url + "/models", headers={"Authorization": "Bearer s3cret"}).is_success
 
 
+def test_a_run_id_that_climbs_out_of_the_context_is_refused(tmp_path):
+    import json
+
+    import omfs
+    from omfs.ui import create_app
+
+    om = omfs.setup(tmp_path / "ctx")
+    (tmp_path / "nightly.py").write_text("print('hi')\n")
+    om.jobs.put(tmp_path / "nightly.py", "nightly")
+    climb = "../../../../outside"
+    doc = {"id": climb, "job": "nightly", "version": 1, "status": "succeeded"}
+    om.storage.write_bytes("outside/run.json", json.dumps(doc).encode())
+    om.storage.write_bytes("outside/stdout.txt", b"TOPSECRET")
+    with Running(create_app(om)) as url, httpx.Client(base_url=url) as client:
+        page = client.get("/jobs/nightly", params={"run": climb})
+    assert page.status_code == 400 and "TOPSECRET" not in page.text
+
+
 def test_a_foreign_host_header_is_refused(ui_url):
     answer = httpx.get(ui_url + "/models", headers={"Host": "attacker.example"})
     assert answer.status_code == 403

@@ -60,7 +60,7 @@ def serve_schedules(
     scheduler = Scheduler(om, firing, is_running=firing.is_running, buckets=buckets or None)
     scheduler.refresh()
     what = ", ".join(buckets) if buckets else "all buckets"
-    say(f"scheduler watching {om.storage.url} ({what}); Ctrl-C stops it")
+    say(f"scheduler watching {om.storage.url} ({what}); Ctrl-C or SIGTERM stops it")
     stop = stop or threading.Event()
     with contextlib.suppress(KeyboardInterrupt), _terminate_sets(stop):
         scheduler.run(stop)
@@ -92,7 +92,10 @@ def run(
         typer.Option("--bucket", help="watch only this bucket (repeatable; default: all)"),
     ] = None,
 ) -> None:
-    """Fire the context's job schedules in the foreground until Ctrl-C.
+    """Fire the context's job schedules in the foreground until Ctrl-C or SIGTERM.
+
+    Either stops it cleanly: no new slot fires, and the runs executing here are waited for
+    (a second Ctrl-C leaves them; their records then read as lost).
 
     Prints one line per run it starts: bucket, job, slot, run id, and where it runs
     (`here`: in this process; `cluster`: on the context's cluster). Several schedulers on

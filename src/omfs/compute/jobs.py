@@ -14,31 +14,23 @@ with put-if-absent: of several schedulers only the one that created it submits t
 
 from __future__ import annotations
 
-import base64
-import contextlib
-import io
 import json
-import pickle
-import sys
-import threading
-import traceback
 from dataclasses import replace
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from omfs.compute._routing import check_satisfiable, describe_workers
-from omfs.compute.capture import captured
 from omfs.compute.resources import ResourceSpec
+from omfs.compute.runner import execute_run
 from omfs.errors import ConfigError, JobFailedError, UsageError
 from omfs.objects.jobs.runs import (
-    HEARTBEAT,
+    RESERVED_PARAMS,
     RunRecord,
     RunStore,
     new_run_id,
     now,
     slot_run_id,
 )
-from omfs.objects.jobs.store import notebook_module
 
 if TYPE_CHECKING:
     from omfs.compute.cluster import ClusterHandle
@@ -128,8 +120,8 @@ RunHandle = RunResult
 def failure(rec: RunRecord) -> JobFailedError:
     """The error of a failed run, naming the job, version, run id and the error line."""
     return JobFailedError(
-        f"Job {rec.job!r} v{rec.version} failed (run {rec.id}): {rec.error}. "
-        f"Its output: om.jobs.log({rec.id!r})",
+        f"Job {rec.job!r} v{rec.version} failed (run {rec.id}): {rec.error}.",
+        hint=f"Its output: om.jobs.log({rec.id!r})",
         cli_hint=f"Its output: `om jobs log {rec.id}`.",
     )
 
@@ -228,6 +220,12 @@ class JobProxy:
 
 
 def _json_params(params: dict[str, Any], name: str) -> dict[str, Any]:
+    reserved = [k for k in RESERVED_PARAMS if k in params]
+    if reserved:
+        raise UsageError(
+            f"Job {name!r} cannot take a parameter named {reserved[0]!r}: a job already "
+            f"has {' and '.join(repr(k) for k in RESERVED_PARAMS)}. Rename the parameter."
+        )
     try:
         return dict(json.loads(json.dumps(params, allow_nan=False)))
     except (TypeError, ValueError) as exc:
@@ -235,146 +233,3 @@ def _json_params(params: dict[str, Any], name: str) -> dict[str, Any]:
             f"The parameters of job {name!r} must be JSON values (text, numbers, lists, "
             f"dicts): {exc}"
         ) from None
-
-
-# -- on the worker ----------------------------------------------------------------------------
-class _Heartbeat:
-    """Rewrites the running record every HEARTBEAT seconds until stopped."""
-
-    def __init__(self, store: RunStore, rec: RunRecord):
-        self.store, self.rec = store, rec
-        self.stop = threading.Event()
-        self.thread = threading.Thread(target=self._beat, daemon=True, name=f"omfs-{rec.id}")
-
-    def _beat(self) -> None:
-        while not self.stop.wait(HEARTBEAT):
-            with contextlib.suppress(Exception):  # a missed beat is not the run's failure
-                self.store.write(replace(self.rec, heartbeat=now()))
-
-    def __enter__(self) -> _Heartbeat:
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop.set()
-        self.thread.join()
-
-
-def _worker_address(claimed: str | None) -> str:
-    """The Dask worker running this, else who claimed the run to run it (a scheduler), else
-    ``local``. Dask is not imported for it: a process that never imported it is no worker."""
-    distributed = sys.modules.get("distributed")
-    if distributed is not None:
-        with contextlib.suppress(ValueError):
-            return str(distributed.get_worker().address)
-    return claimed or "local"
-
-
-def execute_run(omega: Any, doc: dict[str, Any]) -> dict[str, Any]:
-    """Run one job run (on a worker, or in this process) and return its final record."""
-    store: RunStore = omega.jobs.run_store
-    rec = store.read(doc["job"], doc["id"], seen=False)
-    if rec.status != "running":
-        return rec.to_dict()  # cancelled before it started
-    rec = replace(rec.owned_here(), worker=_worker_address(rec.worker))
-    store.write(rec)
-    with _Heartbeat(store, rec):
-        status, result, error, outputs = _execute(omega, rec)
-    for filename, data in outputs.items():
-        store.write_output(rec, filename, data)
-    rec = replace(rec, status=status, result=result, error=error, finished=now())
-    store.write(rec)
-    return rec.to_dict()
-
-
-Outcome = tuple[str, Any, "str | None", dict[str, bytes]]
-
-
-def _execute(omega: Any, rec: RunRecord) -> Outcome:
-    meta = omega.jobs.metadata(rec.job, version=rec.version)
-    text = omega.jobs.read_payload(meta).decode("utf-8")
-    filename = meta.info.get("filename") or f"{rec.job}.py"
-    if meta.kind == "notebook":
-        return _run_notebook(omega, rec, text)
-    return _run_script(omega, rec, text, filename)
-
-
-def _error_line(exc: BaseException) -> str:
-    return traceback.format_exception_only(exc)[-1].strip()
-
-
-def _run_script(omega: Any, rec: RunRecord, text: str, filename: str) -> Outcome:
-    out, err = io.StringIO(), io.StringIO()
-    scope = {"__name__": "__main__", "__file__": filename, "om": omega, "params": rec.params}
-    status, result, error = "succeeded", None, None
-    try:
-        with captured(out, err):
-            exec(compile(text, filename, "exec"), scope)
-            if callable(scope.get("run")):
-                result = scope["run"](omega, **rec.params)
-        result, error = _json_result(result)
-    except SystemExit as exc:
-        if exc.code not in (None, 0):
-            status, error = "failed", f"SystemExit: {exc.code}"
-    except Exception as exc:
-        status, error = "failed", _error_line(exc)
-        err.write(traceback.format_exc())
-    if error is not None:
-        status = "failed"
-    return status, result, error, _texts(out, err)
-
-
-def _texts(out: io.StringIO, err: io.StringIO) -> dict[str, bytes]:
-    return {"stdout.txt": out.getvalue().encode(), "stderr.txt": err.getvalue().encode()}
-
-
-def _json_result(result: Any) -> tuple[Any, str | None]:
-    """``result`` as JSON, or None and the line saying why it is refused."""
-    try:
-        return json.loads(json.dumps(result, allow_nan=False)), None
-    except (TypeError, ValueError):
-        return None, (
-            f"the result of run() is a {type(result).__name__}, which is not JSON: return "
-            "text, numbers, lists or dicts (store data with om.datasets.put)"
-        )
-
-
-def _parameter_cell(omega: Any, params: dict[str, Any]) -> str:
-    """The code injected after the ``parameters`` cell: ``om`` (the context, as a worker
-    receives it) and the parameters, each also as a variable where its name is one."""
-    context = base64.b64encode(pickle.dumps(omega)).decode()
-    lines = [
-        "# Injected by omfs: the job's context and the run's parameters",
-        "import base64 as _b64, json as _json, pickle as _pickle",
-        f"om = _pickle.loads(_b64.b64decode({context!r}))",
-        f"params = _json.loads({json.dumps(params)!r})",
-    ]
-    lines += [f"{key} = params[{key!r}]" for key in params if key.isidentifier()]
-    return "\n".join(lines)
-
-
-def _run_notebook(omega: Any, rec: RunRecord, text: str) -> Outcome:
-    nbformat = notebook_module("nbformat", f"The notebook job {rec.job!r}")
-    nbclient = notebook_module("nbclient", f"The notebook job {rec.job!r}")
-    notebook = nbformat.reads(text, as_version=4)
-    cell = nbformat.v4.new_code_cell(_parameter_cell(omega, rec.params))
-    cell.metadata["tags"] = ["injected-parameters"]
-    tagged = [i for i, c in enumerate(notebook.cells) if "parameters" in c.metadata.get("tags", [])]
-    notebook.cells.insert(tagged[0] + 1 if tagged else 0, cell)
-    client = nbclient.NotebookClient(notebook, timeout=None, kernel_name="python3")
-    status, error = "succeeded", None
-    try:
-        client.execute()
-    except nbclient.exceptions.CellExecutionError as exc:
-        status, error = "failed", f"{exc.ename}: {exc.evalue}"
-    except Exception as exc:  # the kernel would not start, or died
-        status, error = "failed", _error_line(exc)
-    out, err = io.StringIO(), io.StringIO()
-    for c in notebook.cells:
-        for output in c.get("outputs", []):
-            if output.get("output_type") == "stream":
-                (err if output.get("name") == "stderr" else out).write(output.get("text", ""))
-            elif output.get("output_type") == "error":
-                err.write("\n".join(output.get("traceback", [])) + "\n")
-    outputs = _texts(out, err) | {"output.ipynb": nbformat.writes(notebook).encode()}
-    return status, None, error, outputs

@@ -146,7 +146,13 @@ class Scheduler:
 
     # -- firing -----------------------------------------------------------------------------
     def tick(self, now: datetime | None = None) -> list[Firing]:
-        """Fire every slot due at ``now`` (default: the clock); returns what it did."""
+        """Fire every slot due at ``now`` (default: the clock); returns what it did.
+
+        The slots due at one look (missed ones of ``catchup="all"`` or ``"latest"``, then
+        the one on time) are one batch: ``overlap="skip"`` asks once, before the batch,
+        whether a run that started earlier still runs, and skips the whole batch if so;
+        the runs of one batch never count as overlapping each other (they run side by side).
+        """
         now = datetime.fromtimestamp(self.clock(), UTC) if now is None else now.astimezone(UTC)
         previous, self._previous = self._previous, now
         stalled = previous is None or (now - previous).total_seconds() > self.max_stall
@@ -155,33 +161,48 @@ class Scheduler:
             if entry.next is not None and entry.next > now:
                 continue
             since = now if stalled else previous
-            for slot in due_slots(entry.schedule, entry.last, now, self.limit, since=since):
-                done.append(self._fire(entry, slot))
+            slots = due_slots(entry.schedule, entry.last, now, self.limit, since=since)
+            if slots:
+                busy = self._busy(entry)
+                done.extend(self._fire(entry, slot, busy) for slot in slots)
             entry.next = next(slots_after(entry.schedule, max(now, entry.last or now)))
         self.firings.extend(done)
         return done
 
-    def _fire(self, entry: _Entry, slot: datetime) -> Firing:
-        om = self._contexts.get(entry.bucket)
+    def _context(self, bucket: str) -> Any:
+        om = self._contexts.get(bucket)
         if om is None:
-            om = self._contexts[entry.bucket] = self.om[entry.bucket]
+            om = self._contexts[bucket] = self.om[bucket]
+        return om
+
+    def _busy(self, entry: _Entry) -> bool | None:
+        """Whether ``overlap="skip"`` holds the slots back: a run of the job that started
+        before this look still runs (None: that could not be told)."""
+        if entry.schedule.overlap != "skip" or self.is_running is None:
+            return False
+        try:
+            return bool(self.is_running(self._context(entry.bucket), entry.job))
+        except Exception as exc:
+            log.warning("scheduler: job %r: cannot tell whether it still runs: %s", entry.job, exc)
+            return None
+
+    def _fire(self, entry: _Entry, slot: datetime, busy: bool | None) -> Firing:
         outcome: Literal["fired", "lost", "overlap", "failed"] = "failed"
         try:  # one job's trouble never stops the others
-            if entry.schedule.overlap == "skip" and self._running(om, entry.job):
+            if busy:
                 outcome = "overlap"
-            elif self.fire(om, entry.job, slot, dict(entry.schedule.params)):
+            elif busy is not None and self.fire(
+                self._context(entry.bucket), entry.job, slot, dict(entry.schedule.params)
+            ):
                 outcome = "fired"
                 record_fired(self.storage, entry.bucket, entry.job, slot)
-            else:
+            elif busy is not None:
                 outcome = "lost"
         except Exception as exc:
             log.warning("scheduler: job %r, slot %s: %s", entry.job, slot.isoformat(), exc)
         entry.last = slot.astimezone(UTC)
         log.info("scheduler: job %r slot %s %s", entry.job, slot.isoformat(), outcome)
         return Firing(entry.bucket, entry.job, slot, outcome, self.clock())
-
-    def _running(self, om: Any, job: str) -> bool:
-        return self.is_running is not None and bool(self.is_running(om, job))
 
     # -- the loop ---------------------------------------------------------------------------
     def next_due(self) -> float | None:

@@ -27,14 +27,14 @@ from omfs.storage import Storage
 
 __all__ = ["ADOPTING", "VersionedBase"]
 
-#: The index marker's content while a rebase switches the log (see ``adopt``): readers then
-#: read the journal.
+#: The index marker's content while a rebase switches the log (``adopt``): read the journal.
 ADOPTING = b"adopting"
 
 
 class _NotFound(NotFoundError):
-    """A NotFoundError whose message (which may need a listing, to name the buckets that
-    exist) is made only when someone reads it, not when ``exists()`` catches it."""
+    """A NotFoundError whose message (it may list buckets) is made only when it is read."""
+
+    __module__ = NotFoundError.__module__
 
     def __init__(self, message: Callable[[bool], str]):
         super().__init__()
@@ -52,6 +52,9 @@ class _NotFound(NotFoundError):
 
     def __reduce__(self) -> tuple[Any, ...]:
         return (_not_found_error, (str(self), self.cli_message()))
+
+
+_NotFound.__name__ = _NotFound.__qualname__ = "NotFoundError"  # as tracebacks show it
 
 
 def _not_found_error(text: str, cli_text: str) -> NotFoundError:

@@ -10,15 +10,26 @@ after the last version exported, and refuses a table that does not continue this
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
+import re
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from omfs.errors import MissingExtraError, SyncError
+from omfs.errors import MissingExtraError, OmfsError, SyncError
 
-__all__ = ["DELTA_EXTRA", "DeltaExport", "DeltaStep", "parts_digest", "write_steps"]
+__all__ = [
+    "DELTA_EXTRA",
+    "DeltaExport",
+    "DeltaStep",
+    "delta_errors",
+    "parts_digest",
+    "write_steps",
+]
+
+_ANSI = re.compile(r"\x1b\[[0-?]*[ -/]*[@-~]")
 
 DELTA_EXTRA = "pip install 'omfs[delta]'"
 
@@ -59,6 +70,23 @@ def deltalake_module() -> Any:
     return deltalake
 
 
+@contextlib.contextmanager
+def delta_errors(url: str) -> Iterator[None]:
+    """deltalake's errors (several lines, terminal colours) as one line of SyncError."""
+    deltalake = deltalake_module()
+    try:
+        yield
+    except OmfsError:
+        raise
+    except (OSError, deltalake.exceptions.DeltaError) as exc:
+        lines = [line.strip(" \t\u21b3") for line in _ANSI.sub("", str(exc)).splitlines()]
+        detail = "; ".join(line for line in lines if line)[:300] or type(exc).__name__
+        raise SyncError(
+            f"Cannot export to the Delta table at {url!r}: {detail}. Give a folder (or an "
+            "s3:// URL) that is a Delta table exported from this dataset, or does not exist."
+        ) from None
+
+
 def parts_digest(files: list[str]) -> str:
     """A short digest of a version's part files: what identifies its rows across re-runs."""
     return hashlib.sha256(json.dumps(files).encode()).hexdigest()[:32]
@@ -78,10 +106,14 @@ def exported_up_to(
     info = (table.history(1) or [{}])[0]
     recorded = info.get("omfs.version")
     if info.get("omfs.name") != name or recorded != str(latest + 1):
+        if info.get("omfs.name") is None:
+            why = "it was not written by omfs's export_delta"
+        else:
+            why = f"it records {info.get('omfs.name')!r} version {recorded!r}"
         raise SyncError(
             f"The Delta table at {url!r} has diverged from dataset {name!r}: its version "
             f"{latest} was not written by export_delta as version {latest + 1} of {name!r} "
-            f"(it records {info.get('omfs.name')!r} version {recorded!r}). Export to a new URL."
+            f"({why}). Export to a new URL."
         )
     digest = digest_of(latest + 1)
     if digest is not None and info.get("omfs.parts") not in (digest, None):

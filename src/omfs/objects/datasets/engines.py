@@ -98,18 +98,24 @@ class DatasetEngines(DatasetVersions):
 
         Returns a :class:`~omfs.objects.datasets.delta.DeltaExport`.
         """
-        from omfs.objects.datasets.delta import DeltaExport, exported_up_to, write_steps
+        from omfs.objects.datasets.delta import (
+            DeltaExport,
+            delta_errors,
+            exported_up_to,
+            write_steps,
+        )
 
         base, rec, _ = self.select(name)
         if rec.kind == _convert.KIND_RAW:
             raise InvalidTypeError(f"Dataset {base!r} is a raw file: it has no Delta table.")
         state = self.state(base, full=True)
-        done = exported_up_to(
-            url, base, storage_options, lambda v: self._delta_digest(base, state, v)
-        )
-        newest = rec.version  # the latest: select() without a selector
-        steps = [self._delta_step(base, state, v) for v in range(done + 1, newest + 1)]
-        latest = write_steps(url, base, steps, storage_options)
+        with delta_errors(url):
+            done = exported_up_to(
+                url, base, storage_options, lambda v: self._delta_digest(base, state, v)
+            )
+            newest = rec.version  # the latest: select() without a selector
+            steps = [self._delta_step(base, state, v) for v in range(done + 1, newest + 1)]
+            latest = write_steps(url, base, steps, storage_options)
         return DeltaExport(
             base, url, [s.version for s in steps], done - 1 if latest is None else latest
         )

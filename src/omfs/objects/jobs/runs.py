@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import secrets
 import socket
 from dataclasses import asdict, dataclass, field, fields, replace
@@ -32,7 +33,8 @@ from datetime import UTC, datetime
 from typing import Any
 
 from omfs._util import pid_exists
-from omfs.errors import NotFoundError
+from omfs.errors import FormatError, InvalidNameError, NotFoundError
+from omfs.names import check_name
 from omfs.objects.records import dumps
 from omfs.storage import Storage
 
@@ -42,9 +44,12 @@ __all__ = [
     "LOST_AFTER",
     "OUTPUTS",
     "RECORD_FILE",
+    "RESERVED_PARAMS",
     "STATUSES",
     "RunRecord",
     "RunStore",
+    "check_run_id",
+    "is_run_id",
     "new_run_id",
     "run_files",
     "slot_run_id",
@@ -60,6 +65,29 @@ _RUNS = "_runs"
 RECORD_FILE = "run.json"
 _RECORD = RECORD_FILE
 OUTPUTS = ("stdout.txt", "stderr.txt", "output.ipynb")
+#: names no run parameter may have: a job's code already has ``om`` and ``params``
+RESERVED_PARAMS = ("om", "params")
+
+
+#: the run ids omfs makes: a UTC stamp (microseconds only for a slot that has them), then
+#: 6 random hex digits or ``scheduled``; nothing else names a run (or a path)
+_RUN_ID = re.compile(r"\d{8}T\d{6}(?:\.\d{6})?Z-(?:[0-9a-f]{6}|scheduled)")
+
+
+def is_run_id(text: object) -> bool:
+    """Whether ``text`` is a run id omfs could have made."""
+    return isinstance(text, str) and _RUN_ID.fullmatch(text) is not None
+
+
+def check_run_id(run_id: object) -> str:
+    """``run_id`` when it is a run id omfs makes (``20250107T060000Z-3fa2c1``), else
+    InvalidNameError: an id is part of a path, so nothing else may reach one."""
+    if not is_run_id(run_id):
+        raise InvalidNameError(
+            f"Invalid run id {run_id!r}: a run id looks like 20250107T060000Z-3fa2c1 "
+            "(runs() lists them)"
+        )
+    return str(run_id)
 
 
 def _stamp(when: datetime) -> str:
@@ -135,7 +163,9 @@ def _lost_reason(rec: RunRecord, at: datetime) -> str | None:
     """Why a ``running`` record's run can no longer finish, or None. Before a worker took it
     the submitting process owns it (only its death, on this host, is told); then the
     worker, whose heartbeat must be fresh."""
-    where = f"{rec.worker or 'the submitting process'} (pid {rec.pid} on {rec.host})"
+    where = rec.worker or "the submitting process"
+    if f"pid {rec.pid}" not in where:  # a scheduler names its pid already
+        where += f" (pid {rec.pid} on {rec.host})"
     if rec.host == socket.gethostname() and rec.pid is not None and not pid_exists(rec.pid):
         return f"lost: {where} stopped before the run finished (killed?)"
     if rec.worker is None:
@@ -153,7 +183,7 @@ def run_files(storage: Storage, bucket: str) -> dict[tuple[str, str], dict[str, 
     out: dict[tuple[str, str], dict[str, int]] = {}
     for key, size, _ in storage.walk(top.rstrip("/")):
         parts = key[len(top) :].split("/")
-        if len(parts) == 3 and parts[2] in (_RECORD, *OUTPUTS):
+        if len(parts) == 3 and parts[2] in (_RECORD, *OUTPUTS) and is_run_id(parts[1]):
             out.setdefault((parts[0].replace("~", "/"), parts[1]), {})[parts[2]] = size
     return out
 
@@ -171,7 +201,16 @@ class RunStore:
         return f"{self.bucket}/jobs/{_RUNS}"
 
     def folder(self, job: str, run_id: str) -> str:
-        return f"{self.top}/{job.replace('/', '~')}/{run_id}"
+        """The folder of one run; the job name and run id are checked (InvalidNameError), so
+        no path outside the runs can be built from them."""
+        return f"{self._job_folder(job)}/{check_run_id(run_id)}"
+
+    def _job_folder(self, job: str) -> str:
+        return f"{self.top}/{check_name(job, 'job name').replace('/', '~')}"
+
+    def _run_ids(self, job: str) -> list[str]:
+        """The run ids of ``job``'s folder (anything else there is not a run)."""
+        return [n for n in self.storage.list_dirs(self._job_folder(job)) if is_run_id(n)]
 
     def key(self, rec: RunRecord, filename: str = _RECORD) -> str:
         return f"{self.folder(rec.job, rec.id)}/{filename}"
@@ -203,29 +242,32 @@ class RunStore:
                 f"context {self.storage.url!r}. runs() lists them."
             ) from None
         rec = RunRecord.from_dict(doc)
+        if rec.id != run_id or rec.job != job:  # never build a path from what a file says
+            raise FormatError(
+                f"The record of run {run_id!r} of job {job!r} in bucket {self.bucket!r} names "
+                f"run {rec.id!r} of job {rec.job!r}: it was changed outside omfs"
+            )
         return rec.seen() if seen else rec
 
     def runs(self, job: str) -> list[RunRecord]:
         """The runs of ``job``, newest first."""
-        folder = f"{self.top}/{job.replace('/', '~')}"
         found = []
-        for run_id in self.storage.list_dirs(folder):
+        for run_id in self._run_ids(job):
             try:
                 found.append(self.read(job, run_id))
-            except NotFoundError:
-                continue  # a run a sync is still copying (its record comes last)
+            except (NotFoundError, FormatError):
+                continue  # a run a sync is still copying (its record comes last); fsck tells
         return sorted(found, key=lambda r: (r.started, r.id), reverse=True)
 
     def running(self, job: str, newest: int = 5) -> list[RunRecord]:
         """The runs of ``job`` still running among its ``newest`` (by run id, which starts
         with the start or slot time): what ``overlap="skip"`` asks, without reading every
         record of a long history. A run whose process died does not count."""
-        folder = f"{self.top}/{job.replace('/', '~')}"
         found = []
-        for run_id in sorted(self.storage.list_dirs(folder))[-newest:]:
+        for run_id in sorted(self._run_ids(job))[-newest:]:
             try:
                 rec = self.read(job, run_id)
-            except NotFoundError:
+            except (NotFoundError, FormatError):
                 continue
             if rec.status == "running":
                 found.append(rec)
@@ -233,6 +275,7 @@ class RunStore:
 
     def find(self, run_id: str, job: str | None = None) -> RunRecord:
         """The record of ``run_id`` (of ``job``, or found by one listing of all runs)."""
+        run_id = check_run_id(run_id)
         if job is not None:
             return self.read(job, run_id)
         for key, _, _ in self.storage.walk(self.top):
@@ -261,10 +304,9 @@ class RunStore:
     def problems(self, job: str) -> list[str]:
         """Run records of ``job`` that do not read (for fsck)."""
         out = []
-        folder = f"{self.top}/{job.replace('/', '~')}"
-        for run_id in self.storage.list_dirs(folder):
+        for run_id in self.storage.list_dirs(self._job_folder(job)):
             try:
                 self.read(job, run_id, seen=False)
-            except (ValueError, TypeError, NotFoundError) as exc:
+            except (ValueError, TypeError, NotFoundError, FormatError) as exc:
                 out.append(f"job {job!r} run {run_id}: the run record does not read ({exc})")
         return out

@@ -32,6 +32,7 @@ from typing import Any, Literal
 from omfs._util import depth_problem, parse_duration
 from omfs.errors import ScheduleError, UsageError
 from omfs.objects.jobs.cron import Cron, parse_cron
+from omfs.objects.jobs.runs import RESERVED_PARAMS
 
 __all__ = [
     "CATCHUP",
@@ -188,6 +189,12 @@ def _check_choice(where: str, what: str, value: Any, allowed: tuple[str, ...]) -
 def _check_params(where: str, params: Any) -> None:
     if not isinstance(params, dict) or not all(isinstance(k, str) for k in params):
         raise ScheduleError(f"{where}: params must be a dict with str keys, got {params!r}")
+    reserved = [k for k in RESERVED_PARAMS if k in params]
+    if reserved:
+        raise ScheduleError(
+            f"{where}: no parameter may be named {reserved[0]!r} (a job already has 'om' and "
+            "'params'); rename it"
+        )
     problem = depth_problem(params)
     if problem:
         raise ScheduleError(f"{where}: params are refused: {problem}")
