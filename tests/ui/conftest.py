@@ -1,5 +1,6 @@
-"""A real ``om ui`` (uvicorn in a thread) on a local context with a model, a dataset and
-HTML in their values; shared by the module's tests."""
+"""A real ``om ui`` (uvicorn in a thread, answering its owner's connections only) on a
+local context with a model, a dataset and HTML in their values; shared by the module's
+tests."""
 
 from __future__ import annotations
 
@@ -32,10 +33,11 @@ def fill(om) -> None:
 class Running:
     """A uvicorn server serving ``app`` on a free loopback port, in a thread."""
 
-    def __init__(self, app, host: str = "127.0.0.1"):
+    def __init__(self, app, host: str = "127.0.0.1", http: object = "auto"):
         import uvicorn
 
-        self.server = uvicorn.Server(uvicorn.Config(app, host=host, port=0, log_level="error"))
+        config = uvicorn.Config(app, host=host, port=0, log_level="error", http=http)
+        self.server = uvicorn.Server(config)
         self.thread = threading.Thread(target=self.server.run, daemon=True)
 
     def __enter__(self) -> str:
@@ -64,7 +66,12 @@ def ui_om(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def ui_url(ui_om):
+    """``om ui`` as the command serves it: its owner's connections only, who may write."""
+    from omfs.access import owner_only_protocol, peer_uid_supported
     from omfs.ui import create_app
 
-    with Running(create_app(ui_om)) as url:
+    if not peer_uid_supported():
+        pytest.skip("om ui tells its owner's connections from /proc/net/tcp (Linux)")
+    app = create_app(ui_om, owner_only=True)
+    with Running(app, http=owner_only_protocol()) as url:
         yield url

@@ -49,7 +49,8 @@ def _csrf(client: httpx.Client, page: str) -> str:
 
 def test_posts_need_the_csrf_token(ui_url, ui_om):
     before = ui_om.models.tags("churn")
-    with httpx.Client(base_url=ui_url) as client:
+    with httpx.Client(base_url=ui_url, headers={"Origin": ui_url}) as client:
+        client.get("/models/churn")  # a session
         form = {"name": "churn", "tag": "prod", "version": "1", "env": "current",
                 "to_bucket": "elsewhere"}  # fmt: skip
         for action in ("tag", "rollback", "promote"):
@@ -62,7 +63,7 @@ def test_posts_need_the_csrf_token(ui_url, ui_om):
 
 
 def test_a_tag_moves_with_the_token_and_records_the_reason(ui_url, ui_om):
-    with httpx.Client(base_url=ui_url) as client:
+    with httpx.Client(base_url=ui_url, headers={"Origin": ui_url}) as client:
         token = _csrf(client, "/act/models/tag?name=churn&tag=staging&version=2")
         answer = client.post(
             "/act/models/tag",
@@ -131,8 +132,10 @@ def test_non_loopback_needs_a_token(ui_om, tmp_path, monkeypatch):
     secret.chmod(0o600)
     with Running(create_app(ui_om, token_file=secret)) as url, httpx.Client(base_url=url) as c:
         assert c.get("/models").status_code == 401
-        login = c.get("/?token=s3cret")
-        assert login.status_code == 303 and "token" not in login.headers["location"]
+        assert c.get("/?token=s3cret").status_code == 401  # never a token in an address
+        csrf = _csrf(c, "/login")
+        login = c.post("/login", data={"csrf": csrf, "token": "s3cret"}, headers={"Origin": url})
+        assert login.status_code == 303
         assert c.get("/models").status_code == 200  # the cookie now
         assert httpx.get(url + "/models", headers={"Authorization": "Bearer s3cret"}).is_success
 

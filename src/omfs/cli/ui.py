@@ -25,16 +25,15 @@ def ui(
     ] = None,
 ) -> None:
     """Open the context in a web page: environments, datasets, models (tag history,
-    lineage, promotion), jobs and serving. Listens on 127.0.0.1 until Ctrl-C."""
+    lineage, promotion), jobs and serving. Listens on 127.0.0.1 until Ctrl-C, answering
+    only your own OS user's connections; with a token file, prints a one-time sign-in link."""
     try:
         import uvicorn
     except ImportError:
         raise OptionError("om ui needs the serve extra: pip install 'omfs[serve]'") from None
-    from omfs.ui.app import create_app
     from omfs.ui.serving import serve
 
-    run = get_app(ctx)
-    om = run.omega()
+    om = get_app(ctx).omega()
     token = str(token_file) if token_file else None
-    app = create_app(om, host=host, token_file=token)  # refuses a bare non-loopback host
-    serve(uvicorn, app, host, port, token, open_browser=not no_browser, out=sys.stderr)
+    # refuses a non-loopback host without a token (ConfigError: one line, exit non-zero)
+    serve(uvicorn, om, host, port, token, open_browser=not no_browser, out=sys.stderr)

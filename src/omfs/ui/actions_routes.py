@@ -1,4 +1,5 @@
-"""The routes of the actions: a GET preview and a POST (CSRF-checked) confirmation each."""
+"""The routes of the actions: a GET preview and a POST (CSRF-checked) confirmation each,
+for requests with write access only."""
 
 from __future__ import annotations
 
@@ -102,9 +103,10 @@ def promote(ui: UI, request: Request, form: dict[str, str] | None) -> Response:
 
 
 def _endpoint(ui: UI, handler: Any) -> Any:
-    """GET: the preview; POST: the CSRF-checked confirmation."""
+    """GET: the preview; POST: the CSRF-checked confirmation; both need write access."""
 
     async def endpoint(request: Request) -> Response:
+        ui.require_write(request)
         form = await ui.form(request) if request.method == "POST" else None
         return await run_in_threadpool(handler, ui, request, form)
 

@@ -7,6 +7,7 @@ time, model, version and latency columns for the window it draws.
 
 from __future__ import annotations
 
+import math
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -14,16 +15,20 @@ from omfs.errors import NotFoundError, OmfsError
 
 __all__ = [
     "AUDIT_DATASET",
+    "MAX_HOURS",
     "job_runs",
     "latest_runs",
     "schedules",
     "serving_series",
+    "version_labels",
     "workers",
 ]
 
 #: the dataset om serve appends its audit to
 AUDIT_DATASET = "serving/audit"
 _SERIES_BINS = 48
+#: the longest window of the serving plot, in hours (a year)
+MAX_HOURS = 24 * 365
 
 
 def latest_runs(jobs: Any, name: str, limit: int = 10) -> list[Any]:
@@ -87,7 +92,8 @@ def workers(om: Any, connect: bool) -> tuple[str, list[dict[str, Any]] | None]:
 
 def serving_series(datasets: Any, hours: float = 24.0) -> dict[str, Any] | None:
     """Requests and median latency per model version over the last ``hours``, binned for a
-    plot; None when there is no audit dataset."""
+    plot; None when there is no audit dataset. Requests without a version (failed before
+    a model answered) count as ``model@(error)``."""
     if not datasets.exists(AUDIT_DATASET):
         return None
     since = datetime.now(UTC) - timedelta(hours=hours)
@@ -99,13 +105,31 @@ def serving_series(datasets: Any, hours: float = 24.0) -> dict[str, Any] | None:
     start, end = since, datetime.now(UTC)
     width = (end - start) / _SERIES_BINS
     frame = frame.assign(
-        who=frame["model"].astype(str) + "@v" + frame["version"].astype(str),
+        who=[
+            f"{m}@{v}"
+            for m, v in zip(frame["model"], version_labels(frame["version"]), strict=True)
+        ],
         bin=((frame["time"] - start) / width).astype(int).clip(0, _SERIES_BINS - 1),
     )
     series = []
     for who, part in sorted(frame.groupby("who"), key=lambda kv: str(kv[0])):
         grouped = part.groupby("bin")["latency_ms"]
         counts, medians = grouped.size(), grouped.median()
-        points = [(int(b), int(counts[b]), float(medians[b])) for b in counts.index]
+        points = [(int(b), int(counts[b]), _number(medians[b])) for b in counts.index]
         series.append({"name": str(who), "points": points, "total": len(part)})
     return {"series": series, "start": start, "end": end, "bins": _SERIES_BINS}
+
+
+def version_labels(versions: Any) -> list[str]:
+    """``v3`` per audit version, whether stored as integers, nullable integers or floats
+    (an integer column with nulls read back by older servers); ``(error)`` for none."""
+    import pandas as pd
+
+    numbers = pd.to_numeric(versions, errors="coerce")
+    return ["(error)" if pd.isna(v) else f"v{int(v)}" for v in numbers]
+
+
+def _number(value: Any) -> float:
+    """A median latency as a float; 0 when there is none (no latency recorded)."""
+    number = float(value)
+    return 0.0 if math.isnan(number) else number

@@ -15,53 +15,87 @@ from jinja2 import Environment, FileSystemLoader, select_autoescape
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.requests import Request
-from starlette.responses import PlainTextResponse, RedirectResponse, Response
+from starlette.responses import HTMLResponse, PlainTextResponse, Response
 from starlette.routing import Mount
 from starlette.staticfiles import StaticFiles
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from omfs.access import Tokens, check_bind, host_is_loopback
+from omfs.access import READ, WRITE, Tokens, check_bind, host_allowed
 from omfs.errors import NotFoundError, OmfsError
-from omfs.ui.access import AUTH_COOKIE
-from omfs.ui.base import UI, CsrfError
+from omfs.ui.access import Grant, Session, Sessions
+from omfs.ui.base import GRANT, UI, CsrfError, Forbidden, TooLarge
 
 __all__ = ["create_app"]
 
 _HERE = Path(__file__).parent
+#: what a request without any access may still ask for: the sign-in page, styles, icons
+_OPEN_PATHS = ("/login", "/static/", "/favicon.ico")
+_SIGN_IN = (
+    "<!doctype html><title>Sign in · om ui</title><p>om ui needs a token: "
+    '<a href="/login">sign in</a>.</p>'
+)
 
 
 class Access:
-    """ASGI middleware: the token (when one is required) or a loopback ``Host``."""
+    """ASGI middleware: the ``Host`` the request names, its session (a signed cookie, made
+    when missing) and its scope (a token's, or the connection's)."""
 
-    def __init__(self, app: ASGIApp, tokens: Tokens):
-        self.app, self.tokens = app, tokens
+    def __init__(
+        self, app: ASGIApp, tokens: Tokens, sessions: Sessions, host: str, owner_only: bool
+    ):
+        self.app, self.tokens, self.sessions = app, tokens, sessions
+        self.host, self.owner_only = host, owner_only
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
         request = Request(scope)
+        if not host_allowed(request.headers.get("host"), self.host, self.tokens):
+            await PlainTextResponse("om ui answers loopback hosts only", 403)(scope, receive, send)
+            return
+        name = Sessions.cookie_name(_port(scope))
+        session = self.sessions.read(request.cookies.get(name))
+        fresh = session is None
+        session = session or self.sessions.new()
+        grant = Grant(session, self.scope_of(request, session))
+        scope.setdefault("state", {})[GRANT] = grant
+        if grant.scope is None and not scope["path"].startswith(_OPEN_PATHS):
+            await HTMLResponse(_SIGN_IN, 401)(scope, receive, send)
+            return
+        if fresh:
+            send = _setting_cookie(send, name, self.sessions.cookie(session))
+        await self.app(scope, receive, send)
+
+    def scope_of(self, request: Request, session: Session) -> str | None:
+        """``write``, ``read`` or None: the strongest of the bearer token's and the session's
+        scopes; without tokens, ``write`` when the server answers its owner's connections
+        only, else ``read``."""
         if not self.tokens.required:
-            if not host_is_loopback(request.headers.get("host")):
-                await PlainTextResponse("om ui answers loopback hosts only", 403)(
-                    scope, receive, send
-                )
-                return
-            await self.app(scope, receive, send)
-            return
-        given = request.query_params.get("token")
-        if given is not None and self.tokens.accepts(given):
-            response = RedirectResponse(request.url.remove_query_params("token"), 303)
-            response.set_cookie(AUTH_COOKIE, given, httponly=True, samesite="strict")
-            await response(scope, receive, send)
-            return
-        bearer = self.tokens.scope(request.headers.get("authorization"))
-        if self.tokens.accepts(request.cookies.get(AUTH_COOKIE)) or bearer is not None:
-            await self.app(scope, receive, send)
-            return
-        await PlainTextResponse("om ui needs its token: open the address om ui printed", 401)(
-            scope, receive, send
-        )
+            return WRITE if self.owner_only else READ
+        found = {self.tokens.scope(request.headers.get("authorization")), session.scope}
+        return WRITE if WRITE in found else READ if READ in found else None
+
+
+def _port(scope: Scope) -> int:
+    server = scope.get("server")
+    return int(server[1]) if server and server[1] is not None else 0
+
+
+def _setting_cookie(send: Send, name: str, value: str) -> Send:
+    """``send``, setting the session cookie on the response unless it sets that cookie."""
+    header = f"{name}={value}; HttpOnly; Path=/; SameSite=Strict".encode("latin-1")
+    prefix = name.encode() + b"="
+
+    async def wrapped(message: Message) -> None:
+        if message["type"] == "http.response.start":
+            headers = list(message.get("headers", []))
+            if not any(k.lower() == b"set-cookie" and v.startswith(prefix) for k, v in headers):
+                headers.append((b"set-cookie", header))
+            message = {**message, "headers": headers}
+        await send(message)
+
+    return wrapped
 
 
 def _templates() -> Environment:
@@ -78,13 +112,17 @@ def _templates() -> Environment:
     return env
 
 
+def _status(exc: Exception) -> int:
+    if isinstance(exc, CsrfError | Forbidden):
+        return 403
+    if isinstance(exc, TooLarge):
+        return 413
+    return 404 if isinstance(exc, NotFoundError) else 400
+
+
 def _error_page(ui: UI) -> Any:
     async def handler(request: Request, exc: Exception) -> Response:
-        if isinstance(exc, CsrfError):
-            return PlainTextResponse(str(exc), 403)
-        status = 404 if isinstance(exc, NotFoundError) else 400
-        message = " ".join(str(exc).split())
-        return ui.render(request, "error.html", status, message=message)
+        return ui.render_error(request, _status(exc), " ".join(str(exc).split()))
 
     return handler
 
@@ -95,22 +133,34 @@ def create_app(
     host: str = "127.0.0.1",
     token_file: str | os.PathLike[str] | None = None,
     page_size: int = 50,
+    owner_only: bool = False,
 ) -> Starlette:
     """The ``om ui`` web application for context ``om`` (its bucket first).
 
     ``host`` is where it will listen: anything but loopback needs a token
-    (``token_file`` or ``$OMFS_SERVE_TOKEN``), else ConfigError. ``page_size`` rows per list
-    page.
+    (``token_file`` or ``$OMFS_SERVE_TOKEN``), else ConfigError. Without tokens, requests
+    may change the store only with ``owner_only`` (the server answers its OS user's
+    connections only: :func:`omfs.access.owner_only_protocol`, as ``om ui`` serves);
+    otherwise they may browse. ``page_size`` rows per list page. ``app.state.sessions``
+    makes one-time sign-in codes.
     """
+    from omfs.ui.login import login_routes
     from omfs.ui.routes import routes
 
     tokens = Tokens.load(token_file)
     check_bind(host, tokens, could="read and change the context")
-    ui = UI(om, _templates(), page_size)
+    ui = UI(om, _templates(), page_size, tokens=tokens)
     static = Mount("/static", StaticFiles(directory=_HERE / "static"), name="static")
     handler = _error_page(ui)
-    return Starlette(
-        routes=[*routes(ui), static],
-        middleware=[Middleware(Access, tokens=tokens)],
-        exception_handlers={OmfsError: handler, CsrfError: handler, ValueError: handler},
+    access = Middleware(
+        Access, tokens=tokens, sessions=ui.sessions, host=host, owner_only=owner_only
     )
+    app = Starlette(
+        routes=[*routes(ui), *login_routes(ui), static],
+        middleware=[access],
+        exception_handlers={
+            exc: handler for exc in (OmfsError, CsrfError, Forbidden, TooLarge, ValueError)
+        },
+    )
+    app.state.sessions = ui.sessions
+    return app

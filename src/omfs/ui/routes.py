@@ -164,11 +164,13 @@ def runtime(ui: UI, request: Request) -> Response:
 
 def serving(ui: UI, request: Request) -> Response:
     om = ui.omega(request)
-    hours = float(_int(request, "hours", 24))
+    hours = _int(request, "hours", 24)
+    if not 1 <= hours <= activity.MAX_HOURS:
+        raise UsageError(f"?hours= takes 1 to {activity.MAX_HOURS} (a year), got {hours}")
     data = activity.serving_series(om.datasets, hours)
     chart = render.plot(data) if data and data["series"] else None
     return ui.render(
-        request, "serving.html", data=data, chart=chart, hours=int(hours),
+        request, "serving.html", data=data, chart=chart, hours=hours,
         audit=activity.AUDIT_DATASET,
     )  # fmt: skip
 

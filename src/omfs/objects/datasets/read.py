@@ -363,16 +363,19 @@ def _selected(
             )
         )
         subset = fragment.subset(filter=expr, schema=schema)
-        spans = [np.arange(first[g.id], first[g.id] + g.num_rows) for g in subset.row_groups]
-        positions = np.concatenate(spans) if spans else np.empty(0, np.int64)
-        done = 0
+        # streaming (no threads): one row group at a time, so a first chunk reads one
+        pieces = [subset] if threads else subset.split_by_row_group(filter=expr, schema=schema)
         quiet = {} if threads else {"batch_readahead": 0, "fragment_readahead": 0}
-        scan = subset.to_batches(schema=schema, columns=projection, use_threads=threads, **quiet)
-        for batch in scan:
-            keep = batch.column(_SELECTED)
-            where = pc.filter(positions[done : done + batch.num_rows], keep).to_numpy()
-            done += batch.num_rows
-            yield batch.filter(keep).select(names), where
+        for piece in pieces:
+            spans = [np.arange(first[g.id], first[g.id] + g.num_rows) for g in piece.row_groups]
+            positions = np.concatenate(spans) if spans else np.empty(0, np.int64)
+            done = 0
+            scan = piece.to_batches(schema=schema, columns=projection, use_threads=threads, **quiet)
+            for batch in scan:
+                keep = batch.column(_SELECTED)
+                where = pc.filter(positions[done : done + batch.num_rows], keep).to_numpy()
+                done += batch.num_rows
+                yield batch.filter(keep).select(names), where
 
 
 def _lacks_columns(part: Part, schema: Any) -> bool:
