@@ -82,6 +82,22 @@ def test_a_tag_moves_with_the_token_and_records_the_reason(ui_url, ui_om):
     assert "try &lt;b&gt;it&lt;/b&gt;" in page
 
 
+def test_a_move_confirmed_after_someone_else_moved_the_tag_is_refused(ui_url, ui_om):
+    """Two people preview moving ``prod``; the second confirmation finds the tag moved since
+    its preview and changes nothing (as rollback does); a rollback reads as one."""
+    now = ui_om.models.tags("churn")["prod"]
+    with httpx.Client(base_url=ui_url, headers={"Origin": ui_url}) as client:
+        token = _csrf(client, "/act/models/tag?name=churn&tag=prod&version=1")
+        form = {"csrf": token, "name": "churn", "tag": "prod", "expect": str(now)}
+        assert client.post("/act/models/tag", data={**form, "version": "1"}).status_code == 303
+        stale = client.post("/act/models/tag", data={**form, "version": "2"})
+        assert stale.status_code == 400 and "since the preview" in stale.text
+        assert ui_om.models.tags("churn")["prod"] == 1
+        ui_om.models.rollback("churn", "prod")
+        page = client.get("/models/churn").text
+    assert "a rollback" in page and "None" not in page
+
+
 def test_empty_states_say_what_adds_one(ui_url, ui_om):
     ui_om["dev"].models.put({"a": 1}, "only-a-model")
     with httpx.Client(base_url=ui_url) as client:

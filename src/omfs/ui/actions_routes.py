@@ -57,6 +57,7 @@ def tag(ui: UI, request: Request, form: dict[str, str] | None) -> Response:
         return ui.render(
             request, "confirm_tag.html", store=store_name, name=name, p=preview, action="tag"
         )
+    _check_unmoved(form, preview, "moving it")
     store.tag(f"{name}@v{preview['to']}", preview["tag"], reason=form.get("reason") or None)
     return _done(request, store_name, name, f"{preview['tag']} → v{preview['to']}")
 
@@ -72,13 +73,23 @@ def rollback(ui: UI, request: Request, form: dict[str, str] | None) -> Response:
             request, "confirm_tag.html", store=store_name, name=name, p=preview,
             action="rollback",
         )  # fmt: skip
-    if form.get("expect") and _version(form["expect"]) != preview["now"]:
-        raise UsageError(
-            f"{tag_name} moved to v{preview['now']} since the preview; look again before "
-            "rolling it back"
-        )
+    _check_unmoved(form, preview, "rolling it back")
     store.rollback(name, tag_name, reason=form.get("reason") or None)
     return _done(request, store_name, name, f"{tag_name} rolled back to v{preview['to']}")
+
+
+def _check_unmoved(form: dict[str, str], preview: dict[str, Any], doing: str) -> None:
+    """Refuse a confirmation whose tag moved since its preview (someone else moved it):
+    the preview's ``expect`` is where the tag pointed (empty: nowhere)."""
+    if "expect" not in form:
+        return
+    then = _version(form["expect"]) if form["expect"] else None
+    if then != preview["now"]:
+        now = f"v{preview['now']}" if preview["now"] is not None else "nowhere"
+        raise UsageError(
+            f"{preview['tag']} points at {now} since the preview (it pointed at "
+            f"{f'v{then}' if then is not None else 'nowhere'}); look again before {doing}"
+        )
 
 
 def promote(ui: UI, request: Request, form: dict[str, str] | None) -> Response:
