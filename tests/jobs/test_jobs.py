@@ -205,3 +205,14 @@ def test_notebook_without_the_extra_names_it(tmp_path, monkeypatch):
     with pytest.raises(omfs.errors.MissingExtraError, match=r"pip install 'omfs\[notebooks\]'"):
         om.jobs.put(write(tmp_path, "report.ipynb", "{}"), "report")
     assert om.jobs.list() == []
+
+
+def test_cli_runs_are_the_newest_n_with_results_as_json(tmp_path, cli):
+    """`om jobs runs NAME -n 2`: the two newest runs; a run's result prints as JSON."""
+    om = omfs.setup(tmp_path / "ctx")
+    om.jobs.put(write(tmp_path, "r.py", "def run(om, **p):\n    return {'rows': 3}\n"), "r")
+    for _ in range(3):
+        om.runtime.mode(local=True).job("r").run().get()
+    out = cli("--root", om.root, "jobs", "runs", "r", "-n", "2")
+    lines = out.stdout.splitlines()
+    assert out.code == 0 and len(lines) == 2 and all('{"rows": 3}' in line for line in lines)

@@ -187,15 +187,21 @@ def _show_runs(app: App, records: list[Any]) -> None:
     rows = [r.to_dict() for r in records]
     if app.as_json:
         app.value(rows)
-    else:
-        app.table(rows, _RUN_COLUMNS + (["result"] if any(r["result"] for r in rows) else []))
+        return
+    shown = [{**r, "result": json.dumps(r["result"], default=str)} for r in rows]
+    app.table(shown, _RUN_COLUMNS + (["result"] if any(r["result"] for r in rows) else []))
 
 
 @cli.command()
-def runs(ctx: typer.Context, name: Annotated[str, typer.Argument(help="job name")]) -> None:
-    """List a job's runs, newest first."""
+def runs(
+    ctx: typer.Context,
+    name: Annotated[str, typer.Argument(help="job name")],
+    limit: Annotated[int, typer.Option("-n", "--limit", help="at most this many (0: all)")] = 20,
+) -> None:
+    """List a job's runs, newest first (the 20 newest unless -n says otherwise)."""
     app = get_app(ctx)
-    _show_runs(app, app.omega().jobs.runs(name))
+    records = app.omega().jobs.runs(name)
+    _show_runs(app, records[:limit] if limit > 0 else records)
 
 
 @cli.command()

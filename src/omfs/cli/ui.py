@@ -21,7 +21,10 @@ def ui(
     no_browser: Annotated[bool, typer.Option("--no-browser", help="do not open a browser")] = False,
     token_file: Annotated[
         Path | None,
-        typer.Option(help="private file of TOKEN lines, as om serve's [env: OMFS_SERVE_TOKEN]"),
+        typer.Option(
+            help="private file of SCOPE TOKEN lines, as om serve's ($OMFS_SERVE_TOKEN is "
+            "itself a write token)"
+        ),
     ] = None,
 ) -> None:
     """Open the context in a web page: environments, datasets, models (tag history,
