@@ -6,7 +6,7 @@ database, not of a connection, so a query runs in a database that was locked, on
 to the files it may read (``allowed_paths``; ``enable_external_access`` off, no extension
 installed or loaded, ``lock_configuration`` on): the query cannot read other files (other
 versions' parts by glob, ``/etc/passwd``), write (``COPY ... TO``), ``ATTACH``, ``INSTALL`` or
-``LOAD``. Opening a database costs 40 to 100 ms where a connection to one costs a
+``LOAD``. Opening a database costs 25 to 100 ms where a connection to one costs a
 millisecond, so the few most recently used are kept, keyed by their files: a query that
 reads the same versions again (the common case) reuses one, and DuckDB's cache of the files.
 """
