@@ -8,7 +8,9 @@
    version's part files) and on S3 (moto on loopback; om.sql: the version's Arrow dataset;
    DuckDB reads S3 through the same s3fs, registered as its filesystem, as its httpfs
    extension is not installed here). Both sides use DuckDB's default threads. Target:
-   om.sql <= 1.2x. ``--local`` runs only the local aggregate.
+   om.sql <= 1.2x. Then, locally, the fixed cost of a query over parts a recent query
+   read (its locked database is kept) and over parts none read (a database is opened and
+   locked for them). ``--local`` runs only the local figures.
 2. A filter matching 0.05% of the rows of ``selective-parts`` appended parts of 1,000 rows
    on S3: requests (counted at the moto server the tests use) of ``om.sql``, beside
    delta-rs + DuckDB (the Delta table's Arrow dataset registered in DuckDB) on the same
@@ -89,6 +91,25 @@ def aggregate(om: Any, label: str, rows: int, parts: int, fs: Any = None) -> lis
     print(f"  {label}: om.sql {t_ours:.3f}s, duckdb by path {t_theirs:.3f}s", flush=True)
     ratio = f"{t_ours / t_theirs:.2f}x"
     return [label, f"{t_ours * 1000:.0f} ms", f"{t_theirs * 1000:.0f} ms", ratio]
+
+
+def fixed_cost(om: Any, parts: int) -> list[str]:
+    """``select count(*)`` over versions of ``sales``: the same one each time (its database,
+    locked to its part files, is kept), beside one of KEPT + 2 in turn (each query opens and
+    locks a database for its files, as a query over parts not read recently does)."""
+    from omfs.ops.sql_sandbox import KEPT
+
+    count = 'select count(*) from "sales@v{}"'
+    turn = iter(range(10**6))
+    versions = [parts - i for i in range(KEPT + 2)]
+    om.sql(count.format(parts))
+    t_same, t_new = medians(
+        lambda: om.sql(count.format(parts)),
+        lambda: om.sql(count.format(versions[next(turn) % len(versions)])),
+        runs=2 * RUNS,
+    )
+    print(f"  count(*): same parts {t_same:.3f}s, new parts {t_new:.3f}s", flush=True)
+    return [f"{t_same * 1000:.0f} ms", f"{t_new * 1000:.0f} ms"]
 
 
 def selective(server: Any, parts: int) -> list[str]:
@@ -176,18 +197,24 @@ def main(
     server.start()
     try:
         with tempfile.TemporaryDirectory() as tmp:
-            found = [aggregate(omfs.setup(Path(tmp) / "local"), "local folder", rows, parts)]
+            local = omfs.setup(Path(tmp) / "local")
+            found = [aggregate(local, "local folder", rows, parts)]
             title = f"Aggregate over {rows:,} rows in {parts} parts (medians of {RUNS})"
             columns = ["storage", "om.sql", "DuckDB read_parquet by path", "ratio (target <= 1.2x)"]
+            table(title, columns, found)
+            table(
+                "om.sql select count(*) on a local folder: its fixed cost (medians)",
+                ["parts a recent query read", "parts no recent query read (a new database)"],
+                [fixed_cost(local, parts)],
+            )
             if local_only:
-                table(title, columns, found)
                 return
             _bucket(server, "aggregate")
             options = {"client_kwargs": {"endpoint_url": server.url}}
             om = omfs.setup("s3://aggregate/omfs", storage_options=options)
             fs = s3fs.S3FileSystem(**options)
             found.append(aggregate(om, "S3 (moto)", rows, parts, fs))
-            table(title, columns, found)
+            table(title, columns, found[1:])
             table(
                 "A filter matching 0.05% of the rows on S3: requests (time)",
                 ["parts", "parts that can match", "om.sql", "delta-rs + DuckDB"],

@@ -107,7 +107,10 @@ class Omega:
 
         Returns a pandas DataFrame (a pyarrow Table with ``as_arrow=True``); ``into=NAME``
         stores the answer as a new version of dataset NAME, its lineage naming the query and
-        the versions read, and returns its metadata. See :func:`omfs.ops.sql.sql`.
+        the versions read, and returns its metadata. The query reads only the datasets it
+        names: another file, ``COPY ... TO``, ``INSTALL``/``LOAD``, ``ATTACH`` and settings
+        are refused (QueryError); put a file as a dataset to query it. See
+        :func:`omfs.ops.sql.sql`.
 
         Example::
 

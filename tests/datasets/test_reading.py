@@ -139,6 +139,36 @@ def test_filtered_reads_keep_the_row_labels_of_an_unfiltered_read(shared_root):
     pd.testing.assert_frame_equal(om.datasets.get("named", sl__gt=7.5), named[named.sl > 7.5])
 
 
+def test_dictionaries_of_numbers_read_as_stored(shared_root):
+    """Issue 24.3: Parquet gives a dictionary of integers back as its values, and a scan
+    cannot cast values to a dictionary: get and to_arrow_dataset read it, as it was put."""
+    import pyarrow as pa
+
+    import omfs
+
+    root, options = shared_root
+    om = omfs.setup(root, storage_options=options)
+    k = pa.array([1, 2, 1]).dictionary_encode()
+    table = pa.table({"k": k, "s": pa.array(["a", "b", "a"]).dictionary_encode()})
+    om.datasets.put(table, "t")
+    assert om.datasets.get("t").equals(table)
+    assert om.datasets.get("t", k=1)["k"].to_pylist() == [1, 1]
+    ds = om.datasets.to_arrow_dataset("t")
+    assert ds.to_table()["k"].to_pylist() == [1, 2, 1]  # its values: typed as Parquet has it
+    assert ds.schema.field("s").type == table.schema.field("s").type
+    # a pandas categorical of integers: every read path, and compact, keep its categories
+    df = pd.DataFrame({"c": pd.Categorical([1, 2, 1], categories=[2, 1, 3]), "x": [1.0, 2, 3]})
+    om.datasets.put(df, "p")
+    om.datasets.put(df, "p", append=True)
+    whole = pd.concat([df, df], ignore_index=True)
+    pd.testing.assert_frame_equal(om.datasets.get("p"), whole)
+    pd.testing.assert_frame_equal(om.datasets.get("p", x__gt=1.5), whole[whole.x > 1.5])
+    chunks = list(om.datasets.get("p", chunksize=4, c=1))
+    pd.testing.assert_frame_equal(pd.concat(chunks), whole[whole.c == 1])
+    om.datasets.compact("p")
+    pd.testing.assert_frame_equal(om.datasets.get("p"), whole)
+
+
 def test_cli_filtered_output_has_the_columns_of_an_unfiltered_one(cli, tmp_path):
     """Issue 19.5: the original row numbers stay out of files and head (no extra column)."""
     import omfs

@@ -17,7 +17,7 @@ import pytest
 
 import omfs
 from omfs.errors import IntegrityError, NotFoundError, QueryError, SyncError
-from omfs.ops.sql_native import attach, query_tree, scan_filter
+from omfs.ops.sql_native import query_tree, scan_filter, source
 
 
 def frame(start: int, n: int = 10) -> pd.DataFrame:
@@ -114,9 +114,26 @@ def test_unknown_names_and_bad_sql_are_one_line(tmp_path, cli):
         om.sql('select * from "sales@v9"')
     with pytest.raises(QueryError, match="syntax error"):
         om.sql("selec * frm sales")
+    # issue 24.2: what the dataset has when its tag or version does not exist
+    with pytest.raises(
+        NotFoundError, match=r"'sales' exists but has no tag 'nope'.*v1 to v3.*prod"
+    ):
+        om.sql('select * from "sales@nope"')
+    with pytest.raises(NotFoundError, match=r"'sales' exists but has no version 9; .*v1 to v3"):
+        om.sql('select * from "sales@v9"')
+    with pytest.raises(QueryError, match=r'near "@".*double quotes: "sales@v2"\.$'):
+        om.sql("select id / 2 from sales@v2 where id > 1")
+    with pytest.raises(QueryError, match=r'double quotes: "other/extra"'):
+        om.sql("select * from other/extra")
     with pytest.raises(QueryError, match="nocolumn"):
         om.sql("select nocolumn from sales")
-    for query in ("select * from nope", "selec 1", "select nocolumn from sales"):
+    for query in (
+        "select * from nope",
+        "selec 1",
+        "select nocolumn from sales",
+        'select * from "sales@nope"',
+        "select * from sales@v2",
+    ):
         result = cli("--root", root, "sql", query)
         assert result.code == 1 and result.stdout == ""
         assert result.stderr.startswith("om: error: ") and result.stderr.count("\n") == 1
@@ -183,7 +200,7 @@ def test_local_sql_reads_exactly_the_parts_of_the_version_with_new_columns(tmp_p
     three_versions(om)
     om.datasets.put(frame(30).assign(extra=1.5), "sales", append=True, new_columns=True)
     con = duckdb.connect()
-    attach(con, "sales@v2", om.datasets, "sales", 2, None)
+    source(con, "sales@v2", om.datasets, "sales", 2, None).attach(con)
     (view,) = con.sql("select sql from duckdb_views() where view_name = 'sales@v2'").fetchall()
     v2_files = om.datasets.to_arrow_dataset("sales@v2").files
     assert "read_parquet" in view[0] and all(f in view[0] for f in v2_files)

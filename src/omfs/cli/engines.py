@@ -48,7 +48,11 @@ def sql(
         ),
     ] = None,
 ) -> None:
-    """Run a SQL query (DuckDB) over dataset versions and show or write its answer."""
+    """Run a SQL query (DuckDB) over dataset versions and show or write its answer.
+
+    The query reads only the datasets it names (no other files, no COPY TO, INSTALL, LOAD,
+    ATTACH or settings): put a file as a dataset to query it.
+    """
     app = get_app(ctx)
     if fmt is not None and fmt not in FORMATS:
         app.fail(f"--format takes one of {', '.join(FORMATS)}, got {fmt!r}", 2)

@@ -14,11 +14,13 @@ cannot give back as stored (durations) is handed over as its Arrow dataset inste
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from omfs.objects.datasets import DatasetStore
 
-__all__ = ["attach", "query_tree", "scan_filter"]
+__all__ = ["Source", "query_tree", "scan_filter", "source"]
 
 #: the Arrow dataset as DuckDB takes it best: strings as the dictionaries Parquet keeps
 _AS_PARQUET = {"strings_as_dictionary": True}
@@ -53,34 +55,57 @@ def query_tree(con: Any, query: str) -> dict[str, Any] | None:
     return None if tree.get("error") else tree
 
 
-def attach(con: Any, table: str, store: DatasetStore, name: str, version: int, tree: Any) -> None:
-    """Make ``table`` in ``con`` read version ``version`` of dataset ``name``: a view over
-    ``read_parquet`` of its part files on a local folder, else its Arrow dataset."""
-    import duckdb
+@dataclass
+class Source:
+    """How a query's ``table`` reads a version: ``view``, a query over ``read_parquet`` of
+    the part files ``paths`` (the files the query's database may read), or else the Arrow
+    data ``arrow()`` gives (also where DuckDB's reader refuses the view)."""
+
+    table: str
+    arrow: Callable[[], Any]
+    view: str | None = None
+    paths: tuple[str, ...] = ()
+
+    def attach(self, con: Any) -> None:
+        """Make ``table`` in ``con`` read the version."""
+        import duckdb
+
+        if self.view is not None:
+            try:
+                con.execute(f"create temp view {quoted(self.table)} as {self.view}")
+                return
+            except duckdb.PermissionException:
+                raise
+            except duckdb.Error:  # what DuckDB's reader does not take, the Arrow dataset reads
+                pass
+        con.register(self.table, self.arrow())
+
+
+def source(con: Any, table: str, store: DatasetStore, name: str, version: int, tree: Any) -> Source:
+    """How ``table`` reads version ``version`` of dataset ``name``: a view over
+    ``read_parquet`` of its part files on a local folder, else its Arrow dataset (``con``
+    types the columns; it reads nothing)."""
+
+    def arrow() -> Any:
+        return store.to_arrow_dataset(name, version=version, **_AS_PARQUET)
 
     if not store.storage.is_local:
-        con.register(table, store.to_arrow_dataset(name, version=version, **_AS_PARQUET))
-        return
+        data = arrow()
+        return Source(table, lambda: data)
     dataset = store.to_arrow_dataset(name, version=version)
     types = _duckdb_types(con, dataset.schema)
     if types is None or not dataset.files:
-        con.register(table, store.to_arrow_dataset(name, version=version, **_AS_PARQUET))
-        return
+        return Source(table, arrow)
     where = scan_filter(tree, table, dataset.schema) if tree is not None else None
     fragments = dataset.get_fragments() if where is None else dataset.get_fragments(where)
     paths = [f.path for f in fragments]
     if not paths:  # no part can match: the rows of none, typed as stored
-        con.register(table, dataset.schema.empty_table())
-        return
+        return Source(table, dataset.schema.empty_table)
     parts = store.local_parts(name, version, paths)
     held = None if any("stats" not in p for p in parts) else {c for p in parts for c in p["stats"]}
     # by their statistics, every part holds every column: DuckDB reads one footer to bind
     alike = held is not None and all(len(p["stats"]) == len(types) for p in parts)
-    try:
-        view = _select(paths, types, held, union=not alike)
-        con.execute(f"create temp view {quoted(table)} as {view}")
-    except duckdb.Error:  # what DuckDB's reader does not take, the Arrow dataset reads
-        con.register(table, store.to_arrow_dataset(name, version=version, **_AS_PARQUET))
+    return Source(table, arrow, _select(paths, types, held, union=not alike), tuple(paths))
 
 
 def _select(paths: list[str], types: dict[str, str], held: set[str] | None, *, union: bool) -> str:

@@ -11,6 +11,7 @@ import os
 from typing import Any
 
 from omfs.errors import InvalidTypeError, UsageError
+from omfs.objects.datasets.schema import as_stored
 
 __all__ = ["from_table", "is_dask", "is_raw", "is_stream", "to_table"]
 
@@ -169,13 +170,17 @@ def _from_pandas(frame: Any, name: str, preserve_index: bool | None = None) -> A
         ) from None
 
 
-def from_table(table: Any, kind: str, info: dict[str, Any], whole: bool) -> Any:
+def from_table(table: Any, kind: str, info: dict[str, Any], whole: bool, schema: Any = None) -> Any:
     """Turn a table read from Parquet back into the stored kind.
 
     ``whole`` is True when every row was read, so details such as an index frequency or an
-    array's exact shape can be restored.
+    array's exact shape can be restored. ``schema``: the stored schema, whose dictionary
+    columns of numbers (read as their values) are encoded again.
     """
     import numpy as np
+
+    if schema is not None:
+        table = as_stored(table, schema)
 
     if kind == KIND_ARROW:
         return table

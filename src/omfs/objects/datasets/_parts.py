@@ -16,6 +16,7 @@ import re
 from typing import Any, cast
 
 from omfs.objects.datasets._filters import all_of
+from omfs.objects.datasets.schema import read_schema
 from omfs.objects.records import CorruptRecord, Part, as_dict, as_int, check_payload_name
 
 __all__ = [
@@ -199,8 +200,12 @@ def arrow_dataset(
     schema: Any,
     whole_file_limit: int = WHOLE_FILE_LIMIT,
 ) -> Any:
-    """A pyarrow dataset over ``parts`` (stored at ``keys``), with statistics and sizes."""
+    """A pyarrow dataset over ``parts`` (stored at ``keys``), with statistics and sizes,
+    typed as ``schema`` but for dictionaries of numbers, read as their values
+    (:func:`~omfs.objects.datasets.schema.read_schema`)."""
     import pyarrow.dataset as ds
+
+    schema = read_schema(schema)
 
     fmt = ds.ParquetFileFormat()
     # locally, a stat per part: a symlink or a size other than the log's is refused before

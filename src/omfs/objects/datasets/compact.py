@@ -8,6 +8,7 @@ from typing import Any
 from omfs.errors import CommitConflictError, InvalidTypeError
 from omfs.objects.commits import leased
 from omfs.objects.datasets import _convert
+from omfs.objects.datasets.schema import as_stored, read_schema
 from omfs.objects.datasets.versions import DatasetVersions
 from omfs.objects.metadata import Metadata, utcnow
 from omfs.objects.records import Commit, Part, State, VersionRecord
@@ -109,7 +110,8 @@ class DatasetCompactor(DatasetVersions):
             with self.storage.open(self.data_key(name, part["file"]), "rb") as f:
                 reader = pq.ParquetFile(f)
                 for i in range(reader.num_row_groups):
-                    table = _with_columns(reader.read_row_group(i), schema).cast(schema)
+                    table = _with_columns(reader.read_row_group(i), schema)
+                    table = as_stored(table.cast(read_schema(schema)), schema)
                     writer.write_table(table)
                     rows += table.num_rows
         return rows

@@ -13,7 +13,7 @@ from omfs.errors import IntegrityError, InvalidTypeError, UnknownColumnError, Us
 from omfs.objects.datasets import _convert
 from omfs.objects.datasets._filters import build_filter, keywords_to_dnf
 from omfs.objects.datasets._parts import arrow_dataset, damaged_part
-from omfs.objects.datasets.schema import pandas_index_columns, pandas_range_index
+from omfs.objects.datasets.schema import pandas_index_columns, pandas_range_index, read_schema
 from omfs.objects.datasets.versions import DatasetVersions
 from omfs.objects.records import Part, VersionRecord
 
@@ -80,7 +80,7 @@ class DatasetReader(DatasetVersions):
             return self._read_labelled(base, rec, schema, keys, parts, read_columns, expr, labels)
         table = self._read_table(base, rec, schema, keys, parts, read_columns, expr)
         return _convert.from_table(
-            table, rec.kind, rec.info, whole=columns is None and expr is None
+            table, rec.kind, rec.info, whole=columns is None and expr is None, schema=schema
         )
 
     def _read_labelled(
@@ -110,9 +110,10 @@ class DatasetReader(DatasetVersions):
             raise
         except (OSError, pa.ArrowException) as exc:
             raise damaged_part(self.storage, keys, parts) or exc from None
-        fields = pa.schema([schema.field(n) for n in names], metadata=schema.metadata)
+        read = dataset.schema
+        fields = pa.schema([read.field(n) for n in names], metadata=schema.metadata)
         table = pa.Table.from_batches(batches, schema=fields)
-        obj = _convert.from_table(table, rec.kind, rec.info, whole=False)
+        obj = _convert.from_table(table, rec.kind, rec.info, whole=False, schema=schema)
         obj.index = labels[np.concatenate(positions) if positions else np.empty(0, np.int64)]
         return obj
 
@@ -205,9 +206,9 @@ class DatasetReader(DatasetVersions):
             yield from _selected(self.storage, dataset, schema, keys, parts, names, expr, False)
             return
         for fragment in dataset.get_fragments(filter=expr):
-            for row_group in fragment.split_by_row_group(filter=expr, schema=schema):
+            for row_group in fragment.split_by_row_group(filter=expr, schema=dataset.schema):
                 batches = row_group.to_batches(
-                    schema=schema,
+                    schema=dataset.schema,
                     columns=read_columns,
                     filter=expr,
                     batch_readahead=0,
@@ -238,7 +239,7 @@ class DatasetReader(DatasetVersions):
             nonlocal offset
             table = pa.Table.from_batches(pending, schema=pending[0].schema)
             table = table.replace_schema_metadata(schema.metadata)
-            obj = _convert.from_table(table, rec.kind, rec.info, whole=False)
+            obj = _convert.from_table(table, rec.kind, rec.info, whole=False, schema=schema)
             if hasattr(obj, "index") and labels is not None:
                 positions = np.concatenate(where) if where else None
                 obj.index = (
@@ -362,15 +363,19 @@ def _selected(
                 strict=False,
             )
         )
-        subset = fragment.subset(filter=expr, schema=schema)
+        subset = fragment.subset(filter=expr, schema=dataset.schema)
         # streaming (no threads): one row group at a time, so a first chunk reads one
-        pieces = [subset] if threads else subset.split_by_row_group(filter=expr, schema=schema)
+        pieces = (
+            [subset] if threads else subset.split_by_row_group(filter=expr, schema=dataset.schema)
+        )
         quiet = {} if threads else {"batch_readahead": 0, "fragment_readahead": 0}
         for piece in pieces:
             spans = [np.arange(first[g.id], first[g.id] + g.num_rows) for g in piece.row_groups]
             positions = np.concatenate(spans) if spans else np.empty(0, np.int64)
             done = 0
-            scan = piece.to_batches(schema=schema, columns=projection, use_threads=threads, **quiet)
+            scan = piece.to_batches(
+                schema=dataset.schema, columns=projection, use_threads=threads, **quiet
+            )
             for batch in scan:
                 keep = batch.column(_SELECTED)
                 where = pc.filter(positions[done : done + batch.num_rows], keep).to_numpy()
@@ -445,6 +450,7 @@ def _checked_columns(name: str, schema: Any, columns: Any) -> list[str]:
 
 def _filter_expr(schema: Any, filters: Any, filter_kw: dict[str, Any]) -> Any:
     """The Arrow expression of ``filters`` and ``filter_kw`` (None when there are none)."""
+    schema = read_schema(schema)  # what the scan it filters reads
     floats = frozenset(f.name for f in schema if str(f.type) in ("float", "double", "halffloat"))
     types = {f.name: f.type for f in schema}
     return build_filter(filters, filter_kw, list(schema.names), floats, types)

@@ -9,10 +9,12 @@ from typing import Any
 from omfs.errors import SchemaMismatchError
 
 __all__ = [
+    "as_stored",
     "check_compatible",
     "conform",
     "pandas_index_columns",
     "pandas_range_index",
+    "read_schema",
     "schema_bytes",
     "schema_from_bytes",
     "with_new_columns",
@@ -37,6 +39,48 @@ def schema_from_bytes(data: bytes) -> Any:
             _schemas.clear()
         _schemas[data] = schema
     return schema
+
+
+def _keeps_dictionary(t: Any) -> bool:
+    """Whether Parquet gives a column of type ``t`` back as stored: a dictionary of text
+    or bytes does; one of numbers (an integer categorical) comes back as its values, and
+    Arrow cannot cast values to a dictionary while it scans."""
+    import pyarrow as pa
+
+    if not pa.types.is_dictionary(t):
+        return True
+    v = t.value_type
+    return bool(
+        pa.types.is_string(v)
+        or pa.types.is_large_string(v)
+        or pa.types.is_binary(v)
+        or pa.types.is_large_binary(v)
+    )
+
+
+def read_schema(stored: Any) -> Any:
+    """The schema a scan of the parts of a dataset stored as ``stored`` reads: each
+    dictionary column Parquet cannot give back as one (numbers) as its values."""
+    if all(_keeps_dictionary(f.type) for f in stored):
+        return stored
+    import pyarrow as pa
+
+    fields = [f if _keeps_dictionary(f.type) else f.with_type(f.type.value_type) for f in stored]
+    return pa.schema(fields, metadata=stored.metadata)
+
+
+def as_stored(table: Any, stored: Any) -> Any:
+    """``table`` (read with :func:`read_schema`) with the dictionary columns of ``stored``
+    that were read as values dictionary-encoded again, as they were put."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    for i, f in enumerate(table.schema):
+        want = stored.field(f.name).type if f.name in stored.names else f.type
+        if pa.types.is_dictionary(want) and not pa.types.is_dictionary(f.type):
+            encoded = pc.dictionary_encode(table.column(i)).cast(want)
+            table = table.set_column(i, f.with_type(want), encoded)
+    return table
 
 
 def _plain_type(t: Any) -> Any:
