@@ -10,6 +10,9 @@ import subprocess
 import time
 
 import pytest
+from omfs_serving import get_as_other_user
+
+from omfs import access
 
 httpx = pytest.importorskip("httpx")
 
@@ -63,6 +66,8 @@ def test_om_serve_process(om_script, root):
                 time.sleep(0.1)
         r = httpx.post(f"{url}/invocations", json={"inputs": [[5.1, 3.5, 1.4, 0.2]]})
         assert r.json() == {"predictions": [0]} and r.headers["x-omfs-model"] == "m@v1"
+        if access.peer_uid_supported() and os.geteuid() == 0:  # another user: refused
+            assert get_as_other_user(url, "/ping").startswith(b"HTTP/1.1 403")
     finally:
         proc.send_signal(signal.SIGINT if os.name == "posix" else signal.SIGTERM)
         _, err = proc.communicate(timeout=60)

@@ -39,22 +39,25 @@ def serve(
     no_audit: Annotated[
         bool, typer.Option("--no-audit", help="do not record answers in serving/audit")
     ] = False,
-    max_body: Annotated[str, typer.Option(help="largest request body (413 above)")] = "16MB",
+    max_body: Annotated[str, typer.Option(help="largest request body (413 above)")] = "16MiB",
+    allow_other_users: Annotated[
+        bool,
+        typer.Option(
+            "--allow-other-users",
+            help="on loopback without a token, answer every local user, not only you",
+        ),
+    ] = False,
 ) -> None:
     """Serve the context's models (all, or each --model NAME@TAG) and datasets over HTTP:
-    /v1/models/NAME@TAG/predict, MLflow's /invocations for one model, /metrics, /docs."""
+    /v1/models/NAME@TAG/predict, MLflow's /invocations for one model, /metrics, /docs.
+    On loopback without a token it answers only your own OS user's connections."""
     try:
         import uvicorn  # noqa: F401
     except ImportError:
         raise OptionError("om serve needs the serve extra: pip install 'omfs[serve]'") from None
-    from omfs._util import parse_size
     from omfs.serve import app as make_app
 
     run = get_app(ctx)
-    try:
-        limit = parse_size(max_body)
-    except ValueError as exc:
-        raise OptionError(f"--max-body: {exc}") from None
     kwargs: dict[str, Any] = {
         "models": model or None,
         "route": route or None,
@@ -62,12 +65,42 @@ def serve(
         "audit": not no_audit,
         "token_file": str(token_file) if token_file else None,
         "host": host,
-        "max_body": limit,
+        "max_body": _size(max_body),
     }
-    _run(run, make_app(run.omega(), **kwargs), kwargs, port, workers)
+    http = _guard(kwargs, allow_other_users)
+    _run(run, make_app(run.omega(), **kwargs), kwargs, port, workers, http)
 
 
-def _run(run: App, asgi: Any, kwargs: dict[str, Any], port: int, workers: int) -> None:
+def _size(text: str) -> int:
+    from omfs._util import parse_size
+
+    try:
+        return parse_size(text)
+    except ValueError as exc:
+        raise OptionError(f"--max-body: {exc}") from None
+
+
+def _guard(kwargs: dict[str, Any], allow_other_users: bool) -> str:
+    """uvicorn's protocol: owner-only on loopback without a token; where the system cannot
+    tell who connects, a generated token file (its path printed) instead."""
+    from omfs.access import OWNER, TOKEN, Tokens, generated_token_file, loopback_guard
+
+    guard = loopback_guard(kwargs["host"], Tokens.load(kwargs["token_file"]), allow_other_users)
+    if guard == OWNER:
+        return "omfs.access:OwnerOnlyProtocol"
+    if guard == TOKEN:
+        path = generated_token_file("serve")
+        kwargs["token_file"] = str(path)
+        print(
+            "om serve: this system cannot tell which user opens a connection, so requests "
+            f'need the token in {path}: curl -H "Authorization: Bearer $(tail -n1 {path} | '
+            "cut -d' ' -f2)\" ... (or --allow-other-users)",
+            file=sys.stderr,
+        )
+    return "auto"
+
+
+def _run(run: App, asgi: Any, kwargs: dict[str, Any], port: int, workers: int, http: str) -> None:
     """Listen (the app was made, so models, routes and tokens were checked); more than one
     worker: each makes its own app from the same settings."""
     import uvicorn
@@ -75,7 +108,7 @@ def _run(run: App, asgi: Any, kwargs: dict[str, Any], port: int, workers: int) -
     host, served = kwargs["host"], ", ".join(kwargs["models"] or ["every model"])
     print(f"om serve: {served} of {run.omega()!r} on http://{host}:{port}", file=sys.stderr)
     if workers == 1:
-        uvicorn.run(asgi, host=host, port=port, log_level="warning")
+        uvicorn.run(asgi, host=host, port=port, log_level="warning", http=http)
         return
     os.environ["OMFS_SERVE_CONFIG"] = _settings(run, kwargs)
     uvicorn.run(
@@ -85,11 +118,18 @@ def _run(run: App, asgi: Any, kwargs: dict[str, Any], port: int, workers: int) -
         port=port,
         workers=workers,
         log_level="warning",
+        http=http,
     )
 
 
 def _settings(run: App, kwargs: dict[str, Any]) -> str:
+    """Every setting a worker needs to open the same context and make the same app."""
     import json
 
-    setup = {"root": run.root, "bucket": run.bucket, "context": run.context}
+    setup = {
+        "root": run.root,
+        "bucket": run.bucket,
+        "context": run.context,
+        "storage_options": run.storage_options or None,
+    }
     return json.dumps({"setup": setup, "app": kwargs})
