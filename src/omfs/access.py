@@ -51,6 +51,7 @@ __all__ = [
     "AccessDenied",
     "Tokens",
     "check_bind",
+    "connection_uid",
     "generated_token_file",
     "host_allowed",
     "host_is_loopback",
@@ -60,6 +61,7 @@ __all__ = [
     "peer_uid",
     "peer_uid_supported",
     "read_token_file",
+    "refuse_unless_owner",
 ]
 
 log = logging.getLogger("omfs.access")
