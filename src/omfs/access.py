@@ -6,7 +6,7 @@ import each other; the UI's cookies and CSRF rules are :mod:`omfs.ui.access`).
 
 Private by default: a server on a loopback address without a token answers only
 connections opened by the OS user who started it. On Linux each connection's owner is
-looked up once, when it opens (:func:`peer_uid` reads ``/proc/net/tcp``), in uvicorn's
+looked up once, when it opens (:func:`peer_uid`, :mod:`omfs.peers`), in uvicorn's
 protocol layer (:func:`owner_only_protocol`); another user's connection gets a 403 and is
 closed. Where the owner of a connection cannot be told, a token is required instead
 (:func:`generated_token_file`). ``--allow-other-users`` opens a loopback server to every
@@ -34,13 +34,12 @@ import logging
 import os
 import secrets
 import stat
-import struct
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from omfs.errors import ConfigError
+from omfs.peers import peer_uid, peer_uid_supported
 
 __all__ = [
     "OPEN",
@@ -52,6 +51,7 @@ __all__ = [
     "AccessDenied",
     "Tokens",
     "check_bind",
+    "connection_uid",
     "generated_token_file",
     "host_allowed",
     "host_is_loopback",
@@ -61,6 +61,7 @@ __all__ = [
     "peer_uid",
     "peer_uid_supported",
     "read_token_file",
+    "refuse_unless_owner",
 ]
 
 log = logging.getLogger("omfs.access")
@@ -240,74 +241,6 @@ def loopback_guard(host: str, tokens: Tokens, allow_other_users: bool = False) -
     if tokens.required or allow_other_users or not is_loopback(host):
         return OPEN
     return OWNER if peer_uid_supported() else TOKEN
-
-
-_PROC_TCP = ("/proc/net/tcp", "/proc/net/tcp6")
-
-
-def peer_uid_supported() -> bool:
-    """True where :func:`peer_uid` can tell who opened a connection (Linux's /proc)."""
-    return sys.platform.startswith("linux") and os.path.exists(_PROC_TCP[0])
-
-
-def _proc_addresses(host: str, port: int) -> list[str]:
-    """``host:port`` as /proc/net/tcp{,6} write it (each 32-bit word of the address in
-    host byte order, in hex), for IPv4 and IPv4-mapped IPv6 alike."""
-    ip = ipaddress.ip_address(host.split("%", 1)[0].strip("[]"))
-    forms: list[ipaddress.IPv4Address | ipaddress.IPv6Address] = [ip]
-    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-        forms.append(ip.ipv4_mapped)
-    elif isinstance(ip, ipaddress.IPv4Address):
-        forms.append(ipaddress.IPv6Address(f"::ffff:{ip}"))
-    out = []
-    for one in forms:
-        words = struct.unpack(f"={len(one.packed) // 4}I", one.packed)
-        out.append("".join(f"{w:08X}" for w in words) + f":{port:04X}")
-    return out
-
-
-def peer_uid(
-    client_host: str,
-    client_port: int,
-    server_host: str | None = None,
-    server_port: int | None = None,
-) -> int | None:
-    """The OS user (uid) owning the socket at ``client_host:client_port`` on this machine
-    (the client end of a loopback connection; give the server's end too to match the
-    connection exactly), from /proc/net/tcp and tcp6; None when it cannot be found."""
-    try:
-        local = _proc_addresses(client_host, client_port)
-        remote = [""]
-        if server_host is not None and server_port is not None:
-            remote = _proc_addresses(server_host, server_port)
-    except ValueError:
-        return None
-    # the local address follows "N: "; the remote one, when given, follows it
-    needles = [f": {a} {b} " if b else f": {a} " for a in local for b in remote]
-    for path in _PROC_TCP:
-        try:
-            with open(path, "rb") as table:
-                text = table.read().decode("ascii", "replace")
-        except OSError:
-            continue
-        for needle in needles:
-            uid = _uid_at(text, needle)
-            if uid is not None:
-                return uid
-    return None
-
-
-def _uid_at(text: str, needle: str) -> int | None:
-    """The uid of the first live socket (inode not 0) whose line holds ``needle``."""
-    at = text.find(needle)
-    while at >= 0:
-        start = text.rfind("\n", 0, at) + 1
-        end = text.find("\n", at)
-        fields = text[start : end if end >= 0 else len(text)].split()
-        if len(fields) > 9 and fields[9] != "0":  # a TIME_WAIT remnant has inode 0
-            return int(fields[7])
-        at = text.find(needle, at + 1)
-    return None
 
 
 def connection_uid(transport: Any) -> int | None:

@@ -9,7 +9,7 @@ import socket
 import pytest
 from omfs_serving import OTHER_UID, get_as_other_user, need_root, running
 
-from omfs import access
+from omfs import access, peers
 from omfs.errors import ConfigError
 
 httpx = pytest.importorskip("httpx")
@@ -43,8 +43,17 @@ def test_peer_uid_names_who_opened_the_connection(family):
         with socket.create_connection(server) as client:
             conn, _ = listener.accept()
             with conn:
-                assert access.peer_uid(*client.getsockname()[:2], *server) == os.geteuid()
+                mine = client.getsockname()[:2]
+                assert access.peer_uid(*mine, *server) == os.geteuid()  # netlink
+                assert peers._proc_uid(*map(_ip, mine), *map(_ip, server)) == os.geteuid()
     assert access.peer_uid(host, 1, *server) is None  # no such connection
+    assert peers._proc_uid(_ip(host), 1, *map(_ip, server)) is None
+
+
+def _ip(value):
+    import ipaddress
+
+    return ipaddress.ip_address(value) if isinstance(value, str) else value
 
 
 @linux

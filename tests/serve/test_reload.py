@@ -127,9 +127,10 @@ def test_audit_joins_the_lineage(shared_root, iris):
         assert data.version == n
     with running(app(om, models=["m@prod"])) as url, httpx.Client(base_url=url) as c:
         first = c.post("/v1/models/m@v1/predict", json=ROW).headers["x-request-id"]
-        second = c.post("/v1/models/m/predict", json=ROW, headers={"X-Request-Id": "req-2"})
+        forged = {"X-Request-Id": first}  # the server names requests, not the caller
+        second = c.post("/v1/models/m/predict", json=ROW, headers=forged).headers["x-request-id"]
         bad = c.post("/v1/models/m/predict", json={"instances": [["x", 1, 2, 3]]})
-    assert second.headers["x-request-id"] == "req-2" and bad.status_code == 422
+    assert second != first and bad.status_code == 422
     audit = om.datasets.get("serving/audit")
     lineage = pd.DataFrame(
         [
@@ -144,7 +145,7 @@ def test_audit_joins_the_lineage(shared_root, iris):
     )
     joined = audit.merge(lineage, on=["model", "version"]).set_index("request_id")
     assert joined.loc[first, "trained_version"] == 1
-    assert joined.loc["req-2", "trained_version"] == 2
-    assert len(om.datasets.get("train", version=int(joined.loc["req-2", "trained_version"]))) == 150
+    assert joined.loc[second, "trained_version"] == 2
+    assert len(om.datasets.get("train", version=int(joined.loc[second, "trained_version"]))) == 150
     errors = audit[audit["status"] == 422]
     assert len(errors) == 1 and "non-numeric" in errors["error"].iloc[0]

@@ -11,15 +11,16 @@ import msgspec
 from starlette.applications import Starlette
 from starlette.background import BackgroundTask
 from starlette.concurrency import iterate_in_threadpool, run_in_threadpool
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, PlainTextResponse, Response, StreamingResponse
 from starlette.routing import Route
 
-from omfs.access import WRITE, Tokens, check_bind
+from omfs.access import WRITE, Tokens, check_bind, host_allowed
 from omfs.errors import UsageError
 from omfs.serve import openapi, protocols
 from omfs.serve.audit import AUDIT_DATASET, Audit
-from omfs.serve.bodies import frame_of
+from omfs.serve.bodies import DEFAULT_MAX_COLUMNS, Problem, frame_of
 from omfs.serve.datasets import FORMATS, dataset_chunks, read_options, read_upload
 from omfs.serve.models import Registry, parse_routes, parse_shadows, selector_text
 from omfs.serve.server import Server, error_status
@@ -103,24 +104,28 @@ class _Handlers:
         """``POST /v1/datasets/{name}[?append=true]`` with a write token."""
         self.server.allow(request, WRITE)
         append = request.query_params.get("append", "false").lower() in ("1", "true", "yes")
-        body = await self.server.body(request)
-        frame = read_upload(body, request.headers.get("content-type", ""))
         name = request.path_params["name"]
-        meta = await run_in_threadpool(self.server.om.datasets.put, frame, name, append=append)
+        if name.partition("@")[0] in self.server.protected:
+            raise Problem(403, f"dataset {name!r} is the server's audit: only the server writes it")
+        body = await self.server.body(request)
+        ctype = request.headers.get("content-type", "")
+        frame = await self.server.parse(read_upload, body, ctype, self.server.max_columns)
+        meta = await run_in_threadpool(_put, self.server.om.datasets, frame, name, append)
         return json_response({"name": meta.name, "version": meta.version, "rows": len(frame)})
 
     async def metrics(self, request: Request) -> Response:
         """Prometheus text format."""
         self.server.allow(request)
         return PlainTextResponse(
-            self.server.metrics.render(), media_type="text/plain; version=0.0.4"
+            self.server.metrics.render(self.server.registry.reload_failures),
+            media_type="text/plain; version=0.0.4",
         )
 
     async def schema(self, request: Request) -> Response:
         return json_response(openapi.schema(single=self.server.registry.single()))
 
     async def docs(self, request: Request) -> Response:
-        return HTMLResponse(openapi.DOCS_PAGE)
+        return HTMLResponse(openapi.docs_page(openapi.schema(single=self.server.registry.single())))
 
 
 def _routes(server: Server) -> list[Route]:
@@ -136,6 +141,37 @@ def _routes(server: Server) -> list[Route]:
         Route("/docs", h.docs),
     ]
     return routes + protocols.routes(server, guarded, json_response)
+
+
+def _put(datasets: Any, frame: Any, name: str, append: bool) -> Any:
+    """Put or append an upload; 400 for a number no column type holds."""
+    try:
+        return datasets.put(frame, name, append=append)
+    except OverflowError as exc:
+        raise Problem(400, f"a number in the body is too large to store: {exc}") from None
+
+
+class HostCheck:
+    """ASGI middleware: 403 for a ``Host`` header the server does not answer to (a loopback
+    server answers loopback names only: no DNS rebinding); see :func:`~omfs.access.host_allowed`."""
+
+    def __init__(self, app: Any, bind: str, tokens: Tokens):
+        self.app, self.bind, self.tokens = app, bind, tokens
+        self.seen: dict[bytes, bool] = {}
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] == "http":
+            host = next((v for k, v in scope["headers"] if k == b"host"), b"")
+            allowed = self.seen.get(host)
+            if allowed is None:
+                allowed = host_allowed(host.decode("latin-1"), self.bind, self.tokens)
+                if len(self.seen) < 64:
+                    self.seen[host] = allowed
+            if not allowed:
+                message = "this server answers requests to its loopback address only"
+                await json_response({"error": message}, 403)(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
 
 
 def _model_list(server: Server) -> dict[str, Any]:
@@ -165,6 +201,7 @@ def app(
     token_file: str | os.PathLike[str] | None = None,
     host: str = "127.0.0.1",
     max_body: int = DEFAULT_MAX_BODY,
+    max_columns: int = DEFAULT_MAX_COLUMNS,
     poll: float = 0.2,
     audit_interval: float = 2.0,
 ) -> Starlette:
@@ -181,10 +218,15 @@ def app(
         token_file: a private file of ``read TOKEN`` / ``write TOKEN`` lines.
         host: the address it will listen on: anything but loopback needs a token.
         max_body: the largest request body taken (413 above).
+        max_columns: the most columns a request may carry (413 above).
         poll: how often (seconds) the models' logs are checked for moved tags.
 
     The app is checked when it is made: every served model, route and shadow must
-    resolve (NotFoundError otherwise).
+    resolve (NotFoundError otherwise); they are loaded then, and without ``models`` every
+    model's latest version is loaded in the background as the server starts. A request
+    whose ``Host`` is not a loopback name gets a 403 unless the app listens on another
+    address with a token. Which OS users may connect is decided where it listens
+    (:func:`omfs.access.owner_only_protocol`, as ``om serve`` does).
     """
     tokens = Tokens.load(token_file)
     if token:
@@ -197,11 +239,27 @@ def app(
         registry.resolve(key)
     name = audit if isinstance(audit, str) else AUDIT_DATASET
     log = Audit(om.datasets, name, interval=audit_interval) if audit else None
-    server = Server(om, registry, shadows, tokens, log, max_body)
+    server = Server(om, registry, shadows, tokens, log, max_body, max_columns)
+    server.protected = {AUDIT_DATASET, name}
+
+    application = Starlette(
+        routes=_routes(server),
+        lifespan=_lifespan(registry, log),
+        middleware=[Middleware(HostCheck, bind=host, tokens=tokens)],
+    )
+    application.state.server = server
+    return application
+
+
+def _lifespan(registry: Registry, log: Audit | None) -> Any:
+    """Start the tag watcher, the preload (every model served) and the audit; stop them and
+    flush the audit at shutdown."""
 
     @contextlib.asynccontextmanager
     async def lifespan(_: Starlette) -> AsyncIterator[None]:
         registry.start()
+        if registry.served is None:
+            registry.preload()
         if log is not None:
             log.start()
         try:
@@ -211,9 +269,7 @@ def app(
             if log is not None:
                 await run_in_threadpool(log.close)
 
-    application = Starlette(routes=_routes(server), lifespan=lifespan)
-    application.state.server = server
-    return application
+    return lifespan
 
 
 def _startup_keys(

@@ -15,7 +15,20 @@ from typing import Any
 
 import msgspec
 
-__all__ = ["MLFLOW_KEYS", "Frame", "Problem", "decode_json", "frame_of", "model_input", "to_list"]
+__all__ = [
+    "DEFAULT_MAX_COLUMNS",
+    "MLFLOW_KEYS",
+    "Frame",
+    "Problem",
+    "check_width",
+    "decode_json",
+    "frame_of",
+    "model_input",
+    "to_list",
+]
+
+#: the most columns a request may carry, by default (413 above)
+DEFAULT_MAX_COLUMNS = 10_000
 
 #: the body forms of MLflow's scoring protocol
 MLFLOW_KEYS = ("dataframe_split", "dataframe_records", "instances", "inputs")
@@ -51,12 +64,29 @@ def decode_json(body: bytes) -> Any:
         return _decoder.decode(body)
     except msgspec.DecodeError as exc:
         raise Problem(400, f"the request body is not valid JSON: {exc}") from None
+    except RecursionError:
+        raise Problem(400, "the request body's JSON is nested too deeply") from None
 
 
-def frame_of(body: bytes, content_type: str) -> Frame:
-    """The rows a model request carries, in any accepted form."""
+def check_width(width: int, max_columns: int) -> None:
+    """413 when a request carries more than ``max_columns`` columns."""
+    if width > max_columns:
+        raise Problem(
+            413, f"the request has {width} columns; this server takes at most {max_columns}"
+        )
+
+
+def frame_of(body: bytes, content_type: str, max_columns: int = DEFAULT_MAX_COLUMNS) -> Frame:
+    """The rows a model request carries, in any accepted form, with at most
+    ``max_columns`` columns."""
+    frame = _any_frame(body, content_type, max_columns)
+    check_width(len(frame.data[0]), max_columns)
+    return frame
+
+
+def _any_frame(body: bytes, content_type: str, max_columns: int) -> Frame:
     if content_type.startswith("text/csv"):
-        return _csv_frame(body)
+        return _csv_frame(body, max_columns)
     if content_type and not content_type.startswith("application/json"):
         raise Problem(415, f"unsupported content type {content_type!r}; send JSON or text/csv")
     doc = decode_json(body)
@@ -123,11 +153,13 @@ def _tensor(value: Any, where: str) -> Frame:
     return _rows(None, value, where)
 
 
-def _csv_frame(body: bytes) -> Frame:
+def _csv_frame(body: bytes, max_columns: int) -> Frame:
     import pandas as pd
 
     if not body.strip():
         raise Problem(400, f"the request body is empty; send {_FORMS}")
+    end = body.find(b"\n")
+    check_width(body[: end if end >= 0 else len(body)].count(b",") + 1, max_columns)
     try:
         df = pd.read_csv(io.BytesIO(body))
     except Exception as exc:

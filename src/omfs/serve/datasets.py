@@ -9,7 +9,7 @@ from typing import Any
 
 from omfs.errors import InvalidFilterError
 from omfs.objects.datasets.where import parse_where
-from omfs.serve.bodies import Problem, decode_json, frame_of
+from omfs.serve.bodies import DEFAULT_MAX_COLUMNS, Problem, check_width, decode_json, frame_of
 
 __all__ = ["FORMATS", "dataset_chunks", "read_upload"]
 
@@ -47,6 +47,8 @@ def dataset_chunks(
         raise Problem(400, f"dataset {name!r} is a raw file: read it with om datasets get")
     frames = datasets.get(name, columns=columns, chunksize=CHUNK_ROWS, **filters)
     first = next(frames, None)
+    if first is None:  # no row matches: an empty table that keeps the columns and types
+        first = datasets.get(name, columns=columns, **filters)
     return _encode(first, frames, fmt)
 
 
@@ -119,9 +121,18 @@ def _drain(sink: io.BytesIO) -> bytes:
     return data
 
 
-def read_upload(body: bytes, content_type: str) -> Any:
+def read_upload(body: bytes, content_type: str, max_columns: int = DEFAULT_MAX_COLUMNS) -> Any:
     """A dataset upload as a DataFrame: JSON (``{"columns", "data"}`` or a list of
-    records), ``text/csv``, Parquet or Arrow IPC."""
+    records), ``text/csv``, Parquet or Arrow IPC; 400 for a number too large to store."""
+    try:
+        frame = _upload_frame(body, content_type, max_columns)
+    except OverflowError as exc:
+        raise Problem(400, f"a number in the body is too large to store: {exc}") from None
+    check_width(len(frame.columns), max_columns)
+    return frame
+
+
+def _upload_frame(body: bytes, content_type: str, max_columns: int) -> Any:
     import pandas as pd
     import pyarrow as pa
 
@@ -137,11 +148,12 @@ def read_upload(body: bytes, content_type: str) -> Any:
             return pa.ipc.open_stream(body).read_all().to_pandas()
         except Exception as exc:
             raise Problem(400, f"the body is not a readable Arrow stream: {exc}") from None
-    if not content_type.startswith("text/csv") and isinstance(decode_json(body), list):
+    if not content_type.startswith("text/csv"):
         records = decode_json(body)
-        if not records or not all(isinstance(r, dict) for r in records):
-            raise Problem(400, "a JSON list body must be a non-empty list of records")
-        return pd.DataFrame.from_records(records)
-    frame = frame_of(body, content_type)
+        if isinstance(records, list):
+            if not records or not all(isinstance(r, dict) for r in records):
+                raise Problem(400, "a JSON list body must be a non-empty list of records")
+            return pd.DataFrame.from_records(records)
+    frame = frame_of(body, content_type, max_columns)
     columns = frame.columns or [f"c{i}" for i in range(len(frame.data[0]))]
     return pd.DataFrame(frame.data, columns=columns)

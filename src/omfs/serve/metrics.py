@@ -29,8 +29,9 @@ class Metrics:
         hist[-2] += seconds
         hist[-1] += 1
 
-    def render(self) -> str:
-        """The Prometheus text exposition of every counter and histogram."""
+    def render(self, reload_failures: dict[str, int] | None = None) -> str:
+        """The Prometheus text exposition of every counter and histogram (and of
+        ``reload_failures``: model -> new versions refused by their integrity check)."""
         lines = [
             "# HELP omfs_requests_total Model requests answered, by model, version, action "
             "and status.",
@@ -52,6 +53,13 @@ class Metrics:
                 lines.append(f'omfs_request_seconds_bucket{{{base},le="{le}"}} {int(total)}')
             lines.append(f"omfs_request_seconds_sum{{{base}}} {hist[-2]}")
             lines.append(f"omfs_request_seconds_count{{{base}}} {int(hist[-1])}")
+        lines += [
+            "# HELP omfs_reload_failures_total New versions not served: they failed their "
+            "integrity check (the previous version answers).",
+            "# TYPE omfs_reload_failures_total counter",
+        ]
+        for model, n in sorted((reload_failures or {}).items()):
+            lines.append(f"omfs_reload_failures_total{{{_labels(model=model)}}} {n}")
         return "\n".join(lines) + "\n"
 
 

@@ -19,7 +19,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from omfs.errors import NotFoundError, UsageError
+from omfs.errors import IntegrityError, NotFoundError, UsageError
 from omfs.names import check_name, split_selector
 
 __all__ = ["Loaded", "Registry", "parse_routes", "parse_shadows", "selector_text"]
@@ -113,6 +113,8 @@ class Registry:
         self._parsed: dict[str, Key] = {}
         self._models: dict[tuple[str, int, str], Any] = {}
         self._hints: dict[str, bytes | None] = {}
+        #: model name -> how many times a new version failed its integrity check on reload
+        self.reload_failures: dict[str, int] = {}
         self._lock = threading.RLock()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -198,6 +200,21 @@ class Registry:
             self._thread.daemon = True
             self._thread.start()
 
+    def preload(self) -> None:
+        """Load every model's latest version in a background thread, so the first request
+        for each is as fast as the next (failures are logged; requests report them)."""
+
+        def load_all() -> None:
+            for name in self.store.list():
+                if self._stop.is_set():
+                    return
+                try:
+                    self.resolve((name, None))
+                except Exception as exc:
+                    log.warning("cannot preload model %r: %s", name, exc)
+
+        threading.Thread(target=load_all, name="omfs-serve-preload", daemon=True).start()
+
     def stop(self) -> None:
         """Stop the watcher thread."""
         self._stop.set()
@@ -223,13 +240,20 @@ class Registry:
 
     def refresh(self, name: str) -> None:
         """Resolve every binding of model ``name`` again; a new version is loaded before
-        its binding is swapped. A binding that no longer resolves is forgotten, so its next
-        request reports why."""
+        its binding is swapped. A new version that fails its integrity check is not: the
+        binding stays on the version it had (logged, counted in :attr:`reload_failures`). A
+        binding that no longer resolves otherwise is forgotten, so its next request reports
+        why."""
         with self._lock:
             for key in [k for k in self.bindings if k[0] == name]:
                 old = self.bindings.get(key)
                 try:
                     new = self._load(key)
+                except IntegrityError as exc:
+                    self.reload_failures[name] = self.reload_failures.get(name, 0) + 1
+                    kept = f"version {old.version}" if old else "nothing"
+                    log.error("%s: keeping %s: %s", selector_text(*key), kept, exc)
+                    continue
                 except Exception as exc:
                     log.warning("%s no longer resolves: %s", selector_text(*key), exc)
                     self.bindings.pop(key, None)

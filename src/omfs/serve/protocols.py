@@ -22,7 +22,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from omfs.serve.bodies import Frame, Problem, decode_json, frame_of
+from omfs.serve.bodies import Frame, Problem, check_width, decode_json, frame_of
 from omfs.serve.server import ACTIONS, Server, error_status
 
 __all__ = ["infer_frame", "routes"]
@@ -85,10 +85,11 @@ class _Handlers:
         spec = request.path_params["name"]
         if "version" in request.path_params:
             spec = f"{spec}@v{request.path_params['version']}"
+        self.server.allow(request)
         body = await self.server.body(request)
-        doc = decode_json(body)
+        doc = await self.server.parse(decode_json, body)
         action = _requested_action(doc)
-        answer = await self.server.answer(request, spec, action, lambda *_: infer_frame(doc), body)
+        answer = await self.server.answer(request, spec, action, _frame_of(doc), body)
         outputs = _output(action, answer.predictions)
         doc = {
             "model_name": answer.loaded.name,
@@ -130,6 +131,17 @@ def _encode(doc: Any) -> bytes:
     return msgspec.json.encode(doc)
 
 
+def _frame_of(doc: Any) -> Callable[..., Frame]:
+    """The rows of OIP request ``doc``, as :meth:`Server.answer` asks for them."""
+
+    def frame(body: bytes, content_type: str, max_columns: int) -> Frame:
+        found = infer_frame(doc)
+        check_width(len(found.data[0]), max_columns)
+        return found
+
+    return frame
+
+
 def _requested_action(doc: Any) -> str:
     outputs = doc.get("outputs") if isinstance(doc, dict) else None
     if not outputs:
@@ -162,7 +174,10 @@ def _tensor(spec: dict[str, Any]) -> tuple[str, list[int], list[list[Any]]]:
         raise Problem(400, f"input {name!r}: shape must be a list of sizes")
     if not 1 <= len(shape) <= 2 or not isinstance(data, list):
         raise Problem(422, f"input {name!r}: give a 1- or 2-dimensional tensor with its data")
-    flat = _flatten(data)
+    try:
+        flat = _flatten(data)
+    except RecursionError:
+        raise Problem(400, f"input {name!r}: the data is nested too deeply") from None
     width = shape[1] if len(shape) == 2 else 1
     if len(flat) != shape[0] * width or not shape[0]:
         raise Problem(422, f"input {name!r}: {len(flat)} values do not fill the shape {shape}")

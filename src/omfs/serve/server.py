@@ -10,9 +10,11 @@ from __future__ import annotations
 import itertools
 import logging
 import os
+import re
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 import msgspec
 from starlette.concurrency import run_in_threadpool
@@ -25,7 +27,17 @@ from omfs.serve.bodies import Frame, Problem, model_input, to_list
 from omfs.serve.metrics import Metrics
 from omfs.serve.models import Loaded, Registry, selector_text
 
-__all__ = ["ACTIONS", "Answer", "Server", "error_status"]
+__all__ = [
+    "ACTIONS",
+    "INLINE_BYTES",
+    "UNKNOWN",
+    "Answer",
+    "Server",
+    "error_status",
+    "public_message",
+]
+
+T = TypeVar("T")
 
 log = logging.getLogger("omfs.serve")
 
@@ -33,6 +45,10 @@ log = logging.getLogger("omfs.serve")
 ACTIONS = ("predict", "predict_proba", "transform", "decision_function")
 #: above this many rows a call runs in a thread, so the event loop keeps answering
 _INLINE_ROWS = 256
+#: above this many bytes a body is parsed in a thread (a small one is parsed faster inline)
+INLINE_BYTES = 64 * 1024
+#: the label of metrics and audit rows of requests for a model this server does not know
+UNKNOWN = "(unknown)"
 
 
 @dataclass
@@ -47,23 +63,38 @@ class Answer:
     shadow: tuple[Any, ...] | None = None
 
 
-def error_status(exc: BaseException) -> tuple[int, str]:
-    """The HTTP status and one-line message of an error raised while answering."""
+def error_status(exc: BaseException, logged: bool = True) -> tuple[int, str]:
+    """The HTTP status and one-line message of an error raised while answering (naming
+    bucket and object, never the context's root); a 500 is logged (unless ``logged`` is
+    False: the caller re-raises it, to be logged once)."""
     if isinstance(exc, Problem):
         return exc.status, exc.message
     if isinstance(exc, AccessDenied):
         return exc.status, str(exc)
     if isinstance(exc, IntegrityError):
-        log.error("integrity check failed: %s", exc)
-        return 500, " ".join(str(exc).split())
+        if logged:
+            log.error("integrity check failed: %s", exc)
+        return 500, public_message(exc)
     if isinstance(exc, NotFoundError):
-        return 404, " ".join(str(exc).split())
+        return 404, public_message(exc)
     if isinstance(exc, UnknownColumnError):
-        return 422, " ".join(str(exc.args[0] if exc.args else exc).split())
+        return 422, public_message(exc.args[0] if exc.args else exc)
     if isinstance(exc, OmfsError):
-        return 400, " ".join(str(exc).split())
-    log.exception("internal error")
+        return 400, public_message(exc)
+    if logged:
+        log.error("internal error", exc_info=exc)
     return 500, f"internal error ({type(exc).__name__}); the server log has the details"
+
+
+_CONTEXT = re.compile(r" of context '[^']*'")
+_ROOT = re.compile(r"[:;,]? the context root '[^']*'.*$")
+
+
+def public_message(exc: BaseException | str) -> str:
+    """``exc``'s message in one line, without where the context lives (its root, a path
+    or URL of the server's storage): clients learn the bucket and the object's name."""
+    text = " ".join(str(exc).split())
+    return _ROOT.sub(".", _CONTEXT.sub("", text))
 
 
 class Server:
@@ -77,6 +108,7 @@ class Server:
         tokens: Tokens,
         audit: Audit | None,
         max_body: int,
+        max_columns: int,
     ):
         self.om = om
         self.registry = registry
@@ -85,6 +117,9 @@ class Server:
         self.audit = audit
         self.metrics = Metrics()
         self.max_body = max_body
+        self.max_columns = max_columns
+        #: datasets only the server writes (its audit): refused to uploads
+        self.protected: set[str] = set()
         self._ids = itertools.count(1)
         self._prefix = os.urandom(8).hex()
 
@@ -112,6 +147,13 @@ class Server:
             chunks.append(chunk)
         return b"".join(chunks)
 
+    async def parse(self, parse: Callable[..., T], body: bytes, *args: Any) -> T:
+        """``parse(body, *args)``: inline for a small body, in a thread for a large one, so
+        a large body never stalls the event loop."""
+        if len(body) <= INLINE_BYTES:
+            return parse(body, *args)
+        return await run_in_threadpool(parse, body, *args)
+
     async def binding(self, spec: str) -> Loaded:
         """The loaded version ``spec`` names now (resolved in a thread the first time)."""
         key = self.registry.key(spec)
@@ -124,24 +166,26 @@ class Server:
         self, request: Request, spec: str, action: str, frame: Any, body: bytes | None = None
     ) -> Answer:
         """Run ``action`` of model ``spec`` on the rows ``frame(body, content_type)`` gives
-        (``body``: when the caller read it already); every outcome is counted and audited."""
+        (``body``: when the caller read it already); every outcome of a request with access
+        is counted and audited (one without access is refused before)."""
         start = time.perf_counter()
-        request_id = request.headers.get("x-request-id", "")[:128] or self.request_id()
+        self.allow(request)
+        request_id = self.request_id()
         loaded: Loaded | None = None
         rows = 0
         try:
-            self.allow(request)
             if action not in ACTIONS:
                 raise Problem(404, f"unknown action {action!r}; use one of {', '.join(ACTIONS)}")
             if body is None:
                 body = await self.body(request)
-            rows_in: Frame = frame(body, request.headers.get("content-type", ""))
+            ctype = request.headers.get("content-type", "")
+            rows_in: Frame = await self.parse(frame, body, ctype, self.max_columns)
             rows = len(rows_in.data)
             loaded = await self.binding(spec)
             X = model_input(rows_in, loaded.features, loaded.n_features)
             predictions = await self.call(loaded, action, X, rows)
         except Exception as exc:
-            status, message = error_status(exc)
+            status, message = error_status(exc, logged=False)
             self.record(request_id, spec, loaded, action, status, start, rows, message)
             raise
         shadow = self.record(request_id, spec, loaded, action, 200, start, rows, None, rows_in)
@@ -187,8 +231,9 @@ class Server:
         """Count the answer and queue its audit row; when a shadow runs, return its
         job instead (:meth:`run_shadow` queues the row with the challenger's answer)."""
         seconds = time.perf_counter() - start
-        name = loaded.name if loaded else spec.partition("@")[0]
+        name = loaded.name if loaded else self.known_name(spec)
         version = str(loaded.version) if loaded else ""
+        action = action if action in ACTIONS else UNKNOWN
         self.metrics.observe(name, version, action, status, seconds)
         if self.audit is None:
             return None
@@ -209,6 +254,15 @@ class Server:
             self.audit.add((*row, None, None, None))
             return None
         return (row, name, shadow, action, frame)
+
+    def known_name(self, spec: str) -> str:
+        """The model name of ``spec`` when this server serves it, else :data:`UNKNOWN` (a
+        caller's made-up names never become metrics series or audit values)."""
+        name = spec.partition("@")[0]
+        served = self.registry.served
+        if served is not None:
+            return name if name in served else UNKNOWN
+        return name if any(key[0] == name for key in list(self.registry.bindings)) else UNKNOWN
 
     async def run_shadow(
         self, row: tuple[Any, ...], name: str, selector: Any, action: str, frame: Frame
