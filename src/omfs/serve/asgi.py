@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import gc
 import os
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
@@ -124,18 +125,22 @@ class _Handlers:
 
 
 def _routes(server: Server) -> list[Route]:
+    """Every endpoint, the model calls first: Starlette tries routes in order, so a
+    prediction is matched by the first (MLflow's ``/invocations``) or so."""
     h = _Handlers(server)
-    routes = [
+    mlflow, oip = protocols.routes(server, guarded, json_response)
+    return [
+        *mlflow,
+        Route("/v1/models/{name:path}/{action}", guarded(h.call_model), methods=["POST"]),
+        *oip,
         Route("/health", guarded(h.health)),
         Route("/v1/models", guarded(h.list_models)),
-        Route("/v1/models/{name:path}/{action}", guarded(h.call_model), methods=["POST"]),
         Route("/v1/datasets/{name:path}", guarded(h.get_dataset), methods=["GET"]),
         Route("/v1/datasets/{name:path}", guarded(h.put_dataset), methods=["POST"]),
         Route("/metrics", guarded(h.metrics)),
         Route("/openapi.json", h.schema),
         Route("/docs", h.docs),
     ]
-    return routes + protocols.routes(server, guarded, json_response)
 
 
 def _model_list(server: Server) -> dict[str, Any]:
@@ -241,4 +246,7 @@ def from_environment() -> Starlette:
 
     settings = msgspec.json.decode(os.environ[CONFIG_ENV])
     om = omfs.setup(**settings["setup"])
-    return app(om, **settings["app"])
+    served = app(om, **settings["app"])
+    gc.collect()  # what the worker loaded stays out of later collections (as om serve)
+    gc.freeze()
+    return served
