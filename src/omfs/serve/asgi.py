@@ -171,7 +171,7 @@ def app(
     host: str = "127.0.0.1",
     max_body: int = DEFAULT_MAX_BODY,
     poll: float = 0.2,
-    audit_interval: float = 2.0,
+    audit_interval: float = 5.0,
 ) -> Starlette:
     """The ASGI app serving the models and datasets of ``om`` (a context's bucket).
 
@@ -187,6 +187,8 @@ def app(
         host: the address it will listen on: anything but loopback needs a token.
         max_body: the largest request body taken (413 above).
         poll: how often (seconds) the models' logs are checked for moved tags.
+        audit_interval: how often (seconds) the buffered audit rows are appended (and when
+            the server stops): each append is a commit, so its cost is per append, not per row.
 
     The app is checked when it is made: every served model, route and shadow must
     resolve (NotFoundError otherwise).

@@ -58,7 +58,7 @@ class Audit:
     """Buffered audit rows of one server, appended to dataset ``name`` of ``datasets``."""
 
     def __init__(
-        self, datasets: Any, name: str = AUDIT_DATASET, interval: float = 2.0, batch: int = 20000
+        self, datasets: Any, name: str = AUDIT_DATASET, interval: float = 5.0, batch: int = 20000
     ):
         # imported now, with the server, not by the first append while requests wait
         import pandas  # noqa: F401
