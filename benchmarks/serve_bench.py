@@ -134,8 +134,9 @@ class Served:
             self.rounds["p99_ms"].append(run["p99"])
         else:
             self.rounds[figure].append(run["rps"])
-        if connections == 16:
-            self.rounds["cpu_us"].append(cpu / run["requests"] * 1e6)
+        if connections == 16:  # a server that answered nothing (stuck) counts as infinite
+            per = cpu / run["requests"] * 1e6 if run["requests"] else float("inf")
+            self.rounds["cpu_us"].append(per)
 
     def cpu_seconds(self) -> float:
         """The CPU time the server's processes used so far (MLflow's uvicorn is a child)."""
@@ -199,7 +200,7 @@ def report(servers: list[Served]) -> None:
 def _ratio(server: Served, other: Served, figure: str) -> float:
     """The median over rounds of ``server``'s figure over ``other``'s in the same round."""
     pairs = zip(server.rounds[figure], other.rounds[figure], strict=True)
-    return statistics.median(a / b for a, b in pairs)
+    return statistics.median(a / b if b else float("inf") for a, b in pairs)
 
 
 def _load() -> str:
