@@ -74,3 +74,7 @@ def test_om_serve_process(om_script, root):
     assert proc.returncode == 0, err
     audit = omfs.setup(root).datasets.get("serving/audit")  # flushed at shutdown
     assert audit[["model", "version", "status"]].values.tolist() == [["m", 1, 200]]
+    import pandas as pd
+
+    age = pd.Timestamp.now(tz="UTC") - audit["time"].iloc[0]
+    assert pd.Timedelta(0) <= age < pd.Timedelta(minutes=10)  # epoch seconds -> UTC time

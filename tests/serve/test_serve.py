@@ -155,6 +155,44 @@ def test_every_user_error_is_json_naming_it(client, store, what, path, body, sta
     assert store[0].root not in r.text  # the bucket and the name, never where it lives
 
 
+def test_columns_in_any_order_reach_the_model_in_its_order(client, iris):
+    """A model fitted on named columns gets them in its order, named (no scikit-learn
+    warning), whatever order the request gives; a column named twice is a 422."""
+    import warnings
+
+    import numpy as np
+
+    from omfs.serve.bodies import Frame, model_input
+
+    X, _, _, named = iris
+    rows = X.iloc[[0, 60, 120]]  # one of each class
+    order = [COLS[2], COLS[0], COLS[3], COLS[1]]
+    body = {"columns": order, "data": rows[order].values.tolist()}
+    r = client.post("/v1/models/iris@v2/predict_proba", json=body)
+    assert r.status_code == 200, r.text
+    assert np.allclose(r.json()["predictions"], named.predict_proba(rows))
+    frame = model_input(Frame(order, [[1, 2.5, 3, 4]]), tuple(COLS), 4)
+    assert list(frame.columns) == COLS
+    assert frame.iloc[0].tolist() == [2.5, 4, 1, 3]
+    assert [str(t) for t in frame.dtypes] == ["float64", "int64", "int64", "int64"]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # "X does not have valid feature names" would raise
+        named.predict(frame)
+    twice = {"columns": [*COLS, COLS[0]], "data": [[*ROW, 1.0]]}
+    r = client.post("/v1/models/iris@v2/predict", json=twice)
+    assert r.status_code == 422 and "more than once" in r.json()["error"]
+
+
+def test_model_calls_are_matched_first(store):
+    """Starlette tries routes in order: a prediction should not walk the others first."""
+    from omfs.serve import app
+
+    paths = [route.path for route in app(store[0], models=["iris@prod"], audit=False).routes]
+    assert paths[:3] == ["/invocations", "/ping", "/v1/models/{name:path}/{action}"]
+    paths = [route.path for route in app(store[0], audit=False).routes]
+    assert paths[0] == "/v1/models/{name:path}/{action}" and "/invocations" not in paths
+
+
 def test_a_corrupt_payload_is_a_500_in_one_line(client, store, iris, caplog):
     om, _ = store
     meta = om.models.put(iris[2], "broken")

@@ -107,8 +107,12 @@ def _run(run: App, asgi: Any, kwargs: dict[str, Any], port: int, workers: int, h
 
     host, served = kwargs["host"], ", ".join(kwargs["models"] or ["every model"])
     print(f"om serve: {served} of {run.omega()!r} on http://{host}:{port}", file=sys.stderr)
+    # no access log: the audit and /metrics record every request, and a log line per
+    # request (formatted even when the level hides it) costs throughput
+    settings: dict[str, Any] = {"log_level": "warning", "access_log": False}
     if workers == 1:
-        uvicorn.run(asgi, host=host, port=port, log_level="warning", http=http)
+        freeze_startup_objects()
+        uvicorn.run(asgi, host=host, port=port, http=http, **settings)
         return
     os.environ["OMFS_SERVE_CONFIG"] = _settings(run, kwargs)
     uvicorn.run(
@@ -117,9 +121,18 @@ def _run(run: App, asgi: Any, kwargs: dict[str, Any], port: int, workers: int, h
         host=host,
         port=port,
         workers=workers,
-        log_level="warning",
         http=http,
+        **settings,
     )
+
+
+def freeze_startup_objects() -> None:
+    """Leave what the server loaded (modules, models) out of later garbage collections: a
+    full collection would otherwise walk pandas, Arrow and scikit-learn while requests wait."""
+    import gc
+
+    gc.collect()
+    gc.freeze()
 
 
 def _settings(run: App, kwargs: dict[str, Any]) -> str:

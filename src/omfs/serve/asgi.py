@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import gc
 import os
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
@@ -129,18 +130,22 @@ class _Handlers:
 
 
 def _routes(server: Server) -> list[Route]:
+    """Every endpoint, the model calls first: Starlette tries routes in order, so a
+    prediction is matched by the first (MLflow's ``/invocations``) or so."""
     h = _Handlers(server)
-    routes = [
+    mlflow, oip = protocols.routes(server, guarded, json_response)
+    return [
+        *mlflow,
+        Route("/v1/models/{name:path}/{action}", guarded(h.call_model), methods=["POST"]),
+        *oip,
         Route("/health", guarded(h.health)),
         Route("/v1/models", guarded(h.list_models)),
-        Route("/v1/models/{name:path}/{action}", guarded(h.call_model), methods=["POST"]),
         Route("/v1/datasets/{name:path}", guarded(h.get_dataset), methods=["GET"]),
         Route("/v1/datasets/{name:path}", guarded(h.put_dataset), methods=["POST"]),
         Route("/metrics", guarded(h.metrics)),
         Route("/openapi.json", h.schema),
         Route("/docs", h.docs),
     ]
-    return routes + protocols.routes(server, guarded, json_response)
 
 
 def _put(datasets: Any, frame: Any, name: str, append: bool) -> Any:
@@ -203,7 +208,7 @@ def app(
     max_body: int = DEFAULT_MAX_BODY,
     max_columns: int = DEFAULT_MAX_COLUMNS,
     poll: float = 0.2,
-    audit_interval: float = 2.0,
+    audit_interval: float = 5.0,
 ) -> Starlette:
     """The ASGI app serving the models and datasets of ``om`` (a context's bucket).
 
@@ -220,6 +225,8 @@ def app(
         max_body: the largest request body taken (413 above).
         max_columns: the most columns a request may carry (413 above).
         poll: how often (seconds) the models' logs are checked for moved tags.
+        audit_interval: how often (seconds) the buffered audit rows are appended (and when
+            the server stops): each append is a commit, so its cost is per append, not per row.
 
     The app is checked when it is made: every served model, route and shadow must
     resolve (NotFoundError otherwise); they are loaded then, and without ``models`` every
@@ -241,7 +248,6 @@ def app(
     log = Audit(om.datasets, name, interval=audit_interval) if audit else None
     server = Server(om, registry, shadows, tokens, log, max_body, max_columns)
     server.protected = {AUDIT_DATASET, name}
-
     application = Starlette(
         routes=_routes(server),
         lifespan=_lifespan(registry, log),
@@ -297,4 +303,7 @@ def from_environment() -> Starlette:
 
     settings = msgspec.json.decode(os.environ[CONFIG_ENV])
     om = omfs.setup(**settings["setup"])
-    return app(om, **settings["app"])
+    served = app(om, **settings["app"])
+    gc.collect()  # what the worker loaded stays out of later collections (as om serve)
+    gc.freeze()
+    return served

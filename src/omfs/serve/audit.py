@@ -58,8 +58,12 @@ class Audit:
     """Buffered audit rows of one server, appended to dataset ``name`` of ``datasets``."""
 
     def __init__(
-        self, datasets: Any, name: str = AUDIT_DATASET, interval: float = 2.0, batch: int = 20000
+        self, datasets: Any, name: str = AUDIT_DATASET, interval: float = 5.0, batch: int = 20000
     ):
+        # imported now, with the server, not by the first append while requests wait
+        import pandas  # noqa: F401
+        import pyarrow.compute  # noqa: F401
+
         self.datasets, self.name = datasets, name
         self.interval, self.batch = interval, batch
         self._rows: deque[tuple[Any, ...]] = deque()
@@ -114,6 +118,7 @@ class Audit:
 
     def _table(self, rows: list[tuple[Any, ...]]) -> Any:
         import pyarrow as pa
+        import pyarrow.compute as pc
 
         schema = _schema()
         columns = list(zip(*rows, strict=True))
@@ -121,8 +126,9 @@ class Audit:
         for i, field in enumerate(schema):
             values: Any = columns[i]
             if field.name == "time":
-                micros = [int(t * 1_000_000) for t in values]
-                arrays.append(pa.array(micros, pa.int64()).cast(field.type))
+                seconds = pa.array(values, pa.float64())
+                micros = pc.multiply(seconds, 1_000_000.0).cast(pa.int64(), safe=False)
+                arrays.append(micros.cast(field.type))
             else:
                 arrays.append(pa.array(values, field.type))
         return pa.Table.from_arrays(arrays, schema=schema)

@@ -200,7 +200,16 @@ def _named_input(frame: Frame, features: tuple[str, ...]) -> Any:
     missing = [f for f in features if f not in columns]
     if missing:
         raise Problem(422, f"the request lacks the columns {missing} the model expects")
-    return pd.DataFrame(frame.data, columns=columns)[list(features)]
+    if len(set(columns)) != len(columns):
+        twice = sorted({c for c in columns if columns.count(c) > 1})
+        raise Problem(422, f"the request names the columns {twice} more than once")
+    data = frame.data
+    if list(columns) != list(features):
+        # the model's columns in its order, picked from the rows: selecting the columns of
+        # a DataFrame instead costs several times building it
+        where = [columns.index(f) for f in features]
+        data = [[row[i] for i in where] for row in data]
+    return pd.DataFrame(data, columns=list(features))
 
 
 def _non_numeric(frame: Frame) -> str:

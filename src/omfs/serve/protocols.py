@@ -36,6 +36,8 @@ class _Handlers:
     def __init__(self, server: Server, respond: Callable[..., Response]):
         self.server = server
         self.respond = respond
+        #: the one model served (fixed for the server's life: ``--model`` is given once)
+        self.single = server.registry.single() or ""
 
     async def ping(self, request: Request) -> Response:
         """MLflow's health check."""
@@ -43,9 +45,8 @@ class _Handlers:
 
     async def invocations(self, request: Request) -> Response:
         """MLflow's ``/invocations``: the served model's ``predict``."""
-        single = self.server.registry.single()
         try:
-            answer = await self.server.answer(request, single or "", "predict", frame_of)
+            answer = await self.server.answer(request, self.single, "predict", frame_of)
         except Exception as exc:
             status, message = error_status(exc)
             code = "BAD_REQUEST" if status < 500 else "INTERNAL_ERROR"
@@ -103,12 +104,19 @@ class _Handlers:
         )
 
 
-def routes(server: Server, guarded: Callable[..., Any], respond: Callable[..., Any]) -> list[Route]:
-    """The MLflow routes (one model served) and the Open Inference Protocol v2 routes."""
+def routes(
+    server: Server, guarded: Callable[..., Any], respond: Callable[..., Any]
+) -> tuple[list[Route], list[Route]]:
+    """The MLflow routes (when one model is served; ``/invocations`` first, the hot path)
+    and the Open Inference Protocol v2 routes."""
     h = _Handlers(server, respond)
-    found = [
-        Route("/v2/health/live", h.live),
-        Route("/v2/health/ready", h.ready),
+    mlflow = []
+    if server.registry.single() is not None:
+        mlflow = [
+            Route("/invocations", h.invocations, methods=["POST"]),
+            Route("/ping", h.ping, methods=["GET"]),
+        ]
+    oip = [
         Route(
             "/v2/models/{name:path}/versions/{version:int}/infer",
             guarded(h.infer),
@@ -116,13 +124,10 @@ def routes(server: Server, guarded: Callable[..., Any], respond: Callable[..., A
         ),
         Route("/v2/models/{name:path}/infer", guarded(h.infer), methods=["POST"]),
         Route("/v2/models/{name:path}", guarded(h.model_metadata), methods=["GET"]),
+        Route("/v2/health/live", h.live),
+        Route("/v2/health/ready", h.ready),
     ]
-    if server.registry.single() is not None:
-        found += [
-            Route("/ping", h.ping, methods=["GET"]),
-            Route("/invocations", h.invocations, methods=["POST"]),
-        ]
-    return found
+    return mlflow, oip
 
 
 def _encode(doc: Any) -> bytes:
