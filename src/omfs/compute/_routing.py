@@ -169,8 +169,9 @@ def ping_workers(client: Any, needs: dict[str, float], timeout: float = 10) -> l
     """Send a tiny task to each worker that satisfies ``needs`` and time its answer: rows
     of address, name, resources and ``rtt_ms``. A one-line ResourceUnavailableError names
     the route and how to start such a worker when none answers."""
+    from concurrent.futures import CancelledError
+
     from distributed import TimeoutError as DaskTimeout
-    from distributed import wait
 
     candidates = [w for w in fetch_workers(client) if satisfies(w, needs)]
     started = time.perf_counter()
@@ -192,9 +193,15 @@ def ping_workers(client: Any, needs: dict[str, float], timeout: float = 10) -> l
                 w["address"], (time.perf_counter() - started) * 1e3
             )
         )
-    if futures:
-        with contextlib.suppress(TimeoutError, DaskTimeout):
-            wait(list(futures), timeout=timeout)
+    # each future waited on through its own client (distributed.wait asks the process's
+    # default client, which may be another one, bound to another event loop)
+    deadline = time.monotonic() + timeout
+    for future in futures:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            break
+        with contextlib.suppress(TimeoutError, DaskTimeout, CancelledError):
+            future.result(timeout=left)
     rows = []
     for future, worker in futures.items():
         if future.status == "finished" and worker["address"] in answered:

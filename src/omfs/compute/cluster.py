@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import atexit
+import contextlib
 import os
 import sys
 import threading
@@ -202,8 +203,6 @@ class ClusterHandle:
         pending = self.pending()
         if not pending:
             return
-        from distributed import wait
-
         names = ", ".join(d for _, d in pending)
         print(
             f"omfs: waiting for {len(pending)} unfinished task(s) before exiting: {names} "
@@ -211,7 +210,9 @@ class ClusterHandle:
             file=sys.stderr,
         )
         try:
-            wait([f for f, _ in pending])
+            for future, _ in pending:  # through its own client (not the process's default)
+                with contextlib.suppress(Exception):  # a task's error is its caller's
+                    future.result()
         except KeyboardInterrupt:
             print(f"omfs: abandoned unfinished task(s): {names}", file=sys.stderr)
             for future, _ in pending:
