@@ -4,7 +4,8 @@
 
 A two-worker LocalCluster (one thread each). For N = 10, 100, 1,000: N ``predict`` tasks
 submitted from one script, then gathered; omfs writes a task record (and the result) for
-each. Then the median round trip of one routed predict beside one raw ``client.submit``.
+each. Then the median round trip of one predict, routed and not, beside raw ``client.submit``
+(with and without a resource restriction), in rotated order.
 ``--cli`` also times ``om runtime ... --async`` and ``om runtime result ID`` with the
 background cluster of ``om cluster start`` running (starts and stops one).
 """
@@ -46,6 +47,32 @@ def predict(m: Any, x: Any) -> Any:
 
 def raw_round_trip(client: Any, model: Any, x: Any) -> Any:
     return client.submit(predict, model, x, pure=False).result()
+
+
+def round_trips(client: Any, on_worker: Any, X: Any, routed: Any, proxy: Any) -> None:
+    """Median round trip of one predict of 1,000 rows: raw ``client.submit`` (with and
+    without a resource restriction) beside omfs (routed and not). Each round runs the four
+    in a rotated order, so that none always comes first after the workers went idle."""
+    ways: dict[str, Callable[[], Any]] = {
+        "raw client.submit": lambda: client.submit(predict, on_worker, X, pure=False).result(),
+        "raw client.submit, resources={'cpu': 1}": lambda: client.submit(
+            predict, on_worker, X, pure=False, resources={"cpu": 1}
+        ).result(),
+        "omfs, require('cpu')": lambda: routed.predict(X).get(),
+        "omfs, no route": lambda: proxy.predict(X).get(),
+    }
+    names = list(ways)
+    times: dict[str, list[float]] = {name: [] for name in names}
+    for i in range(60):
+        for name in names[i % 4 :] + names[: i % 4]:
+            times[name].append(timed(ways[name]))
+    raw = statistics.median(times[names[0]])
+    print("\n| one predict round trip (median of 60) | ms | ÷ raw client.submit |")
+    print("| --- | --- | --- |")
+    for name in names:
+        median = statistics.median(times[name])
+        print(f"| {name} | {median * 1e3:.1f} | {median / raw:.2f}x |")
+    print("(target: omfs routed <= 1.5x raw client.submit)")
 
 
 def bursts(tmp: Path) -> None:
@@ -94,17 +121,7 @@ def bursts(tmp: Path) -> None:
             plain_s, omfs_s = best_of_alternating(many_plain, many_omfs, repeat)
             print(f"| {n:,} | {n / omfs_s:.0f} | {n / plain_s:.0f} | {plain_s / omfs_s:.2f}x |")
 
-        plain_times, omfs_times = [], []
-        for _ in range(60):  # alternating, so that a busy moment hits both alike
-            plain_times.append(
-                timed(lambda: client.submit(predict, on_worker, X, pure=False).result())
-            )
-            omfs_times.append(timed(lambda: routed.predict(X).get()))
-        plain_rt, omfs_rt = statistics.median(plain_times), statistics.median(omfs_times)
-        print(
-            f"\nrouted predict round trip (median of 60): omfs {omfs_rt * 1e3:.1f} ms, raw "
-            f"client.submit {plain_rt * 1e3:.1f} ms: {omfs_rt / plain_rt:.2f}x (target <= 1.5x)"
-        )
+        round_trips(client, on_worker, X, routed, proxy)
         records = om.runtime.tasks(limit=5) if hasattr(om.runtime, "tasks") else []
         print(f"task records written: {len(records)} shown of the latest (limit 5)")
     finally:
