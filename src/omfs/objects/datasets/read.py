@@ -102,7 +102,7 @@ class DatasetReader(DatasetVersions):
         names = list(schema.names) if read_columns is None else read_columns
         batches, positions = [], []
         try:
-            for batch, where in _selected(self.storage, dataset, schema, keys, parts, names, expr):
+            for batch, where in _selected(self.storage, dataset, keys, parts, names, expr):
                 batches.append(batch)
                 positions.append(where)
         except FileNotFoundError:
@@ -203,7 +203,7 @@ class DatasetReader(DatasetVersions):
         ``positions`` (the rows' places in the version) only where a filter needs them."""
         if expr is not None and labels is not None:
             names = list(schema.names) if read_columns is None else read_columns
-            yield from _selected(self.storage, dataset, schema, keys, parts, names, expr, False)
+            yield from _selected(self.storage, dataset, keys, parts, names, expr, False)
             return
         for fragment in dataset.get_fragments(filter=expr):
             for row_group in fragment.split_by_row_group(filter=expr, schema=dataset.schema):
@@ -334,7 +334,6 @@ def _row_labels(kind: str, schema: Any, parts: list[Part]) -> Any:
 def _selected(
     storage: Any,
     dataset: Any,
-    schema: Any,
     keys: list[str],
     parts: list[Part],
     names: list[str],
@@ -363,19 +362,16 @@ def _selected(
                 strict=False,
             )
         )
-        subset = fragment.subset(filter=expr, schema=dataset.schema)
+        read = dataset.schema  # dictionaries of numbers scan as their plain values
+        subset = fragment.subset(filter=expr, schema=read)
         # streaming (no threads): one row group at a time, so a first chunk reads one
-        pieces = (
-            [subset] if threads else subset.split_by_row_group(filter=expr, schema=dataset.schema)
-        )
+        pieces = [subset] if threads else subset.split_by_row_group(filter=expr, schema=read)
         quiet = {} if threads else {"batch_readahead": 0, "fragment_readahead": 0}
         for piece in pieces:
             spans = [np.arange(first[g.id], first[g.id] + g.num_rows) for g in piece.row_groups]
             positions = np.concatenate(spans) if spans else np.empty(0, np.int64)
             done = 0
-            scan = piece.to_batches(
-                schema=dataset.schema, columns=projection, use_threads=threads, **quiet
-            )
+            scan = piece.to_batches(schema=read, columns=projection, use_threads=threads, **quiet)
             for batch in scan:
                 keep = batch.column(_SELECTED)
                 where = pc.filter(positions[done : done + batch.num_rows], keep).to_numpy()
