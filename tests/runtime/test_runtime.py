@@ -6,9 +6,9 @@ import pickle
 import time
 
 import numpy as np
-import pandas as pd
 import pytest
 from distributed import get_task_stream
+from omfs_clusterctx import X, Y, shared_context
 from sklearn.linear_model import LinearRegression, LogisticRegression
 
 import omfs
@@ -17,24 +17,11 @@ from omfs.errors import ConfigError, InvalidModelError, ResourceUnavailableError
 
 pytestmark = pytest.mark.cluster
 
-X = pd.DataFrame({"x1": np.arange(30.0), "x2": np.arange(30.0) % 7})
-Y = pd.DataFrame({"y": 3 * X["x1"] - 2 * X["x2"] + 1})
-
 
 @pytest.fixture(params=["local", "s3"])
 def cctx(request, tmp_path, dask_processes):
     """A context shared with the cluster's workers, on a folder or on S3."""
-    if request.param == "local":
-        om = omfs.setup(tmp_path / "ctx", cluster=dask_processes["client"])
-    else:
-        om = omfs.setup(
-            request.getfixturevalue("s3_root_factory")(),
-            storage_options=request.getfixturevalue("s3_options"),
-            cluster=dask_processes["client"],
-        )
-    om.datasets.put(X, "X")
-    om.datasets.put(Y, "Y")
-    return om
+    return shared_context(request, tmp_path, dask_processes)
 
 
 def omfs_tasks(stream):

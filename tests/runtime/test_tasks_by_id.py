@@ -9,8 +9,8 @@ import threading
 import time
 
 import numpy as np
-import pandas as pd
 import pytest
+from omfs_clusterctx import X, Y, shared_context
 from omfs_test_models import ChattyPredictor, SlowRegressor
 from sklearn.linear_model import LinearRegression
 
@@ -25,23 +25,11 @@ from omfs.errors import (
 
 pytestmark = pytest.mark.cluster
 
-X = pd.DataFrame({"x1": np.arange(30.0), "x2": np.arange(30.0) % 7})
-Y = pd.DataFrame({"y": 3 * X["x1"] - 2 * X["x2"] + 1})
-
 
 @pytest.fixture(params=["local", "s3"])
 def cctx(request, tmp_path, dask_processes):
-    """A context shared with the cluster's workers, on a folder or on S3."""
-    if request.param == "local":
-        om = omfs.setup(tmp_path / "ctx", cluster=dask_processes["client"])
-    else:
-        om = omfs.setup(
-            request.getfixturevalue("s3_root_factory")(),
-            storage_options=request.getfixturevalue("s3_options"),
-            cluster=dask_processes["client"],
-        )
-    om.datasets.put(X, "X")
-    om.datasets.put(Y, "Y")
+    """The shared context of :mod:`omfs_clusterctx`, with an unfitted model ``m``."""
+    om = shared_context(request, tmp_path, dask_processes)
     om.models.put(LinearRegression(), "m")
     return om
 
