@@ -112,7 +112,8 @@ def test_background_cluster_is_used_by_cli_and_setup(tmp_path, state_env, om_scr
         assert again.returncode == 1 and "already runs at" in again.stderr
         status = om("--json", "cluster", "status").stdout
         assert '"running": true' in status and '"gpu": 1.0' in status
-        assert json.loads(status)["jobs_scheduler_running"] is True
+        log = (tmp_path / "state" / "cluster.log").read_text(errors="replace")
+        assert json.loads(status)["jobs_scheduler_running"] is True, log[-3000:]
         assert "job scheduler pid" in om("cluster", "status").stdout
         began = time.monotonic()
         assert om("runtime", "--require", "gpu", "model", "m", "fit", "X", "Y").stdout.split() == [

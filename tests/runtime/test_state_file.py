@@ -146,3 +146,44 @@ def test_stop_signals_the_processes_whose_start_time_and_command_match(tmp_path,
     finally:
         proc.kill()
         proc.wait()
+
+
+def test_a_start_time_one_second_off_is_the_same_start_but_not_half_a_second(tmp_path):
+    """psutil adds /proc/stat's boot time (whole seconds, recomputed from the wall clock on
+    each read) to the process's tick count: while the clock is slewed, two readings of one
+    process differ by exactly a second. The job scheduler once read as stopped that way."""
+    proc = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        real = _started(proc)
+        for apart, same in [(0.0, True), (1.0, True), (-1.0, True), (0.5, False), (2.0, False)]:
+            moved = processes.ProcessIdentity(real.pid, real.create_time + apart, real.cmdline)
+            assert (moved.process() is not None) is same, apart
+    finally:
+        proc.kill()
+        proc.wait()
+
+
+def test_a_process_identity_is_taken_once_its_own_command_shows(tmp_path, monkeypatch):
+    """Popen returns when the new program replaced the forked one, which may be a moment
+    before /proc shows its arguments; an identity read then names no command, and the
+    process reads as stopped ever after. The kernel's window cannot be hit on demand, so
+    the first two readings here show what it shows in it: an empty command line."""
+    log = tmp_path / "log"
+    log.write_text("")
+    read = background.ProcessIdentity.of
+    seen = []
+
+    def of(pid):
+        seen.append(pid)
+        identity = read(pid)
+        return identity if len(seen) > 2 else background.ProcessIdentity(pid, 0.0, ())
+
+    monkeypatch.setattr(background.ProcessIdentity, "of", of)
+    proc = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        identity = background._identity_of(proc, log)
+        assert list(identity.cmdline) == proc.args and len(seen) >= 3
+        assert identity.process() is not None
+    finally:
+        proc.kill()
+        proc.wait()

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import shlex
 import subprocess
 import sys
 import time
@@ -331,13 +332,28 @@ def _scheduler_env(env: dict[str, str], dashboard: bool) -> dict[str, str]:
 
 
 def _identity_of(proc: subprocess.Popen[bytes], log: Path) -> ProcessIdentity:
-    identity = ProcessIdentity.of(proc.pid)
-    if identity is None or proc.poll() is not None:
-        raise ClusterUnavailableError(
-            f"A process of the cluster exited while starting: {log_tail(log) or 'no output'}. "
-            f"Its log: {log}"
-        )
-    return identity
+    """The identity of ``proc`` once its own command line shows: ``Popen`` returns when the
+    new program replaced the forked one, a moment before the kernel shows its arguments
+    (read at once, the job scheduler's identity was empty and it read as stopped)."""
+    args: Any = proc.args
+    wanted = [str(a) for a in args]
+    deadline = time.monotonic() + START_TIMEOUT
+    while True:
+        identity = ProcessIdentity.of(proc.pid)
+        if identity is None or proc.poll() is not None:
+            raise ClusterUnavailableError(
+                "A process of the cluster exited while starting: "
+                f"{log_tail(log) or 'no output'}. Its log: {log}"
+            )
+        if list(identity.cmdline) == wanted:
+            return identity
+        if time.monotonic() > deadline:
+            raise ClusterUnavailableError(
+                f"A process of the cluster (pid {proc.pid}) did not show its command "
+                f"{shlex.join(wanted)!r} in {START_TIMEOUT:.0f} s (it shows "
+                f"{shlex.join(identity.cmdline)!r}). Its log: {log}"
+            )
+        time.sleep(0.01)
 
 
 def _start_gateway(
