@@ -236,7 +236,8 @@ def dask_processes(tmp_path_factory):
     procs = [spawn("scheduler", "--scheduler-file", str(scheduler_file), "--port", "0")]
     _wait_for_file(scheduler_file)
     procs += [start_worker("gpu-worker", "gpu=1"), start_worker("cpu-worker", "cpu=1")]
-    client = Client(scheduler_file=str(scheduler_file))
+    # not the process's default client: a later test's own .compute() must not run here
+    client = Client(scheduler_file=str(scheduler_file), set_as_default=False)
     client.wait_for_workers(2, timeout=120)
     info = client.scheduler_info(n_workers=-1)["workers"]
     addresses = {w["name"]: addr for addr, w in info.items()}
