@@ -11,6 +11,9 @@ Without a gateway (a cluster of one's own, ``--local``) the CLI runs the same
 :func:`model_command` in its own process.
 
 A client that goes away (Ctrl-C) has its task cancelled, as in the CLI's own process.
+``om runtime result`` is answered here too. Every second the
+gateway records as ``failed`` the tasks it submitted (``--async`` ones included) that Dask
+gave up on because their workers died.
 """
 
 from __future__ import annotations
@@ -347,6 +350,9 @@ def serve(address: str, path: Path, scheduler_pid: int | None = None, security: 
     def watch() -> None:
         while True:
             time.sleep(1)
+            # tasks whose workers died (--async ones too): their records say so at once
+            with contextlib.suppress(Exception):
+                server.handle_.record_failures()
             alive = server.client.status == "running"
             if scheduler_pid is not None:
                 try:
