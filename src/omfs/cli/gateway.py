@@ -11,7 +11,7 @@ Without a gateway (a cluster of one's own, ``--local``) the CLI runs the same
 :func:`model_command` in its own process.
 
 A client that goes away (Ctrl-C) has its task cancelled, as in the CLI's own process.
-``om runtime result`` is answered here too. Every second the
+``om runtime result`` and ``om runtime ping`` are answered here too. Every second the
 gateway records as ``failed`` the tasks it submitted (``--async`` ones included) that Dask
 gave up on because their workers died.
 """
@@ -42,6 +42,7 @@ __all__ = [
     "error_answer",
     "job_command",
     "model_command",
+    "ping_command",
     "request",
     "result_command",
     "serve",
@@ -113,6 +114,18 @@ def result_command(om: Any, spec: dict[str, Any], *, debug: bool = False) -> dic
     ``spec["timeout"]``), as :func:`model_command` answers."""
     try:
         return _answer(om.runtime.result(spec["id"], timeout=spec.get("timeout")))
+    except USER_ERRORS as exc:
+        if debug:
+            raise
+        return error_answer(exc)
+
+
+def ping_command(om: Any, spec: dict[str, Any], *, debug: bool = False) -> dict[str, Any]:
+    """``om runtime ping``: ``{"rows": [...]}``, one per worker on the route ``spec["require"]``
+    that answered within ``spec["timeout"]`` (default 10 s), or the error answer."""
+    try:
+        runtime = with_requirements(om.runtime, list(spec.get("require") or []))
+        return {"rows": runtime.ping(timeout=float(spec.get("timeout") or 10))}
     except USER_ERRORS as exc:
         if debug:
             raise
@@ -329,6 +342,8 @@ class _Server(socketserver.ThreadingUnixStreamServer):
                 return job_command(om, payload["job"], debug=debug, gone=gone)
             if "result" in payload:
                 return result_command(om, payload["result"], debug=debug)
+            if "ping" in payload:
+                return ping_command(om, payload["ping"], debug=debug)
             return model_command(om, payload["task"], debug=debug, gone=gone)
         except Exception as exc:
             return {
