@@ -175,3 +175,25 @@ def test_a_task_whose_worker_dies_is_retried_or_reads_failed(
     assert finished["status"] == "failed" and finished["error"].startswith("lost: ")
     assert [m.version for m in om.models.versions("slow")] == [1, 2]
     om._cluster.close()
+
+
+@pytest.mark.cluster
+def test_a_future_dask_gave_up_on_is_recorded_never_over_the_workers_record(
+    tmp_path, dask_processes
+):
+    from omfs.compute.cluster import ClusterHandle
+
+    om = omfs.setup(tmp_path / "ctx")
+    handle = ClusterHandle(dask_processes["client"])
+    ids = [records.new_id(), records.new_id()]
+    theirs = records.finished_doc("failed", "ValueError: the worker's own line")
+    records.write_record(om.storage, ids[1], "finished", theirs)
+    for task_id in ids:  # what a worker that died leaves: an error, no record of its own
+        future = dask_processes["client"].submit(int, "x", pure=False)
+        handle.track(future, "int", (om.storage, task_id, None))
+        _wait_for(lambda f=future: f.status == "error", "the error")
+    handle.record_failures()
+    assert handle.pending() == [] and handle._pending == {}
+    first = om.runtime.task(ids[0])
+    assert first["status"] == "failed" and first["error"].startswith("ValueError: invalid literal")
+    assert om.runtime.task(ids[1])["error"] == "ValueError: the worker's own line"
