@@ -168,6 +168,14 @@ def test_cli_tasks_go_through_the_gateway_without_importing_dask(tmp_path, state
         assert out.returncode == 0, out.stderr
         assert json.loads(out.stdout)["version"] == 2
         assert out.stderr.strip() == "distributed imported: False"
+        # `om runtime ping` asks the gateway too (a route no worker offers: one line)
+        out = run([sys.executable, "-c", probe, "--json", "runtime", "ping"])
+        assert out.returncode == 0, out.stderr
+        assert [r["address"][:16] for r in json.loads(out.stdout)] == ["tls://127.0.0.1:"]
+        assert out.stderr.strip() == "distributed imported: False"
+        out = run([om_script, "runtime", "ping", "--require", "tpu"])
+        assert out.returncode == 1 and len(out.stderr.splitlines()) == 1, out.stderr
+        assert "om cluster start --worker tpu=1" in out.stderr
         # a timeout cancels the task in the cluster: nothing is written later
         out = run([om_script, *FIT, "--timeout", "1"])
         assert out.returncode == 1

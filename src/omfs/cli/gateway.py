@@ -11,6 +11,9 @@ Without a gateway (a cluster of one's own, ``--local``) the CLI runs the same
 :func:`model_command` in its own process.
 
 A client that goes away (Ctrl-C) has its task cancelled, as in the CLI's own process.
+``om runtime result`` and ``om runtime ping`` are answered here too. Every second the
+gateway records as ``failed`` the tasks it submitted (``--async`` ones included) that Dask
+gave up on because their workers died.
 """
 
 from __future__ import annotations
@@ -39,6 +42,7 @@ __all__ = [
     "error_answer",
     "job_command",
     "model_command",
+    "ping_command",
     "request",
     "result_command",
     "serve",
@@ -110,6 +114,18 @@ def result_command(om: Any, spec: dict[str, Any], *, debug: bool = False) -> dic
     ``spec["timeout"]``), as :func:`model_command` answers."""
     try:
         return _answer(om.runtime.result(spec["id"], timeout=spec.get("timeout")))
+    except USER_ERRORS as exc:
+        if debug:
+            raise
+        return error_answer(exc)
+
+
+def ping_command(om: Any, spec: dict[str, Any], *, debug: bool = False) -> dict[str, Any]:
+    """``om runtime ping``: ``{"rows": [...]}``, one per worker on the route ``spec["require"]``
+    that answered within ``spec["timeout"]`` (default 10 s), or the error answer."""
+    try:
+        runtime = with_requirements(om.runtime, list(spec.get("require") or []))
+        return {"rows": runtime.ping(timeout=float(spec.get("timeout") or 10))}
     except USER_ERRORS as exc:
         if debug:
             raise
@@ -326,6 +342,8 @@ class _Server(socketserver.ThreadingUnixStreamServer):
                 return job_command(om, payload["job"], debug=debug, gone=gone)
             if "result" in payload:
                 return result_command(om, payload["result"], debug=debug)
+            if "ping" in payload:
+                return ping_command(om, payload["ping"], debug=debug)
             return model_command(om, payload["task"], debug=debug, gone=gone)
         except Exception as exc:
             return {
@@ -347,6 +365,9 @@ def serve(address: str, path: Path, scheduler_pid: int | None = None, security: 
     def watch() -> None:
         while True:
             time.sleep(1)
+            # tasks whose workers died (--async ones too): their records say so at once
+            with contextlib.suppress(Exception):
+                server.handle_.record_failures()
             alive = server.client.status == "running"
             if scheduler_pid is not None:
                 try:

@@ -312,9 +312,20 @@ def ping(
 ) -> None:
     """Ping each worker that would take a task on this route (--require): its address,
     name, resources and round-trip time."""
+    from omfs.cli.gateway import ping_command, request
+
     app = get_app(ctx)
     app.require = [*app.require, *(require or [])]
-    rows = _runtime(app).ping()
+    om = app.omega()
+    spec = {"require": app.require}
+    path = gateway_socket(om, app.local)
+    if path is None:  # a cluster of its own: ask it from here
+        answer = ping_command(om, spec, debug=debugging())
+    else:  # the background cluster's gateway has a client already (no Dask import here)
+        answer = request(path, {"context": context_of(om), "ping": spec, "debug": debugging()})
+    if "error" in answer:
+        _show_answer(app, answer, "ping")  # one line, and exits
+    rows = answer["rows"]
     for row in rows:
         if not app.as_json:
             row["resources"] = ResourceSpec(row["resources"]).text()

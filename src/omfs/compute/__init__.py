@@ -22,6 +22,7 @@ from omfs.compute.records import (
     read_log,
     read_record,
     recent,
+    record_lost,
     task_status,
     wait_result,
     write_record,
@@ -105,6 +106,10 @@ class TaskResult:
                 ) from None
             except MissingCredentialsError as exc:
                 raise explained(exc, self._advice) from None
+            except Exception as exc:
+                if self.future.status == "error" and self.id and self._storage is not None:
+                    record_lost(self._storage, self.id, exc)  # its workers died: no record
+                raise
         if self._error is not None:
             raise self._error
         return self._value

@@ -196,12 +196,14 @@ def ping_workers(client: Any, needs: dict[str, float], timeout: float = 10) -> l
     # each future waited on through its own client (distributed.wait asks the process's
     # default client, which may be another one, bound to another event loop)
     deadline = time.monotonic() + timeout
-    for future in futures:
+    for future, worker in futures.items():
         left = deadline - time.monotonic()
         if left <= 0:
             break
         with contextlib.suppress(TimeoutError, DaskTimeout, CancelledError):
             future.result(timeout=left)
+            # the callback runs in Dask's callback thread, maybe not yet: then now is when
+            answered.setdefault(worker["address"], (time.perf_counter() - started) * 1e3)
     rows = []
     for future, worker in futures.items():
         if future.status == "finished" and worker["address"] in answered:

@@ -12,7 +12,7 @@ import weakref
 from typing import Any
 
 from omfs.compute._routing import WorkerView
-from omfs.compute.records import write_record
+from omfs.compute.records import record_lost, write_record
 from omfs.errors import ClusterUnavailableError, ConfigError
 from omfs.objects.log import commits_made
 
@@ -54,7 +54,8 @@ class ClusterHandle:
         self._source = "client" if _is_client(spec) else None
         self._background = background  # a client of the background cluster (its gateway)
         self._lock = threading.Lock()
-        #: Dask key -> (future, description, its submitted record or None once written)
+        #: Dask key -> (future, description, (storage, task id, its submitted record, None
+        #: once written) or None)
         self._pending: dict[str, tuple[Any, str, Any]] = {}
         self._prune_at = 64
         self._exit_registered = False
@@ -160,12 +161,13 @@ class ClusterHandle:
     # -- tasks --------------------------------------------------------------------------
     def track(self, future: Any, description: str, record: Any = None) -> None:
         """Keep ``future`` (and so its task) alive until it finishes (finished ones are
-        dropped as more come: no callback per task). ``record``: ``(storage, id, doc)`` of
-        its ``submitted`` record, written by :meth:`write_records` if still pending then."""
+        dropped as more come: no callback per task; failed ones once their record is
+        checked). ``record``: ``(storage, id, doc)`` of its ``submitted`` record, written by
+        :meth:`write_records` if still pending then."""
         with self._lock:
             self._pending[future.key] = (future, description, record)
             if len(self._pending) >= self._prune_at:
-                self._pending = {k: v for k, v in self._pending.items() if not v[0].done()}
+                self._pending = {k: v for k, v in self._pending.items() if _kept(v)}
                 self._prune_at = max(64, 2 * len(self._pending))
 
     def forget(self, key: str) -> None:
@@ -179,14 +181,30 @@ class ClusterHandle:
 
     def write_records(self) -> None:
         """Write the ``submitted`` record of each task still pending (so that another
-        process can see it), once."""
+        process can see it), once; and the ``finished`` one of each task Dask gave up on
+        without its worker writing it (:meth:`record_failures`)."""
         with self._lock:
-            due = [(k, v) for k, v in self._pending.items() if v[2] is not None]
-            for key, (future, description, _) in due:
-                self._pending[key] = (future, description, None)
+            due = [(k, v) for k, v in self._pending.items() if v[2] is not None and v[2][2]]
+            for key, (future, description, (storage, task_id, _)) in due:
+                self._pending[key] = (future, description, (storage, task_id, None))
         for _, (future, _, (storage, task_id, doc)) in due:
             if not future.done():  # a finished task has its worker's record
                 write_record(storage, task_id, "submitted", doc)
+        self.record_failures()
+
+    def record_failures(self) -> None:
+        """Record the tasks whose futures failed without a worker's record (their workers
+        died: KilledWorker, or none was left to run them) as ``failed``, and stop keeping
+        them. Cheap when none failed (the background cluster's gateway calls it every
+        second)."""
+        with self._lock:
+            failed = [(k, v) for k, v in self._pending.items() if v[0].status == "error"]
+            for key, _ in failed:
+                del self._pending[key]
+        for _, (future, _, record) in failed:
+            if record is not None:
+                with contextlib.suppress(Exception):  # the scheduler went away meanwhile
+                    record_lost(record[0], record[1], future.exception(timeout=5))
 
     def detach(self) -> None:
         """Let the pending tasks run to their end without this client: write their
@@ -225,6 +243,7 @@ class ClusterHandle:
         if self._source == "private":
             self.write_records()
             self.wait_pending()
+            self.record_failures()
             return
         pending = self.pending()
         self.detach()
@@ -277,6 +296,13 @@ class LatestVersions:
     def forget(self, bucket: str, name: str) -> None:
         for key in [k for k in self._entries if k[0] == bucket and k[1].split("@")[0] == name]:
             self._entries.pop(key, None)
+
+
+def _kept(entry: tuple[Any, str, Any]) -> bool:
+    """Whether a tracked task is still kept: not done, or failed with its record not yet
+    checked (:meth:`ClusterHandle.record_failures`)."""
+    future = entry[0]
+    return not future.done() or (entry[2] is not None and future.status == "error")
 
 
 def _is_client(obj: Any) -> bool:

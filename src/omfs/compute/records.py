@@ -9,13 +9,20 @@ races another:
 - ``submitted.json`` by the submitter (object, action, route, Dask key), only for a task
   still pending when another process could ask: as the submitter exits, or asks about
   tasks itself (a burst writes none for tasks that end meanwhile),
-- ``started.json`` by the worker once the task has run 0.2 s (worker address and name;
-  a quicker task's ``finished.json`` says where and when it started),
+- ``started.json`` by the worker once the task has run 0.2 s (worker address and name,
+  host and pid; a quicker task's ``finished.json`` says where and when it started), and
+  rewritten every :data:`TASK_HEARTBEAT` seconds while it runs (its ``beat``): a task whose
+  worker died reads ``failed`` ("lost: ...") once that worker's process is gone (this
+  host) for :data:`RETRY_GRACE` seconds, or silent for :data:`TASK_LOST_AFTER` seconds
+  (a retry on another worker rewrites the record: it reads ``running`` again),
 - ``finished.json`` by the worker at the end: status, error line, and the value when it
   is plain (JSON) or a version's metadata; a frame or array is Parquet: inside it (base64)
   up to 64 KiB, else ``result.parquet`` beside it,
 - ``log.txt``: the log records and warnings the task emitted, and a failure's traceback,
-- ``cancelled.json`` by whoever cancelled it.
+- ``cancelled.json`` by whoever cancelled it,
+- ``finished.json`` by the submitting process (or the background cluster's gateway) when
+  Dask gave up on the task without a worker writing it (its workers died: KilledWorker,
+  or no worker left to run it); put-if-absent, never over a worker's.
 
 Nothing is ever unpickled from here. Records are written without fsync: a power loss may
 lose a record, never a stored version. ``purge`` removes records older than a retention
@@ -25,24 +32,31 @@ lose a record, never a stored version. ``purge`` removes records older than a re
 from __future__ import annotations
 
 import base64
+import contextlib
 import io
 import json
 import os
 import random
 import re
+import socket
 import time
 from datetime import UTC, datetime
 from typing import Any
 
+from omfs._util import pid_exists
 from omfs.errors import NotFoundError, TaskFailedError, UnstorableResultError, UsageError
 from omfs.objects.metadata import Metadata, utcnow
 
 __all__ = [
     "PREFIX",
+    "RETRY_GRACE",
     "STATUSES",
+    "TASK_HEARTBEAT",
+    "TASK_LOST_AFTER",
     "decode_value",
     "encode_value",
     "finished_doc",
+    "lost_reason",
     "new_id",
     "public_row",
     "purge",
@@ -51,6 +65,7 @@ __all__ = [
     "read_result",
     "recent",
     "record_key",
+    "record_lost",
     "task_status",
     "wait_result",
     "write_record",
@@ -60,6 +75,15 @@ PREFIX = "_tasks"
 STATUSES = ("pending", "running", "succeeded", "failed", "cancelled")
 _ID = re.compile(r"^\d{8}-\d{9}-[0-9a-f]{8}$")
 _FILES = ("submitted.json", "started.json", "cancelled.json", "finished.json")
+#: seconds between the heartbeats of a running task (rewrites of its ``started`` record)
+TASK_HEARTBEAT = 5.0
+#: a running task whose worker wrote no heartbeat for this long reads ``failed`` (lost)
+TASK_LOST_AFTER = 30.0
+#: a running task whose worker's process is gone (this host) reads ``failed`` this long
+#: after its last heartbeat: time for Dask to start it again on another worker
+RETRY_GRACE = 10.0
+_HOST = socket.gethostname()
+_AGAIN = "submit it again (on workers with more memory if they were killed for it)"
 _METADATA_FIELDS = (
     "name", "bucket", "store", "kind", "version", "created", "attributes", "tag", "lineage",
     "context", "history",
@@ -248,13 +272,14 @@ def _summary(record: dict[str, Any], has_log: bool) -> dict[str, Any]:
     finished = record.get("finished") or {}
     started = record.get("started") or finished.get("started") or {}
     cancelled = record.get("cancelled")
-    status = "pending"
+    status, lost = "pending", None
     if finished:
         status = finished.get("status", "failed")
     elif cancelled:
         status = "cancelled"
     elif started:
-        status = "running"
+        lost = lost_reason(started)
+        status = "running" if lost is None else "failed"
     row = {
         "id": record["id"],
         "object": submitted.get("object") or started.get("object"),
@@ -265,13 +290,56 @@ def _summary(record: dict[str, Any], has_log: bool) -> dict[str, Any]:
         "started": started.get("at"),
         "finished": finished.get("at") or (cancelled or {}).get("at"),
         "worker": started.get("worker"),
-        "error": finished.get("error") or (cancelled or {}).get("error"),
+        "error": finished.get("error") or (cancelled or {}).get("error") or lost,
         "key": submitted.get("key") or started.get("key"),
         "writes": submitted.get("writes"),
         "has_log": has_log,
     }
     row["_result"] = finished.get("result")
     return row
+
+
+def lost_reason(started: dict[str, Any], at: float | None = None) -> str | None:
+    """Why a task its ``started`` record says runs can no longer finish, or None: its
+    worker's process is gone (this host) and :data:`RETRY_GRACE` seconds passed since its
+    last heartbeat, or (elsewhere) it wrote none for :data:`TASK_LOST_AFTER` seconds. A
+    record from a worker that writes no heartbeats is never judged."""
+    every = started.get("beat_every")
+    if not every:
+        return None
+    try:
+        beat = datetime.fromisoformat(started.get("beat") or started["at"]).timestamp()
+    except (KeyError, TypeError, ValueError):
+        return None
+    silent = (time.time() if at is None else at) - beat
+    pid, host = started.get("pid"), started.get("host")
+    where = f"worker {started.get('worker')} (pid {pid} on {host})"
+    if host == _HOST and isinstance(pid, int):
+        if pid_exists(pid) or silent <= RETRY_GRACE:
+            return None  # alive (a starved heartbeat is no death), or Dask may retry it
+        return (
+            f"lost: {where} died while running it (killed? out of memory?) and no other "
+            f"worker took it up; {_AGAIN}"
+        )
+    if silent <= max(TASK_LOST_AFTER, 6 * float(every)):
+        return None
+    return f"lost: no heartbeat from {where} for {silent:.0f} s (it died?); {_AGAIN}"
+
+
+def record_lost(storage: Any, task_id: str, exc: BaseException) -> None:
+    """Record task ``task_id`` as failed with ``exc``, the error its Dask future ended
+    with, unless its worker recorded how it ended (put-if-absent): what the submitting
+    process writes when the workers running it died (KilledWorker) or none is left. Never
+    raises."""
+    first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+    error = f"{type(exc).__name__}: {first}"
+    if type(exc).__name__ in ("KilledWorker", "NoValidWorkerError", "NoWorkerError"):
+        error = f"lost: the task's worker died and Dask gave up on it ({error}); {_AGAIN}"
+    data = json.dumps(finished_doc("failed", error), default=str).encode()
+    # FileExistsError: the worker's own record says how it ended; any other error: a
+    # record only (the caller has the error itself)
+    with contextlib.suppress(Exception):
+        storage.create(record_key(task_id, "finished.json"), data)
 
 
 def read_result(storage: Any, task_id: str) -> Any:

@@ -12,6 +12,7 @@ import contextlib
 import copy
 import functools
 import logging
+import os
 import re
 import socket
 import threading
@@ -21,7 +22,13 @@ import warnings
 from collections.abc import Iterator
 from typing import Any
 
-from omfs.compute.records import encode_value, finished_doc, record_key, write_record
+from omfs.compute.records import (
+    TASK_HEARTBEAT,
+    encode_value,
+    finished_doc,
+    record_key,
+    write_record,
+)
 from omfs.errors import InvalidModelError, TaskCancelledError, UnstorableResultError, UsageError
 from omfs.objects.metadata import Metadata, utcnow
 
@@ -302,12 +309,13 @@ def _worker_name() -> dict[str, Any]:
 
 
 class _Starts:
-    """Writes the ``started`` record of a task that runs longer than ``after`` seconds
-    (from one thread per process): a quick task writes only its ``finished`` record, which
-    says when and where it started too."""
+    """Writes the ``started`` record of a task that runs longer than ``after`` seconds, and
+    rewrites it every ``every`` seconds while the task runs (its heartbeat: ``beat``), from
+    one thread per process. A quick task writes only its ``finished`` record, which says
+    when and where it started too."""
 
-    def __init__(self, after: float = 0.2):
-        self.after = after
+    def __init__(self, after: float = 0.2, every: float = TASK_HEARTBEAT):
+        self.after, self.every = after, every
         self._due: dict[str, tuple[float, Any, dict[str, Any]]] = {}
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
@@ -329,11 +337,11 @@ class _Starts:
             now = time.monotonic()
             with self._lock:
                 due = [(k, v) for k, v in self._due.items() if v[0] <= now]
-                for task_id, _ in due:
-                    del self._due[task_id]
+                for task_id, (_, storage, doc) in due:  # the next beat
+                    self._due[task_id] = (now + self.every, storage, doc)
             for task_id, (_, storage, doc) in due:
                 with contextlib.suppress(Exception):  # a record only: the task runs on
-                    write_record(storage, task_id, "started", doc)
+                    write_record(storage, task_id, "started", {**doc, "beat": utcnow()})
 
 
 _starts = _Starts()
@@ -355,6 +363,7 @@ def run_recorded(
     meta, method = args[0], args[1]
     started = {"at": utcnow(), **_worker_name(), "action": method, "route": route or {}}
     started["object"] = f"models/{meta.name}@v{meta.version}"
+    started |= {"host": socket.gethostname(), "pid": os.getpid(), "beat_every": _starts.every}
     _starts.add(storage, task_id, started)
     with _captured() as capture:
         try:
