@@ -50,6 +50,39 @@ def test_a_failing_step_stops_the_sequence_and_is_named(om):
     assert [v.version for v in om.models.versions("m")] == [1], "step 2 never ran"
 
 
+def test_the_steps_after_a_failed_one_read_cancelled_naming_it(om):
+    """Attacker's finding: the later steps of a failed sequence had ids but no record."""
+    with om.runtime.sequence() as crt:
+        crt.model("m").predict("X")  # unfitted
+        crt.model("m").fit("X", "Y")
+        crt.model("m").score("X", "Y")
+    result = crt.run()
+    with pytest.raises(TaskFailedError):
+        result.get(timeout=60)
+    assert om.runtime.status(result.ids[0]) == "failed"
+    for later in result.ids[1:]:
+        row = om.runtime.task(later)
+        assert row["status"] == "cancelled", row
+        assert row["error"] == "not run: step 1 (predict of model 'm') failed"
+
+
+def test_a_reduce_the_cluster_cannot_import_is_named(om, tmp_path, monkeypatch):
+    """A reduce from a module only this process can import: one error naming it and what
+    to do, not Dask's bare "Error during deserialization of the task graph"."""
+    (tmp_path / "client_only_reduce.py").write_text("def total(values):\n    return len(values)\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    from client_only_reduce import total
+
+    om.models.put(LinearRegression().fit(X, Y["y"]), "m")
+    with om.runtime.mapreduce(reduce=total) as crt:
+        crt.model("m").predict("X")
+    with pytest.raises(TaskFailedError) as err:
+        crt.run().get(timeout=60)
+    text = str(err.value)
+    assert text.startswith("the reduce step (client_only_reduce.total) did not run: ")
+    assert "install module 'client_only_reduce' on the scheduler and workers" in text
+
+
 def test_parallel_and_mapreduce(om):
     om.models.put(LinearRegression().fit(X, Y["y"]), "m")
     with om.runtime.parallel() as crt:

@@ -16,10 +16,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from omfs.compute.records import new_id
+from omfs.compute.records import new_id, write_record
 from omfs.compute.resources import ResourceSpec
 from omfs.compute.tasks import METHODS, run_recorded
 from omfs.errors import TaskFailedError, UsageError
+from omfs.objects.metadata import utcnow
 
 __all__ = ["Canvas", "CanvasResult", "run_reduce", "run_step"]
 
@@ -39,15 +40,26 @@ class _Step:
 
 
 def run_step(
-    omega: Any, task_id: str, step: _Step, label: str, route: dict[str, float], *after: Any
+    omega: Any,
+    task_id: str,
+    step: _Step,
+    label: str,
+    route: dict[str, float],
+    *after: Any,
+    then: tuple[str, ...] = (),
 ) -> Any:
     """One step on a worker: the model's latest version, then :func:`run_recorded`. A
-    failure is raised naming the step (``after``: the steps it waits for, unused)."""
+    failure is raised naming the step, and the later steps of its sequence (the task ids
+    ``then``) are recorded as cancelled by it, since they will never run (``after``: the
+    steps it waits for, unused)."""
     try:
         meta = omega.models.metadata(step.name)
         args = (meta, step.method, step.X, step.Y, step.params, step.result_name)
         return run_recorded(omega, task_id, *args, route=route)
     except Exception as exc:
+        for later in then:
+            doc = {"at": utcnow(), "error": f"not run: {label} failed"}
+            write_record(omega.storage, later, "cancelled", doc)
         raise TaskFailedError(f"{label} failed: {type(exc).__name__}: {exc}") from None
 
 
@@ -144,6 +156,31 @@ def _value(future: Any, timeout: float | None) -> Any:
     return future.result(timeout=timeout)
 
 
+class _Reduce:
+    """The reduce step's future: an error that is not the reduce's own (it could not be
+    loaded where the cluster runs: Dask's "Error during deserialization of the task
+    graph") names the reduce and what to do."""
+
+    def __init__(self, future: Any, reduce: Any):
+        self.future, self.reduce = future, reduce
+
+    def result(self, timeout: float | None = None) -> Any:
+        try:
+            return self.future.result(timeout=timeout)
+        except (TaskFailedError, TimeoutError):
+            raise
+        except Exception as exc:
+            name = getattr(self.reduce, "__qualname__", repr(self.reduce))
+            module = getattr(self.reduce, "__module__", None) or "?"
+            first = (str(exc).strip().splitlines() or [""])[0]
+            raise TaskFailedError(
+                f"the reduce step ({module}.{name}) did not run: {type(exc).__name__}: "
+                f"{first} A reduce must be importable where the cluster runs: install "
+                f"module {module!r} on the scheduler and workers, or define the function "
+                "in the script you run."
+            ) from None
+
+
 class _Done:
     """A step run in this process (local mode): its value or error."""
 
@@ -185,15 +222,15 @@ def submit(runtime: Any, canvas: Canvas, route_of: Any) -> CanvasResult:
     client = runtime.client
     omega = runtime.omega
     futures: list[Any] = []
-    ids: list[str] = []
+    ids = [new_id() for _ in canvas.steps]
     for index, step in enumerate(canvas.steps):
         route = route_of(step)
         label = step.label(index)
-        after = futures[-1:] if canvas.kind == "sequence" else []
-        ids.append(new_id())
-        key = f"omfs-{canvas.kind}-{step.method}-{step.name.replace('/', '.')}-{ids[-1]}"
+        sequence = canvas.kind == "sequence"
+        after, then = (futures[-1:], tuple(ids[index + 1 :])) if sequence else ([], ())
+        key = f"omfs-{canvas.kind}-{step.method}-{step.name.replace('/', '.')}-{ids[index]}"
         future = client.submit(
-            run_step, omega, ids[-1], step, label, route, *after,
+            run_step, omega, ids[index], step, label, route, *after, then=then,
             resources=route or None, pure=False, key=key,
         )  # fmt: skip
         futures.append(future)
@@ -208,4 +245,5 @@ def submit(runtime: Any, canvas: Canvas, route_of: Any) -> CanvasResult:
         runtime.cluster.track(future, f"{step.method}({step.name})")
     if final is not None:
         runtime.cluster.track(final, "reduce")
+        final = _Reduce(final, canvas.reduce)
     return CanvasResult(futures, ids, final)
