@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import threading
 
+import joblib
 import numpy as np
 import pandas as pd
 import pytest
@@ -11,14 +13,14 @@ from distributed import get_task_stream
 from sklearn.linear_model import Ridge
 
 import omfs
-
-pytestmark = pytest.mark.cluster
+from omfs.compute.gridsearch import clear_input_cache, input_cache_stats
 
 rng = np.random.default_rng(0)
 X = pd.DataFrame(rng.random((60, 3)), columns=["a", "b", "c"])
 Y = pd.DataFrame({"y": X["a"] * 3 + X["b"] + rng.normal(0, 0.1, 60)})
 
 
+@pytest.mark.cluster
 def test_gridsearch_stores_the_best_version_and_the_table(tmp_path, dask_processes, cli):
     om = omfs.setup(tmp_path / "ctx", cluster=dask_processes["client"])
     om.datasets.put(X, "X")
@@ -41,11 +43,50 @@ def test_gridsearch_stores_the_best_version_and_the_table(tmp_path, dask_process
     workers = {t["worker"] for t in stream.data if "gridsearch" in str(t["key"])}
     assert workers == {dask_processes["workers"]["gpu-worker"]}
     assert om.runtime.result(task.id).version == 2
+    gpu = dask_processes["workers"]["gpu-worker"]
+    stats = dask_processes["client"].run(input_cache_stats, workers=[gpu])[gpu]
+    assert stats["hits"] >= 3  # X and Y read once per worker process, not per candidate
 
+    om.datasets.put(X * 2, "X")  # a new version: the next search must not use the cached v1
     env = {"OMFS_ROOT": str(tmp_path / "ctx"), "OMFS_CLUSTER": dask_processes["address"]}
     grid = json.dumps({"alpha": [0.01, 10]})
     out = cli("runtime", "model", "m", "gridsearch", "X", "Y", "--param-grid", grid, env=env)
     assert out.code == 0, out.stderr
     assert out.stdout.split() == ["models", "m", "v3"]
+    trained_on = om.models.metadata("m").lineage["trained_on"]
+    assert [(t["dataset"], t["version"]) for t in trained_on] == [("X", 2), ("Y", 1)]
+    assert om.models.get("m").coef_[0] == pytest.approx(1.5, abs=0.2)  # fit on X * 2
     bad = cli("runtime", "model", "m", "gridsearch", "X", "Y", "--param-grid", "{", env=env)
     assert bad.code == 1 and "--param-grid is not JSON" in bad.stderr
+
+
+fits_on: list[int] = []
+
+
+class NotingRidge(Ridge):
+    """A Ridge that notes the thread each fit ran on."""
+
+    def fit(self, X, y, sample_weight=None):
+        fits_on.append(threading.get_ident())
+        return super().fit(X, y, sample_weight)
+
+
+def test_local_gridsearch_runs_candidates_on_threads_and_sees_new_versions(tmp_path):
+    om = omfs.setup(tmp_path / "ctx")
+    om.datasets.put(X, "X")
+    om.datasets.put(Y, "Y")
+    om.models.put(NotingRidge(), "m")
+    clear_input_cache()
+    fits_on.clear()
+    local = om.runtime.mode(local=True).model("m")
+    meta = local.gridsearch("X", "Y", parameters={"alpha": [0.001, 1, 1000]}, cv=3).get()
+    assert meta.version == 2 and meta.lineage["task"]["params"] == {"alpha": "0.001"}
+    assert list(om.datasets.get("m_gridsearch")["rank"]) == [1, 2, 3]
+    assert input_cache_stats()["loads"] == 2  # X and Y, each read once for 3 candidates
+    if joblib.cpu_count() > 1:  # the 9 candidate fits on joblib's threads, the refit here
+        assert fits_on.count(threading.get_ident()) == 1 and len(fits_on) == 10
+
+    om.datasets.put(X * 2, "X")
+    meta = local.gridsearch("X", "Y", parameters={"alpha": [0.001, 1]}, cv=3).get()
+    assert meta.lineage["trained_on"][0]["version"] == 2
+    assert om.models.get("m").coef_[0] == pytest.approx(1.5, abs=0.2)

@@ -3,20 +3,30 @@ cross-validation folds), then one task that refits the best candidate on all the
 stores it as the model's next version and the cross-validation table as a dataset.
 
 The candidates and the final task are submitted together; the final one depends on them
-in the scheduler, so nothing waits for a round trip through the client.
+in the scheduler, so nothing waits for a round trip through the client. Dataset inputs are
+pinned to their version when the search is submitted, and each worker process reads a
+pinned version once (:func:`read_input`), not once per candidate.
 """
 
 from __future__ import annotations
 
+import functools
+import threading
 import time
+from dataclasses import dataclass
 from typing import Any
 
-from omfs.compute.tasks import load_model, resolve_input, run_recorded
+from omfs.compute.tasks import as_target, load_model, parse_input, run_recorded
 from omfs.errors import UsageError
 from omfs.objects.metadata import Metadata, utcnow
 
 __all__ = [
+    "Pinned",
     "candidates",
+    "clear_input_cache",
+    "input_cache_stats",
+    "pin_input",
+    "read_input",
     "run_here",
     "score_candidate",
     "store_best",
@@ -46,11 +56,77 @@ def table_name(model: str) -> str:
     return f"{model}_gridsearch"
 
 
-def _inputs(omega: Any, X: Any, Y: Any) -> tuple[Any, Any, list[dict[str, Any]]]:
-    lineage: list[dict[str, Any]] = []
-    x = resolve_input(omega, X, lineage, "X")
-    y = resolve_input(omega, Y, lineage, "Y") if Y is not None else None
-    return x, y, lineage
+@dataclass(frozen=True)
+class Pinned:
+    """A dataset input of a search, pinned to the version it had when the search began
+    (``created`` tells a version apart from one of the same number after a drop)."""
+
+    role: str
+    name: str
+    bucket: str
+    version: int
+    created: str
+    columns: tuple[str, ...] | None
+
+    def lineage(self) -> dict[str, Any]:
+        """The ``trained_on`` entry of the stored model, as a fit task writes it."""
+        columns = list(self.columns) if self.columns is not None else None
+        return {
+            "role": self.role,
+            "dataset": self.name,
+            "version": self.version,
+            "columns": columns,
+            "bucket": self.bucket,
+        }
+
+
+def pin_input(omega: Any, value: Any, role: str) -> Any:
+    """A dataset name (``"sales"``, ``"sales@v2[a,b]"``) as :class:`Pinned` to the version
+    it selects now; data passes through."""
+    if not isinstance(value, str):
+        return value
+    name, columns = parse_input(value)
+    meta = omega.datasets.metadata(name)
+    return Pinned(
+        role,
+        meta.name,
+        meta.bucket,
+        meta.version,
+        str(meta.created),
+        tuple(columns) if columns is not None else None,
+    )
+
+
+_reading = threading.Lock()
+
+
+@functools.lru_cache(maxsize=4)
+def _cached_input(omega: Any, pin: Pinned) -> Any:
+    """One pinned dataset version, read once per process while it stays among the last
+    used (a new version is another key: nothing stale is served)."""
+    columns = list(pin.columns) if pin.columns is not None else None
+    data = omega.datasets.get(pin.name, version=pin.version, columns=columns)
+    return as_target(data) if pin.role == "Y" else data
+
+
+def read_input(omega: Any, value: Any) -> Any:
+    """The data of a :class:`Pinned` input (from this process's cache); data passes through.
+    Candidates share the data read-only, as scikit-learn's GridSearchCV shares its ``X``."""
+    if not isinstance(value, Pinned):
+        return value
+    with _reading:  # candidates on threads (local mode) wait for one read, not read twice
+        return _cached_input(omega, value)
+
+
+def input_cache_stats() -> dict[str, int]:
+    """How often this process reused a pinned input and how often it read one."""
+    info = _cached_input.cache_info()
+    return {"hits": info.hits, "loads": info.misses, "size": info.currsize}
+
+
+def clear_input_cache() -> None:
+    """Forget the inputs this process read (and the counts of :func:`input_cache_stats`)."""
+    _cached_input.cache_clear()
 
 
 def score_candidate(
@@ -60,7 +136,7 @@ def score_candidate(
     from sklearn.base import clone
     from sklearn.model_selection import cross_val_score
 
-    x, y, _ = _inputs(omega, X, Y)
+    x, y = read_input(omega, X), read_input(omega, Y)
     estimator = clone(load_model(omega, meta)).set_params(**params)
     began = time.perf_counter()
     scores = cross_val_score(estimator, x, y, cv=cv, scoring=scoring)
@@ -98,11 +174,18 @@ def store_best(
 def run_here(
     omega: Any, meta: Metadata, X: Any, Y: Any, parameters: Any, cv: Any, scoring: Any
 ) -> tuple[Metadata, str]:
-    """The whole search in this process (local mode): ``(new version, task id)``."""
+    """The whole search in this process (local mode), the candidates on joblib's threads
+    (one per core): ``(new version, task id)``."""
+    from joblib import Parallel, delayed
+
     from omfs.compute.records import new_id
 
     task_id = new_id()
-    results = [score_candidate(omega, meta, X, Y, p, cv, scoring) for p in candidates(parameters)]
+    X, Y = pin_input(omega, X, "X"), pin_input(omega, Y, "Y")
+    score = delayed(score_candidate)
+    results = Parallel(n_jobs=-1, prefer="threads")(
+        score(omega, meta, X, Y, params, cv, scoring) for params in candidates(parameters)
+    )
     return store_best(omega, task_id, meta, X, Y, cv, scoring, {}, *results), task_id
 
 
@@ -114,7 +197,8 @@ def _store_best(
 
     ranked = sorted(results, key=lambda r: r["mean_score"], reverse=True)
     best = ranked[0]
-    x, y, lineage = _inputs(omega, X, Y)
+    x, y = read_input(omega, X), read_input(omega, Y)
+    lineage = [v.lineage() for v in (X, Y) if isinstance(v, Pinned)]
     estimator = clone(load_model(omega, meta)).set_params(**best["params"])
     estimator.fit(x, y) if y is not None else estimator.fit(x)
     rows = [
@@ -171,6 +255,7 @@ def submit_gridsearch(
     omega = runtime.omega
     grid = candidates(parameters)
     task_id = new_id()
+    X, Y = (_shared(client, pin_input(omega, v, role)) for v, role in ((X, "X"), (Y, "Y")))
     stem = f"omfs-gridsearch-{meta.name.replace('/', '.')}-{task_id}"
     futures = []
     for i, params in enumerate(grid):
@@ -184,3 +269,11 @@ def submit_gridsearch(
         resources=route or None, pure=False, key=stem,
     )  # fmt: skip
     return final, task_id, futures
+
+
+def _shared(client: Any, value: Any) -> Any:
+    """Data given as such is sent to the workers once (every worker: candidates run
+    anywhere), not inside each candidate's task; names and pins stay as they are."""
+    if value is None or isinstance(value, Pinned):
+        return value
+    return client.scatter(value, broadcast=True, hash=False)

@@ -35,9 +35,11 @@ from omfs.objects.metadata import Metadata, utcnow
 __all__ = [
     "FITTING",
     "METHODS",
+    "as_target",
     "cache_stats",
     "clear_cache",
     "load_model",
+    "parse_input",
     "resolve_input",
     "run_model_task",
     "run_recorded",
@@ -82,19 +84,24 @@ def load_model(omega: Any, meta: Metadata) -> Any:
     return _cached_model(omega, meta.name, meta.version, meta.info["sha256"])
 
 
-def resolve_input(omega: Any, value: Any, lineage: list[dict[str, Any]], role: str) -> Any:
-    """A dataset name (``"sales"``, ``"sales@v2[a,b]"``) is read here; data passes through."""
-    if not isinstance(value, str):
-        return value
+def parse_input(value: str) -> tuple[str, list[str] | None]:
+    """A dataset input ``"sales"`` / ``"sales@v2[a,b]"`` as its name and its columns."""
     match = _INPUT.match(value.strip())
     if not match:
         raise UsageError(
             f"Input {value!r} is neither data nor a dataset name such as 'sales' or 'sales[a,b]'"
         )
-    name = match.group("name").strip()
     columns = None
     if match.group("columns") is not None:
         columns = [c.strip() for c in match.group("columns").split(",") if c.strip()]
+    return match.group("name").strip(), columns
+
+
+def resolve_input(omega: Any, value: Any, lineage: list[dict[str, Any]], role: str) -> Any:
+    """A dataset name (``"sales"``, ``"sales@v2[a,b]"``) is read here; data passes through."""
+    if not isinstance(value, str):
+        return value
+    name, columns = parse_input(value)
     meta = omega.datasets.metadata(name)
     data = omega.datasets.get(name, version=meta.version, columns=columns)
     lineage.append(
@@ -106,8 +113,13 @@ def resolve_input(omega: Any, value: Any, lineage: list[dict[str, Any]], role: s
             "bucket": meta.bucket,
         }
     )
-    if role == "Y" and getattr(data, "ndim", 1) == 2 and data.shape[1] == 1:
-        data = data.iloc[:, 0] if hasattr(data, "iloc") else data.ravel()
+    return as_target(data) if role == "Y" else data
+
+
+def as_target(data: Any) -> Any:
+    """A one-column frame or array as the 1-d target scikit-learn expects; else unchanged."""
+    if getattr(data, "ndim", 1) == 2 and data.shape[1] == 1:
+        return data.iloc[:, 0] if hasattr(data, "iloc") else data.ravel()
     return data
 
 
