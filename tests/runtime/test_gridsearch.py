@@ -90,3 +90,34 @@ def test_local_gridsearch_runs_candidates_on_threads_and_sees_new_versions(tmp_p
     meta = local.gridsearch("X", "Y", parameters={"alpha": [0.001, 1]}, cv=3).get()
     assert meta.lineage["trained_on"][0]["version"] == 2
     assert om.models.get("m").coef_[0] == pytest.approx(1.5, abs=0.2)
+
+
+def test_a_search_that_cannot_work_is_refused_before_it_runs(tmp_path):
+    """Attacker's finding: an empty grid stored a one-candidate "search", an unknown
+    parameter or a non-estimator failed only on the worker, and a candidate whose every fold
+    failed came back as scikit-learn's whole report on one line."""
+    from omfs.errors import InvalidModelError, TaskFailedError, UsageError
+
+    om = omfs.setup(tmp_path / "ctx")
+    om.datasets.put(X, "X")
+    om.datasets.put(Y, "Y")
+    om.models.put(Ridge(), "m")
+    om.models.put({"not": "an estimator"}, "notest")
+    runtime = om.runtime.mode(local=True)
+    with pytest.raises(UsageError, match=r"grid of the search of model 'm' names no parameter"):
+        runtime.model("m").gridsearch("X", "Y", parameters={}, cv=3)
+    with pytest.raises(UsageError, match=r"Model 'm' \(Ridge\) has no parameter 'bogus'; it takes"):
+        runtime.model("m").gridsearch("X", "Y", parameters={"bogus": [1, 2]}, cv=3)
+    with pytest.raises(InvalidModelError, match=r"'notest'@v1 holds a dict, not a scikit-learn"):
+        runtime.model("notest").gridsearch("X", "Y", parameters={"C": [1]}, cv=3)
+    with pytest.raises(UsageError, match=r"Model 'm' \(Ridge\) learns from targets: give Y"):
+        runtime.model("m").gridsearch("X", None, parameters={"alpha": [1]}, cv=3)
+    assert [v.version for v in om.models.versions("m")] == [1]
+    assert not om.datasets.exists("m_gridsearch")
+    failed = runtime.model("m").gridsearch("X", "Y", parameters={"alpha": [-1.0]}, cv=3)
+    with pytest.raises(TaskFailedError) as err:
+        failed.get()
+    text = str(err.value)
+    assert text.startswith("Every fold of candidate {'alpha': -1.0} of the search of model 'm'")
+    assert "Traceback" not in text and "\n" not in text
+    assert [v.version for v in om.models.versions("m")] == [1]

@@ -15,7 +15,7 @@ from omfs.compute._routing import Route, fetch_workers, ping_workers
 from omfs.compute.canvas import Canvas, CanvasResult, run_local
 from omfs.compute.canvas import submit as submit_canvas
 from omfs.compute.credentials import cluster_credentials_advice, explained
-from omfs.compute.gridsearch import candidates, run_here, submit_gridsearch
+from omfs.compute.gridsearch import check_search, run_here, submit_gridsearch
 from omfs.compute.records import (
     new_id,
     public_row,
@@ -281,7 +281,7 @@ class Runtime:
     ) -> TaskResult:
         meta = self._omega.models.metadata(name)
         description = f"gridsearch({meta.name}@v{meta.version})"
-        candidates(parameters)  # a bad grid is refused here, before anything runs
+        check_search(self._omega, meta, parameters, Y)  # refused here, before anything runs
         if self._local:
             try:
                 value, task_id = run_here(self._omega, meta, X, Y, parameters, cv, scoring)

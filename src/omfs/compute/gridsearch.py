@@ -17,12 +17,13 @@ from dataclasses import dataclass
 from typing import Any
 
 from omfs.compute.tasks import as_target, load_model, parse_input, run_recorded
-from omfs.errors import UsageError
+from omfs.errors import InvalidModelError, TaskFailedError, UsageError
 from omfs.objects.metadata import Metadata, utcnow
 
 __all__ = [
     "Pinned",
     "candidates",
+    "check_search",
     "clear_input_cache",
     "input_cache_stats",
     "pin_input",
@@ -49,6 +50,39 @@ def candidates(parameters: Any) -> list[dict[str, Any]]:
     if not grid:
         raise UsageError("The parameter grid is empty: give at least one value per parameter.")
     return grid
+
+
+def check_search(omega: Any, meta: Metadata, parameters: Any, Y: Any) -> None:
+    """Refuse, before anything runs, a search that cannot work: no parameter to vary, a
+    model that is not a scikit-learn estimator, a parameter it does not take, or a
+    supervised estimator without ``Y``."""
+    from sklearn.base import is_classifier, is_regressor
+
+    grid = candidates(parameters)
+    if grid == [{}]:
+        raise UsageError(
+            f"The parameter grid of the search of model {meta.name!r} names no parameter: "
+            'give at least one, such as {"C": [0.1, 1, 10]}.'
+        )
+    model = load_model(omega, meta)
+    if not (callable(getattr(model, "get_params", None)) and hasattr(model, "fit")):
+        raise InvalidModelError(
+            f"Model {meta.name!r}@v{meta.version} holds a {type(model).__qualname__}, not a "
+            "scikit-learn estimator: a grid search needs one (with fit and get_params)."
+        )
+    known = model.get_params(deep=True)
+    unknown = sorted({name for params in grid for name in params} - set(known))
+    if unknown:
+        shown = ", ".join(sorted(known)[:20]) + (", ..." if len(known) > 20 else "")
+        raise UsageError(
+            f"Model {meta.name!r} ({type(model).__qualname__}) has no parameter "
+            f"{', '.join(map(repr, unknown))}; it takes: {shown}."
+        )
+    if Y is None and (is_classifier(model) or is_regressor(model)):
+        raise UsageError(
+            f"Model {meta.name!r} ({type(model).__qualname__}) learns from targets: give Y "
+            "to its grid search."
+        )
 
 
 def table_name(model: str) -> str:
@@ -139,7 +173,16 @@ def score_candidate(
     x, y = read_input(omega, X), read_input(omega, Y)
     estimator = clone(load_model(omega, meta)).set_params(**params)
     began = time.perf_counter()
-    scores = cross_val_score(estimator, x, y, cv=cv, scoring=scoring)
+    try:
+        scores = cross_val_score(estimator, x, y, cv=cv, scoring=scoring)
+    except ValueError as exc:  # scikit-learn's "All the N fits failed" and each traceback
+        lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+        if not lines or "fits failed" not in lines[0]:
+            raise
+        raise TaskFailedError(
+            f"Every fold of candidate {params!r} of the search of model {meta.name!r} "
+            f"failed: {lines[-1]}"
+        ) from None
     return {
         "params": params,
         "mean_score": float(scores.mean()),
