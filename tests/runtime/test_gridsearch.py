@@ -121,3 +121,32 @@ def test_a_search_that_cannot_work_is_refused_before_it_runs(tmp_path):
     assert text.startswith("Every fold of candidate {'alpha': -1.0} of the search of model 'm'")
     assert "Traceback" not in text and "\n" not in text
     assert [v.version for v in om.models.versions("m")] == [1]
+
+
+def test_candidates_of_a_plain_estimator_score_on_arrays_with_the_same_scores(tmp_path):
+    """A plain scikit-learn estimator's candidates are scored on the frame's values (one
+    array per pinned input, not a frame indexed fold by fold); a pipeline keeps the frame,
+    whose column names it may select by. The scores are those of the frame itself."""
+    from sklearn.compose import make_column_transformer
+    from sklearn.model_selection import cross_val_score
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    from omfs.compute import gridsearch
+
+    om = omfs.setup(tmp_path / "ctx")
+    om.datasets.put(X, "X")
+    om.datasets.put(Y, "Y")
+    om.models.put(Ridge(), "m")
+    by_name = make_column_transformer((StandardScaler(), ["a", "b"]), remainder="drop")
+    om.models.put(make_pipeline(by_name, Ridge()), "p")
+    clear_input_cache()
+    pins = [gridsearch.pin_input(om, v, role) for v, role in (("X", "X"), ("Y", "Y"))]
+    for name in ("m", "p"):
+        meta = om.models.metadata(name)
+        params = {"alpha": 1.0} if name == "m" else {"ridge__alpha": 1.0}
+        row = gridsearch.score_candidate(om, meta, *pins, params, 3, None)
+        model = om.models.get(name).set_params(**params)
+        expected = cross_val_score(model, X, Y["y"], cv=3)
+        assert row["fold_scores"] == pytest.approx(list(expected))
+    assert gridsearch._cached_array.cache_info().currsize == 2  # X and Y, for the Ridge only
