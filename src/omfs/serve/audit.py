@@ -92,7 +92,7 @@ class Audit:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         #: append from a child process (default: on a local folder; see the module's doc)
-        self.child = datasets.storage.is_local if child is None else child
+        self.child = child if child is not None else _can_fork_writer(datasets)
         self._writer: _Writer | None = None
 
     def add(self, row: tuple[Any, ...]) -> None:
@@ -177,6 +177,12 @@ def audit_frame(rows: list[Any]) -> Any:
     return frame
 
 
+def _can_fork_writer(datasets: Any) -> bool:
+    """Whether a child process can append for this server: a local folder (a child would
+    not see a ``memory://`` store, nor S3 credentials passed in code) on a POSIX system."""
+    return bool(datasets.storage.is_local) and os.name == "posix"
+
+
 class _Writer:
     """The child process that appends the batches the server sends it through a pipe."""
 
@@ -199,14 +205,19 @@ class _Writer:
             process = subprocess.Popen(  # its own session: a Ctrl-C reaches the server only
                 [sys.executable, "-c", code], pass_fds=(read,), start_new_session=True
             )
-        except OSError as exc:
+        except (OSError, ValueError) as exc:
             os.close(read)
             os.close(write)
             log.warning("the audit appends in the server's thread (no child process: %s)", exc)
             return None
         os.close(read)
         writer = cls(process, Connection(write, readable=False))
-        writer.conn.send_bytes(pickle.dumps((datasets.storage, datasets.bucket, name)))
+        try:
+            writer.conn.send_bytes(pickle.dumps((datasets.storage, datasets.bucket, name)))
+        except OSError as exc:  # it ended at once
+            log.warning("the audit appends in the server's thread (the child ended: %s)", exc)
+            writer.close()
+            return None
         return writer
 
     def send(self, rows: list[tuple[Any, ...]]) -> bool:
