@@ -19,7 +19,9 @@ races another:
   is plain (JSON) or a version's metadata; a frame or array is Parquet: inside it (base64)
   up to 64 KiB, else ``result.parquet`` beside it,
 - ``log.txt``: the log records and warnings the task emitted, and a failure's traceback,
-- ``cancelled.json`` by whoever cancelled it,
+- ``cancelled.json`` by whoever cancelled it, and ``claim.json``, created put-if-absent by
+  the first of a writing task's worker (about to write) and a canceller
+  (:mod:`omfs.compute.claims`),
 - ``finished.json`` by the submitting process (or the background cluster's gateway) when
   Dask gave up on the task without a worker writing it (its workers died: KilledWorker,
   or no worker left to run it); put-if-absent, never over a worker's.
