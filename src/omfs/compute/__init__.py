@@ -251,7 +251,9 @@ class Runtime:
 
     def cancel(self, task_id: str) -> bool:
         """Cancel task ``task_id`` (submitted by any process): True when it will write
-        nothing, False when it had finished or already begun to write."""
+        nothing, ever (a record in the context says so), False when it had finished or
+        already begun to write. Model code already running keeps its worker's thread until
+        it returns; then the task ends ``cancelled`` without writing."""
         self._cluster.write_records()
         row = read_record(self._omega.storage, task_id)
         if row["status"] not in ("pending", "running") or not row.get("key"):
