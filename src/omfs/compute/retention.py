@@ -34,10 +34,10 @@ def purge(
     ``older_than`` seconds ago (see the module). Returns the ids removed, and what was
     left alone: ``{"name", "why"}`` for each task kept and each stray name."""
     now = time.time()
-    files: dict[str, set[str]] = {}
+    files: dict[str, dict[str, str]] = {}  # id -> {suffix: file name}
     for name in storage.list_names(PREFIX):
         stem, _, rest = name.partition(".")
-        files.setdefault(stem, set()).add(rest)
+        files.setdefault(stem, {})[rest] = name
     gone: list[str] = []
     kept: list[dict[str, str]] = []
     for task_id in sorted(files):
@@ -45,13 +45,13 @@ def purge(
         if stamp is None:
             kept.append({"name": task_id, "why": "not a task id (no date in it); left alone"})
         elif now - stamp > older_than:
-            why = _kept_because(storage, task_id, files[task_id], now - stamp, older_than)
+            why = _kept_because(storage, task_id, set(files[task_id]), now - stamp, older_than)
             if why is None:
                 gone.append(task_id)
             else:
                 kept.append({"name": task_id, "why": why})
     if not dry_run and gone:
-        storage.delete([f"{PREFIX}/{i}.{rest}" for i in gone for rest in files[i]])
+        storage.delete([f"{PREFIX}/{name}" for i in gone for name in files[i].values()])
     return gone, kept
 
 
