@@ -137,16 +137,23 @@ class Omega:
         default; below 10 minutes only with ``force=True``). See
         :func:`omfs.ops.gc.collect_garbage`. Without ``buckets``, also the runtime's task
         records older than ``task_retention`` (default ``$OMFS_TASK_RETENTION`` or 7d):
-        their ids are the report's ``tasks``."""
+        their ids are the report's ``tasks`` (a task that has not ended stays: see
+        :func:`omfs.compute.retention.purge`; it and stray names are in ``skipped``)."""
         from omfs._util import parse_duration
-        from omfs.compute.records import purge
+        from omfs.compute.records import PREFIX
+        from omfs.compute.retention import purge
         from omfs.ops.gc import collect_garbage
+        from omfs.ops.reports import GcSkip
 
+        if task_retention is None:
+            task_retention = os.environ.get("OMFS_TASK_RETENTION") or "7d"
+        keep = parse_duration(task_retention).total_seconds()  # a bad one: before any removal
         report = collect_garbage(self, buckets=buckets, grace=grace, dry_run=dry_run, force=force)
         if buckets is None:
-            keep = task_retention or os.environ.get("OMFS_TASK_RETENTION") or "7d"
-            seconds = parse_duration(keep).total_seconds()
-            report["tasks"] = purge(self.storage, seconds, dry_run=dry_run)
+            report["tasks"], kept = purge(self.storage, keep, dry_run=dry_run)
+            report["skipped"] += [
+                GcSkip(bucket="", store=PREFIX, name=k["name"], why=k["why"]) for k in kept
+            ]
         return report
 
     @property

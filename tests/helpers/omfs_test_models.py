@@ -28,6 +28,28 @@ class SlowRegressor(RegressorMixin, BaseEstimator):
         return np.full(len(X), self.mean_)
 
 
+class SlowToStore(RegressorMixin, BaseEstimator):
+    """Fits at once; once fitted, takes ``seconds`` to pickle (to store), writing
+    ``storing_file`` as it begins: a task caught in the middle of its write."""
+
+    def __init__(self, seconds: float = 1.0, storing_file: str | None = None):
+        self.seconds = seconds
+        self.storing_file = storing_file
+
+    def fit(self, X, y):
+        self.mean_ = float(np.mean(y))
+        return self
+
+    def predict(self, X):
+        return np.full(len(X), self.mean_)
+
+    def __getstate__(self):
+        if hasattr(self, "mean_") and self.storing_file:
+            Path(self.storing_file).write_text(str(os.getpid()))
+            time.sleep(self.seconds)
+        return super().__getstate__()
+
+
 class ChattyPredictor(BaseEstimator):
     """Logs and warns as it predicts; ``returns="set"`` answers with a set (which omfs
     cannot store as JSON or Parquet)."""

@@ -19,11 +19,13 @@ cli = typer.Typer(
 
 
 def _rows(record: Any) -> list[dict[str, Any]]:
+    """The workers, each ``running`` or ``stopped`` (its process is gone, or not ours)."""
     return [
         {
             "name": w.name,
             "resources": w.resource_text() or "-",
             "pid": pid,
+            "state": "running" if record.is_ours(pid) else "stopped",
         }
         for w, pid in zip(record.workers, record.worker_pids, strict=False)
     ]
@@ -151,14 +153,13 @@ def status(ctx: typer.Context) -> None:
     app = get_app(ctx)
     record = background()
     if record is None:
-        if app.as_json:
-            app.value({"running": False})
-            return
-        app.fail("no background cluster runs; start one with `om cluster start`", 3)
+        _say_not_running(app)
+        return
     socket = gateway(record)
     line, jobs_running = _scheduler_line(record)
     if app.as_json:
         doc = record.to_dict() | {"jobs_scheduler_running": jobs_running}
+        doc["stopped_workers"] = [r["pid"] for r in _rows(record) if r["state"] == "stopped"]
         app.value({"running": True, **doc, "gateway": str(socket) if socket else None})
         return
     where = f"gateway {socket}" if socket else "no gateway: `om runtime` connects itself"
@@ -166,7 +167,30 @@ def status(ctx: typer.Context) -> None:
     if record.dashboard:
         print(f"dashboard at {record.dashboard}")
     print(line)
-    app.table(_rows(record), ["name", "resources", "pid"])
+    app.table(_rows(record), ["name", "resources", "pid", "state"])
+
+
+def _say_not_running(app: Any) -> None:
+    """``status`` without a running cluster: none, or one whose Dask scheduler died while
+    its other processes run on (exit code 3 either way)."""
+    from omfs.compute.processes import orphaned
+
+    left = orphaned()
+    if app.as_json:
+        doc: dict[str, Any] = {"running": False}
+        if left is not None:
+            doc |= {"scheduler_died": True, "address": left.address}
+            doc["still_running"] = [{"pid": p, "what": left.role(p)} for p in left.survivors()]
+        app.value(doc)
+        return
+    if left is not None:
+        app.fail(
+            f"the Dask scheduler of the background cluster at {left.address} died; "
+            f"{', '.join(map(left.role, left.survivors()))} still run: `om cluster stop` "
+            "stops them",
+            3,
+        )
+    app.fail("no background cluster runs; start one with `om cluster start`", 3)
 
 
 @cli.command()
@@ -190,8 +214,11 @@ def stop(ctx: typer.Context) -> None:
     if report is None:
         print("om: no background cluster was running")
         return
-    address = report.record.address
-    if report.stopped:
+    record, address = report.record, report.record.address
+    if report.stopped and record.scheduler_pid not in report.stopped:
+        what = ", ".join(map(record.role, report.stopped))
+        print(f"om: the Dask scheduler of the cluster at {address} had died; stopped {what}")
+    elif report.stopped:
         pids = ", ".join(map(str, report.stopped))
         print(f"om: stopped the cluster at {address} (pids {pids})")
     else:

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from omfs.compute._routing import Route, fetch_workers, ping_workers
 from omfs.compute.canvas import Canvas, CanvasResult, run_local
 from omfs.compute.canvas import submit as submit_canvas
+from omfs.compute.claims import cancel_task
 from omfs.compute.credentials import cluster_credentials_advice, explained
 from omfs.compute.gridsearch import check_search, run_here, submit_gridsearch
 from omfs.compute.records import (
@@ -25,7 +26,6 @@ from omfs.compute.records import (
     record_lost,
     task_status,
     wait_result,
-    write_record,
 )
 from omfs.compute.resources import ResourceSpec
 from omfs.compute.tasks import FITTING, METHODS, run_recorded
@@ -60,9 +60,10 @@ class TaskResult:
     ``om.runtime.result(id)`` / ``status(id)`` in any process; ``future`` is the Dask
     future (None in local mode). Errors raised by the task are raised by ``get``.
 
-    ``cancel()`` stops the task; a task that writes (fit, or a result stored with
-    ``rName``) checks before it writes, so after a successful ``cancel()`` nothing of it
-    is ever written.
+    ``cancel()`` stops the task from writing; a task that writes (fit, or a result stored
+    with ``rName``) checks a record in the context right before it writes, so after a
+    successful ``cancel()`` nothing of it is ever written, even once this process is gone.
+    (Model code already running keeps its worker's thread until it returns.)
     """
 
     def __init__(
@@ -72,7 +73,7 @@ class TaskResult:
         value: Any = None,
         error: BaseException | None = None,
         description: str = "",
-        guard: str | None = None,
+        guard: bool = False,
         forget: Any = None,
         id: str | None = None,
         storage: Storage | None = None,
@@ -82,7 +83,7 @@ class TaskResult:
         self._value = value
         self._error = error
         self.description = description
-        self._guard = guard
+        self._guard = guard  # it writes: cancel claims it first (omfs.compute.claims)
         self._forget = forget  # called once cancelled: the exit no longer waits for it
         #: the task's id (its records live under ``_tasks/ID.*`` of the context)
         self.id = id
@@ -136,12 +137,12 @@ class TaskResult:
         begun to write; ``get()`` returns its result."""
         if self.future is None or self.future.done():
             return False
-        if not cancel_future(self.future, self._guard):
+        if self.id is None or self._storage is None:
+            self.future.cancel(force=True)
+        elif not cancel_task(self.future, self._storage, self.id, self._guard):
             return False
         if self._forget is not None:
             self._forget()
-        if self.id is not None and self._storage is not None:
-            write_record(self._storage, self.id, "cancelled", {"at": utcnow()})
         return True
 
     def __repr__(self) -> str:
@@ -151,18 +152,6 @@ class TaskResult:
             else ("error" if self._error else "finished")
         )
         return f"<TaskResult {self.id} {self.description} {state}>"
-
-
-def cancel_future(future: Any, guard: str | None) -> bool:
-    """Cancel a task's future (fire-and-forget too): False when it holds its write lock."""
-    if guard is not None:
-        from distributed import Lock
-
-        # the task takes this lock before it writes; whoever holds it decides
-        if not Lock(guard).acquire(timeout=5):
-            return False
-    future.cancel(force=True)
-    return True
 
 
 class Runtime:
@@ -262,7 +251,9 @@ class Runtime:
 
     def cancel(self, task_id: str) -> bool:
         """Cancel task ``task_id`` (submitted by any process): True when it will write
-        nothing, False when it had finished or already begun to write."""
+        nothing, ever (a record in the context says so), False when it had finished or
+        already begun to write. Model code already running keeps its worker's thread until
+        it returns; then the task ends ``cancelled`` without writing."""
         self._cluster.write_records()
         row = read_record(self._omega.storage, task_id)
         if row["status"] not in ("pending", "running") or not row.get("key"):
@@ -270,11 +261,8 @@ class Runtime:
         from distributed import Future
 
         future: Any = Future(row["key"], self.client)
-        writes = row.get("action") in FITTING or row.get("writes")
-        if not cancel_future(future, f"{row['key']}-commit" if writes else None):
-            return False
-        write_record(self._omega.storage, task_id, "cancelled", {"at": utcnow()})
-        return True
+        writes = bool(row.get("action") in FITTING or row.get("writes"))
+        return cancel_task(future, self._omega.storage, task_id, writes)
 
     def _gridsearch(
         self, name: str, X: Any, Y: Any, parameters: Any, cv: Any, scoring: Any
@@ -297,7 +285,7 @@ class Runtime:
         doc: dict[str, Any] = {"at": utcnow(), "object": f"models/{meta.name}@v{meta.version}"}
         doc |= {"action": "gridsearch", "route": route, "key": final.key, "writes": True}
         self._cluster.latest.forget(meta.bucket, meta.name)
-        return self._tracked(final, task_id, description, None, doc)
+        return self._tracked(final, task_id, description, True, doc)
 
     # -- canvases ----------------------------------------------------------------------------
     def sequence(self) -> Canvas:
@@ -349,7 +337,7 @@ class Runtime:
         task_id = new_id()
         writes = method in FITTING or result_name is not None
         key = f"omfs-{method}-{meta.name.replace('/', '.')}-{task_id}"
-        guard = f"{key}-commit" if writes and not self._local else None
+        guard = writes and not self._local
         args = (meta, method, X, Y, params, result_name)
         if self._local:
             try:
@@ -398,7 +386,7 @@ class Runtime:
         future: Any,
         task_id: str,
         description: str,
-        guard: str | None,
+        guard: bool,
         doc: dict[str, Any],
         route: Route | None = None,
     ) -> TaskResult:

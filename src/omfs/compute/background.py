@@ -44,6 +44,7 @@ __all__ = [
     "background",
     "background_tls",
     "gateway",
+    "orphaned",
     "start_background",
     "stop_background",
 ]
@@ -97,6 +98,19 @@ class BackgroundCluster:
 
     def is_ours(self, pid: int) -> bool:
         return self.process(pid) is not None
+
+    def survivors(self) -> tuple[int, ...]:
+        """The processes of the cluster, other than its Dask scheduler, that still run."""
+        return tuple(p for p in self.pids if p != self.scheduler_pid and self.is_ours(p))
+
+    def role(self, pid: int) -> str:
+        """What process ``pid`` is in this cluster, for messages: ``gateway (pid 12)``."""
+        named: dict[int | None, str] = {
+            p: f"worker {w.name}" for w, p in zip(self.workers, self.worker_pids, strict=False)
+        }
+        named |= {self.scheduler_pid: "Dask scheduler", self.gateway_pid: "gateway"}
+        named[self.jobs_scheduler_pid] = "job scheduler"
+        return f"{named.get(pid, 'process')} (pid {pid})"
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -161,14 +175,25 @@ def _text_or_none(value: Any) -> str | None:
 
 
 def background() -> BackgroundCluster | None:
-    """The running background cluster, or None (a stale record is removed)."""
+    """The running background cluster, or None. A stale record is removed; one whose Dask
+    scheduler died while other processes of it run is kept (:func:`orphaned`)."""
     path = state_dir() / _STATE_FILE
     record = _read_state(path)
     if record is None:
         return None
     if not record.is_ours(record.scheduler_pid):
-        with contextlib.suppress(OSError):
-            path.unlink()
+        if not record.survivors():
+            with contextlib.suppress(OSError):
+                path.unlink()
+        return None
+    return record
+
+
+def orphaned() -> BackgroundCluster | None:
+    """The record of a background cluster whose Dask scheduler died (killed) while some of
+    its other processes still run, which ``om cluster stop`` stops; else None."""
+    record = _read_state(state_dir() / _STATE_FILE)
+    if record is None or record.is_ours(record.scheduler_pid) or not record.survivors():
         return None
     return record
 
@@ -238,6 +263,13 @@ def _refuse_second() -> None:
     if running is not None:
         raise ClusterUnavailableError(
             f"A background cluster already runs at {running.address}; stop it first "
+            "(`om cluster stop`)."
+        )
+    left = orphaned()
+    if left is not None:
+        raise ClusterUnavailableError(
+            f"The Dask scheduler of the background cluster at {left.address} died, but "
+            f"{', '.join(map(left.role, left.survivors()))} still run; stop them first "
             "(`om cluster stop`)."
         )
 

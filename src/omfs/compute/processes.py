@@ -31,6 +31,7 @@ from omfs.compute.background import (
     background,
     background_tls,
     gateway,
+    orphaned,
     start_background,
     stop_background,
 )
@@ -61,6 +62,7 @@ __all__ = [
     "check_speaks_dask",
     "default_workers",
     "gateway",
+    "orphaned",
     "parse_worker_spec",
     "start_background",
     "state_dir",

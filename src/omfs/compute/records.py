@@ -19,14 +19,16 @@ races another:
   is plain (JSON) or a version's metadata; a frame or array is Parquet: inside it (base64)
   up to 64 KiB, else ``result.parquet`` beside it,
 - ``log.txt``: the log records and warnings the task emitted, and a failure's traceback,
-- ``cancelled.json`` by whoever cancelled it,
+- ``cancelled.json`` by whoever cancelled it, and ``claim.json``, created put-if-absent by
+  the first of a writing task's worker (about to write) and a canceller
+  (:mod:`omfs.compute.claims`),
 - ``finished.json`` by the submitting process (or the background cluster's gateway) when
   Dask gave up on the task without a worker writing it (its workers died: KilledWorker,
   or no worker left to run it); put-if-absent, never over a worker's.
 
 Nothing is ever unpickled from here. Records are written without fsync: a power loss may
-lose a record, never a stored version. ``purge`` removes records older than a retention
-(``om gc``).
+lose a record, never a stored version. :func:`omfs.compute.retention.purge` removes
+those of tasks that ended longer ago than a retention (``om gc``).
 """
 
 from __future__ import annotations
@@ -59,7 +61,6 @@ __all__ = [
     "lost_reason",
     "new_id",
     "public_row",
-    "purge",
     "read_log",
     "read_record",
     "read_result",
@@ -67,13 +68,14 @@ __all__ = [
     "record_key",
     "record_lost",
     "task_status",
+    "task_time",
     "wait_result",
     "write_record",
 ]
 
 PREFIX = "_tasks"
 STATUSES = ("pending", "running", "succeeded", "failed", "cancelled")
-_ID = re.compile(r"^\d{8}-\d{9}-[0-9a-f]{8}$")
+_ID = re.compile(r"\d{8}-\d{9}-[0-9a-f]{8}")
 _FILES = ("submitted.json", "started.json", "cancelled.json", "finished.json")
 #: seconds between the heartbeats of a running task (rewrites of its ``started`` record)
 TASK_HEARTBEAT = 5.0
@@ -106,8 +108,20 @@ def new_id() -> str:
     return f"{datetime.now(UTC):%Y%m%d-%H%M%S%f}"[:-3] + f"-{_random.getrandbits(32):08x}"
 
 
+def task_time(task_id: Any) -> float | None:
+    """When task ``task_id`` was submitted (POSIX seconds, read from the id), or None for
+    a name that is no task id (the whole name must match, and be a real date and time)."""
+    if not isinstance(task_id, str) or not _ID.fullmatch(task_id):
+        return None
+    try:
+        stamp = datetime.strptime(task_id[:18], "%Y%m%d-%H%M%S%f")
+    except ValueError:  # 00000000-..., a 13th month, a 61st second
+        return None
+    return stamp.replace(tzinfo=UTC).timestamp()
+
+
 def _checked(task_id: str) -> str:
-    if not isinstance(task_id, str) or not _ID.match(task_id):
+    if task_time(task_id) is None:
         raise UsageError(
             f"{task_id!r} is not a task id; ids look like 20260105-141502123-3f2a9c1b "
             "(`om runtime tasks` lists them)"
@@ -415,27 +429,10 @@ def recent(storage: Any, limit: int = 20) -> list[dict[str, Any]]:
     return rows
 
 
-def purge(storage: Any, older_than: float, *, dry_run: bool = False) -> list[str]:
-    """Remove the records of tasks submitted more than ``older_than`` seconds ago (by the
-    time in their id), whatever their status. Returns their ids."""
-    cutoff = time.time() - older_than
-    names = storage.list_names(PREFIX)
-    gone = []
-    for task_id in sorted({n.split(".", 1)[0] for n in names if _ID.match(n.split(".", 1)[0])}):
-        stamp = datetime.strptime(task_id[:18], "%Y%m%d-%H%M%S%f").replace(tzinfo=UTC)
-        if stamp.timestamp() >= cutoff:
-            break  # ids sort by time: every later one is younger
-        gone.append(task_id)
-    if not dry_run and gone:
-        old = set(gone)
-        storage.delete([f"{PREFIX}/{n}" for n in names if n.split(".", 1)[0] in old])
-    return gone
-
-
 def _ids(storage: Any) -> set[str]:
     """The ids that some record names."""
     ids = {n.split(".", 1)[0] for n in storage.list_names(PREFIX)}
-    return {i for i in ids if _ID.match(i)}
+    return {i for i in ids if task_time(i) is not None}
 
 
 def finished_doc(status: str, error: str | None = None, **extra: Any) -> dict[str, Any]:

@@ -19,9 +19,10 @@ import threading
 import time
 import traceback
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
+from omfs.compute.claims import claim_write
 from omfs.compute.records import (
     TASK_HEARTBEAT,
     encode_value,
@@ -148,18 +149,6 @@ def _with_index(result: Any, X: Any, model: Any, method: str) -> Any:
     return result
 
 
-def _claim(guard: str | None, meta: Metadata, method: str) -> None:
-    """Take the task's write lock, or stop: the client cancelled it."""
-    if guard is None:
-        return
-    from distributed import Lock
-
-    if not Lock(guard).acquire(blocking=False):
-        raise TaskCancelledError(
-            f"{method}({meta.name}@v{meta.version}) was cancelled before it wrote anything."
-        )
-
-
 def run_model_task(
     omega: Any,
     model_meta: Metadata,
@@ -169,15 +158,15 @@ def run_model_task(
     params: dict[str, Any] | None = None,
     result_name: str | None = None,
     *,
-    guard: str | None = None,
+    claim: Callable[[], None] | None = None,
 ) -> Any:
     """Run ``model.<method>(X, Y, **params)`` for one stored model version.
 
     ``fit``/``partial_fit`` store the fitted model as a new version whose lineage names the
     datasets and versions it was trained on, and return its Metadata. Other methods return
     their result, or store it as dataset ``result_name`` and return that Metadata.
-    ``guard`` names the Dask lock the task must take before it writes (a client that
-    cancels takes it first, so a cancelled task writes nothing).
+    ``claim`` is called right before the first write (:func:`~omfs.compute.claims.claim_write`:
+    it raises TaskCancelledError for a task cancelled first, which then writes nothing).
     """
     if method not in METHODS:
         raise UsageError(f"Unknown model task {method!r}; use one of {list(METHODS)}")
@@ -193,14 +182,19 @@ def run_model_task(
     if method in FITTING:
         model = copy.deepcopy(model)  # the cached instance stays as stored
         getattr(model, method)(*args, **params)
-        _claim(guard, model_meta, method)
+        _claimed(claim)
         return _store_fitted(omega, model, model_meta, method, params, lineage)
     result = getattr(model, method)(*args, **params)
     if result_name is None:
         return result
-    _claim(guard, model_meta, method)
+    _claimed(claim)
     data = _with_index(result, args[0] if args else None, model, method)
     return _store_result(omega, data, result_name, model_meta, method, lineage)
+
+
+def _claimed(claim: Callable[[], None] | None) -> None:
+    if claim is not None:
+        claim()
 
 
 def _check_method(model: Any, meta: Metadata, method: str) -> None:
@@ -365,12 +359,15 @@ def run_recorded(
     *args: Any,
     route: dict[str, float] | None = None,
     call: Any = None,
+    guard: bool = False,
     **kwargs: Any,
 ) -> Any:
     """:func:`run_model_task`, recorded under ``_tasks/ID.*`` as it starts and ends: the
     value (Parquet or JSON), or the error; the log and warnings it emitted. ``args`` are
     run_model_task's (model metadata, method, ...); ``route``: the resources it asked for;
-    ``call``: run ``call()`` instead (a task of another kind on that model)."""
+    ``call``: run ``call()`` instead (a task of another kind on that model, which writes:
+    it is claimed first); ``guard``: claim the task before it writes (one that can be
+    cancelled: :mod:`omfs.compute.claims`)."""
     storage = omega.storage
     meta, method = args[0], args[1]
     started = {"at": utcnow(), **_worker_name(), "action": method, "route": route or {}}
@@ -379,7 +376,13 @@ def run_recorded(
     _starts.add(storage, task_id, started)
     with _captured() as capture:
         try:
-            value = call() if call is not None else run_model_task(omega, *args, **kwargs)
+            what = f"{method}({meta.name}@v{meta.version})"
+            claim = functools.partial(claim_write, storage, task_id, what)
+            if call is not None:
+                claim()
+                value = call()
+            else:
+                value = run_model_task(omega, *args, claim=claim if guard else None, **kwargs)
         except BaseException as exc:
             _starts.done(task_id)
             capture.lines.append(traceback.format_exc())

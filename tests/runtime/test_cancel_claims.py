@@ -1,0 +1,88 @@
+"""A cancel that said yes holds for good: the worker and the canceller race for one record
+in the context (``_tasks/ID.claim.json``), not for a Dask lock that dies with its client."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import time
+
+import pytest
+from omfs_clusterctx import X, Y
+from omfs_test_models import SlowRegressor, SlowToStore
+
+import omfs
+from omfs.errors import TaskCancelledError
+
+pytestmark = pytest.mark.cluster
+
+
+@pytest.fixture(params=["local", "s3"])
+def where(request, tmp_path, dask_processes):
+    """``(context, CLI environment)`` of a context other processes open: a folder or S3."""
+    env = {**os.environ, "OMFS_CLUSTER": dask_processes["address"]}
+    if request.param == "local":
+        root, options = str(tmp_path / "ctx"), {}
+    else:
+        root = request.getfixturevalue("s3_root_factory")()
+        options = request.getfixturevalue("s3_options")
+        env["AWS_ENDPOINT_URL"] = options["client_kwargs"]["endpoint_url"]
+    om = omfs.setup(root, storage_options=options, cluster=dask_processes["client"])
+    om.datasets.put(X, "X")
+    om.datasets.put(Y, "Y")
+    return om, env
+
+
+def _wait_for(check, what, seconds=60.0):
+    deadline = time.monotonic() + seconds
+    while not check():
+        assert time.monotonic() < deadline, f"{what} within {seconds:g} s"
+        time.sleep(0.05)
+
+
+def _finished(om, task_id):
+    key = f"_tasks/{task_id}.finished.json"
+    return json.loads(om.storage.read_bytes(key)) if om.storage.exists(key) else None
+
+
+def test_cancel_from_a_cli_that_exits_holds_after_its_client_is_gone(where, tmp_path, om_script):
+    om, env = where
+    started = tmp_path / "fit-started"
+    om.models.put(SlowRegressor(seconds=5, started_file=str(started)), "slow")
+    task = om.runtime.model("slow").fit("X", "Y")
+    _wait_for(started.exists, "the fit started")
+    assert om.runtime.status(task.id) == "running"  # its records written: others see it
+    # a Dask lock's lease ends a second after its client went away (were one taken)
+    env["DASK_DISTRIBUTED__SCHEDULER__LOCKS__LEASE_TIMEOUT"] = "1s"
+    out = subprocess.run(
+        [om_script, "--root", om.root, "runtime", "cancel", task.id],
+        capture_output=True,
+        text=True,
+        env=env,
+    )
+    assert (out.returncode, out.stdout.strip()) == (0, f"cancelled {task.id}"), out.stderr
+    _wait_for(lambda: _finished(om, task.id) is not None, "the worker ended the task")
+    assert _finished(om, task.id)["status"] == "cancelled"
+    assert "was cancelled before it wrote anything" in _finished(om, task.id)["error"]
+    assert [m.version for m in om.models.versions("slow")] == [1]
+    assert om.runtime.status(task.id) == "cancelled"
+    with pytest.raises(TaskCancelledError):
+        om.runtime.result(task.id)
+
+
+def test_a_task_that_began_to_write_is_not_cancelled_and_its_version_is_whole(
+    where, tmp_path, dask_processes
+):
+    om, _ = where
+    storing = tmp_path / "storing"
+    om.models.put(SlowToStore(seconds=1.5, storing_file=str(storing)), "m")
+    task = om.runtime.model("m").fit("X", "Y")
+    _wait_for(storing.exists, "the worker began to store the fitted model")
+    client = dask_processes["client"]
+    other = omfs.setup(om.root, storage_options=om.storage.options, cluster=client)
+    assert other.runtime.cancel(task.id) is False
+    assert task.cancel() is False
+    assert task.get(timeout=60).version == 2
+    assert om.runtime.status(task.id) == "succeeded"
+    assert om.models.get("m", version=2).mean_ == pytest.approx(float(Y["y"].mean()))
