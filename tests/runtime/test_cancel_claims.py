@@ -52,7 +52,8 @@ def test_cancel_from_a_cli_that_exits_holds_after_its_client_is_gone(where, tmp_
     om.models.put(SlowRegressor(seconds=5, started_file=str(started)), "slow")
     task = om.runtime.model("slow").fit("X", "Y")
     _wait_for(started.exists, "the fit started")
-    assert om.runtime.status(task.id) == "running"  # its records written: others see it
+    # its records written (the worker's once the task has run 0.2 s): others see it
+    _wait_for(lambda: om.runtime.status(task.id) == "running", "the task reads running", 10)
     # a Dask lock's lease ends a second after its client went away (were one taken)
     env["DASK_DISTRIBUTED__SCHEDULER__LOCKS__LEASE_TIMEOUT"] = "1s"
     out = subprocess.run(
