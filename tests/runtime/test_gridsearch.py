@@ -35,11 +35,11 @@ def test_gridsearch_stores_the_best_version_and_the_table(tmp_path, dask_process
         meta = task.get(timeout=120)
     assert meta.version == 2
     search = meta.lineage["task"]
-    assert search["method"] == "gridsearch" and search["params"] == {"alpha": "0.001"}
+    assert search["method"] == "gridsearch" and search["params"] == {"alpha": 0.001}
     assert search["candidates"] == 3 and search["score"] > 0.9
     assert om.models.get("m").alpha == 0.001
     table = om.datasets.get("m_gridsearch")
-    assert list(table["param_alpha"]) == ["0.001", "1", "1000"] and list(table["rank"]) == [1, 2, 3]
+    assert list(table["param_alpha"]) == [0.001, 1, 1000] and list(table["rank"]) == [1, 2, 3]
     workers = {t["worker"] for t in stream.data if "gridsearch" in str(t["key"])}
     assert workers == {dask_processes["workers"]["gpu-worker"]}
     assert om.runtime.result(task.id).version == 2
@@ -80,7 +80,7 @@ def test_local_gridsearch_runs_candidates_on_threads_and_sees_new_versions(tmp_p
     fits_on.clear()
     local = om.runtime.mode(local=True).model("m")
     meta = local.gridsearch("X", "Y", parameters={"alpha": [0.001, 1, 1000]}, cv=3).get()
-    assert meta.version == 2 and meta.lineage["task"]["params"] == {"alpha": "0.001"}
+    assert meta.version == 2 and meta.lineage["task"]["params"] == {"alpha": 0.001}
     assert list(om.datasets.get("m_gridsearch")["rank"]) == [1, 2, 3]
     assert input_cache_stats()["loads"] == 2  # X and Y, each read once for 3 candidates
     if joblib.cpu_count() > 1:  # the 9 candidate fits on joblib's threads, the refit here
@@ -150,3 +150,22 @@ def test_candidates_of_a_plain_estimator_score_on_arrays_with_the_same_scores(tm
         expected = cross_val_score(model, X, Y["y"], cv=3)
         assert row["fold_scores"] == pytest.approx(list(expected))
     assert gridsearch._cached_array.cache_info().currsize == 2  # X and Y, for the Ridge only
+
+
+def test_the_best_parameters_keep_their_types_in_lineage_and_table(tmp_path):
+    """Newcomer's finding: lineage held repr strings ('0.1', "'lbfgs'") and the table's
+    param columns were text, so Model(**params) and numeric sorting failed."""
+    from sklearn.svm import SVR
+
+    om = omfs.setup(tmp_path / "ctx")
+    om.datasets.put(X, "X")
+    om.datasets.put(Y, "Y")
+    om.models.put(SVR(), "svr")
+    grid = {"C": [0.5, 2], "kernel": ["rbf", "linear"], "gamma": ["scale", 0.1]}
+    meta = om.runtime.mode(local=True).model("svr").gridsearch("X", "Y", parameters=grid, cv=3)
+    task = meta.get().lineage["task"]
+    assert SVR(**task["params"]).get_params()["C"] in (0.5, 2) and task["cv"] == 3
+    table = om.datasets.get("svr_gridsearch")
+    assert table["param_C"].dtype.kind == "f" and set(table["param_kernel"]) == {"rbf", "linear"}
+    assert set(table["param_gamma"]) == {"'scale'", "0.1"}  # mixed types: each value's repr
+    assert json.loads(table["params"][0]) == task["params"]

@@ -11,12 +11,13 @@ pinned version once (:func:`read_input`), not once per candidate.
 from __future__ import annotations
 
 import functools
+import json
 import threading
 import time
 from dataclasses import dataclass
 from typing import Any
 
-from omfs.compute.tasks import as_target, load_model, parse_input, run_recorded
+from omfs.compute.tasks import as_target, load_model, parse_input, plain_param, run_recorded
 from omfs.errors import InvalidModelError, TaskFailedError, UsageError
 from omfs.objects.metadata import Metadata, utcnow
 
@@ -288,8 +289,8 @@ def _store_best(
     rows = [
         {
             "rank": rank + 1,
-            "params": repr(r["params"]),
-            **{f"param_{k}": repr(v) for k, v in r["params"].items()},
+            "params": json.dumps({k: plain_param(v) for k, v in r["params"].items()}),
+            **{f"param_{k}": plain_param(v) for k, v in r["params"].items()},
             "mean_score": r["mean_score"],
             "std_score": r["std_score"],
             "seconds": r["seconds"],
@@ -297,16 +298,16 @@ def _store_best(
         for rank, r in enumerate(ranked)
     ]
     table = omega.datasets.put(
-        pd.DataFrame(rows),
+        _one_type_per_column(pd.DataFrame(rows)),
         table_name(meta.name),
         attributes={"gridsearch_of": {"model": meta.name, "from_version": meta.version}},
     )
     search = {
         "method": "gridsearch",
-        "params": {k: repr(v) for k, v in best["params"].items()},
+        "params": {k: plain_param(v) for k, v in best["params"].items()},
         "score": best["mean_score"],
         "scoring": repr(scoring) if scoring is not None else "the estimator's score",
-        "cv": repr(cv),
+        "cv": plain_param(cv),
         "candidates": len(results),
         "table": {"dataset": table.name, "version": table.version},
         "from_version": meta.version,
@@ -319,6 +320,21 @@ def _store_best(
         lineage={"trained_on": lineage, "task": search},
     )
     return stored
+
+
+def _one_type_per_column(table: Any) -> Any:
+    """The table with each ``param_`` column of one type: numbers (ints and floats), or
+    strings, or booleans stay as they are; a column that mixes them (``gamma``: ``"scale"``
+    and ``0.1``) holds each value's ``repr``, as Parquet needs one type per column."""
+    for column in [c for c in table.columns if c.startswith("param_")]:
+        kinds = {
+            "number" if isinstance(v, int | float) and not isinstance(v, bool) else type(v)
+            for v in table[column]
+            if v is not None
+        }
+        if len(kinds) > 1:
+            table[column] = [repr(v) for v in table[column]]
+    return table
 
 
 def submit_gridsearch(

@@ -12,6 +12,7 @@ import contextlib
 import copy
 import functools
 import logging
+import math
 import os
 import re
 import socket
@@ -41,6 +42,7 @@ __all__ = [
     "clear_cache",
     "load_model",
     "parse_input",
+    "plain_param",
     "resolve_input",
     "run_model_task",
     "run_recorded",
@@ -223,7 +225,7 @@ def _store_fitted(
             "trained_on": lineage,
             "task": {
                 "method": method,
-                "params": {k: repr(v) for k, v in params.items()},
+                "params": {k: plain_param(v) for k, v in params.items()},
                 "from_version": meta.version,
                 "at": utcnow(),
                 "host": socket.gethostname(),
@@ -231,6 +233,16 @@ def _store_fitted(
         },
     )
     return stored
+
+
+def plain_param(value: Any) -> Any:
+    """A parameter as lineage keeps it: a JSON scalar as itself (so ``Model(**params)``
+    works), anything else (an array, an object) as its ``repr``."""
+    if value is None or isinstance(value, bool | int | str):
+        return value
+    if isinstance(value, float) and math.isfinite(value):
+        return value
+    return repr(value)
 
 
 def _store_result(
