@@ -239,10 +239,11 @@ def result(
     spec = {"id": task_id, "timeout": timeout}
     path = gateway_socket(om, app.local)
     if path is None:  # read here (the gateway has pyarrow loaded: it answers faster)
-        _show_answer(app, result_command(om, spec, debug=debugging()), "result")
+        answer = result_command(om, spec, debug=debugging())
     else:
         payload = {"context": context_of(om), "result": spec, "debug": debugging()}
-        _show_answer(app, request(path, payload), "result")
+        answer = request(path, payload)
+    _show_answer(app, answer, str(answer.get("action") or "result"))
 
 
 @cli.command()

@@ -165,7 +165,8 @@ class ClusterHandle:
         checked). ``record``: ``(storage, id, doc)`` of its ``submitted`` record, written by
         :meth:`write_records` if still pending then."""
         with self._lock:
-            self._pending[future.key] = (future, description, record)
+            written = (*record, False) if record is not None else None  # its submitted record
+            self._pending[future.key] = (future, description, written)
             if len(self._pending) >= self._prune_at:
                 self._pending = {k: v for k, v in self._pending.items() if _kept(v)}
                 self._prune_at = max(64, 2 * len(self._pending))
@@ -184,10 +185,10 @@ class ClusterHandle:
         process can see it), once; and the ``finished`` one of each task Dask gave up on
         without its worker writing it (:meth:`record_failures`)."""
         with self._lock:
-            due = [(k, v) for k, v in self._pending.items() if v[2] is not None and v[2][2]]
-            for key, (future, description, (storage, task_id, _)) in due:
-                self._pending[key] = (future, description, (storage, task_id, None))
-        for _, (future, _, (storage, task_id, doc)) in due:
+            due = [(k, v) for k, v in self._pending.items() if v[2] is not None and not v[2][3]]
+            for key, (future, description, (storage, task_id, doc, _)) in due:
+                self._pending[key] = (future, description, (storage, task_id, doc, True))
+        for _, (future, _, (storage, task_id, doc, _)) in due:
             if not future.done():  # a finished task has its worker's record
                 write_record(storage, task_id, "submitted", doc)
         self.record_failures()
@@ -204,7 +205,7 @@ class ClusterHandle:
         for _, (future, _, record) in failed:
             if record is not None:
                 with contextlib.suppress(Exception):  # the scheduler went away meanwhile
-                    record_lost(record[0], record[1], future.exception(timeout=5))
+                    record_lost(record[0], record[1], future.exception(timeout=5), record[2])
 
     def detach(self) -> None:
         """Let the pending tasks run to their end without this client: write their
