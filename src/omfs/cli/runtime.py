@@ -122,7 +122,7 @@ def _run_task(app: App, spec: dict[str, Any]) -> dict[str, Any]:
     om = app.omega()
     path = gateway_socket(om, app.local)
     if path is None:
-        if spec.get("async") and not app.local and om.cluster.spec is None:
+        if spec.get("async") and not app.local and om.cluster.spec is None and not _outlives():
             app.fail(
                 "--async needs a cluster that outlives this command, and none runs: start "
                 "one with `om cluster start` (or give --cluster / $OMFS_CLUSTER)."
@@ -130,6 +130,14 @@ def _run_task(app: App, spec: dict[str, Any]) -> dict[str, Any]:
         return model_command(om, spec, debug=debugging())
     answer = request(path, {"context": context_of(om), "task": spec, "debug": debugging()})
     return _with_credentials_advice(answer, om.storage.url)
+
+
+def _outlives() -> bool:
+    """Whether a background cluster runs (its gateway may be gone: then this process
+    submits to it with a client of its own, fire-and-forget)."""
+    from omfs.compute.processes import background
+
+    return background() is not None
 
 
 def context_of(om: Any) -> dict[str, Any]:
