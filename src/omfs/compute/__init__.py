@@ -299,7 +299,7 @@ class Runtime:
         final, task_id, _ = submit_gridsearch(self, meta, X, Y, parameters, cv, scoring, route)
         doc: dict[str, Any] = {"at": utcnow(), "object": f"models/{meta.name}@v{meta.version}"}
         doc |= {"action": "gridsearch", "route": route, "key": final.key, "writes": True}
-        self._cluster.latest.forget(meta.bucket, meta.name)
+        self._cluster.latest.fitting(meta.bucket, meta.name, final)
         return self._tracked(final, task_id, description, None, doc)
 
     # -- canvases ----------------------------------------------------------------------------
@@ -379,8 +379,7 @@ class Runtime:
         submitted |= {"object": f"models/{meta.name}@v{meta.version}", "route": resources}
         submitted |= {"bucket": meta.bucket, "writes": writes}
         if method in FITTING:  # the next task reads the version this one makes
-            handle.latest.forget(meta.bucket, meta.name)
-            future.add_done_callback(lambda _: handle.latest.forget(meta.bucket, meta.name))
+            handle.latest.fitting(meta.bucket, meta.name, future)
         return self._tracked(future, task_id, description, guard, submitted, route)
 
     def _route(self, meta: Any) -> tuple[dict[str, float], Route]:

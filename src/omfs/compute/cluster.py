@@ -283,9 +283,11 @@ class LatestVersions:
     def __init__(self, ttl: float = 1.0):
         self.ttl = ttl
         self._entries: dict[tuple[str, str], tuple[Any, float, int]] = {}
+        self._fits: dict[tuple[str, str], list[Any]] = {}
 
     def get(self, models: Any, spec: str) -> Any:
         key = (models.bucket, spec)
+        self._fitted(models.bucket, spec.split("@")[0])
         hit = self._entries.get(key)
         made = commits_made()
         if hit is not None and time.monotonic() - hit[1] < self.ttl and hit[2] == made:
@@ -293,6 +295,23 @@ class LatestVersions:
         meta = models.metadata(spec)
         self._entries[key] = (meta, time.monotonic(), made)
         return meta
+
+    def fitting(self, bucket: str, name: str, future: Any) -> None:
+        """Forget model ``name`` now and again once ``future`` (a fit of it) is done, as the
+        next :meth:`get` sees it (no done-callback: one could fire after the interpreter
+        shut down the executor it runs in)."""
+        self.forget(bucket, name)
+        self._fits.setdefault((bucket, name), []).append(future)
+
+    def _fitted(self, bucket: str, name: str) -> None:
+        fits = self._fits.get((bucket, name))
+        if fits and any(f.done() for f in fits):
+            self.forget(bucket, name)
+            running = [f for f in fits if not f.done()]
+            if running:
+                self._fits[(bucket, name)] = running
+            else:
+                del self._fits[(bucket, name)]
 
     def forget(self, bucket: str, name: str) -> None:
         for key in [k for k in self._entries if k[0] == bucket and k[1].split("@")[0] == name]:
