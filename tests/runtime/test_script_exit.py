@@ -12,6 +12,7 @@ from omfs_clusterctx import X, Y
 from sklearn.linear_model import LinearRegression
 
 import omfs
+from omfs.compute.cluster import tasks_summary
 
 pytestmark = pytest.mark.cluster
 
@@ -35,7 +36,15 @@ def test_a_fit_on_the_last_line_exits_without_an_error(tmp_path, dask_processes)
     )
     assert out.returncode == 0, out.stderr
     assert "ERROR" not in out.stderr and "Traceback" not in out.stderr, out.stderr
-    assert "go on running on the cluster" in out.stderr
+    assert "1 task(s) go on running on the cluster after this process exits: fit(m@v1) (" in (
+        out.stderr
+    )
+
+
+def test_the_exit_notice_of_a_burst_is_a_summary():
+    burst = ["predict(m@v7)"] * 999 + ["fit(m@v7)", "score(a@v1)", "score(a@v1)", "x(b@v1)"]
+    assert tasks_summary(burst) == "predict(m@v7) x999, score(a@v1) x2, fit(m@v7) and 1 more kind"
+    assert tasks_summary(["fit(m@v1)"]) == "fit(m@v1)"
 
 
 def test_the_task_after_a_fit_reads_the_version_it_made(tmp_path, dask_processes):

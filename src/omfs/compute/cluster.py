@@ -9,6 +9,7 @@ import sys
 import threading
 import time
 import weakref
+from collections import Counter
 from typing import Any
 
 from omfs.compute._routing import WorkerView
@@ -16,7 +17,7 @@ from omfs.compute.records import record_lost, write_record
 from omfs.errors import ClusterUnavailableError, ConfigError
 from omfs.objects.log import commits_made
 
-__all__ = ["ClusterHandle", "LatestVersions", "close_all"]
+__all__ = ["ClusterHandle", "LatestVersions", "close_all", "tasks_summary"]
 
 #: the handles of this process that opened a client (see :func:`close_all`)
 _connected: weakref.WeakSet[ClusterHandle] = weakref.WeakSet()
@@ -222,7 +223,7 @@ class ClusterHandle:
         pending = self.pending()
         if not pending:
             return
-        names = ", ".join(d for _, d in pending)
+        names = tasks_summary([d for _, d in pending])
         print(
             f"omfs: waiting for {len(pending)} unfinished task(s) before exiting: {names} "
             "(Ctrl-C abandons them)",
@@ -249,7 +250,7 @@ class ClusterHandle:
         pending = self.pending()
         self.detach()
         if pending and self._source in ("background", "address"):
-            names = ", ".join(d for _, d in pending)
+            names = tasks_summary([d for _, d in pending])
             print(
                 f"omfs: {len(pending)} task(s) go on running on the cluster after this "
                 f"process exits: {names} (`om runtime status ID`, `om runtime result ID`)",
@@ -316,6 +317,15 @@ class LatestVersions:
     def forget(self, bucket: str, name: str) -> None:
         for key in [k for k in self._entries if k[0] == bucket and k[1].split("@")[0] == name]:
             self._entries.pop(key, None)
+
+
+def tasks_summary(descriptions: list[str], shown: int = 3) -> str:
+    """Tasks in a few words: each description with its count, the most frequent
+    ``shown`` ones (``predict(m@v7) x999, fit(m@v1) and 2 more kinds``)."""
+    counts = Counter(descriptions).most_common()
+    text = ", ".join(d if n == 1 else f"{d} x{n}" for d, n in counts[:shown])
+    more = len(counts) - shown
+    return text + (f" and {more} more kind{'s' if more > 1 else ''}" if more > 0 else "")
 
 
 def _kept(entry: tuple[Any, str, Any]) -> bool:
