@@ -114,3 +114,27 @@ def test_files_that_are_no_task_are_not_found_and_ids_are_whole(om_cli):
     for command in ("status", "result"):
         _one_line(om_("runtime", command, _id(1)), "No task")
     _one_line(om_("runtime", "status", _id(1) + "\n"), "is not a task id")
+
+
+@pytest.mark.parametrize(
+    ("args", "says"),
+    [
+        (["tasks", "-n", "0"], "-n"),
+        (["tasks", "-n", "-1"], "-n"),
+        (["result", _id(1), "--timeout", "nan"], "--timeout"),
+        (["result", _id(1), "--timeout", "-1"], "--timeout"),
+        (["result", _id(1), "--timeout", "inf"], "--timeout"),
+        (["model", "m", "predict", "X", "--async", "--timeout", "0.001"], "--async and --timeout"),
+        (["model", "m", "predict", "X", "--async", "--local"], "--async and --local"),
+        (["--local", "model", "m", "predict", "X", "--async"], "--async and --local"),
+    ],
+)
+def test_runtime_options_are_checked(cli, tmp_path, args, says):
+    out = cli("--root", str(tmp_path), "runtime", *args)
+    assert out.code == 2 and says in out.stderr, out.stderr
+
+
+def test_a_missing_root_is_refused_as_dataset_commands_do(cli, tmp_path):
+    for args in (["tasks"], ["status", _id(1)]):
+        out = cli("--root", str(tmp_path / "nonexistent"), "runtime", *args)
+        _one_line(out, "does not exist (nothing was ever stored there)")

@@ -153,6 +153,7 @@ def read_record(storage: Any, task_id: str) -> dict[str, Any]:
             except RecordError as exc:
                 bad.append(f"{record_key(task_id, name)} ({exc})")
     if len(record) == 1 and not bad:  # a stray log or result alone is no task
+        _check_root(storage)
         raise NotFoundError(
             f"No task {task_id!r} in {storage.url} (`om runtime tasks` lists recent ones; "
             "records are kept for the retention of `om gc`)."
@@ -330,6 +331,8 @@ def read_log(storage: Any, task_id: str) -> str:
 def recent(storage: Any, limit: int = 20) -> list[dict[str, Any]]:
     """The ``limit`` most recently submitted tasks, newest first."""
     ids = sorted(_ids(storage), reverse=True)
+    if not ids:
+        _check_root(storage)
     rows = []
     for task_id in ids[: max(0, limit)]:
         try:
@@ -354,6 +357,16 @@ def purge(storage: Any, older_than: float, *, dry_run: bool = False) -> list[str
         old = set(gone)
         storage.delete([f"{PREFIX}/{n}" for n in names if n.split(".", 1)[0] in old])
     return gone
+
+
+def _check_root(storage: Any) -> None:
+    """NotFoundError for a context root that does not exist (a typo?), as datasets say."""
+    from omfs.config import DEFAULT_BUCKET
+    from omfs.objects.buckets import bucket_problem
+
+    problem = bucket_problem(storage, DEFAULT_BUCKET)
+    if problem:
+        raise NotFoundError(problem[0].upper() + problem[1:])
 
 
 def _ids(storage: Any) -> set[str]:
