@@ -83,7 +83,7 @@ __all__ = [
 
 PREFIX = "_tasks"
 STATUSES = ("pending", "running", "succeeded", "failed", "cancelled")
-_ID = re.compile(r"\d{8}-\d{9}-[0-9a-f]{8}")
+_ID = re.compile(r"^\d{8}-\d{9}-[0-9a-f]{8}\Z")  # \Z: no newline after it
 _FILES = ("submitted.json", "started.json", "cancelled.json", "finished.json")
 #: seconds between the heartbeats of a running task (rewrites of its ``started`` record)
 TASK_HEARTBEAT = 5.0
@@ -348,7 +348,7 @@ def purge(storage: Any, older_than: float, *, dry_run: bool = False) -> list[str
     cutoff = time.time() - older_than
     names = storage.list_names(PREFIX)
     gone = []
-    for task_id in sorted({n.split(".", 1)[0] for n in names if _ID.fullmatch(n.split(".", 1)[0])}):
+    for task_id in sorted({n.split(".", 1)[0] for n in names if _ID.match(n.split(".", 1)[0])}):
         stamp = datetime.strptime(task_id[:18], "%Y%m%d-%H%M%S%f").replace(tzinfo=UTC)
         if stamp.timestamp() >= cutoff:
             break  # ids sort by time: every later one is younger
@@ -372,7 +372,7 @@ def _check_root(storage: Any) -> None:
 def _ids(storage: Any) -> set[str]:
     """The ids that some record names."""
     ids = {n.split(".", 1)[0] for n in storage.list_names(PREFIX)}
-    return {i for i in ids if _ID.fullmatch(i)}
+    return {i for i in ids if _ID.match(i)}
 
 
 def error_text(exc: BaseException) -> str:
