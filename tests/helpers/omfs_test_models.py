@@ -52,7 +52,8 @@ class SlowToStore(RegressorMixin, BaseEstimator):
 
 class ChattyPredictor(BaseEstimator):
     """Logs and warns as it predicts; ``returns="set"`` answers with a set (which omfs
-    cannot store as JSON or Parquet)."""
+    cannot store as JSON or Parquet), ``"set-in-dict"`` with one inside a dict,
+    ``"object"`` with a bare object."""
 
     def __init__(self, returns: str = "array"):
         self.returns = returns
@@ -68,4 +69,8 @@ class ChattyPredictor(BaseEstimator):
         warnings.warn("chatty is deprecated", DeprecationWarning, stacklevel=1)
         if self.returns == "set":
             return {1, 2, 3}
+        if self.returns == "set-in-dict":
+            return {"a": {1, 2}}
+        if self.returns == "object":
+            return object()
         return np.arange(len(X), dtype=float)

@@ -188,12 +188,14 @@ def test_a_future_dask_gave_up_on_is_recorded_never_over_the_workers_record(
     ids = [records.new_id(), records.new_id()]
     theirs = records.finished_doc("failed", "ValueError: the worker's own line")
     records.write_record(om.storage, ids[1], "finished", theirs)
+    doc = {"at": "2026-01-01T00:00:00+00:00", "object": "models/m@v3", "action": "predict"}
     for task_id in ids:  # what a worker that died leaves: an error, no record of its own
         future = dask_processes["client"].submit(int, "x", pure=False)
-        handle.track(future, "int", (om.storage, task_id, None))
+        handle.track(future, "int", (om.storage, task_id, doc))
         _wait_for(lambda f=future: f.status == "error", "the error")
     handle.record_failures()
     assert handle.pending() == [] and handle._pending == {}
     first = om.runtime.task(ids[0])
     assert first["status"] == "failed" and first["error"].startswith("ValueError: invalid literal")
+    assert (first["object"], first["action"]) == ("models/m@v3", "predict")  # its submitted doc
     assert om.runtime.task(ids[1])["error"] == "ValueError: the worker's own line"

@@ -35,8 +35,9 @@ from typing import Any
 
 from omfs.cli.errors import USER_ERRORS, error_line, exit_code
 from omfs.cli.output import jsonable
+from omfs.compute.records import encode_value
 from omfs.compute.resources import ResourceSpec
-from omfs.errors import OmfsError, TaskCancelledError
+from omfs.errors import OmfsError, TaskCancelledError, UnstorableResultError
 
 __all__ = [
     "error_answer",
@@ -96,14 +97,20 @@ def model_command(
         if debug:
             raise
         return {**_failure(task, exc), "notice": notices}
-    return {**_answer(outcome), "notice": notices}
+    try:
+        return {**_answer(outcome, stored=True), "notice": notices}
+    except UnstorableResultError as exc:  # as `om runtime result ID` refuses it
+        return {**error_answer(exc), "notice": notices}
 
 
-def _answer(outcome: Any) -> dict[str, Any]:
+def _answer(outcome: Any, *, stored: bool = False) -> dict[str, Any]:
     """A task's value as the CLI prints it: a stored version's metadata, else the value as
-    JSON (an array as a list, a frame as its to_dict())."""
+    JSON (an array as a list, a frame as its to_dict()). ``stored``: a value straight from
+    the task, which must be one its record can store (UnstorableResultError otherwise)."""
     if hasattr(outcome, "to_dict") and hasattr(outcome, "version"):
         return {"meta": outcome.to_dict()}
+    if stored:
+        encode_value(outcome)  # the one judge of what is stored (and so shown)
     if hasattr(outcome, "tolist"):
         outcome = outcome.tolist()
     return {"value": jsonable(outcome)}
@@ -113,7 +120,10 @@ def result_command(om: Any, spec: dict[str, Any], *, debug: bool = False) -> dic
     """``om runtime result``: the answer for task ``spec["id"]`` (waiting up to
     ``spec["timeout"]``), as :func:`model_command` answers."""
     try:
-        return _answer(om.runtime.result(spec["id"], timeout=spec.get("timeout")))
+        answer = _answer(om.runtime.result(spec["id"], timeout=spec.get("timeout")))
+        if "value" in answer:  # shown under the task's action, as the command that ran it
+            answer["action"] = om.runtime.task(spec["id"]).get("action")
+        return answer
     except USER_ERRORS as exc:
         if debug:
             raise

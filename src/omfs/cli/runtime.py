@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import sys
 from typing import Annotated, Any
 
@@ -9,7 +10,7 @@ import typer
 
 from omfs.cli._common import parse_params
 from omfs.cli.app import App, get_app
-from omfs.cli.errors import debugging
+from omfs.cli.errors import OptionError, debugging
 from omfs.cli.output import is_terminal, summarise
 from omfs.compute.resources import ResourceSpec
 
@@ -28,6 +29,13 @@ Require = Annotated[
     list[str] | None, typer.Option("--require", metavar="LABEL|NAME=AMOUNT", help=_REQUIRE_HELP)
 ]
 Local = Annotated[bool, typer.Option("--local", help="run in this process, no cluster")]
+
+
+def _seconds(value: float | None) -> float | None:
+    """``--timeout``: a finite number of seconds, 0 or more."""
+    if value is not None and not (math.isfinite(value) and value >= 0):
+        raise typer.BadParameter(f"{value} is not a number of seconds (0 or more)")
+    return value
 
 
 @cli.callback()
@@ -88,7 +96,8 @@ def model(
         list[str] | None, typer.Option("--param", help="KEY=VALUE passed to the method")
     ] = None,
     timeout: Annotated[
-        float | None, typer.Option(metavar="SECONDS", help="seconds to wait for the result")
+        float | None,
+        typer.Option(metavar="SECONDS", help="seconds to wait for the result", callback=_seconds),
     ] = None,
     require: Require = None,
     local: Local = False,
@@ -107,6 +116,12 @@ def model(
     is printed at once and the task runs on: `om runtime result ID` gives its result.
     """
     app = _command_options(ctx, require, local)
+    if run_async and (timeout is not None or app.local):
+        other = "--timeout" if timeout is not None else "--local"
+        raise OptionError(
+            f"--async and {other} do not go together: --async returns at once and the task "
+            "runs on the cluster; drop one of them."
+        )
     spec: dict[str, Any] = {"name": name, "action": action, "x": x, "y": y, "result": result}
     spec |= {"params": parse_params(param), "timeout": timeout, "async": run_async}
     spec["param_grid"] = param_grid
@@ -122,7 +137,7 @@ def _run_task(app: App, spec: dict[str, Any]) -> dict[str, Any]:
     om = app.omega()
     path = gateway_socket(om, app.local)
     if path is None:
-        if spec.get("async") and not app.local and om.cluster.spec is None:
+        if spec.get("async") and not app.local and om.cluster.spec is None and not _outlives():
             app.fail(
                 "--async needs a cluster that outlives this command, and none runs: start "
                 "one with `om cluster start` (or give --cluster / $OMFS_CLUSTER)."
@@ -130,6 +145,14 @@ def _run_task(app: App, spec: dict[str, Any]) -> dict[str, Any]:
         return model_command(om, spec, debug=debugging())
     answer = request(path, {"context": context_of(om), "task": spec, "debug": debugging()})
     return _with_credentials_advice(answer, om.storage.url)
+
+
+def _outlives() -> bool:
+    """Whether a background cluster runs (its gateway may be gone: then this process
+    submits to it with a client of its own, fire-and-forget)."""
+    from omfs.compute.processes import background
+
+    return background() is not None
 
 
 def context_of(om: Any) -> dict[str, Any]:
@@ -227,7 +250,8 @@ def result(
     ctx: typer.Context,
     task_id: Annotated[str, typer.Argument(metavar="ID", help="the task's id")],
     timeout: Annotated[
-        float | None, typer.Option(help="seconds to wait for it (default: until it ends)")
+        float | None,
+        typer.Option(help="seconds to wait for it (default: until it ends)", callback=_seconds),
     ] = None,
 ) -> None:
     """Print the result of task ID (waiting for it to end), from any machine that opens
@@ -239,10 +263,11 @@ def result(
     spec = {"id": task_id, "timeout": timeout}
     path = gateway_socket(om, app.local)
     if path is None:  # read here (the gateway has pyarrow loaded: it answers faster)
-        _show_answer(app, result_command(om, spec, debug=debugging()), "result")
+        answer = result_command(om, spec, debug=debugging())
     else:
         payload = {"context": context_of(om), "result": spec, "debug": debugging()}
-        _show_answer(app, request(path, payload), "result")
+        answer = request(path, payload)
+    _show_answer(app, answer, str(answer.get("action") or "result"))
 
 
 @cli.command()
@@ -265,7 +290,7 @@ _TASK_COLUMNS = ["id", "object", "action", "status", "submitted", "finished", "w
 @cli.command()
 def tasks(
     ctx: typer.Context,
-    limit: Annotated[int, typer.Option("-n", "--limit", help="how many, newest first")] = 20,
+    limit: Annotated[int, typer.Option("-n", "--limit", min=1, help="how many, newest first")] = 20,
 ) -> None:
     """List the context's most recent tasks, newest first."""
     app = get_app(ctx)

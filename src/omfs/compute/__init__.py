@@ -18,6 +18,7 @@ from omfs.compute.claims import cancel_task
 from omfs.compute.credentials import cluster_credentials_advice, explained
 from omfs.compute.gridsearch import check_search, run_here, submit_gridsearch
 from omfs.compute.records import (
+    check_readable,
     new_id,
     public_row,
     read_log,
@@ -78,6 +79,7 @@ class TaskResult:
         id: str | None = None,
         storage: Storage | None = None,
         advice: Callable[[], str | None] | None = None,
+        about: dict[str, Any] | None = None,
     ):
         self.future = future
         self._value = value
@@ -89,6 +91,7 @@ class TaskResult:
         self.id = id
         self._storage = storage
         self._advice = advice  # why the workers lack credentials this process has
+        self._about = about  # its submitted record: object, action, route
 
     def get(self, timeout: float | None = None) -> Any:
         """The task's result; raises what the task raised, or TimeoutError after
@@ -109,7 +112,7 @@ class TaskResult:
                 raise explained(exc, self._advice) from None
             except Exception as exc:
                 if self.future.status == "error" and self.id and self._storage is not None:
-                    record_lost(self._storage, self.id, exc)  # its workers died: no record
+                    record_lost(self._storage, self.id, exc, self._about)  # workers died
                 raise
         if self._error is not None:
             raise self._error
@@ -231,13 +234,13 @@ class Runtime:
     def status(self, task_id: str) -> str:
         """``pending``, ``running``, ``succeeded``, ``failed`` or ``cancelled``."""
         self._cluster.write_records()
-        return str(read_record(self._omega.storage, task_id)["status"])
+        return str(check_readable(read_record(self._omega.storage, task_id))["status"])
 
     def task(self, task_id: str) -> dict[str, Any]:
         """Everything recorded of task ``task_id``: object, action, route, status, times,
         worker, error line."""
         self._cluster.write_records()
-        return public_row(read_record(self._omega.storage, task_id))
+        return public_row(check_readable(read_record(self._omega.storage, task_id)))
 
     def tasks(self, limit: int = 20) -> list[dict[str, Any]]:
         """The ``limit`` most recently submitted tasks of this context, newest first."""
@@ -284,7 +287,7 @@ class Runtime:
         final, task_id, _ = submit_gridsearch(self, meta, X, Y, parameters, cv, scoring, route)
         doc: dict[str, Any] = {"at": utcnow(), "object": f"models/{meta.name}@v{meta.version}"}
         doc |= {"action": "gridsearch", "route": route, "key": final.key, "writes": True}
-        self._cluster.latest.forget(meta.bucket, meta.name)
+        self._cluster.latest.fitting(meta.bucket, meta.name, final)
         return self._tracked(final, task_id, description, True, doc)
 
     # -- canvases ----------------------------------------------------------------------------
@@ -360,15 +363,11 @@ class Runtime:
             pure=False,
             key=key,
         )
-        submitted: dict[str, Any] = {
-            "at": utcnow(),
-            "object": f"models/{meta.name}@v{meta.version}",
-        }
-        submitted |= {"action": method, "route": resources, "key": key, "bucket": meta.bucket}
-        submitted["writes"] = writes
+        submitted: dict[str, Any] = {"at": utcnow(), "action": method, "key": key}
+        submitted |= {"object": f"models/{meta.name}@v{meta.version}", "route": resources}
+        submitted |= {"bucket": meta.bucket, "writes": writes}
         if method in FITTING:  # the next task reads the version this one makes
-            handle.latest.forget(meta.bucket, meta.name)
-            future.add_done_callback(lambda _: handle.latest.forget(meta.bucket, meta.name))
+            handle.latest.fitting(meta.bucket, meta.name, future)
         return self._tracked(future, task_id, description, guard, submitted, route)
 
     def _route(self, meta: Any) -> tuple[dict[str, float], Route]:
@@ -403,6 +402,7 @@ class Runtime:
             forget=lambda: handle.forget(future.key),
             id=task_id,
             storage=storage,
+            about=doc,
             advice=partial(
                 cluster_credentials_advice, storage.url, storage.options, handle.kind, address
             ),

@@ -9,6 +9,7 @@ import sys
 import threading
 import time
 import weakref
+from collections import Counter
 from typing import Any
 
 from omfs.compute._routing import WorkerView
@@ -16,7 +17,7 @@ from omfs.compute.records import record_lost, write_record
 from omfs.errors import ClusterUnavailableError, ConfigError
 from omfs.objects.log import commits_made
 
-__all__ = ["ClusterHandle", "LatestVersions", "close_all"]
+__all__ = ["ClusterHandle", "LatestVersions", "close_all", "tasks_summary"]
 
 #: the handles of this process that opened a client (see :func:`close_all`)
 _connected: weakref.WeakSet[ClusterHandle] = weakref.WeakSet()
@@ -165,7 +166,8 @@ class ClusterHandle:
         checked). ``record``: ``(storage, id, doc)`` of its ``submitted`` record, written by
         :meth:`write_records` if still pending then."""
         with self._lock:
-            self._pending[future.key] = (future, description, record)
+            written = (*record, False) if record is not None else None  # its submitted record
+            self._pending[future.key] = (future, description, written)
             if len(self._pending) >= self._prune_at:
                 self._pending = {k: v for k, v in self._pending.items() if _kept(v)}
                 self._prune_at = max(64, 2 * len(self._pending))
@@ -184,10 +186,10 @@ class ClusterHandle:
         process can see it), once; and the ``finished`` one of each task Dask gave up on
         without its worker writing it (:meth:`record_failures`)."""
         with self._lock:
-            due = [(k, v) for k, v in self._pending.items() if v[2] is not None and v[2][2]]
-            for key, (future, description, (storage, task_id, _)) in due:
-                self._pending[key] = (future, description, (storage, task_id, None))
-        for _, (future, _, (storage, task_id, doc)) in due:
+            due = [(k, v) for k, v in self._pending.items() if v[2] is not None and not v[2][3]]
+            for key, (future, description, (storage, task_id, doc, _)) in due:
+                self._pending[key] = (future, description, (storage, task_id, doc, True))
+        for _, (future, _, (storage, task_id, doc, _)) in due:
             if not future.done():  # a finished task has its worker's record
                 write_record(storage, task_id, "submitted", doc)
         self.record_failures()
@@ -204,7 +206,7 @@ class ClusterHandle:
         for _, (future, _, record) in failed:
             if record is not None:
                 with contextlib.suppress(Exception):  # the scheduler went away meanwhile
-                    record_lost(record[0], record[1], future.exception(timeout=5))
+                    record_lost(record[0], record[1], future.exception(timeout=5), record[2])
 
     def detach(self) -> None:
         """Let the pending tasks run to their end without this client: write their
@@ -221,7 +223,7 @@ class ClusterHandle:
         pending = self.pending()
         if not pending:
             return
-        names = ", ".join(d for _, d in pending)
+        names = tasks_summary([d for _, d in pending])
         print(
             f"omfs: waiting for {len(pending)} unfinished task(s) before exiting: {names} "
             "(Ctrl-C abandons them)",
@@ -248,7 +250,7 @@ class ClusterHandle:
         pending = self.pending()
         self.detach()
         if pending and self._source in ("background", "address"):
-            names = ", ".join(d for _, d in pending)
+            names = tasks_summary([d for _, d in pending])
             print(
                 f"omfs: {len(pending)} task(s) go on running on the cluster after this "
                 f"process exits: {names} (`om runtime status ID`, `om runtime result ID`)",
@@ -282,9 +284,11 @@ class LatestVersions:
     def __init__(self, ttl: float = 1.0):
         self.ttl = ttl
         self._entries: dict[tuple[str, str], tuple[Any, float, int]] = {}
+        self._fits: dict[tuple[str, str], list[Any]] = {}
 
     def get(self, models: Any, spec: str) -> Any:
         key = (models.bucket, spec)
+        self._fitted(models.bucket, spec.split("@")[0])
         hit = self._entries.get(key)
         made = commits_made()
         if hit is not None and time.monotonic() - hit[1] < self.ttl and hit[2] == made:
@@ -293,9 +297,35 @@ class LatestVersions:
         self._entries[key] = (meta, time.monotonic(), made)
         return meta
 
+    def fitting(self, bucket: str, name: str, future: Any) -> None:
+        """Forget model ``name`` now and again once ``future`` (a fit of it) is done, as the
+        next :meth:`get` sees it (no done-callback: one could fire after the interpreter
+        shut down the executor it runs in)."""
+        self.forget(bucket, name)
+        self._fits.setdefault((bucket, name), []).append(future)
+
+    def _fitted(self, bucket: str, name: str) -> None:
+        fits = self._fits.get((bucket, name))
+        if fits and any(f.done() for f in fits):
+            self.forget(bucket, name)
+            running = [f for f in fits if not f.done()]
+            if running:
+                self._fits[(bucket, name)] = running
+            else:
+                del self._fits[(bucket, name)]
+
     def forget(self, bucket: str, name: str) -> None:
         for key in [k for k in self._entries if k[0] == bucket and k[1].split("@")[0] == name]:
             self._entries.pop(key, None)
+
+
+def tasks_summary(descriptions: list[str], shown: int = 3) -> str:
+    """Tasks in a few words: each description with its count, the most frequent
+    ``shown`` ones (``predict(m@v7) x999, fit(m@v1) and 2 more kinds``)."""
+    counts = Counter(descriptions).most_common()
+    text = ", ".join(d if n == 1 else f"{d} x{n}" for d, n in counts[:shown])
+    more = len(counts) - shown
+    return text + (f" and {more} more kind{'s' if more > 1 else ''}" if more > 0 else "")
 
 
 def _kept(entry: tuple[Any, str, Any]) -> bool:

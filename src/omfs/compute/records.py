@@ -33,9 +33,7 @@ those of tasks that ended longer ago than a retention (``om gc``).
 
 from __future__ import annotations
 
-import base64
 import contextlib
-import io
 import json
 import os
 import random
@@ -46,8 +44,17 @@ from datetime import UTC, datetime
 from typing import Any
 
 from omfs._util import pid_exists
-from omfs.errors import NotFoundError, TaskFailedError, UnstorableResultError, UsageError
-from omfs.objects.metadata import Metadata, utcnow
+from omfs.compute.record_checks import RecordError, load_record
+from omfs.compute.record_values import decode_value, encode_value, unstorable_part
+from omfs.errors import (
+    IntegrityError,
+    NotFoundError,
+    StorageUnavailableError,
+    TaskFailedError,
+    UnstorableResultError,
+    UsageError,
+)
+from omfs.objects.metadata import utcnow
 
 __all__ = [
     "PREFIX",
@@ -55,8 +62,10 @@ __all__ = [
     "STATUSES",
     "TASK_HEARTBEAT",
     "TASK_LOST_AFTER",
+    "check_readable",
     "decode_value",
     "encode_value",
+    "error_text",
     "finished_doc",
     "lost_reason",
     "new_id",
@@ -69,6 +78,7 @@ __all__ = [
     "record_lost",
     "task_status",
     "task_time",
+    "unstorable_part",
     "wait_result",
     "write_record",
 ]
@@ -86,10 +96,6 @@ TASK_LOST_AFTER = 30.0
 RETRY_GRACE = 10.0
 _HOST = socket.gethostname()
 _AGAIN = "submit it again (on workers with more memory if they were killed for it)"
-_METADATA_FIELDS = (
-    "name", "bucket", "store", "kind", "version", "created", "attributes", "tag", "lineage",
-    "context", "history",
-)  # fmt: skip
 
 
 _random = random.Random()
@@ -141,143 +147,46 @@ def write_record(storage: Any, task_id: str, name: str, doc: dict[str, Any]) -> 
     storage.write_bytes(record_key(task_id, f"{name}.json"), data, durable=False)
 
 
-# -- values ----------------------------------------------------------------------------------
-def encode_value(value: Any) -> tuple[dict[str, Any], bytes | None]:
-    """``(document, parquet)`` of a task's value: a frame, series or array as Parquet; a
-    version's metadata and plain values as JSON. Anything else: UnstorableResultError."""
-    if isinstance(value, Metadata):
-        return {"format": "metadata", "value": value.to_dict()}, None
-    parquet = _as_parquet(value)
-    if parquet is not None:
-        return parquet
-    plain = _plain(value)
-    try:
-        json.dumps(plain, allow_nan=True)
-    except (TypeError, ValueError):
-        raise UnstorableResultError(
-            f"A task result of type {type(value).__module__}.{type(value).__qualname__} "
-            "cannot be stored safely (omfs stores frames and arrays as Parquet and plain "
-            "values as JSON, and never pickles): return a frame, an array or plain values, "
-            "or store it yourself with om.models.put / om.datasets.put."
-        ) from None
-    return {"format": "json", "value": plain}, None
-
-
-def _plain(value: Any) -> Any:
-    """numpy scalars as Python numbers; lists, tuples and dicts walked."""
-    if hasattr(value, "item") and getattr(value, "shape", None) == ():
-        return value.item()
-    if isinstance(value, list | tuple):
-        return [_plain(v) for v in value]
-    if isinstance(value, dict):
-        return {k: _plain(v) for k, v in value.items()}
-    return value
-
-
-def _as_parquet(value: Any) -> tuple[dict[str, Any], bytes] | None:
-    """A frame, series or 1-/2-d array as Parquet (an array without pandas: a burst of
-    small predicts pays ~0.3 ms each); None for anything else."""
-    import numpy as np
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
-    doc: dict[str, Any] = {"format": "parquet"}
-    try:
-        if isinstance(value, np.ndarray):
-            if value.ndim not in (1, 2):
-                return None
-            doc |= {"type": "ndarray", "ndim": value.ndim}
-            columns = value.T if value.ndim == 2 else [value]
-            table = pa.table({str(i): pa.array(c) for i, c in enumerate(columns)})
-        else:
-            table = _pandas_table(value, doc)
-            if table is None:
-                return None
-    except (pa.ArrowException, TypeError, ValueError):
-        return None  # e.g. a column of arbitrary objects: refused by encode_value
-    out = io.BytesIO()
-    pq.write_table(table, out)
-    return doc, out.getvalue()
-
-
-def _pandas_table(value: Any, doc: dict[str, Any]) -> Any:
-    """A pandas frame or series as an Arrow table (index kept); None for anything else."""
-    import sys
-
-    pd = sys.modules.get("pandas")  # a value can only be a pandas one once pandas is in
-    if pd is None:
-        return None
-    import pyarrow as pa
-
-    if isinstance(value, pd.Series):
-        doc |= {"type": "series", "name": value.name}
-        value = value.to_frame(name="value" if value.name is None else str(value.name))
-    elif isinstance(value, pd.DataFrame):
-        doc["type"] = "frame"
-    else:
-        return None
-    return pa.Table.from_pandas(value, preserve_index=True)
-
-
-def decode_value(doc: dict[str, Any], parquet: Any = None) -> Any:
-    """The value :func:`encode_value` stored (``parquet``: a callable reading its bytes)."""
-    fmt = doc.get("format")
-    if fmt == "json":
-        return doc.get("value")
-    if fmt == "metadata":
-        fields = dict(doc["value"])
-        fields.pop("format", None)
-        known = {k: fields.pop(k) for k in _METADATA_FIELDS if k in fields}
-        return Metadata(**known, info=fields)
-    if fmt == "parquet":
-        import pyarrow.parquet as pq
-
-        # ParquetFile, not read_table: no pyarrow.dataset import (the CLI's start-up)
-        data = base64.b64decode(doc["inline"]) if "inline" in doc else parquet()
-        table = pq.ParquetFile(io.BytesIO(data)).read()
-        if doc.get("type") == "ndarray":  # no pandas either
-            import numpy as np
-
-            columns = [c.to_numpy(zero_copy_only=False) for c in table.columns]
-            return columns[0] if doc.get("ndim") == 1 else np.column_stack(columns)
-        frame = table.to_pandas()
-        if doc.get("type") == "series":
-            series = frame.iloc[:, 0]
-            series.name = doc.get("name")
-            return series
-        return frame
-    raise UnstorableResultError(doc.get("refused") or "The task's result was not stored.")
-
-
 # -- reading ---------------------------------------------------------------------------------
 def read_record(storage: Any, task_id: str) -> dict[str, Any]:
     """Everything recorded of one task, with its ``status``; NotFoundError for an id no
-    record names."""
+    record names. A record file that is not what omfs writes makes the task ``failed``,
+    its error naming the file (``unreadable``: :func:`check_readable` raises it)."""
     stem = _checked(task_id) + "."
     present = {n[len(stem) :] for n in storage.list_names(PREFIX, startswith=stem)}
-    if not present:
+    record: dict[str, Any] = {"id": task_id}
+    bad = []
+    for name in _FILES:
+        if name in present:
+            try:
+                data = storage.read_bytes(record_key(task_id, name))
+            except FileNotFoundError:  # purged between list and read
+                continue
+            try:
+                record[name.removesuffix(".json")] = load_record(name, data)
+            except RecordError as exc:
+                bad.append(f"{record_key(task_id, name)} ({exc})")
+    if len(record) == 1 and not bad:  # a stray log or result alone is no task
+        _check_root(storage)
         raise NotFoundError(
             f"No task {task_id!r} in {storage.url} (`om runtime tasks` lists recent ones; "
             "records are kept for the retention of `om gc`)."
         )
-    record: dict[str, Any] = {"id": task_id}
-    for name in _FILES:
-        if name in present:
-            with _tolerant():
-                record[name.removesuffix(".json")] = json.loads(
-                    storage.read_bytes(record_key(task_id, name))
-                )
-    return _summary(record, "log.txt" in present)
+    row = _summary(record, "log.txt" in present)
+    if bad:
+        row["status"] = "failed"
+        row["error"] = row["_unreadable"] = (
+            f"unreadable task record {'; '.join(bad)}: not what omfs writes (damaged, or "
+            f"written by hand); remove the task's files {PREFIX}/{task_id}.* to drop it"
+        )
+    return row
 
 
-class _tolerant:
-    """Skip a record file that vanished or is half-written (purged between list and read)."""
-
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, kind: Any, exc: Any, tb: Any) -> bool:
-        return kind is not None and issubclass(kind, FileNotFoundError | ValueError)
+def check_readable(row: dict[str, Any]) -> dict[str, Any]:
+    """``row``, or IntegrityError when one of its record files is unreadable."""
+    if row.get("_unreadable"):
+        raise IntegrityError(f"Task {row['id']}: {row['_unreadable']}.")
+    return row
 
 
 def _summary(record: dict[str, Any], has_log: bool) -> dict[str, Any]:
@@ -296,9 +205,9 @@ def _summary(record: dict[str, Any], has_log: bool) -> dict[str, Any]:
         status = "running" if lost is None else "failed"
     row = {
         "id": record["id"],
-        "object": submitted.get("object") or started.get("object"),
-        "action": submitted.get("action") or started.get("action"),
-        "route": submitted.get("route", started.get("route")),
+        "object": submitted.get("object") or started.get("object") or finished.get("object"),
+        "action": submitted.get("action") or started.get("action") or finished.get("action"),
+        "route": submitted.get("route", started.get("route", finished.get("route"))),
         "status": status,
         "submitted": submitted.get("at"),
         "started": started.get("at"),
@@ -340,16 +249,19 @@ def lost_reason(started: dict[str, Any], at: float | None = None) -> str | None:
     return f"lost: no heartbeat from {where} for {silent:.0f} s (it died?); {_AGAIN}"
 
 
-def record_lost(storage: Any, task_id: str, exc: BaseException) -> None:
+def record_lost(
+    storage: Any, task_id: str, exc: BaseException, about: dict[str, Any] | None = None
+) -> None:
     """Record task ``task_id`` as failed with ``exc``, the error its Dask future ended
     with, unless its worker recorded how it ended (put-if-absent): what the submitting
-    process writes when the workers running it died (KilledWorker) or none is left. Never
-    raises."""
-    first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-    error = f"{type(exc).__name__}: {first}"
+    process writes when the workers running it died (KilledWorker) or none is left.
+    ``about``: its ``submitted`` document (object, action, route: the row shows them).
+    Never raises."""
+    error = error_text(exc)
     if type(exc).__name__ in ("KilledWorker", "NoValidWorkerError", "NoWorkerError"):
         error = f"lost: the task's worker died and Dask gave up on it ({error}); {_AGAIN}"
-    data = json.dumps(finished_doc("failed", error), default=str).encode()
+    known = {k: v for k, v in (about or {}).items() if k in ("object", "action", "route")}
+    data = json.dumps(finished_doc("failed", error, **known), default=str).encode()
     # FileExistsError: the worker's own record says how it ended; any other error: a
     # record only (the caller has the error itself)
     with contextlib.suppress(Exception):
@@ -358,10 +270,11 @@ def record_lost(storage: Any, task_id: str, exc: BaseException) -> None:
 
 def read_result(storage: Any, task_id: str) -> Any:
     """The value of a finished task; TaskFailedError for a failed one, the record's error
-    (TaskCancelledError) for a cancelled one, None-status errors for one not finished."""
+    (TaskCancelledError) for a cancelled one, None-status errors for one not finished,
+    IntegrityError for records or a stored value that cannot be read."""
     from omfs.errors import TaskCancelledError
 
-    row = read_record(storage, task_id)
+    row = check_readable(read_record(storage, task_id))
     if row["status"] == "failed":
         raise TaskFailedError(f"Task {task_id} ({_what(row)}) failed: {row['error']}")
     if row["status"] == "cancelled":
@@ -369,7 +282,19 @@ def read_result(storage: Any, task_id: str) -> Any:
     if row["status"] != "succeeded":
         raise TimeoutError(f"Task {task_id} ({_what(row)}) is {row['status']}")
     doc = row["_result"] or {"format": "json", "value": None}
-    return decode_value(doc, lambda: storage.read_bytes(record_key(task_id, "result.parquet")))
+    side = record_key(task_id, "result.parquet")
+    try:
+        return decode_value(doc, lambda: storage.read_bytes(side))
+    except (UnstorableResultError, StorageUnavailableError):
+        raise
+    except Exception as exc:  # a damaged value: base64, Parquet, metadata, a missing file
+        inline = doc.get("format") != "parquet" or "inline" in doc
+        where = record_key(task_id, "finished.json") if inline else side
+        raise IntegrityError(
+            f"The result of task {task_id} ({_what(row)}) in {where} cannot be read "
+            f"({error_text(exc)}); remove the task's files {PREFIX}/{task_id}.* and run it "
+            "again."
+        ) from None
 
 
 def wait_result(storage: Any, task_id: str, timeout: float | None = None) -> Any:
@@ -378,7 +303,7 @@ def wait_result(storage: Any, task_id: str, timeout: float | None = None) -> Any
     deadline = None if timeout is None else time.monotonic() + timeout
     pause = 0.02
     while True:
-        row = read_record(storage, task_id)
+        row = check_readable(read_record(storage, task_id))
         if row["status"] not in ("pending", "running"):
             return read_result(storage, task_id)
         if deadline is not None and time.monotonic() >= deadline:
@@ -410,7 +335,7 @@ def _what(row: dict[str, Any]) -> str:
 
 def read_log(storage: Any, task_id: str) -> str:
     """The log and warnings the task captured ("" when it emitted none)."""
-    row = read_record(storage, task_id)
+    row = check_readable(read_record(storage, task_id))
     if not row["has_log"]:
         return ""
     data: bytes = storage.read_bytes(record_key(task_id, "log.txt"))
@@ -420,6 +345,8 @@ def read_log(storage: Any, task_id: str) -> str:
 def recent(storage: Any, limit: int = 20) -> list[dict[str, Any]]:
     """The ``limit`` most recently submitted tasks, newest first."""
     ids = sorted(_ids(storage), reverse=True)
+    if not ids:
+        _check_root(storage)
     rows = []
     for task_id in ids[: max(0, limit)]:
         try:
@@ -429,10 +356,26 @@ def recent(storage: Any, limit: int = 20) -> list[dict[str, Any]]:
     return rows
 
 
+def _check_root(storage: Any) -> None:
+    """NotFoundError for a context root that does not exist (a typo?), as datasets say."""
+    from omfs.config import DEFAULT_BUCKET
+    from omfs.objects.buckets import bucket_problem
+
+    problem = bucket_problem(storage, DEFAULT_BUCKET)
+    if problem:
+        raise NotFoundError(problem[0].upper() + problem[1:])
+
+
 def _ids(storage: Any) -> set[str]:
     """The ids that some record names."""
     ids = {n.split(".", 1)[0] for n in storage.list_names(PREFIX)}
     return {i for i in ids if task_time(i) is not None}
+
+
+def error_text(exc: BaseException) -> str:
+    """An exception as ``Type: first line of its message``."""
+    text = str(exc).strip()
+    return f"{type(exc).__name__}: {text.splitlines()[0] if text else ''}"
 
 
 def finished_doc(status: str, error: str | None = None, **extra: Any) -> dict[str, Any]:
