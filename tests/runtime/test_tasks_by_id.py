@@ -118,6 +118,7 @@ def test_a_task_outlives_the_process_that_submitted_it(tmp_path, dask_processes)
     assert out.returncode == 0, out.stderr
     task_id = out.stdout.strip()
     assert "go on running on the cluster" in out.stderr
+    assert f"(id {task_id}; `om runtime status ID`" in out.stderr  # the script printed none
     assert om.runtime.status(task_id) in ("pending", "running")  # it exited first
     meta = om.runtime.result(task_id, timeout=60)
     assert meta.version == 2 and time.monotonic() - began >= 2
@@ -201,3 +202,16 @@ def test_local_tasks_have_ids_too_and_gc_collects_old_records(tmp_path):
     assert om.gc(task_retention="0s")["tasks"] == [task.id]
     with pytest.raises(NotFoundError):
         om.runtime.status(task.id)
+
+
+def test_ping_without_a_cluster_says_none_runs(tmp_path, cli, monkeypatch):
+    """Newcomer's finding: `om runtime ping` with no cluster started a private one for the
+    ping and reported its workers, gone a moment later."""
+    monkeypatch.delenv("OMFS_CLUSTER", raising=False)
+    env = {"OMFS_ROOT": str(tmp_path / "ctx"), "OMFS_STATE_DIR": str(tmp_path / "state")}
+    out = cli("runtime", "ping", env=env)
+    assert out.code == 3 and out.stdout == ""
+    assert out.stderr.strip() == (
+        "om: error: no cluster runs to ping: start one with `om cluster start` (or give "
+        "--cluster / $OMFS_CLUSTER)"
+    )

@@ -344,6 +344,13 @@ def ping(
     om = app.omega()
     spec = {"require": app.require}
     path = gateway_socket(om, app.local)
+    if path is None and om.cluster.spec is None and not _outlives():
+        # a private cluster started for a ping would answer for workers gone a moment later
+        app.fail(
+            "no cluster runs to ping: start one with `om cluster start` (or give --cluster "
+            "/ $OMFS_CLUSTER)",
+            3,
+        )
     if path is None:  # a cluster of its own: ask it from here
         answer = ping_command(om, spec, debug=debugging())
     else:  # the background cluster's gateway has a client already (no Dask import here)

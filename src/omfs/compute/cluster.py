@@ -248,12 +248,18 @@ class ClusterHandle:
             self.record_failures()
             return
         pending = self.pending()
+        with self._lock:
+            ids = [v[2][1] for v in self._pending.values() if v[2] is not None and not v[0].done()]
         self.detach()
         if pending and self._source in ("background", "address"):
             names = tasks_summary([d for _, d in pending])
+            which = f"id {ids[0]}" if len(ids) == 1 else "ids: `om runtime tasks`"
+            if 1 < len(ids) <= 3:
+                which = "ids " + ", ".join(ids)
             print(
                 f"omfs: {len(pending)} task(s) go on running on the cluster after this "
-                f"process exits: {names} (`om runtime status ID`, `om runtime result ID`)",
+                f"process exits: {names} ({which}; `om runtime status ID`, "
+                "`om runtime result ID`)",
                 file=sys.stderr,
             )
         with self._lock:
