@@ -198,6 +198,9 @@ def test_local_tasks_have_ids_too_and_gc_collects_old_records(tmp_path):
     np.testing.assert_allclose(om.runtime.result(task.id), task.get())
     assert om.gc()["tasks"] == []  # younger than the retention (7d)
     assert om.runtime.status(task.id) == "succeeded"
+    row = om.runtime.task(task.id)  # a quick task writes no submitted record: its id says
+    assert row["submitted"].startswith(f"{task.id[:4]}-{task.id[4:6]}-{task.id[6:8]}T")
+    assert row["started"] and row["finished"]
     assert om.gc(task_retention="0s", dry_run=True)["tasks"] == [task.id]
     assert om.gc(task_retention="0s")["tasks"] == [task.id]
     with pytest.raises(NotFoundError):

@@ -284,7 +284,9 @@ def status(
         print(row["status"] + (f"\t{row['error']}" if row.get("error") else ""))
 
 
-_TASK_COLUMNS = ["id", "object", "action", "status", "submitted", "finished", "worker", "error"]
+_TASK_COLUMNS = [
+    "id", "object", "action", "status", "submitted", "started", "finished", "worker", "error",
+]  # fmt: skip
 
 
 @cli.command()

@@ -126,6 +126,12 @@ def task_time(task_id: Any) -> float | None:
     return stamp.replace(tzinfo=UTC).timestamp()
 
 
+def _id_time(task_id: str) -> str | None:
+    """When a task was submitted, from its id (a quick task has no submitted record)."""
+    at = task_time(task_id)
+    return None if at is None else datetime.fromtimestamp(at, UTC).isoformat()
+
+
 def _checked(task_id: str) -> str:
     if task_time(task_id) is None:
         raise UsageError(
@@ -209,7 +215,7 @@ def _summary(record: dict[str, Any], has_log: bool) -> dict[str, Any]:
         "action": submitted.get("action") or started.get("action") or finished.get("action"),
         "route": submitted.get("route", started.get("route", finished.get("route"))),
         "status": status,
-        "submitted": submitted.get("at"),
+        "submitted": submitted.get("at") or _id_time(record["id"]),
         "started": started.get("at"),
         "finished": finished.get("at") or (cancelled or {}).get("at"),
         "worker": started.get("worker"),
