@@ -93,9 +93,11 @@ def test_only_authorised_requests_reach_metrics_and_audit(store, audited):
             r = anonymous.post(f"/v1/models/made-up-{i}/predict", json={"instances": [ROW]})
             assert r.status_code == 401
     with _client(audited) as c:
+        error_ids = []
         for name in ("nope-1", "nope-2"):
             r = c.post(f"/v1/models/{name}/predict", json={"instances": [ROW]})
             assert r.status_code == 404
+            error_ids.append(r.headers["x-request-id"])  # an error answer names its audit row
         assert c.post("/v1/models/iris/fit", json={"instances": [ROW]}).status_code == 404
         forged = {"X-Request-Id": "forged-id"}
         ok = c.post("/v1/models/iris/predict", json={"instances": [ROW]}, headers=forged)
@@ -114,6 +116,8 @@ def test_only_authorised_requests_reach_metrics_and_audit(store, audited):
         time.sleep(0.2)  # the audit appends every 2 s: wait for it
     audit = om.datasets.get("serving/audit-h")
     assert "forged-id" not in set(audit["request_id"])
+    errors = audit.set_index("request_id").loc[error_ids]
+    assert errors["status"].tolist() == [404, 404]
     assert not audit["model"].str.startswith(("made-up", "nope")).any()
 
 

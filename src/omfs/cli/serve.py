@@ -112,6 +112,7 @@ def _run(run: App, asgi: Any, kwargs: dict[str, Any], port: int, workers: int, h
     settings: dict[str, Any] = {"log_level": "warning", "access_log": False}
     if workers == 1:
         freeze_startup_objects()
+        hang_up_as_terminate()
         uvicorn.run(asgi, host=host, port=port, http=http, **settings)
         return
     os.environ["OMFS_SERVE_CONFIG"] = _settings(run, kwargs)
@@ -124,6 +125,15 @@ def _run(run: App, asgi: Any, kwargs: dict[str, Any], port: int, workers: int, h
         http=http,
         **settings,
     )
+
+
+def hang_up_as_terminate() -> None:
+    """A SIGHUP (its terminal closed) stops the server as SIGTERM does, flushing the audit:
+    uvicorn handles SIGINT and SIGTERM only, and a HUP would end it on the spot."""
+    import signal
+
+    if hasattr(signal, "SIGHUP"):
+        signal.signal(signal.SIGHUP, lambda *_: signal.raise_signal(signal.SIGTERM))
 
 
 def freeze_startup_objects() -> None:

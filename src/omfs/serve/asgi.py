@@ -52,7 +52,8 @@ def guarded(handler: Handler) -> Handler:
             return await handler(request)
         except Exception as exc:
             status, message = error_status(exc)
-            return json_response({"error": message}, status)
+            rid = getattr(exc, "request_id", None)  # an audited answer names its row
+            return json_response({"error": message}, status, {"X-Request-Id": rid} if rid else None)
 
     run.__name__ = handler.__name__
     run.__doc__ = handler.__doc__

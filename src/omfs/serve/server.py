@@ -187,6 +187,7 @@ class Server:
         except Exception as exc:
             status, message = error_status(exc, logged=False)
             self.record(request_id, spec, loaded, action, status, start, rows, message)
+            exc.request_id = request_id  # type: ignore[attr-defined]  # the answer's header
             raise
         shadow = self.record(request_id, spec, loaded, action, 200, start, rows, None, rows_in)
         return Answer(loaded, predictions, request_id, self.headers(loaded, request_id), shadow)
