@@ -12,6 +12,7 @@ import msgspec
 from starlette.applications import Starlette
 from starlette.background import BackgroundTask
 from starlette.concurrency import iterate_in_threadpool, run_in_threadpool
+from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, PlainTextResponse, Response, StreamingResponse
@@ -26,7 +27,14 @@ from omfs.serve.datasets import FORMATS, dataset_chunks, read_options, read_uplo
 from omfs.serve.models import Registry, parse_routes, parse_shadows, selector_text
 from omfs.serve.server import Server, error_status
 
-__all__ = ["CONFIG_ENV", "DEFAULT_MAX_BODY", "app", "from_environment", "json_response"]
+__all__ = [
+    "CONFIG_ENV",
+    "DEFAULT_MAX_BODY",
+    "app",
+    "from_environment",
+    "json_response",
+    "route_error",
+]
 
 #: the largest request body a server takes, by default (16 MB)
 DEFAULT_MAX_BODY = 16 * 2**20
@@ -58,6 +66,27 @@ def guarded(handler: Handler) -> Handler:
     run.__name__ = handler.__name__
     run.__doc__ = handler.__doc__
     return run
+
+
+def route_error(request: Request, exc: HTTPException, registry: Registry) -> Response:
+    """Starlette's own 404 and 405 (no such endpoint, wrong method) as ``{"error": ...}``;
+    MLflow's endpoints on a server of several models say how to get them."""
+    path, method = request.url.path, request.method
+    if path in ("/invocations", "/ping") and registry.single() is None:
+        served = registry.served
+        serving = "every model of its context" if served is None else f"{len(served)} models"
+        message = (
+            f"MLflow's {path} answers when the server serves one model (om serve --model "
+            f"NAME@TAG); this one serves {serving}: call POST /v1/models/{{name}}/predict"
+        )
+    elif exc.status_code == 404:
+        message = f"no endpoint {method} {path[:200]}; GET /docs lists the endpoints"
+    elif exc.status_code == 405:
+        allowed = (exc.headers or {}).get("Allow", "another method")
+        message = f"{path[:200]} does not take {method}; use {allowed}"
+    else:
+        message = str(exc.detail)
+    return json_response({"error": message}, exc.status_code, headers=dict(exc.headers or {}))
 
 
 class _Handlers:
@@ -229,12 +258,11 @@ def app(
         audit_interval: how often (seconds) the buffered audit rows are appended (and when
             the server stops): each append is a commit, so its cost is per append, not per row.
 
-    The app is checked when it is made: every served model, route and shadow must
-    resolve (NotFoundError otherwise); they are loaded then, and without ``models`` every
-    model's latest version is loaded in the background as the server starts. A request
-    whose ``Host`` is not a loopback name gets a 403 unless the app listens on another
-    address with a token. Which OS users may connect is decided where it listens
-    (:func:`omfs.access.owner_only_protocol`, as ``om serve`` does).
+    The app is checked when it is made: every served model, route and shadow must resolve
+    (NotFoundError otherwise); they are loaded then (without ``models``, every model's latest
+    version, in the background as the server starts). A ``Host`` that is not a loopback name
+    gets a 403 unless the app listens on another address with a token. Which OS users may
+    connect is decided where it listens (:func:`omfs.access.owner_only_protocol`, as om serve).
     """
     tokens = Tokens.load(token_file)
     if token:
@@ -253,9 +281,20 @@ def app(
         routes=_routes(server),
         lifespan=_lifespan(registry, log),
         middleware=[Middleware(HostCheck, bind=host, tokens=tokens)],
+        exception_handlers={HTTPException: _route_errors(registry)},
     )
     application.state.server = server
     return application
+
+
+def _route_errors(registry: Registry) -> Any:
+    """The app's handler of Starlette's HTTP errors: :func:`route_error`."""
+
+    async def handler(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, HTTPException)
+        return route_error(request, exc, registry)
+
+    return handler
 
 
 def _lifespan(registry: Registry, log: Audit | None) -> Any:

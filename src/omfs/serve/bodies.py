@@ -11,12 +11,14 @@ Accepted bodies (JSON unless said):
 from __future__ import annotations
 
 import io
+import sys
 from typing import Any
 
 import msgspec
 
 __all__ = [
     "DEFAULT_MAX_COLUMNS",
+    "MAX_DENSE_VALUES",
     "MLFLOW_KEYS",
     "Frame",
     "Problem",
@@ -24,6 +26,7 @@ __all__ = [
     "decode_json",
     "frame_of",
     "model_input",
+    "plain_values",
     "to_list",
 ]
 
@@ -165,8 +168,39 @@ def _csv_frame(body: bytes, max_columns: int) -> Frame:
     except Exception as exc:
         raise Problem(400, f"the CSV body cannot be read: {exc}") from None
     if df.empty:
-        raise Problem(400, "the CSV body has a header but no rows")
+        raise Problem(400, _no_rows(df.columns))
+    if df.isna().to_numpy().any():  # pandas fills a short row with missing values
+        _check_csv_rows(body, len(df.columns))
     return Frame([str(c) for c in df.columns], df.astype(object).values.tolist())
+
+
+def _no_rows(header: Any) -> str:
+    """Why a CSV body of one line has no rows: send a header line, then the rows."""
+    first = ",".join(str(c) for c in header)
+    expected = "a CSV body is a header line naming the columns, then one line per row"
+    if all(_is_number(c) for c in header):
+        return f"the CSV body's only line ({first}) looks like a row, not a header: {expected}"
+    return f"the CSV body has a header line ({first}) but no rows: {expected}"
+
+
+def _is_number(text: Any) -> bool:
+    try:
+        float(str(text))
+    except ValueError:
+        return False
+    return True
+
+
+def _check_csv_rows(body: bytes, width: int) -> None:
+    """422 naming the first row of a CSV body with fewer values than its header."""
+    import csv
+
+    lines = csv.reader(io.StringIO(body.decode("utf-8", "replace")))
+    next(lines, None)
+    rows = (row for row in lines if row)  # pandas skips blank lines too
+    for i, row in enumerate(rows):
+        if len(row) < width:
+            raise Problem(422, f"the CSV body: row {i} has {len(row)} values, expected {width}")
 
 
 def model_input(frame: Frame, features: tuple[str, ...] | None, n_features: int | None) -> Any:
@@ -223,12 +257,88 @@ def _non_numeric(frame: Frame) -> str:
     return "the data cannot be read as numbers"
 
 
-def to_list(result: Any) -> list[Any]:
-    """A model's answer (numpy array, pandas object, list) as JSON-ready lists."""
-    if hasattr(result, "tolist"):
+#: the most values a sparse answer may have once dense (422 above): a million values are
+#: 8 MB in memory and several MB of JSON
+MAX_DENSE_VALUES = 1_000_000
+
+
+def to_list(result: Any, model: str = "", version: int = 0, action: str = "call") -> list[Any]:
+    """A model's answer as JSON-ready lists: a numeric numpy array at once (the common case);
+    anything else (sparse matrices, pandas objects, arrays of objects, lists) through
+    :func:`plain_values`. ``model``, ``version`` and ``action`` name the call in errors."""
+    import numpy as np
+
+    if type(result) is np.ndarray and result.dtype.kind in "biufU":
         out: list[Any] = result.tolist()
         return out
-    if hasattr(result, "to_numpy"):
-        out = result.to_numpy().tolist()
-        return out
-    return list(result)
+    return plain_values(result, f"model {model}@v{version}'s {action}()")
+
+
+def plain_values(result: Any, who: str) -> list[Any]:
+    """``result`` as lists of JSON values: a sparse matrix dense (422 when it would have
+    more than :data:`MAX_DENSE_VALUES`), numpy and pandas scalars as Python ones, missing
+    values as null; 500 naming ``who`` and the type for a value JSON has no form for."""
+    sparse = sys.modules.get("scipy.sparse")
+    if sparse is not None and sparse.issparse(result):
+        result = _dense(result, who)
+    if hasattr(result, "to_numpy") and not hasattr(result, "tolist"):
+        result = result.to_numpy()  # a DataFrame
+    values = result.tolist() if hasattr(result, "tolist") else result
+    try:
+        out: list[Any] = msgspec.to_builtins(list(values), enc_hook=_plain)
+    except (TypeError, ValueError) as exc:
+        what = f"a {_type_name(result)}"
+        detail = exc.args[0] if isinstance(exc, _Unsendable) else str(exc)
+        raise Problem(
+            500, f"{who} answered {what} holding {detail}, which cannot be sent as JSON"
+        ) from None
+    return out
+
+
+def _dense(matrix: Any, who: str) -> Any:
+    rows, columns = matrix.shape
+    if rows * columns <= MAX_DENSE_VALUES:
+        return matrix.toarray()
+    most = MAX_DENSE_VALUES // columns if columns else 0
+    fix = (
+        f"send at most {most} rows per request"
+        if most
+        else "even one row is wider than that: load the model with omfs and call it in Python"
+    )
+    raise Problem(
+        422,
+        f"{who} answered a sparse {rows} x {columns} matrix: {rows * columns} values as "
+        f"JSON, more than this server sends ({MAX_DENSE_VALUES}); {fix}",
+    )
+
+
+class _Unsendable(TypeError):
+    """A value JSON has no form for; its message is the value's type."""
+
+
+def _plain(value: Any) -> Any:
+    """msgspec's hook for a value it does not know: numpy arrays and scalars, pandas' times
+    and missing values."""
+    import datetime
+
+    import numpy as np
+
+    if type(value).__name__ in ("NAType", "NaTType"):
+        return None
+    if isinstance(value, np.datetime64):
+        return None if np.isnat(value) else str(value)
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, np.ndarray):  # a list of arrays (rows)
+        return value.tolist()
+    if isinstance(value, datetime.datetime | datetime.date | datetime.time):
+        return value.isoformat()  # pandas' Timestamp (msgspec takes only exact datetimes)
+    raise _Unsendable(f"{_type_name(value)} values")
+
+
+def _type_name(value: Any) -> str:
+    kind = type(value)
+    module = kind.__module__.split(".")[0]
+    name = kind.__name__ if module == "builtins" else f"{module}.{kind.__name__}"
+    dtype = getattr(value, "dtype", None)
+    return f"{name} of {dtype}" if dtype is not None and not callable(dtype) else name

@@ -21,7 +21,13 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 
 from omfs.access import READ, AccessDenied, Tokens
-from omfs.errors import IntegrityError, NotFoundError, OmfsError, UnknownColumnError
+from omfs.errors import (
+    IntegrityError,
+    InvalidFilterError,
+    NotFoundError,
+    OmfsError,
+    UnknownColumnError,
+)
 from omfs.serve.audit import Audit
 from omfs.serve.bodies import Frame, Problem, model_input, to_list
 from omfs.serve.metrics import Metrics
@@ -35,6 +41,7 @@ __all__ = [
     "Server",
     "error_status",
     "public_message",
+    "shortened",
 ]
 
 T = TypeVar("T")
@@ -76,14 +83,38 @@ def error_status(exc: BaseException, logged: bool = True) -> tuple[int, str]:
             log.error("integrity check failed: %s", exc)
         return 500, public_message(exc)
     if isinstance(exc, NotFoundError):
-        return 404, public_message(exc)
+        return 404, _LIST_ADVICE.sub(_list_endpoint, public_message(exc))
     if isinstance(exc, UnknownColumnError):
         return 422, public_message(exc.args[0] if exc.args else exc)
+    if isinstance(exc, InvalidFilterError):  # as the query string wrote it: where=...
+        return 400, public_message(exc.cli_message().replace("--where ", "where="))
     if isinstance(exc, OmfsError):
         return 400, public_message(exc)
     if logged:
         log.error("internal error", exc_info=exc)
     return 500, f"internal error ({type(exc).__name__}); the server log has the details"
+
+
+#: the Python API's advice of a not-found error ("list() shows the models there.")
+_LIST_ADVICE = re.compile(r"\. list\(\) shows the (\w+) there\.$")
+
+
+def _list_endpoint(match: re.Match[str]) -> str:
+    """The not-found advice in HTTP terms: ``GET /v1/models`` lists the models."""
+    return "; GET /v1/models lists them." if match[1] == "models" else "."
+
+
+def shortened(text: str, limit: int = 300) -> str:
+    """``text`` in one line of at most about ``limit`` characters: its first sentences,
+    else cut at a word, with an ellipsis when something was left out."""
+    text = " ".join(text.split())
+    if len(text) <= limit:
+        return text
+    head = text[: limit + 1]
+    end = head.rfind(". ")
+    if end >= limit // 3:
+        return head[: end + 1] + " …"
+    return head[: head.rfind(" ")].rstrip(",;:") + " …" if " " in head else head[:limit] + "…"
 
 
 _CONTEXT = re.compile(r" of context '[^']*'")
@@ -203,10 +234,9 @@ class Server:
             else:
                 result = method(X)
         except (ValueError, TypeError, KeyError) as exc:
-            detail = " ".join(str(exc).split())[:300]
             what = f"model {loaded.label} cannot {action} this input"
-            raise Problem(422, f"{what}: {detail}") from None
-        return to_list(result)
+            raise Problem(422, f"{what}: {shortened(str(exc))}") from None
+        return to_list(result, loaded.name, loaded.version, action)
 
     @staticmethod
     def headers(loaded: Loaded, request_id: str) -> dict[str, str]:
