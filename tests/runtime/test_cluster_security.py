@@ -20,6 +20,7 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
+import dask
 import psutil
 import pytest
 
@@ -254,6 +255,9 @@ def test_private_cluster_admits_only_holders_of_its_certificate(private, tmp_pat
     assert cluster.client.submit(os.getpid, pure=False).result(timeout=60) in {
         p.pid for p in cluster.procs
     }
+    # no dashboard reads Dask's sampling profiler here: it is off (it slowed CPU-bound work)
+    profiling = cluster.client.run(lambda: dask.config.get("distributed.worker.profile.enabled"))
+    assert set(profiling.values()) == {False}, profiling
     workers = _listeners([p.pid for p in cluster.procs])
     scheduler = cluster._cluster.scheduler
     ours = [scheduler.address, *[s.address for s in scheduler.services.values()]]

@@ -312,9 +312,12 @@ def _spawn_scheduler_and_workers(
         env = _scheduler_env(detached["env"], launch.dashboard)
         procs.append(subprocess.Popen(command, stdout=out, **{**detached, "env": env}))
         where = ["--scheduler-file", str(launch.scheduler_file)]
+        workers = detached
+        if launch.dashboard:  # its Profile page samples the workers
+            workers = {**detached, "env": worker_env(profile=True)}
         for spec in specs:
             command = worker_command(where, spec, 60, launch.tls, launch.host)
-            procs.append(subprocess.Popen(command, stdout=out, **detached))
+            procs.append(subprocess.Popen(command, stdout=out, **workers))
 
 
 def _wait_until_ready(
