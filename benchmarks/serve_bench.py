@@ -71,13 +71,13 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def wait_up(url: str, proc: subprocess.Popen, seconds: float = 120) -> None:
+def wait_up(url: str, proc: subprocess.Popen, log: Path, seconds: float = 120) -> None:
     import httpx
 
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
         if proc.poll() is not None:
-            raise RuntimeError(f"the server ended: {proc.stderr.read() if proc.stderr else ''}")
+            raise RuntimeError(f"the server ended: {log.read_text()[-2000:]}")
         try:
             if httpx.post(f"{url}/invocations", content=BODY, headers=_JSON).status_code == 200:
                 return
@@ -113,11 +113,14 @@ class Served:
     def __init__(self, name: str, command: list[str], env: dict[str, str]):
         self.name, self.port = name, free_port()
         self.url = f"http://127.0.0.1:{self.port}"
+        # its log goes to a file: an undrained pipe fills and stops a chatty server (MLflow
+        # answered nothing after the first round that way)
+        self.log = tempfile.NamedTemporaryFile("w+", prefix="serve-bench-", suffix=".log")  # noqa: SIM115 (closed in stop)
         self.proc = subprocess.Popen(
             [*command, "--port", str(self.port)],
             env=env,
             stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
+            stderr=self.log,
             text=True,
         )
         self.rounds: dict[str, list[float]] = {f: [] for f in FIGURES}
@@ -155,12 +158,13 @@ class Served:
     def stop(self) -> None:
         self.proc.terminate()
         self.proc.wait(timeout=60)
+        self.log.close()
 
 
 def run_rounds(servers: list[Served], args: argparse.Namespace) -> None:
     """Warm every server up, then each figure in rounds alternating the servers."""
     for server in servers:
-        wait_up(server.url, server.proc)
+        wait_up(server.url, server.proc, Path(server.log.name))
         wrk(server.url, args.lua, 8, 2)
     for number in range(1, args.rounds + 1):
         for figure in ("p50_ms", "rps_c16", "rps_c32"):
