@@ -87,3 +87,19 @@ def test_a_task_that_began_to_write_is_not_cancelled_and_its_version_is_whole(
     assert task.get(timeout=60).version == 2
     assert om.runtime.status(task.id) == "succeeded"
     assert om.models.get("m", version=2).mean_ == pytest.approx(float(Y["y"].mean()))
+
+
+def test_a_task_whose_only_record_is_its_workers_claim_is_not_cancelled(tmp_path):
+    """CI found it: a task that began to write within 0.2 s has no submitted or started
+    record another process can read yet, only its worker's claim; cancel by id said "No
+    task". It had begun to write: cancel says False."""
+    from omfs.compute.records import new_id
+    from omfs.errors import NotFoundError
+
+    om = omfs.setup(tmp_path / "ctx")
+    om.datasets.put(X, "X")  # the context exists
+    task_id = new_id()
+    with pytest.raises(NotFoundError, match="No task"):
+        om.runtime.cancel(task_id)
+    om.storage.write_bytes(f"_tasks/{task_id}.claim.json", json.dumps({"by": "worker"}).encode())
+    assert om.runtime.cancel(task_id) is False

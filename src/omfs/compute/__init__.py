@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from omfs.compute._routing import Route, fetch_workers, ping_workers
 from omfs.compute.canvas import Canvas, CanvasResult, run_local
 from omfs.compute.canvas import submit as submit_canvas
-from omfs.compute.claims import cancel_task
+from omfs.compute.claims import cancel_task, claimed_by_worker
 from omfs.compute.credentials import cluster_credentials_advice, explained
 from omfs.compute.gridsearch import check_search, run_here, submit_gridsearch
 from omfs.compute.records import (
@@ -30,7 +30,7 @@ from omfs.compute.records import (
 )
 from omfs.compute.resources import ResourceSpec
 from omfs.compute.tasks import FITTING, METHODS, run_recorded
-from omfs.errors import ConfigError, MissingCredentialsError, UsageError
+from omfs.errors import ConfigError, MissingCredentialsError, NotFoundError, UsageError
 from omfs.objects.metadata import utcnow
 
 if TYPE_CHECKING:
@@ -258,7 +258,12 @@ class Runtime:
         already begun to write. Model code already running keeps its worker's thread until
         it returns; then the task ends ``cancelled`` without writing."""
         self._cluster.write_records()
-        row = read_record(self._omega.storage, task_id)
+        try:
+            row = read_record(self._omega.storage, task_id)
+        except NotFoundError:  # a task that began to write at once may show nothing else yet
+            if claimed_by_worker(self._omega.storage, task_id):
+                return False
+            raise
         if row["status"] not in ("pending", "running") or not row.get("key"):
             return False
         from distributed import Future

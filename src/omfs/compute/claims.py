@@ -20,7 +20,7 @@ from omfs.compute.records import record_key, write_record
 from omfs.errors import TaskCancelledError
 from omfs.objects.metadata import utcnow
 
-__all__ = ["CLAIM", "cancel_task", "claim", "claim_write"]
+__all__ = ["CLAIM", "cancel_task", "claim", "claim_write", "claimed_by_worker"]
 
 #: the record the worker and a canceller race to create
 CLAIM = "claim.json"
@@ -43,6 +43,15 @@ def claim(storage: Any, task_id: str, by: str) -> str:
     except (OSError, ValueError, AttributeError):
         return "unknown"
     return held if held in (WORKER, CANCEL) else "unknown"
+
+
+def claimed_by_worker(storage: Any, task_id: str) -> bool:
+    """Whether a worker holds task ``task_id``'s claim: it has begun to write (which it
+    may do before any other record of the task shows)."""
+    try:
+        return bool(json.loads(storage.read_bytes(record_key(task_id, CLAIM))).get("by") == WORKER)
+    except (OSError, ValueError, AttributeError):
+        return False
 
 
 def claim_write(storage: Any, task_id: str, description: str) -> None:
