@@ -440,6 +440,26 @@ def test_staging_leftovers_are_cleaned_by_the_next_import_and_gc(shared_root, tm
     assert target.datasets.list() == ["sales"] and bundles.STAGING not in target.buckets
 
 
+def test_a_killed_import_that_left_no_owner_record_is_cleaned_by_its_name(
+    shared_root, tmp_path, exported
+):
+    """CI's crash campaign: an import killed while it wrote its owner record left only the
+    record's temporary file, so the next import took the folder for another machine's and
+    kept it for a day. The folder's name says whose it is too."""
+    import socket
+
+    _, path = exported
+    target = open_ctx(shared_root)
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True).stdout.strip()  # fmt: skip
+    host = socket.gethostname()
+    mine = round(staging._process_started(os.getpid()) * 1000)
+    for name in (f"a-p{dead}-t1000@{host}", f"b-p{os.getpid()}-t{mine}@{host}"):
+        target.storage.write_bytes(f"{bundles.STAGING}/{name}/._owner.json.x.tmp", b"{")
+    omfs.import_(path, target)
+    assert {k.split("/")[1] for k in staging_left(target)} == {f"b-p{os.getpid()}-t{mine}@{host}"}
+
+
 def test_export_refuses_a_symlinked_payload(tmp_path):
     laptop = omfs.setup(tmp_path / "laptop")
     laptop.models.put({"w": 1}, "model")

@@ -76,8 +76,12 @@ def test_canary_weights_over_1000_requests(tmp_path, iris):
     om.models.put(iris[2], "m", tag="prod")
     om.models.put(iris[2], "m", tag="candidate")
     served = app(om, route=["m=prod:90,candidate:10"], audit=False)
+    import random
+
     with running(served) as url, httpx.Client(base_url=url) as c:
+        state = random.getstate()  # a user's seeded sequence is not the server's to draw from
         versions = [c.post("/v1/models/m/predict", json=ROW).json()["version"] for _ in range(1000)]
+        assert random.getstate() == state
         pinned = c.post("/v1/models/m@prod/predict", json=ROW).json()["version"]
     assert 60 <= versions.count(2) <= 140  # 10% of 1000, ±4 standard deviations
     assert versions.count(1) + versions.count(2) == 1000

@@ -30,6 +30,8 @@ __all__ = ["CommittingStore", "NeedsFullState", "leased"]
 
 
 _MAX_ATTEMPTS = 200
+#: retry jitter from a generator of omfs's own: never the global one a user may have seeded
+_jitter = random.Random()
 _F = TypeVar("_F", bound=Callable[..., Any])
 
 
@@ -170,7 +172,7 @@ class CommittingStore(VersionedBase):
             except FileExistsError:
                 if not retry:
                     raise self._conflict(name, state.next_version) from None
-                time.sleep(random.uniform(0.001, 0.01) * min(attempt + 1, 20))
+                time.sleep(_jitter.uniform(0.001, 0.01) * min(attempt + 1, 20))
                 state = self._writable_state(name, full)
                 continue
             if new.exists and not listed:

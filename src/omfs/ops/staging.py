@@ -12,6 +12,7 @@ import contextlib
 import hashlib
 import json
 import os
+import re
 import socket
 import time
 from typing import TYPE_CHECKING, Any
@@ -42,6 +43,32 @@ def _process_started(pid: int) -> float | None:
         return None
 
 
+def _owner_suffix() -> str:
+    """The owner in the folder's name too (``-p<pid>-t<start ms>@<host>``): an import
+    killed while it wrote its owner record left no record, only the name."""
+    started = _process_started(os.getpid())
+    stamp = round(started * 1000) if started is not None else 0
+    return f"-p{os.getpid()}-t{stamp}@{socket.gethostname()}"
+
+
+def _owner_from_name(folder: str) -> dict[str, Any] | None:
+    """The owner a folder's name gives (:func:`_owner_suffix`), or None."""
+    match = re.search(r"-p(\d+)-t(\d+)@([A-Za-z0-9.\-]+)$", folder)
+    if match is None:
+        return None
+    pid, stamp, host = match.groups()
+    return {"host": host, "pid": int(pid), "started": int(stamp) / 1000}
+
+
+def _same_start(seen: float | None, recorded: Any) -> bool:
+    """Whether two readings of one process's start time agree: to the millisecond of the
+    name, and allowing the whole second /proc/stat's boot time may move by."""
+    if seen is None or not isinstance(recorded, int | float) or isinstance(recorded, bool):
+        return False
+    apart = abs(seen - recorded)
+    return apart < 0.005 or abs(apart - 1.0) < 0.005
+
+
 class Staging:
     """A folder of the target root, owned by this process, where payloads land while they
     are checked; each is then placed under its final name, never over an existing file."""
@@ -51,7 +78,7 @@ class Staging:
 
         self.storage = storage
         self.enabled = enabled
-        self.folder = f"{STAGING}/{unique_name()}"
+        self.folder = f"{STAGING}/{unique_name()}{_owner_suffix()}"
         self.started = False
         self.count = 0
 
@@ -128,9 +155,11 @@ def clean_staging(storage: Storage, older_than: float | None = None) -> list[str
             owner = json.loads(storage.read_bytes(f"{key}/{_OWNER}"))
         except (FileNotFoundError, ValueError):
             owner = None
+        if not isinstance(owner, dict):
+            owner = _owner_from_name(folder)
         if isinstance(owner, dict) and owner.get("host") == host:
             pid = owner.get("pid")
-            alive = type(pid) is int and _process_started(pid) == owner.get("started")
+            alive = type(pid) is int and _same_start(_process_started(pid), owner.get("started"))
             stale = not alive
         else:
             newest = max((m for _, _, m in storage.walk(key)), default=0.0)

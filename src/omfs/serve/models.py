@@ -25,6 +25,8 @@ from omfs.names import check_name, split_selector
 __all__ = ["Loaded", "Registry", "parse_routes", "parse_shadows", "selector_text"]
 
 log = logging.getLogger("omfs.serve")
+#: canary draws from a generator of omfs's own, not the global one a user may have seeded
+_split = random.Random()
 
 #: ``(name, selector)``: selector None (latest), a version number or a tag
 Key = tuple[str, int | str | None]
@@ -135,7 +137,7 @@ class Registry:
             raise NotFoundError(f"Model {name!r} is not served here; served: {sorted(self.served)}")
         if selector is None and name in self.routes:
             choices = self.routes[name]
-            selector = random.choices([c for c, _ in choices], [w for _, w in choices])[0]
+            selector = _split.choices([c for c, _ in choices], [w for _, w in choices])[0]
         elif selector is None and self.served is not None:
             selector = self.served[name]
         return name, selector
