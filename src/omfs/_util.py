@@ -219,3 +219,15 @@ def pid_exists(pid: int) -> bool:
     except PermissionError:
         return True
     return True
+
+
+def same_start(seen: Any, recorded: Any) -> bool:
+    """Whether two readings of one process's start time (seconds) agree. psutil adds the
+    boot time of ``/proc/stat`` (whole seconds, which the kernel recomputes from the wall
+    clock on each read) to a fixed tick count, so while the clock is being slewed two
+    readings of the same process can differ by exactly one second: that is the same start."""
+    numbers = all(isinstance(t, int | float) and not isinstance(t, bool) for t in (seen, recorded))
+    if not numbers:
+        return False
+    apart = abs(float(seen) - float(recorded))
+    return apart < 0.005 or abs(apart - 1.0) < 0.005

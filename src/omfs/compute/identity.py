@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from omfs._util import pid_exists
+from omfs._util import pid_exists, same_start
 
 __all__ = ["ProcessIdentity", "pid_exists"]
 
@@ -42,7 +42,7 @@ class ProcessIdentity:
         try:
             proc = psutil.Process(self.pid)
             with proc.oneshot():
-                same = _same_start(proc.create_time(), self.create_time)
+                same = same_start(proc.create_time(), self.create_time)
                 same = same and tuple(proc.cmdline()) == self.cmdline
         except psutil.Error:
             return None
@@ -50,12 +50,3 @@ class ProcessIdentity:
 
     def to_dict(self) -> dict[str, Any]:
         return {"pid": self.pid, "create_time": self.create_time, "cmdline": list(self.cmdline)}
-
-
-def _same_start(seen: float, recorded: float) -> bool:
-    """Whether two readings of one process's start time agree. psutil adds the boot time
-    of ``/proc/stat`` (whole seconds, which the kernel recomputes from the wall clock on
-    each read) to a fixed tick count, so while the clock is being slewed two readings of
-    the same process can differ by exactly one second: that is the same start."""
-    apart = abs(seen - recorded)
-    return apart < 0.005 or abs(apart - 1.0) < 0.005

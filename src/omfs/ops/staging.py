@@ -17,6 +17,7 @@ import socket
 import time
 from typing import TYPE_CHECKING, Any
 
+from omfs._util import same_start
 from omfs.ops.bundle_read import Refused
 
 if TYPE_CHECKING:
@@ -58,15 +59,6 @@ def _owner_from_name(folder: str) -> dict[str, Any] | None:
         return None
     pid, stamp, host = match.groups()
     return {"host": host, "pid": int(pid), "started": int(stamp) / 1000}
-
-
-def _same_start(seen: float | None, recorded: Any) -> bool:
-    """Whether two readings of one process's start time agree: to the millisecond of the
-    name, and allowing the whole second /proc/stat's boot time may move by."""
-    if seen is None or not isinstance(recorded, int | float) or isinstance(recorded, bool):
-        return False
-    apart = abs(seen - recorded)
-    return apart < 0.005 or abs(apart - 1.0) < 0.005
 
 
 class Staging:
@@ -159,7 +151,7 @@ def clean_staging(storage: Storage, older_than: float | None = None) -> list[str
             owner = _owner_from_name(folder)
         if isinstance(owner, dict) and owner.get("host") == host:
             pid = owner.get("pid")
-            alive = type(pid) is int and _same_start(_process_started(pid), owner.get("started"))
+            alive = type(pid) is int and same_start(_process_started(pid), owner.get("started"))
             stale = not alive
         else:
             newest = max((m for _, _, m in storage.walk(key)), default=0.0)
