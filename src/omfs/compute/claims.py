@@ -37,9 +37,14 @@ def claim(storage: Any, task_id: str, by: str) -> str:
         storage.create(key, json.dumps(doc).encode())
         return by
     except FileExistsError:
-        pass
+        return _holder(storage, task_id)
+
+
+def _holder(storage: Any, task_id: str) -> str:
+    """Who holds task ``task_id``'s claim: ``"worker"``, ``"cancel"``, or ``"unknown"``
+    (no record, or one that does not say: planted or damaged)."""
     try:
-        held = json.loads(storage.read_bytes(key)).get("by")
+        held = json.loads(storage.read_bytes(record_key(task_id, CLAIM))).get("by")
     except (OSError, ValueError, AttributeError):
         return "unknown"
     return held if held in (WORKER, CANCEL) else "unknown"
@@ -48,10 +53,7 @@ def claim(storage: Any, task_id: str, by: str) -> str:
 def claimed_by_worker(storage: Any, task_id: str) -> bool:
     """Whether a worker holds task ``task_id``'s claim: it has begun to write (which it
     may do before any other record of the task shows)."""
-    try:
-        return bool(json.loads(storage.read_bytes(record_key(task_id, CLAIM))).get("by") == WORKER)
-    except (OSError, ValueError, AttributeError):
-        return False
+    return _holder(storage, task_id) == WORKER
 
 
 def claim_write(storage: Any, task_id: str, description: str) -> None:
