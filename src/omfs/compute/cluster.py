@@ -247,12 +247,12 @@ class ClusterHandle:
             self.wait_pending()
             self.record_failures()
             return
-        pending = self.pending()
-        with self._lock:
-            ids = [v[2][1] for v in self._pending.values() if v[2] is not None and not v[0].done()]
+        with self._lock:  # each task still pending: its description and task id
+            pending = [(d, r and r[1]) for f, d, r in self._pending.values() if not f.done()]
+        ids = [task_id for _, task_id in pending if task_id]
         self.detach()
         if pending and self._source in ("background", "address"):
-            names = tasks_summary([d for _, d in pending])
+            names = tasks_summary([d for d, _ in pending])
             which = f"id {ids[0]}" if len(ids) == 1 else "ids: `om runtime tasks`"
             if 1 < len(ids) <= 3:
                 which = "ids " + ", ".join(ids)
