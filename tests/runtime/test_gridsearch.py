@@ -169,3 +169,79 @@ def test_the_best_parameters_keep_their_types_in_lineage_and_table(tmp_path):
     assert table["param_C"].dtype.kind == "f" and set(table["param_kernel"]) == {"rbf", "linear"}
     assert set(table["param_gamma"]) == {"'scale'", "0.1"}  # mixed types: each value's repr
     assert json.loads(table["params"][0]) == task["params"]
+
+
+@pytest.mark.parametrize(
+    ("estimator", "supervised", "cv", "scoring"),
+    [
+        ("svc", True, 3, None),
+        ("svc", True, 4, "f1"),
+        ("ridge", True, 5, "neg_mean_absolute_error"),
+        ("kmeans", False, 3, None),
+        ("svc", True, "shuffled", "accuracy"),
+    ],
+)
+def test_the_fold_loop_scores_as_cross_val_score_does(estimator, supervised, cv, scoring):
+    """A plain estimator on arrays is scored fold by fold without cross_val_score's
+    machinery (7% of an SVC search); its scores are cross_val_score's, for classifiers
+    (stratified folds), regressors, clusterers (no y), any scoring and splitter."""
+    from sklearn.cluster import KMeans
+    from sklearn.model_selection import KFold, cross_val_score
+    from sklearn.svm import SVC
+
+    from omfs.compute import gridsearch
+
+    rng = np.random.default_rng(3)
+    x = rng.normal(size=(120, 4))
+    made = {"svc": SVC(C=0.5), "ridge": Ridge(alpha=2.0), "kmeans": KMeans(3, n_init=2)}
+    model = made[estimator]
+    if estimator == "kmeans":
+        model.set_params(random_state=0)
+    y = (x[:, 0] > 0).astype(int) if estimator == "svc" else x @ [1.0, 2.0, 0.0, -1.0]
+    y = y if supervised else None
+    splitter = KFold(4, shuffle=True, random_state=7) if cv == "shuffled" else cv
+    assert gridsearch._foldable(model, x, y)
+    ours = gridsearch._fold_scores(model, x, y, splitter, scoring)
+    theirs = cross_val_score(model, x, y, cv=splitter, scoring=scoring)
+    assert list(ours) == pytest.approx(list(theirs))
+
+
+def test_the_fold_loop_is_not_used_where_it_would_score_otherwise():
+    """A kernel given as a matrix (pairwise), a pipeline, or a frame keep cross_val_score."""
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+    from sklearn.svm import SVC
+
+    from omfs.compute import gridsearch
+
+    x, y = np.eye(6), np.array([0, 1] * 3)
+    assert not gridsearch._foldable(SVC(kernel="precomputed"), x, y)
+    assert not gridsearch._foldable(make_pipeline(StandardScaler(), SVC()), x, y)
+    assert not gridsearch._foldable(SVC(), pd.DataFrame(x), y)
+
+
+def test_a_fold_that_fails_scores_nan_and_every_fold_failing_is_one_line(tmp_path):
+    """As with cross_val_score: some folds failing warn and score NaN; all failing is the
+    one-line TaskFailedError naming the candidate."""
+    from sklearn.exceptions import FitFailedWarning
+    from sklearn.model_selection import KFold
+    from sklearn.svm import SVC
+
+    from omfs.compute import gridsearch
+
+    x = np.arange(40.0).reshape(20, 2)
+    y = np.array([0] * 10 + [1] * 5 + [0] * 5)
+    with pytest.warns(FitFailedWarning, match="1 fits failed out of a total of 2"):
+        # the second fold's training half holds one class only: SVC refuses it
+        scores = gridsearch._fold_scores(SVC(), x, y, KFold(2), None)
+    assert np.isnan(scores[1]) and not np.isnan(scores[0])
+    om = omfs.setup(tmp_path / "ctx")
+    om.datasets.put(pd.DataFrame(x, columns=["a", "b"]), "X")
+    om.datasets.put(pd.DataFrame({"y": y}), "Y")
+    meta = om.models.put(SVC(), "m")
+    pins = [gridsearch.pin_input(om, v, role) for v, role in (("X", "X"), ("Y", "Y"))]
+    with pytest.raises(omfs.errors.TaskFailedError) as err:
+        gridsearch.score_candidate(om, meta, *pins, {"C": -1.0}, 3, None)
+    text = str(err.value)
+    assert text.startswith("Every fold of candidate {'C': -1.0} of the search of model 'm'")
+    assert "\n" not in text

@@ -216,7 +216,10 @@ def score_candidate(
         x, y = _as_array(omega, X, x), _as_array(omega, Y, y)
     began = time.perf_counter()
     try:
-        scores = cross_val_score(estimator, x, y, cv=cv, scoring=scoring)
+        if _foldable(estimator, x, y):
+            scores = _fold_scores(estimator, x, y, cv, scoring)
+        else:
+            scores = cross_val_score(estimator, x, y, cv=cv, scoring=scoring)
     except ValueError as exc:  # scikit-learn's "All the N fits failed" and each traceback
         lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
         if not lines or "fits failed" not in lines[0]:
@@ -232,6 +235,59 @@ def score_candidate(
         "fold_scores": [float(s) for s in scores],
         "seconds": round(time.perf_counter() - began, 4),
     }
+
+
+def _foldable(estimator: Any, x: Any, y: Any) -> bool:
+    """Whether :func:`_fold_scores` scores ``estimator`` as ``cross_val_score`` would: one
+    of scikit-learn's own (:func:`_plain_estimator`) that takes samples, not a kernel
+    (pairwise), on NumPy arrays."""
+    import numpy as np
+
+    try:
+        from sklearn.utils import get_tags  # scikit-learn >= 1.6
+    except ImportError:
+        return False
+    arrays = isinstance(x, np.ndarray) and (y is None or isinstance(y, np.ndarray))
+    return arrays and _plain_estimator(estimator) and not get_tags(estimator).input_tags.pairwise
+
+
+def _fold_scores(estimator: Any, x: Any, y: Any, cv: Any, scoring: Any) -> Any:
+    """The fold scores of ``cross_val_score(estimator, x, y, cv=cv, scoring=scoring)``, a
+    fresh clone fit per fold, without the per-call cost of its machinery (4 ms a
+    candidate, 7% of an SVC search). A fold that fails scores NaN with a warning, as there;
+    when every fold fails, the same ValueError."""
+    import warnings
+
+    import numpy as np
+    from sklearn.base import clone, is_classifier
+    from sklearn.exceptions import FitFailedWarning
+    from sklearn.metrics import check_scoring
+    from sklearn.model_selection import check_cv
+
+    splitter = check_cv(cv, y, classifier=is_classifier(estimator))
+    scorer = check_scoring(estimator, scoring=scoring)
+    scores: list[float] = []
+    errors: list[str] = []
+    for train, test in splitter.split(x, y):
+        fold = clone(estimator)
+        try:
+            if y is None:
+                scores.append(scorer(fold.fit(x[train]), x[test]))
+            else:
+                scores.append(scorer(fold.fit(x[train], y[train]), x[test], y[test]))
+        except Exception as exc:
+            scores.append(np.nan)
+            errors.append(f"{type(exc).__name__}: {exc}")
+    if errors and len(errors) == len(scores):
+        raise ValueError(f"All the {len(scores)} fits failed.\n" + "\n".join(errors))
+    if errors:
+        warnings.warn(
+            f"{len(errors)} fits failed out of a total of {len(scores)}; their score is "
+            f"NaN. The last: {errors[-1]}",
+            FitFailedWarning,
+            stacklevel=2,
+        )
+    return np.asarray(scores, dtype=float)
 
 
 def store_best(

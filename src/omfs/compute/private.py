@@ -15,6 +15,7 @@ from omfs.compute.identity import pid_exists
 from omfs.compute.workers import (
     LOOPBACK,
     NO_WORKERS_TIMEOUT,
+    QUIET_SETTINGS,
     WorkerSpec,
     default_workers,
     join_host_port,
@@ -49,6 +50,7 @@ class PrivateCluster:
         try:
             security = self.tls.security()
             settings = {
+                **QUIET_SETTINGS,
                 "distributed.scheduler.no-workers-timeout": NO_WORKERS_TIMEOUT,
                 "distributed.scheduler.http.routes": [],  # no TLS there: serve nothing
             }

@@ -28,6 +28,7 @@ __all__ = [
     "DASHBOARD_PORT",
     "LOOPBACK",
     "NO_WORKERS_TIMEOUT",
+    "QUIET_SETTINGS",
     "START_TIMEOUT",
     "WorkerSpec",
     "check_reachable",
@@ -48,6 +49,15 @@ __all__ = [
 LOOPBACK = "127.0.0.1"
 #: the scheduler's dashboard port when asked for (as Dask's)
 DASHBOARD_PORT = 8787
+#: Dask settings of the processes omfs starts with no dashboard to show: Dask's defaults
+#: check each event loop every 20 ms and sample the machine's CPU, memory and network every
+#: 0.5 s for the dashboard's charts. Idle, that cost two workers and their scheduler 0.1 CPU
+#: second a second, taken from the tasks (a grid search on two cores ran 6% slower). Memory
+#: limits are still checked every 100 ms. The environment overrides each.
+QUIET_SETTINGS = {
+    "distributed.admin.tick.interval": "200ms",
+    "distributed.admin.system-monitor.interval": "2s",
+}
 START_TIMEOUT = float(os.environ.get("OMFS_CLUSTER_START_TIMEOUT", "90"))
 #: a task whose resources no worker offers any more fails after this (Dask: never)
 NO_WORKERS_TIMEOUT = "30s"
@@ -169,16 +179,44 @@ def _receive(sock: Any, size: int) -> bytes | None:
 
 def worker_env(*, profile: bool = False) -> dict[str, str]:
     """The environment of worker processes: this one's, plus its import path (so models
-    defined in the user's modules unpickle there). Dask's sampling profiler is off unless
-    ``profile`` (a dashboard shows it) or the environment says otherwise: nothing else
-    reads it, and it cost a CPU-bound grid search about 10% of its time."""
+    defined in the user's modules unpickle there). Dask's sampling profiler is off and
+    :data:`QUIET_SETTINGS` apply unless ``profile`` (a dashboard shows them) or the
+    environment says otherwise: nothing else reads them, and they cost a CPU-bound grid
+    search about 10% of its time."""
     paths = [p for p in sys.path if p and os.path.isdir(p)]
     extra = os.environ.get("PYTHONPATH", "")
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([*paths, *([extra] if extra else [])])}
+    env = {**_nanny_environ(), **os.environ}
+    env["PYTHONPATH"] = os.pathsep.join([*paths, *([extra] if extra else [])])
     env.pop("DASK_LOGGING__DISTRIBUTED", None)  # the CLI's quiet: workers log to their file
     # a worker's HTTP server (Prometheus metrics, health) serves nothing: it has no TLS
     env["DASK_DISTRIBUTED__WORKER__HTTP__ROUTES"] = "[]"
     env.setdefault("DASK_DISTRIBUTED__WORKER__PROFILE__ENABLED", str(profile))
+    if not profile:
+        for key, value in QUIET_SETTINGS.items():
+            env.setdefault(_env_name(key), value)
+    return env
+
+
+def _env_name(key: str) -> str:
+    """The environment variable that sets Dask setting ``key``."""
+    return "DASK_" + key.upper().replace(".", "__").replace("-", "_")
+
+
+def _nanny_environ() -> dict[str, str]:
+    """What Dask's nanny sets in the process of a worker it starts (omfs's workers run
+    without one): ``distributed.nanny.pre-spawn-environ`` and ``.environ`` (one BLAS and
+    OpenMP thread per worker thread, as joblib's process pool does, so two workers on two
+    cores do not fight over four busy-waiting BLAS threads) and a fixed PYTHONHASHSEED (so
+    every worker hashes a key as the others do). The environment overrides each."""
+    import dask
+    import distributed.config  # noqa: F401  (Dask's defaults of those settings)
+
+    env: dict[str, str] = {}
+    for key in ("distributed.nanny.pre-spawn-environ", "distributed.nanny.environ"):
+        settings = dask.config.get(key, default={}) or {}
+        env |= {k: str(v) for k, v in settings.items() if v is not None}
+    if env.get("PYTHONHASHSEED") in (None, "0"):
+        env["PYTHONHASHSEED"] = "6640"  # the seed Dask's nanny uses
     return env
 
 
