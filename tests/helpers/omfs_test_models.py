@@ -74,3 +74,21 @@ class ChattyPredictor(BaseEstimator):
         if self.returns == "object":
             return object()
         return np.arange(len(X), dtype=float)
+
+
+class SlowPredictor(RegressorMixin, BaseEstimator):
+    """Fits at once; predicts after sleeping ``seconds``, writing ``started_file`` as the
+    predict begins."""
+
+    def __init__(self, seconds: float = 2.0, started_file: str | None = None):
+        self.seconds = seconds
+        self.started_file = started_file
+
+    def fit(self, X, y=None):
+        return self
+
+    def predict(self, X):
+        if self.started_file:
+            Path(self.started_file).write_text(str(os.getpid()))
+        time.sleep(self.seconds)
+        return np.zeros(len(X))

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -9,7 +11,7 @@ from distributed import get_task_stream
 from sklearn.linear_model import LinearRegression
 
 import omfs
-from omfs.errors import TaskFailedError
+from omfs.errors import TaskCancelledError, TaskFailedError
 
 pytestmark = pytest.mark.cluster
 
@@ -95,3 +97,63 @@ def test_parallel_and_mapreduce(om):
         for _ in range(3):
             crt.model("m").predict("X")
     assert crt.run().get(timeout=60) == 3
+
+
+def test_the_reduce_step_is_a_task_whose_value_outlives_the_client(om):
+    """The reduce step has an id and records of its own, like every step: its value is
+    read from the context by another handle (no client), and `tasks` lists it."""
+    om.models.put(LinearRegression().fit(X, Y["y"]), "m")
+    with om.runtime.mapreduce(reduce=len) as crt:
+        crt.model("m").predict("X")
+        crt.model("m").predict("X")
+    result = crt.run()
+    assert result.get(timeout=60) == 2
+    assert result.id == result.reduce_id and result.reduce_id not in result.ids
+    reader = omfs.setup(om.root).runtime  # storage only: connects to no cluster
+    assert reader.result(result.id) == 2
+    row = reader.task(result.id)
+    assert (row["action"], row["object"], row["status"]) == ("reduce", "builtins.len", "succeeded")
+    assert [reader.status(i) for i in result.ids] == ["succeeded", "succeeded"]
+
+
+def test_a_failing_reduce_is_recorded_failed(om):
+    om.models.put(LinearRegression().fit(X, Y["y"]), "m")
+    with om.runtime.mapreduce(reduce=max) as crt:  # max of two arrays: ambiguous truth value
+        crt.model("m").predict("X")
+        crt.model("m").predict("X")
+    result = crt.run()
+    with pytest.raises(TaskFailedError, match="the reduce step failed: ValueError"):
+        result.get(timeout=60)
+    assert om.runtime.status(result.reduce_id) == "failed"
+    assert om.runtime.task(result.reduce_id)["error"].startswith("TaskFailedError: the reduce")
+
+
+def test_a_step_is_cancelled_by_id_and_a_writing_step_then_writes_nothing(om, tmp_path):
+    """Canvas steps are tracked with their submitted records, so another process can
+    cancel them by id; a writing step claims first, so a cancel that said yes holds."""
+    from omfs_test_models import SlowPredictor, SlowRegressor
+
+    started = tmp_path / "started"
+    om.models.put(SlowPredictor(seconds=3, started_file=str(started)), "busy")
+    om.models.put(SlowRegressor(seconds=0), "later")
+    with om.runtime.sequence() as crt:
+        crt.model("busy").predict("X")
+        crt.model("later").fit("X", "Y")
+    result = crt.run()
+    deadline = time.monotonic() + 60
+    while not started.exists():
+        assert time.monotonic() < deadline, "the first step started"
+        time.sleep(0.05)
+    other = omfs.setup(om.root, cluster=om.runtime.client).runtime
+    assert other.cancel(result.ids[1]) is True  # the fit waits for the predict
+    assert om.runtime.status(result.ids[1]) == "cancelled"
+    assert other.cancel(result.ids[0]) is True  # a predict that stores nothing, running
+    assert om.runtime.status(result.ids[0]) == "cancelled"
+    finished = f"_tasks/{result.ids[0]}.finished.json"
+    while not om.storage.exists(finished):  # the predict runs on: Dask cannot stop a thread
+        assert time.monotonic() < deadline, "the predict ended"
+        time.sleep(0.05)
+    assert om.runtime.status(result.ids[0]) == "cancelled", "its value is dropped"
+    with pytest.raises(TaskCancelledError):
+        om.runtime.result(result.ids[0])
+    assert [v.version for v in om.models.versions("later")] == [1]

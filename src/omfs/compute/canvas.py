@@ -18,11 +18,11 @@ from typing import Any
 
 from omfs.compute.records import new_id, write_record
 from omfs.compute.resources import ResourceSpec
-from omfs.compute.tasks import METHODS, run_recorded
+from omfs.compute.tasks import FITTING, METHODS, record_run, run_recorded
 from omfs.errors import TaskFailedError, UsageError
 from omfs.objects.metadata import utcnow
 
-__all__ = ["Canvas", "CanvasResult", "run_reduce", "run_step"]
+__all__ = ["Canvas", "CanvasResult", "reduce_name", "run_reduce", "run_step"]
 
 
 @dataclass
@@ -37,6 +37,12 @@ class _Step:
 
     def label(self, index: int) -> str:
         return f"step {index + 1} ({self.method} of model {self.name!r})"
+
+    @property
+    def writes(self) -> bool:
+        """Whether the step stores something (a fit, a result with ``rName``): it claims
+        the task before it writes, so a cancel that said yes holds."""
+        return self.method in FITTING or self.result_name is not None
 
 
 def run_step(
@@ -55,7 +61,7 @@ def run_step(
     try:
         meta = omega.models.metadata(step.name)
         args = (meta, step.method, step.X, step.Y, step.params, step.result_name)
-        return run_recorded(omega, task_id, *args, route=route)
+        return run_recorded(omega, task_id, *args, route=route, guard=step.writes)
     except Exception as exc:
         for later in then:
             doc = {"at": utcnow(), "error": f"not run: {label} failed"}
@@ -63,12 +69,24 @@ def run_step(
         raise TaskFailedError(f"{label} failed: {type(exc).__name__}: {exc}") from None
 
 
-def run_reduce(reduce: Any, label: str, *values: Any) -> Any:
-    """The reduce step of a mapreduce: ``reduce(list_of_values)``."""
-    try:
-        return reduce(list(values))
-    except Exception as exc:
-        raise TaskFailedError(f"{label} failed: {type(exc).__name__}: {exc}") from None
+def run_reduce(omega: Any, task_id: str, reduce: Any, route: dict[str, float], *values: Any) -> Any:
+    """The reduce step of a mapreduce, ``reduce(list_of_values)``, recorded as task
+    ``task_id`` as any step is (its value outlives the client)."""
+
+    def work(claim: Any) -> Any:
+        try:
+            return reduce(list(values))
+        except Exception as exc:
+            raise TaskFailedError(f"the reduce step failed: {type(exc).__name__}: {exc}") from None
+
+    what = reduce_name(reduce)
+    return record_run(omega.storage, task_id, work, action="reduce", what=what, route=route)
+
+
+def reduce_name(reduce: Any) -> str:
+    """``module.function`` of a reduce (what its task record names)."""
+    name = getattr(reduce, "__qualname__", None) or type(reduce).__qualname__
+    return f"{getattr(reduce, '__module__', None) or '?'}.{name}"
 
 
 class _StepProxy:
@@ -136,11 +154,21 @@ class _Routed:
 
 class CanvasResult:
     """The submitted steps: ``get()`` is the last step's value (a mapreduce: the reduced
-    value), ``getall()`` every step's in order; ``ids`` the steps' task ids."""
+    value), ``getall()`` every step's in order; ``ids`` the steps' task ids, ``id`` the id
+    of the task whose value ``get()`` returns (a mapreduce's reduce step: ``reduce_id``).
+    Each is readable with ``om.runtime.result(id)`` from any process."""
 
-    def __init__(self, futures: list[Any], ids: list[str], final: Any = None):
+    def __init__(
+        self,
+        futures: list[Any],
+        ids: list[str],
+        final: Any = None,
+        reduce_id: str | None = None,
+    ):
         self.futures = futures
         self.ids = ids
+        self.reduce_id = reduce_id
+        self.id = reduce_id if reduce_id is not None else ids[len(futures) - 1]
         self._final = final if final is not None else futures[-1]
 
     def get(self, timeout: float | None = None) -> Any:
@@ -170,11 +198,11 @@ class _Reduce:
         except (TaskFailedError, TimeoutError):
             raise
         except Exception as exc:
-            name = getattr(self.reduce, "__qualname__", repr(self.reduce))
+            name = reduce_name(self.reduce)
             module = getattr(self.reduce, "__module__", None) or "?"
             first = (str(exc).strip().splitlines() or [""])[0]
             raise TaskFailedError(
-                f"the reduce step ({module}.{name}) did not run: {type(exc).__name__}: "
+                f"the reduce step ({name}) did not run: {type(exc).__name__}: "
                 f"{first} A reduce must be importable where the cluster runs: install "
                 f"module {module!r} on the scheduler and workers, or define the function "
                 "in the script you run."
@@ -206,14 +234,15 @@ def run_local(omega: Any, canvas: Canvas) -> CanvasResult:
             done.append(_Done(error=exc))
             if canvas.kind == "sequence":
                 break
-    final = None
+    final = reduce_id = None
     if canvas.kind == "mapreduce":
+        reduce_id = new_id()
         try:
             values = [d.result() for d in done]
-            final = _Done(run_reduce(canvas.reduce, "the reduce step", *values))
+            final = _Done(run_reduce(omega, reduce_id, canvas.reduce, {}, *values))
         except TaskFailedError as exc:
             final = _Done(error=exc)
-    return CanvasResult(done, ids, final)
+    return CanvasResult(done, ids, final, reduce_id)
 
 
 def submit(runtime: Any, canvas: Canvas, route_of: Any) -> CanvasResult:
@@ -221,6 +250,7 @@ def submit(runtime: Any, canvas: Canvas, route_of: Any) -> CanvasResult:
     ``route_of(step)`` gives each step's resources."""
     client = runtime.client
     omega = runtime.omega
+    storage = omega.storage
     futures: list[Any] = []
     ids = [new_id() for _ in canvas.steps]
     for index, step in enumerate(canvas.steps):
@@ -234,16 +264,28 @@ def submit(runtime: Any, canvas: Canvas, route_of: Any) -> CanvasResult:
             resources=route or None, pure=False, key=key,
         )  # fmt: skip
         futures.append(future)
-    final = None
-    if canvas.kind == "mapreduce":
-        route = runtime.resources or {}
-        final = client.submit(
-            run_reduce, canvas.reduce, "the reduce step", *futures,
-            resources=route or None, pure=False, key=f"omfs-reduce-{new_id()}",
-        )  # fmt: skip
-    for future, step in zip(futures, canvas.steps, strict=True):
-        runtime.cluster.track(future, f"{step.method}({step.name})")
-    if final is not None:
-        runtime.cluster.track(final, "reduce")
-        final = _Reduce(final, canvas.reduce)
-    return CanvasResult(futures, ids, final)
+        doc = _submitted(step.method, f"models/{step.name}", route, key, step.writes)
+        runtime.cluster.track(future, f"{step.method}({step.name})", (storage, ids[index], doc))
+    if canvas.kind != "mapreduce":
+        runtime.cluster.write_records()  # a few steps: another process can cancel them now
+        return CanvasResult(futures, ids)
+    route = runtime.resources or {}
+    reduce_id = new_id()
+    key = f"omfs-reduce-{reduce_id}"
+    final = client.submit(
+        run_reduce, omega, reduce_id, canvas.reduce, route, *futures,
+        resources=route or None, pure=False, key=key,
+    )  # fmt: skip
+    doc = _submitted("reduce", reduce_name(canvas.reduce), route, key, False)
+    runtime.cluster.track(final, "reduce", (storage, reduce_id, doc))
+    runtime.cluster.write_records()
+    return CanvasResult(futures, ids, _Reduce(final, canvas.reduce), reduce_id)
+
+
+def _submitted(
+    action: str, what: str, route: dict[str, float], key: str, writes: bool
+) -> dict[str, Any]:
+    """A step's ``submitted`` record (written if it is still pending as this process
+    exits, or when asked about: so that another process can cancel it by id)."""
+    return {"at": utcnow(), "action": action, "object": what, "route": route, "key": key,
+            "writes": writes}  # fmt: skip

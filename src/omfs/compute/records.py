@@ -202,10 +202,10 @@ def _summary(record: dict[str, Any], has_log: bool) -> dict[str, Any]:
     started = record.get("started") or finished.get("started") or {}
     cancelled = record.get("cancelled")
     status, lost = "pending", None
-    if finished:
+    if cancelled:  # a cancel said yes: a task that writes never did (it claims first), and
+        status = "cancelled"  # the value of one that writes nothing (it ran on) is dropped
+    elif finished:
         status = finished.get("status", "failed")
-    elif cancelled:
-        status = "cancelled"
     elif started:
         lost = lost_reason(started)
         status = "running" if lost is None else "failed"
@@ -219,7 +219,7 @@ def _summary(record: dict[str, Any], has_log: bool) -> dict[str, Any]:
         "started": started.get("at"),
         "finished": finished.get("at") or (cancelled or {}).get("at"),
         "worker": started.get("worker"),
-        "error": finished.get("error") or (cancelled or {}).get("error") or lost,
+        "error": (cancelled or {}).get("error") or finished.get("error") or lost,
         "key": submitted.get("key") or started.get("key"),
         "writes": submitted.get("writes"),
         "has_log": has_log,

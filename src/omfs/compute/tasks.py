@@ -43,6 +43,7 @@ __all__ = [
     "load_model",
     "parse_input",
     "plain_param",
+    "record_run",
     "resolve_input",
     "run_model_task",
     "run_recorded",
@@ -374,27 +375,44 @@ def run_recorded(
     guard: bool = False,
     **kwargs: Any,
 ) -> Any:
-    """:func:`run_model_task`, recorded under ``_tasks/ID.*`` as it starts and ends: the
-    value (Parquet or JSON), or the error; the log and warnings it emitted. ``args`` are
-    run_model_task's (model metadata, method, ...); ``route``: the resources it asked for;
-    ``call``: run ``call()`` instead (a task of another kind on that model, which writes:
-    it is claimed first); ``guard``: claim the task before it writes (one that can be
-    cancelled: :mod:`omfs.compute.claims`)."""
-    storage = omega.storage
+    """:func:`run_model_task`, recorded under ``_tasks/ID.*`` (:func:`record_run`). ``args``
+    are run_model_task's (model metadata, method, ...); ``route``: the resources it asked
+    for; ``call``: run ``call()`` instead (a task of another kind on that model, which
+    writes: it is claimed first); ``guard``: claim the task before it writes (one that can
+    be cancelled: :mod:`omfs.compute.claims`)."""
     meta, method = args[0], args[1]
-    started = {"at": utcnow(), **_worker_name(), "action": method, "route": route or {}}
-    started["object"] = f"models/{meta.name}@v{meta.version}"
+
+    def work(claim: Callable[[], None]) -> Any:
+        if call is not None:
+            claim()
+            return call()
+        return run_model_task(omega, *args, claim=claim if guard else None, **kwargs)
+
+    where = f"models/{meta.name}@v{meta.version}"
+    return record_run(omega.storage, task_id, work, action=method, what=where, route=route)
+
+
+def record_run(
+    storage: Any,
+    task_id: str,
+    work: Callable[[Callable[[], None]], Any],
+    *,
+    action: str,
+    what: str,
+    route: dict[str, float] | None = None,
+) -> Any:
+    """Run ``work(claim)`` recorded under ``_tasks/ID.*`` as it starts and ends: the value
+    (Parquet or JSON), or the error; the log and warnings it emitted. ``what``: the object
+    the task is about (the record's ``object``); ``claim()`` claims the task right before
+    its first write (it raises TaskCancelledError once cancelled)."""
+    started = {"at": utcnow(), **_worker_name(), "action": action, "route": route or {}}
+    started["object"] = what
     started |= {"host": socket.gethostname(), "pid": os.getpid(), "beat_every": _starts.every}
     _starts.add(storage, task_id, started)
     with _captured() as capture:
         try:
-            what = f"{method}({meta.name}@v{meta.version})"
-            claim = functools.partial(claim_write, storage, task_id, what)
-            if call is not None:
-                claim()
-                value = call()
-            else:
-                value = run_model_task(omega, *args, claim=claim if guard else None, **kwargs)
+            label = f"{action}({what.removeprefix('models/')})"
+            value = work(functools.partial(claim_write, storage, task_id, label))
         except BaseException as exc:
             _starts.done(task_id)
             capture.lines.append(traceback.format_exc())
