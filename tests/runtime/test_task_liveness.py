@@ -52,6 +52,30 @@ def test_a_silent_or_dead_worker_makes_its_task_read_lost():
     assert "died while running it (killed? out of memory?)" in line and "submit it again" in line
 
 
+def test_the_lost_task_limits_are_settings(monkeypatch, tmp_path, cli):
+    beat = time.time()
+    quick = _started(beat=_iso(beat), beat_every=0.5)  # six beats: 3 s
+    assert lost_reason(quick, at=beat + 10) is None  # the default: 30 s of silence
+    monkeypatch.setenv("OMFS_TASK_LOST_AFTER", "5s")
+    assert lost_reason(quick, at=beat + 4) is None
+    assert lost_reason(quick, at=beat + 6).startswith("lost: no heartbeat")
+    assert lost_reason({**quick, "beat_every": 5.0}, at=beat + 6) is None  # six beats at least
+    gone = {**quick, "host": records._HOST, "pid": _a_finished_pid()}
+    assert lost_reason(gone, at=beat + 2) is None  # the default grace: 10 s
+    monkeypatch.setenv("OMFS_TASK_RETRY_GRACE", "1")
+    assert "died while running it" in lost_reason(gone, at=beat + 2)
+
+    om = omfs.setup(tmp_path / "ctx")
+    task_id = records.new_id()
+    records.write_record(om.storage, task_id, "started", {**quick, "at": _iso(beat)})
+    for value in ("0", "-1", "nan", "inf", "1e999", "soon", "5m"):
+        monkeypatch.setenv("OMFS_TASK_LOST_AFTER", value)
+        out = cli("--root", str(tmp_path / "ctx"), "runtime", "status", task_id)
+        assert out.code != 0 and len(out.stderr.splitlines()) == 1, out.stderr
+        assert f"$OMFS_TASK_LOST_AFTER is {value!r}, not a number of seconds above 0" in out.stderr
+        assert "e.g. 30, 90s or 2min" in out.stderr
+
+
 def _iso(stamp):
     from datetime import UTC, datetime
 

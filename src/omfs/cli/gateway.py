@@ -116,18 +116,58 @@ def _answer(outcome: Any, *, stored: bool = False) -> dict[str, Any]:
     return {"value": jsonable(outcome)}
 
 
+#: a frame or array of more rows than this is shown by its first :data:`PREVIEW_ROWS`
+SHOWN_WHOLE = 1000
+PREVIEW_ROWS = 10
+#: a plain value longer than this as JSON text is shown by its first items
+MAX_TEXT = 2**20
+
+
 def result_command(om: Any, spec: dict[str, Any], *, debug: bool = False) -> dict[str, Any]:
     """``om runtime result``: the answer for task ``spec["id"]`` (waiting up to
-    ``spec["timeout"]``), as :func:`model_command` answers."""
+    ``spec["timeout"]``), as :func:`model_command` answers; a long value cut to a preview,
+    what was cut in ``truncated`` (``rows`` and ``columns``, or ``items``)."""
+    from omfs.compute.records import read_head, wait_ended
+
+    task_id = spec["id"]
     try:
-        answer = _answer(om.runtime.result(spec["id"], timeout=spec.get("timeout")))
+        om.runtime.status(task_id)  # this process's own pending tasks recorded first
+        wait_ended(om.storage, task_id, spec.get("timeout"))
+        head = read_head(om.storage, task_id, PREVIEW_ROWS, SHOWN_WHOLE)
+        answer = _answer(head["value"])
         if "value" in answer:  # shown under the task's action, as the command that ran it
-            answer["action"] = om.runtime.task(spec["id"]).get("action")
+            answer["action"] = om.runtime.task(task_id).get("action")
+            answer |= _cut(answer["value"], head)
         return answer
     except USER_ERRORS as exc:
         if debug:
             raise
         return error_answer(exc)
+
+
+def _cut(value: Any, head: dict[str, Any]) -> dict[str, Any]:
+    """What to add to the answer of a long value: ``truncated``, and for a plain value
+    over :data:`MAX_TEXT` its first :data:`PREVIEW_ROWS` items (or characters)."""
+    if head["rows"] is not None:  # a frame or array: its head was all that was read
+        if head["rows"] <= SHOWN_WHOLE:
+            return {}
+        return {"truncated": {"rows": head["rows"], "columns": head["columns"]}}
+    length = 0
+    for chunk in json.JSONEncoder(default=str).iterencode(value):
+        length += len(chunk)
+        if length > MAX_TEXT:
+            break
+    else:
+        return {}
+    if isinstance(value, str):
+        return {"value": value[: PREVIEW_ROWS * 100], "truncated": {"characters": len(value)}}
+    if isinstance(value, dict):
+        first: Any = {k: value[k] for k in list(value)[:PREVIEW_ROWS]}
+    elif isinstance(value, list):
+        first = value[:PREVIEW_ROWS]
+    else:
+        return {}  # no number is that long
+    return {"value": first, "truncated": {"items": len(value)}}
 
 
 def ping_command(om: Any, spec: dict[str, Any], *, debug: bool = False) -> dict[str, Any]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import sys
+from pathlib import Path
 from typing import Annotated, Any
 
 import typer
@@ -253,12 +254,27 @@ def result(
         float | None,
         typer.Option(help="seconds to wait for it (default: until it ends)", callback=_seconds),
     ] = None,
+    output: Annotated[
+        Path | None,
+        typer.Option(
+            "--output",
+            "-o",
+            metavar="FILE",
+            help="write the whole value to FILE: .parquet or .csv (a frame or array), "
+            ".json (a plain value)",
+        ),
+    ] = None,
+    force: Annotated[bool, typer.Option("--force", help="with --output: overwrite FILE")] = False,
 ) -> None:
     """Print the result of task ID (waiting for it to end), from any machine that opens
-    the same context."""
+    the same context. A frame or array of over 1,000 rows shows its first 10 (only those
+    are read) and its size; --output FILE writes all of it."""
     from omfs.cli.gateway import request, result_command
 
     app = get_app(ctx)
+    if output is not None:
+        _write_result(app, task_id, timeout, output, force)
+        return
     om = app.omega()
     spec = {"id": task_id, "timeout": timeout}
     path = gateway_socket(om, app.local)
@@ -267,7 +283,53 @@ def result(
     else:
         payload = {"context": context_of(om), "result": spec, "debug": debugging()}
         answer = request(path, payload)
+    cut = answer.pop("truncated", None)
+    if cut is not None and app.as_json:
+        app.value(
+            {"truncated": True, **cut, "value": answer["value"], "note": _cut_line(task_id, cut)}
+        )
+        return
     _show_answer(app, answer, str(answer.get("action") or "result"))
+    if cut is not None:  # on stderr when piped: stdout stays the rows
+        print(_cut_line(task_id, cut), file=sys.stdout if is_terminal() else sys.stderr)
+
+
+def _cut_line(task_id: str, cut: dict[str, Any]) -> str:
+    """The line under a preview: the value's size and how to get all of it."""
+    if "rows" in cut:
+        size, suffix = f"{cut['rows']:,} rows x {cut['columns']} columns", "FILE.parquet` (or .csv)"
+    else:
+        what = "items" if "items" in cut else "characters"
+        size, suffix = f"{cut[what]:,} {what} (cut at 1 MB)", "FILE.json`"
+    return f"{size}; `om runtime result {task_id} --output {suffix} writes all of it"
+
+
+_SUFFIXES = {".parquet": "parquet", ".pq": "parquet", ".csv": "csv", ".json": "json"}
+
+
+def _write_result(app: App, task_id: str, timeout: float | None, output: Path, force: bool) -> None:
+    """``--output FILE``: the task's whole value written to FILE (whole or not at all),
+    streamed from the stored file (never two copies of it in memory)."""
+    from omfs._util import atomic_path
+    from omfs.compute.records import export_result, wait_ended
+
+    fmt = _SUFFIXES.get(output.suffix.lower())
+    if fmt is None:
+        raise OptionError(
+            f"--output {output}: name a .parquet or .csv file (a frame or array) or a .json "
+            "file (a plain value)."
+        )
+    if output.exists() and not force:
+        app.fail(f"{output} exists; pass --force to overwrite it")
+    om = app.omega()
+    om.runtime.status(task_id)  # this process's own pending tasks recorded first
+    wait_ended(om.storage, task_id, timeout)
+    with atomic_path(output) as tmp, open(tmp, "wb") as out:
+        rows = export_result(om.storage, task_id, out, fmt)
+    if app.as_json:
+        app.value({"id": task_id, "path": str(output), "rows": rows})
+    else:
+        print(str(output))
 
 
 @cli.command()

@@ -12,7 +12,14 @@ from omfs.compute.record_checks import MAX_DEPTH
 from omfs.errors import UnstorableResultError
 from omfs.objects.metadata import Metadata
 
-__all__ = ["decode_value", "encode_value", "unstorable_part"]
+__all__ = [
+    "decode_value",
+    "encode_value",
+    "export_parquet",
+    "head_value",
+    "parquet_source",
+    "unstorable_part",
+]
 
 _METADATA_FIELDS = (
     "name", "bucket", "store", "kind", "version", "created", "attributes", "tag", "lineage",
@@ -141,16 +148,85 @@ def decode_value(doc: dict[str, Any], parquet: Any = None) -> Any:
 
         # ParquetFile, not read_table: no pyarrow.dataset import (the CLI's start-up)
         data = base64.b64decode(doc["inline"]) if "inline" in doc else parquet()
-        table = pq.ParquetFile(io.BytesIO(data)).read()
-        if doc.get("type") == "ndarray":  # no pandas either
-            import numpy as np
-
-            columns = [c.to_numpy(zero_copy_only=False) for c in table.columns]
-            return columns[0] if doc.get("ndim") == 1 else np.column_stack(columns)
-        frame = table.to_pandas()
-        if doc.get("type") == "series":
-            series = frame.iloc[:, 0]
-            series.name = doc.get("name")
-            return series
-        return frame
+        return _from_table(doc, pq.ParquetFile(io.BytesIO(data)).read())
     raise UnstorableResultError(doc.get("refused") or "The task's result was not stored.")
+
+
+def _from_table(doc: dict[str, Any], table: Any) -> Any:
+    """An Arrow table as the array, series or frame ``doc`` says was stored."""
+    if doc.get("type") == "ndarray":  # no pandas either
+        import numpy as np
+
+        columns = [c.to_numpy(zero_copy_only=False) for c in table.columns]
+        return columns[0] if doc.get("ndim") == 1 else np.column_stack(columns)
+    frame = table.to_pandas()
+    if doc.get("type") == "series":
+        series = frame.iloc[:, 0]
+        series.name = doc.get("name")
+        return series
+    return frame
+
+
+def parquet_source(doc: dict[str, Any], open_side: Any) -> Any:
+    """A binary file over a stored Parquet value: its inline bytes, else ``open_side()``."""
+    if "inline" in doc:
+        return io.BytesIO(base64.b64decode(doc["inline"]))
+    return open_side()
+
+
+def head_value(doc: dict[str, Any], source: Any, rows: int, whole: int) -> dict[str, Any]:
+    """``{"value", "rows", "columns"}``: the value stored as Parquet in ``source``, whole
+    when it has at most ``whole`` rows, else its first ``rows`` (only those are decoded),
+    with its size as the file's metadata gives it."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    parquet = pq.ParquetFile(source)
+    total = parquet.metadata.num_rows
+    want = total if total <= whole else rows
+    batches = []
+    if want > 0:
+        for batch in parquet.iter_batches(batch_size=want, use_threads=False):
+            batches.append(batch.slice(0, want))
+            want -= batches[-1].num_rows
+            if want <= 0:
+                break  # the next batch is never decoded
+    table = pa.Table.from_batches(batches, schema=parquet.schema_arrow)
+    return {"value": _from_table(doc, table), "rows": total, "columns": _width(parquet)}
+
+
+def _width(parquet: Any) -> int:
+    """How many columns a stored value has (a frame's index columns not counted)."""
+    meta = parquet.schema_arrow.pandas_metadata or {}
+    index = [c for c in meta.get("index_columns", []) if isinstance(c, str)]
+    return len(parquet.schema_arrow.names) - len(index)
+
+
+def export_parquet(source: Any, out: Any, fmt: str) -> int:
+    """Write the Parquet value in ``source`` to the binary file ``out``, as the stored bytes
+    (``fmt`` "parquet") or as CSV a batch at a time (an index column as ``index``); its rows."""
+    import shutil
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    parquet = pq.ParquetFile(source)  # its footer read: no bytes copied from a non-Parquet file
+    if fmt == "parquet":
+        source.seek(0)
+        shutil.copyfileobj(source, out, 2**20)
+        return int(parquet.metadata.num_rows)
+    import pyarrow.csv as pacsv
+
+    meta = parquet.schema_arrow.pandas_metadata or {}
+    index = [c for c in meta.get("index_columns", []) if isinstance(c, str)]
+    names = [
+        ("index" if len(index) == 1 else f"level_{index.index(n)}") if n in index else n
+        for n in parquet.schema_arrow.names
+    ]
+    schema = pa.schema([f.with_name(n) for f, n in zip(parquet.schema_arrow, names, strict=True)])
+    written = 0
+    with pacsv.CSVWriter(out, schema) as writer:
+        for batch in parquet.iter_batches(batch_size=65536, use_threads=False):
+            writer.write_batch(pa.RecordBatch.from_arrays(batch.columns, schema=schema))
+            written += batch.num_rows
+    return written

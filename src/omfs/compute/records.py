@@ -14,7 +14,8 @@ races another:
   rewritten every :data:`TASK_HEARTBEAT` seconds while it runs (its ``beat``): a task whose
   worker died reads ``failed`` ("lost: ...") once that worker's process is gone (this
   host) for :data:`RETRY_GRACE` seconds, or silent for :data:`TASK_LOST_AFTER` seconds
-  (a retry on another worker rewrites the record: it reads ``running`` again),
+  (settings: ``$OMFS_TASK_RETRY_GRACE``, ``$OMFS_TASK_LOST_AFTER``; a retry on another
+  worker rewrites the record: it reads ``running`` again),
 - ``finished.json`` by the worker at the end: status, error line, and the value when it
   is plain (JSON) or a version's metadata; a frame or array is Parquet: inside it (base64)
   up to 64 KiB, else ``result.parquet`` beside it,
@@ -35,18 +36,28 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import os
 import random
 import re
 import socket
 import time
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any
 
-from omfs._util import pid_exists
+from omfs._util import parse_duration, pid_exists
 from omfs.compute.record_checks import RecordError, load_record
-from omfs.compute.record_values import decode_value, encode_value, unstorable_part
+from omfs.compute.record_values import (
+    decode_value,
+    encode_value,
+    export_parquet,
+    head_value,
+    parquet_source,
+    unstorable_part,
+)
 from omfs.errors import (
+    ConfigError,
     IntegrityError,
     NotFoundError,
     StorageUnavailableError,
@@ -66,33 +77,40 @@ __all__ = [
     "decode_value",
     "encode_value",
     "error_text",
+    "export_result",
     "finished_doc",
     "lost_reason",
     "new_id",
     "public_row",
+    "read_head",
     "read_log",
     "read_record",
     "read_result",
     "recent",
     "record_key",
     "record_lost",
+    "seconds_setting",
     "task_status",
     "task_time",
     "unstorable_part",
+    "wait_ended",
     "wait_result",
     "write_record",
 ]
 
 PREFIX = "_tasks"
 STATUSES = ("pending", "running", "succeeded", "failed", "cancelled")
+_NUMBER = re.compile(r"\d+(?:\.\d+)?")
 _ID = re.compile(r"\d{8}-\d{9}-[0-9a-f]{8}")
 _FILES = ("submitted.json", "started.json", "cancelled.json", "finished.json")
 #: seconds between the heartbeats of a running task (rewrites of its ``started`` record)
 TASK_HEARTBEAT = 5.0
-#: a running task whose worker wrote no heartbeat for this long reads ``failed`` (lost)
+#: a running task whose worker wrote no heartbeat for this long reads ``failed`` (lost);
+#: the default of ``$OMFS_TASK_LOST_AFTER``
 TASK_LOST_AFTER = 30.0
 #: a running task whose worker's process is gone (this host) reads ``failed`` this long
-#: after its last heartbeat: time for Dask to start it again on another worker
+#: after its last heartbeat: time for Dask to start it again on another worker; the
+#: default of ``$OMFS_TASK_RETRY_GRACE``
 RETRY_GRACE = 10.0
 _HOST = socket.gethostname()
 _AGAIN = "submit it again (on workers with more memory if they were killed for it)"
@@ -159,6 +177,11 @@ def read_record(storage: Any, task_id: str) -> dict[str, Any]:
     record names. A record file that is not what omfs writes makes the task ``failed``,
     its error naming the file (``unreadable``: :func:`check_readable` raises it)."""
     stem = _checked(task_id) + "."
+    for name, default in (
+        ("OMFS_TASK_RETRY_GRACE", RETRY_GRACE),
+        ("OMFS_TASK_LOST_AFTER", TASK_LOST_AFTER),
+    ):
+        seconds_setting(name, default)  # a bad setting: refused, not only once a task runs
     present = {n[len(stem) :] for n in storage.list_names(PREFIX, startswith=stem)}
     record: dict[str, Any] = {"id": task_id}
     bad = []
@@ -230,9 +253,10 @@ def _summary(record: dict[str, Any], has_log: bool) -> dict[str, Any]:
 
 def lost_reason(started: dict[str, Any], at: float | None = None) -> str | None:
     """Why a task its ``started`` record says runs can no longer finish, or None: its
-    worker's process is gone (this host) and :data:`RETRY_GRACE` seconds passed since its
-    last heartbeat, or (elsewhere) it wrote none for :data:`TASK_LOST_AFTER` seconds. A
-    record from a worker that writes no heartbeats is never judged."""
+    worker's process is gone (this host) and the retry grace (``$OMFS_TASK_RETRY_GRACE``,
+    :data:`RETRY_GRACE` seconds) passed since its last heartbeat, or (elsewhere) it wrote
+    none for ``$OMFS_TASK_LOST_AFTER`` (:data:`TASK_LOST_AFTER`) seconds, and for six
+    heartbeats at least. A record from a worker that writes no heartbeats is never judged."""
     every = started.get("beat_every")
     if not every:
         return None
@@ -244,15 +268,33 @@ def lost_reason(started: dict[str, Any], at: float | None = None) -> str | None:
     pid, host = started.get("pid"), started.get("host")
     where = f"worker {started.get('worker')} (pid {pid} on {host})"
     if host == _HOST and isinstance(pid, int):
-        if pid_exists(pid) or silent <= RETRY_GRACE:
+        if pid_exists(pid) or silent <= seconds_setting("OMFS_TASK_RETRY_GRACE", RETRY_GRACE):
             return None  # alive (a starved heartbeat is no death), or Dask may retry it
         return (
             f"lost: {where} died while running it (killed? out of memory?) and no other "
             f"worker took it up; {_AGAIN}"
         )
-    if silent <= max(TASK_LOST_AFTER, 6 * float(every)):
+    if silent <= max(seconds_setting("OMFS_TASK_LOST_AFTER", TASK_LOST_AFTER), 6 * float(every)):
         return None
     return f"lost: no heartbeat from {where} for {silent:.0f} s (it died?); {_AGAIN}"
+
+
+def seconds_setting(name: str, default: float) -> float:
+    """The seconds environment variable ``name`` sets (``30``, ``90s``, ``2min``), else
+    ``default``; ConfigError naming it for anything but a finite number above 0."""
+    text = os.environ.get(name, "").strip()
+    if not text:
+        return default
+    try:
+        seconds = float(text) if _NUMBER.fullmatch(text) else parse_duration(text).total_seconds()
+    except UsageError:
+        seconds = math.nan
+    if not (math.isfinite(seconds) and seconds > 0):
+        raise ConfigError(
+            f"${name} is {text!r}, not a number of seconds above 0: give e.g. 30, 90s or "
+            f"2min, or unset it for the default ({default:g} s)."
+        )
+    return seconds
 
 
 def record_lost(
@@ -278,6 +320,46 @@ def read_result(storage: Any, task_id: str) -> Any:
     """The value of a finished task; TaskFailedError for a failed one, the record's error
     (TaskCancelledError) for a cancelled one, None-status errors for one not finished,
     IntegrityError for records or a stored value that cannot be read."""
+    row, doc, side = _stored(storage, task_id)
+    with _readable(row, doc, side):
+        return decode_value(doc, lambda: storage.read_bytes(side))
+
+
+def read_head(storage: Any, task_id: str, rows: int, whole: int) -> dict[str, Any]:
+    """``{"value", "rows", "columns"}`` of a finished task (errors as :func:`read_result`):
+    a frame or array of at most ``whole`` rows whole, a longer one's first ``rows`` only
+    (the rest of its file is never decoded); a plain value whole (rows and columns None)."""
+    row, doc, side = _stored(storage, task_id)
+    with _readable(row, doc, side):
+        if doc.get("format") != "parquet":
+            return {"value": decode_value(doc), "rows": None, "columns": None}
+        with parquet_source(doc, lambda: storage.open(side)) as source:
+            return head_value(doc, source, rows, whole)
+
+
+def export_result(storage: Any, task_id: str, out: Any, fmt: str) -> int | None:
+    """Write the whole value of a finished task to the binary file ``out`` as ``fmt``
+    (a frame or array: ``parquet`` or ``csv``, streamed; a plain value: ``json``); the rows
+    written (None for a plain value). UsageError for a format the value cannot take."""
+    row, doc, side = _stored(storage, task_id)
+    tabular = doc.get("format") == "parquet"
+    if doc.get("format") != "refused" and tabular != (fmt in ("parquet", "csv")):
+        kinds = "a frame or array: write it as .parquet or .csv" if tabular else (
+            "a plain value: write it as .json"
+        )  # fmt: skip
+        raise UsageError(f"The result of task {task_id} ({_what(row)}) is {kinds}.")
+    with _readable(row, doc, side):
+        if not tabular:
+            decode_value(doc)  # a refused value: its error
+            out.write(json.dumps(doc.get("value"), default=str).encode())
+            return None
+        with parquet_source(doc, lambda: storage.open(side)) as source:
+            return export_parquet(source, out, fmt)
+
+
+def _stored(storage: Any, task_id: str) -> tuple[dict[str, Any], dict[str, Any], str]:
+    """A succeeded task's row, its result's document and its side file's key; the errors
+    of :func:`read_result` for a task that did not succeed."""
     from omfs.errors import TaskCancelledError
 
     row = check_readable(read_record(storage, task_id))
@@ -288,30 +370,42 @@ def read_result(storage: Any, task_id: str) -> Any:
     if row["status"] != "succeeded":
         raise TimeoutError(f"Task {task_id} ({_what(row)}) is {row['status']}")
     doc = row["_result"] or {"format": "json", "value": None}
-    side = record_key(task_id, "result.parquet")
+    return row, doc, record_key(task_id, "result.parquet")
+
+
+@contextlib.contextmanager
+def _readable(row: dict[str, Any], doc: dict[str, Any], side: str) -> Iterator[None]:
+    """A stored value that cannot be read (base64, Parquet, metadata, a missing file) as
+    one IntegrityError naming the task and the file."""
     try:
-        return decode_value(doc, lambda: storage.read_bytes(side))
+        yield
     except (UnstorableResultError, StorageUnavailableError):
         raise
-    except Exception as exc:  # a damaged value: base64, Parquet, metadata, a missing file
+    except Exception as exc:
         inline = doc.get("format") != "parquet" or "inline" in doc
-        where = record_key(task_id, "finished.json") if inline else side
+        where = record_key(row["id"], "finished.json") if inline else side
         raise IntegrityError(
-            f"The result of task {task_id} ({_what(row)}) in {where} cannot be read "
-            f"({error_text(exc)}); remove the task's files {PREFIX}/{task_id}.* and run it "
+            f"The result of task {row['id']} ({_what(row)}) in {where} cannot be read "
+            f"({error_text(exc)}); remove the task's files {PREFIX}/{row['id']}.* and run it "
             "again."
         ) from None
 
 
 def wait_result(storage: Any, task_id: str, timeout: float | None = None) -> Any:
-    """:func:`read_result` once the task has ended, polling its records (every 20 ms at
-    first, then less often, up to 0.5 s); TimeoutError after ``timeout`` seconds."""
+    """:func:`read_result` once the task has ended (:func:`wait_ended`)."""
+    wait_ended(storage, task_id, timeout)
+    return read_result(storage, task_id)
+
+
+def wait_ended(storage: Any, task_id: str, timeout: float | None = None) -> None:
+    """Return once the task's records say it ended, polling them (every 20 ms at first,
+    then less often, up to 0.5 s); TimeoutError after ``timeout`` seconds."""
     deadline = None if timeout is None else time.monotonic() + timeout
     pause = 0.02
     while True:
         row = check_readable(read_record(storage, task_id))
         if row["status"] not in ("pending", "running"):
-            return read_result(storage, task_id)
+            return
         if deadline is not None and time.monotonic() >= deadline:
             raise TimeoutError(
                 f"Task {task_id} ({_what(row)}) is still {row['status']} after {timeout:g} s; "
