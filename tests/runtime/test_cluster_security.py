@@ -258,6 +258,15 @@ def test_private_cluster_admits_only_holders_of_its_certificate(private, tmp_pat
     # no dashboard reads Dask's sampling profiler here: it is off (it slowed CPU-bound work)
     profiling = cluster.client.run(lambda: dask.config.get("distributed.worker.profile.enabled"))
     assert set(profiling.values()) == {False}, profiling
+    # what Dask's nanny sets (omfs's workers run without one), and quieter loops
+    seen = cluster.client.run(
+        lambda: (
+            os.environ.get("OMP_NUM_THREADS"),
+            os.environ.get("PYTHONHASHSEED"),
+            dask.config.get("distributed.admin.tick.interval"),
+        )
+    )
+    assert set(seen.values()) == {("1", "6640", "200ms")}, seen
     workers = _listeners([p.pid for p in cluster.procs])
     scheduler = cluster._cluster.scheduler
     ours = [scheduler.address, *[s.address for s in scheduler.services.values()]]
@@ -324,3 +333,24 @@ def test_the_state_folder_is_made_or_tightened_to_0700_and_never_a_shared_one(tm
         with pytest.raises(ClusterUnavailableError, match=problem):
             secure_folder(folder)
     assert stat.S_IMODE(shared.stat().st_mode) == 0o1777, "a shared folder is left as it was"
+
+
+def test_the_users_dask_settings_win_over_omfs_quiet_ones(monkeypatch):
+    """Attacker's finding: omfs's quieter settings overrode a user's Dask YAML file. Each
+    applies only where the user's configuration leaves Dask's default; an environment
+    variable of the user's wins too, and a dashboard keeps Dask's defaults."""
+    from omfs.compute.workers import quiet_settings, worker_env
+
+    assert quiet_settings()["distributed.admin.tick.interval"] == "200ms"
+    with dask.config.set({"distributed.admin.tick.interval": "10ms"}):  # as a YAML file does
+        assert "distributed.admin.tick.interval" not in quiet_settings()
+        assert "DASK_DISTRIBUTED__ADMIN__TICK__INTERVAL" not in worker_env()
+    monkeypatch.setenv("OMP_NUM_THREADS", "3")
+    monkeypatch.setenv("DASK_DISTRIBUTED__ADMIN__SYSTEM_MONITOR__INTERVAL", "300ms")
+    env = worker_env()
+    assert env["OMP_NUM_THREADS"] == "3" and env["OPENBLAS_NUM_THREADS"] == "1"
+    assert env["DASK_DISTRIBUTED__ADMIN__SYSTEM_MONITOR__INTERVAL"] == "300ms"
+    assert env["DASK_DISTRIBUTED__WORKER__PROFILE__ENABLED"] == "False"
+    loud = worker_env(profile=True)
+    assert not any(k.startswith("DASK_DISTRIBUTED__ADMIN__TICK") for k in loud)
+    assert "DASK_DISTRIBUTED__WORKER__PROFILE__ENABLED" not in loud

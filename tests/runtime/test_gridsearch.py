@@ -13,6 +13,7 @@ from distributed import get_task_stream
 from sklearn.linear_model import Ridge
 
 import omfs
+from omfs.compute import folds
 from omfs.compute.gridsearch import clear_input_cache, input_cache_stats
 
 rng = np.random.default_rng(0)
@@ -189,8 +190,6 @@ def test_the_fold_loop_scores_as_cross_val_score_does(estimator, supervised, cv,
     from sklearn.model_selection import KFold, cross_val_score
     from sklearn.svm import SVC
 
-    from omfs.compute import gridsearch
-
     rng = np.random.default_rng(3)
     x = rng.normal(size=(120, 4))
     made = {"svc": SVC(C=0.5), "ridge": Ridge(alpha=2.0), "kmeans": KMeans(3, n_init=2)}
@@ -200,8 +199,8 @@ def test_the_fold_loop_scores_as_cross_val_score_does(estimator, supervised, cv,
     y = (x[:, 0] > 0).astype(int) if estimator == "svc" else x @ [1.0, 2.0, 0.0, -1.0]
     y = y if supervised else None
     splitter = KFold(4, shuffle=True, random_state=7) if cv == "shuffled" else cv
-    assert gridsearch._foldable(model, x, y)
-    ours = gridsearch._fold_scores(model, x, y, splitter, scoring)
+    assert folds.foldable(model, x, y)
+    ours = folds.fold_scores(model, x, y, splitter, scoring)
     theirs = cross_val_score(model, x, y, cv=splitter, scoring=scoring)
     assert list(ours) == pytest.approx(list(theirs))
 
@@ -212,17 +211,15 @@ def test_the_fold_loop_is_not_used_where_it_would_score_otherwise():
     from sklearn.preprocessing import StandardScaler
     from sklearn.svm import SVC
 
-    from omfs.compute import gridsearch
-
     x, y = np.eye(6), np.array([0, 1] * 3)
-    assert not gridsearch._foldable(SVC(kernel="precomputed"), x, y)
-    assert not gridsearch._foldable(make_pipeline(StandardScaler(), SVC()), x, y)
-    assert not gridsearch._foldable(SVC(), pd.DataFrame(x), y)
+    assert not folds.foldable(SVC(kernel="precomputed"), x, y)
+    assert not folds.foldable(make_pipeline(StandardScaler(), SVC()), x, y)
+    assert not folds.foldable(SVC(), pd.DataFrame(x), y)
 
 
-def test_a_fold_that_fails_scores_nan_and_every_fold_failing_is_one_line(tmp_path):
-    """As with cross_val_score: some folds failing warn and score NaN; all failing is the
-    one-line TaskFailedError naming the candidate."""
+def test_a_fold_that_fails_scores_nan_and_so_does_a_candidate_whose_every_fold_did(tmp_path):
+    """As with cross_val_score: some folds failing warn and score NaN; a candidate whose
+    every fold failed scores NaN (GridSearchCV ranks it last)."""
     from sklearn.exceptions import FitFailedWarning
     from sklearn.model_selection import KFold
     from sklearn.svm import SVC
@@ -233,15 +230,98 @@ def test_a_fold_that_fails_scores_nan_and_every_fold_failing_is_one_line(tmp_pat
     y = np.array([0] * 10 + [1] * 5 + [0] * 5)
     with pytest.warns(FitFailedWarning, match="1 fits failed out of a total of 2"):
         # the second fold's training half holds one class only: SVC refuses it
-        scores = gridsearch._fold_scores(SVC(), x, y, KFold(2), None)
+        scores = folds.fold_scores(SVC(), x, y, KFold(2), None)
     assert np.isnan(scores[1]) and not np.isnan(scores[0])
     om = omfs.setup(tmp_path / "ctx")
     om.datasets.put(pd.DataFrame(x, columns=["a", "b"]), "X")
     om.datasets.put(pd.DataFrame({"y": y}), "Y")
     meta = om.models.put(SVC(), "m")
     pins = [gridsearch.pin_input(om, v, role) for v, role in (("X", "X"), ("Y", "Y"))]
-    with pytest.raises(omfs.errors.TaskFailedError) as err:
-        gridsearch.score_candidate(om, meta, *pins, {"C": -1.0}, 3, None)
-    text = str(err.value)
-    assert text.startswith("Every fold of candidate {'C': -1.0} of the search of model 'm'")
-    assert "\n" not in text
+    row = gridsearch.score_candidate(om, meta, *pins, {"C": -1.0}, 3, None)
+    assert np.isnan(row["mean_score"]) and row["notes"][0].startswith("every fold failed: ")
+
+
+@pytest.mark.filterwarnings(
+    "ignore:Scoring failed",
+    "ignore:One or more of the test scores are non-finite",
+    "ignore::sklearn.exceptions.FitFailedWarning",
+)
+def test_failures_rank_last_as_in_gridsearchcv_and_are_in_the_log(tmp_path):
+    """Attacker's findings: a candidate whose mean was NaN ranked first and was stored; a
+    scorer's error (no predict_proba, a fold too small) failed the whole search, where
+    GridSearchCV scores NaN and goes on; what failed was in no log."""
+    from sklearn.linear_model import SGDClassifier
+    from sklearn.model_selection import GridSearchCV
+    from sklearn.neighbors import KNeighborsClassifier
+    from sklearn.svm import SVC
+
+    rng = np.random.default_rng(0)
+    x = pd.DataFrame(rng.normal(size=(60, 3)), columns=["a", "b", "c"])
+    y = pd.DataFrame({"y": (x["a"] > 0).astype(int)})
+    om = omfs.setup(tmp_path / "ctx")
+    om.datasets.put(x, "X")
+    om.datasets.put(y, "Y")
+    om.models.put(SVC(), "svc")
+    om.models.put(KNeighborsClassifier(), "knn")
+    om.models.put(SGDClassifier(random_state=0), "sgd")
+    runtime = om.runtime.mode(local=True)
+    # the hinge loss has no predict_proba: neg_log_loss fails to score it, every fold
+    grid = {"loss": ["hinge", "log_loss"]}
+    task = runtime.model("sgd").gridsearch("X", "Y", parameters=grid, scoring="neg_log_loss")
+    ours = task.get().lineage["task"]
+    sgd = SGDClassifier(random_state=0)
+    theirs = GridSearchCV(sgd, grid, scoring="neg_log_loss", cv=3).fit(x.values, y["y"])
+    assert ours["params"] == theirs.best_params_ == {"loss": "log_loss"}
+    assert ours["score"] == pytest.approx(theirs.best_score_)
+    assert "scoring failed" in om.runtime.log(task.id)
+    # a fold of 10 training rows: n_neighbors=15 cannot predict there (NaN), 3 can
+    pairs = [(np.arange(10), np.arange(10, 60)), (np.arange(20, 60), np.arange(20))]
+    grid = {"n_neighbors": [15, 3]}
+    best = runtime.model("knn").gridsearch("X", "Y", parameters=grid, cv=pairs).get()
+    theirs = GridSearchCV(KNeighborsClassifier(), grid, cv=pairs).fit(x.values, y["y"])
+    assert best.lineage["task"]["params"] == theirs.best_params_ == {"n_neighbors": 3}
+    table = om.datasets.get("knn_gridsearch")
+    assert list(table["param_n_neighbors"]) == [3, 15] and np.isnan(table["mean_score"][1])
+    # every candidate failing is one line, and nothing is stored
+    with pytest.raises(omfs.errors.TaskFailedError, match=r"Every candidate of the search"):
+        runtime.model("svc").gridsearch("X", "Y", parameters={"C": [-1.0, -2.0]}).get()
+    assert [v.version for v in om.models.versions("svc")] == [1]
+
+
+def test_the_refit_leaves_the_cached_input_as_stored(tmp_path):
+    """Attacker's finding: Ridge(copy_X=False) centred the cached input in place as the
+    best was refit, so the next search in the process stored a wrong model."""
+    rng = np.random.default_rng(1)
+    x = pd.DataFrame(rng.normal(5, 1, size=(60, 2)), columns=["a", "b"])
+    y = pd.DataFrame({"y": x["a"] * 2 + 1})
+    om = omfs.setup(tmp_path / "ctx")
+    om.datasets.put(x, "X")
+    om.datasets.put(y, "Y")
+    om.models.put(Ridge(copy_X=False), "m")
+    clear_input_cache()
+    runtime = om.runtime.mode(local=True)
+    grid = {"alpha": [0.1, 10.0]}
+    intercepts = []
+    for _ in range(3):
+        runtime.model("m").gridsearch("X", "Y", parameters=grid, cv=3).get()
+        intercepts.append(om.models.get("m").intercept_)
+    assert intercepts == pytest.approx([intercepts[0]] * 3)
+    expected = Ridge(alpha=0.1).fit(x.values, y["y"]).intercept_
+    assert intercepts[0] == pytest.approx(expected)
+
+
+def test_a_splitter_without_a_seed_gives_every_candidate_the_same_folds():
+    """As in GridSearchCV (attacker's finding: KFold(shuffle=True) scored each candidate
+    on other folds)."""
+    from sklearn.model_selection import KFold, ShuffleSplit
+
+    from omfs.compute.folds import fixed_splits
+
+    x = np.arange(40).reshape(20, 2)
+    for cv in (KFold(4, shuffle=True), ShuffleSplit(3, random_state=np.random.RandomState(0))):
+        fixed = fixed_splits(cv)
+        first = [t.tolist() for _, t in fixed.split(x)]
+        assert [t.tolist() for _, t in fixed.split(x)] == first
+        assert cv.random_state is None or not isinstance(cv.random_state, int)  # untouched
+    seeded = KFold(4, shuffle=True, random_state=3)
+    assert fixed_splits(seeded) is seeded and fixed_splits(3) == 3

@@ -288,8 +288,8 @@ class _Launch:
     detached: dict[str, Any] = field(default_factory=lambda: _detached_options())
 
 
-def _detached_options() -> dict[str, Any]:
-    env = worker_env()
+def _detached_options(profile: bool = False) -> dict[str, Any]:
+    env = worker_env(profile=profile)
     env.setdefault("DASK_DISTRIBUTED__SCHEDULER__NO_WORKERS_TIMEOUT", NO_WORKERS_TIMEOUT)
     return {
         "env": env,
@@ -309,12 +309,12 @@ def _spawn_scheduler_and_workers(
         command = _scheduler_command(
             launch.scheduler_file, launch.tls, launch.host, launch.port, launch.dashboard
         )
-        env = _scheduler_env(detached["env"], launch.dashboard)
-        procs.append(subprocess.Popen(command, stdout=out, **{**detached, "env": env}))
-        where = ["--scheduler-file", str(launch.scheduler_file)]
         workers = detached
-        if launch.dashboard:  # its Profile page samples the workers
-            workers = {**detached, "env": worker_env(profile=True)}
+        if launch.dashboard:  # its pages chart the machine and the workers' profiles
+            workers = _detached_options(profile=True)
+        env = _scheduler_env(workers["env"], launch.dashboard)
+        procs.append(subprocess.Popen(command, stdout=out, **{**workers, "env": env}))
+        where = ["--scheduler-file", str(launch.scheduler_file)]
         for spec in specs:
             command = worker_command(where, spec, 60, launch.tls, launch.host)
             procs.append(subprocess.Popen(command, stdout=out, **workers))

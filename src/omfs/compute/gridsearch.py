@@ -10,13 +10,17 @@ pinned version once (:func:`read_input`), not once per candidate.
 
 from __future__ import annotations
 
+import copy
 import functools
 import json
+import logging
+import math
 import threading
 import time
 from dataclasses import dataclass
 from typing import Any
 
+from omfs.compute.folds import fixed_splits, fold_scores, foldable, plain_estimator
 from omfs.compute.tasks import as_target, load_model, parse_input, plain_param, run_recorded
 from omfs.errors import InvalidModelError, TaskFailedError, UsageError
 from omfs.objects.metadata import Metadata, utcnow
@@ -133,6 +137,7 @@ def pin_input(omega: Any, value: Any, role: str) -> Any:
 
 
 _reading = threading.Lock()
+_log = logging.getLogger("omfs.gridsearch")
 
 
 @functools.lru_cache(maxsize=4)
@@ -151,16 +156,6 @@ def read_input(omega: Any, value: Any) -> Any:
         return value
     with _reading:  # candidates on threads (local mode) wait for one read, not read twice
         return _cached_input(omega, value)
-
-
-def _plain_estimator(estimator: Any) -> bool:
-    """Whether ``estimator`` is one of scikit-learn's own with no estimator inside it (no
-    pipeline or column transformer that selects columns by name): its scores are the same
-    on a frame's values as on the frame, which scikit-learn indexes fold by fold at a
-    cost (about 10% of an SVC's search)."""
-    if not type(estimator).__module__.startswith("sklearn."):
-        return False
-    return not any(hasattr(v, "fit") for v in estimator.get_params(deep=True).values())
 
 
 def _as_array(omega: Any, value: Any, data: Any) -> Any:
@@ -206,88 +201,38 @@ def clear_input_cache() -> None:
 def score_candidate(
     omega: Any, meta: Metadata, X: Any, Y: Any, params: dict[str, Any], cv: Any, scoring: Any
 ) -> dict[str, Any]:
-    """Cross-validate one candidate: its parameters, mean and std of the fold scores."""
+    """Cross-validate one candidate: its parameters, mean and std of the fold scores, and
+    what failed (``notes``). A candidate whose every fold failed scores NaN, as in
+    GridSearchCV: it ranks last, and the search fails only when every candidate did."""
+    import numpy as np
     from sklearn.base import clone
     from sklearn.model_selection import cross_val_score
 
     estimator = clone(load_model(omega, meta)).set_params(**params)
     x, y = read_input(omega, X), read_input(omega, Y)
-    if isinstance(scoring, str | None) and _plain_estimator(estimator):
+    if isinstance(scoring, str | None) and plain_estimator(estimator):
         x, y = _as_array(omega, X, x), _as_array(omega, Y, y)
     began = time.perf_counter()
+    notes: list[str] = []
     try:
-        if _foldable(estimator, x, y):
-            scores = _fold_scores(estimator, x, y, cv, scoring)
+        if foldable(estimator, x, y, scoring):
+            scores = fold_scores(estimator, x, y, cv, scoring, notes)
         else:
             scores = cross_val_score(estimator, x, y, cv=cv, scoring=scoring)
     except ValueError as exc:  # scikit-learn's "All the N fits failed" and each traceback
         lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
         if not lines or "fits failed" not in lines[0]:
             raise
-        raise TaskFailedError(
-            f"Every fold of candidate {params!r} of the search of model {meta.name!r} "
-            f"failed: {lines[-1]}"
-        ) from None
+        scores = np.array([])
+        notes.append(f"every fold failed: {lines[-1]}")
     return {
         "params": params,
-        "mean_score": float(scores.mean()),
-        "std_score": float(scores.std()),
+        "mean_score": float(scores.mean()) if len(scores) else math.nan,
+        "std_score": float(scores.std()) if len(scores) else math.nan,
         "fold_scores": [float(s) for s in scores],
         "seconds": round(time.perf_counter() - began, 4),
+        "notes": notes,
     }
-
-
-def _foldable(estimator: Any, x: Any, y: Any) -> bool:
-    """Whether :func:`_fold_scores` scores ``estimator`` as ``cross_val_score`` would: one
-    of scikit-learn's own (:func:`_plain_estimator`) that takes samples, not a kernel
-    (pairwise), on NumPy arrays."""
-    import numpy as np
-
-    try:
-        from sklearn.utils import get_tags  # scikit-learn >= 1.6
-    except ImportError:
-        return False
-    arrays = isinstance(x, np.ndarray) and (y is None or isinstance(y, np.ndarray))
-    return arrays and _plain_estimator(estimator) and not get_tags(estimator).input_tags.pairwise
-
-
-def _fold_scores(estimator: Any, x: Any, y: Any, cv: Any, scoring: Any) -> Any:
-    """The fold scores of ``cross_val_score(estimator, x, y, cv=cv, scoring=scoring)``, a
-    fresh clone fit per fold, without the per-call cost of its machinery (4 ms a
-    candidate, 7% of an SVC search). A fold that fails scores NaN with a warning, as there;
-    when every fold fails, the same ValueError."""
-    import warnings
-
-    import numpy as np
-    from sklearn.base import clone, is_classifier
-    from sklearn.exceptions import FitFailedWarning
-    from sklearn.metrics import check_scoring
-    from sklearn.model_selection import check_cv
-
-    splitter = check_cv(cv, y, classifier=is_classifier(estimator))
-    scorer = check_scoring(estimator, scoring=scoring)
-    scores: list[float] = []
-    errors: list[str] = []
-    for train, test in splitter.split(x, y):
-        fold = clone(estimator)
-        try:
-            if y is None:
-                scores.append(scorer(fold.fit(x[train]), x[test]))
-            else:
-                scores.append(scorer(fold.fit(x[train], y[train]), x[test], y[test]))
-        except Exception as exc:
-            scores.append(np.nan)
-            errors.append(f"{type(exc).__name__}: {exc}")
-    if errors and len(errors) == len(scores):
-        raise ValueError(f"All the {len(scores)} fits failed.\n" + "\n".join(errors))
-    if errors:
-        warnings.warn(
-            f"{len(errors)} fits failed out of a total of {len(scores)}; their score is "
-            f"NaN. The last: {errors[-1]}",
-            FitFailedWarning,
-            stacklevel=2,
-        )
-    return np.asarray(scores, dtype=float)
 
 
 def store_best(
@@ -322,7 +267,7 @@ def run_here(
     from omfs.compute.records import new_id
 
     task_id = new_id()
-    X, Y = pin_input(omega, X, "X"), pin_input(omega, Y, "Y")
+    X, Y, cv = pin_input(omega, X, "X"), pin_input(omega, Y, "Y"), fixed_splits(cv)
     score = delayed(score_candidate)
     results = Parallel(n_jobs=-1, prefer="threads")(
         score(omega, meta, X, Y, params, cv, scoring) for params in candidates(parameters)
@@ -336,9 +281,13 @@ def _store_best(
     import pandas as pd
     from sklearn.base import clone
 
-    ranked = sorted(results, key=lambda r: r["mean_score"], reverse=True)
+    # NaN (a candidate whose every fold failed) ranks last; ties keep the grid's order
+    ranked = sorted(results, key=lambda r: _rank_key(r["mean_score"]), reverse=True)
     best = ranked[0]
-    x, y = read_input(omega, X), read_input(omega, Y)
+    _report_failures(meta, ranked)
+    # a copy: an estimator may change its input in place (Ridge(copy_X=False) centres
+    # it), and the cached input is what later searches in this process read
+    x, y = copy.deepcopy(read_input(omega, X)), copy.deepcopy(read_input(omega, Y))
     lineage = [v.lineage() for v in (X, Y) if isinstance(v, Pinned)]
     estimator = clone(load_model(omega, meta)).set_params(**best["params"])
     estimator.fit(x, y) if y is not None else estimator.fit(x)
@@ -378,6 +327,32 @@ def _store_best(
     return stored
 
 
+def _rank_key(score: float) -> tuple[bool, float]:
+    return (not math.isnan(score), score)
+
+
+def _report_failures(meta: Metadata, ranked: list[dict[str, Any]]) -> None:
+    """Log what failed in which candidate (the search's log shows it); TaskFailedError
+    when every candidate failed: there is no best to store."""
+    failed = [r for r in ranked if r.get("notes")]
+    for r in failed:
+        for note in r["notes"]:
+            _log.warning("candidate %r: %s", r["params"], note)
+    if not math.isnan(ranked[0]["mean_score"]):
+        return
+    first = failed[0] if failed else ranked[0]
+    why = (first.get("notes") or ["every fold scored NaN"])[-1].removeprefix("every fold failed: ")
+    if len(ranked) == 1:
+        raise TaskFailedError(
+            f"Every fold of candidate {first['params']!r} of the search of model "
+            f"{meta.name!r} failed: {why}"
+        )
+    raise TaskFailedError(
+        f"Every candidate of the search of model {meta.name!r} failed (`om runtime log` "
+        f"shows each); the first, {first['params']!r}: {why}"
+    )
+
+
 def _one_type_per_column(table: Any) -> Any:
     """The table with each ``param_`` column of one type: numbers (ints and floats), or
     strings, or booleans stay as they are; a column that mixes them (``gamma``: ``"scale"``
@@ -411,6 +386,7 @@ def submit_gridsearch(
     omega = runtime.omega
     grid = candidates(parameters)
     task_id = new_id()
+    cv = fixed_splits(cv)
     X, Y = (_shared(client, pin_input(omega, v, role)) for v, role in ((X, "X"), (Y, "Y")))
     stem = f"omfs-gridsearch-{meta.name.replace('/', '.')}-{task_id}"
     futures = []

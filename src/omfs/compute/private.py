@@ -15,10 +15,10 @@ from omfs.compute.identity import pid_exists
 from omfs.compute.workers import (
     LOOPBACK,
     NO_WORKERS_TIMEOUT,
-    QUIET_SETTINGS,
     WorkerSpec,
     default_workers,
     join_host_port,
+    quiet_settings,
     secure_state_dir,
     terminate,
     wait_for_workers,
@@ -50,7 +50,7 @@ class PrivateCluster:
         try:
             security = self.tls.security()
             settings = {
-                **QUIET_SETTINGS,
+                **quiet_settings(),
                 "distributed.scheduler.no-workers-timeout": NO_WORKERS_TIMEOUT,
                 "distributed.scheduler.http.routes": [],  # no TLS there: serve nothing
             }

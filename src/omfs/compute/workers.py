@@ -38,6 +38,7 @@ __all__ = [
     "join_host_port",
     "log_tail",
     "parse_worker_spec",
+    "quiet_settings",
     "secure_state_dir",
     "state_dir",
     "terminate",
@@ -190,11 +191,25 @@ def worker_env(*, profile: bool = False) -> dict[str, str]:
     env.pop("DASK_LOGGING__DISTRIBUTED", None)  # the CLI's quiet: workers log to their file
     # a worker's HTTP server (Prometheus metrics, health) serves nothing: it has no TLS
     env["DASK_DISTRIBUTED__WORKER__HTTP__ROUTES"] = "[]"
-    env.setdefault("DASK_DISTRIBUTED__WORKER__PROFILE__ENABLED", str(profile))
     if not profile:
-        for key, value in QUIET_SETTINGS.items():
-            env.setdefault(_env_name(key), value)
+        for key, value in quiet_settings().items():
+            env.setdefault(_env_name(key), str(value))
     return env
+
+
+def quiet_settings() -> dict[str, Any]:
+    """:data:`QUIET_SETTINGS` and the profiler off, each only where the user's Dask
+    configuration (a YAML file, a ``DASK_*`` variable) leaves Dask's default: theirs wins."""
+    import dask
+    import distributed.config  # noqa: F401  (Dask's defaults of those settings)
+
+    defaults = dask.config.merge(*dask.config.defaults)
+    wanted = {**QUIET_SETTINGS, "distributed.worker.profile.enabled": False}
+    return {
+        key: value
+        for key, value in wanted.items()
+        if dask.config.get(key, None) == dask.config.get(key, None, config=defaults)
+    }
 
 
 def _env_name(key: str) -> str:
