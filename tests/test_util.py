@@ -60,3 +60,15 @@ def test_durations_and_sizes_have_one_parser_each():
     for bad in ("0", "-1MB", "12 parsecs", ""):
         with pytest.raises(ValueError, match="Invalid size"):
             _util.parse_size(bad)
+
+
+def test_a_duration_of_zero_needs_no_unit():
+    """Newcomer's finding: the docs say `--task-retention 0`, and "0" was refused."""
+    from datetime import timedelta
+
+    from omfs._util import parse_duration
+    from omfs.errors import UsageError
+
+    assert parse_duration("0") == parse_duration("0s") == timedelta(0)
+    with pytest.raises(UsageError, match="use a number and a unit"):
+        parse_duration("5")

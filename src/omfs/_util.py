@@ -153,7 +153,7 @@ _DURATION_UNITS = {"s": 1, "min": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
 
 
 def parse_duration(value: Any) -> timedelta:
-    """``"90s"``, ``"5min"``, ``"1h"``, ``"30d"``, ``"2w"``, seconds, or a timedelta.
+    """``"90s"``, ``"5min"``, ``"1h"``, ``"30d"``, ``"2w"``, ``"0"``, seconds, or a timedelta.
 
     The one parser of durations (prune's ``older_than``, gc's ``grace``, their CLI
     options). A bare ``m`` is refused: it reads as a minute to some and a month to others.
@@ -172,6 +172,8 @@ def parse_duration(value: Any) -> timedelta:
             f"Duration {value!r} is ambiguous: write {number}min for {number} minute(s) or "
             f"{float(number) * 30:g}d for {number} month(s)"
         )
+    if match and not unit and float(match.group(1)) == 0:
+        return timedelta(0)  # nothing, in any unit
     if not match or unit not in _DURATION_UNITS:
         raise UsageError(
             f"Invalid duration {value!r}: use a number and a unit (s, min, h, d, w), "

@@ -157,3 +157,12 @@ def test_a_step_is_cancelled_by_id_and_a_writing_step_then_writes_nothing(om, tm
     with pytest.raises(TaskCancelledError):
         om.runtime.result(result.ids[0])
     assert [v.version for v in om.models.versions("later")] == [1]
+    # a task's own handle says cancelled as a read by id does, not Dask's error
+    started.unlink()
+    task = om.runtime.model("busy").predict("X")
+    while not started.exists():
+        assert time.monotonic() < deadline + 30, "the predict started"
+        time.sleep(0.05)
+    assert task.cancel() is True
+    with pytest.raises(TaskCancelledError, match=r"predict\(busy@v1\) was cancelled"):
+        task.get(timeout=30)

@@ -325,3 +325,21 @@ def test_a_splitter_without_a_seed_gives_every_candidate_the_same_folds():
         assert cv.random_state is None or not isinstance(cv.random_state, int)  # untouched
     seeded = KFold(4, shuffle=True, random_state=3)
     assert fixed_splits(seeded) is seeded and fixed_splits(3) == 3
+
+
+def test_a_search_reads_running_once_a_candidate_runs(tmp_path):
+    """Newcomer's finding: a search whose candidates ran read `pending` until its last
+    step began."""
+    from omfs.compute import gridsearch
+    from omfs.compute.records import new_id
+
+    om = omfs.setup(tmp_path / "ctx")
+    om.datasets.put(X, "X")
+    om.datasets.put(Y, "Y")
+    meta = om.models.put(Ridge(), "m")
+    pins = [gridsearch.pin_input(om, v, role) for v, role in (("X", "X"), ("Y", "Y"))]
+    task_id = new_id()
+    gridsearch.score_candidate(om, meta, *pins, {"alpha": 1.0}, 3, None, (task_id, {"cpu": 1}))
+    gridsearch.score_candidate(om, meta, *pins, {"alpha": 2.0}, 3, None, (task_id, {"cpu": 1}))
+    row = om.runtime.task(task_id)
+    assert (row["status"], row["action"], row["object"]) == ("running", "gridsearch", "models/m@v1")

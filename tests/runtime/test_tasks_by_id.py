@@ -166,6 +166,27 @@ def test_ping_with_and_without_a_route(tmp_path, dask_processes):
     assert "route tpu=1" in str(err.value) and "om cluster start --worker tpu=1" in str(err.value)
 
 
+def test_ping_says_a_busy_worker_is_busy(tmp_path, dask_processes):
+    """Newcomer's finding: a worker busy with a long task (a ping is a task: it waits for
+    a free thread) was left out, or the ping said to start one."""
+    from omfs_test_models import SlowPredictor
+
+    om = omfs.setup(tmp_path / "ctx", cluster=dask_processes["client"])
+    om.datasets.put(X, "X")
+    started = tmp_path / "started"
+    om.models.put(SlowPredictor(seconds=4, started_file=str(started)), "busy")
+    task = om.runtime.require("gpu").model("busy").predict("X")
+    deadline = time.monotonic() + 60
+    while not started.exists():
+        assert time.monotonic() < deadline, "the predict started"
+        time.sleep(0.05)
+    rows = om.runtime.require("gpu").ping(timeout=1)
+    assert [(r["name"], r["state"], r["rtt_ms"]) for r in rows] == [
+        ("gpu-worker", "busy (1 task(s))", None)
+    ]
+    task.get(timeout=60)
+
+
 def test_cli_async_result_status_tasks_log_ping(tmp_path, dask_processes, cli):
     root = tmp_path / "ctx"
     om = omfs.setup(root)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 import sys
 from pathlib import Path
@@ -202,6 +203,15 @@ def _show_answer(app: App, answer: dict[str, Any], action: str) -> None:
     else:
         meta = answer["meta"]
         print(f"{meta['store']}\t{meta['name']}\tv{meta['version']}")
+        search = (meta.get("lineage") or {}).get("task") or {}
+        if action == "gridsearch" and search.get("method") == "gridsearch":
+            table = search.get("table") or {}
+            print(
+                f"best of {search.get('candidates')} candidates: {json.dumps(search.get('params'))}"
+                f", score {search.get('score')}; the table: datasets {table.get('dataset')} "
+                f"v{table.get('version')}",
+                file=sys.stderr,
+            )
 
 
 def _show_value(app: App, action: str, value: Any) -> None:
@@ -425,4 +435,4 @@ def ping(
     for row in rows:
         if not app.as_json:
             row["resources"] = ResourceSpec(row["resources"]).text()
-    app.table(rows, ["address", "name", "resources", "rtt_ms"])
+    app.table(rows, ["address", "name", "resources", "rtt_ms", "state"])

@@ -167,8 +167,10 @@ def _pong() -> float:
 
 def ping_workers(client: Any, needs: dict[str, float], timeout: float = 10) -> list[dict[str, Any]]:
     """Send a tiny task to each worker that satisfies ``needs`` and time its answer: rows
-    of address, name, resources and ``rtt_ms``. A one-line ResourceUnavailableError names
-    the route and how to start such a worker when none answers."""
+    of address, name, resources, ``rtt_ms`` and ``state`` (``answered``, or ``busy`` for a
+    worker whose threads all ran other tasks meanwhile: alive, but the ping waited). A
+    one-line ResourceUnavailableError names the route and how to start such a worker when
+    none answers and none is busy."""
     from concurrent.futures import CancelledError
 
     from distributed import TimeoutError as DaskTimeout
@@ -204,23 +206,57 @@ def ping_workers(client: Any, needs: dict[str, float], timeout: float = 10) -> l
             future.result(timeout=left)
             # the callback runs in Dask's callback thread, maybe not yet: then now is when
             answered.setdefault(worker["address"], (time.perf_counter() - started) * 1e3)
-    rows = []
+    rows, silent = [], []
     for future, worker in futures.items():
         if future.status == "finished" and worker["address"] in answered:
             rows.append({**worker, "rtt_ms": round(answered[worker["address"]], 2)})
+            rows[-1]["state"] = "answered"
         else:
             future.cancel()
+            silent.append(worker)
+    rows += _busy_rows(client, silent, {f.key for f in futures})
     if not rows:
-        route = ResourceSpec(needs)
-        start = f"om cluster start --worker {route.text() or 'gpu=1'}"
-        why = (
-            f"none of the {len(candidates)} worker(s) offering it answered within {timeout:g} s"
-            if candidates
-            else "no worker offers it"
-        )
-        raise ResourceUnavailableError(
-            f"No worker answered a ping on route {route.describe()}: {why}. Start one that "
-            f"offers it (`{start}`, or `dask worker SCHEDULER_ADDRESS --resources "
-            f'"{route.text() or "gpu=1"}"`).'
-        )
+        raise ResourceUnavailableError(_no_answer(needs, len(candidates), timeout))
     return rows
+
+
+def _busy_rows(client: Any, silent: list[dict[str, Any]], pings: set[str]) -> list[dict[str, Any]]:
+    """Rows of the workers in ``silent`` that the scheduler says run other tasks (a ping is
+    a task: it waits for a free thread)."""
+    if not silent:
+        return []
+    try:
+        processing = client.processing(workers=[w["address"] for w in silent])
+    except Exception:  # the scheduler went away: they did not answer, that is all
+        return []
+    rows = []
+    for worker in silent:
+        others = [k for k in processing.get(worker["address"], ()) if str(k) not in pings]
+        if others:
+            rows.append({**worker, "rtt_ms": None, "state": f"busy ({len(others)} task(s))"})
+    return rows
+
+
+def _no_answer(needs: dict[str, float], candidates: int, timeout: float) -> str:
+    """The one line of a ping that no worker answered."""
+    route = ResourceSpec(needs)
+    if not needs:
+        why = (
+            f"none of its {candidates} worker(s) answered within {timeout:g} s (stuck?)"
+            if candidates
+            else "the cluster has no workers"
+        )
+        return (
+            f"No worker answered a ping: {why}. Restart the cluster (`om cluster stop && "
+            "om cluster start`), or start workers (`dask worker SCHEDULER_ADDRESS`)."
+        )
+    start = f"om cluster start --worker {route.text()}"
+    why = (
+        f"none of the {candidates} worker(s) offering it answered within {timeout:g} s"
+        if candidates
+        else "no worker offers it"
+    )
+    return (
+        f"No worker answered a ping on route {route.describe()}: {why}. Start one that "
+        f'offers it (`{start}`, or `dask worker SCHEDULER_ADDRESS --resources "{route.text()}"`).'
+    )

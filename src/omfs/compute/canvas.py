@@ -200,7 +200,9 @@ class _Reduce:
         except Exception as exc:
             name = reduce_name(self.reduce)
             module = getattr(self.reduce, "__module__", None) or "?"
-            first = (str(exc).strip().splitlines() or [""])[0]
+            first = " ".join(str(exc).split())  # Dask's message spans lines: all of it
+            first = first if len(first) <= 300 else first[:297] + "..."
+            first = first if first.endswith((".", "...")) else first + "."
             raise TaskFailedError(
                 f"the reduce step ({name}) did not run: {type(exc).__name__}: "
                 f"{first} A reduce must be importable where the cluster runs: install "

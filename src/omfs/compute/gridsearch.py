@@ -10,6 +10,7 @@ pinned version once (:func:`read_input`), not once per candidate.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import functools
 import json
@@ -21,6 +22,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from omfs.compute.folds import fixed_splits, fold_scores, foldable, plain_estimator
+from omfs.compute.records import record_key
 from omfs.compute.tasks import as_target, load_model, parse_input, plain_param, run_recorded
 from omfs.errors import InvalidModelError, TaskFailedError, UsageError
 from omfs.objects.metadata import Metadata, utcnow
@@ -199,14 +201,25 @@ def clear_input_cache() -> None:
 
 
 def score_candidate(
-    omega: Any, meta: Metadata, X: Any, Y: Any, params: dict[str, Any], cv: Any, scoring: Any
+    omega: Any,
+    meta: Metadata,
+    X: Any,
+    Y: Any,
+    params: dict[str, Any],
+    cv: Any,
+    scoring: Any,
+    search: tuple[str, dict[str, float]] | None = None,
 ) -> dict[str, Any]:
     """Cross-validate one candidate: its parameters, mean and std of the fold scores, and
     what failed (``notes``). A candidate whose every fold failed scores NaN, as in
-    GridSearchCV: it ranks last, and the search fails only when every candidate did."""
+    GridSearchCV: it ranks last, and the search fails only when every candidate did.
+    ``search``: the search's task id and route (its record reads running from now)."""
     import numpy as np
     from sklearn.base import clone
     from sklearn.model_selection import cross_val_score
+
+    if search is not None:
+        _mark_started(omega.storage, meta, *search)
 
     estimator = clone(load_model(omega, meta)).set_params(**params)
     x, y = read_input(omega, X), read_input(omega, Y)
@@ -233,6 +246,22 @@ def score_candidate(
         "seconds": round(time.perf_counter() - began, 4),
         "notes": notes,
     }
+
+
+_marked: set[str] = set()
+
+
+def _mark_started(storage: Any, meta: Metadata, task_id: str, route: dict[str, float]) -> None:
+    """The search's ``started`` record, once (put-if-absent; once per process): the search
+    reads running while its candidates run, not pending until its last step. Its final
+    step rewrites the record with its heartbeat."""
+    if task_id in _marked:
+        return
+    _marked.add(task_id)
+    doc = {"at": utcnow(), "action": "gridsearch", "route": route}
+    doc |= {"object": f"models/{meta.name}@v{meta.version}", "worker_name": "candidates"}
+    with contextlib.suppress(FileExistsError):
+        storage.create(record_key(task_id, "started.json"), json.dumps(doc).encode())
 
 
 def store_best(
@@ -311,7 +340,7 @@ def _store_best(
         "method": "gridsearch",
         "params": {k: plain_param(v) for k, v in best["params"].items()},
         "score": best["mean_score"],
-        "scoring": repr(scoring) if scoring is not None else "the estimator's score",
+        "scoring": _scoring_name(scoring),
         "cv": plain_param(cv),
         "candidates": len(results),
         "table": {"dataset": table.name, "version": table.version},
@@ -325,6 +354,13 @@ def _store_best(
         lineage={"trained_on": lineage, "task": search},
     )
     return stored
+
+
+def _scoring_name(scoring: Any) -> str:
+    """What the lineage says scored the candidates: a scorer's name as given."""
+    if scoring is None:
+        return "the estimator's score"
+    return scoring if isinstance(scoring, str) else repr(scoring)
 
 
 def _rank_key(score: float) -> tuple[bool, float]:
@@ -392,7 +428,7 @@ def submit_gridsearch(
     futures = []
     for i, params in enumerate(grid):
         future = client.submit(
-            score_candidate, omega, meta, X, Y, params, cv, scoring,
+            score_candidate, omega, meta, X, Y, params, cv, scoring, (task_id, route),
             resources=route or None, pure=False, key=f"{stem}-{i}",
         )  # fmt: skip
         futures.append(future)
