@@ -52,6 +52,10 @@ def test_a_dead_worker_reads_stopped_and_a_dead_scheduler_leaves_nothing_running
             ["worker-0", "running"],
             ["worker-1", "stopped"],
         ]
+        assert "none of its workers runs" not in om("status").stderr
+        _killed(record["worker_pids"][0])
+        status = om("status")  # newcomer's finding: "running", and nothing said
+        assert status.returncode == 0 and "none of its workers runs: tasks wait" in status.stderr
         _killed(record["scheduler_pid"])
         status = om("status")
         assert status.returncode == 3

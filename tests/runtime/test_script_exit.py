@@ -43,7 +43,9 @@ def test_a_fit_on_the_last_line_exits_without_an_error(tmp_path, dask_processes)
 
 def test_the_exit_notice_of_a_burst_is_a_summary():
     burst = ["predict(m@v7)"] * 999 + ["fit(m@v7)", "score(a@v1)", "score(a@v1)", "x(b@v1)"]
-    assert tasks_summary(burst) == "predict(m@v7) x999, score(a@v1) x2, fit(m@v7) and 1 more kind"
+    assert tasks_summary(burst) == "predict(m@v7) x999, score(a@v1) x2, fit(m@v7), x(b@v1)"
+    burst += ["y(c@v1)"]
+    assert tasks_summary(burst) == "predict(m@v7) x999, score(a@v1) x2, fit(m@v7) and 2 more kinds"
     assert tasks_summary(["fit(m@v1)"]) == "fit(m@v1)"
 
 

@@ -85,6 +85,9 @@ def test_cli_gc_reports_a_stray_record_in_one_line_and_refuses_an_empty_retentio
     stray = [line for line in out.stderr.splitlines() if "00000000-000000000-00000000" in line]
     assert len(stray) == 1 and "not a task id" in stray[0]
     assert f"'{ANCIENT}'" not in out.stderr  # removed (dry run): far older than 10 x 1d
+    # only task records go: no "nothing to remove" or "0 file(s)" beside them (newcomer)
+    assert "would remove the records of" in out.stderr
+    assert "nothing to remove" not in out.stderr and "0 file(s)" not in out.stderr
     empty = cli("--root", om.root, "gc", "--dry-run", "--task-retention", "")
     assert empty.code != 0
     assert empty.stderr.strip().splitlines() == [

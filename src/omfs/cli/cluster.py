@@ -167,7 +167,13 @@ def status(ctx: typer.Context) -> None:
     if record.dashboard:
         print(f"dashboard at {record.dashboard}")
     print(line)
-    app.table(_rows(record), ["name", "resources", "pid", "state"])
+    rows = _rows(record)
+    app.table(rows, ["name", "resources", "pid", "state"])
+    if rows and all(r["state"] == "stopped" for r in rows):
+        app.note(
+            "none of its workers runs: tasks wait for one. Restart the cluster "
+            "(`om cluster stop && om cluster start`, with the --worker options it had)"
+        )
 
 
 def _say_not_running(app: Any) -> None:

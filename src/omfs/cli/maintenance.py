@@ -67,11 +67,13 @@ def gc(
     report = app.omega().gc(
         buckets=bucket, grace=grace, dry_run=dry_run, force=force, task_retention=task_retention
     )
-    files = report["files"]
+    files, tasks = report["files"], report.get("tasks") or []
     verb = "would remove" if dry_run else "removed"
-    app.table(files, ["bucket", "store", "key", "bytes", "why"], empty="nothing to remove")
-    app.note(f"{verb} {len(files)} file(s), {report['bytes']:,} bytes")
-    if report.get("tasks"):
-        app.note(f"{verb} the records of {len(report['tasks'])} runtime task(s)")
+    if files or not tasks or app.as_json:  # "nothing to remove" only when nothing is
+        app.table(files, ["bucket", "store", "key", "bytes", "why"], empty="nothing to remove")
+    if files:
+        app.note(f"{verb} {len(files)} file(s), {report['bytes']:,} bytes")
+    if tasks:
+        app.note(f"{verb} the records of {len(tasks)} runtime task(s)")
     for skip in report["skipped"]:
         app.note(f"skipped {skip['store']} {skip['name']!r}: {skip['why']}")

@@ -252,7 +252,8 @@ def workers(ctx: typer.Context, local: Local = False) -> None:
         row["resources"] = (
             ResourceSpec(row["resources"]).text() if not app.as_json else row["resources"]
         )
-    app.table(rows, ["address", "name", "resources", "nthreads", "memory_limit"])
+    columns = ["address", "name", "resources", "nthreads", "memory_limit"]
+    app.table(rows, columns, empty="no workers: tasks wait for one (`om cluster status`)")
 
 
 # -- tasks by id: read from the context's records (no cluster needed) ----------------------

@@ -329,6 +329,7 @@ def tasks_summary(descriptions: list[str], shown: int = 3) -> str:
     """Tasks in a few words: each description with its count, the most frequent
     ``shown`` ones (``predict(m@v7) x999, fit(m@v1) and 2 more kinds``)."""
     counts = Counter(descriptions).most_common()
+    shown = shown + 1 if len(counts) == shown + 1 else shown  # never "and 1 more kind"
     text = ", ".join(d if n == 1 else f"{d} x{n}" for d, n in counts[:shown])
     more = len(counts) - shown
     return text + (f" and {more} more kind{'s' if more > 1 else ''}" if more > 0 else "")
