@@ -301,20 +301,51 @@ def _route_warning(message: Any, category: Any, filename: str, lineno: int, *a: 
 @contextlib.contextmanager
 def _captured() -> Iterator[_Capture]:
     """Capture this thread's log records (INFO and up) and every warning while the task
-    runs (warnings filters are process-wide: with several threads a worker's tasks share
-    them)."""
+    runs: each goes to the log of the task whose thread emitted it."""
     capture = _Capture()
     root = logging.getLogger()
     root.addHandler(capture)
     _captures.current = capture
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("always")
-            warnings.showwarning = _route_warning  # type: ignore[assignment]
+        with _warnings_routed():
             yield capture
     finally:
         _captures.current = None
         root.removeHandler(capture)
+
+
+class _Routing:
+    """Warnings filters and ``showwarning`` are process-wide, and ``catch_warnings`` is
+    not safe beside other threads (two tasks on a threaded worker each restored the state
+    the other had saved). So the first running task of the process routes warnings (every
+    warning shown, through :func:`_route_warning`), and the last one to end restores them."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.active = 0
+        self.saved: Any = None
+
+
+_routing = _Routing()
+
+
+@contextlib.contextmanager
+def _warnings_routed() -> Iterator[None]:
+    with _routing.lock:
+        if _routing.active == 0:
+            _routing.saved = warnings.catch_warnings()
+            _routing.saved.__enter__()
+            warnings.simplefilter("always")
+            warnings.showwarning = _route_warning  # type: ignore[assignment]
+        _routing.active += 1
+    try:
+        yield
+    finally:
+        with _routing.lock:
+            _routing.active -= 1
+            if _routing.active == 0:
+                _routing.saved.__exit__(None, None, None)
+                _routing.saved = None
 
 
 def _worker_name() -> dict[str, Any]:
