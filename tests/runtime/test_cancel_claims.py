@@ -103,3 +103,26 @@ def test_a_task_whose_only_record_is_its_workers_claim_is_not_cancelled(tmp_path
         om.runtime.cancel(task_id)
     om.storage.write_bytes(f"_tasks/{task_id}.claim.json", json.dumps({"by": "worker"}).encode())
     assert om.runtime.cancel(task_id) is False
+
+
+def test_a_running_task_of_a_live_script_is_cancelled_by_id(tmp_path, dask_processes, om_script):
+    """Its submitted record is written at the script's exit; the worker's started record
+    names the task's Dask key, so another process cancels it by id meanwhile."""
+    env = {**os.environ, "OMFS_CLUSTER": dask_processes["address"]}
+    om = omfs.setup(tmp_path / "ctx", cluster=dask_processes["client"])
+    om.datasets.put(X, "X")
+    om.datasets.put(Y, "Y")
+    started = tmp_path / "fit-started"
+    om.models.put(SlowRegressor(seconds=4, started_file=str(started)), "slow")
+    task = om.runtime.model("slow").fit("X", "Y")
+    record = f"_tasks/{task.id}.started.json"
+    _wait_for(lambda: started.exists() and om.storage.exists(record), "the worker's record")
+    assert not om.storage.exists(f"_tasks/{task.id}.submitted.json")
+    out = subprocess.run(
+        [om_script, "--root", om.root, "runtime", "cancel", task.id],
+        capture_output=True, text=True, env=env,
+    )  # fmt: skip
+    assert (out.returncode, out.stdout.strip()) == (0, f"cancelled {task.id}"), out.stderr
+    with pytest.raises(TaskCancelledError):
+        task.get(timeout=60)
+    assert [m.version for m in om.models.versions("slow")] == [1]

@@ -353,7 +353,11 @@ def _worker_name() -> dict[str, Any]:
         from distributed import get_worker
 
         worker = get_worker()
-        return {"worker": worker.address, "worker_name": str(worker.name)}
+        doc = {"worker": worker.address, "worker_name": str(worker.name)}
+        # its Dask key: any process can cancel the running task by id, also one submitted
+        # by a script that is still running (whose submitted record is written at its exit)
+        key = worker.get_current_task()
+        return doc | ({"key": str(key)} if key is not None else {})
     except (ImportError, ValueError):
         return {"worker": f"local:{socket.gethostname()}", "worker_name": "local"}
 
