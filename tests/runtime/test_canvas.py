@@ -166,3 +166,13 @@ def test_a_step_is_cancelled_by_id_and_a_writing_step_then_writes_nothing(om, tm
     assert task.cancel() is True
     with pytest.raises(TaskCancelledError, match=r"predict\(busy@v1\) was cancelled"):
         task.get(timeout=30)
+
+
+def test_a_canvas_runs_once(om):
+    """Newcomer's finding: run() twice submitted every step again (a fit: two versions)."""
+    with om.runtime.sequence() as crt:
+        crt.model("m").fit("X", "Y")
+    crt.run().get(timeout=60)
+    with pytest.raises(omfs.errors.UsageError, match="This sequence already ran"):
+        crt.run()
+    assert [v.version for v in om.models.versions("m")] == [1, 2]

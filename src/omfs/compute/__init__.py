@@ -189,8 +189,9 @@ class Runtime:
         self.client  # noqa: B018 (connected: the handle knows its kind and address)
         where = Route(self._cluster.kind, self._cluster.address, attribute)
         self._cluster.view.check(self.client, route, f"gridsearch of model {meta.name!r}", where)
+        at = utcnow()  # before its candidates can start
         final, task_id, _ = submit_gridsearch(self, meta, X, Y, parameters, cv, scoring, route)
-        doc: dict[str, Any] = {"at": utcnow(), "object": f"models/{meta.name}@v{meta.version}"}
+        doc: dict[str, Any] = {"at": at, "object": f"models/{meta.name}@v{meta.version}"}
         doc |= {"action": "gridsearch", "route": route, "key": final.key, "writes": True}
         self._cluster.latest.fitting(meta.bucket, meta.name, final)
         return self._tracked(final, task_id, description, True, doc)
@@ -232,7 +233,9 @@ class Runtime:
     def ping(self, timeout: float = 10) -> list[dict[str, Any]]:
         """Each worker that would take a task on this route answers: address, name,
         resources and round-trip time (ms). ResourceUnavailableError when none does."""
-        return ping_workers(self.client, self._resources or {}, timeout)
+        client = self.client  # connected: the handle knows its kind and address
+        route = Route(self._cluster.kind, self._cluster.address, None)
+        return ping_workers(client, self._resources or {}, timeout, route)
 
     def _run(
         self,

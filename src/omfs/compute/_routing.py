@@ -110,6 +110,16 @@ class Route:
         where = "the background cluster" if restart else "the cluster omfs starts"
         return f"Give {where} such a worker: {start}"
 
+    def start_workers(self, wanted: ResourceSpec) -> str:
+        """How to get workers (offering ``wanted``, if anything) on a cluster with none."""
+        if self.kind == "background":
+            worker = f" --worker {wanted.text(sort=False)}" if wanted.amounts else ""
+            return f"Restart the background cluster: `om cluster stop && om cluster start{worker}`"
+        if wanted.amounts:
+            return self.start_worker(wanted)
+        address = self.address or "SCHEDULER_ADDRESS"
+        return f"Start workers (`dask worker {address}`)"
+
     def override(self) -> tuple[str, str]:
         """What follows the advice: where the requirement came from and how to override it,
         or how to change it (in Python's terms, in the CLI's)."""
@@ -128,10 +138,11 @@ def check_satisfiable(
     """Raise at once when no single worker offers every resource in ``needs``."""
     route = route or Route()
     if not workers:
+        start = route.start_workers(ResourceSpec(needs))
         raise ResourceUnavailableError(
             f"The cluster has no workers to run {what}.",
-            hint="Start workers (`dask worker SCHEDULER_ADDRESS`) or use runtime.mode(local=True).",
-            cli_hint="Start workers (`dask worker SCHEDULER_ADDRESS`) or use `om runtime --local`.",
+            hint=f"{start}, or use runtime.mode(local=True).",
+            cli_hint=f"{start}, or use `om runtime --local`.",
         )
     if not needs:
         return
@@ -165,7 +176,9 @@ def _pong() -> float:
     return time.time()
 
 
-def ping_workers(client: Any, needs: dict[str, float], timeout: float = 10) -> list[dict[str, Any]]:
+def ping_workers(
+    client: Any, needs: dict[str, float], timeout: float = 10, route: Route | None = None
+) -> list[dict[str, Any]]:
     """Send a tiny task to each worker that satisfies ``needs`` and time its answer: rows
     of address, name, resources, ``rtt_ms`` and ``state`` (``answered``, or ``busy`` for a
     worker whose threads all ran other tasks meanwhile: alive, but the ping waited). A
@@ -216,7 +229,9 @@ def ping_workers(client: Any, needs: dict[str, float], timeout: float = 10) -> l
             silent.append(worker)
     rows += _busy_rows(client, silent, {f.key for f in futures})
     if not rows:
-        raise ResourceUnavailableError(_no_answer(needs, len(candidates), timeout))
+        raise ResourceUnavailableError(
+            _no_answer(needs, len(candidates), timeout, route or Route())
+        )
     return rows
 
 
@@ -237,26 +252,16 @@ def _busy_rows(client: Any, silent: list[dict[str, Any]], pings: set[str]) -> li
     return rows
 
 
-def _no_answer(needs: dict[str, float], candidates: int, timeout: float) -> str:
+def _no_answer(needs: dict[str, float], candidates: int, timeout: float, route: Route) -> str:
     """The one line of a ping that no worker answered."""
-    route = ResourceSpec(needs)
-    if not needs:
-        why = (
-            f"none of its {candidates} worker(s) answered within {timeout:g} s (stuck?)"
-            if candidates
-            else "the cluster has no workers"
-        )
-        return (
-            f"No worker answered a ping: {why}. Restart the cluster (`om cluster stop && "
-            "om cluster start`), or start workers (`dask worker SCHEDULER_ADDRESS`)."
-        )
-    start = f"om cluster start --worker {route.text()}"
-    why = (
-        f"none of the {candidates} worker(s) offering it answered within {timeout:g} s"
-        if candidates
-        else "no worker offers it"
-    )
-    return (
-        f"No worker answered a ping on route {route.describe()}: {why}. Start one that "
-        f'offers it (`{start}`, or `dask worker SCHEDULER_ADDRESS --resources "{route.text()}"`).'
-    )
+    wanted = ResourceSpec(needs)
+    if candidates:
+        why = f"none of its {candidates} worker(s) answered within {timeout:g} s (stuck?)"
+        start = "Restart the cluster (`om cluster stop && om cluster start`)"
+        start = start if route.kind == "background" else route.start_workers(wanted)
+    elif not needs:
+        why, start = "the cluster has no workers", route.start_workers(wanted)
+    else:
+        why, start = "no worker offers it", route.start_worker(wanted)
+    where = f" on route {wanted.describe()}" if needs else ""
+    return f"No worker answered a ping{where}: {why}. {start}."

@@ -121,6 +121,7 @@ class Canvas:
         self.kind = kind
         self.reduce = reduce
         self.steps: list[_Step] = []
+        self.ran = False
 
     def __enter__(self) -> Canvas:
         return self
@@ -136,11 +137,20 @@ class Canvas:
         return _Routed(self, ResourceSpec.of(label, **resources).as_dict())
 
     def run(self) -> CanvasResult:
+        if self.ran:
+            raise UsageError(
+                f"This {self.kind} already ran (its steps would run twice): collect the "
+                f"steps of another in a new `with om.runtime.{self.kind}() as crt:` block."
+            )
         if not self.steps:
             raise UsageError(f"The {self.kind} has no steps: add some with crt.model(...).")
         if self.kind == "mapreduce" and not callable(self.reduce):
-            raise UsageError("mapreduce(reduce=...) needs a callable importable on the workers")
+            raise UsageError(
+                "mapreduce(reduce=...) needs a callable of the list of values, such as "
+                "mapreduce(reduce=sum)"
+            )
         result: CanvasResult = self._runtime.run_canvas(self)
+        self.ran = True
         return result
 
 

@@ -280,7 +280,7 @@ def store_best(
     task ``task_id``."""
 
     def finish() -> Metadata:
-        return _store_best(omega, meta, X, Y, cv, scoring, list(results))
+        return _store_best(omega, meta, X, Y, cv, scoring, list(results), task_id)
 
     stored: Metadata = run_recorded(omega, task_id, meta, "gridsearch", call=finish, route=route)
     return stored
@@ -305,7 +305,14 @@ def run_here(
 
 
 def _store_best(
-    omega: Any, meta: Metadata, X: Any, Y: Any, cv: Any, scoring: Any, results: list[Any]
+    omega: Any,
+    meta: Metadata,
+    X: Any,
+    Y: Any,
+    cv: Any,
+    scoring: Any,
+    results: list[Any],
+    task_id: str,
 ) -> Metadata:
     import pandas as pd
     from sklearn.base import clone
@@ -313,7 +320,7 @@ def _store_best(
     # NaN (a candidate whose every fold failed) ranks last; ties keep the grid's order
     ranked = sorted(results, key=lambda r: _rank_key(r["mean_score"]), reverse=True)
     best = ranked[0]
-    _report_failures(meta, ranked)
+    _report_failures(meta, ranked, task_id)
     # a copy: an estimator may change its input in place (Ridge(copy_X=False) centres
     # it), and the cached input is what later searches in this process read
     x, y = copy.deepcopy(read_input(omega, X)), copy.deepcopy(read_input(omega, Y))
@@ -367,7 +374,7 @@ def _rank_key(score: float) -> tuple[bool, float]:
     return (not math.isnan(score), score)
 
 
-def _report_failures(meta: Metadata, ranked: list[dict[str, Any]]) -> None:
+def _report_failures(meta: Metadata, ranked: list[dict[str, Any]], task_id: str) -> None:
     """Log what failed in which candidate (the search's log shows it); TaskFailedError
     when every candidate failed: there is no best to store."""
     failed = [r for r in ranked if r.get("notes")]
@@ -384,15 +391,16 @@ def _report_failures(meta: Metadata, ranked: list[dict[str, Any]]) -> None:
             f"{meta.name!r} failed: {why}"
         )
     raise TaskFailedError(
-        f"Every candidate of the search of model {meta.name!r} failed (`om runtime log` "
-        f"shows each); the first, {first['params']!r}: {why}"
+        f"Every candidate of the search of model {meta.name!r} failed (`om runtime log "
+        f"{task_id}` shows each); the first, {first['params']!r}: {why}"
     )
 
 
 def _one_type_per_column(table: Any) -> Any:
     """The table with each ``param_`` column of one type: numbers (ints and floats), or
     strings, or booleans stay as they are; a column that mixes them (``gamma``: ``"scale"``
-    and ``0.1``) holds each value's ``repr``, as Parquet needs one type per column."""
+    and ``0.1``) holds each value as text (``"scale"``, ``"0.1"``), as Parquet needs one
+    type per column; the ``params`` column keeps every value's type."""
     for column in [c for c in table.columns if c.startswith("param_")]:
         kinds = {
             "number" if isinstance(v, int | float) and not isinstance(v, bool) else type(v)
@@ -400,7 +408,9 @@ def _one_type_per_column(table: Any) -> Any:
             if v is not None
         }
         if len(kinds) > 1:
-            table[column] = [repr(v) for v in table[column]]
+            table[column] = [
+                v if v is None or isinstance(v, str) else str(v) for v in table[column]
+            ]
     return table
 
 

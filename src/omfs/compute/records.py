@@ -271,8 +271,8 @@ def lost_reason(started: dict[str, Any], at: float | None = None) -> str | None:
         if pid_exists(pid) or silent <= seconds_setting("OMFS_TASK_RETRY_GRACE", RETRY_GRACE):
             return None  # alive (a starved heartbeat is no death), or Dask may retry it
         return (
-            f"lost: {where} died while running it (killed? out of memory?) and no other "
-            f"worker took it up; {_AGAIN}"
+            f"lost: {where} died while running it (the cluster was stopped, or the worker "
+            f"was killed or ran out of memory) and no other worker took it up; {_AGAIN}"
         )
     if silent <= max(seconds_setting("OMFS_TASK_LOST_AFTER", TASK_LOST_AFTER), 6 * float(every)):
         return None
@@ -366,7 +366,8 @@ def _stored(storage: Any, task_id: str) -> tuple[dict[str, Any], dict[str, Any],
     if row["status"] == "failed":
         raise TaskFailedError(f"Task {task_id} ({_what(row)}) failed: {row['error']}")
     if row["status"] == "cancelled":
-        raise TaskCancelledError(f"Task {task_id} ({_what(row)}) was cancelled.")
+        why = f": {row['error']}" if row.get("error") else "."
+        raise TaskCancelledError(f"Task {task_id} ({_what(row)}) was cancelled{why}")
     if row["status"] != "succeeded":
         raise TimeoutError(f"Task {task_id} ({_what(row)}) is {row['status']}")
     doc = row["_result"] or {"format": "json", "value": None}
