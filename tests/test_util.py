@@ -72,3 +72,5 @@ def test_a_duration_of_zero_needs_no_unit():
     assert parse_duration("0") == parse_duration("0s") == timedelta(0)
     with pytest.raises(UsageError, match="use a number and a unit"):
         parse_duration("5")
+    with pytest.raises(UsageError, match="too long"):  # attacker's: an OverflowError
+        parse_duration("9999999999999d")

@@ -163,7 +163,10 @@ def parse_duration(value: Any) -> timedelta:
             raise UsageError(f"Invalid duration {value!r}: it is negative")
         return value
     if isinstance(value, int | float) and not isinstance(value, bool) and value >= 0:
-        return timedelta(seconds=value)
+        try:
+            return timedelta(seconds=value)
+        except (OverflowError, ValueError):  # too long, or NaN
+            raise UsageError(f"Invalid duration {value!r}: give finite seconds") from None
     match = _DURATION.fullmatch(str(value))
     unit = match.group(2).lower() if match else ""
     if match and unit == "m":
@@ -179,7 +182,10 @@ def parse_duration(value: Any) -> timedelta:
             f"Invalid duration {value!r}: use a number and a unit (s, min, h, d, w), "
             "e.g. '90s', '5min', '1h', '30d' or '2w'"
         )
-    return timedelta(seconds=float(match.group(1)) * _DURATION_UNITS[unit])
+    try:
+        return timedelta(seconds=float(match.group(1)) * _DURATION_UNITS[unit])
+    except OverflowError:
+        raise UsageError(f"Invalid duration {value!r}: too long (at most 999999999d)") from None
 
 
 _SIZE = re.compile(r"\s*(\d+(?:\.\d+)?)\s*([A-Za-z]*)\s*")

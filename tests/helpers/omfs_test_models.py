@@ -92,3 +92,8 @@ class SlowPredictor(RegressorMixin, BaseEstimator):
             Path(self.started_file).write_text(str(os.getpid()))
         time.sleep(self.seconds)
         return np.zeros(len(X))
+
+
+def interrupting_reduce(values):
+    """A reduce whose code raises KeyboardInterrupt (on a Dask worker it stopped the worker)."""
+    raise KeyboardInterrupt

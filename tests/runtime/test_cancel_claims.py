@@ -125,4 +125,21 @@ def test_a_running_task_of_a_live_script_is_cancelled_by_id(tmp_path, dask_proce
     assert (out.returncode, out.stdout.strip()) == (0, f"cancelled {task.id}"), out.stderr
     with pytest.raises(TaskCancelledError):
         task.get(timeout=60)
+    _wait_for(lambda: _finished(om, task.id) is not None, "the worker ended the task")
     assert [m.version for m in om.models.versions("slow")] == [1]
+
+
+def test_cancelling_a_task_that_writes_nothing_after_it_ended_says_no(tmp_path, dask_processes):
+    """Attacker's finding: a cancel racing the end of a quick predict said yes after its
+    finished record was written, and the record then read cancelled while the submitter
+    had its value. Cancel checks the record right before and after it writes its own."""
+    from omfs.compute.claims import cancel_task
+    from omfs.compute.records import finished_doc, new_id, write_record
+
+    om = omfs.setup(tmp_path / "ctx", cluster=dask_processes["client"])
+    future = dask_processes["client"].submit(int, 1, pure=False)
+    task = new_id()
+    write_record(om.storage, task, "finished", finished_doc("succeeded"))
+    assert cancel_task(future, om.storage, task, writes=False) is False
+    assert not om.storage.exists(f"_tasks/{task}.cancelled.json")
+    assert future.result(timeout=30) == 1

@@ -166,6 +166,9 @@ def test_a_step_is_cancelled_by_id_and_a_writing_step_then_writes_nothing(om, tm
     assert task.cancel() is True
     with pytest.raises(TaskCancelledError, match=r"predict\(busy@v1\) was cancelled"):
         task.get(timeout=30)
+    while not om.storage.exists(f"_tasks/{task.id}.finished.json"):  # the worker is free
+        assert time.monotonic() < deadline + 60, "the predict ended"
+        time.sleep(0.05)
 
 
 def test_a_canvas_runs_once(om):
@@ -176,3 +179,48 @@ def test_a_canvas_runs_once(om):
     with pytest.raises(omfs.errors.UsageError, match="This sequence already ran"):
         crt.run()
     assert [v.version for v in om.models.versions("m")] == [1, 2]
+
+
+def test_cancelling_a_step_by_id_cancels_the_steps_that_wait_for_it(om, tmp_path):
+    """Attacker's finding: the later steps of a sequence whose step was cancelled by id
+    (and a mapreduce's reduce) read pending forever, and get() raised Dask's error."""
+    from omfs_test_models import SlowPredictor
+
+    started = tmp_path / "started"
+    om.models.put(SlowPredictor(seconds=3, started_file=str(started)), "busy")
+    om.models.put(LinearRegression().fit(X, Y["y"]), "m")
+    with om.runtime.sequence() as crt:
+        crt.model("busy").predict("X")
+        crt.model("m").predict("X", rName="p2")
+        crt.model("m").predict("X", rName="p3")
+    result = crt.run()
+    deadline = time.monotonic() + 60
+    while not started.exists():
+        assert time.monotonic() < deadline, "the first step started"
+        time.sleep(0.05)
+    other = omfs.setup(om.root, cluster=om.runtime.client).runtime  # as another process
+    assert other.cancel(result.ids[1]) is True
+    assert [om.runtime.status(i) for i in result.ids[1:]] == ["cancelled", "cancelled"]
+    error = om.runtime.task(result.ids[2])["error"]
+    assert error == f"not run: predict of models/m ({result.ids[1]}) was cancelled"
+    with pytest.raises(TaskCancelledError):
+        result.get(timeout=60)
+    while om.runtime.status(result.ids[0]) != "succeeded":  # the worker is free again
+        assert time.monotonic() < deadline, "the first step ended"
+        time.sleep(0.05)
+    assert not om.datasets.exists("p2") and not om.datasets.exists("p3")
+
+
+def test_a_reduce_that_raises_keyboardinterrupt_fails_and_the_workers_stay(om):
+    """Attacker's finding: model or reduce code raising KeyboardInterrupt stopped each
+    worker Dask ran it on."""
+    from omfs_test_models import interrupting_reduce
+
+    om.models.put(LinearRegression().fit(X, Y["y"]), "m")
+    with om.runtime.mapreduce(reduce=interrupting_reduce) as crt:
+        crt.model("m").predict("X")
+    result = crt.run()
+    with pytest.raises(TaskFailedError, match="KeyboardInterrupt"):
+        result.get(timeout=60)
+    assert om.runtime.status(result.reduce_id) == "failed"
+    assert len(om.runtime.workers()) == 2

@@ -47,7 +47,8 @@ def test_seed_command_line(tmp_path, dask_processes, om_script):
             "gpu",
         )
     assert out.split() == ["datasets", "preds", "v1"]
-    workers = {t["worker"] for t in stream.data if str(t["key"]).startswith("omfs-")}
+    ours = ("omfs-fit-mymodel-", "omfs-predict-mymodel-")  # not an earlier test's task ending
+    workers = {t["worker"] for t in stream.data if str(t["key"]).startswith(ours)}
     assert workers == {dask_processes["workers"]["gpu-worker"]}
     preds = om.datasets.get("preds")  # a column on the input's index
     np.testing.assert_allclose(preds["predict"], 2 * np.arange(20.0), atol=1e-9)

@@ -331,7 +331,7 @@ def test_a_search_reads_running_once_a_candidate_runs(tmp_path):
     """Newcomer's finding: a search whose candidates ran read `pending` until its last
     step began."""
     from omfs.compute import gridsearch
-    from omfs.compute.records import new_id
+    from omfs.compute.records import new_id, read_record
 
     om = omfs.setup(tmp_path / "ctx")
     om.datasets.put(X, "X")
@@ -339,7 +339,8 @@ def test_a_search_reads_running_once_a_candidate_runs(tmp_path):
     meta = om.models.put(Ridge(), "m")
     pins = [gridsearch.pin_input(om, v, role) for v, role in (("X", "X"), ("Y", "Y"))]
     task_id = new_id()
-    gridsearch.score_candidate(om, meta, *pins, {"alpha": 1.0}, 3, None, (task_id, {"cpu": 1}))
-    gridsearch.score_candidate(om, meta, *pins, {"alpha": 2.0}, 3, None, (task_id, {"cpu": 1}))
+    gridsearch.score_candidate(om, meta, *pins, {"alpha": 1.0}, 3, None, (task_id, {"cpu": 1}, "k"))
+    gridsearch.score_candidate(om, meta, *pins, {"alpha": 2.0}, 3, None, (task_id, {"cpu": 1}, "k"))
     row = om.runtime.task(task_id)
     assert (row["status"], row["action"], row["object"]) == ("running", "gridsearch", "models/m@v1")
+    assert read_record(om.storage, task_id)["key"] == "k"  # cancellable by id

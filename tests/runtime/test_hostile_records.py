@@ -138,3 +138,20 @@ def test_a_missing_root_is_refused_as_dataset_commands_do(cli, tmp_path):
     for args in (["tasks"], ["status", _id(1)]):
         out = cli("--root", str(tmp_path / "nonexistent"), "runtime", *args)
         _one_line(out, "does not exist (nothing was ever stored there)")
+
+
+def test_a_planted_cancel_does_not_hide_a_version_the_worker_wrote(tmp_path):
+    """Attacker's finding: a cancelled.json written by hand (no claim) made a fit whose
+    worker claimed the task and stored its version read cancelled."""
+    from omfs.compute.claims import claim
+    from omfs.compute.records import new_id, read_record
+
+    om = omfs.setup(tmp_path / "ctx")
+    fit, predict = new_id(), new_id()
+    assert claim(om.storage, fit, "worker") == "worker"
+    for task in (fit, predict):
+        write_record(om.storage, task, "finished", finished_doc("succeeded"))
+        write_record(om.storage, task, "cancelled", {"at": "2026-01-01T00:00:00+00:00"})
+    assert read_record(om.storage, fit)["status"] == "succeeded"
+    # a task that writes nothing (no claim): a cancel that said yes drops its value
+    assert read_record(om.storage, predict)["status"] == "cancelled"

@@ -110,6 +110,14 @@ def test_output_writes_every_row_and_never_overwrites(om_cli, tmp_path):
     wrong = om_("runtime", "result", SMALL, "-o", str(tmp_path / "x.json"))
     assert wrong.code == 1 and "write it as .parquet or .csv" in wrong.stderr
     assert not (tmp_path / "x.json").exists()
+    # the path given is named, not the temporary file beside it (attacker's finding)
+    (tmp_path / "outd.parquet").mkdir()
+    folder = om_("runtime", "result", SMALL, "-o", str(tmp_path / "outd.parquet"), "--force")
+    assert folder.code == 1 and "outd.parquet is a folder" in folder.stderr
+    missing = tmp_path / "no" / "such.csv"
+    gone = om_("runtime", "result", SMALL, "-o", str(missing))
+    assert gone.code == 1 and f"cannot write {missing}: No such file" in gone.stderr
+    assert ".tmp" not in folder.stderr + gone.stderr
 
 
 def test_a_frame_preview_and_small_values_as_before(om_cli):

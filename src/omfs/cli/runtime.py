@@ -332,11 +332,18 @@ def _write_result(app: App, task_id: str, timeout: float | None, output: Path, f
         )
     if output.exists() and not force:
         app.fail(f"{output} exists; pass --force to overwrite it")
+    if output.is_dir():
+        app.fail(f"{output} is a folder: name a file in it, e.g. {output / ('result.' + fmt)}")
     om = app.omega()
     om.runtime.status(task_id)  # this process's own pending tasks recorded first
     wait_ended(om.storage, task_id, timeout)
-    with atomic_path(output) as tmp, open(tmp, "wb") as out:
-        rows = export_result(om.storage, task_id, out, fmt)
+    try:
+        with atomic_path(output) as tmp, open(tmp, "wb") as out:
+            rows = export_result(om.storage, task_id, out, fmt)
+    except (FileNotFoundError, PermissionError, IsADirectoryError, NotADirectoryError) as exc:
+        app.fail(
+            f"cannot write {output}: {exc.strerror or exc} (its folder must exist and be writable)"
+        )
     if app.as_json:
         app.value({"id": task_id, "path": str(output), "rows": rows})
     else:

@@ -11,7 +11,7 @@ from functools import partial
 from typing import TYPE_CHECKING, Any, Protocol
 
 from omfs.compute._routing import Route, fetch_workers, ping_workers
-from omfs.compute.canvas import Canvas, CanvasResult, run_local
+from omfs.compute.canvas import Canvas, CanvasResult, cancel_later, run_local
 from omfs.compute.canvas import submit as submit_canvas
 from omfs.compute.claims import cancel_task, claimed_by_worker
 from omfs.compute.credentials import cluster_credentials_advice
@@ -167,7 +167,10 @@ class Runtime:
 
         future: Any = Future(row["key"], self.client)
         writes = bool(row.get("action") in FITTING or row.get("writes"))
-        return cancel_task(future, self._omega.storage, task_id, writes)
+        if not cancel_task(future, self._omega.storage, task_id, writes):
+            return False
+        cancel_later(self._omega.storage, task_id, row)  # Dask drops what waits for it
+        return True
 
     def _gridsearch(
         self, name: str, X: Any, Y: Any, parameters: Any, cv: Any, scoring: Any

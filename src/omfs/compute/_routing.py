@@ -180,14 +180,10 @@ def ping_workers(
     client: Any, needs: dict[str, float], timeout: float = 10, route: Route | None = None
 ) -> list[dict[str, Any]]:
     """Send a tiny task to each worker that satisfies ``needs`` and time its answer: rows
-    of address, name, resources, ``rtt_ms`` and ``state`` (``answered``, or ``busy`` for a
-    worker whose threads all ran other tasks meanwhile: alive, but the ping waited). A
-    one-line ResourceUnavailableError names the route and how to start such a worker when
-    none answers and none is busy."""
-    from concurrent.futures import CancelledError
-
-    from distributed import TimeoutError as DaskTimeout
-
+    of address, name, resources, ``rtt_ms`` and ``state`` (``answered``; ``busy`` for a
+    worker whose threads all ran other tasks meanwhile: alive, but the ping waited; or ``no
+    answer``, listed beside workers that answered). A one-line ResourceUnavailableError
+    names the route and how to start such a worker when none answers and none is busy."""
     candidates = [w for w in fetch_workers(client) if satisfies(w, needs)]
     started = time.perf_counter()
     futures = {
@@ -201,24 +197,7 @@ def ping_workers(
         ): w
         for i, w in enumerate(candidates)
     }
-    answered: dict[str, float] = {}
-    for future in futures:
-        future.add_done_callback(
-            lambda f, w=futures[future]: answered.setdefault(
-                w["address"], (time.perf_counter() - started) * 1e3
-            )
-        )
-    # each future waited on through its own client (distributed.wait asks the process's
-    # default client, which may be another one, bound to another event loop)
-    deadline = time.monotonic() + timeout
-    for future, worker in futures.items():
-        left = deadline - time.monotonic()
-        if left <= 0:
-            break
-        with contextlib.suppress(TimeoutError, DaskTimeout, CancelledError):
-            future.result(timeout=left)
-            # the callback runs in Dask's callback thread, maybe not yet: then now is when
-            answered.setdefault(worker["address"], (time.perf_counter() - started) * 1e3)
+    answered = _answers(futures, started, timeout)
     rows, silent = [], []
     for future, worker in futures.items():
         if future.status == "finished" and worker["address"] in answered:
@@ -232,6 +211,10 @@ def ping_workers(
         raise ResourceUnavailableError(
             _no_answer(needs, len(candidates), timeout, route or Route())
         )
+    listed = {r["address"] for r in rows}
+    for worker in silent:  # alive for the scheduler; a long task (a cancelled one: Dask
+        if worker["address"] not in listed:  # cannot stop its thread) may hold its thread
+            rows.append({**worker, "rtt_ms": None, "state": f"no answer in {timeout:g} s"})
     return rows
 
 
@@ -265,3 +248,33 @@ def _no_answer(needs: dict[str, float], candidates: int, timeout: float, route: 
         why, start = "no worker offers it", route.start_worker(wanted)
     where = f" on route {wanted.describe()}" if needs else ""
     return f"No worker answered a ping{where}: {why}. {start}."
+
+
+def _answers(
+    futures: dict[Any, dict[str, Any]], started: float, timeout: float
+) -> dict[str, float]:
+    """Milliseconds from ``started`` to each ping's answer, by worker address, waiting up
+    to ``timeout`` seconds in all."""
+    from concurrent.futures import CancelledError
+
+    from distributed import TimeoutError as DaskTimeout
+
+    answered: dict[str, float] = {}
+    for future in futures:
+        future.add_done_callback(
+            lambda f, w=futures[future]: answered.setdefault(
+                w["address"], (time.perf_counter() - started) * 1e3
+            )
+        )
+    # each future waited on through its own client (distributed.wait asks the process's
+    # default client, which may be another one, bound to another event loop)
+    deadline = time.monotonic() + timeout
+    for future, worker in futures.items():
+        left = deadline - time.monotonic()
+        if left <= 0:
+            break
+        with contextlib.suppress(TimeoutError, DaskTimeout, CancelledError):
+            future.result(timeout=left)
+            # the callback runs in Dask's callback thread, maybe not yet: then now is when
+            answered.setdefault(worker["address"], (time.perf_counter() - started) * 1e3)
+    return answered

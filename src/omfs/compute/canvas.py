@@ -13,16 +13,18 @@ model's latest version as it starts (a ``predict`` after a ``fit`` uses the fitt
 
 from __future__ import annotations
 
+import contextlib
+from concurrent.futures import CancelledError
 from dataclasses import dataclass, field
 from typing import Any
 
 from omfs.compute.records import new_id, write_record
 from omfs.compute.resources import ResourceSpec
 from omfs.compute.tasks import FITTING, METHODS, record_run, run_recorded
-from omfs.errors import TaskFailedError, UsageError
+from omfs.errors import TaskCancelledError, TaskFailedError, UsageError
 from omfs.objects.metadata import utcnow
 
-__all__ = ["Canvas", "CanvasResult", "reduce_name", "run_reduce", "run_step"]
+__all__ = ["Canvas", "CanvasResult", "cancel_later", "reduce_name", "run_reduce", "run_step"]
 
 
 @dataclass
@@ -191,7 +193,10 @@ class CanvasResult:
 def _value(future: Any, timeout: float | None) -> Any:
     if isinstance(future, _Done):
         return future.result()
-    return future.result(timeout=timeout)
+    try:
+        return future.result(timeout=timeout)
+    except CancelledError:  # Dask's FutureCancelledError: say it as a read by id does
+        raise TaskCancelledError(f"{future.key} was cancelled.") from None
 
 
 class _Reduce:
@@ -207,7 +212,16 @@ class _Reduce:
             return self.future.result(timeout=timeout)
         except (TaskFailedError, TimeoutError):
             raise
+        except CancelledError:
+            raise TaskCancelledError(
+                f"the reduce step ({self.future.key}) was cancelled."
+            ) from None
         except Exception as exc:
+            if not _cannot_load(exc):
+                raise TaskFailedError(
+                    f"the reduce step ({reduce_name(self.reduce)}) failed: "
+                    f"{type(exc).__name__}: {' '.join(str(exc).split())[:300]}"
+                ) from None
             name = reduce_name(self.reduce)
             module = getattr(self.reduce, "__module__", None) or "?"
             first = " ".join(str(exc).split())  # Dask's message spans lines: all of it
@@ -219,6 +233,13 @@ class _Reduce:
                 f"module {module!r} on the scheduler and workers, or define the function "
                 "in the script you run."
             ) from None
+
+
+def _cannot_load(exc: BaseException) -> bool:
+    """Whether ``exc`` says the cluster could not load a task (Dask's "Error during
+    deserialization of the task graph", an import error)."""
+    text = f"{type(exc).__name__} {exc}"
+    return "deserializ" in text or "ModuleNotFoundError" in text or "ImportError" in text
 
 
 class _Done:
@@ -265,6 +286,7 @@ def submit(runtime: Any, canvas: Canvas, route_of: Any) -> CanvasResult:
     storage = omega.storage
     futures: list[Any] = []
     ids = [new_id() for _ in canvas.steps]
+    reduce_id = new_id() if canvas.kind == "mapreduce" else None
     for index, step in enumerate(canvas.steps):
         route = route_of(step)
         label = step.label(index)
@@ -277,12 +299,12 @@ def submit(runtime: Any, canvas: Canvas, route_of: Any) -> CanvasResult:
         )  # fmt: skip
         futures.append(future)
         doc = _submitted(step.method, f"models/{step.name}", route, key, step.writes)
+        doc["then"] = list(then) if sequence else [reduce_id] if reduce_id else []
         runtime.cluster.track(future, f"{step.method}({step.name})", (storage, ids[index], doc))
-    if canvas.kind != "mapreduce":
+    if reduce_id is None:
         runtime.cluster.write_records()  # a few steps: another process can cancel them now
         return CanvasResult(futures, ids)
     route = runtime.resources or {}
-    reduce_id = new_id()
     key = f"omfs-reduce-{reduce_id}"
     final = client.submit(
         run_reduce, omega, reduce_id, canvas.reduce, route, *futures,
@@ -292,6 +314,20 @@ def submit(runtime: Any, canvas: Canvas, route_of: Any) -> CanvasResult:
     runtime.cluster.track(final, "reduce", (storage, reduce_id, doc))
     runtime.cluster.write_records()
     return CanvasResult(futures, ids, _Reduce(final, canvas.reduce), reduce_id)
+
+
+def cancel_later(storage: Any, task_id: str, row: dict[str, Any]) -> None:
+    """Once canvas step ``task_id`` (its record ``row``) is cancelled, record the steps
+    that waited for it (``then`` of its submitted record: a sequence's later steps, a
+    mapreduce's reduce) as cancelled too: Dask drops them, and nothing else would say so."""
+    for later in row.get("_then") or []:
+        doc = {"at": utcnow(), "error": f"not run: {_what_of(row)} ({task_id}) was cancelled"}
+        with contextlib.suppress(UsageError):  # not an id (a planted record)
+            write_record(storage, later, "cancelled", doc)
+
+
+def _what_of(row: dict[str, Any]) -> str:
+    return f"{row.get('action')} of {row.get('object')}"
 
 
 def _submitted(

@@ -67,8 +67,14 @@ def claim_write(storage: Any, task_id: str, description: str) -> None:
 def cancel_task(future: Any, storage: Any, task_id: str, writes: bool) -> bool:
     """Cancel a task (fire-and-forget too) and record it: False, and nothing done, when it
     writes and its worker claimed the right to write first."""
+    ended = record_key(task_id, "finished.json")
     if writes and claim(storage, task_id, CANCEL) != CANCEL:
         return False
+    if not writes and storage.exists(ended):  # it ended meanwhile: its value stands
+        return False
     write_record(storage, task_id, "cancelled", {"at": utcnow()})
+    if not writes and storage.exists(ended):  # it ended as this cancel was written
+        storage.delete([record_key(task_id, "cancelled.json")])
+        return False
     future.cancel(force=True)
     return True

@@ -208,12 +208,13 @@ def score_candidate(
     params: dict[str, Any],
     cv: Any,
     scoring: Any,
-    search: tuple[str, dict[str, float]] | None = None,
+    search: tuple[str, dict[str, float], str] | None = None,
 ) -> dict[str, Any]:
     """Cross-validate one candidate: its parameters, mean and std of the fold scores, and
     what failed (``notes``). A candidate whose every fold failed scores NaN, as in
     GridSearchCV: it ranks last, and the search fails only when every candidate did.
-    ``search``: the search's task id and route (its record reads running from now)."""
+    ``search``: the search's task id, route and Dask key (its record reads running from
+    now, and can be cancelled by id)."""
     import numpy as np
     from sklearn.base import clone
     from sklearn.model_selection import cross_val_score
@@ -251,14 +252,16 @@ def score_candidate(
 _marked: set[str] = set()
 
 
-def _mark_started(storage: Any, meta: Metadata, task_id: str, route: dict[str, float]) -> None:
+def _mark_started(
+    storage: Any, meta: Metadata, task_id: str, route: dict[str, float], key: str
+) -> None:
     """The search's ``started`` record, once (put-if-absent; once per process): the search
     reads running while its candidates run, not pending until its last step. Its final
     step rewrites the record with its heartbeat."""
     if task_id in _marked:
         return
     _marked.add(task_id)
-    doc = {"at": utcnow(), "action": "gridsearch", "route": route}
+    doc = {"at": utcnow(), "action": "gridsearch", "route": route, "key": key}
     doc |= {"object": f"models/{meta.name}@v{meta.version}", "worker_name": "candidates"}
     with contextlib.suppress(FileExistsError):
         storage.create(record_key(task_id, "started.json"), json.dumps(doc).encode())
@@ -438,7 +441,7 @@ def submit_gridsearch(
     futures = []
     for i, params in enumerate(grid):
         future = client.submit(
-            score_candidate, omega, meta, X, Y, params, cv, scoring, (task_id, route),
+            score_candidate, omega, meta, X, Y, params, cv, scoring, (task_id, route, stem),
             resources=route or None, pure=False, key=f"{stem}-{i}",
         )  # fmt: skip
         futures.append(future)

@@ -201,6 +201,8 @@ def read_record(storage: Any, task_id: str) -> dict[str, Any]:
             f"No task {task_id!r} in {storage.url} (`om runtime tasks` lists recent ones; "
             "records are kept for the retention of `om gc`)."
         )
+    if "cancelled" in record and "claim.json" in present:
+        record["worker_claimed"] = _claimed_by_worker(storage, task_id)
     row = _summary(record, "log.txt" in present)
     if bad:
         row["status"] = "failed"
@@ -209,6 +211,16 @@ def read_record(storage: Any, task_id: str) -> dict[str, Any]:
             f"written by hand); remove the task's files {PREFIX}/{task_id}.* to drop it"
         )
     return row
+
+
+def _claimed_by_worker(storage: Any, task_id: str) -> bool:
+    """Whether the worker holds the task's claim (it wrote, whatever ``cancelled`` says)."""
+    try:
+        return bool(
+            json.loads(storage.read_bytes(record_key(task_id, "claim.json")))["by"] == "worker"
+        )
+    except (OSError, ValueError, KeyError, TypeError):
+        return False
 
 
 def check_readable(row: dict[str, Any]) -> dict[str, Any]:
@@ -225,6 +237,8 @@ def _summary(record: dict[str, Any], has_log: bool) -> dict[str, Any]:
     started = record.get("started") or finished.get("started") or {}
     cancelled = record.get("cancelled")
     status, lost = "pending", None
+    if cancelled and record.get("worker_claimed"):
+        cancelled = None  # not a cancel that won: the worker claimed the task and wrote
     if cancelled:  # a cancel said yes: a task that writes never did (it claims first), and
         status = "cancelled"  # the value of one that writes nothing (it ran on) is dropped
     elif finished:
@@ -248,6 +262,8 @@ def _summary(record: dict[str, Any], has_log: bool) -> dict[str, Any]:
         "has_log": has_log,
     }
     row["_result"] = finished.get("result")
+    then = submitted.get("then")
+    row["_then"] = [t for t in then if isinstance(t, str)] if isinstance(then, list) else []
     return row
 
 

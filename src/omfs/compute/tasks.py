@@ -31,7 +31,13 @@ from omfs.compute.records import (
     record_key,
     write_record,
 )
-from omfs.errors import InvalidModelError, TaskCancelledError, UnstorableResultError, UsageError
+from omfs.errors import (
+    InvalidModelError,
+    TaskCancelledError,
+    TaskFailedError,
+    UnstorableResultError,
+    UsageError,
+)
 from omfs.objects.metadata import Metadata, utcnow
 
 __all__ = [
@@ -455,7 +461,11 @@ def record_run(
             status = "cancelled" if isinstance(exc, TaskCancelledError) else "failed"
             error = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
             write_record(storage, task_id, "finished", finished_doc(status, error, started=started))
-            raise
+            if isinstance(exc, Exception) or started.get("worker_name") == "local":
+                raise
+            # KeyboardInterrupt or SystemExit from model code: on a Dask worker it would
+            # stop the worker (and each one Dask retries the task on), not fail the task
+            raise TaskFailedError(f"{label} raised {error}") from None
     _starts.done(task_id)
     try:
         doc, parquet = encode_value(value)
