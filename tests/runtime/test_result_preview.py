@@ -159,3 +159,24 @@ def test_the_api_returns_the_whole_value_and_a_lying_file_is_one_line(om_cli):
     out = om_("runtime", "result", ZEROS)
     assert out.code == 1 and len(out.stderr.splitlines()) == 1
     assert f"_tasks/{ZEROS}.result.parquet cannot be read" in out.stderr
+
+
+def test_the_command_that_ran_a_task_shows_it_as_result_does(om_cli):
+    """Newcomer's finding: `om runtime model m predict big` printed all 200,000 rows while
+    `om runtime result ID` showed 10 and said how to get all of them."""
+    from sklearn.linear_model import LinearRegression
+
+    om, om_ = om_cli
+    om.datasets.put(pd.DataFrame({"x": np.arange(5000.0)}), "big")
+    om.models.put(LinearRegression().fit(np.c_[[0.0, 1.0]], [0.0, 2.0]), "lin")
+    out = om_("runtime", "--local", "model", "lin", "predict", "big")
+    assert out.code == 0, out.stderr
+    lines = out.stdout.splitlines()
+    assert lines[0] == "predict" and len(lines) == 11
+    assert [float(v) for v in lines[1:]] == pytest.approx([2.0 * i for i in range(10)])
+    assert "5,000 rows x 1 columns; `om runtime result " in out.stderr
+    task_id = out.stderr.split("om runtime result ")[1].split()[0]
+    again = om_("runtime", "result", task_id)
+    assert (again.stdout, again.stderr) == (out.stdout, out.stderr)
+    cut = json.loads(om_("--json", "runtime", "--local", "model", "lin", "predict", "big").stdout)
+    assert cut["truncated"] is True and cut["rows"] == 5000 and len(cut["value"]) == 10

@@ -98,9 +98,25 @@ def model_command(
             raise
         return {**_failure(task, exc), "notice": notices}
     try:
-        return {**_answer(outcome, stored=True), "notice": notices}
+        answer = _answer(outcome, stored=True)
     except UnstorableResultError as exc:  # as `om runtime result ID` refuses it
         return {**error_answer(exc), "notice": notices}
+    if "value" in answer:  # a long value shown as `om runtime result ID` shows it
+        answer |= _preview(outcome, answer["value"]) | {"task_id": task.id}
+    return {**answer, "notice": notices}
+
+
+def _preview(outcome: Any, value: Any) -> dict[str, Any]:
+    """What :func:`result_command` cuts of a long value, cut here from the value in hand:
+    a frame or array of over :data:`SHOWN_WHOLE` rows to its first rows."""
+    shape = getattr(outcome, "shape", None)
+    if not isinstance(shape, tuple) or not shape:
+        return _cut(value, {"rows": None})
+    if shape[0] <= SHOWN_WHOLE:
+        return {}
+    head = outcome.iloc[:PREVIEW_ROWS] if hasattr(outcome, "iloc") else outcome[:PREVIEW_ROWS]
+    columns = shape[1] if len(shape) > 1 else 1
+    return {"value": _answer(head)["value"], "truncated": {"rows": shape[0], "columns": columns}}
 
 
 def _answer(outcome: Any, *, stored: bool = False) -> dict[str, Any]:

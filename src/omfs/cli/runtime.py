@@ -128,7 +128,8 @@ def model(
     spec |= {"params": parse_params(param), "timeout": timeout, "async": run_async}
     spec["param_grid"] = param_grid
     spec |= {"require": app.require, "local": app.local}
-    _show_answer(app, _run_task(app, spec), action)
+    answer = _run_task(app, spec)
+    _show_cut(app, answer, action, str(answer.get("task_id")))
 
 
 def _run_task(app: App, spec: dict[str, Any]) -> dict[str, Any]:
@@ -294,13 +295,19 @@ def result(
     else:
         payload = {"context": context_of(om), "result": spec, "debug": debugging()}
         answer = request(path, payload)
+    _show_cut(app, answer, str(answer.get("action") or "result"), task_id)
+
+
+def _show_cut(app: App, answer: dict[str, Any], action: str, task_id: str) -> None:
+    """:func:`_show_answer`, and for a value cut to a preview (``truncated``) the line that
+    says its size and how to get all of it (``--json``: inside the JSON)."""
     cut = answer.pop("truncated", None)
     if cut is not None and app.as_json:
         app.value(
             {"truncated": True, **cut, "value": answer["value"], "note": _cut_line(task_id, cut)}
         )
         return
-    _show_answer(app, answer, str(answer.get("action") or "result"))
+    _show_answer(app, answer, action)
     if cut is not None:  # on stderr when piped: stdout stays the rows
         print(_cut_line(task_id, cut), file=sys.stdout if is_terminal() else sys.stderr)
 
