@@ -74,3 +74,42 @@ def test_a_dead_worker_reads_stopped_and_a_dead_scheduler_leaves_nothing_running
         assert not psutil.pid_exists(pid) or psutil.Process(pid).status() == "zombie"
     assert not (state / "cluster.json").exists()
     assert "no background cluster runs" in om("status").stderr
+
+
+def test_stopping_the_cluster_ends_the_records_of_its_unfinished_tasks(tmp_path, om_script):
+    """Newcomer's finding: after `om cluster stop`, a task that had not started read
+    pending for good (and `om runtime result` waited for it), and a running one read
+    lost, blaming memory. The gateway records both as ended by the stop."""
+    from omfs_test_models import SlowRegressor
+
+    state = tmp_path / "state"
+    env = {**os.environ, "OMFS_STATE_DIR": str(state)}
+    env.pop("OMFS_CLUSTER", None)
+    root = tmp_path / "ctx"
+    om = omfs.setup(root)
+    om.datasets.put({"x": [1.0, 2.0]}, "X")
+    om.datasets.put({"y": [1.0, 2.0]}, "Y")
+    started = tmp_path / "started"
+    om.models.put(SlowRegressor(seconds=60, started_file=str(started)), "slow")
+
+    def om_(*args):
+        return subprocess.run(
+            [om_script, "--root", str(root), *args],
+            capture_output=True, text=True, env=env, timeout=120,
+        )  # fmt: skip
+
+    assert om_("cluster", "start", "--workers", "1", "--no-schedules").returncode == 0
+    try:
+        running = om_("runtime", "model", "slow", "fit", "X", "Y", "--async").stdout.strip()
+        waiting = om_("runtime", "model", "slow", "fit", "X", "Y", "--async").stdout.strip()
+        deadline = time.monotonic() + 60
+        while not started.exists():
+            assert time.monotonic() < deadline, "the first fit started"
+            time.sleep(0.05)
+    finally:
+        assert om_("cluster", "stop").returncode == 0
+    for task in (running, waiting):
+        row = om.runtime.task(task)
+        assert row["status"] == "failed", row
+        assert "the background cluster stopped (`om cluster stop`" in row["error"]
+    assert [v.version for v in om.models.versions("slow")] == [1]

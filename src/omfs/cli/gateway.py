@@ -452,6 +452,10 @@ def serve(address: str, path: Path, scheduler_pid: int | None = None, security: 
         server.server_close()
         with contextlib.suppress(FileNotFoundError):
             path.unlink()
+        server.handle_.record_abandoned(
+            "the background cluster stopped (`om cluster stop`, or its scheduler died) before "
+            "this task ended; submit it again once a cluster runs"
+        )
         server.client.close()
 
 

@@ -208,6 +208,17 @@ class ClusterHandle:
                 with contextlib.suppress(Exception):  # the scheduler went away meanwhile
                     record_lost(record[0], record[1], future.exception(timeout=5), record[2])
 
+    def record_abandoned(self, why: str) -> None:
+        """Record each tracked task that has not ended as failed with ``why``, unless its
+        worker recorded how it ended (put-if-absent): what the background cluster's gateway
+        writes as `om cluster stop` ends the cluster (else a task that had not started reads
+        pending for good, and `om runtime result` waits for it)."""
+        with self._lock:
+            due = [(f, r) for f, _, r in self._pending.values() if r is not None]
+        for future, record in due:
+            if future.status != "finished":
+                record_lost(record[0], record[1], ClusterUnavailableError(why), record[2])
+
     def detach(self) -> None:
         """Let the pending tasks run to their end without this client: write their
         records and hand them to the scheduler as fire-and-forget (one message)."""
