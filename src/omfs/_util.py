@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import os
 import re
 import uuid
@@ -23,7 +24,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any, TypeVar
 
-from omfs.errors import UsageError
+from omfs.errors import ConfigError, UsageError
 
 __all__ = [
     "MAX_DEPTH",
@@ -37,6 +38,8 @@ __all__ = [
     "parse_options",
     "parse_size",
     "pid_exists",
+    "same_start",
+    "seconds_setting",
 ]
 
 MAX_DEPTH = 32
@@ -186,6 +189,27 @@ def parse_duration(value: Any) -> timedelta:
         return timedelta(seconds=float(match.group(1)) * _DURATION_UNITS[unit])
     except OverflowError:
         raise UsageError(f"Invalid duration {value!r}: too long (at most 999999999d)") from None
+
+
+_NUMBER = re.compile(r"\d+(?:\.\d+)?")
+
+
+def seconds_setting(name: str, default: float) -> float:
+    """The seconds environment variable ``name`` sets (``30``, ``90s``, ``2min``), else
+    ``default``; ConfigError naming it for anything but a finite number above 0."""
+    text = os.environ.get(name, "").strip()
+    if not text:
+        return default
+    try:
+        seconds = float(text) if _NUMBER.fullmatch(text) else parse_duration(text).total_seconds()
+    except UsageError:
+        seconds = math.nan
+    if not (math.isfinite(seconds) and seconds > 0):
+        raise ConfigError(
+            f"${name} is {text!r}, not a number of seconds above 0: give e.g. 30, 90s or "
+            f"2min, or unset it for the default ({default:g} s)."
+        )
+    return seconds
 
 
 _SIZE = re.compile(r"\s*(\d+(?:\.\d+)?)\s*([A-Za-z]*)\s*")

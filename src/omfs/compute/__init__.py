@@ -23,6 +23,7 @@ from omfs.compute.records import (
     read_log,
     read_record,
     recent,
+    submitted_doc,
     wait_result,
 )
 from omfs.compute.resources import ResourceSpec
@@ -185,19 +186,15 @@ class Runtime:
                 return TaskResult(error=exc, description=description)
             return TaskResult(value=value, description=description, id=task_id)
         self._check_shared()
-        route = self._resources
-        if route is None:
-            route = ResourceSpec.from_attribute(meta.attributes.get("require")).as_dict()
-        attribute = meta.attributes.get("require") if self._resources is None else None
-        self.client  # noqa: B018 (connected: the handle knows its kind and address)
-        where = Route(self._cluster.kind, self._cluster.address, attribute)
-        self._cluster.view.check(self.client, route, f"gridsearch of model {meta.name!r}", where)
+        resources, route = self._route(meta)
+        what = f"gridsearch of model {meta.name!r}"
+        self._cluster.view.check(self.client, resources, what, route)
         at = utcnow()  # before its candidates can start
-        final, task_id, _ = submit_gridsearch(self, meta, X, Y, parameters, cv, scoring, route)
-        doc: dict[str, Any] = {"at": at, "object": f"models/{meta.name}@v{meta.version}"}
-        doc |= {"action": "gridsearch", "route": route, "key": final.key, "writes": True}
+        final, task_id, _ = submit_gridsearch(self, meta, X, Y, parameters, cv, scoring, resources)
+        where = f"models/{meta.name}@v{meta.version}"
+        doc = submitted_doc("gridsearch", where, resources, final.key, True, at=at)
         self._cluster.latest.fitting(meta.bucket, meta.name, final)
-        return self._tracked(final, task_id, description, True, doc)
+        return self._tracked(final, task_id, description, True, doc, route)
 
     # -- canvases ----------------------------------------------------------------------------
     def sequence(self) -> Canvas:
@@ -276,9 +273,8 @@ class Runtime:
             pure=False,
             key=key,
         )
-        submitted: dict[str, Any] = {"at": utcnow(), "action": method, "key": key}
-        submitted |= {"object": f"models/{meta.name}@v{meta.version}", "route": resources}
-        submitted |= {"bucket": meta.bucket, "writes": writes}
+        where = f"models/{meta.name}@v{meta.version}"
+        submitted = submitted_doc(method, where, resources, key, writes, bucket=meta.bucket)
         if method in FITTING:  # the next task reads the version this one makes
             handle.latest.fitting(meta.bucket, meta.name, future)
         return self._tracked(future, task_id, description, guard, submitted, route)

@@ -201,8 +201,8 @@ def ping_workers(
     rows, silent = [], []
     for future, worker in futures.items():
         if future.status == "finished" and worker["address"] in answered:
-            rows.append({**worker, "rtt_ms": round(answered[worker["address"]], 2)})
-            rows[-1]["state"] = "answered"
+            rtt = round(answered[worker["address"]], 2)
+            rows.append({**worker, "rtt_ms": rtt, "state": "answered"})
         else:
             future.cancel()
             silent.append(worker)
@@ -240,8 +240,8 @@ def _no_answer(needs: dict[str, float], candidates: int, timeout: float, route: 
     wanted = ResourceSpec(needs)
     if candidates:
         why = f"none of its {candidates} worker(s) answered within {timeout:g} s (stuck?)"
-        start = "Restart the cluster (`om cluster stop && om cluster start`)"
-        start = start if route.kind == "background" else route.start_workers(wanted)
+        restart = "Restart the cluster (`om cluster stop && om cluster start`)"
+        start = restart if route.kind == "background" else route.start_workers(wanted)
     elif not needs:
         why, start = "the cluster has no workers", route.start_workers(wanted)
     else:

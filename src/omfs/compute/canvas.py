@@ -18,7 +18,7 @@ from concurrent.futures import CancelledError
 from dataclasses import dataclass, field
 from typing import Any
 
-from omfs.compute.records import new_id, write_record
+from omfs.compute.records import new_id, submitted_doc, what_of, write_record
 from omfs.compute.resources import ResourceSpec
 from omfs.compute.tasks import FITTING, METHODS, record_run, run_recorded
 from omfs.errors import TaskCancelledError, TaskFailedError, UsageError
@@ -217,19 +217,18 @@ class _Reduce:
                 f"the reduce step ({self.future.key}) was cancelled."
             ) from None
         except Exception as exc:
+            name = reduce_name(self.reduce)
+            text = " ".join(str(exc).split())  # Dask's message spans lines: all of it
+            text = text if len(text) <= 300 else text[:297] + "..."
             if not _cannot_load(exc):
                 raise TaskFailedError(
-                    f"the reduce step ({reduce_name(self.reduce)}) failed: "
-                    f"{type(exc).__name__}: {' '.join(str(exc).split())[:300]}"
+                    f"the reduce step ({name}) failed: {type(exc).__name__}: {text}"
                 ) from None
-            name = reduce_name(self.reduce)
             module = getattr(self.reduce, "__module__", None) or "?"
-            first = " ".join(str(exc).split())  # Dask's message spans lines: all of it
-            first = first if len(first) <= 300 else first[:297] + "..."
-            first = first if first.endswith((".", "...")) else first + "."
+            text = text if text.endswith((".", "...")) else text + "."
             raise TaskFailedError(
                 f"the reduce step ({name}) did not run: {type(exc).__name__}: "
-                f"{first} A reduce must be importable where the cluster runs: install "
+                f"{text} A reduce must be importable where the cluster runs: install "
                 f"module {module!r} on the scheduler and workers, or define the function "
                 "in the script you run."
             ) from None
@@ -298,8 +297,9 @@ def submit(runtime: Any, canvas: Canvas, route_of: Any) -> CanvasResult:
             resources=route or None, pure=False, key=key,
         )  # fmt: skip
         futures.append(future)
-        doc = _submitted(step.method, f"models/{step.name}", route, key, step.writes)
-        doc["then"] = list(then) if sequence else [reduce_id] if reduce_id else []
+        later = list(then) if sequence else [reduce_id] if reduce_id else []
+        doc = submitted_doc(step.method, f"models/{step.name}", route, key, step.writes)
+        doc["then"] = later  # cancelled with it (:func:`cancel_later`)
         runtime.cluster.track(future, f"{step.method}({step.name})", (storage, ids[index], doc))
     if reduce_id is None:
         runtime.cluster.write_records()  # a few steps: another process can cancel them now
@@ -310,7 +310,7 @@ def submit(runtime: Any, canvas: Canvas, route_of: Any) -> CanvasResult:
         run_reduce, omega, reduce_id, canvas.reduce, route, *futures,
         resources=route or None, pure=False, key=key,
     )  # fmt: skip
-    doc = _submitted("reduce", reduce_name(canvas.reduce), route, key, False)
+    doc = submitted_doc("reduce", reduce_name(canvas.reduce), route, key, False)
     runtime.cluster.track(final, "reduce", (storage, reduce_id, doc))
     runtime.cluster.write_records()
     return CanvasResult(futures, ids, _Reduce(final, canvas.reduce), reduce_id)
@@ -321,19 +321,6 @@ def cancel_later(storage: Any, task_id: str, row: dict[str, Any]) -> None:
     that waited for it (``then`` of its submitted record: a sequence's later steps, a
     mapreduce's reduce) as cancelled too: Dask drops them, and nothing else would say so."""
     for later in row.get("_then") or []:
-        doc = {"at": utcnow(), "error": f"not run: {_what_of(row)} ({task_id}) was cancelled"}
+        doc = {"at": utcnow(), "error": f"not run: {what_of(row)} ({task_id}) was cancelled"}
         with contextlib.suppress(UsageError):  # not an id (a planted record)
             write_record(storage, later, "cancelled", doc)
-
-
-def _what_of(row: dict[str, Any]) -> str:
-    return f"{row.get('action')} of {row.get('object')}"
-
-
-def _submitted(
-    action: str, what: str, route: dict[str, float], key: str, writes: bool
-) -> dict[str, Any]:
-    """A step's ``submitted`` record (written if it is still pending as this process
-    exits, or when asked about: so that another process can cancel it by id)."""
-    return {"at": utcnow(), "action": action, "object": what, "route": route, "key": key,
-            "writes": writes}  # fmt: skip

@@ -16,14 +16,12 @@ import os
 import socket
 from typing import Any
 
-from omfs.compute.records import record_key, write_record
+from omfs.compute.records import CLAIM, claim_holder, record_key, write_record
 from omfs.errors import TaskCancelledError
 from omfs.objects.metadata import utcnow
 
 __all__ = ["CLAIM", "cancel_task", "claim", "claim_write", "claimed_by_worker"]
 
-#: the record the worker and a canceller race to create
-CLAIM = "claim.json"
 WORKER, CANCEL = "worker", "cancel"
 
 
@@ -37,23 +35,13 @@ def claim(storage: Any, task_id: str, by: str) -> str:
         storage.create(key, json.dumps(doc).encode())
         return by
     except FileExistsError:
-        return _holder(storage, task_id)
-
-
-def _holder(storage: Any, task_id: str) -> str:
-    """Who holds task ``task_id``'s claim: ``"worker"``, ``"cancel"``, or ``"unknown"``
-    (no record, or one that does not say: planted or damaged)."""
-    try:
-        held = json.loads(storage.read_bytes(record_key(task_id, CLAIM))).get("by")
-    except (OSError, ValueError, AttributeError):
-        return "unknown"
-    return held if held in (WORKER, CANCEL) else "unknown"
+        return claim_holder(storage, task_id)
 
 
 def claimed_by_worker(storage: Any, task_id: str) -> bool:
     """Whether a worker holds task ``task_id``'s claim: it has begun to write (which it
     may do before any other record of the task shows)."""
-    return _holder(storage, task_id) == WORKER
+    return claim_holder(storage, task_id) == WORKER
 
 
 def claim_write(storage: Any, task_id: str, description: str) -> None:

@@ -197,9 +197,13 @@ def head_value(doc: dict[str, Any], source: Any, rows: int, whole: int) -> dict[
 
 def _width(parquet: Any) -> int:
     """How many columns a stored value has (a frame's index columns not counted)."""
+    return len(parquet.schema_arrow.names) - len(_index_columns(parquet))
+
+
+def _index_columns(parquet: Any) -> list[str]:
+    """The columns that hold a stored frame's index (pandas' metadata names them)."""
     meta = parquet.schema_arrow.pandas_metadata or {}
-    index = [c for c in meta.get("index_columns", []) if isinstance(c, str)]
-    return len(parquet.schema_arrow.names) - len(index)
+    return [c for c in meta.get("index_columns", []) if isinstance(c, str)]
 
 
 def export_parquet(source: Any, out: Any, fmt: str) -> int:
@@ -217,8 +221,7 @@ def export_parquet(source: Any, out: Any, fmt: str) -> int:
         return int(parquet.metadata.num_rows)
     import pyarrow.csv as pacsv
 
-    meta = parquet.schema_arrow.pandas_metadata or {}
-    index = [c for c in meta.get("index_columns", []) if isinstance(c, str)]
+    index = _index_columns(parquet)
     names = [
         ("index" if len(index) == 1 else f"level_{index.index(n)}") if n in index else n
         for n in parquet.schema_arrow.names

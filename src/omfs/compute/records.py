@@ -36,7 +36,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import math
 import os
 import random
 import re
@@ -46,7 +45,7 @@ from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any
 
-from omfs._util import parse_duration, pid_exists
+from omfs._util import pid_exists, seconds_setting
 from omfs.compute.record_checks import RecordError, load_record
 from omfs.compute.record_values import (
     decode_value,
@@ -57,7 +56,6 @@ from omfs.compute.record_values import (
     unstorable_part,
 )
 from omfs.errors import (
-    ConfigError,
     IntegrityError,
     NotFoundError,
     StorageUnavailableError,
@@ -68,12 +66,14 @@ from omfs.errors import (
 from omfs.objects.metadata import utcnow
 
 __all__ = [
+    "CLAIM",
     "PREFIX",
     "RETRY_GRACE",
     "STATUSES",
     "TASK_HEARTBEAT",
     "TASK_LOST_AFTER",
     "check_readable",
+    "claim_holder",
     "decode_value",
     "encode_value",
     "error_text",
@@ -89,19 +89,21 @@ __all__ = [
     "recent",
     "record_key",
     "record_lost",
-    "seconds_setting",
+    "submitted_doc",
     "task_status",
     "task_time",
     "unstorable_part",
     "wait_ended",
     "wait_result",
+    "what_of",
     "write_record",
 ]
 
 PREFIX = "_tasks"
 STATUSES = ("pending", "running", "succeeded", "failed", "cancelled")
-_NUMBER = re.compile(r"\d+(?:\.\d+)?")
 _ID = re.compile(r"\d{8}-\d{9}-[0-9a-f]{8}")
+#: the record a writing task's worker and a canceller race to create (:mod:`.claims`)
+CLAIM = "claim.json"
 _FILES = ("submitted.json", "started.json", "cancelled.json", "finished.json")
 #: seconds between the heartbeats of a running task (rewrites of its ``started`` record)
 TASK_HEARTBEAT = 5.0
@@ -201,8 +203,8 @@ def read_record(storage: Any, task_id: str) -> dict[str, Any]:
             f"No task {task_id!r} in {storage.url} (`om runtime tasks` lists recent ones; "
             "records are kept for the retention of `om gc`)."
         )
-    if "cancelled" in record and "claim.json" in present:
-        record["worker_claimed"] = _claimed_by_worker(storage, task_id)
+    if "cancelled" in record and CLAIM in present:  # a worker that claimed it wrote
+        record["worker_claimed"] = claim_holder(storage, task_id) == "worker"
     row = _summary(record, "log.txt" in present)
     if bad:
         row["status"] = "failed"
@@ -213,14 +215,15 @@ def read_record(storage: Any, task_id: str) -> dict[str, Any]:
     return row
 
 
-def _claimed_by_worker(storage: Any, task_id: str) -> bool:
-    """Whether the worker holds the task's claim (it wrote, whatever ``cancelled`` says)."""
+def claim_holder(storage: Any, task_id: str) -> str:
+    """Who holds task ``task_id``'s claim (:data:`CLAIM`, see :mod:`omfs.compute.claims`):
+    ``"worker"``, ``"cancel"``, or ``"unknown"`` (no record, or one that does not say:
+    planted or damaged)."""
     try:
-        return bool(
-            json.loads(storage.read_bytes(record_key(task_id, "claim.json")))["by"] == "worker"
-        )
-    except (OSError, ValueError, KeyError, TypeError):
-        return False
+        held = json.loads(storage.read_bytes(record_key(task_id, CLAIM))).get("by")
+    except (OSError, ValueError, AttributeError):
+        return "unknown"
+    return held if held in ("worker", "cancel") else "unknown"
 
 
 def check_readable(row: dict[str, Any]) -> dict[str, Any]:
@@ -295,24 +298,6 @@ def lost_reason(started: dict[str, Any], at: float | None = None) -> str | None:
     return f"lost: no heartbeat from {where} for {silent:.0f} s (it died?); {_AGAIN}"
 
 
-def seconds_setting(name: str, default: float) -> float:
-    """The seconds environment variable ``name`` sets (``30``, ``90s``, ``2min``), else
-    ``default``; ConfigError naming it for anything but a finite number above 0."""
-    text = os.environ.get(name, "").strip()
-    if not text:
-        return default
-    try:
-        seconds = float(text) if _NUMBER.fullmatch(text) else parse_duration(text).total_seconds()
-    except UsageError:
-        seconds = math.nan
-    if not (math.isfinite(seconds) and seconds > 0):
-        raise ConfigError(
-            f"${name} is {text!r}, not a number of seconds above 0: give e.g. 30, 90s or "
-            f"2min, or unset it for the default ({default:g} s)."
-        )
-    return seconds
-
-
 def record_lost(
     storage: Any, task_id: str, exc: BaseException, about: dict[str, Any] | None = None
 ) -> None:
@@ -363,7 +348,7 @@ def export_result(storage: Any, task_id: str, out: Any, fmt: str) -> int | None:
         kinds = "a frame or array: write it as .parquet or .csv" if tabular else (
             "a plain value: write it as .json"
         )  # fmt: skip
-        raise UsageError(f"The result of task {task_id} ({_what(row)}) is {kinds}.")
+        raise UsageError(f"The result of task {task_id} ({what_of(row)}) is {kinds}.")
     with _readable(row, doc, side):
         if not tabular:
             decode_value(doc)  # a refused value: its error
@@ -380,12 +365,12 @@ def _stored(storage: Any, task_id: str) -> tuple[dict[str, Any], dict[str, Any],
 
     row = check_readable(read_record(storage, task_id))
     if row["status"] == "failed":
-        raise TaskFailedError(f"Task {task_id} ({_what(row)}) failed: {row['error']}")
+        raise TaskFailedError(f"Task {task_id} ({what_of(row)}) failed: {row['error']}")
     if row["status"] == "cancelled":
         why = f": {row['error']}" if row.get("error") else "."
-        raise TaskCancelledError(f"Task {task_id} ({_what(row)}) was cancelled{why}")
+        raise TaskCancelledError(f"Task {task_id} ({what_of(row)}) was cancelled{why}")
     if row["status"] != "succeeded":
-        raise TimeoutError(f"Task {task_id} ({_what(row)}) is {row['status']}")
+        raise TimeoutError(f"Task {task_id} ({what_of(row)}) is {row['status']}")
     doc = row["_result"] or {"format": "json", "value": None}
     return row, doc, record_key(task_id, "result.parquet")
 
@@ -402,7 +387,7 @@ def _readable(row: dict[str, Any], doc: dict[str, Any], side: str) -> Iterator[N
         inline = doc.get("format") != "parquet" or "inline" in doc
         where = record_key(row["id"], "finished.json") if inline else side
         raise IntegrityError(
-            f"The result of task {row['id']} ({_what(row)}) in {where} cannot be read "
+            f"The result of task {row['id']} ({what_of(row)}) in {where} cannot be read "
             f"({error_text(exc)}); remove the task's files {PREFIX}/{row['id']}.* and run it "
             "again."
         ) from None
@@ -425,7 +410,7 @@ def wait_ended(storage: Any, task_id: str, timeout: float | None = None) -> None
             return
         if deadline is not None and time.monotonic() >= deadline:
             raise TimeoutError(
-                f"Task {task_id} ({_what(row)}) is still {row['status']} after {timeout:g} s; "
+                f"Task {task_id} ({what_of(row)}) is still {row['status']} after {timeout:g} s; "
                 "it goes on running (ask again, or `om runtime status ID`)."
             )
         wait = pause if deadline is None else min(pause, max(0.0, deadline - time.monotonic()))
@@ -446,7 +431,8 @@ def public_row(row: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in row.items() if not k.startswith("_") and k != "has_log"}
 
 
-def _what(row: dict[str, Any]) -> str:
+def what_of(row: dict[str, Any]) -> str:
+    """A task's row in words: ``fit of models/m@v3``."""
     return f"{row.get('action')} of {row.get('object')}"
 
 
@@ -493,6 +479,16 @@ def error_text(exc: BaseException) -> str:
     """An exception as ``Type: first line of its message``."""
     text = str(exc).strip()
     return f"{type(exc).__name__}: {text.splitlines()[0] if text else ''}"
+
+
+def submitted_doc(
+    action: str, what: str, route: dict[str, float], key: str, writes: bool, **extra: Any
+) -> dict[str, Any]:
+    """A task's ``submitted`` record (object ``what``, its Dask ``key``, whether it
+    ``writes``), written when its submitter exits or asks about tasks (a canvas's steps: at
+    once), so that other processes see it and can cancel it by id."""
+    doc = {"at": utcnow(), "action": action, "object": what, "route": route, "key": key}
+    return doc | {"writes": writes, **extra}
 
 
 def finished_doc(status: str, error: str | None = None, **extra: Any) -> dict[str, Any]:

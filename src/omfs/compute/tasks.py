@@ -27,6 +27,7 @@ from omfs.compute.claims import claim_write
 from omfs.compute.records import (
     TASK_HEARTBEAT,
     encode_value,
+    error_text,
     finished_doc,
     record_key,
     write_record,
@@ -459,7 +460,7 @@ def record_run(
             capture.lines.append(traceback.format_exc())
             _finish_log(storage, task_id, capture)
             status = "cancelled" if isinstance(exc, TaskCancelledError) else "failed"
-            error = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+            error = error_text(exc)
             write_record(storage, task_id, "finished", finished_doc(status, error, started=started))
             if isinstance(exc, Exception) or started.get("worker_name") == "local":
                 raise
