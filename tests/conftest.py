@@ -316,3 +316,17 @@ def cli(_om_command, tmp_path, monkeypatch):
         return CliResult(result.exit_code, result.stdout, result.stderr)
 
     return run
+
+
+@pytest.fixture
+def om_cli(shared_root, cli):
+    """The context on a folder or S3, and ``om`` with its --root (and storage options)."""
+    import omfs
+
+    root, options = shared_root
+    om = omfs.setup(root, storage_options=options)
+    extra = []
+    if options:
+        url = options["client_kwargs"]["endpoint_url"]
+        extra = ["--storage-option", f"client_kwargs.endpoint_url={url}"]
+    return om, lambda *args: cli("--root", str(root), *extra, *args)

@@ -47,20 +47,6 @@ def _id(n: int) -> str:
     return f"20260101-000000000-{n:08x}"
 
 
-@pytest.fixture
-def om_cli(shared_root, cli):
-    """The context on a folder or S3, and ``om`` with its --root (and storage options)."""
-    root, options = shared_root
-    om = omfs.setup(root, storage_options=options)
-    extra = []
-    if options:
-        extra = [
-            "--storage-option",
-            f"client_kwargs.endpoint_url={options['client_kwargs']['endpoint_url']}",
-        ]
-    return om, lambda *args: cli("--root", str(root), *extra, *args)
-
-
 def _one_line(out, *parts):
     assert out.code != 0, out.stdout
     lines = out.stderr.splitlines()

@@ -42,17 +42,6 @@ def _plant_zeros(om):
 
 
 @pytest.fixture
-def om_cli(shared_root, cli):
-    root, options = shared_root
-    om = omfs.setup(root, storage_options=options)
-    extra = []
-    if options:
-        url = options["client_kwargs"]["endpoint_url"]
-        extra = ["--storage-option", f"client_kwargs.endpoint_url={url}"]
-    return om, lambda *args: cli("--root", str(root), *extra, *args)
-
-
-@pytest.fixture
 def rows_read(monkeypatch):
     """How many rows pyarrow decoded for the command (whole-file reads refused)."""
     counted = [0]

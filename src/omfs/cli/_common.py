@@ -23,11 +23,18 @@ __all__ = [
     "parse_storage_options",
     "plan_lines",
     "promote_command",
+    "refuse_overwrite",
     "report_written",
     "require_file",
     "restore_command",
     "write_payload_command",
 ]
+
+
+def refuse_overwrite(app: App, path: Path | str, force: bool) -> None:
+    """Stop with one line when ``path`` exists and ``--force`` was not given."""
+    if not force and Path(path).exists():
+        app.fail(f"{path} exists; pass --force to overwrite it")
 
 
 def require_file(path: Path) -> None:
@@ -202,8 +209,7 @@ def write_payload_command(
 
     objects = app.store(store)
     meta = objects.metadata(name, **selected)
-    if path.exists() and not force:
-        app.fail(f"{path} exists; pass --force to overwrite it")
+    refuse_overwrite(app, path, force)
     with atomic_path(path) as tmp, app.progress(f"get {name}", meta.get("size")) as advance:
         tmp.write_bytes(objects.read_payload(meta, progress=advance))
     report_written(app, meta, path)

@@ -27,6 +27,7 @@ from omfs.cli._common import (
     parse_attributes,
     parse_size,
     promote_command,
+    refuse_overwrite,
     report_written,
     require_file,
     restore_command,
@@ -303,8 +304,8 @@ def get(
     ds = app.omega().datasets
     meta = ds.metadata(name, version=version, at=at)
     target = None if path == "-" else Path(path)
-    if target is not None and target.exists() and not force:
-        app.fail(f"{path} exists; pass --force to overwrite it")
+    if target is not None:
+        refuse_overwrite(app, path, force)
     filters = _where(where)
     if meta.kind == "raw":
         if columns or filters:

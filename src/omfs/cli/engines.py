@@ -9,6 +9,7 @@ from typing import Annotated, Any
 import typer
 
 from omfs._util import parse_kv
+from omfs.cli._common import refuse_overwrite
 from omfs.cli.app import App, get_app
 from omfs.cli.errors import OptionError
 
@@ -57,8 +58,8 @@ def sql(
     if fmt is not None and fmt not in FORMATS:
         app.fail(f"--format takes one of {', '.join(FORMATS)}, got {fmt!r}", 2)
     target = None if output in (None, "-") else Path(output)
-    if target is not None and target.exists() and not force:
-        app.fail(f"{output} exists; pass --force to overwrite it")
+    if target is not None:
+        refuse_overwrite(app, str(output), force)
     if fmt == "parquet" and target is None:
         app.fail("--format parquet writes a file: give -o FILE", 2)
     om = app.omega()

@@ -10,7 +10,7 @@ from typing import Annotated, Any
 
 import typer
 
-from omfs.cli._common import parse_params
+from omfs.cli._common import parse_params, refuse_overwrite
 from omfs.cli.app import App, get_app
 from omfs.cli.errors import OptionError, debugging
 from omfs.cli.output import is_terminal, summarise
@@ -337,8 +337,7 @@ def _write_result(app: App, task_id: str, timeout: float | None, output: Path, f
             f"--output {output}: name a .parquet or .csv file (a frame or array) or a .json "
             "file (a plain value)."
         )
-    if output.exists() and not force:
-        app.fail(f"{output} exists; pass --force to overwrite it")
+    refuse_overwrite(app, output, force)
     if output.is_dir():
         app.fail(f"{output} is a folder: name a file in it, e.g. {output / ('result.' + fmt)}")
     om = app.omega()

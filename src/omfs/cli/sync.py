@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from omfs.cli._common import CreateBucket
+from omfs.cli._common import CreateBucket, refuse_overwrite
 from omfs.cli.app import App, get_app
 from omfs.cli.errors import error_line
 
@@ -245,13 +245,10 @@ def export(
     force: Annotated[bool, typer.Option("--force", help="overwrite an existing file")] = False,
 ) -> None:
     """Write objects with their whole history to a tar bundle (for air-gapped moves)."""
-    import os
-
     import omfs
 
     app = get_app(ctx)
-    if os.path.exists(output) and not force:
-        app.fail(f"{output} exists; pass --force to overwrite it")
+    refuse_overwrite(app, output, force)
     manifest = omfs.export(app.omega(), names, output)
     size = sum(f["size"] for f in manifest["files"])
     if app.as_json:
